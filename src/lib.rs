@@ -1,0 +1,6 @@
+//! attune: a background worker that scores churn risk and queues early-relationship nudges.
+//!
+//! See `ARCHITECTURE.md` for the map of modules and the flow of data through them.
+
+pub mod domain;
+pub mod features;
