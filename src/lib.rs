@@ -2,5 +2,9 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules and the flow of data through them.
 
+pub mod demo;
 pub mod domain;
 pub mod features;
+pub mod ingest;
+pub mod model;
+pub mod playbook;
