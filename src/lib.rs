@@ -2,9 +2,11 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules and the flow of data through them.
 
+pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod features;
 pub mod ingest;
 pub mod model;
 pub mod playbook;
+pub mod store;

@@ -1,1 +1,290 @@
-//! (in progress)
+//! Storage: the one place that talks SQL.
+//!
+//! attune runs on an embedded SQLite file by default and on PostgreSQL when several
+//! daemons share one database. Both backends share the same pools with apalis, whose job
+//! tables live beside ours. Every query is a named function here, written once in SQL that
+//! both backends accept (`$1` placeholders, `ON CONFLICT`, window functions) and run
+//! through [`on_pool!`] against whichever pool is open. Writes are batched.
+//!
+//! Times are unix seconds; days are ISO dates. This module never decides anything: the
+//! rules live in `playbook`, `model` and `features`.
+
+mod customers;
+mod events;
+mod models;
+mod nudges;
+mod scores;
+mod ticks;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+pub use customers::{CustomerRow, UpsertCounts};
+pub use events::InsertCounts;
+pub use models::StoredModel;
+pub use nudges::{DecideOutcome, NewNudge, NudgeFilter, NudgeRow};
+pub use scores::{NewScore, ScoreRow, ScoringRun};
+pub use ticks::TickClaim;
+
+/// Runs `$body` with `$pool` bound to the open pool, whichever backend it is. The body is
+/// compiled once per backend, so the same SQL text serves both.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    BadUrl(String),
+    #[error("opening the database {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("running migrations ({which})")]
+    Migrate {
+        which: &'static str,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    #[error("{0}")]
+    Data(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where the database is, as the user wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub const DEFAULT: &'static str = "./attune.db";
+
+    /// Accepts `sqlite://PATH`, `sqlite:PATH`, a plain file path, or `postgres://...`.
+    pub fn parse(raw: &str) -> Result<Self> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(StoreError::BadUrl(
+                "database URL is empty; use a file path, sqlite://PATH or postgres://...".into(),
+            ));
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self::Postgres(raw.to_owned()));
+        }
+        if let Some(path) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(StoreError::BadUrl(format!("{raw:?} names no file; write sqlite://PATH")));
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = raw.split_once("://") {
+            return Err(StoreError::BadUrl(format!(
+                "unsupported database scheme {scheme:?} in {raw:?}; use sqlite://PATH, a file path, or postgres://..."
+            )));
+        }
+        Ok(Self::Sqlite(PathBuf::from(raw)))
+    }
+
+    /// The URL with any password hidden, for logs and errors.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(p) => format!("sqlite://{}", p.display()),
+            Self::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(s), Some(at)) if url[s + 3..at].contains(':') => {
+                    let user = &url[s + 3..at].split(':').next().unwrap_or_default();
+                    format!("{}{}:***{}", &url[..s + 3], user, &url[at..])
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+/// An open database: attune's tables and apalis's job tables, one pool for both.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Db {
+    /// Opens the database, creating a SQLite file if it is missing. SQLite settings are
+    /// per connection, so they are set on the connect options and hold for every
+    /// connection the pool opens: WAL, `synchronous = NORMAL`, a busy timeout, foreign keys.
+    pub async fn connect(url: &DatabaseUrl) -> Result<Db> {
+        match url {
+            DatabaseUrl::Sqlite(path) => {
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(30))
+                    .foreign_keys(true)
+                    .pragma("temp_store", "MEMORY")
+                    .pragma("cache_size", "-65536");
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .connect_with(opts)
+                    .await
+                    .map_err(|source| StoreError::Connect { url: url.redacted(), source })?;
+                Ok(Db::Sqlite(pool))
+            }
+            DatabaseUrl::Postgres(u) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(u)
+                    .await
+                    .map_err(|source| StoreError::Connect { url: url.redacted(), source })?;
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Brings both schemas up to date: attune's (history in `attune_migrations`) and
+    /// apalis's (history in its own `_sqlx_migrations`). Keeping the histories in separate
+    /// tables means neither migrator ever sees the other's versions as missing.
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Db::Sqlite(pool) => {
+                let mut ours = sqlx::migrate!("./migrations/sqlite");
+                ours.dangerous_set_table_name("attune_migrations");
+                ours.run(pool).await.map_err(|source| StoreError::Migrate { which: "attune", source })?;
+                let mut theirs = apalis_sqlite::SqliteStorage::migrations();
+                theirs.set_ignore_missing(true);
+                theirs.run(pool).await.map_err(|source| StoreError::Migrate { which: "apalis", source })?;
+            }
+            Db::Postgres(pool) => {
+                let mut ours = sqlx::migrate!("./migrations/postgres");
+                ours.dangerous_set_table_name("attune_migrations");
+                ours.run(pool).await.map_err(|source| StoreError::Migrate { which: "attune", source })?;
+                let mut theirs = apalis_postgres::PostgresStorage::migrations();
+                theirs.set_ignore_missing(true);
+                theirs.run(pool).await.map_err(|source| StoreError::Migrate { which: "apalis", source })?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+
+    /// Records who did what; every decision a person makes goes through here.
+    pub async fn audit(&self, actor: &str, action: &str, subject: &str, detail: &serde_json::Value) -> Result<()> {
+        let now = now_secs();
+        on_pool!(self, p => {
+            sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)")
+                .bind(now)
+                .bind(actor)
+                .bind(action)
+                .bind(subject)
+                .bind(sqlx::types::Json(detail))
+                .execute(p)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The audit log, newest first.
+    pub async fn audit_entries(&self, limit: i64) -> Result<Vec<AuditEntry>> {
+        let sql = "SELECT id, at, actor, action, subject, detail FROM audit_log ORDER BY id DESC LIMIT $1";
+        let rows = on_pool!(self, p => sqlx::query_as::<_, AuditEntry>(sql).bind(limit).fetch_all(p).await?);
+        Ok(rows)
+    }
+
+    /// Row counts of the main tables, for summaries and health checks.
+    pub async fn counts(&self) -> Result<TableCounts> {
+        let sql = "SELECT
+            (SELECT COUNT(*) FROM customers) AS customers,
+            (SELECT COUNT(*) FROM customers WHERE churned_on IS NULL) AS active_customers,
+            (SELECT COUNT(*) FROM events) AS events,
+            (SELECT COUNT(*) FROM scores) AS scores,
+            (SELECT COUNT(*) FROM nudges) AS nudges";
+        Ok(on_pool!(self, p => sqlx::query_as::<_, TableCounts>(sql).fetch_one(p).await?))
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: sqlx::types::Json<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, serde::Serialize, sqlx::FromRow)]
+pub struct TableCounts {
+    pub customers: i64,
+    pub active_customers: i64,
+    pub events: i64,
+    pub scores: i64,
+    pub nudges: i64,
+}
+
+pub fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Midnight UTC at the start of `day`, in unix seconds.
+pub fn day_start(day: chrono::NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp()
+}
+
+/// Rows per multi-row INSERT: under SQLite's limit of 32,766 bound values for the widest
+/// table, large enough that a batch costs one round trip.
+pub(crate) const BATCH_ROWS: usize = 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        assert_eq!(DatabaseUrl::parse("./a.db").unwrap(), DatabaseUrl::Sqlite("./a.db".into()));
+        assert_eq!(DatabaseUrl::parse("sqlite://x/y.db").unwrap(), DatabaseUrl::Sqlite("x/y.db".into()));
+        assert_eq!(DatabaseUrl::parse("sqlite:y.db?mode=rwc").unwrap(), DatabaseUrl::Sqlite("y.db".into()));
+        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db").unwrap(), DatabaseUrl::Postgres(_)));
+        let err = DatabaseUrl::parse("mysql://h/db").unwrap_err().to_string();
+        assert!(err.contains("unsupported database scheme \"mysql\""), "{err}");
+        assert_eq!(
+            DatabaseUrl::parse("postgres://bob:secret@h/db").unwrap().redacted(),
+            "postgres://bob:***@h/db"
+        );
+    }
+}

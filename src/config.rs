@@ -1,0 +1,294 @@
+//! Configuration: one TOML file, every key documented in `attune.example.toml`,
+//! overridden by `ATTUNE_SECTION_KEY` environment variables (`ATTUNE_DATABASE_URL`,
+//! `ATTUNE_SCHEDULE_SCORE`, ...). Unknown keys are errors, not silently ignored.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sqlite://PATH`, a plain file path, or `postgres://...`.
+    pub database_url: String,
+    pub schedule: Schedules,
+    pub scoring: Scoring,
+    pub playbook: Playbook,
+    pub pull: Pull,
+    pub worker: Worker,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schedules {
+    /// Cron expressions with seconds: `sec min hour day-of-month month day-of-week`, in UTC.
+    pub pull: String,
+    pub score: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scoring {
+    /// A model artifact to score with instead of the registry's champion.
+    pub model: Option<PathBuf>,
+    /// Customers at or above this churn probability count as at risk.
+    pub risk_threshold: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Playbook {
+    /// At most one nudge per customer in this many days, across all rules.
+    pub cap_days: u32,
+    pub welcome_days: u32,
+    pub bill_explainer_days_before: u32,
+    pub complaint_follow_up_days: u32,
+    pub renewal_days_before: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pull {
+    /// A directory the pull job imports `customers*.csv|ndjson` and `events*.csv|ndjson`
+    /// files from, moving each to `done/` once taken. Unset: the pull job does nothing.
+    pub inbox: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Worker {
+    /// Prefix of this process's worker names; a unique suffix is always added.
+    pub name: String,
+    /// Seconds to let running jobs finish after Ctrl-C or SIGTERM.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `human` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `attune=debug,sqlx=warn`.
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: crate::store::DatabaseUrl::DEFAULT.to_owned(),
+            schedule: Schedules::default(),
+            scoring: Scoring::default(),
+            playbook: Playbook::default(),
+            pull: Pull::default(),
+            worker: Worker::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Schedules {
+    fn default() -> Self {
+        Self { pull: "0 */5 * * * *".into(), score: "0 0 2 * * *".into() }
+    }
+}
+
+impl Default for Scoring {
+    fn default() -> Self {
+        Self { model: None, risk_threshold: 0.5 }
+    }
+}
+
+impl Default for Playbook {
+    fn default() -> Self {
+        Self {
+            cap_days: 7,
+            welcome_days: 7,
+            bill_explainer_days_before: 5,
+            complaint_follow_up_days: 14,
+            renewal_days_before: 60,
+        }
+    }
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Self { name: "attune".into(), shutdown_grace_secs: 30 }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self { format: "human".into(), filter: "info,sqlx=warn".into() }
+    }
+}
+
+pub const ENV_PREFIX: &str = "ATTUNE_";
+
+impl Config {
+    /// Reads the file if given (or `./attune.toml` if it exists), then applies environment
+    /// overrides from `vars`, then validates.
+    pub fn load(path: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let default_path = Path::new("attune.toml");
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?,
+                p.display().to_string(),
+            ),
+            None if default_path.exists() => (
+                std::fs::read_to_string(default_path)
+                    .map_err(|source| ConfigError::Read { path: default_path.to_owned(), source })?,
+                default_path.display().to_string(),
+            ),
+            None => (String::new(), "defaults".to_owned()),
+        };
+        Self::from_toml(&text, &origin, vars)
+    }
+
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+        for (key, value) in vars {
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else { continue };
+            if matches!(rest, "CONFIG" | "TEST_POSTGRES_URL") || value.is_empty() {
+                continue;
+            }
+            apply_override(&mut table, rest, &value).map_err(|message| ConfigError::Invalid {
+                origin: format!("environment variable {key}"),
+                message,
+            })?;
+        }
+        let config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid { origin: format!("{origin}: {key}"), message };
+        crate::store::DatabaseUrl::parse(&self.database_url).map_err(|e| invalid("database_url", e.to_string()))?;
+        for (key, expr) in [("schedule.pull", &self.schedule.pull), ("schedule.score", &self.schedule.score)] {
+            parse_cron(expr).map_err(|m| invalid(key, m))?;
+        }
+        if !(0.0..=1.0).contains(&self.scoring.risk_threshold) {
+            return Err(invalid(
+                "scoring.risk_threshold",
+                format!("{} is not a probability; use a number from 0 to 1", self.scoring.risk_threshold),
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            return Err(invalid("log.format", format!("{:?} is not a log format; use \"human\" or \"json\"", self.log.format)));
+        }
+        if self.worker.name.trim().is_empty() {
+            return Err(invalid("worker.name", "is empty; name the worker, e.g. \"attune\"".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a cron expression with seconds, explaining the expected shape when it fails.
+pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
+    cron::Schedule::from_str(expr).map_err(|e| {
+        format!(
+            "{expr:?} is not a cron expression ({e}); write six fields `sec min hour day-of-month month day-of-week`, e.g. \"0 */5 * * * *\" for every five minutes"
+        )
+    })
+}
+
+/// `DATABASE_URL` sets `database_url`; `SCHEDULE_SCORE` sets `[schedule] score`.
+fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<(), String> {
+    let lower = rest.to_ascii_lowercase();
+    if lower == "database_url" {
+        table.insert("database_url".into(), toml::Value::String(value.into()));
+        return Ok(());
+    }
+    let sections = ["schedule", "scoring", "playbook", "pull", "worker", "log"];
+    let Some(section) = sections.iter().find(|s| lower.starts_with(&format!("{s}_"))) else {
+        return Err(format!(
+            "is not a setting attune knows; settings are ATTUNE_DATABASE_URL or ATTUNE_<SECTION>_<KEY> with a section of {}",
+            sections.join(", ")
+        ));
+    };
+    let key = &lower[section.len() + 1..];
+    let parsed = value
+        .parse::<i64>()
+        .map(toml::Value::Integer)
+        .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
+        .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
+        .unwrap_or_else(|_| toml::Value::String(value.into()));
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(Default::default()));
+    let toml::Value::Table(t) = entry else {
+        return Err(format!("[{section}] in the file is not a table"));
+    };
+    t.insert(key.into(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_toml("", "defaults", env(&[])).unwrap();
+        assert_eq!(c.schedule.score, "0 0 2 * * *");
+        assert_eq!(c.playbook.cap_days, 7);
+    }
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        let text = include_str!("../attune.example.toml");
+        let c = Config::from_toml(text, "attune.example.toml", env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let c = Config::from_toml(
+            "[playbook]\ncap_days = 3\n",
+            "f.toml",
+            env(&[("ATTUNE_PLAYBOOK_CAP_DAYS", "9"), ("ATTUNE_DATABASE_URL", "x.db"), ("PATH", "/bin")]),
+        )
+        .unwrap();
+        assert_eq!(c.playbook.cap_days, 9);
+        assert_eq!(c.database_url, "x.db");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix() {
+        let e = Config::from_toml("[schedule]\nscore = \"every day\"\n", "f.toml", env(&[])).unwrap_err().to_string();
+        assert!(e.contains("f.toml: schedule.score") && e.contains("six fields"), "{e}");
+        let e = Config::from_toml("[playbok]\n", "f.toml", env(&[])).unwrap_err().to_string();
+        assert!(e.contains("unknown field `playbok`"), "{e}");
+        let e = Config::from_toml("", "f.toml", env(&[("ATTUNE_NOPE", "1")])).unwrap_err().to_string();
+        assert!(e.contains("ATTUNE_NOPE"), "{e}");
+        let e = Config::from_toml("[scoring]\nrisk_threshold = 2.0\n", "f.toml", env(&[])).unwrap_err().to_string();
+        assert!(e.contains("scoring.risk_threshold"), "{e}");
+    }
+}

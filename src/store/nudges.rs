@@ -1,0 +1,180 @@
+//! Nudges: queued once per customer, kind and occasion; decided by people, with an audit
+//! entry written in the same transaction as the decision.
+
+use std::collections::HashMap;
+
+use sqlx::types::Json;
+
+use super::{BATCH_ROWS, Db, Result, now_secs, on_pool};
+use crate::domain::{Channel, NudgeKind, NudgeStatus};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct NewNudge {
+    pub customer_id: i64,
+    pub kind: NudgeKind,
+    /// What the nudge is about (`signup:2026-11-20`, `complaint:812`): with the customer
+    /// and kind it is the nudge's identity, so planning twice never queues it twice.
+    pub occasion: String,
+    pub channel: Channel,
+    pub reason: serde_json::Value,
+    pub probability: Option<f64>,
+    pub run_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NudgeFilter {
+    pub status: Option<NudgeStatus>,
+    pub kind: Option<NudgeKind>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct NudgeRow {
+    pub id: i64,
+    pub customer_id: i64,
+    pub external_id: String,
+    pub kind: String,
+    pub occasion: String,
+    pub channel: String,
+    pub status: String,
+    pub reason: Json<serde_json::Value>,
+    pub probability: Option<f64>,
+    pub created_at: i64,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    pub decision_reason: Option<String>,
+}
+
+/// What happened to each id given to [`Db::decide_nudges`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DecideOutcome {
+    pub decided: Vec<i64>,
+    pub not_found: Vec<i64>,
+    /// Already decided, with their current status: a decision is never overwritten.
+    pub already_decided: Vec<(i64, String)>,
+}
+
+const SELECT: &str = "SELECT n.id, n.customer_id, c.external_id, n.kind, n.occasion, n.channel, n.status, n.reason,
+    n.probability, n.created_at, n.decided_by, n.decided_at, n.decision_reason
+    FROM nudges n JOIN customers c ON c.id = n.customer_id";
+
+impl Db {
+    /// Queues nudges as `proposed`, skipping any already queued for the same customer,
+    /// kind and occasion. Returns how many were new.
+    pub async fn insert_nudges(&self, nudges: &[NewNudge]) -> Result<u64> {
+        let now = now_secs();
+        let mut inserted = 0;
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for chunk in nudges.chunks(BATCH_ROWS) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO nudges (customer_id, kind, occasion, channel, status, reason, probability, created_at, run_id) ",
+                );
+                q.push_values(chunk, |mut b, n| {
+                    b.push_bind(n.customer_id)
+                        .push_bind(n.kind.as_str())
+                        .push_bind(n.occasion.as_str())
+                        .push_bind(n.channel.as_str())
+                        .push_bind(NudgeStatus::Proposed.as_str())
+                        .push_bind(Json(&n.reason))
+                        .push_bind(n.probability)
+                        .push_bind(now)
+                        .push_bind(n.run_id);
+                });
+                q.push(" ON CONFLICT (customer_id, kind, occasion) DO NOTHING");
+                inserted += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+        });
+        Ok(inserted)
+    }
+
+    /// When each customer was last given a nudge that was not rejected (unix seconds).
+    pub async fn last_nudge_times(&self) -> Result<HashMap<i64, i64>> {
+        let sql = "SELECT customer_id, MAX(created_at) FROM nudges WHERE status <> 'rejected' GROUP BY customer_id";
+        let rows: Vec<(i64, i64)> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?);
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Every (customer, kind, occasion) already queued, so planning can say what it skipped.
+    pub async fn nudge_keys(&self) -> Result<Vec<(i64, String, String)>> {
+        Ok(on_pool!(self, p => sqlx::query_as("SELECT customer_id, kind, occasion FROM nudges").fetch_all(p).await?))
+    }
+
+    pub async fn list_nudges(&self, filter: &NudgeFilter) -> Result<Vec<NudgeRow>> {
+        let status = filter.status.map(|s| s.as_str());
+        let kind = filter.kind.map(|k| k.as_str());
+        let limit = if filter.limit > 0 { filter.limit } else { i64::MAX };
+        let rows = on_pool!(self, p => {
+            let mut q = sqlx::QueryBuilder::new(SELECT);
+            q.push(" WHERE 1 = 1");
+            if let Some(s) = status {
+                q.push(" AND n.status = ").push_bind(s);
+            }
+            if let Some(k) = kind {
+                q.push(" AND n.kind = ").push_bind(k);
+            }
+            q.push(" ORDER BY n.probability DESC NULLS LAST, n.id LIMIT ").push_bind(limit);
+            q.build_query_as::<NudgeRow>().fetch_all(p).await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn nudge_counts_by_kind(&self) -> Result<Vec<(String, String, i64)>> {
+        let sql = "SELECT kind, status, COUNT(*) FROM nudges GROUP BY kind, status ORDER BY kind, status";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?))
+    }
+
+    /// Approves or rejects proposed nudges. Each decision and its audit entry commit
+    /// together; ids that do not exist or were already decided are reported, not changed.
+    pub async fn decide_nudges(
+        &self,
+        ids: &[i64],
+        status: NudgeStatus,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<DecideOutcome> {
+        let now = now_secs();
+        let mut out = DecideOutcome::default();
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for &id in ids {
+                let updated = sqlx::query(
+                    "UPDATE nudges SET status = $1, decided_by = $2, decided_at = $3, decision_reason = $4
+                     WHERE id = $5 AND status = 'proposed'",
+                )
+                .bind(status.as_str())
+                .bind(actor)
+                .bind(now)
+                .bind(reason)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if updated == 1 {
+                    let detail = serde_json::json!({ "from": "proposed", "to": status.as_str(), "reason": reason });
+                    sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(now)
+                        .bind(actor)
+                        .bind(format!("nudge.{}", status.as_str()))
+                        .bind(format!("nudge:{id}"))
+                        .bind(Json(&detail))
+                        .execute(&mut *tx)
+                        .await?;
+                    out.decided.push(id);
+                } else {
+                    let current: Option<(String,)> = sqlx::query_as("SELECT status FROM nudges WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    match current {
+                        Some((s,)) => out.already_decided.push((id, s)),
+                        None => out.not_found.push(id),
+                    }
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(out)
+    }
+}

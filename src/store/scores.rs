@@ -1,0 +1,94 @@
+//! Churn scores with history: every scoring run is kept, with each customer's top drivers.
+
+use chrono::NaiveDate;
+use sqlx::types::Json;
+
+use super::{BATCH_ROWS, Db, Result, now_secs, on_pool};
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewScore {
+    pub customer_id: i64,
+    pub probability: f64,
+    pub drivers: serde_json::Value,
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct ScoreRow {
+    pub customer_id: i64,
+    pub external_id: String,
+    pub monthly_charge: f64,
+    pub probability: f64,
+    pub drivers: Json<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct ScoringRun {
+    pub id: i64,
+    pub model_version: String,
+    pub as_of: NaiveDate,
+    pub trigger: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub customers: i64,
+}
+
+impl Db {
+    pub async fn start_scoring_run(&self, model_version: &str, as_of: NaiveDate, trigger: &str) -> Result<i64> {
+        let sql = "INSERT INTO scoring_runs (model_version, as_of, trigger, started_at) VALUES ($1, $2, $3, $4) RETURNING id";
+        let (id,): (i64,) = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(model_version).bind(as_of).bind(trigger).bind(now_secs())
+            .fetch_one(p).await?);
+        Ok(id)
+    }
+
+    /// Writes a run's scores and closes the run, in one transaction: a run is either
+    /// complete or absent.
+    pub async fn finish_scoring_run(&self, run_id: i64, model_version: &str, scores: &[NewScore]) -> Result<()> {
+        let now = now_secs();
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for chunk in scores.chunks(BATCH_ROWS) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO scores (run_id, customer_id, model_version, scored_at, probability, drivers) ",
+                );
+                q.push_values(chunk, |mut b, s| {
+                    b.push_bind(run_id)
+                        .push_bind(s.customer_id)
+                        .push_bind(model_version)
+                        .push_bind(now)
+                        .push_bind(s.probability)
+                        .push_bind(Json(&s.drivers));
+                });
+                q.build().execute(&mut *tx).await?;
+            }
+            sqlx::query("UPDATE scoring_runs SET finished_at = $1, customers = $2 WHERE id = $3")
+                .bind(now)
+                .bind(scores.len() as i64)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    pub async fn scoring_run(&self, run_id: i64) -> Result<Option<ScoringRun>> {
+        let sql = "SELECT id, model_version, as_of, trigger, started_at, finished_at, customers FROM scoring_runs WHERE id = $1";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(run_id).fetch_optional(p).await?))
+    }
+
+    /// The newest finished run.
+    pub async fn latest_scoring_run(&self) -> Result<Option<ScoringRun>> {
+        let sql = "SELECT id, model_version, as_of, trigger, started_at, finished_at, customers FROM scoring_runs
+                   WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_optional(p).await?))
+    }
+
+    /// A run's scores, riskiest first.
+    pub async fn scores_for_run(&self, run_id: i64) -> Result<Vec<ScoreRow>> {
+        let sql = "SELECT s.customer_id, c.external_id, c.monthly_charge, s.probability, s.drivers
+                   FROM scores s JOIN customers c ON c.id = s.customer_id
+                   WHERE s.run_id = $1 ORDER BY s.probability DESC, s.customer_id";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(run_id).fetch_all(p).await?))
+    }
+}
