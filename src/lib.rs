@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod features;
+pub mod jobs;
 pub mod ingest;
 pub mod model;
 pub mod playbook;

@@ -1,1 +1,76 @@
-//! (in progress)
+//! Background jobs and the daemon that runs them.
+//!
+//! Each job has its own module with its payload, its queue name and an `async fn run`
+//! that tests call directly, without a worker. The daemon (`daemon`) turns cron ticks
+//! into jobs in the persistent apalis queue of the same database and runs workers for
+//! them. Job code here is glue: the decisions live in `features`, `model` and `playbook`.
+
+pub mod daemon;
+pub mod import;
+pub mod plan;
+pub mod pull;
+pub mod score;
+pub mod train;
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+
+use crate::config::Config;
+use crate::model::ModelArtifact;
+use crate::store::Db;
+
+/// What every job needs: the database and the configuration.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub db: Db,
+    pub config: Arc<Config>,
+}
+
+impl JobContext {
+    pub fn new(db: Db, config: Config) -> Self {
+        Self { db, config: Arc::new(config) }
+    }
+
+    pub fn playbook_settings(&self) -> crate::playbook::Settings {
+        let p = &self.config.playbook;
+        crate::playbook::Settings {
+            cap_days: p.cap_days,
+            welcome_days: p.welcome_days,
+            bill_explainer_days_before: p.bill_explainer_days_before,
+            complaint_follow_up_days: p.complaint_follow_up_days,
+            renewal_days_before: p.renewal_days_before,
+            risk_threshold: self.config.scoring.risk_threshold,
+        }
+    }
+
+    /// The model to score with: the configured file, else the registry's champion, else
+    /// the Telco model shipped in `models/`.
+    pub async fn scoring_model(&self) -> anyhow::Result<ModelArtifact> {
+        use anyhow::Context as _;
+        if let Some(path) = &self.config.scoring.model {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading model {}", path.display()))?;
+            return parse_model(&text).with_context(|| format!("loading model {}", path.display()));
+        }
+        if let Some(stored) = self.db.champion_model().await? {
+            let model: ModelArtifact = serde_json::from_value(stored.artifact.0)
+                .with_context(|| format!("decoding champion model {} from the registry", stored.version))?;
+            model.validate()?;
+            return Ok(model);
+        }
+        parse_model(DEFAULT_MODEL).context("loading the shipped default model")
+    }
+}
+
+/// The Telco model trained by `attune train --csv tests/fixtures/telco.csv --preset telco`.
+pub const DEFAULT_MODEL: &str = include_str!("../../models/telco-default.json");
+
+pub fn parse_model(text: &str) -> anyhow::Result<ModelArtifact> {
+    let model: ModelArtifact = serde_json::from_str(text)?;
+    model.validate()?;
+    Ok(model)
+}
+
+pub fn today() -> NaiveDate {
+    chrono::Utc::now().date_naive()
+}

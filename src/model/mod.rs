@@ -1,1 +1,54 @@
-//! (in progress)
+//! The churn model: a regularised logistic regression over encoded point-in-time features.
+//!
+//! This module exists so that training, scoring and explaining a score are one small,
+//! testable piece of pure code: [`fit`] turns feature rows and churn labels into a
+//! [`ModelArtifact`] (plain data, serialised as readable JSON), and the artifact scores
+//! ([`ModelArtifact::predict`]) and explains ([`ModelArtifact::drivers`]) customers. It
+//! never touches the database, files or the clock: callers load and store artifacts and
+//! pass in `created_at` and `attune_version`.
+
+pub mod artifact;
+pub mod encoder;
+mod fit;
+pub mod metrics;
+pub mod split;
+
+pub use artifact::{Driver, EncodedFeature, FORMAT, ModelArtifact, SolverReport, TrainingInfo};
+pub use encoder::{Column, Encoder, Encoding};
+pub use fit::{FitOptions, SOLVER_LIBRARY, fingerprint, fit};
+pub use metrics::Metrics;
+pub use split::stratified_split;
+
+/// Why a model could not be trained or an artifact cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("no training rows: a model needs customers with known outcomes")]
+    Empty,
+    #[error("{rows} feature rows but {labels} labels; every row needs exactly one label")]
+    LengthMismatch { rows: usize, labels: usize },
+    #[error(
+        "all {rows} training rows have churn = {class}; a model needs both churners and \
+         stayers (widen the date range or check how churn is recorded)"
+    )]
+    OneClass { class: bool, rows: usize },
+    #[error("feature {feature:?} is not a finite number in row {row}")]
+    NonFinite { feature: String, row: usize },
+    #[error(
+        "no usable features: every feature was constant, had a single category or was \
+         never known in the training rows (dropped: {dropped:?})"
+    )]
+    NoFeatures { dropped: Vec<String> },
+    #[error("invalid option: {0}")]
+    InvalidOption(String),
+    #[error(
+        "the solver did not converge within {iterations} iterations (largest gradient \
+         component {gradient_norm:.3e} per row); try a larger max_iterations, a larger \
+         alpha (stronger regularisation), or removing features that duplicate each other \
+         or on their own separate churners from stayers"
+    )]
+    NotConverged { iterations: u64, gradient_norm: f64 },
+    #[error("solver failed: {0}")]
+    Solver(String),
+    #[error("invalid model artifact: {0}")]
+    InvalidArtifact(String),
+}

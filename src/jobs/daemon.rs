@@ -1,0 +1,280 @@
+//! The daemon: cron ticks become jobs in apalis's persistent queue in the same database,
+//! and workers in this process run them.
+//!
+//! Invariants:
+//! - a tick runs once however many daemons share the database: its id
+//!   (`schedule@fire-time`) is a primary key in `ticks`, and only the daemon whose insert
+//!   wins enqueues it, with the tick id as the apalis idempotency key;
+//! - a tick claimed by a daemon that died before enqueueing is enqueued by the next sweep;
+//! - every process has a unique worker name (prefix, host, pid, random suffix), so a
+//!   restart never inherits a dead process's name and its `Running` jobs;
+//! - Ctrl-C and SIGTERM stop new work, let running jobs finish (up to the grace period)
+//!   and exit cleanly.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_cron::CronScheduler;
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
+use futures::StreamExt;
+use serde::Serialize;
+use tracing::Instrument as _;
+
+use super::plan::{self, PlanJob};
+use super::pull::{self, PullJob};
+use super::score::{self, ScoreJob};
+use super::JobContext;
+use crate::store::Db;
+
+/// A name no other process will have: prefix, host, pid and a random suffix.
+pub fn unique_worker_name(prefix: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let suffix: u32 = rand::random();
+    format!("{prefix}-{host}-{}-{suffix:08x}", std::process::id())
+}
+
+/// The three job queues in the database's apalis tables.
+#[derive(Clone)]
+pub enum Queues {
+    Sqlite { pull: SqliteStorage<PullJob>, score: SqliteStorage<ScoreJob>, plan: SqliteStorage<PlanJob> },
+    Postgres { pull: PostgresStorage<PullJob>, score: PostgresStorage<ScoreJob>, plan: PostgresStorage<PlanJob> },
+}
+
+impl std::fmt::Debug for Queues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Queues::Sqlite { .. } => "Queues::Sqlite",
+            Queues::Postgres { .. } => "Queues::Postgres",
+        })
+    }
+}
+
+/// Which job a schedule or a follow-up asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum JobKind {
+    Pull,
+    Score,
+    Plan,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Pull => "pull",
+            JobKind::Score => "score",
+            JobKind::Plan => "plan",
+        }
+    }
+}
+
+/// Pushes `$job` with idempotency key `$key` onto `$storage`. A key already queued is
+/// success: SQLite's insert skips it; PostgreSQL's unique index refuses it.
+macro_rules! push_once {
+    ($storage:expr, $job:expr, $key:expr) => {{
+        let mut s = $storage.clone();
+        let task = TaskBuilder::new($job).idempotency_key($key).max_attempts(3).build();
+        match s.push_task(task).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let msg = e.to_string();
+                if msg.contains("idx_jobs_idempotency_key") || msg.contains("duplicate key") {
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("enqueueing {}: {msg}", $key))
+                }
+            }
+        }
+    }};
+}
+
+impl Queues {
+    pub fn new(db: &Db) -> Self {
+        match db {
+            Db::Sqlite(pool) => Queues::Sqlite {
+                pull: SqliteStorage::new(pool).with_config(apalis_sqlite::Config::default().queue(pull::QUEUE)),
+                score: SqliteStorage::new(pool).with_config(apalis_sqlite::Config::default().queue(score::QUEUE)),
+                plan: SqliteStorage::new(pool).with_config(apalis_sqlite::Config::default().queue(plan::QUEUE)),
+            },
+            Db::Postgres(pool) => Queues::Postgres {
+                pull: PostgresStorage::new(pool).with_config(apalis_postgres::Config::default().queue(pull::QUEUE)),
+                score: PostgresStorage::new(pool).with_config(apalis_postgres::Config::default().queue(score::QUEUE)),
+                plan: PostgresStorage::new(pool).with_config(apalis_postgres::Config::default().queue(plan::QUEUE)),
+            },
+        }
+    }
+
+    /// Enqueues a job once per `key`, however often it is asked.
+    pub async fn enqueue(&self, kind: JobKind, key: &str) -> anyhow::Result<()> {
+        let tick = Some(key.to_owned());
+        match (self, kind) {
+            (Queues::Sqlite { pull, .. }, JobKind::Pull) => push_once!(pull, PullJob { tick }, key),
+            (Queues::Sqlite { score, .. }, JobKind::Score) => push_once!(score, ScoreJob { tick, as_of: None }, key),
+            (Queues::Sqlite { plan, .. }, JobKind::Plan) => push_once!(plan, PlanJob::default(), key),
+            (Queues::Postgres { pull, .. }, JobKind::Pull) => push_once!(pull, PullJob { tick }, key),
+            (Queues::Postgres { score, .. }, JobKind::Score) => push_once!(score, ScoreJob { tick, as_of: None }, key),
+            (Queues::Postgres { plan, .. }, JobKind::Plan) => push_once!(plan, PlanJob::default(), key),
+        }
+    }
+
+    async fn enqueue_plan_after(&self, run_id: i64) -> anyhow::Result<()> {
+        let key = format!("plan@run-{run_id}");
+        let job = PlanJob { run_id: Some(run_id), as_of: None };
+        match self {
+            Queues::Sqlite { plan, .. } => push_once!(plan, job, key.as_str()),
+            Queues::Postgres { plan, .. } => push_once!(plan, job, key.as_str()),
+        }
+    }
+}
+
+/// The identity of a tick: the schedule's name and its fire time.
+pub fn tick_id(kind: JobKind, fire_at: i64) -> String {
+    let t = chrono::DateTime::from_timestamp(fire_at, 0).unwrap_or_default();
+    format!("{}@{}", kind.as_str(), t.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+/// Handles one cron tick: claims it and, if this process won, enqueues its job. Returns
+/// whether this process claimed it.
+pub async fn fire_tick(db: &Db, queues: &Queues, kind: JobKind, fire_at: i64, worker: &str) -> anyhow::Result<bool> {
+    let id = tick_id(kind, fire_at);
+    if !db.claim_tick(&id, kind.as_str(), fire_at, worker).await? {
+        tracing::debug!(tick = %id, "tick already claimed by another daemon");
+        return Ok(false);
+    }
+    queues.enqueue(kind, &id).await?;
+    db.mark_tick_enqueued(&id).await?;
+    tracing::info!(tick = %id, "tick enqueued");
+    Ok(true)
+}
+
+/// Enqueues ticks whose claimer died between claiming and enqueueing.
+pub async fn sweep_stranded_ticks(db: &Db, queues: &Queues, grace_secs: i64) -> anyhow::Result<usize> {
+    let stranded = db.stranded_ticks(grace_secs).await?;
+    for t in &stranded {
+        let kind = match t.schedule.as_str() {
+            "pull" => JobKind::Pull,
+            "score" => JobKind::Score,
+            _ => JobKind::Plan,
+        };
+        queues.enqueue(kind, &t.id).await?;
+        db.mark_tick_enqueued(&t.id).await?;
+        tracing::warn!(tick = %t.id, claimed_by = %t.claimed_by, "enqueued a tick stranded by a dead daemon");
+    }
+    Ok(stranded.len())
+}
+
+fn job_error(e: anyhow::Error) -> BoxDynError {
+    tracing::error!(error = %format!("{e:#}"), "job failed");
+    format!("{e:#}").into()
+}
+
+async fn handle_pull(job: PullJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!("job", queue = pull::QUEUE, tick = job.tick.as_deref());
+    pull::run(&ctx, &job).instrument(span).await.map(|_| ()).map_err(job_error)
+}
+
+async fn handle_score(job: ScoreJob, ctx: Data<JobContext>, queues: Data<Queues>) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!("job", queue = score::QUEUE, tick = job.tick.as_deref());
+    async {
+        let report = score::run(&ctx, &job).await?;
+        queues.enqueue_plan_after(report.run_id).await
+    }
+    .instrument(span)
+    .await
+    .map_err(job_error)
+}
+
+async fn handle_plan(job: PlanJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!("job", queue = plan::QUEUE, run_id = job.run_id);
+    plan::run(&ctx, &job).instrument(span).await.map(|_| ()).map_err(job_error)
+}
+
+/// Runs the schedules for `kind` until the task is aborted.
+async fn run_schedule(db: Db, queues: Queues, kind: JobKind, expr: String, worker: String) {
+    let schedule = match cron::Schedule::from_str(&expr) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(schedule = kind.as_str(), %expr, error = %e, "invalid cron expression; schedule disabled");
+            return;
+        }
+    };
+    let mut ticks = std::pin::pin!(CronScheduler::new(schedule).into_stream());
+    while let Some(tick) = ticks.next().await {
+        match tick {
+            Ok(tick) => {
+                let at = tick.get_timestamp() as i64;
+                if let Err(e) = fire_tick(&db, &queues, kind, at, &worker).await {
+                    tracing::error!(schedule = kind.as_str(), error = %format!("{e:#}"), "tick failed");
+                }
+                if let Err(e) = sweep_stranded_ticks(&db, &queues, 60).await {
+                    tracing::warn!(error = %format!("{e:#}"), "sweeping stranded ticks failed");
+                }
+            }
+            Err(e) => tracing::error!(schedule = kind.as_str(), error = %e, "cron scheduler error"),
+        }
+    }
+}
+
+/// Runs the daemon until `shutdown` completes.
+pub async fn run<F>(ctx: JobContext, shutdown: F) -> anyhow::Result<()>
+where
+    F: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let worker = unique_worker_name(&ctx.config.worker.name);
+    let queues = Queues::new(&ctx.db);
+    tracing::info!(%worker, backend = ctx.db.backend(), "daemon starting");
+    sweep_stranded_ticks(&ctx.db, &queues, 60).await?;
+    let schedules = vec![
+        tokio::spawn(run_schedule(ctx.db.clone(), queues.clone(), JobKind::Pull, ctx.config.schedule.pull.clone(), worker.clone())),
+        tokio::spawn(run_schedule(ctx.db.clone(), queues.clone(), JobKind::Score, ctx.config.schedule.score.clone(), worker.clone())),
+    ];
+    let grace = Duration::from_secs(ctx.config.worker.shutdown_grace_secs);
+    macro_rules! monitor {
+        ($pull:expr, $score:expr, $plan:expr) => {{
+            let (c1, c2, c3) = (ctx.clone(), ctx.clone(), ctx.clone());
+            let q = queues.clone();
+            let (w1, w2, w3) = (format!("{worker}-pull"), format!("{worker}-score"), format!("{worker}-plan"));
+            let (s1, s2, s3) = ($pull.clone(), $score.clone(), $plan.clone());
+            Monitor::new()
+                .shutdown_timeout(grace)
+                .register(move |_| WorkerBuilder::new(w1.as_str()).backend(s1.clone()).data(c1.clone()).build(handle_pull))
+                .register(move |_| {
+                    WorkerBuilder::new(w2.as_str()).backend(s2.clone()).data(c2.clone()).data(q.clone()).build(handle_score)
+                })
+                .register(move |_| WorkerBuilder::new(w3.as_str()).backend(s3.clone()).data(c3.clone()).build(handle_plan))
+                .run_with_signal(shutdown)
+                .await
+        }};
+    }
+    let result = match &queues {
+        Queues::Sqlite { pull, score, plan } => monitor!(pull, score, plan),
+        Queues::Postgres { pull, score, plan } => monitor!(pull, score, plan),
+    };
+    for s in schedules {
+        s.abort();
+    }
+    tracing::info!(%worker, "daemon stopped");
+    result.map_err(|e| anyhow::anyhow!("running workers: {e}"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutdown requested: finishing running jobs");
+    Ok(())
+}

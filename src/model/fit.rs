@@ -1,0 +1,807 @@
+//! Training: encode, fit with linfa-logistic, check convergence ourselves, evaluate.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use linfa::Dataset;
+use linfa::traits::Fit;
+use linfa_logistic::LogisticRegression;
+use ndarray::{Array1, Array2};
+use sha2::{Digest, Sha256};
+
+use crate::features::{FeatureRow, FeatureValue};
+
+use super::ModelError;
+use super::artifact::{EncodedFeature, FORMAT, ModelArtifact, SolverReport, TrainingInfo};
+use super::encoder::Encoder;
+use super::metrics::Metrics;
+use super::split::stratified_split;
+
+/// The solver library recorded in artifacts.
+pub const SOLVER_LIBRARY: &str = "linfa-logistic 0.8.1";
+
+/// Each rerun after a non-converged run gets this many times the previous budget...
+const BUDGET_GROWTH: u64 = 4;
+/// ...until a run's budget would exceed `max_iterations` times this.
+const BUDGET_CAP_FACTOR: u64 = 16;
+
+/// How to train, and the provenance to record in the artifact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitOptions {
+    /// L2 penalty on the summed log-loss; 1.0 matches scikit-learn's `C = 1`.
+    pub alpha: f64,
+    /// Iteration budget of the first solver run.
+    pub max_iterations: u64,
+    /// Converged when the largest absolute gradient component, divided by the number of
+    /// training rows, is at most this (scikit-learn's `tol` for lbfgs, 1e-4 by default).
+    pub gradient_tolerance: f64,
+    pub version: String,
+    pub created_at: DateTime<Utc>,
+    pub attune_version: String,
+    pub source: String,
+    /// Fraction of rows to hold out for evaluation; `None` trains on everything.
+    pub holdout: Option<f64>,
+    /// Seed of the holdout split (0 when a holdout is asked for without one).
+    pub seed: Option<u64>,
+    pub as_of: Option<NaiveDate>,
+}
+
+impl FitOptions {
+    /// Defaults: alpha 1.0, 1000 iterations, tolerance 1e-4, no holdout.
+    pub fn new(
+        version: impl Into<String>,
+        created_at: DateTime<Utc>,
+        attune_version: impl Into<String>,
+        source: impl Into<String>,
+    ) -> Self {
+        Self {
+            alpha: 1.0,
+            max_iterations: 1000,
+            gradient_tolerance: 1e-4,
+            version: version.into(),
+            created_at,
+            attune_version: attune_version.into(),
+            source: source.into(),
+            holdout: None,
+            seed: None,
+            as_of: None,
+        }
+    }
+}
+
+/// SHA-256 (hex) of rows and labels, independent of the order of rows: each row is
+/// written canonically (keys in order, missing values left out, numbers by their bits)
+/// with its label and hashed; the sorted row hashes are hashed together with the count.
+pub fn fingerprint(rows: &[FeatureRow], labels: &[bool]) -> String {
+    let mut digests: Vec<[u8; 32]> = rows
+        .iter()
+        .zip(labels)
+        .map(|(row, &label)| {
+            let mut h = Sha256::new();
+            for (key, value) in row {
+                let tag = match value {
+                    FeatureValue::Missing => continue,
+                    FeatureValue::Num(_) => b'n',
+                    FeatureValue::Cat(_) => b'c',
+                };
+                h.update((key.len() as u64).to_le_bytes());
+                h.update(key.as_bytes());
+                h.update([tag]);
+                match value {
+                    FeatureValue::Num(x) => {
+                        let x = if *x == 0.0 { 0.0f64 } else { *x };
+                        h.update(x.to_bits().to_le_bytes());
+                    }
+                    FeatureValue::Cat(c) => {
+                        h.update((c.len() as u64).to_le_bytes());
+                        h.update(c.as_bytes());
+                    }
+                    FeatureValue::Missing => {}
+                }
+            }
+            h.update([b'y', label as u8]);
+            h.finalize().into()
+        })
+        .collect();
+    digests.sort_unstable();
+    let mut h = Sha256::new();
+    h.update(b"attune-training-rows-v1");
+    h.update((digests.len() as u64).to_le_bytes());
+    for d in &digests {
+        h.update(d);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Trains a churn model on `rows` and their outcomes (`true` = churned).
+///
+/// With `opts.holdout`, a stratified part of the rows is held out: the model is fitted
+/// on the rest and `metrics` reports how it does on the held-out part.
+///
+/// linfa-logistic does not say whether its solver converged, so after each run the
+/// gradient of the objective is computed here; if it is not small enough the solver is
+/// rerun from where it stopped with four times the budget, up to 16 x `max_iterations`
+/// in one run, before giving up with [`ModelError::NotConverged`].
+pub fn fit(
+    rows: &[FeatureRow],
+    labels: &[bool],
+    opts: &FitOptions,
+) -> Result<ModelArtifact, ModelError> {
+    check_options(opts)?;
+    if rows.len() != labels.len() {
+        return Err(ModelError::LengthMismatch {
+            rows: rows.len(),
+            labels: labels.len(),
+        });
+    }
+    if rows.is_empty() {
+        return Err(ModelError::Empty);
+    }
+    for (i, row) in rows.iter().enumerate() {
+        if let Some((name, _)) = row
+            .iter()
+            .find(|(_, v)| matches!(v, FeatureValue::Num(x) if !x.is_finite()))
+        {
+            return Err(ModelError::NonFinite {
+                feature: name.clone(),
+                row: i,
+            });
+        }
+    }
+    let positives = labels.iter().filter(|&&y| y).count();
+    if positives == 0 || positives == labels.len() {
+        return Err(ModelError::OneClass {
+            class: positives > 0,
+            rows: rows.len(),
+        });
+    }
+
+    let (train, test, seed) = match opts.holdout {
+        Some(h) => {
+            let seed = opts.seed.unwrap_or(0);
+            let (train, test) = stratified_split(labels, h, seed)?;
+            (train, Some(test), Some(seed))
+        }
+        None => ((0..rows.len()).collect(), None, opts.seed),
+    };
+    let pick = |idx: &[usize]| -> (Vec<FeatureRow>, Vec<bool>) {
+        (
+            idx.iter().map(|&i| rows[i].clone()).collect(),
+            idx.iter().map(|&i| labels[i]).collect(),
+        )
+    };
+    let (train_rows, train_labels) = pick(&train);
+    let train_pos = train_labels.iter().filter(|&&y| y).count();
+    if train_pos == 0 || train_pos == train_labels.len() {
+        return Err(ModelError::InvalidOption(format!(
+            "holdout {:?} leaves only one class in the {} training rows; use a smaller holdout or more data",
+            opts.holdout,
+            train_rows.len()
+        )));
+    }
+    if let Some(test) = &test {
+        if test.is_empty() {
+            return Err(ModelError::InvalidOption(format!(
+                "holdout {:?} of {} rows holds out no rows; use a larger holdout or more data",
+                opts.holdout,
+                rows.len()
+            )));
+        }
+    }
+
+    let encoder = Encoder::fit(&train_rows)?;
+    if encoder.columns().is_empty() {
+        return Err(ModelError::NoFeatures {
+            dropped: encoder.dropped().to_vec(),
+        });
+    }
+    let x = encoder.encode(&train_rows);
+    let y = Array1::from(train_labels.clone());
+    let solution = solve(&x, &y, opts)?;
+
+    let mut artifact = ModelArtifact {
+        format: FORMAT,
+        version: opts.version.clone(),
+        created_at: opts.created_at,
+        attune_version: opts.attune_version.clone(),
+        training: TrainingInfo {
+            source: opts.source.clone(),
+            rows: rows.len(),
+            positives,
+            fingerprint: fingerprint(rows, labels),
+            holdout: opts.holdout,
+            seed,
+            as_of: opts.as_of,
+        },
+        features: encoder
+            .columns()
+            .iter()
+            .zip(&solution.coefficients)
+            .map(|(c, &coefficient)| EncodedFeature {
+                name: c.name.clone(),
+                source: c.source.clone(),
+                encoding: c.encoding.clone(),
+                coefficient,
+            })
+            .collect(),
+        dropped_features: encoder.dropped().to_vec(),
+        intercept: solution.intercept,
+        solver: SolverReport {
+            library: SOLVER_LIBRARY.to_owned(),
+            alpha: opts.alpha,
+            max_iterations: opts.max_iterations,
+            iterations_allowed_used: solution.iterations,
+            gradient_norm: solution.gradient_norm,
+            converged: true,
+        },
+        metrics: None,
+        train_metrics: evaluate_placeholder(),
+    };
+    let probs = |rs: &[FeatureRow], a: &ModelArtifact| -> Vec<f64> {
+        a.predict_many(rs).into_iter().map(|p| p.get()).collect()
+    };
+    artifact.train_metrics = Metrics::compute(&train_labels, &probs(&train_rows, &artifact));
+    if let Some(test) = &test {
+        let (test_rows, test_labels) = pick(test);
+        artifact.metrics = Some(Metrics::compute(
+            &test_labels,
+            &probs(&test_rows, &artifact),
+        ));
+    }
+    Ok(artifact)
+}
+
+fn evaluate_placeholder() -> Metrics {
+    Metrics {
+        rows: 0,
+        positives: 0,
+        auc: None,
+        pr_auc: None,
+        log_loss: 0.0,
+        brier: 0.0,
+    }
+}
+
+fn check_options(opts: &FitOptions) -> Result<(), ModelError> {
+    if !(opts.alpha.is_finite() && opts.alpha >= 0.0) {
+        return Err(ModelError::InvalidOption(format!(
+            "alpha {} must be a finite number >= 0 (1.0 is scikit-learn's default)",
+            opts.alpha
+        )));
+    }
+    if opts.max_iterations == 0 {
+        return Err(ModelError::InvalidOption(
+            "max_iterations must be at least 1".into(),
+        ));
+    }
+    if !(opts.gradient_tolerance.is_finite() && opts.gradient_tolerance > 0.0) {
+        return Err(ModelError::InvalidOption(format!(
+            "gradient_tolerance {} must be a positive number (e.g. 1e-4)",
+            opts.gradient_tolerance
+        )));
+    }
+    Ok(())
+}
+
+/// Coefficients giving the log-odds of churn = true.
+#[derive(Debug, Clone)]
+pub(crate) struct Solution {
+    pub coefficients: Vec<f64>,
+    pub intercept: f64,
+    /// Total iteration budget across runs.
+    pub iterations: u64,
+    /// Max |gradient| / rows at the solution.
+    pub gradient_norm: f64,
+}
+
+/// Runs linfa-logistic, rerunning with a larger budget until the gradient check passes.
+pub(crate) fn solve(
+    x: &Array2<f64>,
+    y: &Array1<bool>,
+    opts: &FitOptions,
+) -> Result<Solution, ModelError> {
+    let n = x.nrows() as f64;
+    let cap = opts.max_iterations.saturating_mul(BUDGET_CAP_FACTOR);
+    let mut budget = opts.max_iterations;
+    let mut total = 0u64;
+    let mut warm: Option<Array1<f64>> = None;
+    loop {
+        let (raw, churn_is_positive) = run_linfa(
+            x,
+            y,
+            opts.alpha,
+            budget,
+            opts.gradient_tolerance * n,
+            warm.take(),
+        )?;
+        total = total.saturating_add(budget);
+        let d = x.ncols();
+        let sign = if churn_is_positive { 1.0 } else { -1.0 };
+        let w = raw
+            .iter()
+            .take(d)
+            .map(|v| v * sign)
+            .collect::<Array1<f64>>();
+        let b = raw[d] * sign;
+        let gradient_norm = relative_gradient(x, y, opts.alpha, &w, b);
+        if gradient_norm <= opts.gradient_tolerance {
+            return Ok(Solution {
+                coefficients: w.to_vec(),
+                intercept: b,
+                iterations: total,
+                gradient_norm,
+            });
+        }
+        let next = budget.saturating_mul(BUDGET_GROWTH);
+        if next > cap {
+            return Err(ModelError::NotConverged {
+                iterations: total,
+                gradient_norm,
+            });
+        }
+        budget = next;
+        warm = Some(raw);
+    }
+}
+
+/// One linfa run. Returns its parameters (coefficients then intercept) in linfa's own
+/// sign convention, which depends only on the data, and whether that convention's
+/// positive class is churn = true (linfa makes the majority class positive).
+fn run_linfa(
+    x: &Array2<f64>,
+    y: &Array1<bool>,
+    alpha: f64,
+    max_iterations: u64,
+    linfa_tolerance: f64,
+    init: Option<Array1<f64>>,
+) -> Result<(Array1<f64>, bool), ModelError> {
+    let mut params = LogisticRegression::default()
+        .alpha(alpha)
+        .max_iterations(max_iterations)
+        .gradient_tolerance(linfa_tolerance);
+    if let Some(init) = init {
+        params = params.initial_params(init);
+    }
+    let dataset = Dataset::new(x.clone(), y.clone());
+    let fitted = params
+        .fit(&dataset)
+        .map_err(|e| ModelError::Solver(e.to_string()))?;
+    let raw: Array1<f64> = fitted
+        .params()
+        .iter()
+        .copied()
+        .chain([fitted.intercept()])
+        .collect();
+    Ok((raw, fitted.labels().pos.class))
+}
+
+/// Max |gradient| / rows of `sum log-loss + alpha/2 |w|^2` (intercept not penalised) at
+/// `(w, b)`, with `w` and `b` giving the log-odds of `y = true`.
+pub(crate) fn relative_gradient(
+    x: &Array2<f64>,
+    y: &Array1<bool>,
+    alpha: f64,
+    w: &Array1<f64>,
+    b: f64,
+) -> f64 {
+    let z = x.dot(w) + b;
+    let residual: Array1<f64> = z
+        .iter()
+        .zip(y)
+        .map(|(&z, &yi)| {
+            crate::domain::Probability::from_logit(z).get() - if yi { 1.0 } else { 0.0 }
+        })
+        .collect();
+    let gw = x.t().dot(&residual) + w * alpha;
+    let gb = residual.sum();
+    let max = gw.iter().fold(gb.abs(), |m, g| m.max(g.abs()));
+    max / x.nrows() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::FeatureValue::{Cat, Num};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn opts() -> FitOptions {
+        FitOptions::new(
+            "test-1",
+            DateTime::<Utc>::from_timestamp(1_750_000_000, 0).unwrap(),
+            "0.1.0",
+            "synthetic",
+        )
+    }
+
+    fn sigmoid(z: f64) -> f64 {
+        1.0 / (1.0 + (-z).exp())
+    }
+
+    /// Churn log-odds = intercept + 1.5 x1 - 1.0 x2 + 1.0 [plan = c].
+    fn synthetic(n: usize, intercept: f64, seed: u64) -> (Vec<FeatureRow>, Vec<bool>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let plans = ["a", "b", "c"];
+        let mut rows = Vec::new();
+        let mut labels = Vec::new();
+        for _ in 0..n {
+            let x1: f64 = rng.gen_range(-2.0..2.0);
+            let x2: f64 = rng.gen_range(-2.0..2.0);
+            let plan = plans[rng.gen_range(0..3)];
+            let z = intercept + 1.5 * x1 - 1.0 * x2 + if plan == "c" { 1.0 } else { 0.0 };
+            labels.push(rng.r#gen::<f64>() < sigmoid(z));
+            let mut row = FeatureRow::new();
+            row.insert("x1".into(), Num(x1));
+            row.insert("x2".into(), Num(x2));
+            row.insert("plan".into(), Cat(plan.into()));
+            row.insert("constant".into(), Num(3.0));
+            rows.push(row);
+        }
+        (rows, labels)
+    }
+
+    fn coef(a: &ModelArtifact, name: &str) -> f64 {
+        a.features
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap()
+            .coefficient
+    }
+
+    /// The relative gradient recomputed from the artifact alone.
+    fn artifact_gradient(a: &ModelArtifact, rows: &[FeatureRow], labels: &[bool]) -> f64 {
+        let mut g = vec![0.0; a.features.len()];
+        let mut gb = 0.0;
+        for (row, &y) in rows.iter().zip(labels) {
+            let r = a.predict(row).get() - if y { 1.0 } else { 0.0 };
+            gb += r;
+            for (j, f) in a.features.iter().enumerate() {
+                g[j] += r * f.encoding.apply(row.get(&f.source));
+            }
+        }
+        let mut max = gb.abs();
+        for (j, f) in a.features.iter().enumerate() {
+            max = max.max((g[j] + a.solver.alpha * f.coefficient).abs());
+        }
+        max / rows.len() as f64
+    }
+
+    #[test]
+    fn recovers_coefficient_signs() {
+        let (rows, labels) = synthetic(2000, -0.5, 1);
+        let a = fit(&rows, &labels, &opts()).unwrap();
+        let names: Vec<_> = a.features.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["plan=a", "plan=b", "plan=c", "x1", "x2"]);
+        assert_eq!(a.dropped_features, ["constant"]);
+        assert!(coef(&a, "x1") > 0.5, "{a:#?}");
+        assert!(coef(&a, "x2") < -0.3);
+        assert!(coef(&a, "plan=c") > coef(&a, "plan=a") + 0.5);
+        assert!(a.solver.converged && a.solver.gradient_norm <= 1e-4);
+        assert!(a.train_metrics.auc.unwrap() > 0.75);
+        assert!(a.validate().is_ok());
+        // x1 is standardised: its coefficient is per standard deviation of U(-2, 2) ~ 1.155.
+        let x1_std = match a.features[3].encoding {
+            crate::model::Encoding::Numeric { std, .. } => std,
+            _ => unreachable!(),
+        };
+        assert!(
+            (coef(&a, "x1") / x1_std - 1.5).abs() < 0.3,
+            "{}",
+            coef(&a, "x1") / x1_std
+        );
+    }
+
+    #[test]
+    fn churn_probability_is_right_whether_churners_are_minority_or_majority() {
+        for (intercept, minority) in [(-2.5, true), (2.5, false)] {
+            let (rows, labels) = synthetic(1500, intercept, 2);
+            let rate = labels.iter().filter(|&&y| y).count() as f64 / labels.len() as f64;
+            assert_eq!(rate < 0.5, minority, "rate {rate}");
+            let a = fit(&rows, &labels, &opts()).unwrap();
+            assert!(coef(&a, "x1") > 0.0, "intercept {intercept}: {a:#?}");
+            let mut low = rows[0].clone();
+            let mut high = rows[0].clone();
+            low.insert("x1".into(), Num(-1.0));
+            high.insert("x1".into(), Num(1.0));
+            assert!(a.predict(&high).get() > a.predict(&low).get());
+            // At the optimum the intercept's gradient is zero: mean P(churn) = churn rate.
+            let mean_p =
+                a.predict_many(&rows).iter().map(|p| p.get()).sum::<f64>() / rows.len() as f64;
+            assert!(
+                (mean_p - rate).abs() < 1e-3,
+                "mean p {mean_p} vs rate {rate}"
+            );
+            assert!(a.train_metrics.auc.unwrap() > 0.7);
+        }
+    }
+
+    #[test]
+    fn solver_report_gradient_is_honest() {
+        let (rows, labels) = synthetic(800, 0.0, 3);
+        let a = fit(&rows, &labels, &opts()).unwrap();
+        let g = artifact_gradient(&a, &rows, &labels);
+        assert!(
+            (g - a.solver.gradient_norm).abs() < 1e-9,
+            "{g} vs {}",
+            a.solver.gradient_norm
+        );
+        assert!(g <= 1e-4);
+    }
+
+    /// Many nearly collinear copies of a strong signal, almost no regularisation.
+    fn collinear(n: usize) -> (Vec<FeatureRow>, Vec<bool>) {
+        let mut rng = StdRng::seed_from_u64(4);
+        let mut rows = Vec::new();
+        let mut labels = Vec::new();
+        for _ in 0..n {
+            let t: f64 = rng.gen_range(-1.0..1.0);
+            let mut row = FeatureRow::new();
+            for k in 0..8 {
+                row.insert(format!("copy{k}"), Num(t + 1e-3 * rng.gen_range(-1.0..1.0)));
+            }
+            labels.push(rng.r#gen::<f64>() < sigmoid(6.0 * t));
+            rows.push(row);
+        }
+        (rows, labels)
+    }
+
+    #[test]
+    fn hard_problem_converges_honestly_or_says_so() {
+        let (rows, labels) = collinear(400);
+        let hard = FitOptions {
+            alpha: 1e-6,
+            gradient_tolerance: 1e-7,
+            ..opts()
+        };
+        // A starved budget: 1 + 4 + 16 iterations are not enough, and fit says so.
+        match fit(
+            &rows,
+            &labels,
+            &FitOptions {
+                max_iterations: 1,
+                ..hard.clone()
+            },
+        ) {
+            Err(ModelError::NotConverged {
+                iterations,
+                gradient_norm,
+            }) => {
+                assert_eq!(iterations, 21);
+                assert!(gradient_norm > 1e-7);
+            }
+            other => panic!("expected NotConverged, got {other:?}"),
+        }
+        // A first run too short (this problem needs 82 iterations from scratch) is rerun
+        // from where it stopped with four times the budget, and then converges.
+        let a = fit(
+            &rows,
+            &labels,
+            &FitOptions {
+                max_iterations: 30,
+                ..hard.clone()
+            },
+        )
+        .unwrap();
+        assert!(a.solver.converged);
+        assert_eq!(a.solver.iterations_allowed_used, 30 + 120);
+        assert!(artifact_gradient(&a, &rows, &labels) <= 1e-7);
+        let err = ModelError::NotConverged {
+            iterations: 21,
+            gradient_norm: 1.0,
+        }
+        .to_string();
+        assert!(
+            err.contains("max_iterations") && err.contains("alpha"),
+            "{err}"
+        );
+        // With the default budget it either converges, verifiably, or says it did not.
+        match fit(&rows, &labels, &hard) {
+            Ok(a) => {
+                eprintln!(
+                    "hard problem: converged, budget {}, gradient {:e}",
+                    a.solver.iterations_allowed_used, a.solver.gradient_norm
+                );
+                assert!(a.solver.converged);
+                let g = artifact_gradient(&a, &rows, &labels);
+                assert!(g <= 1e-7, "claims convergence with gradient {g}");
+            }
+            Err(ModelError::NotConverged {
+                gradient_norm,
+                iterations,
+            }) => {
+                eprintln!(
+                    "hard problem: not converged after {iterations}, gradient {gradient_norm:e}"
+                );
+                assert!(gradient_norm > 1e-7)
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Smallest single-run budget for which linfa meets the tolerance (for the report).
+    fn iterations_needed(x: &Array2<f64>, y: &Array1<bool>, alpha: f64, tol: f64) -> Option<u64> {
+        let n = x.nrows() as f64;
+        (1..=5000u64).find(|&m| {
+            let (raw, pos) = run_linfa(x, y, alpha, m, tol * n, None).unwrap();
+            let d = x.ncols();
+            let sign = if pos { 1.0 } else { -1.0 };
+            relative_gradient(
+                x,
+                y,
+                alpha,
+                &raw.iter()
+                    .take(d)
+                    .map(|v| v * sign)
+                    .collect::<Array1<f64>>(),
+                raw[d] * sign,
+            ) <= tol
+        })
+    }
+
+    #[test]
+    fn measure_iterations_needed() {
+        let (rows, labels) = synthetic(2000, -0.5, 1);
+        let enc = Encoder::fit(&rows).unwrap();
+        let needed = iterations_needed(&enc.encode(&rows), &Array1::from(labels), 1.0, 1e-4);
+        eprintln!("synthetic 2000 rows, alpha 1, tol 1e-4: {needed:?} iterations");
+        assert!(needed.unwrap() <= 100);
+        let (rows, labels) = collinear(400);
+        let enc = Encoder::fit(&rows).unwrap();
+        let x = enc.encode(&rows);
+        let y = Array1::from(labels);
+        for (alpha, tol) in [(1.0, 1e-4), (1e-6, 1e-4), (1e-6, 1e-7)] {
+            eprintln!(
+                "collinear 400 rows, alpha {alpha}, tol {tol}: {:?} iterations",
+                iterations_needed(&x, &y, alpha, tol)
+            );
+        }
+    }
+
+    #[test]
+    fn holdout_metrics_and_provenance() {
+        let (rows, labels) = synthetic(1000, -1.0, 5);
+        let o = FitOptions {
+            holdout: Some(0.25),
+            seed: Some(9),
+            as_of: "2025-06-01".parse().ok(),
+            ..opts()
+        };
+        let a = fit(&rows, &labels, &o).unwrap();
+        let m = a.metrics.as_ref().unwrap();
+        assert_eq!(m.rows + a.train_metrics.rows, 1000);
+        assert_eq!(
+            m.positives + a.train_metrics.positives,
+            a.training.positives
+        );
+        assert_eq!(
+            (a.training.rows, a.training.seed, a.training.holdout),
+            (1000, Some(9), Some(0.25))
+        );
+        assert!(m.auc.unwrap() > 0.7);
+        assert_eq!(a.training.fingerprint.len(), 64);
+        assert_eq!(fit(&rows, &labels, &o).unwrap(), a, "deterministic");
+        // The fingerprint ignores row order but not labels.
+        let mut rev_rows = rows.clone();
+        let mut rev_labels = labels.clone();
+        rev_rows.reverse();
+        rev_labels.reverse();
+        assert_eq!(fingerprint(&rev_rows, &rev_labels), a.training.fingerprint);
+        rev_labels[0] = !rev_labels[0];
+        assert_ne!(fingerprint(&rev_rows, &rev_labels), a.training.fingerprint);
+    }
+
+    #[test]
+    fn artifact_json_round_trip() {
+        let (rows, labels) = synthetic(600, 0.0, 6);
+        let a = fit(
+            &rows,
+            &labels,
+            &FitOptions {
+                holdout: Some(0.2),
+                ..opts()
+            },
+        )
+        .unwrap();
+        let json = serde_json::to_string_pretty(&a).unwrap();
+        assert!(
+            json.contains("\"type\": \"OneHot\"") && json.contains("\"name\": \"plan=c\""),
+            "{json}"
+        );
+        let back: ModelArtifact = serde_json::from_str(&json).unwrap();
+        back.validate().unwrap();
+        // serde_json (without its `float_roundtrip` feature) may read a float back one
+        // unit in the last place off, so compare numbers closely rather than bit for bit.
+        assert_eq!(
+            serde_json::to_value(&back).unwrap()["features"]
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
+        assert_eq!(
+            (&back.training, &back.dropped_features, &back.solver.library),
+            (&a.training, &a.dropped_features, &a.solver.library)
+        );
+        assert!((back.intercept - a.intercept).abs() <= 1e-12);
+        for (b, f) in back.features.iter().zip(&a.features) {
+            assert_eq!((&b.name, &b.source), (&f.name, &f.source));
+            assert!((b.coefficient - f.coefficient).abs() <= 1e-12 * f.coefficient.abs().max(1.0));
+        }
+        for (p, q) in back.predict_many(&rows).iter().zip(a.predict_many(&rows)) {
+            assert!((p.get() - q.get()).abs() <= 1e-12, "{p:?} vs {q:?}");
+        }
+        // A second round trip is stable.
+        let again: ModelArtifact =
+            serde_json::from_str(&serde_json::to_string_pretty(&back).unwrap()).unwrap();
+        assert!(
+            again
+                .predict_many(&rows)
+                .iter()
+                .zip(back.predict_many(&rows))
+                .all(|(p, q)| (p.get() - q.get()).abs() <= 1e-12)
+        );
+        let mut broken = back.clone();
+        broken.format = 2;
+        assert!(matches!(
+            broken.validate(),
+            Err(ModelError::InvalidArtifact(_))
+        ));
+    }
+
+    #[test]
+    fn input_errors() {
+        let (rows, labels) = synthetic(50, 0.0, 7);
+        assert_eq!(fit(&[], &[], &opts()), Err(ModelError::Empty));
+        assert_eq!(
+            fit(&rows, &labels[..49], &opts()),
+            Err(ModelError::LengthMismatch {
+                rows: 50,
+                labels: 49
+            })
+        );
+        assert_eq!(
+            fit(&rows, &[true; 50], &opts()),
+            Err(ModelError::OneClass {
+                class: true,
+                rows: 50
+            })
+        );
+        let mut bad = rows.clone();
+        bad[3].insert("x2".into(), Num(f64::INFINITY));
+        assert_eq!(
+            fit(&bad, &labels, &opts()),
+            Err(ModelError::NonFinite {
+                feature: "x2".into(),
+                row: 3
+            })
+        );
+        assert!(matches!(
+            fit(
+                &rows,
+                &labels,
+                &FitOptions {
+                    alpha: -1.0,
+                    ..opts()
+                }
+            ),
+            Err(ModelError::InvalidOption(_))
+        ));
+        assert!(matches!(
+            fit(
+                &rows,
+                &labels,
+                &FitOptions {
+                    holdout: Some(1.0),
+                    ..opts()
+                }
+            ),
+            Err(ModelError::InvalidOption(_))
+        ));
+        let constant: Vec<FeatureRow> = rows
+            .iter()
+            .map(|_| [("k".to_string(), Num(1.0))].into_iter().collect())
+            .collect();
+        assert!(matches!(
+            fit(&constant, &labels, &opts()),
+            Err(ModelError::NoFeatures { .. })
+        ));
+    }
+}
