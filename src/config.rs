@@ -104,13 +104,19 @@ impl Default for Config {
 
 impl Default for Schedules {
     fn default() -> Self {
-        Self { pull: "0 */5 * * * *".into(), score: "0 0 2 * * *".into() }
+        Self {
+            pull: "0 */5 * * * *".into(),
+            score: "0 0 2 * * *".into(),
+        }
     }
 }
 
 impl Default for Scoring {
     fn default() -> Self {
-        Self { model: None, risk_threshold: 0.5 }
+        Self {
+            model: None,
+            risk_threshold: 0.5,
+        }
     }
 }
 
@@ -128,13 +134,19 @@ impl Default for Playbook {
 
 impl Default for Worker {
     fn default() -> Self {
-        Self { name: "attune".into(), shutdown_grace_secs: 30 }
+        Self {
+            name: "attune".into(),
+            shutdown_grace_secs: 30,
+        }
     }
 }
 
 impl Default for Log {
     fn default() -> Self {
-        Self { format: "human".into(), filter: "info,sqlx=warn".into() }
+        Self {
+            format: "human".into(),
+            filter: "info,sqlx=warn".into(),
+        }
     }
 }
 
@@ -143,16 +155,24 @@ pub const ENV_PREFIX: &str = "ATTUNE_";
 impl Config {
     /// Reads the file if given (or `./attune.toml` if it exists), then applies environment
     /// overrides from `vars`, then validates.
-    pub fn load(path: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let default_path = Path::new("attune.toml");
         let (text, origin) = match path {
             Some(p) => (
-                std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.to_owned(), source })?,
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?,
                 p.display().to_string(),
             ),
             None if default_path.exists() => (
-                std::fs::read_to_string(default_path)
-                    .map_err(|source| ConfigError::Read { path: default_path.to_owned(), source })?,
+                std::fs::read_to_string(default_path).map_err(|source| ConfigError::Read {
+                    path: default_path.to_owned(),
+                    source,
+                })?,
                 default_path.display().to_string(),
             ),
             None => (String::new(), "defaults".to_owned()),
@@ -165,10 +185,14 @@ impl Config {
         origin: &str,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut table: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
         for (key, value) in vars {
-            let Some(rest) = key.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             if matches!(rest, "CONFIG" | "TEST_POSTGRES_URL") || value.is_empty() {
                 continue;
             }
@@ -179,28 +203,50 @@ impl Config {
         }
         let config: Config = table
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: origin.to_owned(),
+                message: e.to_string(),
+            })?;
         config.validate(origin)?;
         Ok(config)
     }
 
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid { origin: format!("{origin}: {key}"), message };
-        crate::store::DatabaseUrl::parse(&self.database_url).map_err(|e| invalid("database_url", e.to_string()))?;
-        for (key, expr) in [("schedule.pull", &self.schedule.pull), ("schedule.score", &self.schedule.score)] {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            origin: format!("{origin}: {key}"),
+            message,
+        };
+        crate::store::DatabaseUrl::parse(&self.database_url)
+            .map_err(|e| invalid("database_url", e.to_string()))?;
+        for (key, expr) in [
+            ("schedule.pull", &self.schedule.pull),
+            ("schedule.score", &self.schedule.score),
+        ] {
             parse_cron(expr).map_err(|m| invalid(key, m))?;
         }
         if !(0.0..=1.0).contains(&self.scoring.risk_threshold) {
             return Err(invalid(
                 "scoring.risk_threshold",
-                format!("{} is not a probability; use a number from 0 to 1", self.scoring.risk_threshold),
+                format!(
+                    "{} is not a probability; use a number from 0 to 1",
+                    self.scoring.risk_threshold
+                ),
             ));
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
-            return Err(invalid("log.format", format!("{:?} is not a log format; use \"human\" or \"json\"", self.log.format)));
+            return Err(invalid(
+                "log.format",
+                format!(
+                    "{:?} is not a log format; use \"human\" or \"json\"",
+                    self.log.format
+                ),
+            ));
         }
         if self.worker.name.trim().is_empty() {
-            return Err(invalid("worker.name", "is empty; name the worker, e.g. \"attune\"".into()));
+            return Err(invalid(
+                "worker.name",
+                "is empty; name the worker, e.g. \"attune\"".into(),
+            ));
         }
         Ok(())
     }
@@ -223,7 +269,10 @@ fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<()
         return Ok(());
     }
     let sections = ["schedule", "scoring", "playbook", "pull", "worker", "log"];
-    let Some(section) = sections.iter().find(|s| lower.starts_with(&format!("{s}_"))) else {
+    let Some(section) = sections
+        .iter()
+        .find(|s| lower.starts_with(&format!("{s}_")))
+    else {
         return Err(format!(
             "is not a setting attune knows; settings are ATTUNE_DATABASE_URL or ATTUNE_<SECTION>_<KEY> with a section of {}",
             sections.join(", ")
@@ -251,7 +300,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -273,7 +325,11 @@ mod tests {
         let c = Config::from_toml(
             "[playbook]\ncap_days = 3\n",
             "f.toml",
-            env(&[("ATTUNE_PLAYBOOK_CAP_DAYS", "9"), ("ATTUNE_DATABASE_URL", "x.db"), ("PATH", "/bin")]),
+            env(&[
+                ("ATTUNE_PLAYBOOK_CAP_DAYS", "9"),
+                ("ATTUNE_DATABASE_URL", "x.db"),
+                ("PATH", "/bin"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.playbook.cap_days, 9);
@@ -282,13 +338,24 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_the_fix() {
-        let e = Config::from_toml("[schedule]\nscore = \"every day\"\n", "f.toml", env(&[])).unwrap_err().to_string();
-        assert!(e.contains("f.toml: schedule.score") && e.contains("six fields"), "{e}");
-        let e = Config::from_toml("[playbok]\n", "f.toml", env(&[])).unwrap_err().to_string();
+        let e = Config::from_toml("[schedule]\nscore = \"every day\"\n", "f.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("f.toml: schedule.score") && e.contains("six fields"),
+            "{e}"
+        );
+        let e = Config::from_toml("[playbok]\n", "f.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `playbok`"), "{e}");
-        let e = Config::from_toml("", "f.toml", env(&[("ATTUNE_NOPE", "1")])).unwrap_err().to_string();
+        let e = Config::from_toml("", "f.toml", env(&[("ATTUNE_NOPE", "1")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ATTUNE_NOPE"), "{e}");
-        let e = Config::from_toml("[scoring]\nrisk_threshold = 2.0\n", "f.toml", env(&[])).unwrap_err().to_string();
+        let e = Config::from_toml("[scoring]\nrisk_threshold = 2.0\n", "f.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("scoring.risk_threshold"), "{e}");
     }
 }

@@ -2,12 +2,14 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules and the flow of data through them.
 
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod features;
-pub mod jobs;
 pub mod ingest;
+pub mod jobs;
 pub mod model;
 pub mod playbook;
 pub mod store;
+pub mod telemetry;

@@ -1,1 +1,440 @@
-//! (in progress)
+//! The command line: parses arguments, builds the context, runs one command and prints its
+//! result for people or, with `--json`, for scripts. Logic lives in the library modules;
+//! this is glue.
+
+mod output;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::domain::{NudgeKind, NudgeStatus};
+use crate::ingest::CustomerPreset;
+use crate::jobs::{self, JobContext};
+use crate::store::{DatabaseUrl, Db, NudgeFilter};
+use output::Printer;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "attune",
+    version,
+    about = "Scores churn risk and queues early-relationship nudges for review."
+)]
+pub struct Cli {
+    /// Database: a SQLite file path, sqlite://PATH, or postgres://... [default: ./attune.db]
+    #[arg(long, global = true, env = "ATTUNE_DATABASE_URL")]
+    pub db: Option<String>,
+    /// Config file (TOML); ./attune.toml is read if present.
+    #[arg(long, global = true, env = "ATTUNE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print results as JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format on stderr: human or json.
+    #[arg(long, global = true)]
+    pub log_format: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: scheduled pull, scoring and planning until Ctrl-C or SIGTERM.
+    Run,
+    /// Create or upgrade the database schema (also done at every start).
+    Migrate,
+    /// Import customers or activity events from CSV or NDJSON.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Train a churn model and register it.
+    Train(TrainArgs),
+    /// Score every active customer now.
+    Score {
+        /// Score as of this day (YYYY-MM-DD); default today.
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+    },
+    /// Run the playbook over the latest scores and queue nudges for review.
+    Plan {
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// Use this scoring run instead of the latest.
+        #[arg(long)]
+        run: Option<i64>,
+    },
+    /// Review queued nudges.
+    #[command(subcommand)]
+    Nudges(NudgesCommand),
+    /// Show the audit log, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Generate a synthetic population, run one full cycle, print a summary, then keep
+    /// running as the daemon unless --once.
+    Demo(DemoArgs),
+    /// Check the configuration and explain what is wrong.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Customers (CSV or NDJSON; see the README for columns).
+    Customers {
+        file: PathBuf,
+        /// `telco` reads the IBM Telco churn CSV as shipped.
+        #[arg(long, default_value = "standard")]
+        preset: CustomerPreset,
+    },
+    /// Activity events (CSV or NDJSON; see the README for columns).
+    Events { file: PathBuf },
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Train on this customer CSV instead of the database's history.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// How to read --csv: standard (churned_on is the label) or telco.
+    #[arg(long, default_value = "standard")]
+    pub preset: CustomerPreset,
+    /// Fraction of rows held out (stratified) to measure the model.
+    #[arg(long)]
+    pub holdout: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// From the database: features as of this day, label = churned in the horizon after it.
+    /// Default: today minus the horizon.
+    #[arg(long)]
+    pub cutoff: Option<NaiveDate>,
+    #[arg(long, default_value_t = 90)]
+    pub horizon_days: u64,
+    /// The day features are computed as of for --csv (tenure, contract end). Default today.
+    #[arg(long)]
+    pub as_of: Option<NaiveDate>,
+    /// Version label; default SOURCE-TIMESTAMP.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Where to write the artifact; default models/VERSION.json.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Register the model without making it the champion.
+    #[arg(long)]
+    pub no_promote: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NudgesCommand {
+    /// List nudges, riskiest first.
+    List {
+        #[arg(long)]
+        status: Option<NudgeStatus>,
+        #[arg(long)]
+        kind: Option<NudgeKind>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Approve proposed nudges.
+    Approve {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        /// Who decides; default $USER.
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Reject proposed nudges, saying why.
+    Reject {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        #[arg(long, required = true)]
+        reason: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Export nudges as CSV.
+    Export {
+        #[arg(long)]
+        csv: PathBuf,
+        #[arg(long)]
+        status: Option<NudgeStatus>,
+        #[arg(long)]
+        kind: Option<NudgeKind>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value_t = 5000)]
+    pub customers: usize,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Stop after the first cycle instead of running as the daemon.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration (file and environment) and print it resolved.
+    Check,
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(db) = &cli.db {
+        config.database_url = db.clone();
+    }
+    if let Some(f) = &cli.log_format {
+        config.log.format = f.clone();
+    }
+    config.validate("command line")?;
+    Ok(config)
+}
+
+async fn open(config: &Config) -> anyhow::Result<Db> {
+    let url = DatabaseUrl::parse(&config.database_url)?;
+    let db = Db::connect(&url).await?;
+    db.migrate()
+        .await
+        .with_context(|| format!("migrating {}", url.redacted()))?;
+    Ok(db)
+}
+
+fn actor(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "cli".into())
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // `demo` may be told its own database with --db as the examples do.
+    let config = load_config(&cli)?;
+    crate::telemetry::init(&config.log.format, &config.log.filter);
+    let out = Printer { json: cli.json };
+    match cli.command {
+        Command::Config(ConfigCommand::Check) => out.config(&config),
+        Command::Migrate => {
+            let db = open(&config).await?;
+            out.message(
+                &serde_json::json!({"migrated": true, "backend": db.backend()}),
+                &format!("{} schema is up to date", db.backend()),
+            )
+        }
+        Command::Run => {
+            let db = open(&config).await?;
+            jobs::daemon::run(JobContext::new(db, config), jobs::daemon::shutdown_signal()).await
+        }
+        Command::Import(cmd) => {
+            let db = open(&config).await?;
+            let report = match cmd {
+                ImportCommand::Customers { file, preset } => {
+                    jobs::import::import_customers_file(&db, &file, preset, jobs::today()).await?
+                }
+                ImportCommand::Events { file } => {
+                    jobs::import::import_events_file(&db, &file).await?
+                }
+            };
+            out.import(&report)
+        }
+        Command::Train(args) => train(&config, args, &out).await,
+        Command::Score { as_of } => {
+            let ctx = JobContext::new(open(&config).await?, config);
+            let report =
+                jobs::score::run(&ctx, &jobs::score::ScoreJob { tick: None, as_of }).await?;
+            out.score(&report)
+        }
+        Command::Plan { as_of, run } => {
+            let ctx = JobContext::new(open(&config).await?, config);
+            let report = jobs::plan::run(&ctx, &jobs::plan::PlanJob { run_id: run, as_of }).await?;
+            out.plan(&report)
+        }
+        Command::Nudges(cmd) => nudges(&config, cmd, &out).await,
+        Command::Audit { limit } => {
+            let db = open(&config).await?;
+            out.audit(&db.audit_entries(limit).await?)
+        }
+        Command::Demo(args) => demo(config, cli.db.is_some(), args, &out).await,
+    }
+}
+
+async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Result<()> {
+    let opts = jobs::train::TrainOptions {
+        holdout: args.holdout,
+        seed: args.seed,
+        version: args.version.clone(),
+    };
+    let today = jobs::today();
+    let started = std::time::Instant::now();
+    let (model, db) = match &args.csv {
+        Some(path) => (
+            jobs::train::train_from_csv(path, args.preset, args.as_of.unwrap_or(today), &opts)?,
+            None,
+        ),
+        None => {
+            let db = open(config).await?;
+            let cutoff = args
+                .cutoff
+                .unwrap_or(today - chrono::Days::new(args.horizon_days));
+            (
+                jobs::train::train_from_store(&db, cutoff, args.horizon_days, &opts).await?,
+                Some(db),
+            )
+        }
+    };
+    let fit_seconds = started.elapsed().as_secs_f64();
+    let path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("models").join(format!("{}.json", model.version)));
+    jobs::train::write_artifact(&model, &path)?;
+    // A model trained from a file is registered only if a database was named.
+    let db = match db {
+        Some(db) => Some(db),
+        None if args.csv.is_none()
+            || std::env::var_os("ATTUNE_DATABASE_URL").is_some()
+            || config.database_url != DatabaseUrl::DEFAULT =>
+        {
+            Some(open(config).await?)
+        }
+        None => None,
+    };
+    if let Some(db) = &db {
+        jobs::train::register(db, &model, !args.no_promote).await?;
+    }
+    out.train(&model, &path, fit_seconds, db.is_some() && !args.no_promote)
+}
+
+async fn nudges(config: &Config, cmd: NudgesCommand, out: &Printer) -> anyhow::Result<()> {
+    let db = open(config).await?;
+    match cmd {
+        NudgesCommand::List {
+            status,
+            kind,
+            limit,
+        } => {
+            let rows = db
+                .list_nudges(&NudgeFilter {
+                    status,
+                    kind,
+                    limit,
+                })
+                .await?;
+            out.nudges(&rows)
+        }
+        NudgesCommand::Approve { ids, by } => {
+            let outcome = db
+                .decide_nudges(&ids, NudgeStatus::Approved, &actor(by), None)
+                .await?;
+            out.decision(&outcome, "approved")
+        }
+        NudgesCommand::Reject { ids, reason, by } => {
+            if reason.trim().is_empty() {
+                bail!("--reason is empty; say why the nudges are rejected");
+            }
+            let outcome = db
+                .decide_nudges(&ids, NudgeStatus::Rejected, &actor(by), Some(reason.trim()))
+                .await?;
+            out.decision(&outcome, "rejected")
+        }
+        NudgesCommand::Export { csv, status, kind } => {
+            let rows = db
+                .list_nudges(&NudgeFilter {
+                    status,
+                    kind,
+                    limit: 0,
+                })
+                .await?;
+            output::write_nudges_csv(&csv, &rows)?;
+            out.message(
+                &serde_json::json!({"exported": rows.len(), "file": csv.display().to_string()}),
+                &format!("exported {} nudges to {}", rows.len(), csv.display()),
+            )
+        }
+    }
+}
+
+/// A demo database is recognisable by its audit entry; only such a file is replaced.
+async fn is_demo_database(path: &Path) -> bool {
+    let Ok(db) = Db::connect(&DatabaseUrl::Sqlite(path.to_owned())).await else {
+        return false;
+    };
+    let found: Result<(i64,), _> = match &db {
+        Db::Sqlite(p) => {
+            sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'demo.created'")
+                .fetch_one(p)
+                .await
+        }
+        Db::Postgres(_) => return false,
+    };
+    db.close().await;
+    matches!(found, Ok((n,)) if n > 0)
+}
+
+async fn demo(
+    mut config: Config,
+    db_given: bool,
+    args: DemoArgs,
+    out: &Printer,
+) -> anyhow::Result<()> {
+    // The demo's database is created afresh: ./attune-demo.db unless --db names a file.
+    let path = if db_given {
+        match DatabaseUrl::parse(&config.database_url)? {
+            DatabaseUrl::Sqlite(p) => p,
+            DatabaseUrl::Postgres(_) => {
+                bail!("the demo creates a fresh SQLite file; give --db PATH, not a PostgreSQL URL")
+            }
+        }
+    } else {
+        PathBuf::from("attune-demo.db")
+    };
+    if path.exists() {
+        if !is_demo_database(&path).await {
+            bail!(
+                "{} exists and is not a database the demo created; choose another path with --db",
+                path.display()
+            );
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", path.display()));
+            if p.exists() {
+                std::fs::remove_file(&p)
+                    .with_context(|| format!("removing the old demo database {}", p.display()))?;
+            }
+        }
+    }
+    let inbox = PathBuf::from(format!("{}.inbox", path.display()));
+    if inbox.exists() {
+        std::fs::remove_dir_all(&inbox).with_context(|| format!("clearing {}", inbox.display()))?;
+    }
+    config.database_url = path.display().to_string();
+    config.pull.inbox = Some(inbox);
+    let db = open(&config).await?;
+    db.audit(
+        "demo",
+        "demo.created",
+        &path.display().to_string(),
+        &serde_json::json!({"customers": args.customers, "seed": args.seed}),
+    )
+    .await?;
+    let ctx = JobContext::new(db.clone(), config);
+    let mut summary =
+        crate::demo::run_cycle(&ctx, args.customers, args.seed, jobs::today()).await?;
+    summary.database = path.display().to_string();
+    out.demo(&summary)?;
+    if args.once {
+        db.close().await;
+        return Ok(());
+    }
+    if !out.json {
+        eprintln!(
+            "\nattune is now running as a daemon on {} (Ctrl-C to stop). Review nudges with:\n  attune --db {} nudges list",
+            path.display(),
+            path.display()
+        );
+    }
+    jobs::daemon::run(ctx, jobs::daemon::shutdown_signal()).await
+}

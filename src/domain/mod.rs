@@ -247,7 +247,12 @@ pub struct Consent {
 }
 
 impl Consent {
-    pub const ALL: Consent = Consent { email: true, sms: true, phone: true, post: true };
+    pub const ALL: Consent = Consent {
+        email: true,
+        sms: true,
+        phone: true,
+        post: true,
+    };
 
     pub fn allows(&self, channel: Channel) -> bool {
         match channel {
@@ -268,7 +273,11 @@ impl Consent {
         if raw.is_empty() || raw.eq_ignore_ascii_case("none") {
             return Ok(c);
         }
-        for part in raw.split([';', ',', '|']).map(str::trim).filter(|p| !p.is_empty()) {
+        for part in raw
+            .split([';', ',', '|'])
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             match part.parse::<Channel>()? {
                 Channel::Email => c.email = true,
                 Channel::Sms => c.sms = true,
@@ -333,7 +342,10 @@ mod tests {
     fn customer_id_rejects_empty_and_control_characters() {
         assert!(CustomerId::parse("  ").is_err());
         assert!(CustomerId::parse("a\u{7}b").is_err());
-        assert_eq!(CustomerId::parse(" 7590-VHVEG ").unwrap().as_str(), "7590-VHVEG");
+        assert_eq!(
+            CustomerId::parse(" 7590-VHVEG ").unwrap().as_str(),
+            "7590-VHVEG"
+        );
     }
 
     #[test]
@@ -347,9 +359,18 @@ mod tests {
 
     #[test]
     fn vocabularies_accept_aliases_and_list_choices_on_error() {
-        assert_eq!("Month-to-month".parse::<ContractType>().unwrap(), ContractType::MonthToMonth);
-        assert_eq!("One year".parse::<ContractType>().unwrap(), ContractType::OneYear);
-        assert_eq!("tariff_change".parse::<EventKind>().unwrap(), EventKind::PlanChange);
+        assert_eq!(
+            "Month-to-month".parse::<ContractType>().unwrap(),
+            ContractType::MonthToMonth
+        );
+        assert_eq!(
+            "One year".parse::<ContractType>().unwrap(),
+            ContractType::OneYear
+        );
+        assert_eq!(
+            "tariff_change".parse::<EventKind>().unwrap(),
+            EventKind::PlanChange
+        );
         let err = "fax".parse::<Channel>().unwrap_err().to_string();
         assert!(err.contains("email, sms, phone, post"), "{err}");
     }
@@ -377,7 +398,13 @@ mod tests {
             churned_on: None,
             attributes: BTreeMap::new(),
         };
-        assert_eq!(c.tenure_months(NaiveDate::from_ymd_opt(2025, 1, 20).unwrap()), 0.0);
-        assert_eq!(c.tenure_months(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()), 12.0);
+        assert_eq!(
+            c.tenure_months(NaiveDate::from_ymd_opt(2025, 1, 20).unwrap()),
+            0.0
+        );
+        assert_eq!(
+            c.tenure_months(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()),
+            12.0
+        );
     }
 }

@@ -51,7 +51,8 @@ pub fn months_between(from: NaiveDate, to: NaiveDate) -> i64 {
     if to <= from {
         return 0;
     }
-    let mut m = (to.year() as i64 - from.year() as i64) * 12 + to.month() as i64 - from.month() as i64;
+    let mut m =
+        (to.year() as i64 - from.year() as i64) * 12 + to.month() as i64 - from.month() as i64;
     if to.day() < from.day() && !is_month_end_clamped(from, to) {
         m -= 1;
     }
@@ -86,13 +87,20 @@ pub const BILL_SHOCK: &str = "bill_shock";
 pub const ATTRIBUTE_PREFIX: &str = "attr.";
 
 /// The features of `customer` as of the start of `as_of`.
-pub fn features_as_of(customer: &Customer, activity: &ActivitySummary, as_of: NaiveDate) -> FeatureRow {
+pub fn features_as_of(
+    customer: &Customer,
+    activity: &ActivitySummary,
+    as_of: NaiveDate,
+) -> FeatureRow {
     use FeatureValue::{Cat, Missing, Num};
     let mut row = FeatureRow::new();
     let mut put = |name: &str, v: FeatureValue| {
         row.insert(name.to_owned(), v);
     };
-    put(TENURE_MONTHS, Num(months_between(customer.signup_date, as_of) as f64));
+    put(
+        TENURE_MONTHS,
+        Num(months_between(customer.signup_date, as_of) as f64),
+    );
     put(MONTHLY_CHARGE, Num(customer.monthly_charge));
     put(CONTRACT, Cat(customer.contract_type.as_str().to_owned()));
     put(PLAN, Cat(customer.plan.clone()));
@@ -100,7 +108,13 @@ pub fn features_as_of(customer: &Customer, activity: &ActivitySummary, as_of: Na
         MONTHS_TO_CONTRACT_END,
         customer
             .contract_end
-            .map(|end| Num(if end <= as_of { 0.0 } else { (end - as_of).num_days() as f64 / 30.4375 }))
+            .map(|end| {
+                Num(if end <= as_of {
+                    0.0
+                } else {
+                    (end - as_of).num_days() as f64 / 30.4375
+                })
+            })
             .unwrap_or(Missing),
     );
 
@@ -111,17 +125,32 @@ pub fn features_as_of(customer: &Customer, activity: &ActivitySummary, as_of: Na
     let days_since = |d: Option<NaiveDate>| d.map(|d| (as_of - d).num_days().max(0) as f64);
     put(
         DAYS_SINCE_LAST_CONTACT,
-        num_if_known(days_since(activity.last_contact.or(Some(customer.signup_date))).unwrap_or(0.0)),
+        num_if_known(
+            days_since(activity.last_contact.or(Some(customer.signup_date))).unwrap_or(0.0),
+        ),
     );
     put(COMPLAINTS_90D, num_if_known(activity.complaints_90d as f64));
-    put(OPEN_COMPLAINTS, num_if_known(activity.open_complaints as f64));
+    put(
+        OPEN_COMPLAINTS,
+        num_if_known(activity.open_complaints as f64),
+    );
     put(
         DAYS_SINCE_LAST_COMPLAINT,
         // Capped: "never" and "over a year ago" mean the same for churn.
-        num_if_known(days_since(activity.last_complaint).unwrap_or(365.0).min(365.0)),
+        num_if_known(
+            days_since(activity.last_complaint)
+                .unwrap_or(365.0)
+                .min(365.0),
+        ),
     );
-    put(PAYMENT_FAILURES_90D, num_if_known(activity.payment_failures_90d as f64));
-    put(SUPPORT_CONTACTS_90D, num_if_known(activity.support_contacts_90d as f64));
+    put(
+        PAYMENT_FAILURES_90D,
+        num_if_known(activity.payment_failures_90d as f64),
+    );
+    put(
+        SUPPORT_CONTACTS_90D,
+        num_if_known(activity.support_contacts_90d as f64),
+    );
     put(LOGINS_30D, num_if_known(activity.logins_30d as f64));
     let prior_monthly = activity.usage_prior_90d / 3.0;
     put(
@@ -171,7 +200,9 @@ pub fn describe(name: &str, value: &FeatureValue) -> String {
         (PAYMENT_FAILURES_90D, Num(v)) => format!("{v:.0} failed payments in 90 days"),
         (SUPPORT_CONTACTS_90D, Num(v)) => format!("{v:.0} support contacts in 90 days"),
         (LOGINS_30D, Num(v)) => format!("{v:.0} logins in 30 days"),
-        (USAGE_TREND, Num(v)) if *v < 0.0 => format!("usage down {:.0}% on the prior quarter", -v * 100.0),
+        (USAGE_TREND, Num(v)) if *v < 0.0 => {
+            format!("usage down {:.0}% on the prior quarter", -v * 100.0)
+        }
         (USAGE_TREND, Num(v)) => format!("usage up {:.0}% on the prior quarter", v * 100.0),
         (BILL_SHOCK, Num(v)) => format!("latest bill {:+.0}% against usual", v * 100.0),
         (n, Num(v)) => format!("{} = {v}", n.trim_start_matches(ATTRIBUTE_PREFIX)),
@@ -200,9 +231,12 @@ mod tests {
             preferred_channel: Channel::Email,
             consent: Consent::ALL,
             churned_on: None,
-            attributes: [("SeniorCitizen".to_owned(), "1".to_owned()), ("PaymentMethod".to_owned(), "Mailed check".to_owned())]
-                .into_iter()
-                .collect(),
+            attributes: [
+                ("SeniorCitizen".to_owned(), "1".to_owned()),
+                ("PaymentMethod".to_owned(), "Mailed check".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
         }
     }
 
@@ -212,7 +246,11 @@ mod tests {
             for as_of in ["2026-03-31", "2026-02-28", "2026-01-15", "2024-02-29"] {
                 let as_of = d(as_of);
                 let signup = as_of.checked_sub_months(chrono::Months::new(n)).unwrap();
-                assert_eq!(months_between(signup, as_of), n as i64, "{signup} -> {as_of}");
+                assert_eq!(
+                    months_between(signup, as_of),
+                    n as i64,
+                    "{signup} -> {as_of}"
+                );
             }
         }
     }
@@ -223,7 +261,10 @@ mod tests {
         assert_eq!(row[DAYS_SINCE_LAST_CONTACT], FeatureValue::Missing);
         assert_eq!(row[TENURE_MONTHS], FeatureValue::Num(6.0));
         assert_eq!(row["attr.SeniorCitizen"], FeatureValue::Num(1.0));
-        assert_eq!(row["attr.PaymentMethod"], FeatureValue::Cat("Mailed check".into()));
+        assert_eq!(
+            row["attr.PaymentMethod"],
+            FeatureValue::Cat("Mailed check".into())
+        );
     }
 
     #[test]
@@ -238,6 +279,9 @@ mod tests {
         let row = features_as_of(&customer(), &a, d("2025-09-30"));
         assert_eq!(row[USAGE_TREND], FeatureValue::Num(-0.4));
         assert_eq!(row[DAYS_SINCE_LAST_CONTACT], FeatureValue::Num(60.0));
-        assert_eq!(describe(USAGE_TREND, &row[USAGE_TREND]), "usage down 40% on the prior quarter");
+        assert_eq!(
+            describe(USAGE_TREND, &row[USAGE_TREND]),
+            "usage down 40% on the prior quarter"
+        );
     }
 }

@@ -23,10 +23,10 @@ use futures::StreamExt;
 use serde::Serialize;
 use tracing::Instrument as _;
 
+use super::JobContext;
 use super::plan::{self, PlanJob};
 use super::pull::{self, PullJob};
 use super::score::{self, ScoreJob};
-use super::JobContext;
 use crate::store::Db;
 
 /// A name no other process will have: prefix, host, pid and a random suffix.
@@ -43,8 +43,16 @@ pub fn unique_worker_name(prefix: &str) -> String {
 /// The three job queues in the database's apalis tables.
 #[derive(Clone)]
 pub enum Queues {
-    Sqlite { pull: SqliteStorage<PullJob>, score: SqliteStorage<ScoreJob>, plan: SqliteStorage<PlanJob> },
-    Postgres { pull: PostgresStorage<PullJob>, score: PostgresStorage<ScoreJob>, plan: PostgresStorage<PlanJob> },
+    Sqlite {
+        pull: SqliteStorage<PullJob>,
+        score: SqliteStorage<ScoreJob>,
+        plan: SqliteStorage<PlanJob>,
+    },
+    Postgres {
+        pull: PostgresStorage<PullJob>,
+        score: PostgresStorage<ScoreJob>,
+        plan: PostgresStorage<PlanJob>,
+    },
 }
 
 impl std::fmt::Debug for Queues {
@@ -79,7 +87,10 @@ impl JobKind {
 macro_rules! push_once {
     ($storage:expr, $job:expr, $key:expr) => {{
         let mut s = $storage.clone();
-        let task = TaskBuilder::new($job).idempotency_key($key).max_attempts(3).build();
+        let task = TaskBuilder::new($job)
+            .idempotency_key($key)
+            .max_attempts(3)
+            .build();
         match s.push_task(task).await {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -98,14 +109,20 @@ impl Queues {
     pub fn new(db: &Db) -> Self {
         match db {
             Db::Sqlite(pool) => Queues::Sqlite {
-                pull: SqliteStorage::new(pool).with_config(apalis_sqlite::Config::default().queue(pull::QUEUE)),
-                score: SqliteStorage::new(pool).with_config(apalis_sqlite::Config::default().queue(score::QUEUE)),
-                plan: SqliteStorage::new(pool).with_config(apalis_sqlite::Config::default().queue(plan::QUEUE)),
+                pull: SqliteStorage::new(pool)
+                    .with_config(apalis_sqlite::Config::default().queue(pull::QUEUE)),
+                score: SqliteStorage::new(pool)
+                    .with_config(apalis_sqlite::Config::default().queue(score::QUEUE)),
+                plan: SqliteStorage::new(pool)
+                    .with_config(apalis_sqlite::Config::default().queue(plan::QUEUE)),
             },
             Db::Postgres(pool) => Queues::Postgres {
-                pull: PostgresStorage::new(pool).with_config(apalis_postgres::Config::default().queue(pull::QUEUE)),
-                score: PostgresStorage::new(pool).with_config(apalis_postgres::Config::default().queue(score::QUEUE)),
-                plan: PostgresStorage::new(pool).with_config(apalis_postgres::Config::default().queue(plan::QUEUE)),
+                pull: PostgresStorage::new(pool)
+                    .with_config(apalis_postgres::Config::default().queue(pull::QUEUE)),
+                score: PostgresStorage::new(pool)
+                    .with_config(apalis_postgres::Config::default().queue(score::QUEUE)),
+                plan: PostgresStorage::new(pool)
+                    .with_config(apalis_postgres::Config::default().queue(plan::QUEUE)),
             },
         }
     }
@@ -115,17 +132,30 @@ impl Queues {
         let tick = Some(key.to_owned());
         match (self, kind) {
             (Queues::Sqlite { pull, .. }, JobKind::Pull) => push_once!(pull, PullJob { tick }, key),
-            (Queues::Sqlite { score, .. }, JobKind::Score) => push_once!(score, ScoreJob { tick, as_of: None }, key),
-            (Queues::Sqlite { plan, .. }, JobKind::Plan) => push_once!(plan, PlanJob::default(), key),
-            (Queues::Postgres { pull, .. }, JobKind::Pull) => push_once!(pull, PullJob { tick }, key),
-            (Queues::Postgres { score, .. }, JobKind::Score) => push_once!(score, ScoreJob { tick, as_of: None }, key),
-            (Queues::Postgres { plan, .. }, JobKind::Plan) => push_once!(plan, PlanJob::default(), key),
+            (Queues::Sqlite { score, .. }, JobKind::Score) => {
+                push_once!(score, ScoreJob { tick, as_of: None }, key)
+            }
+            (Queues::Sqlite { plan, .. }, JobKind::Plan) => {
+                push_once!(plan, PlanJob::default(), key)
+            }
+            (Queues::Postgres { pull, .. }, JobKind::Pull) => {
+                push_once!(pull, PullJob { tick }, key)
+            }
+            (Queues::Postgres { score, .. }, JobKind::Score) => {
+                push_once!(score, ScoreJob { tick, as_of: None }, key)
+            }
+            (Queues::Postgres { plan, .. }, JobKind::Plan) => {
+                push_once!(plan, PlanJob::default(), key)
+            }
         }
     }
 
     async fn enqueue_plan_after(&self, run_id: i64) -> anyhow::Result<()> {
         let key = format!("plan@run-{run_id}");
-        let job = PlanJob { run_id: Some(run_id), as_of: None };
+        let job = PlanJob {
+            run_id: Some(run_id),
+            as_of: None,
+        };
         match self {
             Queues::Sqlite { plan, .. } => push_once!(plan, job, key.as_str()),
             Queues::Postgres { plan, .. } => push_once!(plan, job, key.as_str()),
@@ -141,7 +171,13 @@ pub fn tick_id(kind: JobKind, fire_at: i64) -> String {
 
 /// Handles one cron tick: claims it and, if this process won, enqueues its job. Returns
 /// whether this process claimed it.
-pub async fn fire_tick(db: &Db, queues: &Queues, kind: JobKind, fire_at: i64, worker: &str) -> anyhow::Result<bool> {
+pub async fn fire_tick(
+    db: &Db,
+    queues: &Queues,
+    kind: JobKind,
+    fire_at: i64,
+    worker: &str,
+) -> anyhow::Result<bool> {
     let id = tick_id(kind, fire_at);
     if !db.claim_tick(&id, kind.as_str(), fire_at, worker).await? {
         tracing::debug!(tick = %id, "tick already claimed by another daemon");
@@ -154,7 +190,11 @@ pub async fn fire_tick(db: &Db, queues: &Queues, kind: JobKind, fire_at: i64, wo
 }
 
 /// Enqueues ticks whose claimer died between claiming and enqueueing.
-pub async fn sweep_stranded_ticks(db: &Db, queues: &Queues, grace_secs: i64) -> anyhow::Result<usize> {
+pub async fn sweep_stranded_ticks(
+    db: &Db,
+    queues: &Queues,
+    grace_secs: i64,
+) -> anyhow::Result<usize> {
     let stranded = db.stranded_ticks(grace_secs).await?;
     for t in &stranded {
         let kind = match t.schedule.as_str() {
@@ -176,10 +216,18 @@ fn job_error(e: anyhow::Error) -> BoxDynError {
 
 async fn handle_pull(job: PullJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job", queue = pull::QUEUE, tick = job.tick.as_deref());
-    pull::run(&ctx, &job).instrument(span).await.map(|_| ()).map_err(job_error)
+    pull::run(&ctx, &job)
+        .instrument(span)
+        .await
+        .map(|_| ())
+        .map_err(job_error)
 }
 
-async fn handle_score(job: ScoreJob, ctx: Data<JobContext>, queues: Data<Queues>) -> Result<(), BoxDynError> {
+async fn handle_score(
+    job: ScoreJob,
+    ctx: Data<JobContext>,
+    queues: Data<Queues>,
+) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job", queue = score::QUEUE, tick = job.tick.as_deref());
     async {
         let report = score::run(&ctx, &job).await?;
@@ -192,7 +240,11 @@ async fn handle_score(job: ScoreJob, ctx: Data<JobContext>, queues: Data<Queues>
 
 async fn handle_plan(job: PlanJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job", queue = plan::QUEUE, run_id = job.run_id);
-    plan::run(&ctx, &job).instrument(span).await.map(|_| ()).map_err(job_error)
+    plan::run(&ctx, &job)
+        .instrument(span)
+        .await
+        .map(|_| ())
+        .map_err(job_error)
 }
 
 /// Runs the schedules for `kind` until the task is aborted.
@@ -231,23 +283,53 @@ where
     tracing::info!(%worker, backend = ctx.db.backend(), "daemon starting");
     sweep_stranded_ticks(&ctx.db, &queues, 60).await?;
     let schedules = vec![
-        tokio::spawn(run_schedule(ctx.db.clone(), queues.clone(), JobKind::Pull, ctx.config.schedule.pull.clone(), worker.clone())),
-        tokio::spawn(run_schedule(ctx.db.clone(), queues.clone(), JobKind::Score, ctx.config.schedule.score.clone(), worker.clone())),
+        tokio::spawn(run_schedule(
+            ctx.db.clone(),
+            queues.clone(),
+            JobKind::Pull,
+            ctx.config.schedule.pull.clone(),
+            worker.clone(),
+        )),
+        tokio::spawn(run_schedule(
+            ctx.db.clone(),
+            queues.clone(),
+            JobKind::Score,
+            ctx.config.schedule.score.clone(),
+            worker.clone(),
+        )),
     ];
     let grace = Duration::from_secs(ctx.config.worker.shutdown_grace_secs);
     macro_rules! monitor {
         ($pull:expr, $score:expr, $plan:expr) => {{
             let (c1, c2, c3) = (ctx.clone(), ctx.clone(), ctx.clone());
             let q = queues.clone();
-            let (w1, w2, w3) = (format!("{worker}-pull"), format!("{worker}-score"), format!("{worker}-plan"));
+            let (w1, w2, w3) = (
+                format!("{worker}-pull"),
+                format!("{worker}-score"),
+                format!("{worker}-plan"),
+            );
             let (s1, s2, s3) = ($pull.clone(), $score.clone(), $plan.clone());
             Monitor::new()
                 .shutdown_timeout(grace)
-                .register(move |_| WorkerBuilder::new(w1.as_str()).backend(s1.clone()).data(c1.clone()).build(handle_pull))
                 .register(move |_| {
-                    WorkerBuilder::new(w2.as_str()).backend(s2.clone()).data(c2.clone()).data(q.clone()).build(handle_score)
+                    WorkerBuilder::new(w1.as_str())
+                        .backend(s1.clone())
+                        .data(c1.clone())
+                        .build(handle_pull)
                 })
-                .register(move |_| WorkerBuilder::new(w3.as_str()).backend(s3.clone()).data(c3.clone()).build(handle_plan))
+                .register(move |_| {
+                    WorkerBuilder::new(w2.as_str())
+                        .backend(s2.clone())
+                        .data(c2.clone())
+                        .data(q.clone())
+                        .build(handle_score)
+                })
+                .register(move |_| {
+                    WorkerBuilder::new(w3.as_str())
+                        .backend(s3.clone())
+                        .data(c3.clone())
+                        .build(handle_plan)
+                })
                 .run_with_signal(shutdown)
                 .await
         }};

@@ -35,14 +35,28 @@ impl ImportReport {
     }
 }
 
-pub async fn import_customers_file(db: &Db, path: &Path, preset: CustomerPreset, today: NaiveDate) -> anyhow::Result<ImportReport> {
+pub async fn import_customers_file(
+    db: &Db,
+    path: &Path,
+    preset: CustomerPreset,
+    today: NaiveDate,
+) -> anyhow::Result<ImportReport> {
     let name = path.display().to_string();
     let format = Format::from_path(path)?;
     let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    let parsed = ingest::parse_customers(&name, std::io::BufReader::new(file), format, preset, today)?;
+    let parsed =
+        ingest::parse_customers(&name, std::io::BufReader::new(file), format, preset, today)?;
     let customers: Vec<Customer> = parsed.rows.into_iter().map(|(_, c)| c).collect();
-    let counts = db.upsert_customers(&customers).await.with_context(|| format!("storing customers from {name}"))?;
-    let mut report = ImportReport { file: name, imported: counts.inserted, updated: counts.updated, ..Default::default() };
+    let counts = db
+        .upsert_customers(&customers)
+        .await
+        .with_context(|| format!("storing customers from {name}"))?;
+    let mut report = ImportReport {
+        file: name,
+        imported: counts.inserted,
+        updated: counts.updated,
+        ..Default::default()
+    };
     report.reject(parsed.rejected);
     Ok(report)
 }
@@ -50,13 +64,23 @@ pub async fn import_customers_file(db: &Db, path: &Path, preset: CustomerPreset,
 pub async fn import_events_file(db: &Db, path: &Path) -> anyhow::Result<ImportReport> {
     let name = path.display().to_string();
     let format = Format::from_path(path)?;
-    let source = path.file_stem().and_then(|s| s.to_str()).unwrap_or("file").to_owned();
+    let source = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("file")
+        .to_owned();
     let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
     let parsed = ingest::parse_events(&name, std::io::BufReader::new(file), format, &source)?;
-    let mut report = ImportReport { file: name.clone(), ..Default::default() };
+    let mut report = ImportReport {
+        file: name.clone(),
+        ..Default::default()
+    };
     report.reject(parsed.rejected);
     let (lines, events): (Vec<u64>, Vec<ActivityEvent>) = parsed.rows.into_iter().unzip();
-    let counts = db.insert_events(&events).await.with_context(|| format!("storing events from {name}"))?;
+    let counts = db
+        .insert_events(&events)
+        .await
+        .with_context(|| format!("storing events from {name}"))?;
     report.imported = counts.inserted;
     report.duplicate = counts.duplicate;
     report.reject(counts.unknown_customer.into_iter().map(|i| RowError {
@@ -70,7 +94,10 @@ pub async fn import_events_file(db: &Db, path: &Path) -> anyhow::Result<ImportRe
     }));
     let prefix = format!("{name}:");
     report.errors.sort_by_key(|e| {
-        e.strip_prefix(&prefix).and_then(|r| r.split(':').next()).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0)
+        e.strip_prefix(&prefix)
+            .and_then(|r| r.split(':').next())
+            .and_then(|l| l.parse::<u64>().ok())
+            .unwrap_or(0)
     });
     Ok(report)
 }

@@ -29,7 +29,10 @@ pub struct JobContext {
 
 impl JobContext {
     pub fn new(db: Db, config: Config) -> Self {
-        Self { db, config: Arc::new(config) }
+        Self {
+            db,
+            config: Arc::new(config),
+        }
     }
 
     pub fn playbook_settings(&self) -> crate::playbook::Settings {
@@ -49,12 +52,18 @@ impl JobContext {
     pub async fn scoring_model(&self) -> anyhow::Result<ModelArtifact> {
         use anyhow::Context as _;
         if let Some(path) = &self.config.scoring.model {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading model {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading model {}", path.display()))?;
             return parse_model(&text).with_context(|| format!("loading model {}", path.display()));
         }
         if let Some(stored) = self.db.champion_model().await? {
-            let model: ModelArtifact = serde_json::from_value(stored.artifact.0)
-                .with_context(|| format!("decoding champion model {} from the registry", stored.version))?;
+            let model: ModelArtifact =
+                serde_json::from_value(stored.artifact.0).with_context(|| {
+                    format!(
+                        "decoding champion model {} from the registry",
+                        stored.version
+                    )
+                })?;
             model.validate()?;
             return Ok(model);
         }

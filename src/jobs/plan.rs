@@ -41,7 +41,10 @@ pub async fn run(ctx: &JobContext, job: &PlanJob) -> anyhow::Result<PlanReport> 
         None => db.latest_scoring_run().await?.map(|r| r.id),
     };
     let settings = ctx.playbook_settings();
-    let customers = db.customers_active_on(as_of).await.context("loading customers")?;
+    let customers = db
+        .customers_active_on(as_of)
+        .await
+        .context("loading customers")?;
     let mut scores: HashMap<i64, (f64, serde_json::Value)> = HashMap::new();
     if let Some(run) = run_id {
         for s in db.scores_for_run(run).await.context("loading scores")? {
@@ -51,9 +54,17 @@ pub async fn run(ctx: &JobContext, job: &PlanJob) -> anyhow::Result<PlanReport> 
     let last_nudge = db.last_nudge_times().await?;
     let window_start = as_of - Days::new(settings.complaint_follow_up_days as u64);
     let mut complaints: HashMap<i64, Vec<(i64, NaiveDate)>> = HashMap::new();
-    for (event_id, customer_id, at) in db.unresolved_complaints(window_start, as_of + Days::new(1)).await? {
-        let day = chrono::DateTime::from_timestamp(at, 0).map(|t| t.date_naive()).unwrap_or(as_of);
-        complaints.entry(customer_id).or_default().push((event_id, day));
+    for (event_id, customer_id, at) in db
+        .unresolved_complaints(window_start, as_of + Days::new(1))
+        .await?
+    {
+        let day = chrono::DateTime::from_timestamp(at, 0)
+            .map(|t| t.date_naive())
+            .unwrap_or(as_of);
+        complaints
+            .entry(customer_id)
+            .or_default()
+            .push((event_id, day));
     }
     let views: Vec<CustomerView<'_>> = customers
         .iter()
@@ -87,5 +98,11 @@ pub async fn run(ctx: &JobContext, job: &PlanJob) -> anyhow::Result<PlanReport> 
         .collect();
     let queued = db.insert_nudges(&nudges).await.context("queueing nudges")?;
     tracing::info!(?run_id, %as_of, planned = nudges.len(), queued, "planned");
-    Ok(PlanReport { run_id, as_of, summary, queued, already_queued: nudges.len() as u64 - queued })
+    Ok(PlanReport {
+        run_id,
+        as_of,
+        summary,
+        queued,
+        already_queued: nudges.len() as u64 - queued,
+    })
 }

@@ -25,7 +25,10 @@ pub struct PullReport {
 
 fn is_data_file(p: &Path, prefix: &str) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    name.starts_with(prefix) && [".csv", ".ndjson", ".jsonl", ".json"].iter().any(|ext| name.ends_with(ext))
+    name.starts_with(prefix)
+        && [".csv", ".ndjson", ".jsonl", ".json"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
 }
 
 pub async fn run(ctx: &JobContext, _job: &PullJob) -> anyhow::Result<PullReport> {
@@ -49,14 +52,16 @@ pub async fn run(ctx: &JobContext, _job: &PullJob) -> anyhow::Result<PullReport>
             } else {
                 import_events_file(&ctx.db, path).await?
             };
-            std::fs::create_dir_all(&done).with_context(|| format!("creating {}", done.display()))?;
+            std::fs::create_dir_all(&done)
+                .with_context(|| format!("creating {}", done.display()))?;
             let name = path.file_name().expect("a file has a name");
             if !r.errors.is_empty() {
                 let rejected = done.join(format!("{}.rejected.txt", name.to_string_lossy()));
                 std::fs::write(&rejected, r.errors.join("\n") + "\n")
                     .with_context(|| format!("writing {}", rejected.display()))?;
             }
-            std::fs::rename(path, done.join(name)).with_context(|| format!("moving {} to {}", path.display(), done.display()))?;
+            std::fs::rename(path, done.join(name))
+                .with_context(|| format!("moving {} to {}", path.display(), done.display()))?;
             tracing::info!(file = %r.file, imported = r.imported, duplicate = r.duplicate, rejected = r.rejected, "pulled");
             report.files.push(r);
         }

@@ -33,10 +33,21 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
     let as_of = job.as_of.unwrap_or_else(super::today);
     let model = ctx.scoring_model().await?;
     let trigger = job.tick.clone().unwrap_or_else(|| "manual".into());
-    let run_id = ctx.db.start_scoring_run(&model.version, as_of, &trigger).await?;
+    let run_id = ctx
+        .db
+        .start_scoring_run(&model.version, as_of, &trigger)
+        .await?;
 
-    let customers = ctx.db.customers_active_on(as_of).await.context("loading customers")?;
-    let activity = ctx.db.activity_summaries(as_of).await.context("summarising activity")?;
+    let customers = ctx
+        .db
+        .customers_active_on(as_of)
+        .await
+        .context("loading customers")?;
+    let activity = ctx
+        .db
+        .activity_summaries(as_of)
+        .await
+        .context("summarising activity")?;
     let none = ActivitySummary::default();
     let threshold = ctx.config.scoring.risk_threshold;
     let mut at_risk = 0;
@@ -55,7 +66,10 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
             }
         })
         .collect();
-    ctx.db.finish_scoring_run(run_id, &model.version, &scores).await.context("writing scores")?;
+    ctx.db
+        .finish_scoring_run(run_id, &model.version, &scores)
+        .await
+        .context("writing scores")?;
     tracing::info!(run_id, model_version = %model.version, %as_of, customers = scores.len(), at_risk, "scored");
     Ok(ScoreReport {
         run_id,

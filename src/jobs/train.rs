@@ -21,10 +21,13 @@ pub struct TrainOptions {
 
 fn fit_options(source: &str, opts: &TrainOptions, as_of: Option<NaiveDate>) -> FitOptions {
     let now = Utc::now();
-    let version = opts
-        .version
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", source.replace(['/', '.', ' '], "-"), now.format("%Y%m%dT%H%M%SZ")));
+    let version = opts.version.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            source.replace(['/', '.', ' '], "-"),
+            now.format("%Y%m%dT%H%M%SZ")
+        )
+    });
     let mut fo = FitOptions::new(version, now, env!("CARGO_PKG_VERSION"), source);
     fo.holdout = opts.holdout;
     fo.seed = opts.seed.or(opts.holdout.map(|_| 0));
@@ -35,12 +38,28 @@ fn fit_options(source: &str, opts: &TrainOptions, as_of: Option<NaiveDate>) -> F
 /// Trains on a customer CSV: the Telco export (`Churn` is the label) or a standard
 /// customers file (a non-empty `churned_on` is the label). Rejected rows are returned as
 /// errors: training on a silently filtered file would misstate the data.
-pub fn train_from_csv(path: &Path, preset: CustomerPreset, as_of: NaiveDate, opts: &TrainOptions) -> anyhow::Result<ModelArtifact> {
+pub fn train_from_csv(
+    path: &Path,
+    preset: CustomerPreset,
+    as_of: NaiveDate,
+    opts: &TrainOptions,
+) -> anyhow::Result<ModelArtifact> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    let parsed = ingest::parse_customers(&name, std::io::BufReader::new(file), Format::from_path(path)?, preset, as_of)?;
+    let parsed = ingest::parse_customers(
+        &name,
+        std::io::BufReader::new(file),
+        Format::from_path(path)?,
+        preset,
+        as_of,
+    )?;
     if !parsed.rejected.is_empty() {
-        let shown: Vec<String> = parsed.rejected.iter().take(10).map(|e| e.to_string()).collect();
+        let shown: Vec<String> = parsed
+            .rejected
+            .iter()
+            .take(10)
+            .map(|e| e.to_string())
+            .collect();
         anyhow::bail!(
             "{} rows of {name} were rejected; fix them before training:\n{}",
             parsed.rejected.len(),
@@ -54,12 +73,21 @@ pub fn train_from_csv(path: &Path, preset: CustomerPreset, as_of: NaiveDate, opt
         .map(|(_, c)| (features_as_of(c, &none, as_of), c.churned_on.is_some()))
         .unzip();
     let source = path.file_name().and_then(|n| n.to_str()).unwrap_or("csv");
-    Ok(model::fit(&rows, &labels, &fit_options(source, opts, Some(as_of)))?)
+    Ok(model::fit(
+        &rows,
+        &labels,
+        &fit_options(source, opts, Some(as_of)),
+    )?)
 }
 
 /// Trains on attune's own history: customers active at `cutoff`, their features as of
 /// `cutoff`, labelled by whether they churned within `horizon_days` after it.
-pub async fn train_from_store(db: &Db, cutoff: NaiveDate, horizon_days: u64, opts: &TrainOptions) -> anyhow::Result<ModelArtifact> {
+pub async fn train_from_store(
+    db: &Db,
+    cutoff: NaiveDate,
+    horizon_days: u64,
+    opts: &TrainOptions,
+) -> anyhow::Result<ModelArtifact> {
     let customers = db.customers_active_on(cutoff).await?;
     let activity = db.activity_summaries(cutoff).await?;
     let horizon_end = cutoff + Days::new(horizon_days);
@@ -68,13 +96,20 @@ pub async fn train_from_store(db: &Db, cutoff: NaiveDate, horizon_days: u64, opt
         .iter()
         .map(|(id, c)| {
             let churned = c.churned_on.is_some_and(|d| d > cutoff && d <= horizon_end);
-            (features_as_of(c, activity.get(id).unwrap_or(&none), cutoff), churned)
+            (
+                features_as_of(c, activity.get(id).unwrap_or(&none), cutoff),
+                churned,
+            )
         })
         .unzip();
     if rows.is_empty() {
         anyhow::bail!("no customers were active on {cutoff}; import customers and events first");
     }
-    Ok(model::fit(&rows, &labels, &fit_options("store", opts, Some(cutoff)))?)
+    Ok(model::fit(
+        &rows,
+        &labels,
+        &fit_options("store", opts, Some(cutoff)),
+    )?)
 }
 
 /// Writes the artifact as pretty JSON, the form people read and diff.
@@ -89,6 +124,7 @@ pub fn write_artifact(model: &ModelArtifact, path: &Path) -> anyhow::Result<()> 
 /// Registers a model in the database's registry and, if asked, makes it the champion.
 pub async fn register(db: &Db, model: &ModelArtifact, champion: bool) -> anyhow::Result<()> {
     let value = serde_json::to_value(model)?;
-    db.save_model(&model.version, &model.training.source, &value, champion).await?;
+    db.save_model(&model.version, &model.training.source, &value, champion)
+        .await?;
     Ok(())
 }

@@ -71,7 +71,11 @@ struct Candidate {
 /// Channels to try in order: the customer's preferred one first, then the rest.
 fn preferred_first(c: &Customer) -> Vec<Channel> {
     let mut v = vec![c.preferred_channel];
-    v.extend([Channel::Email, Channel::Sms, Channel::Post, Channel::Phone].into_iter().filter(|ch| *ch != c.preferred_channel));
+    v.extend(
+        [Channel::Email, Channel::Sms, Channel::Post, Channel::Phone]
+            .into_iter()
+            .filter(|ch| *ch != c.preferred_channel),
+    );
     v
 }
 
@@ -85,7 +89,9 @@ fn candidates(view: &CustomerView<'_>, as_of: NaiveDate, s: &Settings) -> Vec<Ca
             occasion: format!("signup:{}", c.signup_date),
             priority: 2,
             channels: preferred_first(c),
-            why: format!("signed up {days_since_signup} days ago: how to get value in the first week"),
+            why: format!(
+                "signed up {days_since_signup} days ago: how to get value in the first week"
+            ),
         });
     }
     if let Some(due) = c.first_invoice_due {
@@ -96,7 +102,9 @@ fn candidates(view: &CustomerView<'_>, as_of: NaiveDate, s: &Settings) -> Vec<Ca
                 occasion: format!("first_invoice:{due}"),
                 priority: 1,
                 channels: preferred_first(c),
-                why: format!("first invoice due {due}, in {days_to_due} days: explain it before it arrives"),
+                why: format!(
+                    "first invoice due {due}, in {days_to_due} days: explain it before it arrives"
+                ),
             });
         }
     }
@@ -105,7 +113,11 @@ fn candidates(view: &CustomerView<'_>, as_of: NaiveDate, s: &Settings) -> Vec<Ca
         if (0..=s.complaint_follow_up_days as i64).contains(&age) {
             // A person answers a first disagreement: a call if the customer agreed to calls.
             let mut channels = vec![Channel::Phone];
-            channels.extend(preferred_first(c).into_iter().filter(|ch| *ch != Channel::Phone));
+            channels.extend(
+                preferred_first(c)
+                    .into_iter()
+                    .filter(|ch| *ch != Channel::Phone),
+            );
             out.push(Candidate {
                 kind: NudgeKind::ComplaintFollowUp,
                 occasion: format!("complaint:{event_id}"),
@@ -126,7 +138,11 @@ fn candidates(view: &CustomerView<'_>, as_of: NaiveDate, s: &Settings) -> Vec<Ca
             occasion: format!("risk:{}", as_of.format("%Y-%m")),
             priority: 3,
             channels: preferred_first(c),
-            why: format!("churn risk {:.0}% is at or above the {:.0}% threshold", p * 100.0, s.risk_threshold * 100.0),
+            why: format!(
+                "churn risk {:.0}% is at or above the {:.0}% threshold",
+                p * 100.0,
+                s.risk_threshold * 100.0
+            ),
         });
     }
     if let Some(end) = c.contract_end {
@@ -137,7 +153,9 @@ fn candidates(view: &CustomerView<'_>, as_of: NaiveDate, s: &Settings) -> Vec<Ca
                 occasion: format!("contract_end:{end}"),
                 priority: 4,
                 channels: preferred_first(c),
-                why: format!("contract ends {end}, in {days_to_end} days: start the renewal conversation"),
+                why: format!(
+                    "contract ends {end}, in {days_to_end} days: start the renewal conversation"
+                ),
             });
         }
     }
@@ -146,8 +164,16 @@ fn candidates(view: &CustomerView<'_>, as_of: NaiveDate, s: &Settings) -> Vec<Ca
 
 /// Plans today's nudges for every customer. `now` (unix seconds) is when planning runs,
 /// for the contact cap; `as_of` is the day the rules look at.
-pub fn plan(views: &[CustomerView<'_>], as_of: NaiveDate, now: i64, s: &Settings) -> (Vec<Planned>, PlanSummary) {
-    let mut summary = PlanSummary { customers: views.len(), ..Default::default() };
+pub fn plan(
+    views: &[CustomerView<'_>],
+    as_of: NaiveDate,
+    now: i64,
+    s: &Settings,
+) -> (Vec<Planned>, PlanSummary) {
+    let mut summary = PlanSummary {
+        customers: views.len(),
+        ..Default::default()
+    };
     let mut planned = Vec::new();
     let cap_secs = s.cap_days as i64 * 86_400;
     for view in views {
@@ -170,7 +196,12 @@ pub fn plan(views: &[CustomerView<'_>], as_of: NaiveDate, now: i64, s: &Settings
                 summary.outranked += 1;
                 continue;
             }
-            match cand.channels.iter().copied().find(|ch| view.customer.consent.allows(*ch)) {
+            match cand
+                .channels
+                .iter()
+                .copied()
+                .find(|ch| view.customer.consent.allows(*ch))
+            {
                 Some(channel) => chosen = Some((cand, channel)),
                 None => summary.no_consented_channel += 1,
             }
@@ -226,14 +257,24 @@ mod tests {
             contract_end: None,
             first_invoice_due: None,
             preferred_channel: Channel::Email,
-            consent: Consent { email: true, ..Default::default() },
+            consent: Consent {
+                email: true,
+                ..Default::default()
+            },
             churned_on: None,
             attributes: BTreeMap::new(),
         }
     }
 
     fn view(c: &Customer) -> CustomerView<'_> {
-        CustomerView { id: 1, customer: c, probability: None, drivers: json!([]), last_nudge_at: None, open_complaints: vec![] }
+        CustomerView {
+            id: 1,
+            customer: c,
+            probability: None,
+            drivers: json!([]),
+            last_nudge_at: None,
+            open_complaints: vec![],
+        }
     }
 
     const NOW: i64 = 1_800_000_000;
@@ -243,7 +284,10 @@ mod tests {
         let c = customer("2026-11-20");
         let (p, _) = plan(&[view(&c)], d("2026-11-23"), NOW, &settings());
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].kind, p[0].occasion.as_str(), p[0].channel), (NudgeKind::Welcome, "signup:2026-11-20", Channel::Email));
+        assert_eq!(
+            (p[0].kind, p[0].occasion.as_str(), p[0].channel),
+            (NudgeKind::Welcome, "signup:2026-11-20", Channel::Email)
+        );
     }
 
     #[test]
@@ -255,7 +299,10 @@ mod tests {
         v.probability = Some(0.9);
         let (p, s) = plan(&[v], d("2026-11-23"), NOW, &settings());
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].kind, p[0].channel, p[0].occasion.as_str()), (NudgeKind::ComplaintFollowUp, Channel::Phone, "complaint:42"));
+        assert_eq!(
+            (p[0].kind, p[0].channel, p[0].occasion.as_str()),
+            (NudgeKind::ComplaintFollowUp, Channel::Phone, "complaint:42")
+        );
         assert_eq!(s.outranked, 2);
     }
 
@@ -294,11 +341,17 @@ mod tests {
         c.first_invoice_due = None;
         c.contract_end = Some(d("2027-01-10"));
         let (p, _) = plan(&[view(&c)], d("2026-11-23"), NOW, &settings());
-        assert_eq!((p[0].kind, p[0].occasion.as_str()), (NudgeKind::Renewal, "contract_end:2027-01-10"));
+        assert_eq!(
+            (p[0].kind, p[0].occasion.as_str()),
+            (NudgeKind::Renewal, "contract_end:2027-01-10")
+        );
         let mut v = view(&c);
         v.probability = Some(0.7);
         let (p, _) = plan(&[v], d("2026-11-23"), NOW, &settings());
-        assert_eq!((p[0].kind, p[0].occasion.as_str()), (NudgeKind::RiskCheckIn, "risk:2026-11"));
+        assert_eq!(
+            (p[0].kind, p[0].occasion.as_str()),
+            (NudgeKind::RiskCheckIn, "risk:2026-11")
+        );
     }
 
     #[test]

@@ -40,17 +40,26 @@ impl CustomerRow {
     /// an invalid state is reported by id instead of being scored with a guess.
     pub fn into_customer(self) -> Result<(i64, Customer)> {
         let bad = |what: &str, e: crate::domain::InvalidValue| {
-            StoreError::Data(format!("customer row {} ({}): {what}: {e}", self.id, self.external_id))
+            StoreError::Data(format!(
+                "customer row {} ({}): {what}: {e}",
+                self.id, self.external_id
+            ))
         };
         let customer = Customer {
             external_id: CustomerId::parse(&self.external_id).map_err(|e| bad("external_id", e))?,
             signup_date: self.signup_date,
             plan: self.plan.clone(),
             monthly_charge: self.monthly_charge,
-            contract_type: self.contract_type.parse().map_err(|e| bad("contract_type", e))?,
+            contract_type: self
+                .contract_type
+                .parse()
+                .map_err(|e| bad("contract_type", e))?,
             contract_end: self.contract_end,
             first_invoice_due: self.first_invoice_due,
-            preferred_channel: self.preferred_channel.parse().map_err(|e| bad("preferred_channel", e))?,
+            preferred_channel: self
+                .preferred_channel
+                .parse()
+                .map_err(|e| bad("preferred_channel", e))?,
             consent: Consent {
                 email: self.consent_email,
                 sms: self.consent_sms,
@@ -83,7 +92,10 @@ impl Db {
         order.sort_unstable();
         let unique: Vec<&Customer> = order.into_iter().map(|i| &customers[i]).collect();
 
-        let mut counts = UpsertCounts { inserted: 0, updated: repeats };
+        let mut counts = UpsertCounts {
+            inserted: 0,
+            updated: repeats,
+        };
         on_pool!(self, p => {
             let mut tx = p.begin().await?;
             for chunk in unique.chunks(BATCH_ROWS) {
@@ -156,8 +168,7 @@ impl Db {
 
     /// The map from the business's customer ids to attune's row ids.
     pub async fn customer_id_map(&self) -> Result<HashMap<String, i64>> {
-        let rows: Vec<(i64, String)> =
-            on_pool!(self, p => sqlx::query_as("SELECT id, external_id FROM customers").fetch_all(p).await?);
+        let rows: Vec<(i64, String)> = on_pool!(self, p => sqlx::query_as("SELECT id, external_id FROM customers").fetch_all(p).await?);
         Ok(rows.into_iter().map(|(id, ext)| (ext, id)).collect())
     }
 }

@@ -63,7 +63,10 @@ impl Db {
     /// What each customer's activity looked like before the start of `as_of`. Events at or
     /// after `as_of` are invisible, so a summary for a past day is the same whatever has
     /// arrived since.
-    pub async fn activity_summaries(&self, as_of: NaiveDate) -> Result<HashMap<i64, ActivitySummary>> {
+    pub async fn activity_summaries(
+        &self,
+        as_of: NaiveDate,
+    ) -> Result<HashMap<i64, ActivitySummary>> {
         let t = day_start(as_of);
         let contact_kinds = EventKind::ALL
             .iter()
@@ -87,7 +90,20 @@ impl Db {
                 AVG(CASE WHEN kind = 'invoice_issued' THEN value END) AS mean_invoice
              FROM events WHERE occurred_at < $1 GROUP BY customer_id"
         );
-        type Agg = (i64, i64, Option<i64>, i64, i64, Option<i64>, i64, i64, i64, f64, f64, Option<f64>);
+        type Agg = (
+            i64,
+            i64,
+            Option<i64>,
+            i64,
+            i64,
+            Option<i64>,
+            i64,
+            i64,
+            i64,
+            f64,
+            f64,
+            Option<f64>,
+        );
         let last_invoice_sql = "SELECT customer_id, value FROM (
                 SELECT customer_id, value, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY occurred_at DESC, id DESC) AS rn
                 FROM events WHERE kind = 'invoice_issued' AND occurred_at < $1) latest
@@ -103,27 +119,45 @@ impl Db {
             let last = sqlx::query_as(last_invoice_sql).bind(t).fetch_all(p).await?;
             (aggs, last)
         });
-        let day = |secs: Option<i64>| secs.and_then(|s| Utc.timestamp_opt(s, 0).single()).map(|d| d.date_naive());
+        let day = |secs: Option<i64>| {
+            secs.and_then(|s| Utc.timestamp_opt(s, 0).single())
+                .map(|d| d.date_naive())
+        };
         let count = |n: i64| n.clamp(0, u32::MAX as i64) as u32;
         let mut out: HashMap<i64, ActivitySummary> = aggs
             .into_iter()
-            .map(|(id, total, last_contact, c90, open, last_complaint, pf, sc, logins, u30, uprior, mean_inv)| {
-                let s = ActivitySummary {
-                    events_total: count(total),
-                    last_contact: day(last_contact),
-                    complaints_90d: count(c90),
-                    open_complaints: count(open),
-                    last_complaint: day(last_complaint),
-                    payment_failures_90d: count(pf),
-                    support_contacts_90d: count(sc),
-                    logins_30d: count(logins),
-                    usage_30d: u30,
-                    usage_prior_90d: uprior,
-                    last_invoice_amount: None,
-                    mean_invoice_amount: mean_inv,
-                };
-                (id, s)
-            })
+            .map(
+                |(
+                    id,
+                    total,
+                    last_contact,
+                    c90,
+                    open,
+                    last_complaint,
+                    pf,
+                    sc,
+                    logins,
+                    u30,
+                    uprior,
+                    mean_inv,
+                )| {
+                    let s = ActivitySummary {
+                        events_total: count(total),
+                        last_contact: day(last_contact),
+                        complaints_90d: count(c90),
+                        open_complaints: count(open),
+                        last_complaint: day(last_complaint),
+                        payment_failures_90d: count(pf),
+                        support_contacts_90d: count(sc),
+                        logins_30d: count(logins),
+                        usage_30d: u30,
+                        usage_prior_90d: uprior,
+                        last_invoice_amount: None,
+                        mean_invoice_amount: mean_inv,
+                    };
+                    (id, s)
+                },
+            )
             .collect();
         for (id, value) in last_invoices {
             if let Some(s) = out.get_mut(&id) {
@@ -135,12 +169,18 @@ impl Db {
 
     /// Complaints opened or reopened in `[from, to)` that no later resolution closed,
     /// as (event id, customer id, when).
-    pub async fn unresolved_complaints(&self, from: NaiveDate, to: NaiveDate) -> Result<Vec<(i64, i64, i64)>> {
+    pub async fn unresolved_complaints(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(i64, i64, i64)>> {
         let sql = "SELECT e.id, e.customer_id, e.occurred_at FROM events e
              WHERE e.kind IN ('complaint_opened', 'complaint_reopened') AND e.occurred_at >= $1 AND e.occurred_at < $2
                AND NOT EXISTS (SELECT 1 FROM events r WHERE r.customer_id = e.customer_id
                    AND r.kind = 'complaint_resolved' AND r.occurred_at >= e.occurred_at AND r.occurred_at < $2)
              ORDER BY e.id";
-        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(day_start(from)).bind(day_start(to)).fetch_all(p).await?))
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sql).bind(day_start(from)).bind(day_start(to)).fetch_all(p).await?),
+        )
     }
 }

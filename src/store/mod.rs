@@ -21,7 +21,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 pub use customers::{CustomerRow, UpsertCounts};
 pub use events::InsertCounts;
@@ -87,10 +89,15 @@ impl DatabaseUrl {
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             return Ok(Self::Postgres(raw.to_owned()));
         }
-        if let Some(path) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
+        if let Some(path) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
             let path = path.split('?').next().unwrap_or_default();
             if path.is_empty() {
-                return Err(StoreError::BadUrl(format!("{raw:?} names no file; write sqlite://PATH")));
+                return Err(StoreError::BadUrl(format!(
+                    "{raw:?} names no file; write sqlite://PATH"
+                )));
             }
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
@@ -152,7 +159,10 @@ impl Db {
                     .acquire_timeout(Duration::from_secs(60))
                     .connect_with(opts)
                     .await
-                    .map_err(|source| StoreError::Connect { url: url.redacted(), source })?;
+                    .map_err(|source| StoreError::Connect {
+                        url: url.redacted(),
+                        source,
+                    })?;
                 Ok(Db::Sqlite(pool))
             }
             DatabaseUrl::Postgres(u) => {
@@ -161,7 +171,10 @@ impl Db {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(u)
                     .await
-                    .map_err(|source| StoreError::Connect { url: url.redacted(), source })?;
+                    .map_err(|source| StoreError::Connect {
+                        url: url.redacted(),
+                        source,
+                    })?;
                 Ok(Db::Postgres(pool))
             }
         }
@@ -182,18 +195,36 @@ impl Db {
             Db::Sqlite(pool) => {
                 let mut ours = sqlx::migrate!("./migrations/sqlite");
                 ours.dangerous_set_table_name("attune_migrations");
-                ours.run(pool).await.map_err(|source| StoreError::Migrate { which: "attune", source })?;
+                ours.run(pool).await.map_err(|source| StoreError::Migrate {
+                    which: "attune",
+                    source,
+                })?;
                 let mut theirs = apalis_sqlite::SqliteStorage::migrations();
                 theirs.set_ignore_missing(true);
-                theirs.run(pool).await.map_err(|source| StoreError::Migrate { which: "apalis", source })?;
+                theirs
+                    .run(pool)
+                    .await
+                    .map_err(|source| StoreError::Migrate {
+                        which: "apalis",
+                        source,
+                    })?;
             }
             Db::Postgres(pool) => {
                 let mut ours = sqlx::migrate!("./migrations/postgres");
                 ours.dangerous_set_table_name("attune_migrations");
-                ours.run(pool).await.map_err(|source| StoreError::Migrate { which: "attune", source })?;
+                ours.run(pool).await.map_err(|source| StoreError::Migrate {
+                    which: "attune",
+                    source,
+                })?;
                 let mut theirs = apalis_postgres::PostgresStorage::migrations();
                 theirs.set_ignore_missing(true);
-                theirs.run(pool).await.map_err(|source| StoreError::Migrate { which: "apalis", source })?;
+                theirs
+                    .run(pool)
+                    .await
+                    .map_err(|source| StoreError::Migrate {
+                        which: "apalis",
+                        source,
+                    })?;
             }
         }
         Ok(())
@@ -204,7 +235,13 @@ impl Db {
     }
 
     /// Records who did what; every decision a person makes goes through here.
-    pub async fn audit(&self, actor: &str, action: &str, subject: &str, detail: &serde_json::Value) -> Result<()> {
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
         let now = now_secs();
         on_pool!(self, p => {
             sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)")
@@ -263,7 +300,10 @@ pub fn now_secs() -> i64 {
 
 /// Midnight UTC at the start of `day`, in unix seconds.
 pub fn day_start(day: chrono::NaiveDate) -> i64 {
-    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp()
+    day.and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
+        .timestamp()
 }
 
 /// Rows per multi-row INSERT: under SQLite's limit of 32,766 bound values for the widest
@@ -276,14 +316,31 @@ mod tests {
 
     #[test]
     fn database_urls() {
-        assert_eq!(DatabaseUrl::parse("./a.db").unwrap(), DatabaseUrl::Sqlite("./a.db".into()));
-        assert_eq!(DatabaseUrl::parse("sqlite://x/y.db").unwrap(), DatabaseUrl::Sqlite("x/y.db".into()));
-        assert_eq!(DatabaseUrl::parse("sqlite:y.db?mode=rwc").unwrap(), DatabaseUrl::Sqlite("y.db".into()));
-        assert!(matches!(DatabaseUrl::parse("postgres://u@h/db").unwrap(), DatabaseUrl::Postgres(_)));
-        let err = DatabaseUrl::parse("mysql://h/db").unwrap_err().to_string();
-        assert!(err.contains("unsupported database scheme \"mysql\""), "{err}");
         assert_eq!(
-            DatabaseUrl::parse("postgres://bob:secret@h/db").unwrap().redacted(),
+            DatabaseUrl::parse("./a.db").unwrap(),
+            DatabaseUrl::Sqlite("./a.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://x/y.db").unwrap(),
+            DatabaseUrl::Sqlite("x/y.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:y.db?mode=rwc").unwrap(),
+            DatabaseUrl::Sqlite("y.db".into())
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        let err = DatabaseUrl::parse("mysql://h/db").unwrap_err().to_string();
+        assert!(
+            err.contains("unsupported database scheme \"mysql\""),
+            "{err}"
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgres://bob:secret@h/db")
+                .unwrap()
+                .redacted(),
             "postgres://bob:***@h/db"
         );
     }

@@ -16,7 +16,13 @@ pub struct StoredModel {
 impl Db {
     /// Registers a model (again, if the version exists: same version, same artifact) and,
     /// if asked, makes it the only champion, all in one transaction.
-    pub async fn save_model(&self, version: &str, source: &str, artifact: &serde_json::Value, champion: bool) -> Result<()> {
+    pub async fn save_model(
+        &self,
+        version: &str,
+        source: &str,
+        artifact: &serde_json::Value,
+        champion: bool,
+    ) -> Result<()> {
         let now = now_secs();
         on_pool!(self, p => {
             let mut tx = p.begin().await?;

@@ -54,7 +54,8 @@ pub struct DecideOutcome {
     pub already_decided: Vec<(i64, String)>,
 }
 
-const SELECT: &str = "SELECT n.id, n.customer_id, c.external_id, n.kind, n.occasion, n.channel, n.status, n.reason,
+const SELECT: &str =
+    "SELECT n.id, n.customer_id, c.external_id, n.kind, n.occasion, n.channel, n.status, n.reason,
     n.probability, n.created_at, n.decided_by, n.decided_at, n.decision_reason
     FROM nudges n JOIN customers c ON c.id = n.customer_id";
 
@@ -98,13 +99,19 @@ impl Db {
 
     /// Every (customer, kind, occasion) already queued, so planning can say what it skipped.
     pub async fn nudge_keys(&self) -> Result<Vec<(i64, String, String)>> {
-        Ok(on_pool!(self, p => sqlx::query_as("SELECT customer_id, kind, occasion FROM nudges").fetch_all(p).await?))
+        Ok(
+            on_pool!(self, p => sqlx::query_as("SELECT customer_id, kind, occasion FROM nudges").fetch_all(p).await?),
+        )
     }
 
     pub async fn list_nudges(&self, filter: &NudgeFilter) -> Result<Vec<NudgeRow>> {
         let status = filter.status.map(|s| s.as_str());
         let kind = filter.kind.map(|k| k.as_str());
-        let limit = if filter.limit > 0 { filter.limit } else { i64::MAX };
+        let limit = if filter.limit > 0 {
+            filter.limit
+        } else {
+            i64::MAX
+        };
         let rows = on_pool!(self, p => {
             let mut q = sqlx::QueryBuilder::new(SELECT);
             q.push(" WHERE 1 = 1");
@@ -121,7 +128,8 @@ impl Db {
     }
 
     pub async fn nudge_counts_by_kind(&self) -> Result<Vec<(String, String, i64)>> {
-        let sql = "SELECT kind, status, COUNT(*) FROM nudges GROUP BY kind, status ORDER BY kind, status";
+        let sql =
+            "SELECT kind, status, COUNT(*) FROM nudges GROUP BY kind, status ORDER BY kind, status";
         Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?))
     }
 

@@ -33,7 +33,12 @@ pub struct ScoringRun {
 }
 
 impl Db {
-    pub async fn start_scoring_run(&self, model_version: &str, as_of: NaiveDate, trigger: &str) -> Result<i64> {
+    pub async fn start_scoring_run(
+        &self,
+        model_version: &str,
+        as_of: NaiveDate,
+        trigger: &str,
+    ) -> Result<i64> {
         let sql = "INSERT INTO scoring_runs (model_version, as_of, trigger, started_at) VALUES ($1, $2, $3, $4) RETURNING id";
         let (id,): (i64,) = on_pool!(self, p => sqlx::query_as(sql)
             .bind(model_version).bind(as_of).bind(trigger).bind(now_secs())
@@ -43,7 +48,12 @@ impl Db {
 
     /// Writes a run's scores and closes the run, in one transaction: a run is either
     /// complete or absent.
-    pub async fn finish_scoring_run(&self, run_id: i64, model_version: &str, scores: &[NewScore]) -> Result<()> {
+    pub async fn finish_scoring_run(
+        &self,
+        run_id: i64,
+        model_version: &str,
+        scores: &[NewScore],
+    ) -> Result<()> {
         let now = now_secs();
         on_pool!(self, p => {
             let mut tx = p.begin().await?;

@@ -13,7 +13,13 @@ pub struct TickClaim {
 
 impl Db {
     /// True if this worker claimed the tick; false if someone already had.
-    pub async fn claim_tick(&self, id: &str, schedule: &str, fire_at: i64, worker: &str) -> Result<bool> {
+    pub async fn claim_tick(
+        &self,
+        id: &str,
+        schedule: &str,
+        fire_at: i64,
+        worker: &str,
+    ) -> Result<bool> {
         let sql = "INSERT INTO ticks (id, schedule, fire_at, claimed_by, claimed_at) VALUES ($1, $2, $3, $4, $5)
                    ON CONFLICT (id) DO NOTHING";
         let n = on_pool!(self, p => sqlx::query(sql)
@@ -32,7 +38,9 @@ impl Db {
     /// died in between. Enqueueing is idempotent, so any daemon may finish the job.
     pub async fn stranded_ticks(&self, grace_secs: i64) -> Result<Vec<TickClaim>> {
         let sql = "SELECT id, schedule, fire_at, claimed_by FROM ticks WHERE enqueued_at IS NULL AND claimed_at < $1 ORDER BY fire_at";
-        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(now_secs() - grace_secs).fetch_all(p).await?))
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sql).bind(now_secs() - grace_secs).fetch_all(p).await?),
+        )
     }
 
     pub async fn tick_count(&self, schedule: &str) -> Result<i64> {

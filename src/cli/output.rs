@@ -1,0 +1,289 @@
+//! Printing results: a few readable lines for people, one JSON document with `--json`.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::demo::DemoSummary;
+use crate::jobs::import::ImportReport;
+use crate::jobs::plan::PlanReport;
+use crate::jobs::score::ScoreReport;
+use crate::model::ModelArtifact;
+use crate::store::{AuditEntry, DecideOutcome, NudgeRow};
+
+pub struct Printer {
+    pub json: bool,
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn time(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "n/a".into())
+}
+
+impl Printer {
+    pub fn message(&self, json: &serde_json::Value, text: &str) -> anyhow::Result<()> {
+        if self.json {
+            print_json(json)
+        } else {
+            println!("{text}");
+            Ok(())
+        }
+    }
+
+    pub fn config(&self, config: &Config) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::json!({"valid": true, "config": config}));
+        }
+        println!(
+            "configuration is valid:\n\n{}",
+            toml::to_string_pretty(config)?
+        );
+        Ok(())
+    }
+
+    pub fn import(&self, r: &ImportReport) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(r);
+        }
+        for e in &r.errors {
+            eprintln!("rejected: {e}");
+        }
+        println!(
+            "{}: {} imported, {} updated, {} duplicate, {} rejected",
+            r.file, r.imported, r.updated, r.duplicate, r.rejected
+        );
+        Ok(())
+    }
+
+    pub fn train(
+        &self,
+        m: &ModelArtifact,
+        path: &Path,
+        fit_seconds: f64,
+        champion: bool,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::json!({
+                "version": m.version, "path": path.display().to_string(), "champion": champion,
+                "fit_seconds": fit_seconds, "training": m.training, "holdout": m.metrics,
+                "train": m.train_metrics, "solver": m.solver, "features": m.features.len(),
+            }));
+        }
+        println!(
+            "model {} written to {}{}",
+            m.version,
+            path.display(),
+            if champion { " (champion)" } else { "" }
+        );
+        println!(
+            "  trained on {} rows ({} churned) from {}; {} columns; solver converged: {} (gradient {:.2e})",
+            m.training.rows,
+            m.training.positives,
+            m.training.source,
+            m.features.len(),
+            m.solver.converged,
+            m.solver.gradient_norm
+        );
+        if let Some(h) = &m.metrics {
+            println!(
+                "  holdout ({} rows): ROC AUC {}  PR AUC {}  log loss {:.4}  Brier {:.4}",
+                h.rows,
+                opt(h.auc),
+                opt(h.pr_auc),
+                h.log_loss,
+                h.brier
+            );
+        }
+        println!("  fit and evaluation took {fit_seconds:.2} s");
+        Ok(())
+    }
+
+    pub fn score(&self, r: &ScoreReport) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(r);
+        }
+        println!(
+            "scoring run {} with model {} as of {}: {} customers, {} at or above {:.0}% risk",
+            r.run_id,
+            r.model_version,
+            r.as_of,
+            r.customers,
+            r.at_risk,
+            r.risk_threshold * 100.0
+        );
+        Ok(())
+    }
+
+    pub fn plan(&self, r: &PlanReport) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(r);
+        }
+        let s = &r.summary;
+        println!(
+            "planned as of {}: {} nudges queued ({} already queued); {} held by the contact cap, {} without a consented channel, {} outranked",
+            r.as_of, r.queued, r.already_queued, s.held_by_cap, s.no_consented_channel, s.outranked
+        );
+        Ok(())
+    }
+
+    pub fn nudges(&self, rows: &[NudgeRow]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(rows);
+        }
+        if rows.is_empty() {
+            println!("no nudges match");
+            return Ok(());
+        }
+        println!(
+            "{:>6}  {:<10}  {:<20}  {:<6}  {:<9}  {:>5}  why",
+            "id", "customer", "kind", "via", "status", "risk"
+        );
+        for n in rows {
+            let why = n.reason.0["why"].as_str().unwrap_or_default();
+            println!(
+                "{:>6}  {:<10}  {:<20}  {:<6}  {:<9}  {:>5}  {}",
+                n.id,
+                n.external_id,
+                n.kind,
+                n.channel,
+                n.status,
+                n.probability
+                    .map(|p| format!("{:.0}%", p * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+                why
+            );
+        }
+        Ok(())
+    }
+
+    pub fn decision(&self, o: &DecideOutcome, verb: &str) -> anyhow::Result<()> {
+        if self.json {
+            print_json(o)?;
+        } else {
+            println!("{verb} {} nudges: {:?}", o.decided.len(), o.decided);
+            if !o.not_found.is_empty() {
+                eprintln!("no nudge with id {:?}", o.not_found);
+            }
+            for (id, status) in &o.already_decided {
+                eprintln!("nudge {id} was already {status}; left as it is");
+            }
+        }
+        if o.not_found.is_empty() && o.already_decided.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!(
+                "{} of the ids given were not decided",
+                o.not_found.len() + o.already_decided.len()
+            )
+        }
+    }
+
+    pub fn audit(&self, entries: &[AuditEntry]) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(entries);
+        }
+        for e in entries {
+            println!(
+                "{}  {:<12}  {:<16}  {:<14}  {}",
+                time(e.at),
+                e.actor,
+                e.action,
+                e.subject,
+                e.detail.0
+            );
+        }
+        Ok(())
+    }
+
+    pub fn demo(&self, d: &DemoSummary) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(d);
+        }
+        println!("attune demo on {} (today is {})", d.database, d.today);
+        println!(
+            "  {} customers, {} events pulled from the inbox",
+            d.customers, d.events
+        );
+        let h = d.model_holdout.as_ref();
+        println!(
+            "  model {}: trained as of {} on churn in the following {} days; holdout ROC AUC {}",
+            d.model_version,
+            d.training_cutoff,
+            crate::demo::TRAINING_HORIZON_DAYS,
+            opt(h.and_then(|m| m.auc))
+        );
+        println!(
+            "  scored {} active customers: {:.1}% at or above {:.0}% churn risk",
+            d.score.customers,
+            d.share_at_risk * 100.0,
+            d.score.risk_threshold * 100.0
+        );
+        println!("  nudges proposed for review:");
+        for (kind, n) in &d.nudges_by_kind {
+            println!("    {kind:<22} {n:>6}");
+        }
+        println!("  the ten riskiest customers:");
+        for r in &d.riskiest {
+            println!(
+                "    {:<9} {:>4.0}%  {:>7.2}/month  {}",
+                r.customer,
+                r.probability * 100.0,
+                r.monthly_charge,
+                r.drivers.join("; ")
+            );
+        }
+        println!("  one full cycle took {:.1} s", d.seconds);
+        Ok(())
+    }
+}
+
+/// Writes nudges as CSV for tools outside attune.
+pub fn write_nudges_csv(path: &Path, rows: &[NudgeRow]) -> anyhow::Result<()> {
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
+    w.write_record([
+        "id",
+        "customer_id",
+        "kind",
+        "occasion",
+        "channel",
+        "status",
+        "probability",
+        "why",
+        "created_at",
+        "decided_by",
+        "decided_at",
+        "decision_reason",
+    ])?;
+    for n in rows {
+        w.write_record([
+            n.id.to_string(),
+            n.external_id.clone(),
+            n.kind.clone(),
+            n.occasion.clone(),
+            n.channel.clone(),
+            n.status.clone(),
+            n.probability.map(|p| format!("{p:.4}")).unwrap_or_default(),
+            n.reason.0["why"].as_str().unwrap_or_default().to_owned(),
+            time(n.created_at),
+            n.decided_by.clone().unwrap_or_default(),
+            n.decided_at.map(time).unwrap_or_default(),
+            n.decision_reason.clone().unwrap_or_default(),
+        ])?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
