@@ -77,6 +77,8 @@ pub struct Worker {
     pub name: String,
     /// Seconds to let running jobs finish after Ctrl-C or SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// How often an idle worker looks for new jobs, in milliseconds.
+    pub poll_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -137,6 +139,7 @@ impl Default for Worker {
         Self {
             name: "attune".into(),
             shutdown_grace_secs: 30,
+            poll_interval_ms: 1000,
         }
     }
 }

@@ -299,6 +299,8 @@ where
         )),
     ];
     let grace = Duration::from_secs(ctx.config.worker.shutdown_grace_secs);
+    // apalis parks an idle worker until its heartbeat (30 s) unless told to poll.
+    let poll = Duration::from_millis(ctx.config.worker.poll_interval_ms.max(10));
     macro_rules! monitor {
         ($pull:expr, $score:expr, $plan:expr) => {{
             let (c1, c2, c3) = (ctx.clone(), ctx.clone(), ctx.clone());
@@ -313,20 +315,20 @@ where
                 .shutdown_timeout(grace)
                 .register(move |_| {
                     WorkerBuilder::new(w1.as_str())
-                        .backend(s1.clone())
+                        .backend(s1.clone().poll_with_interval(poll))
                         .data(c1.clone())
                         .build(handle_pull)
                 })
                 .register(move |_| {
                     WorkerBuilder::new(w2.as_str())
-                        .backend(s2.clone())
+                        .backend(s2.clone().poll_with_interval(poll))
                         .data(c2.clone())
                         .data(q.clone())
                         .build(handle_score)
                 })
                 .register(move |_| {
                     WorkerBuilder::new(w3.as_str())
-                        .backend(s3.clone())
+                        .backend(s3.clone().poll_with_interval(poll))
                         .data(c3.clone())
                         .build(handle_plan)
                 })

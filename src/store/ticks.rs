@@ -37,7 +37,7 @@ impl Db {
     /// Ticks claimed more than `grace_secs` ago whose job was never enqueued: the claimer
     /// died in between. Enqueueing is idempotent, so any daemon may finish the job.
     pub async fn stranded_ticks(&self, grace_secs: i64) -> Result<Vec<TickClaim>> {
-        let sql = "SELECT id, schedule, fire_at, claimed_by FROM ticks WHERE enqueued_at IS NULL AND claimed_at < $1 ORDER BY fire_at";
+        let sql = "SELECT id, schedule, fire_at, claimed_by FROM ticks WHERE enqueued_at IS NULL AND claimed_at <= $1 ORDER BY fire_at";
         Ok(
             on_pool!(self, p => sqlx::query_as(sql).bind(now_secs() - grace_secs).fetch_all(p).await?),
         )

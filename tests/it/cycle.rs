@@ -1,0 +1,122 @@
+//! A full cycle from files in the inbox to nudges queued for review, and the daemon
+//! running it from its schedule.
+
+use std::time::Duration;
+
+use attune::domain::NudgeStatus;
+use attune::jobs::daemon;
+use attune::store::NudgeFilter;
+
+use super::helpers::TestDb;
+use crate::both_backends;
+
+async fn import_to_queued_nudges(t: &TestDb) {
+    let inbox = tempfile::tempdir().unwrap();
+    let ctx = t.ctx(|c| c.pull.inbox = Some(inbox.path().to_owned()));
+    let today = attune::jobs::today();
+    let summary = attune::demo::run_cycle(&ctx, 1500, 11, today)
+        .await
+        .unwrap();
+
+    assert_eq!(summary.pulled.len(), 2);
+    let (customers, events) = (&summary.pulled[0], &summary.pulled[1]);
+    assert_eq!((customers.imported, customers.rejected), (1500, 0));
+    assert_eq!(
+        (events.imported as usize, events.rejected, events.duplicate),
+        (summary.events, 0, 0)
+    );
+    assert!(
+        inbox.path().join("done/events.csv").exists(),
+        "pulled files move to done/"
+    );
+
+    let auc = summary.model_holdout.as_ref().and_then(|m| m.auc).unwrap();
+    assert!(
+        auc > 0.65,
+        "the demo's churn depends on behaviour, so the model must find it: AUC {auc}"
+    );
+    let counts = t.db.counts().await.unwrap();
+    assert_eq!(counts.scores as usize, summary.score.customers);
+    assert!(summary.plan.queued > 20, "{:?}", summary.plan);
+
+    let nudges = t.db.list_nudges(&NudgeFilter::default()).await.unwrap();
+    assert_eq!(nudges.len() as u64, summary.plan.queued);
+    for n in &nudges {
+        assert_eq!(n.status, NudgeStatus::Proposed.as_str());
+        assert!(
+            n.reason.0["rule"].is_string() && n.reason.0["why"].is_string(),
+            "{:?}",
+            n.reason
+        );
+        assert!(n.reason.0["drivers"].is_array());
+    }
+    // One nudge per customer per run: the cap and the ranking hold.
+    let mut customers: Vec<i64> = nudges.iter().map(|n| n.customer_id).collect();
+    customers.sort();
+    customers.dedup();
+    assert_eq!(customers.len(), nudges.len());
+
+    // The same cycle's planning again queues nothing new.
+    let again = attune::jobs::plan::run(
+        &ctx,
+        &attune::jobs::plan::PlanJob {
+            run_id: Some(summary.score.run_id),
+            as_of: Some(today),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.queued, 0);
+    assert_eq!(
+        t.db.counts().await.unwrap().nudges as u64,
+        summary.plan.queued
+    );
+}
+both_backends!(
+    full_cycle_from_inbox_to_queued_nudges,
+    super::import_to_queued_nudges
+);
+
+/// The daemon on a one-second schedule: ticks become apalis jobs, workers score and then
+/// plan, and a shutdown signal stops it cleanly.
+async fn daemon_runs_scheduled_jobs(t: &TestDb) {
+    let ctx = t.ctx(|c| {
+        c.schedule.score = "* * * * * *".into();
+        c.schedule.pull = "0 0 0 1 1 *".into();
+        c.worker.shutdown_grace_secs = 5;
+    });
+    let today = attune::jobs::today();
+    t.db.upsert_customers(&[super::helpers::customer(
+        "new-1",
+        today,
+        super::helpers::email_only(),
+    )])
+    .await
+    .unwrap();
+    let db = t.db.clone();
+    let stop = async move {
+        // Long enough for a tick, the score job and the plan job it enqueues.
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if db.counts().await.map(|c| c.nudges > 0).unwrap_or(false) {
+                break;
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(Duration::from_secs(40), daemon::run(ctx, stop))
+        .await
+        .expect("daemon stops on its signal")
+        .unwrap();
+    let counts = t.db.counts().await.unwrap();
+    assert!(counts.scores >= 1, "a scheduled score job ran");
+    assert_eq!(
+        counts.nudges, 1,
+        "the plan job after scoring welcomed the new customer once"
+    );
+    assert!(t.db.tick_count("score").await.unwrap() >= 1);
+}
+both_backends!(
+    daemon_turns_ticks_into_jobs_and_stops_on_signal,
+    super::daemon_runs_scheduled_jobs
+);

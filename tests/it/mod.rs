@@ -1,0 +1,6 @@
+mod helpers;
+
+mod cycle;
+mod import;
+mod nudges;
+mod ticks;

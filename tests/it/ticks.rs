@@ -1,0 +1,64 @@
+//! Scheduled ticks run once, however many daemons see them.
+
+use attune::jobs::daemon::{JobKind, Queues, fire_tick, sweep_stranded_ticks, tick_id};
+
+use super::helpers::TestDb;
+use crate::both_backends;
+
+async fn same_tick_twice_enqueues_once(t: &TestDb) {
+    let queues = Queues::new(&t.db);
+    let at = 1_795_000_000;
+    assert!(
+        fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-a")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-b")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-a")
+            .await
+            .unwrap()
+    );
+    assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 1);
+    // The next tick is a different identity.
+    assert!(
+        fire_tick(&t.db, &queues, JobKind::Score, at + 86_400, "daemon-b")
+            .await
+            .unwrap()
+    );
+    assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 2);
+
+    // Enqueueing is idempotent by the tick's key, so a repeat push is a no-op.
+    queues
+        .enqueue(JobKind::Score, &tick_id(JobKind::Score, at))
+        .await
+        .unwrap();
+    assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 2);
+}
+both_backends!(
+    same_tick_twice_gives_one_job,
+    super::same_tick_twice_enqueues_once
+);
+
+async fn stranded_tick_is_enqueued_by_the_sweep(t: &TestDb) {
+    // A daemon claimed the tick and died before enqueueing it.
+    let id = tick_id(JobKind::Pull, 1_795_000_300);
+    assert!(
+        t.db.claim_tick(&id, "pull", 1_795_000_300, "dead-daemon")
+            .await
+            .unwrap()
+    );
+    let queues = Queues::new(&t.db);
+    assert_eq!(sweep_stranded_ticks(&t.db, &queues, 0).await.unwrap(), 1);
+    assert_eq!(t.apalis_jobs(attune::jobs::pull::QUEUE).await, 1);
+    assert_eq!(sweep_stranded_ticks(&t.db, &queues, 0).await.unwrap(), 0);
+    assert_eq!(t.apalis_jobs(attune::jobs::pull::QUEUE).await, 1);
+}
+both_backends!(
+    stranded_tick_is_enqueued_once,
+    super::stranded_tick_is_enqueued_by_the_sweep
+);
