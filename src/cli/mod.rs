@@ -125,6 +125,10 @@ pub struct TrainArgs {
     /// Register the model without making it the champion.
     #[arg(long)]
     pub no_promote: bool,
+    /// With --csv and --holdout: write the row numbers of the train and test split as JSON,
+    /// so another tool can be measured on exactly the same split (bench/telco_same_split.py).
+    #[arg(long)]
+    pub write_split: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +290,12 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
         }
     };
     let fit_seconds = started.elapsed().as_secs_f64();
+    if let (Some(split_path), Some(csv), Some(holdout)) = (&args.write_split, &args.csv, args.holdout) {
+        let (_, labels) = jobs::train::csv_training_set(csv, args.preset, args.as_of.unwrap_or(today))?;
+        let (train, test) = crate::model::stratified_split(&labels, holdout, model.training.seed.unwrap_or(0))?;
+        let json = serde_json::json!({"file": csv.display().to_string(), "holdout": holdout, "seed": model.training.seed, "train": train, "test": test});
+        std::fs::write(split_path, json.to_string()).with_context(|| format!("writing {}", split_path.display()))?;
+    }
     let path = args
         .out
         .clone()

@@ -11,8 +11,6 @@ use chrono::NaiveDate;
 
 pub struct TestDb {
     pub db: Db,
-    #[allow(dead_code)]
-    pub url: DatabaseUrl,
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
 }
@@ -34,7 +32,6 @@ impl TestDb {
         db.migrate().await.unwrap();
         TestDb {
             db,
-            url,
             _dir: Some(dir),
             pg: None,
         }
@@ -71,7 +68,6 @@ impl TestDb {
         db.migrate().await.unwrap();
         Some(TestDb {
             db,
-            url,
             _dir: None,
             pg: Some((admin_url, name)),
         })

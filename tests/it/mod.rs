@@ -1,6 +1,7 @@
 mod helpers;
 
 mod cycle;
+mod docs;
 mod import;
 mod nudges;
 mod ticks;
