@@ -290,11 +290,16 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
         }
     };
     let fit_seconds = started.elapsed().as_secs_f64();
-    if let (Some(split_path), Some(csv), Some(holdout)) = (&args.write_split, &args.csv, args.holdout) {
-        let (_, labels) = jobs::train::csv_training_set(csv, args.preset, args.as_of.unwrap_or(today))?;
-        let (train, test) = crate::model::stratified_split(&labels, holdout, model.training.seed.unwrap_or(0))?;
+    if let (Some(split_path), Some(csv), Some(holdout)) =
+        (&args.write_split, &args.csv, args.holdout)
+    {
+        let (_, labels) =
+            jobs::train::csv_training_set(csv, args.preset, args.as_of.unwrap_or(today))?;
+        let (train, test) =
+            crate::model::stratified_split(&labels, holdout, model.training.seed.unwrap_or(0))?;
         let json = serde_json::json!({"file": csv.display().to_string(), "holdout": holdout, "seed": model.training.seed, "train": train, "test": test});
-        std::fs::write(split_path, json.to_string()).with_context(|| format!("writing {}", split_path.display()))?;
+        std::fs::write(split_path, json.to_string())
+            .with_context(|| format!("writing {}", split_path.display()))?;
     }
     let path = args
         .out

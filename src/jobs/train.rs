@@ -38,12 +38,27 @@ fn fit_options(source: &str, opts: &TrainOptions, as_of: Option<NaiveDate>) -> F
 /// Reads a customer CSV as a training set: the Telco export (`Churn` is the label) or a
 /// standard customers file (a non-empty `churned_on` is the label). Rejected rows are an
 /// error: training on a silently filtered file would misstate the data.
-pub fn csv_training_set(path: &Path, preset: CustomerPreset, as_of: NaiveDate) -> anyhow::Result<(Vec<FeatureRow>, Vec<bool>)> {
+pub fn csv_training_set(
+    path: &Path,
+    preset: CustomerPreset,
+    as_of: NaiveDate,
+) -> anyhow::Result<(Vec<FeatureRow>, Vec<bool>)> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    let parsed = ingest::parse_customers(&name, std::io::BufReader::new(file), Format::from_path(path)?, preset, as_of)?;
+    let parsed = ingest::parse_customers(
+        &name,
+        std::io::BufReader::new(file),
+        Format::from_path(path)?,
+        preset,
+        as_of,
+    )?;
     if !parsed.rejected.is_empty() {
-        let shown: Vec<String> = parsed.rejected.iter().take(10).map(|e| e.to_string()).collect();
+        let shown: Vec<String> = parsed
+            .rejected
+            .iter()
+            .take(10)
+            .map(|e| e.to_string())
+            .collect();
         anyhow::bail!(
             "{} rows of {name} were rejected; fix them before training:\n{}",
             parsed.rejected.len(),
@@ -51,14 +66,27 @@ pub fn csv_training_set(path: &Path, preset: CustomerPreset, as_of: NaiveDate) -
         );
     }
     let none = ActivitySummary::default();
-    Ok(parsed.rows.iter().map(|(_, c)| (features_as_of(c, &none, as_of), c.churned_on.is_some())).unzip())
+    Ok(parsed
+        .rows
+        .iter()
+        .map(|(_, c)| (features_as_of(c, &none, as_of), c.churned_on.is_some()))
+        .unzip())
 }
 
 /// Trains on a customer CSV (see [`csv_training_set`]).
-pub fn train_from_csv(path: &Path, preset: CustomerPreset, as_of: NaiveDate, opts: &TrainOptions) -> anyhow::Result<ModelArtifact> {
+pub fn train_from_csv(
+    path: &Path,
+    preset: CustomerPreset,
+    as_of: NaiveDate,
+    opts: &TrainOptions,
+) -> anyhow::Result<ModelArtifact> {
     let (rows, labels) = csv_training_set(path, preset, as_of)?;
     let source = path.file_name().and_then(|n| n.to_str()).unwrap_or("csv");
-    Ok(model::fit(&rows, &labels, &fit_options(source, opts, Some(as_of)))?)
+    Ok(model::fit(
+        &rows,
+        &labels,
+        &fit_options(source, opts, Some(as_of)),
+    )?)
 }
 
 /// Trains on attune's own history: customers active at `cutoff`, their features as of

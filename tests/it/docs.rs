@@ -2,22 +2,43 @@
 
 #[test]
 fn readme_documents_every_column_and_event_kind() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let columns = attune::ingest::CUSTOMER_COLUMNS.iter().chain(attune::ingest::EVENT_COLUMNS);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let columns = attune::ingest::CUSTOMER_COLUMNS
+        .iter()
+        .chain(attune::ingest::EVENT_COLUMNS);
     for (name, _) in columns.filter(|(n, _)| !n.starts_with('(')) {
-        assert!(readme.contains(&format!("`{name}`")), "README does not document the column {name}");
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README does not document the column {name}"
+        );
     }
     for kind in attune::domain::EventKind::ALL {
-        assert!(readme.contains(&format!("`{}`", kind.as_str())), "README does not document the event kind {kind}");
+        assert!(
+            readme.contains(&format!("`{}`", kind.as_str())),
+            "README does not document the event kind {kind}"
+        );
     }
 }
 
 #[test]
 fn readme_starts_with_the_two_commands() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let block = readme.split("```sh").nth(1).and_then(|b| b.split("```").next()).unwrap();
-    let commands: Vec<&str> = block.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("```sh")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    let commands: Vec<&str> = block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(commands, ["cargo run --release -- demo", "cargo test"]);
     let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
-    assert!(ci.lines().any(|l| l.trim() == "cargo test"), ".ci/run runs the README's test command");
+    assert!(
+        ci.lines().any(|l| l.trim() == "cargo test"),
+        ".ci/run runs the README's test command"
+    );
 }
