@@ -2,6 +2,8 @@
 //! result for people or, with `--json`, for scripts. Logic lives in the library modules;
 //! this is glue.
 
+mod bench;
+mod models;
 mod output;
 
 use std::path::{Path, PathBuf};
@@ -79,6 +81,12 @@ pub enum Command {
     /// Check the configuration and explain what is wrong.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The model registry: versions, the champion, promotion, rollback, reports.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Reproducible measurements for BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,7 +207,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn open(config: &Config) -> anyhow::Result<Db> {
+pub(crate) async fn open(config: &Config) -> anyhow::Result<Db> {
     let url = DatabaseUrl::parse(&config.database_url)?;
     let db = Db::connect(&url).await?;
     db.migrate()
@@ -262,6 +270,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             out.audit(&db.audit_entries(limit).await?)
         }
         Command::Demo(args) => demo(config, cli.db.is_some(), args, &out).await,
+        Command::Models(cmd) => models::run(&config, cmd, &out).await,
+        Command::Bench(cmd) => bench::run(cmd),
     }
 }
 
