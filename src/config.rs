@@ -28,6 +28,8 @@ pub struct Config {
     pub database_url: String,
     pub schedule: Schedules,
     pub scoring: Scoring,
+    pub training: Training,
+    pub retrain: Retrain,
     pub playbook: Playbook,
     pub pull: Pull,
     pub worker: Worker,
@@ -49,6 +51,40 @@ pub struct Scoring {
     pub model: Option<PathBuf>,
     /// Customers at or above this churn probability count as at risk.
     pub risk_threshold: f64,
+    /// Log a warning when a feature's population stability index against the training
+    /// data exceeds this (0.1 some shift, 0.25 a large shift).
+    pub psi_warning: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Training {
+    /// The label: churned within this many days after an observation day.
+    pub horizon_days: u64,
+    /// Observation days: the first of each of this many months whose horizon has ended.
+    pub observation_months: usize,
+    /// Share of customers held out to validate on the latest observation day.
+    pub validation_customer_share: f64,
+    pub seed: u64,
+    /// `none` keeps probabilities calibrated (imbalance is handled by ranking: the risk
+    /// threshold and top-k capacity); `balanced` weights churners up, as scikit-learn does.
+    pub class_weight: String,
+    /// Marketing's capacity: precision and recall are reported at these top-k sizes.
+    pub capacities: Vec<usize>,
+    /// Where trained artifacts are written.
+    pub models_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retrain {
+    /// When to train a challenger (cron with seconds, UTC); default Mondays 03:00.
+    pub schedule: String,
+    /// The challenger is promoted only if its validation AUC is at least the champion's
+    /// minus this, on the same rows.
+    pub auc_tolerance: f64,
+    /// ... and its top-decile lift at least the champion's minus this.
+    pub lift_tolerance: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -96,6 +132,8 @@ impl Default for Config {
             database_url: crate::store::DatabaseUrl::DEFAULT.to_owned(),
             schedule: Schedules::default(),
             scoring: Scoring::default(),
+            training: Training::default(),
+            retrain: Retrain::default(),
             playbook: Playbook::default(),
             pull: Pull::default(),
             worker: Worker::default(),
@@ -113,11 +151,36 @@ impl Default for Schedules {
     }
 }
 
+impl Default for Training {
+    fn default() -> Self {
+        Self {
+            horizon_days: 60,
+            observation_months: 12,
+            validation_customer_share: 0.25,
+            seed: 42,
+            class_weight: "none".into(),
+            capacities: vec![100, 500, 1000],
+            models_dir: PathBuf::from("models"),
+        }
+    }
+}
+
+impl Default for Retrain {
+    fn default() -> Self {
+        Self {
+            schedule: "0 0 3 * * Mon".into(),
+            auc_tolerance: 0.0,
+            lift_tolerance: 0.0,
+        }
+    }
+}
+
 impl Default for Scoring {
     fn default() -> Self {
         Self {
             model: None,
             risk_threshold: 0.5,
+            psi_warning: 0.2,
         }
     }
 }
@@ -236,6 +299,32 @@ impl Config {
                 ),
             ));
         }
+        if !(self.training.validation_customer_share > 0.0
+            && self.training.validation_customer_share < 1.0)
+        {
+            return Err(invalid(
+                "training.validation_customer_share",
+                format!(
+                    "{} must be a fraction between 0 and 1, e.g. 0.25",
+                    self.training.validation_customer_share
+                ),
+            ));
+        }
+        if self.training.horizon_days == 0 || self.training.observation_months == 0 {
+            return Err(invalid(
+                "training",
+                "horizon_days and observation_months must be at least 1".into(),
+            ));
+        }
+        if !matches!(self.training.class_weight.as_str(), "none" | "balanced") {
+            return Err(invalid(
+                "training.class_weight",
+                format!(
+                    "{:?} is not a class weighting; use \"none\" or \"balanced\"",
+                    self.training.class_weight
+                ),
+            ));
+        }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return Err(invalid(
                 "log.format",
@@ -271,7 +360,9 @@ fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<()
         table.insert("database_url".into(), toml::Value::String(value.into()));
         return Ok(());
     }
-    let sections = ["schedule", "scoring", "playbook", "pull", "worker", "log"];
+    let sections = [
+        "schedule", "scoring", "training", "retrain", "playbook", "pull", "worker", "log",
+    ];
     let Some(section) = sections
         .iter()
         .find(|s| lower.starts_with(&format!("{s}_")))

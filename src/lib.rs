@@ -11,5 +11,6 @@ pub mod ingest;
 pub mod jobs;
 pub mod model;
 pub mod playbook;
+pub mod report;
 pub mod store;
 pub mod telemetry;

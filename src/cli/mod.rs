@@ -104,30 +104,44 @@ pub enum ImportCommand {
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Train on this customer CSV instead of the database's history.
+    /// Train on the database's history (the default): observations at month starts, label
+    /// = churned within the horizon, validated on the latest day's held-out customers.
+    #[arg(long, conflicts_with = "csv")]
+    pub from_db: bool,
+    /// Train on a CSV or NDJSON export instead: customers (--preset) or any table (--target).
     #[arg(long)]
     pub csv: Option<PathBuf>,
-    /// How to read --csv: standard (churned_on is the label) or telco.
-    #[arg(long, default_value = "standard")]
+    /// How to read --csv customers: standard (churned_on is the label) or telco.
+    #[arg(long, default_value = "standard", conflicts_with = "target")]
     pub preset: CustomerPreset,
-    /// Fraction of rows held out (stratified) to measure the model.
+    /// With --csv: the 0/1 column to predict; every other column is a feature.
+    #[arg(long, requires = "csv")]
+    pub target: Option<String>,
+    /// With --target: columns to leave out (repeatable).
+    #[arg(long, requires = "target")]
+    pub ignore: Vec<String>,
+    /// With --csv: fraction of rows held out (stratified) to measure the model.
     #[arg(long)]
     pub holdout: Option<f64>,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// From the database: features as of this day, label = churned in the horizon after it.
-    /// Default: today minus the horizon.
+    /// From the database: the label horizon in days [default: [training] horizon_days].
     #[arg(long)]
-    pub cutoff: Option<NaiveDate>,
-    #[arg(long, default_value_t = 90)]
-    pub horizon_days: u64,
-    /// The day features are computed as of for --csv (tenure, contract end). Default today.
+    pub horizon_days: Option<u64>,
+    /// From the database: how many monthly observation days [default: [training] observation_months].
+    #[arg(long)]
+    pub months: Option<usize>,
+    /// The day training happens as of (observation days end a horizon before it; for --csv,
+    /// the day tenure and contract ends are computed as of). Default today.
     #[arg(long)]
     pub as_of: Option<NaiveDate>,
+    /// `none` or `balanced` [default: [training] class_weight].
+    #[arg(long)]
+    pub class_weight: Option<String>,
     /// Version label; default SOURCE-TIMESTAMP.
     #[arg(long)]
     pub version: Option<String>,
-    /// Where to write the artifact; default models/VERSION.json.
+    /// Where to write the artifact; default [training] models_dir/VERSION.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Register the model without making it the champion.
@@ -187,6 +201,13 @@ pub struct DemoArgs {
     /// Stop after the first cycle instead of running as the daemon.
     #[arg(long)]
     pub once: bool,
+    /// Months of generated history (with --populate-only; the full demo generates 12).
+    #[arg(long, default_value_t = 12)]
+    pub months: u32,
+    /// Only generate and store the population (no training, scoring or planning), for
+    /// benchmarks of the steps that follow.
+    #[arg(long)]
+    pub populate_only: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,7 +237,7 @@ pub(crate) async fn open(config: &Config) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-fn actor(by: Option<String>) -> String {
+pub(crate) fn actor(by: Option<String>) -> String {
     by.or_else(|| std::env::var("USER").ok())
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "cli".into())
@@ -276,51 +297,67 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Result<()> {
+    let defaults = jobs::train::TrainOptions::from_config(&config.training);
+    let class_weight = match &args.class_weight {
+        Some(raw) => jobs::train::parse_class_weight(raw).context("--class-weight")?,
+        None => defaults.class_weight,
+    };
     let opts = jobs::train::TrainOptions {
         holdout: args.holdout,
-        seed: args.seed,
+        seed: args.seed.or(args.holdout.map(|_| config.training.seed)),
         version: args.version.clone(),
+        class_weight,
+        ..defaults
     };
-    let today = jobs::today();
+    let as_of = args.as_of.unwrap_or_else(jobs::today);
     let started = std::time::Instant::now();
-    let (model, db) = match &args.csv {
-        Some(path) => (
-            jobs::train::train_from_csv(path, args.preset, args.as_of.unwrap_or(today), &opts)?,
+    let mut window = None;
+    let (model, db) = match (&args.csv, &args.target) {
+        (Some(path), Some(target)) => (
+            jobs::train::train_from_table(path, target, &args.ignore, &opts)?,
             None,
         ),
-        None => {
+        (Some(path), None) => (
+            jobs::train::train_from_csv(path, args.preset, as_of, &opts)?,
+            None,
+        ),
+        (None, _) => {
             let db = open(config).await?;
-            let cutoff = args
-                .cutoff
-                .unwrap_or(today - chrono::Days::new(args.horizon_days));
-            (
-                jobs::train::train_from_store(&db, cutoff, args.horizon_days, &opts).await?,
-                Some(db),
-            )
+            let t = &config.training;
+            let h = jobs::train::HistoryOptions {
+                today: as_of,
+                horizon_days: args.horizon_days.unwrap_or(t.horizon_days),
+                observation_months: args.months.unwrap_or(t.observation_months),
+                validation_customer_share: t.validation_customer_share,
+                seed: args.seed.unwrap_or(t.seed),
+            };
+            let trained = jobs::train::train_from_history(&db, &h, &opts).await?;
+            window = Some(trained.window.clone());
+            (trained.model, Some(db))
         }
     };
     let fit_seconds = started.elapsed().as_secs_f64();
     if let (Some(split_path), Some(csv), Some(holdout)) =
         (&args.write_split, &args.csv, args.holdout)
     {
-        let (_, labels) =
-            jobs::train::csv_training_set(csv, args.preset, args.as_of.unwrap_or(today))?;
+        let (_, labels) = jobs::train::csv_training_set(csv, args.preset, as_of)?;
         let (train, test) =
             crate::model::stratified_split(&labels, holdout, model.training.seed.unwrap_or(0))?;
         let json = serde_json::json!({"file": csv.display().to_string(), "holdout": holdout, "seed": model.training.seed, "train": train, "test": test});
         std::fs::write(split_path, json.to_string())
             .with_context(|| format!("writing {}", split_path.display()))?;
     }
-    let path = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("models").join(format!("{}.json", model.version)));
+    let path = args.out.clone().unwrap_or_else(|| {
+        config
+            .training
+            .models_dir
+            .join(format!("{}.json", model.version))
+    });
     jobs::train::write_artifact(&model, &path)?;
     // A model trained from a file is registered only if a database was named.
     let db = match db {
         Some(db) => Some(db),
-        None if args.csv.is_none()
-            || std::env::var_os("ATTUNE_DATABASE_URL").is_some()
+        None if std::env::var_os("ATTUNE_DATABASE_URL").is_some()
             || config.database_url != DatabaseUrl::DEFAULT =>
         {
             Some(open(config).await?)
@@ -328,9 +365,15 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
         None => None,
     };
     if let Some(db) = &db {
-        jobs::train::register(db, &model, !args.no_promote).await?;
+        jobs::train::register(db, &model, window.as_ref(), !args.no_promote).await?;
     }
-    out.train(&model, &path, fit_seconds, db.is_some() && !args.no_promote)
+    out.train(
+        &model,
+        window.as_ref(),
+        &path,
+        fit_seconds,
+        db.is_some() && !args.no_promote,
+    )
 }
 
 async fn nudges(config: &Config, cmd: NudgesCommand, out: &Printer) -> anyhow::Result<()> {
@@ -446,6 +489,21 @@ async fn demo(
     )
     .await?;
     let ctx = JobContext::new(db.clone(), config);
+    if args.populate_only {
+        let p = crate::demo::populate(&db, args.customers, args.months, args.seed, jobs::today())
+            .await?;
+        db.close().await;
+        return out.message(
+            &serde_json::to_value(&p)?,
+            &format!(
+                "stored {} customers and {} events in {} ({:.1} s)",
+                p.customers,
+                p.events,
+                path.display(),
+                p.seconds
+            ),
+        );
+    }
     let mut summary =
         crate::demo::run_cycle(&ctx, args.customers, args.seed, jobs::today()).await?;
     summary.database = path.display().to_string();

@@ -70,6 +70,7 @@ impl Printer {
     pub fn train(
         &self,
         m: &ModelArtifact,
+        window: Option<&crate::model::dataset::TrainingWindow>,
         path: &Path,
         fit_seconds: f64,
         champion: bool,
@@ -77,7 +78,7 @@ impl Printer {
         if self.json {
             return print_json(&serde_json::json!({
                 "version": m.version, "path": path.display().to_string(), "champion": champion,
-                "fit_seconds": fit_seconds, "training": m.training, "holdout": m.metrics,
+                "fit_seconds": fit_seconds, "training": m.training, "window": window, "holdout": m.metrics,
                 "train": m.train_metrics, "solver": m.solver, "features": m.features.len(),
             }));
         }
@@ -96,9 +97,23 @@ impl Printer {
             m.solver.converged,
             m.solver.gradient_norm
         );
+        if let Some(w) = window {
+            println!(
+                "  {} observations of customers on {} days ({}), {} churned within {} days ({:.1}%); trained on {}, validated on {} held-out customers on {}",
+                w.observations,
+                w.dates.len(),
+                w.span(),
+                w.churned,
+                w.horizon_days,
+                w.churn_rate * 100.0,
+                w.train_observations,
+                w.validation_observations,
+                w.validation_date.map(|d| d.to_string()).unwrap_or_default()
+            );
+        }
         if let Some(h) = &m.metrics {
             println!(
-                "  holdout ({} rows): ROC AUC {}  PR AUC {}  log loss {:.4}  Brier {:.4}",
+                "  validation ({} rows): ROC AUC {}  PR AUC {}  log loss {:.4}  Brier {:.4}",
                 h.rows,
                 opt(h.auc),
                 opt(h.pr_auc),
@@ -218,11 +233,12 @@ impl Printer {
         );
         let h = d.model_holdout.as_ref();
         println!(
-            "  model {}: trained as of {} on churn in the following {} days; holdout ROC AUC {}",
+            "  model {}: trained on {} monthly observation days, label churn within {} days; ROC AUC {} on held-out customers on {}",
             d.model_version,
-            d.training_cutoff,
+            crate::demo::TRAINING_MONTHS,
             crate::demo::TRAINING_HORIZON_DAYS,
-            opt(h.and_then(|m| m.auc))
+            opt(h.and_then(|m| m.auc)),
+            d.training_cutoff,
         );
         println!(
             "  scored {} active customers: {:.1}% at or above {:.0}% churn risk",

@@ -7,14 +7,14 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use chrono::{Days, NaiveDate};
+use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::domain::{ActivityEvent, Customer};
 use crate::jobs::plan::{self, PlanJob, PlanReport};
 use crate::jobs::pull::{self, PullJob};
 use crate::jobs::score::{self, ScoreJob, ScoreReport};
-use crate::jobs::train::{TrainOptions, register, train_from_store};
+use crate::jobs::train::{HistoryOptions, TrainOptions, register, train_from_history};
 use crate::jobs::{JobContext, import::ImportReport};
 use crate::model::Metrics;
 
@@ -44,9 +44,10 @@ pub struct RiskyCustomer {
     pub drivers: Vec<String>,
 }
 
-/// Days before `today` that the demo's model is trained as of; churn in the following
-/// days up to today is its label.
-pub const TRAINING_HORIZON_DAYS: u64 = 90;
+/// The demo model's label: churned within this many days of an observation day.
+pub const TRAINING_HORIZON_DAYS: u64 = 60;
+/// Monthly observation days the demo trains on (its history is a year long).
+pub const TRAINING_MONTHS: usize = 6;
 
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
@@ -127,6 +128,44 @@ pub fn write_inbox(
     Ok(())
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct Populated {
+    pub customers: usize,
+    pub events: usize,
+    pub seconds: f64,
+}
+
+/// Generates a population and stores it directly (no files), in batches: the fastest way
+/// to a large database for benchmarks.
+pub async fn populate(
+    db: &crate::store::Db,
+    customers: usize,
+    months: u32,
+    seed: u64,
+    today: NaiveDate,
+) -> anyhow::Result<Populated> {
+    let started = std::time::Instant::now();
+    let opts = synth::SynthOptions {
+        customers,
+        seed,
+        today,
+        months,
+    };
+    let population = synth::generate(&opts);
+    for chunk in population.customers.chunks(100_000) {
+        db.upsert_customers(chunk).await?;
+    }
+    let ids = db.customer_id_map().await?;
+    for chunk in population.events.chunks(200_000) {
+        db.insert_events_known(&ids, chunk).await?;
+    }
+    Ok(Populated {
+        customers: population.customers.len(),
+        events: population.events.len(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
 /// Generates, pulls, trains, scores and plans. `ctx.config.pull.inbox` must name an empty
 /// directory the demo may write to.
 pub async fn run_cycle(
@@ -156,16 +195,24 @@ pub async fn run_cycle(
         .await
         .context("pulling the demo's files")?;
 
-    let cutoff = today - Days::new(TRAINING_HORIZON_DAYS);
+    let history = HistoryOptions {
+        today,
+        horizon_days: TRAINING_HORIZON_DAYS,
+        observation_months: TRAINING_MONTHS,
+        validation_customer_share: 0.25,
+        seed,
+    };
     let opts = TrainOptions {
-        holdout: Some(0.25),
         seed: Some(seed),
         version: Some(format!("demo-{today}")),
+        ..TrainOptions::from_config(&ctx.config.training)
     };
-    let model = train_from_store(&ctx.db, cutoff, TRAINING_HORIZON_DAYS, &opts)
+    let trained = train_from_history(&ctx.db, &history, &opts)
         .await
         .context("training the demo model")?;
-    register(&ctx.db, &model, true).await?;
+    let cutoff = trained.window.validation_date.unwrap_or(today);
+    register(&ctx.db, &trained.model, Some(&trained.window), true).await?;
+    let model = trained.model;
     tracing::info!(version = %model.version, auc = ?model.metrics.as_ref().and_then(|m| m.auc), "trained");
 
     let score = score::run(

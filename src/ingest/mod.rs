@@ -27,6 +27,7 @@
 mod customers;
 mod events;
 mod record;
+pub mod table;
 
 use std::fmt;
 use std::io::Read;

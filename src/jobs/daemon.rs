@@ -26,6 +26,7 @@ use tracing::Instrument as _;
 use super::JobContext;
 use super::plan::{self, PlanJob};
 use super::pull::{self, PullJob};
+use super::retrain::{self, RetrainJob};
 use super::score::{self, ScoreJob};
 use crate::store::Db;
 
@@ -47,11 +48,13 @@ pub enum Queues {
         pull: SqliteStorage<PullJob>,
         score: SqliteStorage<ScoreJob>,
         plan: SqliteStorage<PlanJob>,
+        retrain: SqliteStorage<RetrainJob>,
     },
     Postgres {
         pull: PostgresStorage<PullJob>,
         score: PostgresStorage<ScoreJob>,
         plan: PostgresStorage<PlanJob>,
+        retrain: PostgresStorage<RetrainJob>,
     },
 }
 
@@ -70,6 +73,7 @@ pub enum JobKind {
     Pull,
     Score,
     Plan,
+    Retrain,
 }
 
 impl JobKind {
@@ -78,6 +82,7 @@ impl JobKind {
             JobKind::Pull => "pull",
             JobKind::Score => "score",
             JobKind::Plan => "plan",
+            JobKind::Retrain => "retrain",
         }
     }
 }
@@ -115,6 +120,8 @@ impl Queues {
                     .with_config(apalis_sqlite::Config::default().queue(score::QUEUE)),
                 plan: SqliteStorage::new(pool)
                     .with_config(apalis_sqlite::Config::default().queue(plan::QUEUE)),
+                retrain: SqliteStorage::new(pool)
+                    .with_config(apalis_sqlite::Config::default().queue(retrain::QUEUE)),
             },
             Db::Postgres(pool) => Queues::Postgres {
                 pull: PostgresStorage::new(pool)
@@ -123,6 +130,8 @@ impl Queues {
                     .with_config(apalis_postgres::Config::default().queue(score::QUEUE)),
                 plan: PostgresStorage::new(pool)
                     .with_config(apalis_postgres::Config::default().queue(plan::QUEUE)),
+                retrain: PostgresStorage::new(pool)
+                    .with_config(apalis_postgres::Config::default().queue(retrain::QUEUE)),
             },
         }
     }
@@ -146,6 +155,12 @@ impl Queues {
             }
             (Queues::Postgres { plan, .. }, JobKind::Plan) => {
                 push_once!(plan, PlanJob::default(), key)
+            }
+            (Queues::Sqlite { retrain, .. }, JobKind::Retrain) => {
+                push_once!(retrain, RetrainJob { tick }, key)
+            }
+            (Queues::Postgres { retrain, .. }, JobKind::Retrain) => {
+                push_once!(retrain, RetrainJob { tick }, key)
             }
         }
     }
@@ -200,6 +215,7 @@ pub async fn sweep_stranded_ticks(
         let kind = match t.schedule.as_str() {
             "pull" => JobKind::Pull,
             "score" => JobKind::Score,
+            "retrain" => JobKind::Retrain,
             _ => JobKind::Plan,
         };
         queues.enqueue(kind, &t.id).await?;
@@ -241,6 +257,15 @@ async fn handle_score(
 async fn handle_plan(job: PlanJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
     let span = tracing::info_span!("job", queue = plan::QUEUE, run_id = job.run_id);
     plan::run(&ctx, &job)
+        .instrument(span)
+        .await
+        .map(|_| ())
+        .map_err(job_error)
+}
+
+async fn handle_retrain(job: RetrainJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    let span = tracing::info_span!("job", queue = retrain::QUEUE, tick = job.tick.as_deref());
+    retrain::run(&ctx, &job)
         .instrument(span)
         .await
         .map(|_| ())
@@ -297,13 +322,22 @@ where
             ctx.config.schedule.score.clone(),
             worker.clone(),
         )),
+        tokio::spawn(run_schedule(
+            ctx.db.clone(),
+            queues.clone(),
+            JobKind::Retrain,
+            ctx.config.retrain.schedule.clone(),
+            worker.clone(),
+        )),
     ];
     let grace = Duration::from_secs(ctx.config.worker.shutdown_grace_secs);
     // apalis parks an idle worker until its heartbeat (30 s) unless told to poll.
     let poll = Duration::from_millis(ctx.config.worker.poll_interval_ms.max(10));
     macro_rules! monitor {
-        ($pull:expr, $score:expr, $plan:expr) => {{
-            let (c1, c2, c3) = (ctx.clone(), ctx.clone(), ctx.clone());
+        ($pull:expr, $score:expr, $plan:expr, $retrain:expr) => {{
+            let (c1, c2, c3, c4) = (ctx.clone(), ctx.clone(), ctx.clone(), ctx.clone());
+            let w4 = format!("{worker}-retrain");
+            let s4 = $retrain.clone();
             let q = queues.clone();
             let (w1, w2, w3) = (
                 format!("{worker}-pull"),
@@ -332,13 +366,29 @@ where
                         .data(c3.clone())
                         .build(handle_plan)
                 })
+                .register(move |_| {
+                    WorkerBuilder::new(w4.as_str())
+                        .backend(s4.clone().poll_with_interval(poll))
+                        .data(c4.clone())
+                        .build(handle_retrain)
+                })
                 .run_with_signal(shutdown)
                 .await
         }};
     }
     let result = match &queues {
-        Queues::Sqlite { pull, score, plan } => monitor!(pull, score, plan),
-        Queues::Postgres { pull, score, plan } => monitor!(pull, score, plan),
+        Queues::Sqlite {
+            pull,
+            score,
+            plan,
+            retrain,
+        } => monitor!(pull, score, plan, retrain),
+        Queues::Postgres {
+            pull,
+            score,
+            plan,
+            retrain,
+        } => monitor!(pull, score, plan, retrain),
     };
     for s in schedules {
         s.abort();

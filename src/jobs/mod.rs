@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod import;
 pub mod plan;
 pub mod pull;
+pub mod retrain;
 pub mod score;
 pub mod train;
 

@@ -9,7 +9,10 @@ use chrono::{Days, NaiveDate, Utc};
 
 use crate::features::{ActivitySummary, FeatureRow, features_as_of};
 use crate::ingest::{self, CustomerPreset, Format};
-use crate::model::{self, FitOptions, ModelArtifact};
+use crate::model::dataset::{self, Observation, TrainingWindow};
+use crate::model::evaluation::Evaluation;
+use crate::model::optim::ClassWeight;
+use crate::model::{self, FitOptions, Metrics, ModelArtifact};
 use crate::store::Db;
 
 #[derive(Debug, Clone)]
@@ -17,6 +20,42 @@ pub struct TrainOptions {
     pub holdout: Option<f64>,
     pub seed: Option<u64>,
     pub version: Option<String>,
+    pub class_weight: ClassWeight,
+    /// Top-k sizes for precision and recall in the evaluation.
+    pub capacities: Vec<usize>,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            holdout: None,
+            seed: None,
+            version: None,
+            class_weight: ClassWeight::None,
+            capacities: vec![100, 500, 1000],
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The `[training]` settings that shape a fit.
+    pub fn from_config(t: &crate::config::Training) -> Self {
+        Self {
+            seed: Some(t.seed),
+            class_weight: parse_class_weight(&t.class_weight).unwrap_or(ClassWeight::None),
+            capacities: t.capacities.clone(),
+            ..Self::default()
+        }
+    }
+}
+
+/// `none` or `balanced`.
+pub fn parse_class_weight(raw: &str) -> anyhow::Result<ClassWeight> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "none" => Ok(ClassWeight::None),
+        "balanced" => Ok(ClassWeight::Balanced),
+        other => anyhow::bail!("{other:?} is not a class weighting; use none or balanced"),
+    }
 }
 
 fn fit_options(source: &str, opts: &TrainOptions, as_of: Option<NaiveDate>) -> FitOptions {
@@ -32,6 +71,8 @@ fn fit_options(source: &str, opts: &TrainOptions, as_of: Option<NaiveDate>) -> F
     fo.holdout = opts.holdout;
     fo.seed = opts.seed.or(opts.holdout.map(|_| 0));
     fo.as_of = as_of;
+    fo.class_weight = opts.class_weight;
+    fo.capacities = opts.capacities.clone();
     fo
 }
 
@@ -89,36 +130,163 @@ pub fn train_from_csv(
     )?)
 }
 
-/// Trains on attune's own history: customers active at `cutoff`, their features as of
-/// `cutoff`, labelled by whether they churned within `horizon_days` after it.
-pub async fn train_from_store(
-    db: &Db,
-    cutoff: NaiveDate,
-    horizon_days: u64,
+/// Trains on any exported table: `target` is the 0/1 label, every other column a feature
+/// (numbers standardised, text one-hot). Rejected rows are an error, as for customer files.
+pub fn train_from_table(
+    path: &Path,
+    target: &str,
+    ignore: &[String],
     opts: &TrainOptions,
 ) -> anyhow::Result<ModelArtifact> {
-    let customers = db.customers_active_on(cutoff).await?;
-    let activity = db.activity_summaries(cutoff).await?;
-    let horizon_end = cutoff + Days::new(horizon_days);
-    let none = ActivitySummary::default();
-    let (rows, labels): (Vec<FeatureRow>, Vec<bool>) = customers
-        .iter()
-        .map(|(id, c)| {
-            let churned = c.churned_on.is_some_and(|d| d > cutoff && d <= horizon_end);
-            (
-                features_as_of(c, activity.get(id).unwrap_or(&none), cutoff),
-                churned,
-            )
-        })
-        .unzip();
-    if rows.is_empty() {
-        anyhow::bail!("no customers were active on {cutoff}; import customers and events first");
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
+    let table = ingest::table::parse_table(
+        &name,
+        std::io::BufReader::new(file),
+        Format::from_path(path)?,
+        target,
+        ignore,
+    )?;
+    if !table.parsed.rejected.is_empty() {
+        let shown: Vec<String> = table
+            .parsed
+            .rejected
+            .iter()
+            .take(10)
+            .map(|e| e.to_string())
+            .collect();
+        anyhow::bail!(
+            "{} rows of {name} were rejected; fix them before training:\n{}",
+            table.parsed.rejected.len(),
+            shown.join("\n")
+        );
     }
+    if !table.identifiers.is_empty() {
+        tracing::info!(columns = ?table.identifiers, "left out text columns with a different value in every row (identifiers)");
+    }
+    let (rows, labels): (Vec<FeatureRow>, Vec<bool>) =
+        table.parsed.rows.into_iter().map(|(_, r)| r).unzip();
+    let source = path.file_name().and_then(|n| n.to_str()).unwrap_or("table");
     Ok(model::fit(
         &rows,
         &labels,
-        &fit_options("store", opts, Some(cutoff)),
+        &fit_options(source, opts, None),
     )?)
+}
+
+/// Observations of every customer active on each of `dates`: the features known that day
+/// and whether they churned within `horizon_days` after it.
+pub async fn history_observations(
+    db: &Db,
+    dates: &[NaiveDate],
+    horizon_days: u64,
+) -> anyhow::Result<Vec<Observation>> {
+    let none = ActivitySummary::default();
+    let mut obs = Vec::new();
+    for &day in dates {
+        let customers = db.customers_active_on(day).await?;
+        let activity = db.activity_summaries(day).await?;
+        let horizon_end = day + Days::new(horizon_days);
+        obs.extend(customers.iter().map(|(id, c)| Observation {
+            customer_id: *id,
+            as_of: day,
+            row: features_as_of(c, activity.get(id).unwrap_or(&none), day),
+            label: c.churned_on.is_some_and(|d| d > day && d <= horizon_end),
+        }));
+    }
+    Ok(obs)
+}
+
+/// Settings for training on history (the `[training]` config section).
+#[derive(Debug, Clone)]
+pub struct HistoryOptions {
+    pub today: NaiveDate,
+    pub horizon_days: u64,
+    pub observation_months: usize,
+    pub validation_customer_share: f64,
+    pub seed: u64,
+}
+
+/// A model trained on history, with the validation rows it was measured on so another
+/// model (the champion) can be measured on exactly the same rows.
+#[derive(Debug, Clone)]
+pub struct HistoryTraining {
+    pub model: ModelArtifact,
+    pub window: TrainingWindow,
+    pub validation_rows: Vec<FeatureRow>,
+    pub validation_labels: Vec<bool>,
+}
+
+impl HistoryTraining {
+    /// Metrics of any model on this training's validation rows.
+    pub fn measure(&self, model: &ModelArtifact) -> Metrics {
+        let probs: Vec<f64> = model
+            .predict_many(&self.validation_rows)
+            .into_iter()
+            .map(|p| p.get())
+            .collect();
+        Metrics::compute(&self.validation_labels, &probs)
+    }
+}
+
+/// Trains point in time on month-start observations, validating on the latest day's
+/// held-out customers.
+pub async fn train_from_history(
+    db: &Db,
+    h: &HistoryOptions,
+    opts: &TrainOptions,
+) -> anyhow::Result<HistoryTraining> {
+    let dates = dataset::observation_dates(h.today, h.horizon_days, h.observation_months);
+    let obs = history_observations(db, &dates, h.horizon_days).await?;
+    let (train, validation) =
+        dataset::split_by_time_and_customer(&obs, h.validation_customer_share, h.seed);
+    if train.is_empty() || validation.is_empty() {
+        anyhow::bail!(
+            "not enough history to train: {} observations on {} days ({}..{}), {} for training and {} for validation; import more history or lower [training] observation_months",
+            obs.len(),
+            dates.len(),
+            dates.first().map(|d| d.to_string()).unwrap_or_default(),
+            dates.last().map(|d| d.to_string()).unwrap_or_default(),
+            train.len(),
+            validation.len()
+        );
+    }
+    let window = dataset::window(
+        &obs,
+        &dates,
+        h.horizon_days,
+        train.len(),
+        validation.len(),
+        h.validation_customer_share,
+    );
+    let rows: Vec<FeatureRow> = train.iter().map(|&i| obs[i].row.clone()).collect();
+    let labels: Vec<bool> = train.iter().map(|&i| obs[i].label).collect();
+    let mut fo = fit_options(
+        "history",
+        &TrainOptions {
+            holdout: None,
+            ..opts.clone()
+        },
+        window.validation_date,
+    );
+    fo.seed = Some(h.seed);
+    let mut model = model::fit(&rows, &labels, &fo)?;
+    let validation_rows: Vec<FeatureRow> = validation.iter().map(|&i| obs[i].row.clone()).collect();
+    let validation_labels: Vec<bool> = validation.iter().map(|&i| obs[i].label).collect();
+    let probs: Vec<f64> = model
+        .predict_many(&validation_rows)
+        .into_iter()
+        .map(|p| p.get())
+        .collect();
+    let evaluation = Evaluation::compute(&validation_labels, &probs, &opts.capacities);
+    model.metrics = Some(evaluation.metrics.clone());
+    model.evaluation = Some(evaluation);
+    Ok(HistoryTraining {
+        model,
+        window,
+        validation_rows,
+        validation_labels,
+    })
 }
 
 /// Writes the artifact as pretty JSON, the form people read and diff.
@@ -130,10 +298,46 @@ pub fn write_artifact(model: &ModelArtifact, path: &Path) -> anyhow::Result<()> 
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Registers a model in the database's registry and, if asked, makes it the champion.
-pub async fn register(db: &Db, model: &ModelArtifact, champion: bool) -> anyhow::Result<()> {
+/// A hash of the features a model reads (the sources of its columns, sorted): two models
+/// with the same hash were trained on the same feature definitions.
+pub fn feature_spec_hash(model: &ModelArtifact) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sources: Vec<&str> = model.features.iter().map(|f| f.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    let digest = Sha256::digest(sources.join("\n").as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Registers a model version (with its data window and feature spec hash) and, if asked,
+/// makes it the champion, recording the promotion.
+pub async fn register(
+    db: &Db,
+    model: &ModelArtifact,
+    window: Option<&TrainingWindow>,
+    champion: bool,
+) -> anyhow::Result<()> {
     let value = serde_json::to_value(model)?;
-    db.save_model(&model.version, &model.training.source, &value, champion)
+    let span = window
+        .map(TrainingWindow::span)
+        .or_else(|| model.training.as_of.map(|d| d.to_string()));
+    db.save_model_version(
+        &model.version,
+        &model.training.source,
+        &value,
+        span.as_deref(),
+        Some(&feature_spec_hash(model)),
+    )
+    .await?;
+    if champion {
+        let detail = serde_json::json!({ "metrics": model.metrics, "window": window });
+        db.promote_model(
+            &model.version,
+            "train",
+            "trained and promoted on request",
+            &detail,
+        )
         .await?;
+    }
     Ok(())
 }

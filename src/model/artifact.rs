@@ -8,7 +8,9 @@ use crate::domain::Probability;
 use crate::features::{self, FeatureRow, FeatureValue};
 
 use super::ModelError;
+use super::drift::FeatureProfile;
 use super::encoder::Encoding;
+use super::evaluation::Evaluation;
 use super::metrics::Metrics;
 
 /// The artifact layout this code writes and reads.
@@ -36,6 +38,17 @@ pub struct ModelArtifact {
     pub metrics: Option<Metrics>,
     /// Metrics on the rows the model was fitted on.
     pub train_metrics: Metrics,
+    /// The tables data teams read (calibration, deciles and lift, precision and recall at
+    /// k, ROC curve), on the held-out or validation rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+    /// Each source feature's distribution in the training rows: the baseline that scoring
+    /// runs are compared with (population stability index).
+    #[serde(default)]
+    pub profiles: Vec<FeatureProfile>,
+    /// Shares of the training rows' scores in ten equal-width bins, for score drift.
+    #[serde(default)]
+    pub score_profile: Vec<f64>,
 }
 
 /// What the model was trained on.
@@ -78,8 +91,9 @@ pub struct SolverReport {
     pub alpha: f64,
     /// The iteration budget asked for.
     pub max_iterations: u64,
-    /// Iterations the solver was allowed across all its runs (the first run plus any
-    /// warm-started reruns with a larger budget); linfa does not report how many it used.
+    /// Iterations the solver used across all its runs (the first run plus any warm-started
+    /// reruns with a larger budget). Older artifacts trained with linfa-logistic, which does
+    /// not report its iterations, hold the budget allowed instead.
     pub iterations_allowed_used: u64,
     /// Largest absolute component of the objective's gradient at the returned
     /// coefficients, divided by the number of training rows.
@@ -311,6 +325,9 @@ mod tests {
             },
             metrics: None,
             train_metrics: metrics,
+            evaluation: None,
+            profiles: Vec::new(),
+            score_profile: Vec::new(),
         }
     }
 

@@ -1,9 +1,12 @@
-//! Training: encode, fit with linfa-logistic, check convergence ourselves, evaluate.
+//! Training: encode, fit with attune's fused L-BFGS ([`super::optim::FastLogistic`]),
+//! check convergence, evaluate.
+//!
+//! linfa-logistic stays as the cross-check: the tests below fit the same data with both
+//! and require the same coefficients and holdout AUC.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use linfa::Dataset;
+use linfa::DatasetBase;
 use linfa::traits::Fit;
-use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
 use sha2::{Digest, Sha256};
 
@@ -12,11 +15,13 @@ use crate::features::{FeatureRow, FeatureValue};
 use super::ModelError;
 use super::artifact::{EncodedFeature, FORMAT, ModelArtifact, SolverReport, TrainingInfo};
 use super::encoder::Encoder;
+use super::evaluation::Evaluation;
 use super::metrics::Metrics;
+use super::optim::{ClassWeight, FastLogistic};
 use super::split::stratified_split;
 
-/// The solver library recorded in artifacts.
-pub const SOLVER_LIBRARY: &str = "linfa-logistic 0.8.1";
+/// The solver recorded in artifacts, followed by ` (fused, N threads)`.
+pub const SOLVER_LIBRARY: &str = "attune L-BFGS";
 
 /// Each rerun after a non-converged run gets this many times the previous budget...
 const BUDGET_GROWTH: u64 = 4;
@@ -31,7 +36,8 @@ pub struct FitOptions {
     /// Iteration budget of the first solver run.
     pub max_iterations: u64,
     /// Converged when the largest absolute gradient component, divided by the number of
-    /// training rows, is at most this (scikit-learn's `tol` for lbfgs, 1e-4 by default).
+    /// training rows, is at most this. scikit-learn's `tol` for lbfgs is 1e-4; attune's default
+    /// is 1e-5, which on the Telco data is what it takes to match scikit-learn's holdout AUC.
     pub gradient_tolerance: f64,
     pub version: String,
     pub created_at: DateTime<Utc>,
@@ -42,10 +48,14 @@ pub struct FitOptions {
     /// Seed of the holdout split (0 when a holdout is asked for without one).
     pub seed: Option<u64>,
     pub as_of: Option<NaiveDate>,
+    /// Per-class sample weights (`Balanced` is scikit-learn's `class_weight="balanced"`).
+    pub class_weight: ClassWeight,
+    /// Top-k sizes at which the evaluation reports precision and recall.
+    pub capacities: Vec<usize>,
 }
 
 impl FitOptions {
-    /// Defaults: alpha 1.0, 1000 iterations, tolerance 1e-4, no holdout.
+    /// Defaults: alpha 1.0, 1000 iterations, tolerance 1e-5, no holdout.
     pub fn new(
         version: impl Into<String>,
         created_at: DateTime<Utc>,
@@ -55,7 +65,7 @@ impl FitOptions {
         Self {
             alpha: 1.0,
             max_iterations: 1000,
-            gradient_tolerance: 1e-4,
+            gradient_tolerance: 1e-5,
             version: version.into(),
             created_at,
             attune_version: attune_version.into(),
@@ -63,6 +73,8 @@ impl FitOptions {
             holdout: None,
             seed: None,
             as_of: None,
+            class_weight: ClassWeight::None,
+            capacities: vec![100, 500, 1000],
         }
     }
 }
@@ -116,10 +128,9 @@ pub fn fingerprint(rows: &[FeatureRow], labels: &[bool]) -> String {
 /// With `opts.holdout`, a stratified part of the rows is held out: the model is fitted
 /// on the rest and `metrics` reports how it does on the held-out part.
 ///
-/// linfa-logistic does not say whether its solver converged, so after each run the
-/// gradient of the objective is computed here; if it is not small enough the solver is
-/// rerun from where it stopped with four times the budget, up to 16 x `max_iterations`
-/// in one run, before giving up with [`ModelError::NotConverged`].
+/// The solver reports the gradient at the point it returns; if that is not small enough
+/// it is rerun from where it stopped with four times the budget, up to 16 x
+/// `max_iterations` in one run, before giving up with [`ModelError::NotConverged`].
 pub fn fit(
     rows: &[FeatureRow],
     labels: &[bool],
@@ -196,6 +207,7 @@ pub fn fit(
     let x = encoder.encode(&train_rows);
     let y = Array1::from(train_labels.clone());
     let solution = solve(&x, &y, opts)?;
+    drop(x);
 
     let mut artifact = ModelArtifact {
         format: FORMAT,
@@ -225,7 +237,11 @@ pub fn fit(
         dropped_features: encoder.dropped().to_vec(),
         intercept: solution.intercept,
         solver: SolverReport {
-            library: SOLVER_LIBRARY.to_owned(),
+            library: format!(
+                "{SOLVER_LIBRARY} (fused, {} thread{})",
+                solution.threads,
+                if solution.threads == 1 { "" } else { "s" }
+            ),
             alpha: opts.alpha,
             max_iterations: opts.max_iterations,
             iterations_allowed_used: solution.iterations,
@@ -234,17 +250,25 @@ pub fn fit(
         },
         metrics: None,
         train_metrics: evaluate_placeholder(),
+        evaluation: None,
+        profiles: super::drift::profile(&train_rows),
+        score_profile: Vec::new(),
     };
     let probs = |rs: &[FeatureRow], a: &ModelArtifact| -> Vec<f64> {
         a.predict_many(rs).into_iter().map(|p| p.get()).collect()
     };
-    artifact.train_metrics = Metrics::compute(&train_labels, &probs(&train_rows, &artifact));
+    let train_probs = probs(&train_rows, &artifact);
+    artifact.train_metrics = Metrics::compute(&train_labels, &train_probs);
+    artifact.score_profile = super::drift::score_profile(&train_probs);
     if let Some(test) = &test {
         let (test_rows, test_labels) = pick(test);
-        artifact.metrics = Some(Metrics::compute(
+        let evaluation = Evaluation::compute(
             &test_labels,
             &probs(&test_rows, &artifact),
-        ));
+            &opts.capacities,
+        );
+        artifact.metrics = Some(evaluation.metrics.clone());
+        artifact.evaluation = Some(evaluation);
     }
     Ok(artifact)
 }
@@ -286,65 +310,64 @@ fn check_options(opts: &FitOptions) -> Result<(), ModelError> {
 pub(crate) struct Solution {
     pub coefficients: Vec<f64>,
     pub intercept: f64,
-    /// Total iteration budget across runs.
+    /// Iterations used across runs.
     pub iterations: u64,
     /// Max |gradient| / rows at the solution.
     pub gradient_norm: f64,
+    /// Threads the last run used.
+    pub threads: usize,
 }
 
-/// Runs linfa-logistic, rerunning with a larger budget until the gradient check passes.
+/// Runs [`FastLogistic`], rerunning from where it stopped with a larger budget until it
+/// converges or the budget cap is reached.
 pub(crate) fn solve(
     x: &Array2<f64>,
     y: &Array1<bool>,
     opts: &FitOptions,
 ) -> Result<Solution, ModelError> {
-    let n = x.nrows() as f64;
     let cap = opts.max_iterations.saturating_mul(BUDGET_CAP_FACTOR);
     let mut budget = opts.max_iterations;
     let mut total = 0u64;
     let mut warm: Option<Array1<f64>> = None;
+    // Views: the solver reads the encoded matrix in place.
+    let data = DatasetBase::new(x.view(), y.view());
     loop {
-        let (raw, churn_is_positive) = run_linfa(
-            x,
-            y,
-            opts.alpha,
-            budget,
-            opts.gradient_tolerance * n,
-            warm.take(),
-        )?;
-        total = total.saturating_add(budget);
-        let d = x.ncols();
-        let sign = if churn_is_positive { 1.0 } else { -1.0 };
-        let w = raw
-            .iter()
-            .take(d)
-            .map(|v| v * sign)
-            .collect::<Array1<f64>>();
-        let b = raw[d] * sign;
-        let gradient_norm = relative_gradient(x, y, opts.alpha, &w, b);
-        if gradient_norm <= opts.gradient_tolerance {
+        let mut params = FastLogistic::default()
+            .alpha(opts.alpha)
+            .max_iterations(budget)
+            .tolerance(opts.gradient_tolerance)
+            .class_weight(opts.class_weight);
+        if let Some(init) = warm.take() {
+            params = params.initial_params(init);
+        }
+        let fitted = params.fit(&data)?;
+        total = total.saturating_add(fitted.iterations);
+        if fitted.converged {
             return Ok(Solution {
-                coefficients: w.to_vec(),
-                intercept: b,
+                coefficients: fitted.coefficients.to_vec(),
+                intercept: fitted.intercept,
                 iterations: total,
-                gradient_norm,
+                gradient_norm: fitted.gradient_norm,
+                threads: fitted.threads,
             });
         }
         let next = budget.saturating_mul(BUDGET_GROWTH);
         if next > cap {
             return Err(ModelError::NotConverged {
                 iterations: total,
-                gradient_norm,
+                gradient_norm: fitted.gradient_norm,
             });
         }
         budget = next;
-        warm = Some(raw);
+        warm = Some(fitted.params());
     }
 }
 
-/// One linfa run. Returns its parameters (coefficients then intercept) in linfa's own
-/// sign convention, which depends only on the data, and whether that convention's
-/// positive class is churn = true (linfa makes the majority class positive).
+/// One linfa-logistic run (the cross-check). Returns its parameters (coefficients then
+/// intercept) in linfa's own sign convention, which depends only on the data, and whether
+/// that convention's positive class is churn = true (linfa makes the majority class
+/// positive).
+#[cfg(test)]
 fn run_linfa(
     x: &Array2<f64>,
     y: &Array1<bool>,
@@ -353,14 +376,14 @@ fn run_linfa(
     linfa_tolerance: f64,
     init: Option<Array1<f64>>,
 ) -> Result<(Array1<f64>, bool), ModelError> {
-    let mut params = LogisticRegression::default()
+    let mut params = linfa_logistic::LogisticRegression::default()
         .alpha(alpha)
         .max_iterations(max_iterations)
         .gradient_tolerance(linfa_tolerance);
     if let Some(init) = init {
         params = params.initial_params(init);
     }
-    let dataset = Dataset::new(x.clone(), y.clone());
+    let dataset = linfa::Dataset::new(x.clone(), y.clone());
     let fitted = params
         .fit(&dataset)
         .map_err(|e| ModelError::Solver(e.to_string()))?;
@@ -374,7 +397,9 @@ fn run_linfa(
 }
 
 /// Max |gradient| / rows of `sum log-loss + alpha/2 |w|^2` (intercept not penalised) at
-/// `(w, b)`, with `w` and `b` giving the log-odds of `y = true`.
+/// `(w, b)`, with `w` and `b` giving the log-odds of `y = true`, computed independently
+/// of the solver.
+#[cfg(test)]
 pub(crate) fn relative_gradient(
     x: &Array2<f64>,
     y: &Array1<bool>,
@@ -400,6 +425,8 @@ pub(crate) fn relative_gradient(
 mod tests {
     use super::*;
     use crate::features::FeatureValue::{Cat, Num};
+    use crate::model::metrics::roc_auc;
+    use linfa::traits::Predict;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -569,8 +596,9 @@ mod tests {
             }
             other => panic!("expected NotConverged, got {other:?}"),
         }
-        // A first run too short (this problem needs 82 iterations from scratch) is rerun
-        // from where it stopped with four times the budget, and then converges.
+        // A first run too short (this problem needs about 60 iterations from scratch) is
+        // rerun from where it stopped with four times the budget, and then converges; the
+        // report holds the iterations actually used (all 30 of the first run, then some).
         let a = fit(
             &rows,
             &labels,
@@ -581,7 +609,8 @@ mod tests {
         )
         .unwrap();
         assert!(a.solver.converged);
-        assert_eq!(a.solver.iterations_allowed_used, 30 + 120);
+        let used = a.solver.iterations_allowed_used;
+        assert!(used > 30 && used <= 30 + 120, "{used} iterations");
         assert!(artifact_gradient(&a, &rows, &labels) <= 1e-7);
         let err = ModelError::NotConverged {
             iterations: 21,
@@ -803,5 +832,171 @@ mod tests {
             fit(&constant, &labels, &opts()),
             Err(ModelError::NoFeatures { .. })
         ));
+    }
+
+    /// Fits the same encoded training rows with attune's solver and with linfa-logistic,
+    /// both to a tight tolerance, and requires the same coefficients (relative 1e-3 on the
+    /// standardised scale) and the same holdout AUC (within 1e-4). Also checks that
+    /// `fit` itself, at its default tolerance, lands on the same holdout AUC.
+    fn cross_check_with_linfa(rows: &[FeatureRow], labels: &[bool], holdout: f64, seed: u64) {
+        let (train, test) = stratified_split(labels, holdout, seed).unwrap();
+        let pick = |idx: &[usize]| -> (Vec<FeatureRow>, Vec<bool>) {
+            (
+                idx.iter().map(|&i| rows[i].clone()).collect(),
+                idx.iter().map(|&i| labels[i]).collect(),
+            )
+        };
+        let (train_rows, train_labels) = pick(&train);
+        let (test_rows, test_labels) = pick(&test);
+        let enc = Encoder::fit(&train_rows).unwrap();
+        let (x, x_test) = (enc.encode(&train_rows), enc.encode(&test_rows));
+        let y = Array1::from(train_labels);
+        let n = x.nrows() as f64;
+        let d = x.ncols();
+
+        let fast = FastLogistic::default()
+            .tolerance(1e-9)
+            .fit(&DatasetBase::new(x.view(), y.view()))
+            .unwrap();
+        assert!(fast.converged, "{fast:?}");
+        let (raw, pos) = run_linfa(&x, &y, 1.0, 5000, 1e-9 * n, None).unwrap();
+        let sign = if pos { 1.0 } else { -1.0 };
+        let lw: Array1<f64> = raw.iter().take(d).map(|v| v * sign).collect();
+        let lb = raw[d] * sign;
+        let linfa_gradient = relative_gradient(&x, &y, 1.0, &lw, lb);
+        eprintln!(
+            "{d} columns, {n} rows: attune {} iterations ({} passes), gradient {:.1e}; \
+             linfa gradient {linfa_gradient:.1e}",
+            fast.iterations, fast.evaluations, fast.gradient_norm
+        );
+        assert!(
+            linfa_gradient <= 1e-6,
+            "linfa stopped early: {linfa_gradient:e}"
+        );
+        // The gradient attune reports is the one computed independently.
+        let ours = relative_gradient(&x, &y, 1.0, &fast.coefficients, fast.intercept);
+        assert!(
+            (ours - fast.gradient_norm).abs() <= 1e-12,
+            "{ours} vs {fast:?}"
+        );
+        let scale = lw.iter().fold(lb.abs(), |m, v| m.max(v.abs()));
+        for (j, (a, b)) in fast.coefficients.iter().zip(&lw).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-3 * b.abs().max(1e-2 * scale),
+                "column {} ({j}): attune {a}, linfa {b}",
+                enc.columns()[j].name
+            );
+        }
+        assert!((fast.intercept - lb).abs() <= 1e-3 * lb.abs().max(1e-2 * scale));
+
+        let auc = |p: Array1<f64>| roc_auc(&test_labels, p.as_slice().unwrap()).unwrap();
+        let fast_auc = auc(fast.predict(&x_test));
+        let linfa_auc = auc(x_test.dot(&lw).mapv(|z| 1.0 / (1.0 + (-(z + lb)).exp())));
+        assert!(
+            (fast_auc - linfa_auc).abs() <= 1e-4,
+            "holdout AUC attune {fast_auc}, linfa {linfa_auc}"
+        );
+        // The production path: default tolerance, same split.
+        let a = fit(
+            rows,
+            labels,
+            &FitOptions {
+                holdout: Some(holdout),
+                seed: Some(seed),
+                ..opts()
+            },
+        )
+        .unwrap();
+        let prod_auc = a.metrics.as_ref().unwrap().auc.unwrap();
+        eprintln!(
+            "holdout AUC: attune {fast_auc}, fit() {prod_auc} ({} iterations, gradient \
+             {:.1e}), linfa {linfa_auc}",
+            a.solver.iterations_allowed_used, a.solver.gradient_norm
+        );
+        // At the default tolerance (1e-4 per row, scikit-learn's) an ill-conditioned
+        // problem such as Telco's, whose one-hot columns are collinear with each other and
+        // the intercept, is only loosely pinned down: where exactly a solver stops differs
+        // by a few 1e-4 of AUC (scikit-learn's own lbfgs lands 0.00002 from linfa here).
+        assert!(
+            (prod_auc - linfa_auc).abs() <= 5e-4,
+            "fit() holdout AUC {prod_auc}, linfa {linfa_auc}"
+        );
+        assert!(a.solver.library.starts_with("attune L-BFGS (fused, "));
+    }
+
+    #[test]
+    fn fast_solver_matches_linfa_on_synthetic_rows() {
+        let (rows, labels) = synthetic(2000, -0.5, 1);
+        cross_check_with_linfa(&rows, &labels, 0.25, 9);
+    }
+
+    #[test]
+    fn fast_solver_matches_linfa_on_telco() {
+        use crate::features::{ActivitySummary, features_as_of};
+        use crate::ingest::{CustomerPreset, Format, parse_customers};
+        let csv = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/telco.csv"
+        ))
+        .unwrap();
+        let as_of: NaiveDate = "2025-06-30".parse().unwrap();
+        let parsed = parse_customers(
+            "telco.csv",
+            csv.as_bytes(),
+            Format::Csv,
+            CustomerPreset::Telco,
+            as_of,
+        )
+        .unwrap();
+        assert!(parsed.rejected.is_empty());
+        let none = ActivitySummary::default();
+        let (rows, labels): (Vec<FeatureRow>, Vec<bool>) = parsed
+            .rows
+            .iter()
+            .map(|(_, c)| (features_as_of(c, &none, as_of), c.churned_on.is_some()))
+            .unzip();
+        cross_check_with_linfa(&rows, &labels, 0.25, 42);
+    }
+
+    #[test]
+    fn balanced_class_weight_reaches_the_weighted_optimum() {
+        let (rows, labels) = synthetic(1500, -2.0, 8);
+        let plain = fit(&rows, &labels, &opts()).unwrap();
+        let balanced = fit(
+            &rows,
+            &labels,
+            &FitOptions {
+                class_weight: ClassWeight::Balanced,
+                ..opts()
+            },
+        )
+        .unwrap();
+        assert!(balanced.solver.converged);
+        // Churners are a minority: weighting them up raises every churn probability's
+        // baseline, so the mean predicted churn moves from the base rate towards 1/2.
+        let rate = labels.iter().filter(|&&y| y).count() as f64 / labels.len() as f64;
+        let mean = |a: &ModelArtifact| {
+            a.predict_many(&rows).iter().map(|p| p.get()).sum::<f64>() / rows.len() as f64
+        };
+        assert!(rate < 0.3, "{rate}");
+        assert!((mean(&plain) - rate).abs() < 1e-3);
+        assert!(
+            mean(&balanced) > rate + 0.1,
+            "{} vs {rate}",
+            mean(&balanced)
+        );
+        // The weighted gradient is zero in the intercept: weighted residuals cancel.
+        let n = rows.len() as f64;
+        let pos = rate * n;
+        let (w_pos, w_neg) = (n / (2.0 * pos), n / (2.0 * (n - pos)));
+        let gb: f64 = rows
+            .iter()
+            .zip(&labels)
+            .map(|(r, &y)| {
+                let p = balanced.predict(r).get();
+                if y { w_pos * (p - 1.0) } else { w_neg * p }
+            })
+            .sum();
+        assert!(gb.abs() / n <= 1e-4, "{gb}");
     }
 }

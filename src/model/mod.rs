@@ -8,10 +8,15 @@
 //! pass in `created_at` and `attune_version`.
 
 pub mod artifact;
+pub mod dataset;
+pub mod drift;
 pub mod encoder;
+pub mod evaluation;
 mod fit;
 pub mod metrics;
+pub mod optim;
 pub mod split;
+pub mod synthetic;
 
 pub use artifact::{Driver, EncodedFeature, FORMAT, ModelArtifact, SolverReport, TrainingInfo};
 pub use encoder::{Column, Encoder, Encoding};

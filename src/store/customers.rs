@@ -159,6 +159,21 @@ impl Db {
         rows.into_iter().map(CustomerRow::into_customer).collect()
     }
 
+    /// One page of [`Db::customers_active_on`]: up to `limit` customers with ids above
+    /// `after_id`, in id order. Pages keep memory flat however many customers there are.
+    pub async fn customers_active_page(
+        &self,
+        day: NaiveDate,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Customer)>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM customers WHERE id > $2 AND signup_date <= $1 AND (churned_on IS NULL OR churned_on > $1) ORDER BY id LIMIT $3"
+        );
+        let rows: Vec<CustomerRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(day).bind(after_id).bind(limit).fetch_all(p).await?);
+        rows.into_iter().map(CustomerRow::into_customer).collect()
+    }
+
     /// Every customer, churned or not (for training sets and exports).
     pub async fn all_customers(&self) -> Result<Vec<(i64, Customer)>> {
         let sql = format!("SELECT {COLUMNS} FROM customers ORDER BY id");

@@ -25,6 +25,15 @@ impl Db {
     /// transaction: either the whole batch is stored or none of it.
     pub async fn insert_events(&self, events: &[ActivityEvent]) -> Result<InsertCounts> {
         let ids = self.customer_id_map().await?;
+        self.insert_events_known(&ids, events).await
+    }
+
+    /// [`Db::insert_events`] with the customer id map already loaded (for many batches).
+    pub async fn insert_events_known(
+        &self,
+        ids: &HashMap<String, i64>,
+        events: &[ActivityEvent],
+    ) -> Result<InsertCounts> {
         let mut counts = InsertCounts::default();
         let mut known: Vec<(i64, &ActivityEvent)> = Vec::with_capacity(events.len());
         for (i, e) in events.iter().enumerate() {
@@ -67,6 +76,17 @@ impl Db {
         &self,
         as_of: NaiveDate,
     ) -> Result<HashMap<i64, ActivitySummary>> {
+        self.activity_summaries_between(as_of, i64::MIN, i64::MAX)
+            .await
+    }
+
+    /// [`Db::activity_summaries`] for customers with ids in `first..=last` (a page).
+    pub async fn activity_summaries_between(
+        &self,
+        as_of: NaiveDate,
+        first: i64,
+        last: i64,
+    ) -> Result<HashMap<i64, ActivitySummary>> {
         let t = day_start(as_of);
         let contact_kinds = EventKind::ALL
             .iter()
@@ -88,7 +108,7 @@ impl Db {
                 SUM(CASE WHEN kind = 'usage' AND occurred_at >= $3 THEN COALESCE(value, 0.0) ELSE 0.0 END) AS usage_30d,
                 SUM(CASE WHEN kind = 'usage' AND occurred_at >= $4 AND occurred_at < $3 THEN COALESCE(value, 0.0) ELSE 0.0 END) AS usage_prior_90d,
                 AVG(CASE WHEN kind = 'invoice_issued' THEN value END) AS mean_invoice
-             FROM events WHERE occurred_at < $1 GROUP BY customer_id"
+             FROM events WHERE customer_id BETWEEN $5 AND $6 AND occurred_at < $1 GROUP BY customer_id"
         );
         type Agg = (
             i64,
@@ -106,7 +126,7 @@ impl Db {
         );
         let last_invoice_sql = "SELECT customer_id, value FROM (
                 SELECT customer_id, value, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY occurred_at DESC, id DESC) AS rn
-                FROM events WHERE kind = 'invoice_issued' AND occurred_at < $1) latest
+                FROM events WHERE customer_id BETWEEN $2 AND $3 AND kind = 'invoice_issued' AND occurred_at < $1) latest
              WHERE rn = 1";
         let (aggs, last_invoices): (Vec<Agg>, Vec<(i64, Option<f64>)>) = on_pool!(self, p => {
             let aggs = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
@@ -114,10 +134,12 @@ impl Db {
                 .bind(t - 90 * DAY)
                 .bind(t - 30 * DAY)
                 .bind(t - 120 * DAY)
+                .bind(first)
+                .bind(last)
                 .fetch_all(p)
                 .await?;
-            let last = sqlx::query_as(last_invoice_sql).bind(t).fetch_all(p).await?;
-            (aggs, last)
+            let latest = sqlx::query_as(last_invoice_sql).bind(t).bind(first).bind(last).fetch_all(p).await?;
+            (aggs, latest)
         });
         let day = |secs: Option<i64>| {
             secs.and_then(|s| Utc.timestamp_opt(s, 0).single())

@@ -10,6 +10,7 @@
 //! rules live in `playbook`, `model` and `features`.
 
 mod customers;
+mod drift;
 mod events;
 mod models;
 mod nudges;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{
 
 pub use customers::{CustomerRow, UpsertCounts};
 pub use events::InsertCounts;
+pub use models::PromotionRow;
 pub use models::StoredModel;
 pub use nudges::{DecideOutcome, NewNudge, NudgeFilter, NudgeRow};
 pub use scores::{NewScore, ScoreRow, ScoringRun};

@@ -46,9 +46,9 @@ impl Db {
         Ok(id)
     }
 
-    /// Writes a run's scores and closes the run, in one transaction: a run is either
-    /// complete or absent.
-    pub async fn finish_scoring_run(
+    /// Writes a page of a run's scores in one transaction. A run counts only once
+    /// [`Db::finish_scoring_run`] closes it: readers take finished runs.
+    pub async fn insert_scores(
         &self,
         run_id: i64,
         model_version: &str,
@@ -71,13 +71,20 @@ impl Db {
                 });
                 q.build().execute(&mut *tx).await?;
             }
-            sqlx::query("UPDATE scoring_runs SET finished_at = $1, customers = $2 WHERE id = $3")
-                .bind(now)
-                .bind(scores.len() as i64)
-                .bind(run_id)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Closes a run: from now on it is the latest run readers see.
+    pub async fn finish_scoring_run(&self, run_id: i64, customers: usize) -> Result<()> {
+        on_pool!(self, p => {
+            sqlx::query("UPDATE scoring_runs SET finished_at = $1, customers = $2 WHERE id = $3")
+                .bind(now_secs())
+                .bind(customers as i64)
+                .bind(run_id)
+                .execute(p)
+                .await?;
         });
         Ok(())
     }

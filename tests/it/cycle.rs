@@ -56,6 +56,15 @@ async fn import_to_queued_nudges(t: &TestDb) {
     customers.dedup();
     assert_eq!(customers.len(), nudges.len());
 
+    // Scoring recorded each feature's stability against the training data.
+    let drift = t.db.drift_for_run(summary.score.run_id).await.unwrap();
+    assert!(!drift.is_empty());
+    assert!(drift.iter().all(|d| d.psi.is_finite() && d.psi >= 0.0));
+    assert!(
+        drift.windows(2).all(|w| w[0].psi >= w[1].psi),
+        "highest PSI first"
+    );
+
     // The same cycle's planning again queues nothing new.
     let again = attune::jobs::plan::run(
         &ctx,

@@ -3,5 +3,7 @@ mod helpers;
 mod cycle;
 mod docs;
 mod import;
+mod models;
 mod nudges;
 mod ticks;
+mod training;

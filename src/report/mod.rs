@@ -1,0 +1,548 @@
+//! The model report: one self-contained HTML page (inline CSS and SVG, no JavaScript,
+//! nothing fetched) and the same numbers as JSON, for a data team reviewing a model.
+//!
+//! Pure: callers pass a [`ModelArtifact`] and its [`Evaluation`] and write the result
+//! wherever they like. Numbers shown in both outputs are rounded once, by [`fixed`], so
+//! the page and the JSON always agree digit for digit.
+
+mod svg;
+
+use std::fmt::Write as _;
+
+use chrono::SecondsFormat;
+use serde_json::{Value, json};
+
+use crate::model::ModelArtifact;
+use crate::model::evaluation::Evaluation;
+
+/// Decimals of ROC AUC, PR AUC, log loss and Brier score.
+pub const METRIC_DP: usize = 4;
+/// Decimals of lift.
+pub const LIFT_DP: usize = 2;
+/// Decimals of rates and probabilities (churn rate, precision, recall, capture).
+pub const RATE_DP: usize = 3;
+/// Decimals of coefficients and the intercept.
+pub const COEF_DP: usize = 3;
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `x` with `dp` decimals (never `-0.000`); an em dash when `x` is not finite.
+pub fn fixed(x: f64, dp: usize) -> String {
+    if !x.is_finite() {
+        return "—".to_owned();
+    }
+    let s = format!("{x:.dp$}");
+    match s.strip_prefix('-') {
+        Some(rest) if rest.bytes().all(|b| b == b'0' || b == b'.') => rest.to_owned(),
+        _ => s,
+    }
+}
+
+fn fixed_opt(x: Option<f64>, dp: usize) -> String {
+    x.map_or_else(|| "—".to_owned(), |x| fixed(x, dp))
+}
+
+/// The JSON number written as [`fixed`] shows it; null when not finite or absent.
+fn num(x: f64, dp: usize) -> Value {
+    if !x.is_finite() {
+        return Value::Null;
+    }
+    fixed(x, dp)
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+fn num_opt(x: Option<f64>, dp: usize) -> Value {
+    x.map_or(Value::Null, |x| num(x, dp))
+}
+
+fn base_rate(eval: &Evaluation) -> Option<f64> {
+    let m = &eval.metrics;
+    (m.rows > 0).then(|| m.positives as f64 / m.rows as f64)
+}
+
+/// Coefficients by name, largest first (ties by name).
+fn sorted_coefficients(model: &ModelArtifact) -> Vec<(String, f64)> {
+    let mut c: Vec<(String, f64)> = model
+        .features
+        .iter()
+        .map(|f| (f.name.clone(), f.coefficient))
+        .collect();
+    c.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    c
+}
+
+fn created_at(model: &ModelArtifact) -> String {
+    model.created_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The report's numbers as JSON, rounded exactly as [`render_html`] shows them.
+pub fn report_json(model: &ModelArtifact, eval: &Evaluation) -> Value {
+    let t = &model.training;
+    let m = &eval.metrics;
+    let tm = &model.train_metrics;
+    json!({
+        "model": {
+            "version": model.version,
+            "created_at": created_at(model),
+            "attune_version": model.attune_version,
+            "training": {
+                "source": t.source,
+                "rows": t.rows,
+                "positives": t.positives,
+                "holdout": t.holdout,
+                "seed": t.seed,
+                "fingerprint": t.fingerprint,
+                "as_of": t.as_of.map(|d| d.to_string()),
+            },
+            "solver": {
+                "library": model.solver.library,
+                "alpha": model.solver.alpha,
+                "max_iterations": model.solver.max_iterations,
+                "iterations_allowed_used": model.solver.iterations_allowed_used,
+                "gradient_norm": model.solver.gradient_norm,
+                "converged": model.solver.converged,
+            },
+            "intercept": num(model.intercept, COEF_DP),
+            "coefficients": sorted_coefficients(model)
+                .iter()
+                .map(|(name, c)| json!({"name": name, "coefficient": num(*c, COEF_DP)}))
+                .collect::<Vec<_>>(),
+            "dropped_features": model.dropped_features,
+            "train_metrics": {
+                "rows": tm.rows,
+                "positives": tm.positives,
+                "auc": num_opt(tm.auc, METRIC_DP),
+                "pr_auc": num_opt(tm.pr_auc, METRIC_DP),
+                "log_loss": num(tm.log_loss, METRIC_DP),
+                "brier": num(tm.brier, METRIC_DP),
+            },
+        },
+        "metrics": {
+            "rows": m.rows,
+            "positives": m.positives,
+            "base_rate": num_opt(base_rate(eval), RATE_DP),
+            "auc": num_opt(m.auc, METRIC_DP),
+            "pr_auc": num_opt(m.pr_auc, METRIC_DP),
+            "log_loss": num(m.log_loss, METRIC_DP),
+            "brier": num(m.brier, METRIC_DP),
+            "top_decile_lift": num_opt(eval.top_decile_lift, LIFT_DP),
+        },
+        "calibration": eval.calibration.iter().map(|b| json!({
+            "lower": num(b.lower, 1),
+            "upper": num(b.upper, 1),
+            "count": b.count,
+            "positives": b.positives,
+            "mean_predicted": num_opt(b.mean_predicted, RATE_DP),
+            "observed_rate": num_opt(b.observed_rate, RATE_DP),
+        })).collect::<Vec<_>>(),
+        "deciles": eval.deciles.iter().map(|d| json!({
+            "decile": d.decile,
+            "count": d.count,
+            "positives": d.positives,
+            "min_probability": num_opt(d.min_probability, RATE_DP),
+            "max_probability": num_opt(d.max_probability, RATE_DP),
+            "churn_rate": num_opt(d.churn_rate, RATE_DP),
+            "lift": num_opt(d.lift, LIFT_DP),
+            "cumulative_positives_share": num_opt(d.cumulative_positives_share, RATE_DP),
+        })).collect::<Vec<_>>(),
+        "at_k": eval.at_k.iter().map(|a| json!({
+            "k": a.k,
+            "selected": a.selected,
+            "positives": a.positives,
+            "precision": num_opt(a.precision, RATE_DP),
+            "recall": num_opt(a.recall, RATE_DP),
+        })).collect::<Vec<_>>(),
+        "roc_curve": eval.roc_curve.iter()
+            .map(|&(x, y)| json!([num(x, METRIC_DP), num(y, METRIC_DP)]))
+            .collect::<Vec<_>>(),
+    })
+}
+
+const CSS: &str = "\
+:root{--ink:#111827;--muted:#6b7280;--line:#e5e7eb;--soft:#f9fafb;--accent:#2563eb;--bad:#dc2626}
+*{box-sizing:border-box}
+body{margin:0;background:#f3f4f6;color:var(--ink);font:14px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif}
+main{max-width:1180px;margin:0 auto;padding:28px 24px 48px}
+header h1{margin:0 0 4px;font-size:26px;letter-spacing:-.01em}
+.sub{color:var(--muted);margin:0 0 18px}
+.sub code{color:var(--ink)}
+section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:18px 22px;margin:0 0 18px}
+h2{font-size:17px;margin:0 0 4px}
+h2.next{margin-top:26px}
+.note{color:var(--muted);font-size:13px;margin:0 0 12px}
+dl.facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:10px 24px;margin:0}
+dl.facts div{min-width:0}
+dt{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+dd{margin:0;font-weight:600;overflow-wrap:anywhere}
+.full{grid-column:1/-1}
+.mono dd{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-weight:500;font-size:12.5px}
+.cards{display:grid;grid-template-columns:repeat(5,1fr);gap:12px;margin:0 0 16px}
+.card{background:var(--soft);border:1px solid var(--line);border-radius:8px;padding:10px 14px}
+.card .k{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.card .v{font-size:24px;font-weight:700;font-variant-numeric:tabular-nums}
+.grid{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:18px}
+.grid section{margin:0}
+.grid table{font-size:13px}
+.grid th,.grid td{padding:4px 7px}
+figure{margin:0}
+svg{display:block;max-width:100%;height:auto}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
+th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+th{white-space:normal;vertical-align:bottom;font-size:12px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.03em;background:var(--soft)}
+th:first-child,td:first-child{text-align:left}
+tbody tr:nth-child(even){background:#fcfcfd}
+.ok{color:#15803d}.warn{color:var(--bad)}
+footer{color:var(--muted);font-size:12px;text-align:center}
+@media (max-width:900px){.grid{grid-template-columns:1fr}.cards{grid-template-columns:repeat(2,1fr)}}
+";
+
+/// One labelled fact; `class` is empty, `full` (a whole row) or `full mono`.
+fn fact(out: &mut String, label: &str, value: &str, class: &str) {
+    let _ = write!(
+        out,
+        "<div class=\"{class}\"><dt>{}</dt><dd>{}</dd></div>",
+        escape(label),
+        escape(value)
+    );
+}
+
+fn card(out: &mut String, label: &str, value: &str) {
+    let _ = write!(
+        out,
+        "<div class=\"card\"><div class=\"k\">{}</div><div class=\"v\">{}</div></div>",
+        escape(label),
+        escape(value)
+    );
+}
+
+fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
+    out.push_str("<table><thead><tr>");
+    for h in head {
+        let _ = write!(out, "<th>{}</th>", escape(h));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            let _ = write!(out, "<td>{}</td>", escape(cell));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+}
+
+/// The report as one self-contained HTML page.
+pub fn render_html(model: &ModelArtifact, eval: &Evaluation, title: &str) -> String {
+    let m = &eval.metrics;
+    let tm = &model.train_metrics;
+    let t = &model.training;
+    let mut h = String::with_capacity(64 * 1024);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{CSS}</style></head><body><main>",
+        escape(title)
+    );
+
+    // Header and provenance.
+    let _ = write!(
+        h,
+        "<header><h1>{}</h1><p class=\"sub\">Model <code>{}</code> · created {} · \
+         trained by attune {}</p></header>",
+        escape(title),
+        escape(&model.version),
+        escape(&created_at(model)),
+        escape(&model.attune_version)
+    );
+    h.push_str("<section><h2>Model</h2><p class=\"note\">Where the model came from and how the solver did.</p><dl class=\"facts\">");
+    fact(&mut h, "Version", &model.version, "");
+    fact(&mut h, "Created at", &created_at(model), "");
+    fact(&mut h, "attune version", &model.attune_version, "");
+    fact(&mut h, "Training source", &t.source, "");
+    fact(
+        &mut h,
+        "Training rows / churners",
+        &format!(
+            "{} / {} ({})",
+            t.rows,
+            t.positives,
+            if t.rows > 0 {
+                fixed(t.positives as f64 / t.rows as f64, RATE_DP)
+            } else {
+                "—".into()
+            }
+        ),
+        "",
+    );
+    fact(
+        &mut h,
+        "Holdout / seed",
+        &format!(
+            "{} / {}",
+            t.holdout.map_or("none".into(), |x| x.to_string()),
+            t.seed.map_or("none".into(), |x| x.to_string())
+        ),
+        "",
+    );
+    fact(
+        &mut h,
+        "Features as of",
+        &t.as_of.map_or("—".into(), |d| d.to_string()),
+        "",
+    );
+    let s = &model.solver;
+    fact(&mut h, "Solver", &s.library, "");
+    fact(
+        &mut h,
+        "Alpha / max iterations",
+        &format!("{} / {}", s.alpha, s.max_iterations),
+        "",
+    );
+    let _ = write!(
+        h,
+        "<div><dt>Converged</dt><dd class=\"{}\">{} (gradient {:.2e}, {} iterations allowed)</dd></div>",
+        if s.converged { "ok" } else { "warn" },
+        if s.converged { "yes" } else { "no" },
+        s.gradient_norm,
+        s.iterations_allowed_used
+    );
+    fact(
+        &mut h,
+        "Features used / dropped",
+        &format!(
+            "{} / {}",
+            model.features.len(),
+            model.dropped_features.len()
+        ),
+        "",
+    );
+    fact(&mut h, "Intercept", &fixed(model.intercept, COEF_DP), "");
+    fact(
+        &mut h,
+        "Training fingerprint (SHA-256)",
+        &t.fingerprint,
+        "full mono",
+    );
+    if !model.dropped_features.is_empty() {
+        fact(
+            &mut h,
+            "Dropped features (no information in training)",
+            &model.dropped_features.join(", "),
+            "full",
+        );
+    }
+    h.push_str("</dl></section>");
+
+    // Metrics.
+    let _ = write!(
+        h,
+        "<section><h2>Metrics</h2><p class=\"note\">Evaluated on {} rows with {} churners \
+         (base rate {}); training rows shown for comparison.</p><div class=\"cards\">",
+        m.rows,
+        m.positives,
+        fixed_opt(base_rate(eval), RATE_DP)
+    );
+    card(&mut h, "ROC AUC", &fixed_opt(m.auc, METRIC_DP));
+    card(&mut h, "PR AUC", &fixed_opt(m.pr_auc, METRIC_DP));
+    card(&mut h, "Log loss", &fixed(m.log_loss, METRIC_DP));
+    card(&mut h, "Brier score", &fixed(m.brier, METRIC_DP));
+    card(
+        &mut h,
+        "Top-decile lift",
+        &fixed_opt(eval.top_decile_lift, LIFT_DP),
+    );
+    h.push_str("</div>");
+    let metric_rows = vec![
+        vec![
+            "ROC AUC (higher is better)".to_owned(),
+            fixed_opt(m.auc, METRIC_DP),
+            fixed_opt(tm.auc, METRIC_DP),
+        ],
+        vec![
+            "PR AUC / average precision (higher is better)".to_owned(),
+            fixed_opt(m.pr_auc, METRIC_DP),
+            fixed_opt(tm.pr_auc, METRIC_DP),
+        ],
+        vec![
+            "Log loss (lower is better)".to_owned(),
+            fixed(m.log_loss, METRIC_DP),
+            fixed(tm.log_loss, METRIC_DP),
+        ],
+        vec![
+            "Brier score (lower is better)".to_owned(),
+            fixed(m.brier, METRIC_DP),
+            fixed(tm.brier, METRIC_DP),
+        ],
+        vec![
+            "Top-decile lift".to_owned(),
+            fixed_opt(eval.top_decile_lift, LIFT_DP),
+            "—".to_owned(),
+        ],
+        vec![
+            "Rows / churners".to_owned(),
+            format!("{} / {}", m.rows, m.positives),
+            format!("{} / {}", tm.rows, tm.positives),
+        ],
+    ];
+    table(&mut h, &["Metric", "Evaluation", "Training"], &metric_rows);
+    h.push_str("</section>");
+
+    // Plots.
+    h.push_str("<div class=\"grid\">");
+    let _ = write!(
+        h,
+        "<section><h2>ROC curve</h2><p class=\"note\">How well the model ranks churners \
+         above stayers at every threshold; the diagonal is a random ranking.</p>\
+         <figure>{}</figure></section>",
+        svg::roc_chart(&eval.roc_curve, m.auc)
+    );
+    let _ = write!(
+        h,
+        "<section><h2>Calibration</h2><p class=\"note\">Observed churn rate against the \
+         predicted probability, in ten bins of width 0.1; points on the diagonal mean the \
+         probabilities can be taken at face value.</p><figure>{}</figure></section>",
+        svg::calibration_chart(&eval.calibration)
+    );
+    let _ = write!(
+        h,
+        "<section><h2>Lift by decile</h2><p class=\"note\">Customers ranked by risk and cut \
+         into ten equal groups; lift is a group's churn rate over the overall rate.</p>\
+         <figure>{}</figure>",
+        svg::lift_chart(&eval.deciles)
+    );
+    h.push_str(
+        "<h2 class=\"next\">Deciles</h2><p class=\"note\">Rows ranked by probability (ties by \
+         row order), riskiest first. Capture is the share of all churners found in this \
+         and the riskier deciles.</p>",
+    );
+    let deciles: Vec<Vec<String>> = eval
+        .deciles
+        .iter()
+        .map(|d| {
+            vec![
+                d.decile.to_string(),
+                d.count.to_string(),
+                d.positives.to_string(),
+                match (d.min_probability, d.max_probability) {
+                    (Some(lo), Some(hi)) => {
+                        format!("{} – {}", fixed(lo, RATE_DP), fixed(hi, RATE_DP))
+                    }
+                    _ => "—".to_owned(),
+                },
+                fixed_opt(d.churn_rate, RATE_DP),
+                fixed_opt(d.lift, LIFT_DP),
+                fixed_opt(d.cumulative_positives_share, RATE_DP),
+            ]
+        })
+        .collect();
+    table(
+        &mut h,
+        &[
+            "Decile",
+            "Rows",
+            "Churners",
+            "Probabilities",
+            "Churn rate",
+            "Lift",
+            "Capture",
+        ],
+        &deciles,
+    );
+    h.push_str("</section>");
+    h.push_str(
+        "<section><h2>Precision and recall at capacity</h2><p class=\"note\">Contacting the \
+         k riskiest customers: the share of them who churned (precision) and the share of \
+         all churners reached (recall).</p>",
+    );
+    let at_k: Vec<Vec<String>> = eval
+        .at_k
+        .iter()
+        .map(|a| {
+            vec![
+                a.k.to_string(),
+                a.selected.to_string(),
+                a.positives.to_string(),
+                fixed_opt(a.precision, RATE_DP),
+                fixed_opt(a.recall, RATE_DP),
+            ]
+        })
+        .collect();
+    if at_k.is_empty() {
+        h.push_str("<p class=\"note\">No capacities were asked for.</p>");
+    } else {
+        table(
+            &mut h,
+            &["k", "Selected", "Churners", "Precision", "Recall"],
+            &at_k,
+        );
+    }
+    h.push_str(
+        "<h2 class=\"next\">Calibration bins</h2><p class=\"note\">Rows by predicted probability; \
+         the last bin includes 1.</p>",
+    );
+    let bins: Vec<Vec<String>> = eval
+        .calibration
+        .iter()
+        .map(|b| {
+            vec![
+                format!("{} – {}", fixed(b.lower, 1), fixed(b.upper, 1)),
+                b.count.to_string(),
+                b.positives.to_string(),
+                fixed_opt(b.mean_predicted, RATE_DP),
+                fixed_opt(b.observed_rate, RATE_DP),
+            ]
+        })
+        .collect();
+    table(
+        &mut h,
+        &[
+            "Predicted",
+            "Rows",
+            "Churners",
+            "Mean predicted",
+            "Observed rate",
+        ],
+        &bins,
+    );
+    h.push_str("</section></div>");
+
+    let _ = write!(
+        h,
+        "<section style=\"margin-top:18px\"><h2>Coefficients</h2><p class=\"note\">Change in \
+         the log-odds of churn per standard deviation of a number, or for being in a \
+         category level; <span style=\"color:#dc2626\">red raises</span> and \
+         <span style=\"color:#2563eb\">blue lowers</span> the risk. Intercept {}.</p>\
+         <figure>{}</figure></section>",
+        fixed(model.intercept, COEF_DP),
+        svg::coefficient_chart(&sorted_coefficients(model))
+    );
+
+    let _ = writeln!(
+        h,
+        "<footer>Generated by attune {} from model {}.</footer></main></body></html>",
+        escape(env!("CARGO_PKG_VERSION")),
+        escape(&model.version)
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests;
