@@ -45,6 +45,12 @@ pub enum ModelsCommand {
     },
     /// Train a challenger now and promote it only if it passes the retrain gate.
     Retrain,
+    /// Population stability index of each feature (and of the scores) in a scoring run
+    /// against the model's training data; the latest run by default.
+    Drift {
+        #[arg(long)]
+        run: Option<i64>,
+    },
 }
 
 fn decode(stored: &crate::store::StoredModel) -> anyhow::Result<ModelArtifact> {
@@ -162,6 +168,60 @@ pub async fn run(config: &Config, cmd: ModelsCommand, out: &Printer) -> anyhow::
             let html = crate::report::render_html(&model, eval, &format!("attune model {version}"));
             std::fs::write(&path, html).with_context(|| format!("writing {}", path.display()))?;
             println!("report written to {}", path.display());
+            Ok(())
+        }
+        ModelsCommand::Drift { run } => {
+            let run = match run {
+                Some(id) => db
+                    .scoring_run(id)
+                    .await?
+                    .with_context(|| format!("no scoring run {id}"))?,
+                None => db
+                    .latest_scoring_run()
+                    .await?
+                    .context("no finished scoring run yet; run `attune score`")?,
+            };
+            let rows = db.drift_for_run(run.id).await?;
+            let scores = db.score_distribution(run.id).await?;
+            let model = db
+                .model(&run.model_version)
+                .await?
+                .map(|m| decode(&m))
+                .transpose()?;
+            let score_psi = match (&model, &scores) {
+                (Some(m), Some(s)) if !m.score_profile.is_empty() => {
+                    Some(crate::model::drift::psi(&m.score_profile, s))
+                }
+                _ => None,
+            };
+            if out.json {
+                return out.message(
+                    &serde_json::json!({"run": run, "score_psi": score_psi, "features": rows}),
+                    "",
+                );
+            }
+            let warn_at = config.scoring.psi_warning;
+            println!(
+                "scoring run {} ({} as of {}), model {}:",
+                run.id, run.customers, run.as_of, run.model_version
+            );
+            if let Some(p) = score_psi {
+                println!(
+                    "  scores               PSI {p:.4}{}",
+                    if p > warn_at { "  <- drifted" } else { "" }
+                );
+            }
+            if rows.is_empty() {
+                println!("  no feature profiles: the model was trained before attune kept them");
+            }
+            for r in &rows {
+                println!(
+                    "  {:<28} PSI {:.4}{}",
+                    r.feature,
+                    r.psi,
+                    if r.psi > warn_at { "  <- drifted" } else { "" }
+                );
+            }
             Ok(())
         }
         ModelsCommand::Retrain => {

@@ -318,7 +318,7 @@ pub fn render_html(model: &ModelArtifact, eval: &Evaluation, title: &str) -> Str
     );
     let _ = write!(
         h,
-        "<div><dt>Converged</dt><dd class=\"{}\">{} (gradient {:.2e}, {} iterations allowed)</dd></div>",
+        "<div><dt>Converged</dt><dd class=\"{}\">{} (gradient {:.2e}, {} iterations)</dd></div>",
         if s.converged { "ok" } else { "warn" },
         if s.converged { "yes" } else { "no" },
         s.gradient_norm,
