@@ -373,12 +373,25 @@ fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<()
         ));
     };
     let key = &lower[section.len() + 1..];
-    let parsed = value
-        .parse::<i64>()
-        .map(toml::Value::Integer)
-        .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
-        .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
-        .unwrap_or_else(|_| toml::Value::String(value.into()));
+    // A comma-separated list of numbers is an array: ATTUNE_TRAINING_CAPACITIES=100,500.
+    let list: Option<Vec<toml::Value>> = value
+        .contains(',')
+        .then(|| {
+            value
+                .split(',')
+                .map(|p| p.trim().parse::<i64>().map(toml::Value::Integer).ok())
+                .collect()
+        })
+        .flatten();
+    let parsed = match list {
+        Some(items) => toml::Value::Array(items),
+        None => value
+            .parse::<i64>()
+            .map(toml::Value::Integer)
+            .or_else(|_| value.parse::<f64>().map(toml::Value::Float))
+            .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
+            .unwrap_or_else(|_| toml::Value::String(value.into())),
+    };
     let entry = table
         .entry(section.to_string())
         .or_insert_with(|| toml::Value::Table(Default::default()));
@@ -422,12 +435,14 @@ mod tests {
             env(&[
                 ("ATTUNE_PLAYBOOK_CAP_DAYS", "9"),
                 ("ATTUNE_DATABASE_URL", "x.db"),
+                ("ATTUNE_TRAINING_CAPACITIES", "50, 200"),
                 ("PATH", "/bin"),
             ]),
         )
         .unwrap();
         assert_eq!(c.playbook.cap_days, 9);
         assert_eq!(c.database_url, "x.db");
+        assert_eq!(c.training.capacities, vec![50, 200]);
     }
 
     #[test]

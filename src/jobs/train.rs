@@ -76,6 +76,20 @@ fn fit_options(source: &str, opts: &TrainOptions, as_of: Option<NaiveDate>) -> F
     fo
 }
 
+/// Training on a silently filtered file would misstate the data: any rejected row stops it,
+/// and the first ten are shown.
+fn refuse_rejected(name: &str, rejected: &[ingest::RowError]) -> anyhow::Result<()> {
+    if rejected.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = rejected.iter().take(10).map(|e| e.to_string()).collect();
+    anyhow::bail!(
+        "{} rows of {name} were rejected; fix them before training:\n{}",
+        rejected.len(),
+        shown.join("\n")
+    )
+}
+
 /// Reads a customer CSV as a training set: the Telco export (`Churn` is the label) or a
 /// standard customers file (a non-empty `churned_on` is the label). Rejected rows are an
 /// error: training on a silently filtered file would misstate the data.
@@ -93,19 +107,7 @@ pub fn csv_training_set(
         preset,
         as_of,
     )?;
-    if !parsed.rejected.is_empty() {
-        let shown: Vec<String> = parsed
-            .rejected
-            .iter()
-            .take(10)
-            .map(|e| e.to_string())
-            .collect();
-        anyhow::bail!(
-            "{} rows of {name} were rejected; fix them before training:\n{}",
-            parsed.rejected.len(),
-            shown.join("\n")
-        );
-    }
+    refuse_rejected(&name, &parsed.rejected)?;
     let none = ActivitySummary::default();
     Ok(parsed
         .rows
@@ -147,20 +149,7 @@ pub fn train_from_table(
         target,
         ignore,
     )?;
-    if !table.parsed.rejected.is_empty() {
-        let shown: Vec<String> = table
-            .parsed
-            .rejected
-            .iter()
-            .take(10)
-            .map(|e| e.to_string())
-            .collect();
-        anyhow::bail!(
-            "{} rows of {name} were rejected; fix them before training:\n{}",
-            table.parsed.rejected.len(),
-            shown.join("\n")
-        );
-    }
+    refuse_rejected(&name, &table.parsed.rejected)?;
     if !table.identifiers.is_empty() {
         tracing::info!(columns = ?table.identifiers, "left out text columns with a different value in every row (identifiers)");
     }
