@@ -281,22 +281,81 @@ async fn run_schedule(db: Db, queues: Queues, kind: JobKind, expr: String, worke
             return;
         }
     };
-    let mut ticks = std::pin::pin!(CronScheduler::new(schedule).into_stream());
-    while let Some(tick) = ticks.next().await {
-        match tick {
-            Ok(tick) => {
-                let at = tick.get_timestamp() as i64;
-                if let Err(e) = fire_tick(&db, &queues, kind, at, &worker).await {
-                    tracing::error!(schedule = kind.as_str(), error = %format!("{e:#}"), "tick failed");
-                }
-                if let Err(e) = sweep_stranded_ticks(&db, &queues, 60).await {
-                    tracing::warn!(error = %format!("{e:#}"), "sweeping stranded ticks failed");
-                }
-            }
-            Err(e) => tracing::error!(schedule = kind.as_str(), error = %e, "cron scheduler error"),
+    let mut ticks = std::pin::pin!(tick_times(schedule));
+    while let Some(at) = ticks.next().await {
+        if let Err(e) = fire_tick(&db, &queues, kind, at, &worker).await {
+            tracing::error!(schedule = kind.as_str(), error = %format!("{e:#}"), "tick failed");
+        }
+        if let Err(e) = sweep_stranded_ticks(&db, &queues, 60).await {
+            tracing::warn!(error = %format!("{e:#}"), "sweeping stranded ticks failed");
         }
     }
 }
+
+/// The fire times (unix seconds) of `schedule`, from apalis-cron's scheduler.
+///
+/// When its consumer falls behind a tick (a slow tick, a suspended machine), apalis-cron
+/// 1.0 reports that tick as out of range and then reports it again on every later poll
+/// without moving on, so a loop over its stream spins forever. Here any error is taken as
+/// "fell behind": the fire times missed since the last one (at most [`MAX_CATCH_UP`]) are
+/// yielded late, which is safe because a claimed tick runs once, and a fresh scheduler
+/// takes over from now.
+pub fn tick_times(schedule: cron::Schedule) -> impl futures::Stream<Item = i64> + Send {
+    type Ticks = std::pin::Pin<Box<dyn futures::Stream<Item = Result<i64, String>> + Send>>;
+    let for_stream = schedule.clone();
+    let fresh = move || -> Ticks {
+        Box::pin(
+            CronScheduler::new(for_stream.clone())
+                .into_stream()
+                .map(|r| {
+                    r.map(|t| t.get_timestamp() as i64)
+                        .map_err(|e| e.to_string())
+                }),
+        )
+    };
+    let state = (
+        fresh(),
+        None::<i64>,
+        std::collections::VecDeque::<i64>::new(),
+    );
+    futures::stream::unfold(state, move |(mut ticks, mut last, mut backlog)| {
+        let (fresh, schedule) = (fresh.clone(), schedule.clone());
+        async move {
+            loop {
+                if let Some(at) = backlog.pop_front() {
+                    return Some((at, (ticks, Some(at), backlog)));
+                }
+                match ticks.next().await? {
+                    Ok(at) if last.is_some_and(|l| at <= l) => continue,
+                    Ok(at) => {
+                        last = Some(at);
+                        return Some((at, (ticks, last, backlog)));
+                    }
+                    Err(e) => {
+                        let now = chrono::Utc::now();
+                        if let Some(from) =
+                            last.and_then(|l| chrono::DateTime::from_timestamp(l, 0))
+                        {
+                            backlog.extend(
+                                schedule
+                                    .after(&from)
+                                    .take_while(|t| *t <= now)
+                                    .take(MAX_CATCH_UP)
+                                    .map(|t| t.timestamp()),
+                            );
+                        }
+                        tracing::warn!(error = %e, missed = backlog.len(), "the cron scheduler fell behind; firing missed ticks late");
+                        ticks = fresh();
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Missed ticks fired late after the daemon fell behind; older ones are skipped.
+pub const MAX_CATCH_UP: usize = 100;
 
 /// Runs the daemon until `shutdown` completes.
 pub async fn run<F>(ctx: JobContext, shutdown: F) -> anyhow::Result<()>
@@ -411,4 +470,32 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
     tokio::signal::ctrl_c().await?;
     tracing::info!("shutdown requested: finishing running jobs");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A consumer that falls behind gets the missed ticks late, in order, once each, and
+    /// the stream goes on (apalis-cron's own stream repeats its error forever here).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ticks_missed_while_behind_are_fired_late_and_the_stream_goes_on() {
+        let schedule = cron::Schedule::from_str("* * * * * *").unwrap();
+        let mut ticks = std::pin::pin!(tick_times(schedule));
+        let got = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut got = vec![ticks.next().await.unwrap()];
+            // Fall behind by more than two ticks.
+            tokio::time::sleep(Duration::from_millis(2600)).await;
+            for _ in 0..4 {
+                got.push(ticks.next().await.unwrap());
+            }
+            got
+        })
+        .await
+        .expect("the tick stream must not stall or spin");
+        assert!(
+            got.windows(2).all(|w| w[1] == w[0] + 1),
+            "every second once, in order: {got:?}"
+        );
+    }
 }
