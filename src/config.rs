@@ -255,6 +255,8 @@ impl Config {
             path: origin.to_owned(),
             message: e.to_string(),
         })?;
+        // Which setting each environment variable set, so errors name the variable.
+        let mut from_env: std::collections::HashMap<String, String> = Default::default();
         for (key, value) in vars {
             let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -262,10 +264,13 @@ impl Config {
             if matches!(rest, "CONFIG" | "TEST_POSTGRES_URL") || value.is_empty() {
                 continue;
             }
-            apply_override(&mut table, rest, &value).map_err(|message| ConfigError::Invalid {
-                origin: format!("environment variable {key}"),
-                message,
+            let setting = apply_override(&mut table, rest, &value).map_err(|message| {
+                ConfigError::Invalid {
+                    origin: format!("environment variable {key}"),
+                    message,
+                }
             })?;
+            from_env.insert(setting, key);
         }
         let config: Config = table
             .try_into()
@@ -273,13 +278,21 @@ impl Config {
                 path: origin.to_owned(),
                 message: e.to_string(),
             })?;
-        config.validate(origin)?;
+        config.validate_with(&|key| match from_env.get(key) {
+            Some(var) => format!("environment variable {var} ({key})"),
+            None => format!("{origin}: {key}"),
+        })?;
         Ok(config)
     }
 
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        self.validate_with(&|key| format!("{origin}: {key}"))
+    }
+
+    /// Checks every rule; `origin_of` says where a key's value came from.
+    fn validate_with(&self, origin_of: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
-            origin: format!("{origin}: {key}"),
+            origin: origin_of(key),
             message,
         };
         crate::store::DatabaseUrl::parse(&self.database_url)
@@ -287,6 +300,7 @@ impl Config {
         for (key, expr) in [
             ("schedule.pull", &self.schedule.pull),
             ("schedule.score", &self.schedule.score),
+            ("retrain.schedule", &self.retrain.schedule),
         ] {
             parse_cron(expr).map_err(|m| invalid(key, m))?;
         }
@@ -354,11 +368,12 @@ pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
 }
 
 /// `DATABASE_URL` sets `database_url`; `SCHEDULE_SCORE` sets `[schedule] score`.
-fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<(), String> {
+/// Returns the setting it changed, as `section.key`.
+fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<String, String> {
     let lower = rest.to_ascii_lowercase();
     if lower == "database_url" {
         table.insert("database_url".into(), toml::Value::String(value.into()));
-        return Ok(());
+        return Ok("database_url".into());
     }
     let sections = [
         "schedule", "scoring", "training", "retrain", "playbook", "pull", "worker", "log",
@@ -399,7 +414,7 @@ fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<()
         return Err(format!("[{section}] in the file is not a table"));
     };
     t.insert(key.into(), parsed);
-    Ok(())
+    Ok(format!("{section}.{key}"))
 }
 
 #[cfg(test)]
@@ -458,6 +473,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `playbok`"), "{e}");
+        let e = Config::from_toml("", "f.toml", env(&[("ATTUNE_SCHEDULE_SCORE", "every day")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("environment variable ATTUNE_SCHEDULE_SCORE (schedule.score)"),
+            "{e}"
+        );
+        let e = Config::from_toml("[retrain]\nschedule = \"weekly\"\n", "f.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f.toml: retrain.schedule"), "{e}");
         let e = Config::from_toml("", "f.toml", env(&[("ATTUNE_NOPE", "1")]))
             .unwrap_err()
             .to_string();

@@ -6,6 +6,7 @@
 //!   (`schedule@fire-time`) is a primary key in `ticks`, and only the daemon whose insert
 //!   wins enqueues it, with the tick id as the apalis idempotency key;
 //! - a tick claimed by a daemon that died before enqueueing is enqueued by the next sweep;
+//! - a tick missed while this daemon was behind is fired late ([`tick_times`]);
 //! - every process has a unique worker name (prefix, host, pid, random suffix), so a
 //!   restart never inherits a dead process's name and its `Running` jobs;
 //! - Ctrl-C and SIGTERM stop new work, let running jobs finish (up to the grace period)
