@@ -81,6 +81,9 @@ pub enum Command {
     /// Check the configuration and explain what is wrong.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Events kept back because their customer is unknown.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
     /// The model registry: versions, the champion, promotion, rollback, reports.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -211,6 +214,20 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Events in quarantine, oldest first, with the reason.
+    List {
+        /// Include events already released.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Store every quarantined event whose customer now exists.
+    Retry,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate the configuration (file and environment) and print it resolved.
     Check,
@@ -292,6 +309,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo(args) => demo(config, cli.db.is_some(), args, &out).await,
         Command::Models(cmd) => models::run(&config, cmd, &out).await,
+        Command::Quarantine(cmd) => {
+            let db = open(&config).await?;
+            match cmd {
+                QuarantineCommand::List { all, limit } => {
+                    let rows = db.quarantined(all, limit).await?;
+                    if out.json {
+                        return out.message(&serde_json::to_value(&rows)?, "");
+                    }
+                    if rows.is_empty() {
+                        println!("nothing in quarantine");
+                    }
+                    for r in rows {
+                        println!(
+                            "{:>6}  {}/{}  {}{}",
+                            r.id,
+                            r.source,
+                            r.source_event_id,
+                            r.reason,
+                            if r.released_at.is_some() {
+                                "  (released)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                    Ok(())
+                }
+                QuarantineCommand::Retry => {
+                    let o = db.retry_quarantine().await?;
+                    out.message(
+                        &serde_json::to_value(o)?,
+                        &format!(
+                            "{} events stored, {} were already stored, {} still wait for their customer",
+                            o.released, o.duplicate, o.still_unknown
+                        ),
+                    )
+                }
+            }
+        }
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -60,9 +60,12 @@ impl Printer {
         for e in &r.errors {
             eprintln!("rejected: {e}");
         }
+        for q in &r.quarantine {
+            eprintln!("quarantined: {q}");
+        }
         println!(
-            "{}: {} imported, {} updated, {} duplicate, {} rejected",
-            r.file, r.imported, r.updated, r.duplicate, r.rejected
+            "{}: {} imported, {} updated, {} duplicate, {} quarantined, {} rejected",
+            r.file, r.imported, r.updated, r.duplicate, r.quarantined, r.rejected
         );
         Ok(())
     }

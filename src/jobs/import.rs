@@ -21,9 +21,14 @@ pub struct ImportReport {
     pub updated: u64,
     /// Events already stored (same source and source event id).
     pub duplicate: u64,
+    /// Events for customers attune does not know yet: kept in quarantine, stored by
+    /// `attune quarantine retry` once the customer is imported.
+    pub quarantined: u64,
     pub rejected: u64,
     /// One line per rejected row: `file:line: column C: problem`.
     pub errors: Vec<String>,
+    /// One line per event put in (or already in) quarantine.
+    pub quarantine: Vec<String>,
 }
 
 impl ImportReport {
@@ -83,15 +88,14 @@ pub async fn import_events_file(db: &Db, path: &Path) -> anyhow::Result<ImportRe
         .with_context(|| format!("storing events from {name}"))?;
     report.imported = counts.inserted;
     report.duplicate = counts.duplicate;
-    report.reject(counts.unknown_customer.into_iter().map(|i| RowError {
-        file: name.clone(),
-        line: lines[i],
-        column: Some("customer_id".into()),
-        problem: format!(
-            "unknown customer {:?}; import the customer first, then this file again (stored events are never duplicated)",
+    report.quarantined = counts.quarantined;
+    for &i in &counts.unknown_customer {
+        report.quarantine.push(format!(
+            "{name}:{}: column customer_id: unknown customer {:?}; kept in quarantine until the customer is imported (then `attune quarantine retry`)",
+            lines[i],
             events[i].customer.as_str()
-        ),
-    }));
+        ));
+    }
     let prefix = format!("{name}:");
     report.errors.sort_by_key(|e| {
         e.strip_prefix(&prefix)

@@ -14,8 +14,11 @@ pub struct InsertCounts {
     pub inserted: u64,
     /// Already stored (same source and source event id): never stored twice.
     pub duplicate: u64,
-    /// Positions in the input of events whose customer attune does not know.
+    /// Positions in the input of events whose customer attune does not know. They are
+    /// quarantined, not dropped: `Db::retry_quarantine` stores them once the customer exists.
     pub unknown_customer: Vec<usize>,
+    /// Events newly put in quarantine (an event already there is not counted again).
+    pub quarantined: u64,
 }
 
 const DAY: i64 = 86_400;
@@ -63,6 +66,22 @@ impl Db {
                 let done = q.build().execute(&mut *tx).await?.rows_affected();
                 counts.inserted += done;
                 counts.duplicate += chunk.len() as u64 - done;
+            }
+            for chunk in counts.unknown_customer.chunks(BATCH_ROWS) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO quarantine (source, source_event_id, customer_external_id, reason, event, received_at) ",
+                );
+                q.push_values(chunk, |mut b, &i| {
+                    let e = &events[i];
+                    b.push_bind(e.source.as_str())
+                        .push_bind(e.source_event_id.as_str())
+                        .push_bind(e.customer.as_str())
+                        .push_bind(format!("unknown customer {:?}", e.customer.as_str()))
+                        .push_bind(Json(e))
+                        .push_bind(now);
+                });
+                q.push(" ON CONFLICT (source, source_event_id) DO NOTHING");
+                counts.quarantined += q.build().execute(&mut *tx).await?.rows_affected();
             }
             tx.commit().await?;
         });

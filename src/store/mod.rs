@@ -14,6 +14,7 @@ mod drift;
 mod events;
 mod models;
 mod nudges;
+mod quarantine;
 mod scores;
 mod ticks;
 
@@ -31,6 +32,7 @@ pub use events::InsertCounts;
 pub use models::PromotionRow;
 pub use models::StoredModel;
 pub use nudges::{DecideOutcome, NewNudge, NudgeFilter, NudgeRow};
+pub use quarantine::{QuarantineRow, RetryOutcome};
 pub use scores::{NewScore, ScoreRow, ScoringRun};
 pub use ticks::TickClaim;
 

@@ -63,33 +63,83 @@ async fn bad_rows_are_reported_and_good_rows_kept(t: &TestDb) {
     std::fs::write(&events, EVENTS).unwrap();
     let r = import_events_file(&t.db, &events).await.unwrap();
     assert_eq!(
-        (r.imported, r.duplicate, r.rejected),
-        (4, 0, 3),
+        (r.imported, r.duplicate, r.quarantined, r.rejected),
+        (4, 0, 1, 2),
         "{:?}",
         r.errors
     );
     let name = events.display().to_string();
     assert!(
-        r.errors[0].starts_with(&format!(
+        r.errors[0].starts_with(&format!("{name}:6: column kind:")),
+        "{:?}",
+        r.errors
+    );
+    assert!(
+        r.errors[1].starts_with(&format!("{name}:7: column occurred_at:")),
+        "{:?}",
+        r.errors
+    );
+    assert_eq!(r.quarantine.len(), 1);
+    assert!(
+        r.quarantine[0].starts_with(&format!(
             "{name}:5: column customer_id: unknown customer \"zz\""
         )),
         "{:?}",
-        r.errors
-    );
-    assert!(
-        r.errors[1].starts_with(&format!("{name}:6: column kind:")),
-        "{:?}",
-        r.errors
-    );
-    assert!(
-        r.errors[2].starts_with(&format!("{name}:7: column occurred_at:")),
-        "{:?}",
-        r.errors
+        r.quarantine
     );
 
+    // Again: nothing is stored twice, and the quarantined event is not quarantined twice.
     let r = import_events_file(&t.db, &events).await.unwrap();
-    assert_eq!((r.imported, r.duplicate, r.rejected), (0, 4, 3));
+    assert_eq!(
+        (r.imported, r.duplicate, r.quarantined, r.rejected),
+        (0, 4, 0, 2)
+    );
     assert_eq!(t.db.counts().await.unwrap().events, 4);
+    let held = t.db.quarantined(false, 10).await.unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(
+        (
+            held[0].customer_external_id.as_str(),
+            held[0].reason.as_str()
+        ),
+        ("zz", "unknown customer \"zz\"")
+    );
+
+    // Until the customer exists, a retry keeps the event; once it does, the event is stored.
+    assert_eq!(
+        t.db.retry_quarantine().await.unwrap(),
+        attune::store::RetryOutcome {
+            released: 0,
+            duplicate: 0,
+            still_unknown: 1
+        }
+    );
+    t.db.upsert_customers(&[super::helpers::customer(
+        "zz",
+        d("2026-01-01"),
+        super::helpers::email_only(),
+    )])
+    .await
+    .unwrap();
+    assert_eq!(
+        t.db.retry_quarantine().await.unwrap(),
+        attune::store::RetryOutcome {
+            released: 1,
+            duplicate: 0,
+            still_unknown: 0
+        }
+    );
+    assert_eq!(t.db.counts().await.unwrap().events, 5);
+    assert!(t.db.quarantined(false, 10).await.unwrap().is_empty());
+    assert!(
+        t.db.quarantined(true, 10).await.unwrap()[0]
+            .released_at
+            .is_some()
+    );
+    assert_eq!(
+        t.db.retry_quarantine().await.unwrap(),
+        attune::store::RetryOutcome::default()
+    );
 }
 both_backends!(
     csv_with_bad_rows_keeps_the_good_ones,
