@@ -11,26 +11,10 @@ made by ../shared/bench/sklearn_baseline.py, creating it if missing.
 """
 import json
 import os
-import subprocess
 import sys
 import time
 
-
-def ensure_deps():
-    try:
-        import sklearn  # noqa: F401
-        import numpy  # noqa: F401
-        return
-    except ImportError:
-        pass
-    venv = os.environ.get("SKLEARN_VENV", "/tmp/sklearn-baseline-venv")
-    py = os.path.join(venv, "bin", "python")
-    if os.path.realpath(sys.prefix) == os.path.realpath(venv):
-        sys.exit("scikit-learn could not be imported inside " + venv)
-    if not os.path.exists(py):
-        subprocess.check_call([sys.executable, "-m", "venv", venv])
-        subprocess.check_call([py, "-m", "pip", "install", "-q", "scikit-learn", "pandas"])
-    os.execv(py, [py] + sys.argv)
+from sklearn_env import ensure_deps
 
 
 def main():

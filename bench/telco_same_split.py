@@ -13,26 +13,10 @@ Needs scikit-learn and pandas; makes a virtual environment under $SKLEARN_VENV
 """
 import json
 import os
-import subprocess
 import sys
 import time
 
-
-def ensure_deps():
-    try:
-        import sklearn  # noqa: F401
-        import pandas  # noqa: F401
-        return
-    except ImportError:
-        pass
-    venv = os.environ.get("SKLEARN_VENV", "/tmp/sklearn-baseline-venv")
-    py = os.path.join(venv, "bin", "python")
-    if os.path.realpath(sys.prefix) == os.path.realpath(venv):
-        sys.exit("scikit-learn could not be imported inside " + venv)
-    if not os.path.exists(py):
-        subprocess.check_call([sys.executable, "-m", "venv", venv])
-        subprocess.check_call([py, "-m", "pip", "install", "-q", "scikit-learn", "pandas"])
-    os.execv(py, [py] + sys.argv)
+from sklearn_env import ensure_deps
 
 
 def main():

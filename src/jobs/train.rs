@@ -12,7 +12,7 @@ use crate::ingest::{self, CustomerPreset, Format};
 use crate::model::dataset::{self, Observation, TrainingWindow};
 use crate::model::evaluation::Evaluation;
 use crate::model::optim::ClassWeight;
-use crate::model::{self, FitOptions, Metrics, ModelArtifact};
+use crate::model::{self, FitOptions, ModelArtifact};
 use crate::store::Db;
 
 #[derive(Debug, Clone)]
@@ -206,18 +206,6 @@ pub struct HistoryTraining {
     pub validation_labels: Vec<bool>,
 }
 
-impl HistoryTraining {
-    /// Metrics of any model on this training's validation rows.
-    pub fn measure(&self, model: &ModelArtifact) -> Metrics {
-        let probs: Vec<f64> = model
-            .predict_many(&self.validation_rows)
-            .into_iter()
-            .map(|p| p.get())
-            .collect();
-        Metrics::compute(&self.validation_labels, &probs)
-    }
-}
-
 /// Trains point in time on month-start observations, validating on the latest day's
 /// held-out customers.
 pub async fn train_from_history(
@@ -248,8 +236,16 @@ pub async fn train_from_history(
         validation.len(),
         h.validation_customer_share,
     );
-    let rows: Vec<FeatureRow> = train.iter().map(|&i| obs[i].row.clone()).collect();
-    let labels: Vec<bool> = train.iter().map(|&i| obs[i].label).collect();
+    // Move each observation to its side of the split instead of cloning its row.
+    let mut obs: Vec<Option<Observation>> = obs.into_iter().map(Some).collect();
+    let mut take = |idx: &[usize]| -> (Vec<FeatureRow>, Vec<bool>) {
+        idx.iter()
+            .filter_map(|&i| obs[i].take())
+            .map(|o| (o.row, o.label))
+            .unzip()
+    };
+    let (rows, labels) = take(&train);
+    let (validation_rows, validation_labels) = take(&validation);
     let mut fo = fit_options(
         "history",
         &TrainOptions {
@@ -260,8 +256,6 @@ pub async fn train_from_history(
     );
     fo.seed = Some(h.seed);
     let mut model = model::fit(&rows, &labels, &fo)?;
-    let validation_rows: Vec<FeatureRow> = validation.iter().map(|&i| obs[i].row.clone()).collect();
-    let validation_labels: Vec<bool> = validation.iter().map(|&i| obs[i].label).collect();
     let probs: Vec<f64> = model
         .predict_many(&validation_rows)
         .into_iter()

@@ -195,40 +195,40 @@ impl Db {
     /// apalis's (history in its own `_sqlx_migrations`). Keeping the histories in separate
     /// tables means neither migrator ever sees the other's versions as missing.
     pub async fn migrate(&self) -> Result<()> {
+        // The two arms differ only in types, so one body serves both.
+        macro_rules! run {
+            ($pool:expr, $ours:expr, $theirs:expr) => {{
+                let mut ours = $ours;
+                ours.dangerous_set_table_name("attune_migrations");
+                ours.run($pool)
+                    .await
+                    .map_err(|source| StoreError::Migrate {
+                        which: "attune",
+                        source,
+                    })?;
+                let mut theirs = $theirs;
+                theirs.set_ignore_missing(true);
+                theirs
+                    .run($pool)
+                    .await
+                    .map_err(|source| StoreError::Migrate {
+                        which: "apalis",
+                        source,
+                    })?;
+            }};
+        }
         match self {
-            Db::Sqlite(pool) => {
-                let mut ours = sqlx::migrate!("./migrations/sqlite");
-                ours.dangerous_set_table_name("attune_migrations");
-                ours.run(pool).await.map_err(|source| StoreError::Migrate {
-                    which: "attune",
-                    source,
-                })?;
-                let mut theirs = apalis_sqlite::SqliteStorage::migrations();
-                theirs.set_ignore_missing(true);
-                theirs
-                    .run(pool)
-                    .await
-                    .map_err(|source| StoreError::Migrate {
-                        which: "apalis",
-                        source,
-                    })?;
-            }
+            Db::Sqlite(pool) => run!(
+                pool,
+                sqlx::migrate!("./migrations/sqlite"),
+                apalis_sqlite::SqliteStorage::migrations()
+            ),
             Db::Postgres(pool) => {
-                let mut ours = sqlx::migrate!("./migrations/postgres");
-                ours.dangerous_set_table_name("attune_migrations");
-                ours.run(pool).await.map_err(|source| StoreError::Migrate {
-                    which: "attune",
-                    source,
-                })?;
-                let mut theirs = apalis_postgres::PostgresStorage::migrations();
-                theirs.set_ignore_missing(true);
-                theirs
-                    .run(pool)
-                    .await
-                    .map_err(|source| StoreError::Migrate {
-                        which: "apalis",
-                        source,
-                    })?;
+                run!(
+                    pool,
+                    sqlx::migrate!("./migrations/postgres"),
+                    apalis_postgres::PostgresStorage::migrations()
+                )
             }
         }
         Ok(())
