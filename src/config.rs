@@ -32,6 +32,9 @@ pub struct Config {
     pub retrain: Retrain,
     pub playbook: Playbook,
     pub pull: Pull,
+    pub features: Features,
+    /// Where customer activity comes from: SQL databases, drop directories, HTTP clients.
+    pub sources: Vec<SourceConfig>,
     pub worker: Worker,
     pub log: Log,
 }
@@ -42,6 +45,8 @@ pub struct Schedules {
     /// Cron expressions with seconds: `sec min hour day-of-month month day-of-week`, in UTC.
     pub pull: String,
     pub score: String,
+    /// Re-score customers whose activity changed since their last score.
+    pub rescore: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -106,6 +111,162 @@ pub struct Pull {
     pub inbox: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Features {
+    /// The feature spec (TOML); unset: the spec built into attune (`features.toml`).
+    pub spec: Option<PathBuf>,
+}
+
+/// One source of activity events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The source's name: its cursor, its quarantine rows and its events' `source`.
+    pub name: String,
+    /// `sql`, `files` or `http`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// sql: the database URL (sqlite://PATH or postgres://...). Prefer `url_env`: a URL with
+    /// a password belongs in the environment, not in this file.
+    pub url: Option<String>,
+    /// sql: the environment variable holding the database URL.
+    pub url_env: Option<String>,
+    /// sql: the query, with `$1` the cursor and `$2` the batch size, e.g.
+    /// `SELECT id, ... FROM events WHERE id > $1 ORDER BY id LIMIT $2`.
+    pub query: Option<String>,
+    /// sql: the column whose largest value read is the new cursor (a number, or text that
+    /// sorts, such as ISO timestamps).
+    pub cursor_column: Option<String>,
+    /// sql: the cursor before the first pull.
+    #[serde(default = "default_cursor_start")]
+    pub cursor_start: String,
+    /// Rows per transaction.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// files: the drop directory. Files are taken once: moved to `done/`, or with their
+    /// rejected rows listed beside them, to `rejected/`.
+    pub dir: Option<PathBuf>,
+    /// http: the environment variable holding the bearer token clients send.
+    pub token_env: Option<String>,
+    /// attune field -> the source's column (customer_id, kind, occurred_at, value,
+    /// source_event_id, source). Unmapped fields are read from columns of their own name.
+    #[serde(default)]
+    pub columns: std::collections::BTreeMap<String, String>,
+    /// The source's own kind names -> attune's event kinds.
+    #[serde(default)]
+    pub kinds: std::collections::BTreeMap<String, String>,
+}
+
+fn default_cursor_start() -> String {
+    "0".into()
+}
+
+fn default_batch() -> usize {
+    50_000
+}
+
+impl SourceConfig {
+    /// The mapping of this source's rows onto events (checked by config validation).
+    pub fn mapping(&self) -> Result<crate::ingest::mapping::EventMapping, String> {
+        let mut kinds = std::collections::BTreeMap::new();
+        for (theirs, ours) in &self.kinds {
+            let k: crate::domain::EventKind =
+                ours.parse().map_err(|e| format!("kinds.{theirs:?}: {e}"))?;
+            kinds.insert(theirs.clone(), k);
+        }
+        for field in self.columns.keys() {
+            if !crate::ingest::mapping::EVENT_FIELDS.contains(&field.as_str()) {
+                return Err(format!(
+                    "columns.{field}: {field:?} is not an event field; map one of: {}",
+                    crate::ingest::mapping::EVENT_FIELDS.join(", ")
+                ));
+            }
+        }
+        Ok(crate::ingest::mapping::EventMapping {
+            source: self.name.clone(),
+            columns: self.columns.clone(),
+            kinds,
+        })
+    }
+
+    /// Environment variables this source reads secrets from.
+    pub fn secret_vars(&self) -> impl Iterator<Item = &str> {
+        self.url_env
+            .iter()
+            .chain(self.token_env.iter())
+            .map(String::as_str)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let ok_name = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok_name {
+            return Err(format!(
+                "name {:?} is not a source name; use letters, digits, - and _ (at most 64)",
+                self.name
+            ));
+        }
+        self.mapping()?;
+        if self.batch == 0 || self.batch > 1_000_000 {
+            return Err(format!("batch = {} must be from 1 to 1000000", self.batch));
+        }
+        let need = |what: bool, key: &str, hint: &str| {
+            if what {
+                Ok(())
+            } else {
+                Err(format!("a {} source needs `{key}`: {hint}", self.kind))
+            }
+        };
+        match self.kind.as_str() {
+            "sql" => {
+                need(
+                    self.url.is_some() || self.url_env.is_some(),
+                    "url_env",
+                    "the environment variable holding the database URL",
+                )?;
+                if let Some(url) = &self.url {
+                    let db = crate::store::DatabaseUrl::parse(url).map_err(|e| e.to_string())?;
+                    if db.redacted() != *url {
+                        return Err("url holds a password; put the URL in an environment variable and name it with url_env".into());
+                    }
+                }
+                let q = self.query.as_deref().unwrap_or_default();
+                need(
+                    q.contains("$1") && q.contains("$2"),
+                    "query",
+                    "a query reading rows after the cursor $1, at most $2 of them, in cursor order: SELECT ... WHERE id > $1 ORDER BY id LIMIT $2",
+                )?;
+                need(
+                    self.cursor_column.is_some(),
+                    "cursor_column",
+                    "the column whose largest value read becomes the cursor, e.g. \"id\"",
+                )?;
+            }
+            "files" => need(
+                self.dir.is_some(),
+                "dir",
+                "the drop directory to take files from",
+            )?,
+            "http" => need(
+                self.token_env.is_some(),
+                "token_env",
+                "the environment variable holding the bearer token its clients send",
+            )?,
+            other => {
+                return Err(format!(
+                    "type {other:?} is not a source type; use sql, files or http"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Worker {
@@ -136,6 +297,8 @@ impl Default for Config {
             retrain: Retrain::default(),
             playbook: Playbook::default(),
             pull: Pull::default(),
+            features: Features::default(),
+            sources: Vec::new(),
             worker: Worker::default(),
             log: Log::default(),
         }
@@ -147,6 +310,7 @@ impl Default for Schedules {
         Self {
             pull: "0 */5 * * * *".into(),
             score: "0 0 2 * * *".into(),
+            rescore: "0 */10 * * * *".into(),
         }
     }
 }
@@ -218,6 +382,9 @@ impl Default for Log {
 
 pub const ENV_PREFIX: &str = "ATTUNE_";
 
+/// The name of the files source `[pull] inbox` stands for.
+pub const INBOX_SOURCE: &str = "inbox";
+
 impl Config {
     /// Reads the file if given (or `./attune.toml` if it exists), then applies environment
     /// overrides from `vars`, then validates.
@@ -255,13 +422,27 @@ impl Config {
             path: origin.to_owned(),
             message: e.to_string(),
         })?;
+        // Variables the sources read secrets from are theirs, not settings.
+        let secrets: std::collections::HashSet<String> = table
+            .get("sources")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_table())
+            .flat_map(|t| ["url_env", "token_env"].map(|k| t.get(k).and_then(|v| v.as_str())))
+            .flatten()
+            .map(str::to_owned)
+            .collect();
         // Which setting each environment variable set, so errors name the variable.
         let mut from_env: std::collections::HashMap<String, String> = Default::default();
         for (key, value) in vars {
             let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if matches!(rest, "CONFIG" | "TEST_POSTGRES_URL") || value.is_empty() {
+            if matches!(rest, "CONFIG" | "TEST_POSTGRES_URL")
+                || value.is_empty()
+                || secrets.contains(&key)
+            {
                 continue;
             }
             let setting = apply_override(&mut table, rest, &value).map_err(|message| {
@@ -300,6 +481,7 @@ impl Config {
         for (key, expr) in [
             ("schedule.pull", &self.schedule.pull),
             ("schedule.score", &self.schedule.score),
+            ("schedule.rescore", &self.schedule.rescore),
             ("retrain.schedule", &self.retrain.schedule),
         ] {
             parse_cron(expr).map_err(|m| invalid(key, m))?;
@@ -348,6 +530,22 @@ impl Config {
                 ),
             ));
         }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, src) in self.sources.iter().enumerate() {
+            let key = format!("sources[{i}] ({})", src.name);
+            src.validate().map_err(|m| invalid(&key, m))?;
+            if !names.insert(src.name.as_str())
+                || (src.name == INBOX_SOURCE && self.pull.inbox.is_some())
+            {
+                return Err(invalid(
+                    &key,
+                    format!(
+                        "the name {:?} is used twice; each source needs its own",
+                        src.name
+                    ),
+                ));
+            }
+        }
         if self.worker.name.trim().is_empty() {
             return Err(invalid(
                 "worker.name",
@@ -376,7 +574,8 @@ fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<St
         return Ok("database_url".into());
     }
     let sections = [
-        "schedule", "scoring", "training", "retrain", "playbook", "pull", "worker", "log",
+        "schedule", "scoring", "training", "retrain", "playbook", "pull", "features", "worker",
+        "log",
     ];
     let Some(section) = sections
         .iter()
@@ -458,6 +657,56 @@ mod tests {
         assert_eq!(c.playbook.cap_days, 9);
         assert_eq!(c.database_url, "x.db");
         assert_eq!(c.training.capacities, vec![50, 200]);
+    }
+
+    #[test]
+    fn sources_are_checked_and_their_secret_variables_are_not_settings() {
+        let text = r#"
+[[sources]]
+name = "billing"
+type = "sql"
+url_env = "ATTUNE_BILLING_URL"
+query = "SELECT * FROM e WHERE id > $1 ORDER BY id LIMIT $2"
+cursor_column = "id"
+[sources.kinds]
+BILL = "invoice_issued"
+
+[[sources]]
+name = "app"
+type = "http"
+token_env = "ATTUNE_APP_TOKEN"
+"#;
+        let c = Config::from_toml(
+            text,
+            "f.toml",
+            env(&[("ATTUNE_APP_TOKEN", "s3cret"), ("ATTUNE_BILLING_URL", "x")]),
+        )
+        .unwrap();
+        assert_eq!(c.sources.len(), 2);
+        assert_eq!(c.sources[0].batch, 50_000);
+        let m = c.sources[0].mapping().unwrap();
+        assert_eq!(m.kinds["BILL"], crate::domain::EventKind::InvoiceIssued);
+        let bad = |t: &str| {
+            Config::from_toml(t, "f.toml", env(&[]))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad(
+            "[[sources]]\nname = \"x\"\ntype = \"sql\"\nurl = \"postgres://u:pw@h/db\"\nquery = \"$1 $2\"\ncursor_column = \"id\"\n",
+        );
+        assert!(e.contains("sources[0] (x)") && e.contains("url_env"), "{e}");
+        let e = bad("[[sources]]\nname = \"x\"\ntype = \"files\"\n");
+        assert!(e.contains("needs `dir`"), "{e}");
+        let e = bad(
+            "[[sources]]\nname = \"x\"\ntype = \"files\"\ndir = \"d\"\n[sources.kinds]\nA = \"teleport\"\n",
+        );
+        assert!(e.contains("kinds.\"A\": unknown event kind"), "{e}");
+        let e = bad("[[sources]]\nname = \"x\"\ntype = \"ftp\"\n");
+        assert!(e.contains("not a source type"), "{e}");
+        let e = bad(
+            "[[sources]]\nname = \"x\"\ntype = \"http\"\ntoken_env = \"T\"\n[[sources]]\nname = \"x\"\ntype = \"http\"\ntoken_env = \"T\"\n",
+        );
+        assert!(e.contains("used twice"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum Command {
         /// Score as of this day (YYYY-MM-DD); default today.
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        /// Only customers whose activity or record changed since their last score.
+        #[arg(long)]
+        changed: bool,
     },
     /// Run the playbook over the latest scores and queue nudges for review.
     Plan {
@@ -102,7 +105,13 @@ pub enum ImportCommand {
         preset: CustomerPreset,
     },
     /// Activity events (CSV or NDJSON; see the README for columns).
-    Events { file: PathBuf },
+    Events {
+        file: PathBuf,
+        /// Read the file as this configured source (its column and kind mapping); the
+        /// events' source and quarantine rows carry this name. Default: the file's name.
+        #[arg(long)]
+        source: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -220,10 +229,15 @@ pub enum QuarantineCommand {
         /// Include events already released.
         #[arg(long)]
         all: bool,
+        /// Only this reason: unknown_customer, unknown_kind, bad_timestamp, bad_value,
+        /// missing_field or malformed.
+        #[arg(long)]
+        reason: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
-    /// Store every quarantined event whose customer now exists.
+    /// Map every quarantined event again and store those that now pass (a customer
+    /// imported since, a kind mapped since in the config).
     Retry,
 }
 
@@ -284,17 +298,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ImportCommand::Customers { file, preset } => {
                     jobs::import::import_customers_file(&db, &file, preset, jobs::today()).await?
                 }
-                ImportCommand::Events { file } => {
-                    jobs::import::import_events_file(&db, &file).await?
+                ImportCommand::Events { file, source } => {
+                    let ctx = JobContext::new(db, config);
+                    jobs::import::import_events_file(&ctx, &file, source.as_deref()).await?
                 }
             };
             out.import(&report)
         }
         Command::Train(args) => train(&config, args, &out).await,
-        Command::Score { as_of } => {
+        Command::Score { as_of, changed } => {
             let ctx = JobContext::new(open(&config).await?, config);
-            let report =
-                jobs::score::run(&ctx, &jobs::score::ScoreJob { tick: None, as_of }).await?;
+            let job = jobs::score::ScoreJob {
+                tick: None,
+                as_of,
+                changed_only: changed,
+            };
+            let report = jobs::score::run(&ctx, &job).await?;
             out.score(&report)
         }
         Command::Plan { as_of, run } => {
@@ -312,8 +331,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Quarantine(cmd) => {
             let db = open(&config).await?;
             match cmd {
-                QuarantineCommand::List { all, limit } => {
-                    let rows = db.quarantined(all, limit).await?;
+                QuarantineCommand::List { all, reason, limit } => {
+                    let rows = db.quarantined(all, reason.as_deref(), limit).await?;
                     if out.json {
                         return out.message(&serde_json::to_value(&rows)?, "");
                     }
@@ -322,10 +341,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     for r in rows {
                         println!(
-                            "{:>6}  {}/{}  {}{}",
+                            "{:>6}  {}  {}  [{}] {}{}",
                             r.id,
                             r.source,
-                            r.source_event_id,
+                            r.location.as_deref().unwrap_or(&r.source_event_id),
+                            r.reason_code,
                             r.reason,
                             if r.released_at.is_some() {
                                 "  (released)"
@@ -337,12 +357,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Ok(())
                 }
                 QuarantineCommand::Retry => {
-                    let o = db.retry_quarantine().await?;
+                    let ctx = JobContext::new(db, config);
+                    let o = jobs::sources::retry_quarantine(&ctx).await?;
                     out.message(
                         &serde_json::to_value(o)?,
                         &format!(
-                            "{} events stored, {} were already stored, {} still wait for their customer",
-                            o.released, o.duplicate, o.still_unknown
+                            "{} events stored, {} were already stored, {} stay in quarantine (`attune quarantine list` says why)",
+                            o.released, o.duplicate, o.still_quarantined
                         ),
                     )
                 }
@@ -374,7 +395,13 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
             None,
         ),
         (Some(path), None) => (
-            jobs::train::train_from_csv(path, args.preset, as_of, &opts)?,
+            jobs::train::train_from_csv(
+                &jobs::feature_spec(config)?,
+                path,
+                args.preset,
+                as_of,
+                &opts,
+            )?,
             None,
         ),
         (None, _) => {
@@ -387,7 +414,8 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
                 validation_customer_share: t.validation_customer_share,
                 seed: args.seed.unwrap_or(t.seed),
             };
-            let trained = jobs::train::train_from_history(&db, &h, &opts).await?;
+            let spec = jobs::feature_spec(config)?;
+            let trained = jobs::train::train_from_history(&db, &spec, &h, &opts).await?;
             window = Some(trained.window.clone());
             (trained.model, Some(db))
         }
@@ -396,7 +424,8 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
     if let (Some(split_path), Some(csv), Some(holdout)) =
         (&args.write_split, &args.csv, args.holdout)
     {
-        let (_, labels) = jobs::train::csv_training_set(csv, args.preset, as_of)?;
+        let (_, labels) =
+            jobs::train::csv_training_set(&jobs::feature_spec(config)?, csv, args.preset, as_of)?;
         let (train, test) =
             crate::model::stratified_split(&labels, holdout, model.training.seed.unwrap_or(0))?;
         let json = serde_json::json!({"file": csv.display().to_string(), "holdout": holdout, "seed": model.training.seed, "train": train, "test": test});

@@ -11,11 +11,12 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::domain::{ActivityEvent, Customer};
+use crate::jobs::JobContext;
 use crate::jobs::plan::{self, PlanJob, PlanReport};
 use crate::jobs::pull::{self, PullJob};
 use crate::jobs::score::{self, ScoreJob, ScoreReport};
+use crate::jobs::sources::files::FileReport;
 use crate::jobs::train::{HistoryOptions, TrainOptions, register, train_from_history};
-use crate::jobs::{JobContext, import::ImportReport};
 use crate::model::Metrics;
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,7 +25,7 @@ pub struct DemoSummary {
     pub today: NaiveDate,
     pub customers: usize,
     pub events: usize,
-    pub pulled: Vec<ImportReport>,
+    pub pulled: Vec<FileReport>,
     pub model_version: String,
     pub model_holdout: Option<Metrics>,
     pub training_cutoff: NaiveDate,
@@ -155,9 +156,9 @@ pub async fn populate(
     for chunk in population.customers.chunks(100_000) {
         db.upsert_customers(chunk).await?;
     }
-    let ids = db.customer_id_map().await?;
+    let ids = db.customer_ids().await?;
     for chunk in population.events.chunks(200_000) {
-        db.insert_events_known(&ids, chunk).await?;
+        db.ingest_events(&ids, chunk).await?;
     }
     Ok(Populated {
         customers: population.customers.len(),
@@ -207,7 +208,7 @@ pub async fn run_cycle(
         version: Some(format!("demo-{today}")),
         ..TrainOptions::from_config(&ctx.config.training)
     };
-    let trained = train_from_history(&ctx.db, &history, &opts)
+    let trained = train_from_history(&ctx.db, &*ctx.feature_spec()?, &history, &opts)
         .await
         .context("training the demo model")?;
     let cutoff = trained.window.validation_date.unwrap_or(today);
@@ -220,6 +221,7 @@ pub async fn run_cycle(
         &ScoreJob {
             tick: Some("demo".into()),
             as_of: Some(today),
+            changed_only: false,
         },
     )
     .await?;
@@ -259,7 +261,7 @@ pub async fn run_cycle(
         today,
         customers: n_customers,
         events: n_events,
-        pulled: pulled.files,
+        pulled: pulled.files().cloned().collect(),
         model_version: model.version.clone(),
         model_holdout: model.metrics.clone(),
         training_cutoff: cutoff,

@@ -770,7 +770,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::features::{self, ActivitySummary, FeatureValue};
+    use crate::features::{self, Activity, FeatureSpec, FeatureValue};
 
     fn today() -> NaiveDate {
         NaiveDate::from_ymd_opt(2026, 3, 15).unwrap()
@@ -1028,49 +1028,6 @@ mod tests {
         assert!(l_churn < l_stay);
     }
 
-    /// Activity summary as of `as_of`, from a customer's events (sorted by time).
-    fn summary(evs: &[&ActivityEvent], as_of: NaiveDate) -> ActivitySummary {
-        let mut s = ActivitySummary::default();
-        let mut invoices = Vec::new();
-        let mut open = 0u32;
-        for e in evs {
-            let day = e.occurred_at.date_naive();
-            if day >= as_of {
-                break;
-            }
-            let ago = (as_of - day).num_days();
-            s.events_total += 1;
-            if e.kind.is_contact() {
-                s.last_contact = Some(day);
-            }
-            match e.kind {
-                EventKind::ComplaintOpened | EventKind::ComplaintReopened => {
-                    open += 1;
-                    if e.kind == EventKind::ComplaintOpened {
-                        s.last_complaint = Some(day);
-                        if ago <= 90 {
-                            s.complaints_90d += 1;
-                        }
-                    }
-                }
-                EventKind::ComplaintResolved => open = open.saturating_sub(1),
-                EventKind::PaymentFailed if ago <= 90 => s.payment_failures_90d += 1,
-                EventKind::SupportContact if ago <= 90 => s.support_contacts_90d += 1,
-                EventKind::Login if ago <= 30 => s.logins_30d += 1,
-                EventKind::Usage if ago <= 30 => s.usage_30d += e.value.unwrap_or(0.0),
-                EventKind::Usage if ago <= 120 => s.usage_prior_90d += e.value.unwrap_or(0.0),
-                EventKind::InvoiceIssued => invoices.push(e.value.unwrap_or(0.0)),
-                _ => {}
-            }
-        }
-        s.open_complaints = open;
-        s.last_invoice_amount = invoices.last().copied();
-        if !invoices.is_empty() {
-            s.mean_invoice_amount = Some(invoices.iter().sum::<f64>() / invoices.len() as f64);
-        }
-        s
-    }
-
     fn auc(scores: &[(f64, bool)]) -> f64 {
         let mut v = scores.to_vec();
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -1092,6 +1049,7 @@ mod tests {
         let as_of = add_days(t, -90);
         let events = by_customer(pop);
         let empty = Vec::new();
+        let spec = FeatureSpec::default_spec();
         let mut rows: Vec<(Vec<f64>, bool)> = Vec::new();
         for c in pop
             .customers
@@ -1099,10 +1057,11 @@ mod tests {
             .filter(|c| c.is_active_on(as_of) && c.signup_date < as_of)
         {
             let evs = events.get(c.external_id.as_str()).unwrap_or(&empty);
-            let row = features::features_as_of(c, &summary(evs, as_of), as_of);
+            let activity = Activity::from_events(evs.iter().copied());
+            let row = features::compute(&spec, c, &activity, as_of);
             let mut x = Vec::new();
             for (name, v) in &row {
-                if name.starts_with(features::ATTRIBUTE_PREFIX) || name == features::PLAN {
+                if name.starts_with(features::ATTRIBUTE_PREFIX) || name == "plan" {
                     continue;
                 }
                 match v {

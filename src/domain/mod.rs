@@ -202,6 +202,45 @@ vocabulary! {
 }
 
 impl EventKind {
+    /// The kind's stable code in the rollup tables (`event_kinds` in the migrations).
+    pub fn code(self) -> u8 {
+        match self {
+            EventKind::Usage => 1,
+            EventKind::Login => 2,
+            EventKind::InvoiceIssued => 3,
+            EventKind::PaymentMade => 4,
+            EventKind::PaymentFailed => 5,
+            EventKind::ComplaintOpened => 6,
+            EventKind::ComplaintResolved => 7,
+            EventKind::ComplaintReopened => 8,
+            EventKind::SupportContact => 9,
+            EventKind::MeterReading => 10,
+            EventKind::PlanChange => 11,
+            EventKind::ContractRenewed => 12,
+            EventKind::CancellationRequested => 13,
+            EventKind::Churned => 14,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| k.code() == code)
+    }
+
+    /// The range a value of this kind must lie in, and what it means; `None` if any
+    /// finite value will do.
+    pub fn value_range(self) -> Option<(f64, f64, &'static str)> {
+        match self {
+            EventKind::ComplaintResolved => Some((1.0, 5.0, "a satisfaction score, 1 to 5")),
+            EventKind::Usage | EventKind::MeterReading => {
+                Some((0.0, MAX_EVENT_VALUE, "an amount of usage >= 0"))
+            }
+            EventKind::InvoiceIssued | EventKind::PaymentMade | EventKind::PaymentFailed => {
+                Some((0.0, MAX_EVENT_VALUE, "an amount of money >= 0"))
+            }
+            _ => None,
+        }
+    }
+
     /// Kinds that count as the customer being in touch. Silence is measured against these.
     pub fn is_contact(self) -> bool {
         matches!(
@@ -236,6 +275,10 @@ vocabulary! {
         Rejected => "rejected",
     }
 }
+
+/// The largest magnitude an event's value may have (rollups keep totals in thousandths in
+/// 64-bit integers).
+pub const MAX_EVENT_VALUE: f64 = 1e12;
 
 /// Which channels the customer agreed to be contacted on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -373,6 +416,17 @@ mod tests {
         );
         let err = "fax".parse::<Channel>().unwrap_err().to_string();
         assert!(err.contains("email, sms, phone, post"), "{err}");
+    }
+
+    #[test]
+    fn event_kind_codes_are_stable_and_match_the_migration() {
+        let migration = include_str!("../../migrations/sqlite/20261125000001_activity.sql");
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::from_code(k.code()), Some(*k));
+            let row = format!("({}, '{}')", k.code(), k.as_str());
+            assert!(migration.contains(&row), "{row} missing from event_kinds");
+        }
+        assert_eq!(EventKind::ALL.len(), 14);
     }
 
     #[test]

@@ -1,16 +1,23 @@
 //! Point-in-time features: what attune knows about a customer as of a given day.
 //!
-//! `features_as_of` turns a customer and a summary of their activity *before* `as_of`
-//! into named values. The same function serves training (as of a past date, with only
-//! what was known then) and scoring (as of today), so the two cannot drift apart.
-//! Pure: no I/O, no clock. The store computes `ActivitySummary` with SQL.
+//! A [`FeatureSpec`] (the `features.toml` data teams edit) names the features; [`compute`]
+//! turns a customer's record and their daily [`Activity`] *before* the day into named
+//! values. The same function serves training (as of past days, with only what was known
+//! then) and scoring (as of today), so the two cannot drift apart, and it reads rollups,
+//! never raw history. Pure: no I/O, no clock; the store reads the rollups.
+
+mod spec;
 
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Customer;
+use crate::domain::{Customer, EventKind};
+pub use spec::{
+    Attributes, CustomerField, DEFAULT_SPEC, DateField, FEATURE_TYPES, FeatureDef, FeatureKind,
+    FeatureSpec, IfNone, PLACEHOLDERS, SpecError, Stat,
+};
 
 /// One feature's value before encoding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,25 +32,77 @@ pub enum FeatureValue {
 /// Named feature values of one customer on one day.
 pub type FeatureRow = BTreeMap<String, FeatureValue>;
 
-/// What happened in a customer's relationship before the `as_of` day, in the windows
-/// the features need. Counting windows end the day before `as_of`.
+/// One day's rollup of one kind of event for a customer: how many, and the sum of their
+/// values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DayCount {
+    /// Whole days since 1970-01-01 (UTC).
+    pub day: i32,
+    pub kind: EventKind,
+    pub n: u32,
+    pub total: f64,
+}
+
+/// A customer's daily activity rollups, in day order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ActivitySummary {
-    /// Every event before `as_of`, of any kind.
-    pub events_total: u32,
-    pub last_contact: Option<NaiveDate>,
-    pub complaints_90d: u32,
-    /// Complaints opened or reopened and not resolved since.
-    pub open_complaints: u32,
-    pub last_complaint: Option<NaiveDate>,
-    pub payment_failures_90d: u32,
-    pub support_contacts_90d: u32,
-    pub logins_30d: u32,
-    pub usage_30d: f64,
-    /// Usage in the 90 days before the last 30.
-    pub usage_prior_90d: f64,
-    pub last_invoice_amount: Option<f64>,
-    pub mean_invoice_amount: Option<f64>,
+pub struct Activity {
+    days: Vec<DayCount>,
+}
+
+/// Whole days since 1970-01-01 of `day`.
+pub fn day_number(day: NaiveDate) -> i32 {
+    (day - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days() as i32
+}
+
+/// The day a day number stands for.
+pub fn day_from_number(n: i32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid") + chrono::Duration::days(n as i64)
+}
+
+impl Activity {
+    pub fn new(mut days: Vec<DayCount>) -> Self {
+        days.sort_by_key(|d| (d.day, d.kind.code()));
+        Self { days }
+    }
+
+    /// Rolls raw events up by day and kind, as ingest does (values to a thousandth).
+    pub fn from_events<'a>(
+        events: impl IntoIterator<Item = &'a crate::domain::ActivityEvent>,
+    ) -> Self {
+        let mut map: BTreeMap<(i32, u8), (u32, i64)> = BTreeMap::new();
+        for e in events {
+            let day = e.occurred_at.timestamp().div_euclid(86_400) as i32;
+            let entry = map.entry((day, e.kind.code())).or_default();
+            entry.0 += 1;
+            entry.1 += milli(e.value);
+        }
+        Self::new(
+            map.into_iter()
+                .filter_map(|((day, code), (n, m))| {
+                    Some(DayCount {
+                        day,
+                        kind: EventKind::from_code(code)?,
+                        n,
+                        total: m as f64 / 1000.0,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    pub fn days(&self) -> &[DayCount] {
+        &self.days
+    }
+
+    /// The rollups of days before `day`.
+    pub fn before(&self, day: i32) -> &[DayCount] {
+        &self.days[..self.days.partition_point(|d| d.day < day)]
+    }
+}
+
+/// An event's value in the thousandths rollups keep.
+pub fn milli(value: Option<f64>) -> i64 {
+    (value.unwrap_or(0.0) * 1000.0).round() as i64
 }
 
 /// Whole calendar months from `from` to `to` (0 if `to` is earlier).
@@ -69,144 +128,292 @@ fn is_month_end_clamped(from: NaiveDate, to: NaiveDate) -> bool {
     last_of_to_month == Some(to.day()) && from.day() > to.day()
 }
 
-pub const TENURE_MONTHS: &str = "tenure_months";
-pub const MONTHLY_CHARGE: &str = "monthly_charge";
-pub const CONTRACT: &str = "contract";
-pub const PLAN: &str = "plan";
-pub const MONTHS_TO_CONTRACT_END: &str = "months_to_contract_end";
-pub const DAYS_SINCE_LAST_CONTACT: &str = "days_since_last_contact";
-pub const COMPLAINTS_90D: &str = "complaints_90d";
-pub const OPEN_COMPLAINTS: &str = "open_complaints";
-pub const DAYS_SINCE_LAST_COMPLAINT: &str = "days_since_last_complaint";
-pub const PAYMENT_FAILURES_90D: &str = "payment_failures_90d";
-pub const SUPPORT_CONTACTS_90D: &str = "support_contacts_90d";
-pub const LOGINS_30D: &str = "logins_30d";
-pub const USAGE_TREND: &str = "usage_trend";
-pub const BILL_SHOCK: &str = "bill_shock";
 /// Prefix of features taken from a customer's free-form attributes.
 pub const ATTRIBUTE_PREFIX: &str = "attr.";
 
-/// The features of `customer` as of the start of `as_of`.
-pub fn features_as_of(
+fn mask(kinds: &[EventKind]) -> u32 {
+    kinds.iter().fold(0, |m, k| m | 1 << k.code())
+}
+
+fn has(mask: u32, kind: EventKind) -> bool {
+    mask & (1 << kind.code()) != 0
+}
+
+fn window_stat(days: &[DayCount], stat: Stat, kinds: u32, from: i32, to: i32) -> f64 {
+    days.iter()
+        .rev()
+        .take_while(|d| d.day >= from)
+        .filter(|d| d.day < to && has(kinds, d.kind))
+        .map(|d| match stat {
+            Stat::Count => d.n as f64,
+            Stat::Sum => d.total,
+        })
+        // Folded from +0.0: an empty sum of f64 is -0.0, which reads as "-0 logins".
+        .fold(0.0, |a, b| a + b)
+}
+
+/// The features of `customer` as of the start of `as_of`, as `spec` defines them, from the
+/// customer's activity before that day.
+pub fn compute(
+    spec: &FeatureSpec,
     customer: &Customer,
-    activity: &ActivitySummary,
+    activity: &Activity,
     as_of: NaiveDate,
 ) -> FeatureRow {
     use FeatureValue::{Cat, Missing, Num};
+    let today = day_number(as_of);
+    let days = activity.before(today);
+    let known = !days.is_empty();
     let mut row = FeatureRow::new();
-    let mut put = |name: &str, v: FeatureValue| {
-        row.insert(name.to_owned(), v);
-    };
-    put(
-        TENURE_MONTHS,
-        Num(months_between(customer.signup_date, as_of) as f64),
-    );
-    put(MONTHLY_CHARGE, Num(customer.monthly_charge));
-    put(CONTRACT, Cat(customer.contract_type.as_str().to_owned()));
-    put(PLAN, Cat(customer.plan.clone()));
-    put(
-        MONTHS_TO_CONTRACT_END,
-        customer
-            .contract_end
-            .map(|end| {
-                Num(if end <= as_of {
-                    0.0
-                } else {
-                    (end - as_of).num_days() as f64 / 30.4375
-                })
-            })
-            .unwrap_or(Missing),
-    );
-
-    // A customer with no recorded activity at all (an import without events) has no
-    // activity features rather than misleading zeros.
-    let known = activity.events_total > 0;
-    let num_if_known = |v: f64| if known { Num(v) } else { Missing };
-    let days_since = |d: Option<NaiveDate>| d.map(|d| (as_of - d).num_days().max(0) as f64);
-    put(
-        DAYS_SINCE_LAST_CONTACT,
-        num_if_known(
-            days_since(activity.last_contact.or(Some(customer.signup_date))).unwrap_or(0.0),
-        ),
-    );
-    put(COMPLAINTS_90D, num_if_known(activity.complaints_90d as f64));
-    put(
-        OPEN_COMPLAINTS,
-        num_if_known(activity.open_complaints as f64),
-    );
-    put(
-        DAYS_SINCE_LAST_COMPLAINT,
-        // Capped: "never" and "over a year ago" mean the same for churn.
-        num_if_known(
-            days_since(activity.last_complaint)
-                .unwrap_or(365.0)
-                .min(365.0),
-        ),
-    );
-    put(
-        PAYMENT_FAILURES_90D,
-        num_if_known(activity.payment_failures_90d as f64),
-    );
-    put(
-        SUPPORT_CONTACTS_90D,
-        num_if_known(activity.support_contacts_90d as f64),
-    );
-    put(LOGINS_30D, num_if_known(activity.logins_30d as f64));
-    let prior_monthly = activity.usage_prior_90d / 3.0;
-    put(
-        USAGE_TREND,
-        if known && prior_monthly > 0.0 {
-            Num(((activity.usage_30d - prior_monthly) / prior_monthly).clamp(-1.0, 3.0))
-        } else {
+    for def in &spec.features {
+        let value = if def.kind.reads_activity() && !known {
             Missing
-        },
-    );
-    put(
-        BILL_SHOCK,
-        match (activity.last_invoice_amount, activity.mean_invoice_amount) {
-            (Some(last), Some(mean)) if mean > 0.0 => Num((last / mean - 1.0).clamp(-1.0, 5.0)),
-            _ => Missing,
-        },
-    );
-    for (k, v) in &customer.attributes {
-        let name = format!("{ATTRIBUTE_PREFIX}{k}");
-        let v = v.trim();
-        let value = match v.parse::<f64>() {
-            Ok(x) if x.is_finite() => Num(x),
-            _ if v.is_empty() => Missing,
-            _ => Cat(v.to_owned()),
+        } else {
+            match &def.kind {
+                FeatureKind::Tenure => Num(months_between(customer.signup_date, as_of) as f64),
+                FeatureKind::Field(f) => match f {
+                    CustomerField::MonthlyCharge => Num(customer.monthly_charge),
+                    CustomerField::Contract => Cat(customer.contract_type.as_str().to_owned()),
+                    CustomerField::Plan => Cat(customer.plan.clone()),
+                    CustomerField::PreferredChannel => {
+                        Cat(customer.preferred_channel.as_str().to_owned())
+                    }
+                },
+                FeatureKind::MonthsUntil(f) => {
+                    let day = match f {
+                        DateField::ContractEnd => customer.contract_end,
+                        DateField::FirstInvoiceDue => customer.first_invoice_due,
+                    };
+                    day.map(|end| {
+                        Num(if end <= as_of {
+                            0.0
+                        } else {
+                            (end - as_of).num_days() as f64 / 30.4375
+                        })
+                    })
+                    .unwrap_or(Missing)
+                }
+                FeatureKind::Window {
+                    stat,
+                    kinds,
+                    window_days,
+                } => Num(window_stat(
+                    days,
+                    *stat,
+                    mask(kinds),
+                    today - *window_days as i32,
+                    today,
+                )),
+                FeatureKind::DaysSince {
+                    kinds,
+                    cap_days,
+                    if_none,
+                } => {
+                    let m = mask(kinds);
+                    let last = days.iter().rev().find(|d| has(m, d.kind)).map(|d| d.day);
+                    let since = match (last, if_none) {
+                        (Some(d), _) => Some((today - d) as f64),
+                        (None, IfNone::Signup) => {
+                            Some((as_of - customer.signup_date).num_days().max(0) as f64)
+                        }
+                        (None, IfNone::Cap) => cap_days.map(f64::from),
+                        (None, IfNone::Missing) => None,
+                    };
+                    match since {
+                        Some(v) => Num(cap_days.map_or(v, |c| v.min(c as f64))),
+                        None => Missing,
+                    }
+                }
+                FeatureKind::Balance { add, subtract } => {
+                    let (a, s) = (mask(add), mask(subtract));
+                    let balance: i64 = days
+                        .iter()
+                        .map(|d| {
+                            if has(a, d.kind) {
+                                d.n as i64
+                            } else if has(s, d.kind) {
+                                -(d.n as i64)
+                            } else {
+                                0
+                            }
+                        })
+                        .sum();
+                    Num(balance.max(0) as f64)
+                }
+                FeatureKind::OpenAge { open, close } => {
+                    let (o, c) = (mask(open), mask(close));
+                    let mut opened: std::collections::VecDeque<(i32, u32)> = Default::default();
+                    for d in days {
+                        if has(o, d.kind) {
+                            opened.push_back((d.day, d.n));
+                        } else if has(c, d.kind) {
+                            let mut left = d.n;
+                            while left > 0 {
+                                let Some(front) = opened.front_mut() else {
+                                    break;
+                                };
+                                let take = front.1.min(left);
+                                front.1 -= take;
+                                left -= take;
+                                if front.1 == 0 {
+                                    opened.pop_front();
+                                }
+                            }
+                        }
+                    }
+                    Num(opened.front().map_or(0.0, |(day, _)| (today - day) as f64))
+                }
+                FeatureKind::Change {
+                    stat,
+                    kinds,
+                    recent_days,
+                    prior_days,
+                    clamp,
+                } => {
+                    let m = mask(kinds);
+                    let split = today - *recent_days as i32;
+                    let recent = window_stat(days, *stat, m, split, today) / *recent_days as f64;
+                    let prior = window_stat(days, *stat, m, split - *prior_days as i32, split)
+                        / *prior_days as f64;
+                    if prior > 0.0 {
+                        Num(((recent - prior) / prior).clamp(clamp.0, clamp.1))
+                    } else {
+                        Missing
+                    }
+                }
+                FeatureKind::LatestVsMean { kind, clamp } => {
+                    let of_kind = days.iter().filter(|d| d.kind == *kind && d.n > 0);
+                    let (mut n, mut total, mut latest) = (0u64, 0.0, None);
+                    for d in of_kind {
+                        n += d.n as u64;
+                        total += d.total;
+                        latest = Some(d.total / d.n as f64);
+                    }
+                    let mean = total / n.max(1) as f64;
+                    match latest {
+                        Some(last) if mean > 0.0 => {
+                            Num((last / mean - 1.0).clamp(clamp.0, clamp.1))
+                        }
+                        _ => Missing,
+                    }
+                }
+                FeatureKind::Ratio {
+                    numerator,
+                    denominator,
+                } => match (row.get(numerator), row.get(denominator)) {
+                    (Some(Num(a)), Some(Num(b))) if *b != 0.0 => Num(a / b),
+                    _ => Missing,
+                },
+                FeatureKind::Attribute { attribute } => customer
+                    .attributes
+                    .get(attribute)
+                    .map_or(Missing, |v| attribute_value(v)),
+            }
         };
-        row.insert(name, value);
+        row.insert(def.name.clone(), value);
+    }
+    let take_attr = |k: &str| match &spec.attributes {
+        Attributes::All => true,
+        Attributes::None => false,
+        Attributes::Only(names) => names.contains(k),
+    };
+    for (k, v) in &customer.attributes {
+        if take_attr(k) {
+            row.insert(format!("{ATTRIBUTE_PREFIX}{k}"), attribute_value(v));
+        }
     }
     row
 }
 
-/// Describes a feature value in the feature's own words, for a reviewer: "3 complaints in
-/// the last 90 days", "usage down 40% on the prior quarter".
-pub fn describe(name: &str, value: &FeatureValue) -> String {
-    use FeatureValue::*;
-    match (name, value) {
-        (_, Missing) => format!("{name} unknown"),
-        (TENURE_MONTHS, Num(v)) => format!("{v:.0} months a customer"),
-        (MONTHLY_CHARGE, Num(v)) => format!("pays {v:.2} a month"),
-        (CONTRACT, Cat(c)) => format!("contract: {}", c.replace('_', " ")),
-        (PLAN, Cat(p)) => format!("plan: {p}"),
-        (MONTHS_TO_CONTRACT_END, Num(v)) => format!("contract ends in {v:.1} months"),
-        (DAYS_SINCE_LAST_CONTACT, Num(v)) => format!("no contact for {v:.0} days"),
-        (COMPLAINTS_90D, Num(v)) => format!("{v:.0} complaints in 90 days"),
-        (OPEN_COMPLAINTS, Num(v)) => format!("{v:.0} complaints open"),
-        (DAYS_SINCE_LAST_COMPLAINT, Num(v)) if *v >= 365.0 => "no complaint in a year".to_owned(),
-        (DAYS_SINCE_LAST_COMPLAINT, Num(v)) => format!("last complaint {v:.0} days ago"),
-        (PAYMENT_FAILURES_90D, Num(v)) => format!("{v:.0} failed payments in 90 days"),
-        (SUPPORT_CONTACTS_90D, Num(v)) => format!("{v:.0} support contacts in 90 days"),
-        (LOGINS_30D, Num(v)) => format!("{v:.0} logins in 30 days"),
-        (USAGE_TREND, Num(v)) if *v < 0.0 => {
-            format!("usage down {:.0}% on the prior quarter", -v * 100.0)
+fn attribute_value(v: &str) -> FeatureValue {
+    let v = v.trim();
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() => FeatureValue::Num(x),
+        _ if v.is_empty() => FeatureValue::Missing,
+        _ => FeatureValue::Cat(v.to_owned()),
+    }
+}
+
+impl FeatureSpec {
+    /// A feature's value in the feature's own words, for a reviewer: "3 complaints in 90
+    /// days", "usage down 40% on the prior quarter".
+    pub fn describe(&self, name: &str, value: &FeatureValue) -> String {
+        let Some(def) = self.get(name) else {
+            return describe_plain(name, value);
+        };
+        match (value, &def.describe) {
+            (FeatureValue::Num(v), Some(template)) => {
+                if let (Some(at_cap), Some(cap)) = (&def.describe_at_cap, def.kind.cap())
+                    && *v >= cap
+                {
+                    return at_cap.clone();
+                }
+                render(template, *v)
+            }
+            _ => describe_plain(name, value),
         }
-        (USAGE_TREND, Num(v)) => format!("usage up {:.0}% on the prior quarter", v * 100.0),
-        (BILL_SHOCK, Num(v)) => format!("latest bill {:+.0}% against usual", v * 100.0),
-        (n, Num(v)) => format!("{} = {v}", n.trim_start_matches(ATTRIBUTE_PREFIX)),
-        (n, Cat(c)) => format!("{} = {c}", n.trim_start_matches(ATTRIBUTE_PREFIX)),
+    }
+}
+
+/// Fills a `describe` template's placeholders with `v`.
+pub fn render(template: &str, v: f64) -> String {
+    let mut out = String::with_capacity(template.len() + 8);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let inner = &after[..close];
+        let (name, fmt) = inner.split_once(':').unwrap_or((inner, ""));
+        let decimals = fmt.strip_prefix('.').and_then(|d| d.parse::<usize>().ok());
+        let num = |x: f64| match decimals {
+            Some(p) => format!("{x:.p$}"),
+            None => format!("{x}"),
+        };
+        match name {
+            "value" => out.push_str(&num(v)),
+            "pct" => out.push_str(&num(v * 100.0)),
+            "abs_pct" => out.push_str(&num((v * 100.0).abs())),
+            "signed_pct" => {
+                let s = num(v * 100.0);
+                if v >= 0.0 {
+                    out.push('+');
+                }
+                out.push_str(&s);
+            }
+            "up_down" => out.push_str(if v < 0.0 { "down" } else { "up" }),
+            _ => {
+                out.push('{');
+                out.push_str(inner);
+                out.push('}');
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Describes a feature value in the words of the built-in spec (see [`FeatureSpec::describe`]).
+pub fn describe(name: &str, value: &FeatureValue) -> String {
+    static DEFAULT: std::sync::OnceLock<FeatureSpec> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(FeatureSpec::default_spec)
+        .describe(name, value)
+}
+
+/// Describes a value of a feature the spec gives no words for.
+fn describe_plain(name: &str, value: &FeatureValue) -> String {
+    use FeatureValue::*;
+    match (name.strip_prefix(ATTRIBUTE_PREFIX), value) {
+        (_, Missing) => format!("{name} unknown"),
+        (Some(attr), Num(v)) => format!("{attr} = {v}"),
+        (Some(attr), Cat(c)) => format!("{attr} = {c}"),
+        (None, Num(v)) => format!("{} = {v}", name.replace('_', " ")),
+        (None, Cat(c)) => format!("{}: {}", name.replace('_', " "), c.replace('_', " ")),
     }
 }
 
@@ -214,6 +421,7 @@ pub fn describe(name: &str, value: &FeatureValue) -> String {
 mod tests {
     use super::*;
     use crate::domain::*;
+    use FeatureValue::{Cat, Missing, Num};
 
     fn d(s: &str) -> NaiveDate {
         s.parse().unwrap()
@@ -240,6 +448,27 @@ mod tests {
         }
     }
 
+    fn ev(kind: EventKind, day: &str, value: Option<f64>) -> ActivityEvent {
+        ActivityEvent {
+            customer: CustomerId::parse("c1").unwrap(),
+            kind,
+            occurred_at: d(day).and_hms_opt(12, 0, 0).unwrap().and_utc(),
+            value,
+            attributes: Default::default(),
+            source: "t".into(),
+            source_event_id: format!("{kind}-{day}-{value:?}"),
+        }
+    }
+
+    fn features(events: &[ActivityEvent], as_of: &str) -> FeatureRow {
+        compute(
+            &FeatureSpec::default_spec(),
+            &customer(),
+            &Activity::from_events(events),
+            d(as_of),
+        )
+    }
+
     #[test]
     fn months_between_round_trips_calendar_months() {
         for n in 0..80u32 {
@@ -257,31 +486,118 @@ mod tests {
 
     #[test]
     fn customers_without_activity_have_no_activity_features() {
-        let row = features_as_of(&customer(), &ActivitySummary::default(), d("2025-09-30"));
-        assert_eq!(row[DAYS_SINCE_LAST_CONTACT], FeatureValue::Missing);
-        assert_eq!(row[TENURE_MONTHS], FeatureValue::Num(6.0));
-        assert_eq!(row["attr.SeniorCitizen"], FeatureValue::Num(1.0));
+        let row = features(&[], "2025-09-30");
+        assert_eq!(row["days_since_last_contact"], Missing);
+        assert_eq!(row["open_complaints"], Missing);
+        assert_eq!(row["tenure_months"], Num(6.0));
+        assert_eq!(row["contract"], Cat("one_year".into()));
+        assert_eq!(row["attr.SeniorCitizen"], Num(1.0));
+        assert_eq!(row["attr.PaymentMethod"], Cat("Mailed check".into()));
+    }
+
+    #[test]
+    fn usage_trend_silence_and_their_words() {
+        let mut evs = vec![ev(EventKind::Login, "2025-08-01", None)];
+        // 300 in the 90 days before the last 30, 60 in the last 30: down 40%.
+        for day in ["2025-06-10", "2025-07-10", "2025-08-10"] {
+            evs.push(ev(EventKind::Usage, day, Some(100.0)));
+        }
+        evs.push(ev(EventKind::Usage, "2025-09-15", Some(60.0)));
+        let row = features(&evs, "2025-09-30");
+        assert_eq!(row["usage_trend"], Num(-0.4));
+        assert_eq!(row["days_since_last_contact"], Num(60.0));
+        let spec = FeatureSpec::default_spec();
         assert_eq!(
-            row["attr.PaymentMethod"],
-            FeatureValue::Cat("Mailed check".into())
+            spec.describe("usage_trend", &row["usage_trend"]),
+            "usage down 40% on the prior quarter"
+        );
+        assert_eq!(
+            spec.describe("days_since_last_contact", &Num(60.0)),
+            "no contact for 60 days"
+        );
+        assert_eq!(
+            spec.describe("days_since_last_complaint", &Num(365.0)),
+            "no complaint in a year"
+        );
+        assert_eq!(
+            spec.describe("bill_shock", &Num(0.25)),
+            "latest bill +25% against usual"
+        );
+        assert_eq!(
+            spec.describe("contract", &Cat("one_year".into())),
+            "contract: one year"
+        );
+        assert_eq!(
+            spec.describe("attr.SeniorCitizen", &Num(1.0)),
+            "SeniorCitizen = 1"
         );
     }
 
     #[test]
-    fn usage_trend_and_silence() {
-        let a = ActivitySummary {
-            events_total: 10,
-            last_contact: Some(d("2025-08-01")),
-            usage_30d: 60.0,
-            usage_prior_90d: 300.0,
-            ..Default::default()
-        };
-        let row = features_as_of(&customer(), &a, d("2025-09-30"));
-        assert_eq!(row[USAGE_TREND], FeatureValue::Num(-0.4));
-        assert_eq!(row[DAYS_SINCE_LAST_CONTACT], FeatureValue::Num(60.0));
+    fn complaints_open_and_their_age() {
+        let evs = [
+            ev(EventKind::ComplaintOpened, "2025-06-01", None),
+            ev(EventKind::ComplaintOpened, "2025-07-01", None),
+            ev(EventKind::ComplaintResolved, "2025-07-15", Some(2.0)),
+            ev(EventKind::ComplaintReopened, "2025-08-01", None),
+        ];
+        let row = features(&evs, "2025-09-30");
+        assert_eq!(row["open_complaints"], Num(2.0));
+        // The resolution closed the oldest (June); July's is the oldest still open.
+        assert_eq!(row["oldest_open_complaint_days"], Num(91.0));
+        // June's and July's are more than 90 days back.
+        assert_eq!(row["complaints_90d"], Num(0.0));
         assert_eq!(
-            describe(USAGE_TREND, &row[USAGE_TREND]),
-            "usage down 40% on the prior quarter"
+            FeatureSpec::default_spec().describe("complaints_90d", &row["complaints_90d"]),
+            "0 complaints in 90 days"
         );
+        assert_eq!(row["days_since_last_complaint"], Num(60.0));
+    }
+
+    #[test]
+    fn bill_shock_compares_the_latest_invoice_with_the_usual() {
+        let evs = [
+            ev(EventKind::InvoiceIssued, "2025-06-01", Some(40.0)),
+            ev(EventKind::InvoiceIssued, "2025-07-01", Some(40.0)),
+            ev(EventKind::InvoiceIssued, "2025-08-01", Some(70.0)),
+        ];
+        let row = features(&evs, "2025-09-30");
+        assert_eq!(row["bill_shock"], Num(70.0 / 50.0 - 1.0));
+    }
+
+    #[test]
+    fn features_as_of_a_past_day_ignore_what_came_later() {
+        let early = vec![
+            ev(EventKind::Login, "2025-05-01", None),
+            ev(EventKind::ComplaintOpened, "2025-05-20", None),
+            ev(EventKind::Usage, "2025-04-01", Some(10.0)),
+        ];
+        let mut later = early.clone();
+        later.extend([
+            ev(EventKind::ComplaintResolved, "2025-06-01", Some(5.0)),
+            ev(EventKind::Login, "2025-06-01", None),
+            ev(EventKind::Usage, "2025-06-01", Some(99.0)),
+        ]);
+        assert_eq!(
+            features(&early, "2025-06-01"),
+            features(&later, "2025-06-01")
+        );
+        assert_ne!(
+            features(&early, "2025-06-02"),
+            features(&later, "2025-06-02")
+        );
+    }
+
+    #[test]
+    fn templates_render_every_placeholder() {
+        assert_eq!(
+            render(
+                "{value:.1} / {pct:.0}% / {abs_pct:.0} / {signed_pct:.0} / {up_down}",
+                -0.25
+            ),
+            "-0.2 / -25% / 25 / -25 / down"
+        );
+        assert_eq!(render("{value}", 3.0), "3");
+        assert_eq!(render("no braces", 1.0), "no braces");
     }
 }

@@ -2,81 +2,29 @@
 
 use std::io::Read;
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, Utc};
 
-use super::record::{Problem, Record, fnv1a64, parse_number, parse_timestamp, parse_with};
+use super::mapping::{EventMapping, map_event};
+use super::record::{Problem, parse_with};
 use super::{FileError, Format, Parsed};
-use crate::domain::{ActivityEvent, CustomerId, EventKind, InvalidValue};
+use crate::domain::ActivityEvent;
 
 const REQUIRED: &[&str] = &["customer_id", "kind", "occurred_at"];
-const KNOWN: &[&str] = &[
-    "customer_id",
-    "kind",
-    "occurred_at",
-    "value",
-    "source",
-    "source_event_id",
-];
 
+/// Parses a whole file with attune's own columns. Timestamps are not checked against a
+/// clock here (the pull pipeline does that, with [`map_event`] and the time of the pull).
 pub(super) fn parse<R: Read>(
     file: &str,
     reader: R,
     format: Format,
     default_source: &str,
 ) -> Result<Parsed<ActivityEvent>, FileError> {
-    parse_with(file, reader, format, REQUIRED, |r| event(r, default_source))
-}
-
-fn event(r: &Record, default_source: &str) -> Result<ActivityEvent, Problem> {
-    let customer = CustomerId::parse(r.required("customer_id", "a customer id")?)
-        .map_err(|e| Problem::at("customer_id", e.to_string()))?;
-    let kind: EventKind = r
-        .required("kind", "an event kind such as login or payment_made")?
-        .parse()
-        .map_err(|e: InvalidValue| Problem::at("kind", e.to_string()))?;
-    let occurred_at = parse_timestamp(
-        "occurred_at",
-        r.required("occurred_at", "a timestamp such as 2025-03-01T09:30:00Z")?,
-    )?;
-    let value = r
-        .text("value")?
-        .map(|raw| parse_number("value", raw))
-        .transpose()?;
-    if kind == EventKind::ComplaintResolved
-        && let Some(v) = value
-        && !(1.0..=5.0).contains(&v)
-    {
-        return Err(Problem::at(
-            "value",
-            format!("{v} is not a satisfaction score; expected 1 to 5 for complaint_resolved"),
-        ));
-    }
-    let source = r.text("source")?.unwrap_or(default_source).to_owned();
-    let occurred_text = occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
-    let source_event_id = match r.text("source_event_id")? {
-        Some(id) => id.to_owned(),
-        None => {
-            // Built from the parsed values, so `2025-03-01` and `2025-03-01 00:00:00` (or
-            // `12.5` and `12.50`) give the same id and a re-import never duplicates.
-            let value_text = value.map(|v| v.to_string()).unwrap_or_default();
-            let key = [
-                customer.as_str(),
-                kind.as_str(),
-                &occurred_text,
-                &value_text,
-            ]
-            .join("\u{1f}");
-            format!("h:{:016x}", fnv1a64(key.as_bytes()))
-        }
-    };
-    Ok(ActivityEvent {
-        customer,
-        kind,
-        occurred_at,
-        value,
-        attributes: r.others(KNOWN).into_iter().collect(),
-        source,
-        source_event_id,
+    let mapping = EventMapping::standard(default_source);
+    parse_with(file, reader, format, REQUIRED, |r| {
+        map_event(r, &mapping, DateTime::<Utc>::MAX_UTC).map_err(|rej| Problem {
+            column: rej.column,
+            problem: rej.problem,
+        })
     })
 }
 
@@ -153,7 +101,7 @@ c3,invoice,2025-03-04,12.5,,,
                     4,
                     "occurred_at",
                     "\"yesterday\" is not a timestamp; expected RFC 3339 (2025-03-01T09:30:00Z), \
-                     YYYY-MM-DD HH:MM:SS (UTC) or YYYY-MM-DD (midnight UTC)"
+                     YYYY-MM-DD HH:MM:SS (UTC), YYYY-MM-DD (midnight UTC) or unix seconds"
                 ),
                 err(7, "customer_id", "value is missing; expected a customer id"),
                 err(

@@ -26,7 +26,8 @@
 
 mod customers;
 mod events;
-mod record;
+pub mod mapping;
+pub(crate) mod record;
 pub mod table;
 
 use std::fmt;

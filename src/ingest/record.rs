@@ -22,7 +22,7 @@ pub(crate) enum Cell {
 /// `attributes` object.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Record {
-    pub fields: Vec<(String, Cell)>,
+    pub fields: Vec<(std::sync::Arc<str>, Cell)>,
     pub nested_attributes: Vec<(String, String)>,
 }
 
@@ -94,7 +94,7 @@ impl Record {
                 Cell::Complex { json, .. } => json.clone(),
             };
             if !v.is_empty() {
-                out.push((k.clone(), v));
+                out.push((k.to_string(), v));
             }
         }
         for (k, v) in &self.nested_attributes {
@@ -107,8 +107,9 @@ impl Record {
 }
 
 /// Reads every row of the file and maps it with `map`. Rows that cannot be framed (wrong
-/// number of CSV fields, a line that is not a JSON object) and rows `map` refuses become
-/// [`RowError`]s; nothing is dropped. For CSV, `required` columns must be in the header.
+/// number of CSV fields, a line that is not a JSON object or not UTF-8) and rows `map`
+/// refuses become [`RowError`]s; nothing is dropped. For CSV, `required` columns must be in
+/// the header.
 pub(crate) fn parse_with<R: Read, T>(
     file: &str,
     reader: R,
@@ -120,19 +121,23 @@ pub(crate) fn parse_with<R: Read, T>(
         rows: Vec::new(),
         rejected: Vec::new(),
     };
-    let mut handle = |line: u64, framed: Result<Record, Problem>| match framed.and_then(|r| map(&r))
-    {
-        Ok(t) => parsed.rows.push((line, t)),
-        Err(p) => parsed.rejected.push(RowError {
-            file: file.to_owned(),
-            line,
-            column: p.column,
-            problem: p.problem,
-        }),
-    };
-    match format {
-        Format::Csv => read_csv(file, reader, required, &mut handle)?,
-        Format::Ndjson => read_ndjson(file, reader, &mut handle)?,
+    let mut stream = RecordStream::open(file, std::io::BufReader::new(reader), format, required)?;
+    loop {
+        let batch = stream.next_batch(usize::MAX)?;
+        if batch.is_empty() {
+            break;
+        }
+        for (line, framed) in batch {
+            match framed.and_then(|r| map(&r)) {
+                Ok(t) => parsed.rows.push((line, t)),
+                Err(p) => parsed.rejected.push(RowError {
+                    file: file.to_owned(),
+                    line,
+                    column: p.column,
+                    problem: p.problem,
+                }),
+            }
+        }
     }
     Ok(parsed)
 }
@@ -144,106 +149,343 @@ fn unreadable(file: &str, reason: impl ToString) -> FileError {
     }
 }
 
-fn read_csv<R: Read>(
-    file: &str,
-    mut reader: R,
-    required: &[&str],
-    handle: &mut impl FnMut(u64, Result<Record, Problem>),
-) -> Result<(), FileError> {
-    // The whole file is read first so that line numbers can be computed from byte offsets:
-    // the csv crate's own line counter lags behind after CRLF endings and blank lines.
-    let mut bytes = Vec::new();
-    reader
-        .read_to_end(&mut bytes)
-        .map_err(|e| unreadable(file, e))?;
-    let lines = LineIndex::new(&bytes);
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(bytes.as_slice());
-    let mut record = csv::ByteRecord::new();
-    let csv_err = |e: csv::Error| match e.kind() {
-        csv::ErrorKind::Io(_) => unreadable(file, e),
-        _ => unreadable(file, format!("not valid CSV: {e}")),
-    };
+/// One framed row: its 1-based line number and the record, or why it could not be framed.
+pub(crate) type Framed = (u64, Result<Record, Problem>);
 
-    // The header.
-    let mut headers: Vec<String> = Vec::new();
-    if rdr.read_byte_record(&mut record).map_err(csv_err)? {
-        let line = lines.line_of(&record);
-        for (i, raw) in record.iter().enumerate() {
-            let name = std::str::from_utf8(raw).map_err(|_| FileError::NotUtf8 {
-                file: file.to_owned(),
-                line,
-            })?;
-            let name = name.trim_start_matches('\u{feff}').trim();
-            let name = if name.is_empty() {
-                format!("column_{}", i + 1)
-            } else {
-                name.to_owned()
-            };
-            if headers.iter().any(|h| h.eq_ignore_ascii_case(&name)) {
-                return Err(FileError::DuplicateColumn {
-                    file: file.to_owned(),
-                    column: name,
-                });
-            }
-            headers.push(name);
-        }
-    }
-    let missing: Vec<String> = required
-        .iter()
-        .filter(|r| !headers.iter().any(|h| h.eq_ignore_ascii_case(r)))
-        .map(|r| (*r).to_owned())
-        .collect();
-    if !missing.is_empty() {
-        return Err(FileError::MissingColumns {
+/// Reads a CSV or NDJSON file a batch of rows at a time, so a file of any size is read in
+/// bounded memory. CSV is cut into segments at line endings outside quotes, and each
+/// segment is parsed whole, which keeps line numbers exact (the csv crate's own line
+/// counter lags behind after CRLF endings and blank lines).
+pub(crate) struct RecordStream<R> {
+    file: String,
+    format: Format,
+    reader: R,
+    headers: Vec<std::sync::Arc<str>>,
+    /// Bytes read but not yet framed; always starts at a row boundary.
+    carry: Vec<u8>,
+    /// The line number of `carry`'s first byte.
+    next_line: u64,
+    eof: bool,
+    pending: std::collections::VecDeque<Framed>,
+    segment_bytes: usize,
+}
+
+/// Bytes read from a CSV file before a segment is framed.
+const SEGMENT_BYTES: usize = 4 << 20;
+
+impl<R: std::io::BufRead> RecordStream<R> {
+    /// Opens a stream; for CSV, reads the header and checks the `required` columns.
+    pub fn open(
+        file: &str,
+        reader: R,
+        format: Format,
+        required: &[&str],
+    ) -> Result<Self, FileError> {
+        let mut s = Self {
             file: file.to_owned(),
-            missing,
-            found: headers,
-        });
+            format,
+            reader,
+            headers: Vec::new(),
+            carry: Vec::new(),
+            next_line: 1,
+            eof: false,
+            pending: Default::default(),
+            segment_bytes: SEGMENT_BYTES,
+        };
+        if format == Format::Csv {
+            s.read_header(required)?;
+        }
+        Ok(s)
     }
 
-    while rdr.read_byte_record(&mut record).map_err(csv_err)? {
-        let line = lines.line_of(&record);
-        let mut values = Vec::with_capacity(record.len());
-        for raw in record.iter() {
-            let v = std::str::from_utf8(raw).map_err(|_| FileError::NotUtf8 {
-                file: file.to_owned(),
-                line,
-            })?;
-            values.push(v.to_owned());
-        }
-        // A line holding only whitespace is a blank line, not a row.
-        if values.len() == 1 && values[0].trim().is_empty() {
-            continue;
-        }
-        if values.len() != headers.len() {
-            handle(
-                line,
-                Err(Problem::row(format!(
-                    "row has {} fields but the header has {}; expected one value per column \
-                     (quote values that contain commas)",
-                    values.len(),
-                    headers.len()
-                ))),
-            );
-            continue;
-        }
-        let fields = headers
-            .iter()
-            .cloned()
-            .zip(values.into_iter().map(Cell::Text))
-            .collect::<Vec<_>>();
-        handle(
-            line,
-            Ok(Record {
-                fields,
-                nested_attributes: Vec::new(),
-            }),
-        );
+    #[cfg(test)]
+    fn with_segment_bytes(mut self, n: usize) -> Self {
+        self.segment_bytes = n;
+        self
     }
-    Ok(())
+
+    /// Up to `max` more rows; empty at the end of the file.
+    pub fn next_batch(&mut self, max: usize) -> Result<Vec<Framed>, FileError> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            if let Some(f) = self.pending.pop_front() {
+                out.push(f);
+                continue;
+            }
+            if self.eof && self.carry.is_empty() {
+                break;
+            }
+            match self.format {
+                Format::Csv => self.frame_csv_segment()?,
+                Format::Ndjson => self.frame_ndjson_line()?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads until `carry` holds at least `want` bytes or the file ends.
+    fn fill(&mut self, want: usize) -> Result<(), FileError> {
+        while !self.eof && self.carry.len() < want {
+            let buf = self
+                .reader
+                .fill_buf()
+                .map_err(|e| unreadable(&self.file, e))?;
+            if buf.is_empty() {
+                self.eof = true;
+                break;
+            }
+            let n = buf.len();
+            self.carry.extend_from_slice(buf);
+            self.reader.consume(n);
+        }
+        Ok(())
+    }
+
+    fn read_header(&mut self, required: &[&str]) -> Result<(), FileError> {
+        // Blank lines before the header are skipped, as the csv crate does.
+        loop {
+            self.fill(1)?;
+            match self.carry.first() {
+                Some(b'\n') => {
+                    self.carry.remove(0);
+                    self.next_line += 1;
+                }
+                Some(b'\r') => {
+                    self.fill(2)?;
+                    let n = if self.carry.get(1) == Some(&b'\n') {
+                        2
+                    } else {
+                        1
+                    };
+                    self.carry.drain(..n);
+                    self.next_line += 1;
+                }
+                _ => break,
+            }
+        }
+        // The header ends at the first line ending outside quotes.
+        let end = loop {
+            if let Some(end) = first_row_end(&self.carry) {
+                break end;
+            }
+            if self.eof {
+                break self.carry.len();
+            }
+            let want = self.carry.len() + 64 * 1024;
+            self.fill(want)?;
+        };
+        let head: Vec<u8> = self.carry.drain(..end).collect();
+        let line_endings = count_line_endings(&head);
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(head.as_slice());
+        let mut record = csv::ByteRecord::new();
+        let file = self.file.clone();
+        let got = rdr
+            .read_byte_record(&mut record)
+            .map_err(|e| unreadable(&file, format!("not valid CSV: {e}")))?;
+        if got {
+            let line = self.next_line;
+            for (i, raw) in record.iter().enumerate() {
+                let name = std::str::from_utf8(raw).map_err(|_| FileError::NotUtf8 {
+                    file: file.clone(),
+                    line,
+                })?;
+                let name = name.trim_start_matches('\u{feff}').trim();
+                let name = if name.is_empty() {
+                    format!("column_{}", i + 1)
+                } else {
+                    name.to_owned()
+                };
+                if self.headers.iter().any(|h| h.eq_ignore_ascii_case(&name)) {
+                    return Err(FileError::DuplicateColumn { file, column: name });
+                }
+                self.headers.push(name.into());
+            }
+        }
+        self.next_line += line_endings;
+        let missing: Vec<String> = required
+            .iter()
+            .filter(|r| !self.headers.iter().any(|h| h.eq_ignore_ascii_case(r)))
+            .map(|r| (*r).to_owned())
+            .collect();
+        if !missing.is_empty() {
+            return Err(FileError::MissingColumns {
+                file,
+                missing,
+                found: self.headers.iter().map(|h| h.to_string()).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    fn frame_csv_segment(&mut self) -> Result<(), FileError> {
+        self.fill(self.segment_bytes)?;
+        let split = if self.eof {
+            self.carry.len()
+        } else {
+            match last_row_end(&self.carry) {
+                Some(end) => end,
+                None => {
+                    // One row longer than a segment (or an unbalanced quote): read on.
+                    let want = self.carry.len() * 2;
+                    self.fill(want)?;
+                    return Ok(());
+                }
+            }
+        };
+        let segment: Vec<u8> = self.carry.drain(..split).collect();
+        let base = self.next_line - 1;
+        self.next_line += count_line_endings(&segment);
+        let lines = LineIndex::new(&segment);
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(segment.as_slice());
+        let mut record = csv::ByteRecord::new();
+        loop {
+            match rdr.read_byte_record(&mut record) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    return Err(match e.kind() {
+                        csv::ErrorKind::Io(_) => unreadable(&self.file, e),
+                        _ => unreadable(&self.file, format!("not valid CSV: {e}")),
+                    });
+                }
+            }
+            let line = base + lines.line_of(&record);
+            let mut values = Vec::with_capacity(record.len());
+            let mut utf8 = true;
+            for raw in record.iter() {
+                match std::str::from_utf8(raw) {
+                    Ok(v) => values.push(v.to_owned()),
+                    Err(_) => {
+                        utf8 = false;
+                        break;
+                    }
+                }
+            }
+            if !utf8 {
+                self.pending.push_back((
+                    line,
+                    Err(Problem::row(
+                        "not valid UTF-8; save the file as UTF-8".to_owned(),
+                    )),
+                ));
+                continue;
+            }
+            // A line holding only whitespace is a blank line, not a row.
+            if values.len() == 1 && values[0].trim().is_empty() {
+                continue;
+            }
+            if values.len() != self.headers.len() {
+                self.pending.push_back((
+                    line,
+                    Err(Problem::row(format!(
+                        "row has {} fields but the header has {}; expected one value per column \
+                         (quote values that contain commas)",
+                        values.len(),
+                        self.headers.len()
+                    ))),
+                ));
+                continue;
+            }
+            let fields = self
+                .headers
+                .iter()
+                .cloned()
+                .zip(values.into_iter().map(Cell::Text))
+                .collect::<Vec<_>>();
+            self.pending.push_back((
+                line,
+                Ok(Record {
+                    fields,
+                    nested_attributes: Vec::new(),
+                }),
+            ));
+        }
+        Ok(())
+    }
+
+    fn frame_ndjson_line(&mut self) -> Result<(), FileError> {
+        let mut raw = Vec::new();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| unreadable(&self.file, e))?;
+        if n == 0 {
+            self.eof = true;
+            return Ok(());
+        }
+        let line = self.next_line;
+        self.next_line += 1;
+        let framed = match std::str::from_utf8(&raw) {
+            Err(_) => Err(Problem::row(
+                "not valid UTF-8; save the file as UTF-8".to_owned(),
+            )),
+            Ok(text) => {
+                let text = if line == 1 {
+                    text.trim_start_matches('\u{feff}')
+                } else {
+                    text
+                };
+                if text.trim().is_empty() {
+                    return Ok(());
+                }
+                ndjson_record(text)
+            }
+        };
+        self.pending.push_back((line, framed));
+        Ok(())
+    }
+}
+
+/// Where the first row ends (just past its line ending) when the line ending is outside
+/// quotes; `None` if no complete row is in `bytes` yet.
+fn first_row_end(bytes: &[u8]) -> Option<usize> {
+    let mut quoted = false;
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => return Some(i + 1),
+            b'\r' if !quoted => {
+                return match bytes.get(i + 1) {
+                    Some(b'\n') => Some(i + 2),
+                    Some(_) => Some(i + 1),
+                    None => None,
+                };
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Just past the last line ending outside quotes, if any. A lone `\r` at the very end
+/// is not taken: the next read may bring its `\n`.
+fn last_row_end(bytes: &[u8]) -> Option<usize> {
+    let mut quoted = false;
+    let mut last = None;
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' if !quoted => last = Some(i + 1),
+            b'\r' if !quoted && i + 1 < bytes.len() && bytes[i + 1] != b'\n' => last = Some(i + 1),
+            _ => {}
+        }
+    }
+    last
+}
+
+/// Line endings in `bytes`: `\n`, `\r\n` or a lone `\r`, as in the csv crate.
+fn count_line_endings(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|(i, b)| **b == b'\n' || (**b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
+        .count() as u64
 }
 
 /// Maps byte offsets to 1-based line numbers. A line ends at `\n`, `\r\n` or a lone `\r`,
@@ -277,32 +519,24 @@ impl<'a> LineIndex<'a> {
     }
 }
 
-fn read_ndjson<R: Read>(
-    file: &str,
-    mut reader: R,
-    handle: &mut impl FnMut(u64, Result<Record, Problem>),
-) -> Result<(), FileError> {
-    let mut bytes = Vec::new();
-    reader
-        .read_to_end(&mut bytes)
-        .map_err(|e| unreadable(file, e))?;
-    for (i, raw) in bytes.split(|b| *b == b'\n').enumerate() {
-        let line = i as u64 + 1;
-        let text = std::str::from_utf8(raw).map_err(|_| FileError::NotUtf8 {
-            file: file.to_owned(),
-            line,
-        })?;
-        let text = if i == 0 {
-            text.trim_start_matches('\u{feff}')
-        } else {
-            text
-        };
-        if text.trim().is_empty() {
-            continue;
+impl Record {
+    /// A record of named text values (a row from a database); `None` is null.
+    pub fn from_pairs(
+        pairs: impl IntoIterator<Item = (std::sync::Arc<str>, Option<String>)>,
+    ) -> Self {
+        Record {
+            fields: pairs
+                .into_iter()
+                .map(|(k, v)| (k, v.map_or(Cell::Null, Cell::Text)))
+                .collect(),
+            nested_attributes: Vec::new(),
         }
-        handle(line, ndjson_record(text));
     }
-    Ok(())
+
+    /// A record from a JSON object (an HTTP item, a quarantined raw row).
+    pub fn from_json(value: &serde_json::Value) -> Self {
+        json_record(value.clone(), "item").unwrap_or_default()
+    }
 }
 
 fn ndjson_record(text: &str) -> Result<Record, Problem> {
@@ -311,9 +545,15 @@ fn ndjson_record(text: &str) -> Result<Record, Problem> {
             "not valid JSON ({e}); expected one JSON object per line"
         ))
     })?;
+    json_record(value, "line")
+}
+
+/// A JSON object as a record; anything else is a problem. `noun` names what held it
+/// (a line, an item).
+pub(crate) fn json_record(value: serde_json::Value, noun: &str) -> Result<Record, Problem> {
     let serde_json::Value::Object(map) = value else {
         return Err(Problem::row(format!(
-            "line is a JSON {}, not an object; expected one JSON object per line",
+            "{noun} is a JSON {}, not an object; expected one JSON object per {noun}",
             json_kind(&value)
         )));
     };
@@ -349,7 +589,7 @@ fn ndjson_record(text: &str) -> Result<Record, Problem> {
             },
             _ => Cell::Text(json_to_text(&v).unwrap_or_default()),
         };
-        record.fields.push((k, cell));
+        record.fields.push((k.into(), cell));
     }
     Ok(record)
 }
@@ -429,11 +669,22 @@ pub(crate) fn parse_timestamp(column: &str, raw: &str) -> Result<DateTime<Utc>, 
     if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
     }
+    // Unix seconds, as databases and logs often export them.
+    if !raw.is_empty()
+        && raw.len() <= 12
+        && raw.bytes().all(|b| b.is_ascii_digit())
+        && let Some(t) = raw
+            .parse::<i64>()
+            .ok()
+            .and_then(|s| DateTime::from_timestamp(s, 0))
+    {
+        return Ok(t);
+    }
     Err(Problem::at(
         column,
         format!(
             "{raw:?} is not a timestamp; expected RFC 3339 (2025-03-01T09:30:00Z), \
-             YYYY-MM-DD HH:MM:SS (UTC) or YYYY-MM-DD (midnight UTC)"
+             YYYY-MM-DD HH:MM:SS (UTC), YYYY-MM-DD (midnight UTC) or unix seconds"
         ),
     ))
 }
@@ -452,6 +703,41 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_segments_cut_only_between_rows() {
+        let mut csv = String::from("a,b\n");
+        let (mut want, mut line) = (Vec::new(), 2);
+        for i in 0..200u64 {
+            want.push((line, i.to_string()));
+            if i % 3 == 0 {
+                // A quoted value over two lines.
+                csv.push_str(&format!("{i},\"x\ny\"\r\n"));
+                line += 2;
+            } else {
+                // A lone carriage return ends a line too.
+                csv.push_str(&format!("{i},z\r"));
+                line += 1;
+            }
+        }
+        for seg in [1, 5, 64] {
+            let mut s = RecordStream::open("f", csv.as_bytes(), Format::Csv, &["a"])
+                .unwrap()
+                .with_segment_bytes(seg);
+            let mut got = Vec::new();
+            loop {
+                let batch = s.next_batch(7).unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                for (line, r) in batch {
+                    let r = r.unwrap();
+                    got.push((line, r.text("a").unwrap().unwrap().to_owned()));
+                }
+            }
+            assert_eq!(got, want, "segments of {seg} bytes");
+        }
+    }
 
     #[test]
     fn fnv1a64_matches_reference_vectors() {

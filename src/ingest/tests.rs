@@ -60,29 +60,80 @@ fn row_error_display() {
 }
 
 #[test]
-fn non_utf8_is_a_file_error_naming_the_line() {
-    let csv = b"customer_id,kind,occurred_at\nc1,login,2025-01-01\nc\xff,login,2025-01-01\n";
-    let err = parse_events("e.csv", &csv[..], Format::Csv, "s").unwrap_err();
+fn non_utf8_row_is_rejected_alone_and_a_non_utf8_header_refuses_the_file() {
+    // A bad row costs only itself: the rows around it are kept.
+    let csv = b"customer_id,kind,occurred_at\nc1,login,2025-01-01\nc\xff,login,2025-01-01\nc2,login,2025-01-01\n";
+    let p = parse_events("e.csv", &csv[..], Format::Csv, "s").unwrap();
+    assert_eq!(
+        p.rows.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        vec![2, 4]
+    );
+    assert_eq!(
+        p.rejected.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        vec!["e.csv:3: not valid UTF-8; save the file as UTF-8"]
+    );
+    let nd = b"{}\n\n{\"a\":\"\xc3\"}\n{\"customer_id\":\"c1\",\"kind\":\"login\",\"occurred_at\":\"2025-01-01\"}\n";
+    let p = parse_events("e.ndjson", &nd[..], Format::Ndjson, "s").unwrap();
+    assert_eq!(p.rows.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(
+        p.rejected.iter().map(|e| e.line).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    assert_eq!(
+        p.rejected[1].problem,
+        "not valid UTF-8; save the file as UTF-8"
+    );
+    let err = parse_events("h.csv", &b"customer_id,k\xffind\n"[..], Format::Csv, "s").unwrap_err();
     assert_eq!(
         err,
         FileError::NotUtf8 {
-            file: "e.csv".into(),
-            line: 3
+            file: "h.csv".into(),
+            line: 1
         }
     );
-    assert_eq!(
-        err.to_string(),
-        "e.csv:3: not valid UTF-8; save the file as UTF-8"
-    );
-    let nd = b"{}\n\n{\"a\":\"\xc3\"}\n";
-    let err = parse_events("e.ndjson", &nd[..], Format::Ndjson, "s").unwrap_err();
-    assert_eq!(
-        err,
-        FileError::NotUtf8 {
-            file: "e.ndjson".into(),
-            line: 3
+}
+
+/// A reader that hands out a few bytes at a time, so rows straddle every read.
+struct Trickle<'a>(&'a [u8], usize);
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.1.min(buf.len()).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn rows_straddling_reads_and_segments_keep_their_line_numbers() {
+    let mut csv = String::from("\r\ncustomer_id,kind,occurred_at,note\r\n");
+    let mut want = Vec::new();
+    let mut line = 3;
+    for i in 0..3000 {
+        if i % 7 == 0 {
+            // A quoted value over two lines, and a blank line.
+            csv.push_str(&format!(
+                "c{i},login,2025-01-01,\"two\r\nlines, \"\"quoted\"\"\"\r\n\r\n"
+            ));
+            want.push(line);
+            line += 3;
+        } else {
+            csv.push_str(&format!("c{i},login,2025-01-01,x\r\n"));
+            want.push(line);
+            line += 1;
         }
-    );
+    }
+    for chunk in [1, 7, 4096] {
+        let reader = std::io::BufReader::with_capacity(chunk, Trickle(csv.as_bytes(), chunk));
+        let p = parse_events("e.csv", reader, Format::Csv, "s").unwrap();
+        assert!(p.rejected.is_empty(), "{:?}", p.rejected.first());
+        assert_eq!(p.rows.iter().map(|(l, _)| *l).collect::<Vec<_>>(), want);
+        assert_eq!(
+            p.rows[0].1.attributes.get("note").map(String::as_str),
+            Some("two\r\nlines, \"quoted\"")
+        );
+    }
 }
 
 #[test]

@@ -143,7 +143,15 @@ impl Queues {
         match (self, kind) {
             (Queues::Sqlite { pull, .. }, JobKind::Pull) => push_once!(pull, PullJob { tick }, key),
             (Queues::Sqlite { score, .. }, JobKind::Score) => {
-                push_once!(score, ScoreJob { tick, as_of: None }, key)
+                push_once!(
+                    score,
+                    ScoreJob {
+                        tick,
+                        as_of: None,
+                        changed_only: false
+                    },
+                    key
+                )
             }
             (Queues::Sqlite { plan, .. }, JobKind::Plan) => {
                 push_once!(plan, PlanJob::default(), key)
@@ -152,7 +160,15 @@ impl Queues {
                 push_once!(pull, PullJob { tick }, key)
             }
             (Queues::Postgres { score, .. }, JobKind::Score) => {
-                push_once!(score, ScoreJob { tick, as_of: None }, key)
+                push_once!(
+                    score,
+                    ScoreJob {
+                        tick,
+                        as_of: None,
+                        changed_only: false
+                    },
+                    key
+                )
             }
             (Queues::Postgres { plan, .. }, JobKind::Plan) => {
                 push_once!(plan, PlanJob::default(), key)

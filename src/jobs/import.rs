@@ -8,9 +8,12 @@ use anyhow::Context as _;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::domain::{ActivityEvent, Customer};
+use super::{JobContext, sources};
+use crate::domain::Customer;
+use crate::ingest::mapping::Rejection;
+use crate::ingest::record::RecordStream;
 use crate::ingest::{self, CustomerPreset, Format, RowError};
-use crate::store::Db;
+use crate::store::{Db, FailPoint};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportReport {
@@ -24,6 +27,8 @@ pub struct ImportReport {
     /// Events for customers attune does not know yet: kept in quarantine, stored by
     /// `attune quarantine retry` once the customer is imported.
     pub quarantined: u64,
+    /// Rows refused (malformed, unknown kind, bad timestamp or value): quarantined with
+    /// the reason for events, listed for customers.
     pub rejected: u64,
     /// One line per rejected row: `file:line: column C: problem`.
     pub errors: Vec<String>,
@@ -66,42 +71,73 @@ pub async fn import_customers_file(
     Ok(report)
 }
 
-pub async fn import_events_file(db: &Db, path: &Path) -> anyhow::Result<ImportReport> {
+/// Imports an events file through the same pipeline as a drop directory (streamed in
+/// batches; refused rows and unknown customers quarantined with their reason), as source
+/// `source`: a configured source's name to use its column and kind mapping, else a name
+/// of its own (attune's standard columns).
+pub async fn import_events_file(
+    ctx: &JobContext,
+    path: &Path,
+    source: Option<&str>,
+) -> anyhow::Result<ImportReport> {
     let name = path.display().to_string();
     let format = Format::from_path(path)?;
-    let source = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("file")
-        .to_owned();
+    let source = source.map(str::to_owned).unwrap_or_else(|| {
+        path.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("file")
+            .to_owned()
+    });
+    let mapping = sources::mapping_for(ctx, &source)?;
+    let required: Vec<&str> = ["customer_id", "kind", "occurred_at"]
+        .iter()
+        .map(|f| mapping.column(f))
+        .collect();
     let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    let parsed = ingest::parse_events(&name, std::io::BufReader::new(file), format, &source)?;
+    let mut stream = RecordStream::open(
+        &name,
+        std::io::BufReader::with_capacity(1 << 20, file),
+        format,
+        &required,
+    )?;
+    let ids = ctx.db.customer_ids().await?;
     let mut report = ImportReport {
         file: name.clone(),
         ..Default::default()
     };
-    report.reject(parsed.rejected);
-    let (lines, events): (Vec<u64>, Vec<ActivityEvent>) = parsed.rows.into_iter().unzip();
-    let counts = db
-        .insert_events(&events)
-        .await
-        .with_context(|| format!("storing events from {name}"))?;
-    report.imported = counts.inserted;
-    report.duplicate = counts.duplicate;
-    report.quarantined = counts.quarantined;
-    for &i in &counts.unknown_customer {
-        report.quarantine.push(format!(
-            "{name}:{}: column customer_id: unknown customer {:?}; kept in quarantine until the customer is imported (then `attune quarantine retry`)",
-            lines[i],
-            events[i].customer.as_str()
-        ));
+    loop {
+        let framed = stream.next_batch(50_000)?;
+        if framed.is_empty() {
+            break;
+        }
+        let rows = framed
+            .into_iter()
+            .map(|(line, r)| (format!("{name}:{line}"), r.map_err(Rejection::malformed)));
+        let batch = sources::map_rows(&source, &mapping, chrono::Utc::now(), rows);
+        let c = ctx
+            .db
+            .ingest(&ids, &batch, FailPoint::Never)
+            .await
+            .with_context(|| format!("storing events from {name}"))?;
+        report.imported += c.stored;
+        report.duplicate += c.duplicate;
+        report.quarantined += c.unknown_customer.len() as u64;
+        for r in &batch.refused {
+            report.rejected += 1;
+            report.errors.push(format!(
+                "{}: {} [{}]",
+                r.location,
+                r.reason,
+                r.code.as_str()
+            ));
+        }
+        for &i in &c.unknown_customer {
+            report.quarantine.push(format!(
+                "{}: column customer_id: unknown customer {:?}; kept in quarantine until the customer is imported (then `attune quarantine retry`)",
+                batch.locations[i],
+                batch.events[i].customer.as_str()
+            ));
+        }
     }
-    let prefix = format!("{name}:");
-    report.errors.sort_by_key(|e| {
-        e.strip_prefix(&prefix)
-            .and_then(|r| r.split(':').next())
-            .and_then(|l| l.parse::<u64>().ok())
-            .unwrap_or(0)
-    });
     Ok(report)
 }

@@ -11,6 +11,7 @@ pub mod plan;
 pub mod pull;
 pub mod retrain;
 pub mod score;
+pub mod sources;
 pub mod train;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use crate::config::Config;
+use crate::features::FeatureSpec;
 use crate::model::ModelArtifact;
 use crate::store::Db;
 
@@ -26,6 +28,7 @@ use crate::store::Db;
 pub struct JobContext {
     pub db: Db,
     pub config: Arc<Config>,
+    features: Arc<std::sync::OnceLock<Arc<FeatureSpec>>>,
 }
 
 impl JobContext {
@@ -33,7 +36,17 @@ impl JobContext {
         Self {
             db,
             config: Arc::new(config),
+            features: Default::default(),
         }
+    }
+
+    /// The feature spec: `[features] spec`, or the one built in. Read once.
+    pub fn feature_spec(&self) -> anyhow::Result<Arc<FeatureSpec>> {
+        if let Some(spec) = self.features.get() {
+            return Ok(spec.clone());
+        }
+        let spec = feature_spec(&self.config)?;
+        Ok(self.features.get_or_init(|| Arc::new(spec)).clone())
     }
 
     pub fn playbook_settings(&self) -> crate::playbook::Settings {
@@ -79,6 +92,14 @@ pub fn parse_model(text: &str) -> anyhow::Result<ModelArtifact> {
     let model: ModelArtifact = serde_json::from_str(text)?;
     model.validate()?;
     Ok(model)
+}
+
+/// The feature spec the config names, or the one built in.
+pub fn feature_spec(config: &Config) -> anyhow::Result<FeatureSpec> {
+    Ok(match &config.features.spec {
+        Some(path) => FeatureSpec::load(path)?,
+        None => FeatureSpec::default_spec(),
+    })
 }
 
 pub fn today() -> NaiveDate {

@@ -152,7 +152,7 @@ pub async fn run(ctx: &JobContext, job: &RetrainJob) -> anyhow::Result<Decision>
         seed: t.seed,
     };
     let opts = TrainOptions::from_config(t);
-    let trained = train_from_history(&ctx.db, &h, &opts)
+    let trained = train_from_history(&ctx.db, &*ctx.feature_spec()?, &h, &opts)
         .await
         .context("training a challenger")?;
     let path = t.models_dir.join(format!("{}.json", trained.model.version));

@@ -1,13 +1,16 @@
 //! The scoring job: every active customer's churn probability as of a day, with the top
-//! three drivers of each, written as one scoring run. Customers are scored a page at a
-//! time, so memory stays flat however many there are; the run counts only once closed.
+//! three drivers of each, written as one scoring run (`full`, nightly), or just the
+//! customers whose activity changed since their last score (`changed`, every few
+//! minutes). Features come from the daily rollups through the feature spec. Customers are
+//! scored a page at a time, so memory stays flat however many there are; the run counts
+//! only once closed.
 
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::JobContext;
-use crate::features::{ActivitySummary, FeatureRow, features_as_of};
+use crate::features::{Activity, FeatureRow, FeatureSpec, compute, day_number};
 use crate::model::ModelArtifact;
 use crate::model::drift::{self, DriftRow};
 use crate::store::NewScore;
@@ -24,6 +27,9 @@ pub struct ScoreJob {
     pub tick: Option<String>,
     /// Score as of this day; today when unset.
     pub as_of: Option<NaiveDate>,
+    /// Only the customers whose activity or record changed since their last score.
+    #[serde(default)]
+    pub changed_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,18 +40,76 @@ pub struct ScoreReport {
     pub customers: usize,
     pub at_risk: usize,
     pub risk_threshold: f64,
+    pub scope: String,
 }
 
-/// Scores one page of feature rows: probability and top three drivers.
-fn score_rows(model: &ModelArtifact, ids: &[i64], rows: &[FeatureRow]) -> Vec<NewScore> {
-    ids.iter()
-        .zip(rows)
-        .map(|(id, row)| NewScore {
-            customer_id: *id,
-            probability: model.predict(row).get(),
-            drivers: serde_json::to_value(model.drivers(row, 3)).unwrap_or_default(),
-        })
-        .collect()
+/// Features, probability and top three drivers of one page of customers, on every core.
+fn score_page(
+    spec: &FeatureSpec,
+    model: &ModelArtifact,
+    page: &[(i64, crate::domain::Customer)],
+    activity: &std::collections::HashMap<i64, Activity>,
+    as_of: NaiveDate,
+) -> (Vec<FeatureRow>, Vec<NewScore>) {
+    let none = Activity::default();
+    let work = |part: &[(i64, crate::domain::Customer)]| -> (Vec<FeatureRow>, Vec<NewScore>) {
+        part.iter()
+            .map(|(id, c)| {
+                let row = compute(spec, c, activity.get(id).unwrap_or(&none), as_of);
+                let drivers = model.drivers_with(&row, 3, &|n, v| spec.describe(n, v));
+                let score = NewScore {
+                    customer_id: *id,
+                    probability: model.predict(&row).get(),
+                    drivers: serde_json::to_value(drivers).unwrap_or_default(),
+                };
+                (row, score)
+            })
+            .unzip()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || page.len() < 2_000 {
+        return work(page);
+    }
+    let chunk = page.len().div_ceil(threads);
+    let parts: Vec<(Vec<FeatureRow>, Vec<NewScore>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = page
+            .chunks(chunk)
+            .map(|p| s.spawn(move || work(p)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("scoring a page does not panic"))
+            .collect()
+    });
+    let mut rows = Vec::with_capacity(page.len());
+    let mut scores = Vec::with_capacity(page.len());
+    for (r, s) in parts {
+        rows.extend(r);
+        scores.extend(s);
+    }
+    (rows, scores)
+}
+
+/// Refuses a model that reads features the spec does not produce: it would score everyone
+/// as if those were unknown.
+pub fn check_model_against_spec(model: &ModelArtifact, spec: &FeatureSpec) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = model
+        .features
+        .iter()
+        .map(|f| f.source.as_str())
+        .filter(|s| !spec.defines(s))
+        .collect();
+    missing.dedup();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "model {} reads features the feature spec does not define: {}; train a model on this spec or point [features] spec at the one it was trained on",
+            model.version,
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Population stability of each feature and of the scores against the training data,
@@ -111,38 +175,81 @@ impl DriftTally {
 
 pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport> {
     let as_of = job.as_of.unwrap_or_else(super::today);
-    let model = ctx.scoring_model().await?;
+    let spec = ctx.feature_spec()?;
+    let model = std::sync::Arc::new(ctx.scoring_model().await?);
+    check_model_against_spec(&model, &spec)?;
     let trigger = job.tick.clone().unwrap_or_else(|| "manual".into());
-    let run_id = ctx
+    let scope = if job.changed_only { "changed" } else { "full" };
+    let changed: Option<Vec<i64>> = if job.changed_only {
+        Some(
+            ctx.db
+                .changed_customers(i64::MAX)
+                .await?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+        )
+    } else {
+        None
+    };
+    let (run_id, started_at) = ctx
         .db
-        .start_scoring_run(&model.version, as_of, &trigger)
+        .start_scoring_run(&model.version, as_of, &trigger, scope)
         .await?;
     let threshold = ctx.config.scoring.risk_threshold;
-    let none = ActivitySummary::default();
+    let day = day_number(as_of);
     let (mut customers, mut at_risk, mut after) = (0usize, 0usize, i64::MIN);
     let mut drift = DriftTally::new(&model);
+    let mut pages = changed.as_deref().map(|ids| ids.chunks(PAGE as usize));
     loop {
-        let page = ctx
-            .db
-            .customers_active_page(as_of, after, PAGE)
-            .await
-            .context("loading customers")?;
-        let (Some(first), Some(last)) = (page.first().map(|c| c.0), page.last().map(|c| c.0))
-        else {
-            break;
+        let (page, activity) = match &mut pages {
+            None => {
+                let page = ctx
+                    .db
+                    .customers_active_page(as_of, after, PAGE)
+                    .await
+                    .context("loading customers")?;
+                let (Some(first), Some(last)) =
+                    (page.first().map(|c| c.0), page.last().map(|c| c.0))
+                else {
+                    break;
+                };
+                after = last;
+                let activity = ctx
+                    .db
+                    .activity_between(first, last, day)
+                    .await
+                    .context("reading activity rollups")?;
+                (page, activity)
+            }
+            Some(chunks) => {
+                let Some(ids) = chunks.next() else { break };
+                let page: Vec<_> = ctx
+                    .db
+                    .customers_with_ids(ids)
+                    .await
+                    .context("loading customers")?
+                    .into_iter()
+                    .filter(|(_, c)| c.is_active_on(as_of))
+                    .collect();
+                let ids: Vec<i64> = page.iter().map(|(id, _)| *id).collect();
+                let activity = ctx
+                    .db
+                    .activity_of(&ids, day)
+                    .await
+                    .context("reading activity rollups")?;
+                (page, activity)
+            }
         };
-        let activity = ctx
-            .db
-            .activity_summaries_between(as_of, first, last)
-            .await
-            .context("summarising activity")?;
-        let ids: Vec<i64> = page.iter().map(|(id, _)| *id).collect();
-        let rows: Vec<FeatureRow> = page
-            .iter()
-            .map(|(id, c)| features_as_of(c, activity.get(id).unwrap_or(&none), as_of))
-            .collect();
-        drop(activity);
-        let scores = score_rows(&model, &ids, &rows);
+        if page.is_empty() {
+            continue;
+        }
+        let (spec2, model2) = (spec.clone(), model.clone());
+        let (rows, scores) = tokio::task::spawn_blocking(move || {
+            score_page(&spec2, &model2, &page, &activity, as_of)
+        })
+        .await
+        .context("scoring a page")?;
         drift.add(&model, &rows, &scores);
         at_risk += scores.iter().filter(|s| s.probability >= threshold).count();
         customers += scores.len();
@@ -150,7 +257,6 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
             .insert_scores(run_id, &model.version, &scores)
             .await
             .context("writing scores")?;
-        after = last;
     }
     let (features, score_shares) = drift.finish(&model);
     let warn_at = ctx.config.scoring.psi_warning;
@@ -175,13 +281,19 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
             .context("writing drift")?;
     }
     ctx.db.finish_scoring_run(run_id, customers).await?;
-    tracing::info!(run_id, model_version = %model.version, %as_of, customers, at_risk, "scored");
+    // Changes made after this run started stay marked for the next one.
+    ctx.db
+        .clear_changes(changed.as_deref(), started_at)
+        .await
+        .context("clearing the re-score marks")?;
+    tracing::info!(run_id, model_version = %model.version, %as_of, scope, customers, at_risk, "scored");
     Ok(ScoreReport {
         run_id,
-        model_version: model.version,
+        model_version: model.version.clone(),
         as_of,
         customers,
         at_risk,
         risk_threshold: threshold,
+        scope: scope.into(),
     })
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use chrono::{Days, NaiveDate, Utc};
 
-use crate::features::{ActivitySummary, FeatureRow, features_as_of};
+use crate::features::{Activity, FeatureRow, FeatureSpec, compute, day_number};
 use crate::ingest::{self, CustomerPreset, Format};
 use crate::model::dataset::{self, Observation, TrainingWindow};
 use crate::model::evaluation::Evaluation;
@@ -94,6 +94,7 @@ fn refuse_rejected(name: &str, rejected: &[ingest::RowError]) -> anyhow::Result<
 /// standard customers file (a non-empty `churned_on` is the label). Rejected rows are an
 /// error: training on a silently filtered file would misstate the data.
 pub fn csv_training_set(
+    spec: &FeatureSpec,
     path: &Path,
     preset: CustomerPreset,
     as_of: NaiveDate,
@@ -108,28 +109,27 @@ pub fn csv_training_set(
         as_of,
     )?;
     refuse_rejected(&name, &parsed.rejected)?;
-    let none = ActivitySummary::default();
+    let none = Activity::default();
     Ok(parsed
         .rows
         .iter()
-        .map(|(_, c)| (features_as_of(c, &none, as_of), c.churned_on.is_some()))
+        .map(|(_, c)| (compute(spec, c, &none, as_of), c.churned_on.is_some()))
         .unzip())
 }
 
 /// Trains on a customer CSV (see [`csv_training_set`]).
 pub fn train_from_csv(
+    spec: &FeatureSpec,
     path: &Path,
     preset: CustomerPreset,
     as_of: NaiveDate,
     opts: &TrainOptions,
 ) -> anyhow::Result<ModelArtifact> {
-    let (rows, labels) = csv_training_set(path, preset, as_of)?;
+    let (rows, labels) = csv_training_set(spec, path, preset, as_of)?;
     let source = path.file_name().and_then(|n| n.to_str()).unwrap_or("csv");
-    Ok(model::fit(
-        &rows,
-        &labels,
-        &fit_options(source, opts, Some(as_of)),
-    )?)
+    let mut model = model::fit(&rows, &labels, &fit_options(source, opts, Some(as_of)))?;
+    model.training.feature_spec_hash = Some(spec.hash.clone());
+    Ok(model)
 }
 
 /// Trains on any exported table: `target` is the 0/1 label, every other column a feature
@@ -164,25 +164,43 @@ pub fn train_from_table(
 }
 
 /// Observations of every customer active on each of `dates`: the features known that day
-/// and whether they churned within `horizon_days` after it.
+/// (from the rollups of the days before it) and whether they churned within
+/// `horizon_days` after it. Each customer's rollups are read once for all the days.
 pub async fn history_observations(
     db: &Db,
+    spec: &FeatureSpec,
     dates: &[NaiveDate],
     horizon_days: u64,
 ) -> anyhow::Result<Vec<Observation>> {
-    let none = ActivitySummary::default();
+    let Some(&last) = dates.iter().max() else {
+        return Ok(Vec::new());
+    };
+    let customers = db.all_customers().await?;
+    let none = Activity::default();
     let mut obs = Vec::new();
-    for &day in dates {
-        let customers = db.customers_active_on(day).await?;
-        let activity = db.activity_summaries(day).await?;
-        let horizon_end = day + Days::new(horizon_days);
-        obs.extend(customers.iter().map(|(id, c)| Observation {
-            customer_id: *id,
-            as_of: day,
-            row: features_as_of(c, activity.get(id).unwrap_or(&none), day),
-            label: c.churned_on.is_some_and(|d| d > day && d <= horizon_end),
-        }));
+    for page in customers.chunks(50_000) {
+        let (Some(first), Some(last_id)) = (page.first(), page.last()) else {
+            continue;
+        };
+        let activity = db
+            .activity_between(first.0, last_id.0, day_number(last))
+            .await?;
+        for &day in dates {
+            let horizon_end = day + Days::new(horizon_days);
+            obs.extend(
+                page.iter()
+                    .filter(|(_, c)| c.is_active_on(day))
+                    .map(|(id, c)| Observation {
+                        customer_id: *id,
+                        as_of: day,
+                        row: compute(spec, c, activity.get(id).unwrap_or(&none), day),
+                        label: c.churned_on.is_some_and(|d| d > day && d <= horizon_end),
+                    }),
+            );
+        }
     }
+    // Day by day, as the split expects.
+    obs.sort_by_key(|o| (o.as_of, o.customer_id));
     Ok(obs)
 }
 
@@ -210,11 +228,12 @@ pub struct HistoryTraining {
 /// held-out customers.
 pub async fn train_from_history(
     db: &Db,
+    spec: &FeatureSpec,
     h: &HistoryOptions,
     opts: &TrainOptions,
 ) -> anyhow::Result<HistoryTraining> {
     let dates = dataset::observation_dates(h.today, h.horizon_days, h.observation_months);
-    let obs = history_observations(db, &dates, h.horizon_days).await?;
+    let obs = history_observations(db, spec, &dates, h.horizon_days).await?;
     let (train, validation) =
         dataset::split_by_time_and_customer(&obs, h.validation_customer_share, h.seed);
     if train.is_empty() || validation.is_empty() {
@@ -256,6 +275,7 @@ pub async fn train_from_history(
     );
     fo.seed = Some(h.seed);
     let mut model = model::fit(&rows, &labels, &fo)?;
+    model.training.feature_spec_hash = Some(spec.hash.clone());
     let probs: Vec<f64> = model
         .predict_many(&validation_rows)
         .into_iter()
@@ -281,10 +301,13 @@ pub fn write_artifact(model: &ModelArtifact, path: &Path) -> anyhow::Result<()> 
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// A hash of the features a model reads (the sources of its columns, sorted): two models
-/// with the same hash were trained on the same feature definitions.
+/// The hash of the feature spec a model was trained on; for older artifacts, a hash of the
+/// features it reads (the sources of its columns, sorted).
 pub fn feature_spec_hash(model: &ModelArtifact) -> String {
     use sha2::{Digest, Sha256};
+    if let Some(h) = &model.training.feature_spec_hash {
+        return h.clone();
+    }
     let mut sources: Vec<&str> = model.features.iter().map(|f| f.source.as_str()).collect();
     sources.sort_unstable();
     sources.dedup();

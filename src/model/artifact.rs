@@ -68,6 +68,10 @@ pub struct TrainingInfo {
     pub seed: Option<u64>,
     /// The day the features were computed as of, for point-in-time training.
     pub as_of: Option<NaiveDate>,
+    /// The hash of the feature spec the rows were computed with (none for tables exported
+    /// by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_spec_hash: Option<String>,
 }
 
 /// One column of the model.
@@ -136,8 +140,19 @@ impl ModelArtifact {
     }
 
     /// The `k` columns adding most to this row's churn log-odds, largest first; only
-    /// columns that push risk up are listed.
+    /// columns that push risk up are listed. Values are described in the built-in feature
+    /// spec's words.
     pub fn drivers(&self, row: &FeatureRow, k: usize) -> Vec<Driver> {
+        self.drivers_with(row, k, &features::describe)
+    }
+
+    /// [`ModelArtifact::drivers`], describing values with `describe` (a spec's words).
+    pub fn drivers_with(
+        &self,
+        row: &FeatureRow,
+        k: usize,
+        describe: &dyn Fn(&str, &FeatureValue) -> String,
+    ) -> Vec<Driver> {
         let mut drivers: Vec<Driver> = self
             .features
             .iter()
@@ -148,10 +163,7 @@ impl ModelArtifact {
                     feature: f.name.clone(),
                     source: f.source.clone(),
                     contribution,
-                    description: features::describe(
-                        &f.source,
-                        value.unwrap_or(&FeatureValue::Missing),
-                    ),
+                    description: describe(&f.source, value.unwrap_or(&FeatureValue::Missing)),
                 })
             })
             .collect();
@@ -267,6 +279,7 @@ mod tests {
                 holdout: None,
                 seed: None,
                 as_of: None,
+                feature_spec_hash: None,
             },
             features: vec![
                 feature(

@@ -222,6 +222,7 @@ pub fn fit(
             holdout: opts.holdout,
             seed,
             as_of: opts.as_of,
+            feature_spec_hash: None,
         },
         features: encoder
             .columns()
@@ -932,7 +933,7 @@ mod tests {
 
     #[test]
     fn fast_solver_matches_linfa_on_telco() {
-        use crate::features::{ActivitySummary, features_as_of};
+        use crate::features::{Activity, FeatureSpec, compute};
         use crate::ingest::{CustomerPreset, Format, parse_customers};
         let csv = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -949,11 +950,11 @@ mod tests {
         )
         .unwrap();
         assert!(parsed.rejected.is_empty());
-        let none = ActivitySummary::default();
+        let (none, spec) = (Activity::default(), FeatureSpec::default_spec());
         let (rows, labels): (Vec<FeatureRow>, Vec<bool>) = parsed
             .rows
             .iter()
-            .map(|(_, c)| (features_as_of(c, &none, as_of), c.churned_on.is_some()))
+            .map(|(_, c)| (compute(&spec, c, &none, as_of), c.churned_on.is_some()))
             .unzip();
         cross_check_with_linfa(&rows, &labels, 0.25, 42);
     }

@@ -29,6 +29,7 @@ fn model() -> ModelArtifact {
             holdout: Some(0.25),
             seed: Some(42),
             as_of: NaiveDate::from_ymd_opt(2025, 6, 30),
+            feature_spec_hash: None,
         },
         features: vec![
             feature("tenure_months", -0.9),
@@ -202,7 +203,7 @@ fn one_class_evaluation_still_renders() {
 #[test]
 #[ignore = "writes /tmp/attune-report.html for a visual check"]
 fn write_telco_report() {
-    use crate::features::{ActivitySummary, features_as_of};
+    use crate::features::{Activity, FeatureSpec, compute};
     use crate::ingest::{CustomerPreset, Format, parse_customers};
     use crate::model::{FitOptions, fit, stratified_split};
 
@@ -214,11 +215,11 @@ fn write_telco_report() {
     .unwrap();
     let parsed = parse_customers("telco", file, Format::Csv, CustomerPreset::Telco, today).unwrap();
     assert!(parsed.rejected.is_empty());
-    let none = ActivitySummary::default();
+    let (none, spec) = (Activity::default(), FeatureSpec::default_spec());
     let (rows, labels): (Vec<_>, Vec<bool>) = parsed
         .rows
         .iter()
-        .map(|(_, c)| (features_as_of(c, &none, today), c.churned_on.is_some()))
+        .map(|(_, c)| (compute(&spec, c, &none, today), c.churned_on.is_some()))
         .unzip();
     let mut opts = FitOptions::new(
         "telco-report",

@@ -144,6 +144,17 @@ impl Db {
                      attributes = excluded.attributes, updated_at = excluded.updated_at",
                 );
                 q.build().execute(&mut *tx).await?;
+                // A changed record can change a score: mark the customers for re-scoring.
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO activity_changes (customer_id, changed_at) SELECT id, ",
+                );
+                q.push_bind(now).push(" FROM customers WHERE external_id IN (");
+                let mut sep = q.separated(", ");
+                for c in chunk {
+                    sep.push_bind(c.external_id.as_str());
+                }
+                q.push(") ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at");
+                q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
@@ -172,6 +183,27 @@ impl Db {
         );
         let rows: Vec<CustomerRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(day).bind(after_id).bind(limit).fetch_all(p).await?);
         rows.into_iter().map(CustomerRow::into_customer).collect()
+    }
+
+    /// The customers with these ids (those that exist), in id order.
+    pub async fn customers_with_ids(&self, ids: &[i64]) -> Result<Vec<(i64, Customer)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let rows: Vec<CustomerRow> = on_pool!(self, p => {
+                let mut q = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM customers WHERE id IN ("));
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                q.push(") ORDER BY id");
+                q.build_query_as().fetch_all(p).await?
+            });
+            for r in rows {
+                out.push(r.into_customer()?);
+            }
+        }
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out)
     }
 
     /// Every customer, churned or not (for training sets and exports).

@@ -1,227 +1,754 @@
-//! Activity events: idempotent batched inserts and the per-customer summaries features need.
+//! Activity: the ingest transaction (events, daily rollups, changed customers, quarantine
+//! and the source's cursor, all committed together) and the rollup reads features need.
+//!
+//! A crash anywhere before the commit loses nothing and duplicates nothing: the source's
+//! cursor only moves with the events it covers, and an event is never stored twice
+//! (`source` + `source_event_id` is unique), so its rollup is counted once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use chrono::{NaiveDate, TimeZone, Utc};
 use sqlx::types::Json;
 
-use super::{BATCH_ROWS, Db, Result, day_start, now_secs, on_pool};
+use super::{BATCH_ROWS, Db, Result, StoreError, now_secs, on_pool};
 use crate::domain::{ActivityEvent, EventKind};
-use crate::features::ActivitySummary;
+use crate::features::{Activity, DayCount, milli};
+use crate::ingest::mapping::RejectCode;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct InsertCounts {
-    pub inserted: u64,
-    /// Already stored (same source and source event id): never stored twice.
-    pub duplicate: u64,
-    /// Positions in the input of events whose customer attune does not know. They are
-    /// quarantined, not dropped: `Db::retry_quarantine` stores them once the customer exists.
-    pub unknown_customer: Vec<usize>,
-    /// Events newly put in quarantine (an event already there is not counted again).
-    pub quarantined: u64,
+/// A row a source sent that could not be stored, kept in quarantine with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// The event's id in its source, or one derived from the raw row.
+    pub id: String,
+    pub customer: Option<String>,
+    pub code: RejectCode,
+    pub reason: String,
+    /// Where it came from: `file:line`, `request 12 item 3`, `row id 991`.
+    pub location: String,
+    /// The row as received.
+    pub raw: serde_json::Value,
 }
 
-const DAY: i64 = 86_400;
+/// How far a source has got, committed with the batch.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Progress {
+    #[default]
+    None,
+    /// A pulled source's cursor (a watermark such as the last row id read).
+    Cursor(String),
+    /// A file from a drop directory: the rows committed so far, and its outcome once the
+    /// last batch is in (`done` or `rejected`).
+    File {
+        file: String,
+        fingerprint: String,
+        lines_done: u64,
+        finished: Option<&'static str>,
+    },
+}
 
-impl Db {
-    /// Stores events whose customer is known, skipping any already stored. Runs in one
-    /// transaction: either the whole batch is stored or none of it.
-    pub async fn insert_events(&self, events: &[ActivityEvent]) -> Result<InsertCounts> {
-        let ids = self.customer_id_map().await?;
-        self.insert_events_known(&ids, events).await
+/// One batch from one source.
+#[derive(Debug, Clone, Default)]
+pub struct IngestBatch {
+    /// The configured source's name (the key of its cursor and its quarantine rows).
+    pub source: String,
+    /// Events that passed mapping; their customers are looked up here.
+    pub events: Vec<ActivityEvent>,
+    /// Where each event came from, for quarantine (same length as `events`, or empty).
+    pub locations: Vec<String>,
+    pub refused: Vec<Refused>,
+    pub progress: Progress,
+    /// Quarantine rows this batch stores at last (a retry): marked released in the same
+    /// transaction.
+    pub release: Vec<i64>,
+}
+
+/// A file's row in `source_files`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct SourceFile {
+    pub lines_done: i64,
+    pub status: String,
+    pub stored: i64,
+    pub duplicate: i64,
+    pub quarantined: i64,
+    pub started_at: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IngestCounts {
+    pub stored: u64,
+    /// Already stored (same source and source event id): never stored twice.
+    pub duplicate: u64,
+    /// Rows put in quarantine now (refused rows and events for unknown customers).
+    pub quarantined: u64,
+    /// Rows that were in quarantine already (a file read twice).
+    pub already_quarantined: u64,
+    /// Positions in `events` whose customer attune does not know (quarantined).
+    pub unknown_customer: Vec<usize>,
+    /// Customers whose rollups changed.
+    pub customers_changed: u64,
+}
+
+/// The map from the business's customer ids to attune's row ids, kept across batches and
+/// shared between requests (clones share one map); ids it misses are looked up in the
+/// database before an event counts as unknown.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerIds {
+    map: std::sync::Arc<std::sync::RwLock<HashMap<String, i64>>>,
+}
+
+impl CustomerIds {
+    pub fn get(&self, external: &str) -> Option<i64> {
+        self.read().get(external).copied()
     }
 
-    /// [`Db::insert_events`] with the customer id map already loaded (for many batches).
-    pub async fn insert_events_known(
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, i64>> {
+        // A panic while holding the lock leaves a map that is still correct (inserts only).
+        self.map.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, external: String, id: i64) {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(external, id);
+    }
+}
+
+/// Rollup additions of one batch, keyed (customer, day, kind code).
+type Deltas = BTreeMap<(i64, i32, i16), (i64, i64)>;
+
+fn day_of(occurred_at: i64) -> i32 {
+    occurred_at.div_euclid(86_400) as i32
+}
+
+/// Failing on purpose after every write of a batch but before its commit: how the tests
+/// show that a crash there loses and duplicates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailPoint {
+    #[default]
+    Never,
+    BeforeCommit,
+}
+
+// The steps below run inside either backend's transaction; macros let one body serve
+// both, as `on_pool!` does for whole queries.
+
+macro_rules! mark_changed {
+    ($tx:expr, $deltas:expr, $now:expr) => {{
+        let mut customers: Vec<i64> = $deltas.keys().map(|(c, _, _)| *c).collect();
+        customers.dedup();
+        for chunk in customers.chunks(BATCH_ROWS) {
+            let mut q =
+                sqlx::QueryBuilder::new("INSERT INTO activity_changes (customer_id, changed_at) ");
+            q.push_values(chunk, |mut b, c| {
+                b.push_bind(*c).push_bind($now);
+            });
+            q.push(" ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at");
+            q.build().execute(&mut *$tx).await?;
+        }
+        customers.len() as u64
+    }};
+}
+
+macro_rules! write_quarantine {
+    ($tx:expr, $source:expr, $rows:expr, $now:expr) => {{
+        let mut new = 0u64;
+        for chunk in $rows.chunks(BATCH_ROWS) {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO quarantine (source, source_event_id, customer_external_id, reason_code, reason, location, raw, event, received_at) ",
+            );
+            q.push_values(chunk, |mut b, (r, e): &(Refused, Option<&ActivityEvent>)| {
+                b.push_bind($source)
+                    .push_bind(r.id.as_str())
+                    .push_bind(r.customer.as_deref())
+                    .push_bind(r.code.as_str())
+                    .push_bind(r.reason.as_str())
+                    .push_bind(r.location.as_str())
+                    .push_bind(Json(&r.raw))
+                    .push_bind(e.map(Json))
+                    .push_bind($now);
+            });
+            q.push(" ON CONFLICT (source, source_event_id) DO NOTHING");
+            new += q.build().execute(&mut *$tx).await?.rows_affected();
+        }
+        (new, $rows.len() as u64 - new)
+    }};
+}
+
+macro_rules! write_progress {
+    ($tx:expr, $source:expr, $progress:expr, $now:expr, $counts:expr) => {{
+        match $progress {
+            Progress::None => {}
+            Progress::Cursor(position) => {
+                sqlx::query(
+                    "INSERT INTO source_cursors (source, position, updated_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (source) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+                )
+                .bind($source)
+                .bind(position.as_str())
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            Progress::File {
+                file,
+                fingerprint,
+                lines_done,
+                finished,
+            } => {
+                let status = finished.unwrap_or("in_progress");
+                let finished_at = finished.map(|_| $now);
+                let c: &IngestCounts = $counts;
+                sqlx::query(
+                    "INSERT INTO source_files (source, file, fingerprint, lines_done, status, started_at, finished_at, stored, duplicate, quarantined)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (source, file, fingerprint) DO UPDATE SET lines_done = excluded.lines_done,
+                     status = excluded.status, finished_at = excluded.finished_at,
+                     stored = source_files.stored + excluded.stored, duplicate = source_files.duplicate + excluded.duplicate,
+                     quarantined = source_files.quarantined + excluded.quarantined",
+                )
+                .bind($source)
+                .bind(file.as_str())
+                .bind(fingerprint.as_str())
+                .bind(*lines_done as i64)
+                .bind(status)
+                .bind($now)
+                .bind(finished_at)
+                .bind(c.stored as i64)
+                .bind(c.duplicate as i64)
+                .bind((c.quarantined + c.already_quarantined) as i64)
+                .execute(&mut *$tx)
+                .await?;
+            }
+        }
+    }};
+}
+
+macro_rules! release {
+    ($tx:expr, $ids:expr, $now:expr) => {{
+        for chunk in $ids.chunks(BATCH_ROWS) {
+            let mut q = sqlx::QueryBuilder::new("UPDATE quarantine SET released_at = ");
+            q.push_bind($now)
+                .push(" WHERE released_at IS NULL AND id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            q.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+impl Db {
+    /// Every known customer id, for a pull of many batches.
+    pub async fn customer_ids(&self) -> Result<CustomerIds> {
+        Ok(CustomerIds {
+            map: std::sync::Arc::new(std::sync::RwLock::new(self.customer_id_map().await?)),
+        })
+    }
+
+    /// Looks up ids `ids` does not know yet (customers imported since it was loaded).
+    pub async fn resolve_customers(&self, ids: &CustomerIds, wanted: &[&str]) -> Result<()> {
+        let missing: Vec<&str> = {
+            let known = ids.read();
+            wanted
+                .iter()
+                .copied()
+                .filter(|e| !known.contains_key(*e))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        for chunk in missing.chunks(BATCH_ROWS) {
+            let rows: Vec<(i64, String)> = on_pool!(self, p => {
+                let mut q = sqlx::QueryBuilder::new("SELECT id, external_id FROM customers WHERE external_id IN (");
+                let mut sep = q.separated(", ");
+                for e in chunk {
+                    sep.push_bind(*e);
+                }
+                q.push(")");
+                q.build_query_as().fetch_all(p).await?
+            });
+            for (id, ext) in rows {
+                ids.insert(ext, id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one batch from a source in one transaction: its new events, their rollups,
+    /// the customers they changed, its refused rows and unknown-customer events in
+    /// quarantine, and its progress. Nothing is kept unless all of it is.
+    pub async fn ingest(
         &self,
-        ids: &HashMap<String, i64>,
-        events: &[ActivityEvent],
-    ) -> Result<InsertCounts> {
-        let mut counts = InsertCounts::default();
-        let mut known: Vec<(i64, &ActivityEvent)> = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
+        ids: &CustomerIds,
+        batch: &IngestBatch,
+        fail: FailPoint,
+    ) -> Result<IngestCounts> {
+        let wanted: Vec<&str> = batch.events.iter().map(|e| e.customer.as_str()).collect();
+        self.resolve_customers(ids, &wanted).await?;
+        let mut counts = IngestCounts::default();
+        let mut known: Vec<(i64, &ActivityEvent)> = Vec::with_capacity(batch.events.len());
+        for (i, e) in batch.events.iter().enumerate() {
             match ids.get(e.customer.as_str()) {
-                Some(&id) => known.push((id, e)),
+                Some(id) => known.push((id, e)),
                 None => counts.unknown_customer.push(i),
             }
         }
+        let mut quarantine: Vec<(Refused, Option<&ActivityEvent>)> =
+            batch.refused.iter().map(|r| (r.clone(), None)).collect();
+        for &i in &counts.unknown_customer {
+            let e = &batch.events[i];
+            quarantine.push((
+                Refused {
+                    id: e.source_event_id.clone(),
+                    customer: Some(e.customer.as_str().to_owned()),
+                    code: RejectCode::UnknownCustomer,
+                    reason: format!(
+                        "unknown customer {:?}; stored by `attune quarantine retry` once the customer is imported",
+                        e.customer.as_str()
+                    ),
+                    location: batch.locations.get(i).cloned().unwrap_or_default(),
+                    raw: serde_json::Value::Object(Default::default()),
+                },
+                Some(e),
+            ));
+        }
+        // In the order the source sent them, so a listing reads like the file.
+        quarantine
+            .sort_by(|(a, _), (b, _)| location_key(&a.location).cmp(&location_key(&b.location)));
         let now = now_secs();
-        on_pool!(self, p => {
-            let mut tx = p.begin().await?;
-            for chunk in known.chunks(BATCH_ROWS) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO events (customer_id, kind, occurred_at, value, attributes, source, source_event_id, ingested_at) ",
-                );
-                q.push_values(chunk, |mut b, (id, e)| {
-                    b.push_bind(*id)
-                        .push_bind(e.kind.as_str())
-                        .push_bind(e.occurred_at.timestamp())
-                        .push_bind(e.value)
-                        .push_bind(Json(&e.attributes))
-                        .push_bind(e.source.as_str())
-                        .push_bind(e.source_event_id.as_str())
-                        .push_bind(now);
-                });
-                q.push(" ON CONFLICT (source, source_event_id) DO NOTHING");
-                let done = q.build().execute(&mut *tx).await?.rows_affected();
-                counts.inserted += done;
-                counts.duplicate += chunk.len() as u64 - done;
+        let mut deltas = Deltas::new();
+        match self {
+            Db::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                for chunk in known.chunks(BATCH_ROWS) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO events (customer_id, kind, occurred_at, value, attributes, source, source_event_id, ingested_at) ",
+                    );
+                    q.push_values(chunk, |mut b, (id, e)| {
+                        b.push_bind(*id)
+                            .push_bind(e.kind.as_str())
+                            .push_bind(e.occurred_at.timestamp())
+                            .push_bind(e.value)
+                            .push_bind(Json(&e.attributes))
+                            .push_bind(e.source.as_str())
+                            .push_bind(e.source_event_id.as_str())
+                            .push_bind(now);
+                    });
+                    q.push(" ON CONFLICT (source, source_event_id) DO NOTHING RETURNING customer_id, kind, occurred_at, value");
+                    let stored: Vec<(i64, String, i64, Option<f64>)> =
+                        q.build_query_as().fetch_all(&mut *tx).await?;
+                    add_deltas(&mut deltas, &stored)?;
+                    counts.stored += stored.len() as u64;
+                    counts.duplicate += (chunk.len() - stored.len()) as u64;
+                }
+                let rows: Vec<_> = deltas.iter().collect();
+                for chunk in rows.chunks(BATCH_ROWS) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO activity_daily (customer_id, day, kind, n, total_milli) ",
+                    );
+                    q.push_values(chunk, |mut b, ((c, d, k), (n, t))| {
+                        b.push_bind(*c)
+                            .push_bind(*d)
+                            .push_bind(*k)
+                            .push_bind(*n)
+                            .push_bind(*t);
+                    });
+                    q.push(
+                        " ON CONFLICT (customer_id, day, kind) DO UPDATE SET n = activity_daily.n + excluded.n, \
+                         total_milli = activity_daily.total_milli + excluded.total_milli",
+                    );
+                    q.build().execute(&mut *tx).await?;
+                }
+                counts.customers_changed = mark_changed!(tx, deltas, now);
+                let (new, old) = write_quarantine!(tx, batch.source.as_str(), quarantine, now);
+                counts.quarantined = new;
+                counts.already_quarantined = old;
+                write_progress!(tx, batch.source.as_str(), &batch.progress, now, &counts);
+                release!(tx, batch.release, now);
+                if fail == FailPoint::BeforeCommit {
+                    return Err(StoreError::Data("failing before commit, as asked".into()));
+                }
+                tx.commit().await?;
             }
-            for chunk in counts.unknown_customer.chunks(BATCH_ROWS) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO quarantine (source, source_event_id, customer_external_id, reason, event, received_at) ",
-                );
-                q.push_values(chunk, |mut b, &i| {
-                    let e = &events[i];
-                    b.push_bind(e.source.as_str())
-                        .push_bind(e.source_event_id.as_str())
-                        .push_bind(e.customer.as_str())
-                        .push_bind(format!("unknown customer {:?}", e.customer.as_str()))
-                        .push_bind(Json(e))
-                        .push_bind(now);
-                });
-                q.push(" ON CONFLICT (source, source_event_id) DO NOTHING");
-                counts.quarantined += q.build().execute(&mut *tx).await?.rows_affected();
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                for chunk in known.chunks(10 * BATCH_ROWS) {
+                    let mut cust = Vec::with_capacity(chunk.len());
+                    let mut kind = Vec::with_capacity(chunk.len());
+                    let mut at = Vec::with_capacity(chunk.len());
+                    let mut value = Vec::with_capacity(chunk.len());
+                    let mut attrs = Vec::with_capacity(chunk.len());
+                    let mut source = Vec::with_capacity(chunk.len());
+                    let mut sid = Vec::with_capacity(chunk.len());
+                    for (id, e) in chunk {
+                        cust.push(*id);
+                        kind.push(e.kind.as_str());
+                        at.push(e.occurred_at.timestamp());
+                        value.push(e.value);
+                        attrs.push(if e.attributes.is_empty() {
+                            "{}".to_owned()
+                        } else {
+                            serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into())
+                        });
+                        source.push(e.source.as_str());
+                        sid.push(e.source_event_id.as_str());
+                    }
+                    let stored: Vec<(i64, String, i64, Option<f64>)> = sqlx::query_as(
+                        "INSERT INTO events (customer_id, kind, occurred_at, value, attributes, source, source_event_id, ingested_at)
+                         SELECT c, k, t, v, a::jsonb, s, i, $8
+                         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::float8[], $5::text[], $6::text[], $7::text[]) AS u(c, k, t, v, a, s, i)
+                         ON CONFLICT (source, source_event_id) DO NOTHING
+                         RETURNING customer_id, kind, occurred_at, value",
+                    )
+                    .bind(&cust)
+                    .bind(&kind)
+                    .bind(&at)
+                    .bind(&value)
+                    .bind(&attrs)
+                    .bind(&source)
+                    .bind(&sid)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    add_deltas(&mut deltas, &stored)?;
+                    counts.stored += stored.len() as u64;
+                    counts.duplicate += (chunk.len() - stored.len()) as u64;
+                }
+                let rows: Vec<_> = deltas.iter().collect();
+                for chunk in rows.chunks(10 * BATCH_ROWS) {
+                    let (mut c, mut d, mut k, mut n, mut t) =
+                        (vec![], vec![], vec![], vec![], vec![]);
+                    for ((ci, di, ki), (ni, ti)) in chunk {
+                        c.push(*ci);
+                        d.push(*di);
+                        k.push(*ki);
+                        n.push(*ni);
+                        t.push(*ti);
+                    }
+                    sqlx::query(
+                        "INSERT INTO activity_daily (customer_id, day, kind, n, total_milli)
+                         SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::smallint[], $4::bigint[], $5::bigint[])
+                         ON CONFLICT (customer_id, day, kind) DO UPDATE SET n = activity_daily.n + excluded.n,
+                         total_milli = activity_daily.total_milli + excluded.total_milli",
+                    )
+                    .bind(&c)
+                    .bind(&d)
+                    .bind(&k)
+                    .bind(&n)
+                    .bind(&t)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                counts.customers_changed = mark_changed!(tx, deltas, now);
+                let (new, old) = write_quarantine!(tx, batch.source.as_str(), quarantine, now);
+                counts.quarantined = new;
+                counts.already_quarantined = old;
+                write_progress!(tx, batch.source.as_str(), &batch.progress, now, &counts);
+                release!(tx, batch.release, now);
+                if fail == FailPoint::BeforeCommit {
+                    return Err(StoreError::Data("failing before commit, as asked".into()));
+                }
+                tx.commit().await?;
             }
-            tx.commit().await?;
-        });
+        }
         Ok(counts)
     }
 
-    /// What each customer's activity looked like before the start of `as_of`. Events at or
-    /// after `as_of` are invisible, so a summary for a past day is the same whatever has
-    /// arrived since.
-    pub async fn activity_summaries(
-        &self,
-        as_of: NaiveDate,
-    ) -> Result<HashMap<i64, ActivitySummary>> {
-        self.activity_summaries_between(as_of, i64::MIN, i64::MAX)
-            .await
+    /// Stores events for known customers (tests and the demo): one batch, no cursor.
+    pub async fn insert_events(&self, events: &[ActivityEvent]) -> Result<IngestCounts> {
+        let ids = self.customer_ids().await?;
+        self.ingest_events(&ids, events).await
     }
 
-    /// [`Db::activity_summaries`] for customers with ids in `first..=last` (a page).
-    pub async fn activity_summaries_between(
+    /// [`Db::insert_events`] with the id map already loaded (for many batches).
+    pub async fn ingest_events(
         &self,
-        as_of: NaiveDate,
+        ids: &CustomerIds,
+        events: &[ActivityEvent],
+    ) -> Result<IngestCounts> {
+        let batch = IngestBatch {
+            source: "import".into(),
+            events: events.to_vec(),
+            ..Default::default()
+        };
+        self.ingest(ids, &batch, FailPoint::Never).await
+    }
+
+    /// A source's committed cursor.
+    pub async fn source_cursor(&self, source: &str) -> Result<Option<String>> {
+        let sql = "SELECT position FROM source_cursors WHERE source = $1";
+        let row: Option<(String,)> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(source).fetch_optional(p).await?);
+        Ok(row.map(|(s,)| s))
+    }
+
+    /// A file's progress: lines committed and its outcome if finished.
+    pub async fn source_file(
+        &self,
+        source: &str,
+        file: &str,
+        fingerprint: &str,
+    ) -> Result<Option<SourceFile>> {
+        let sql = "SELECT lines_done, status, stored, duplicate, quarantined, started_at FROM source_files
+                   WHERE source = $1 AND file = $2 AND fingerprint = $3";
+        Ok(on_pool!(self, p => sqlx::query_as(sql)
+            .bind(source).bind(file).bind(fingerprint).fetch_optional(p).await?))
+    }
+
+    /// Quarantine rows of a source received since `since` whose location starts with
+    /// `prefix` (a file's rows), as (location, reason code, reason), in order.
+    pub async fn quarantined_at(
+        &self,
+        source: &str,
+        prefix: &str,
+        since: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        let sql = "SELECT location, reason_code, reason FROM quarantine
+                   WHERE source = $1 AND received_at >= $3 AND substr(location, 1, length($2)) = $2 ORDER BY id";
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sql).bind(source).bind(prefix).bind(since).fetch_all(p).await?),
+        )
+    }
+
+    /// Daily rollups of customers with ids in `first..=last`, for days before `before_day`.
+    pub async fn activity_between(
+        &self,
         first: i64,
         last: i64,
-    ) -> Result<HashMap<i64, ActivitySummary>> {
-        let t = day_start(as_of);
-        let contact_kinds = EventKind::ALL
-            .iter()
-            .filter(|k| k.is_contact())
-            .map(|k| format!("'{}'", k.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT customer_id,
-                COUNT(*) AS events_total,
-                MAX(CASE WHEN kind IN ({contact_kinds}) THEN occurred_at END) AS last_contact,
-                SUM(CASE WHEN kind = 'complaint_opened' AND occurred_at >= $2 THEN 1 ELSE 0 END) AS complaints_90d,
-                SUM(CASE WHEN kind IN ('complaint_opened', 'complaint_reopened') THEN 1
-                         WHEN kind = 'complaint_resolved' THEN -1 ELSE 0 END) AS open_complaints,
-                MAX(CASE WHEN kind IN ('complaint_opened', 'complaint_reopened') THEN occurred_at END) AS last_complaint,
-                SUM(CASE WHEN kind = 'payment_failed' AND occurred_at >= $2 THEN 1 ELSE 0 END) AS payment_failures_90d,
-                SUM(CASE WHEN kind = 'support_contact' AND occurred_at >= $2 THEN 1 ELSE 0 END) AS support_contacts_90d,
-                SUM(CASE WHEN kind = 'login' AND occurred_at >= $3 THEN 1 ELSE 0 END) AS logins_30d,
-                SUM(CASE WHEN kind = 'usage' AND occurred_at >= $3 THEN COALESCE(value, 0.0) ELSE 0.0 END) AS usage_30d,
-                SUM(CASE WHEN kind = 'usage' AND occurred_at >= $4 AND occurred_at < $3 THEN COALESCE(value, 0.0) ELSE 0.0 END) AS usage_prior_90d,
-                AVG(CASE WHEN kind = 'invoice_issued' THEN value END) AS mean_invoice
-             FROM events WHERE customer_id BETWEEN $5 AND $6 AND occurred_at < $1 GROUP BY customer_id"
-        );
-        type Agg = (
-            i64,
-            i64,
-            Option<i64>,
-            i64,
-            i64,
-            Option<i64>,
-            i64,
-            i64,
-            i64,
-            f64,
-            f64,
-            Option<f64>,
-        );
-        let last_invoice_sql = "SELECT customer_id, value FROM (
-                SELECT customer_id, value, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY occurred_at DESC, id DESC) AS rn
-                FROM events WHERE customer_id BETWEEN $2 AND $3 AND kind = 'invoice_issued' AND occurred_at < $1) latest
-             WHERE rn = 1";
-        let (aggs, last_invoices): (Vec<Agg>, Vec<(i64, Option<f64>)>) = on_pool!(self, p => {
-            let aggs = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(t)
-                .bind(t - 90 * DAY)
-                .bind(t - 30 * DAY)
-                .bind(t - 120 * DAY)
+        before_day: i32,
+    ) -> Result<HashMap<i64, Activity>> {
+        match self {
+            Db::Sqlite(p) => {
+                let rows: Vec<(i64, String)> = sqlx::query_as(
+                    "SELECT customer_id, group_concat(day || ',' || kind || ',' || n || ',' || total_milli, ';')
+                     FROM activity_daily WHERE customer_id BETWEEN $1 AND $2 AND day < $3 GROUP BY customer_id",
+                )
                 .bind(first)
                 .bind(last)
+                .bind(before_day)
                 .fetch_all(p)
                 .await?;
-            let latest = sqlx::query_as(last_invoice_sql).bind(t).bind(first).bind(last).fetch_all(p).await?;
-            (aggs, latest)
-        });
-        let day = |secs: Option<i64>| {
-            secs.and_then(|s| Utc.timestamp_opt(s, 0).single())
-                .map(|d| d.date_naive())
-        };
-        let count = |n: i64| n.clamp(0, u32::MAX as i64) as u32;
-        let mut out: HashMap<i64, ActivitySummary> = aggs
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    total,
-                    last_contact,
-                    c90,
-                    open,
-                    last_complaint,
-                    pf,
-                    sc,
-                    logins,
-                    u30,
-                    uprior,
-                    mean_inv,
-                )| {
-                    let s = ActivitySummary {
-                        events_total: count(total),
-                        last_contact: day(last_contact),
-                        complaints_90d: count(c90),
-                        open_complaints: count(open),
-                        last_complaint: day(last_complaint),
-                        payment_failures_90d: count(pf),
-                        support_contacts_90d: count(sc),
-                        logins_30d: count(logins),
-                        usage_30d: u30,
-                        usage_prior_90d: uprior,
-                        last_invoice_amount: None,
-                        mean_invoice_amount: mean_inv,
-                    };
-                    (id, s)
-                },
-            )
-            .collect();
-        for (id, value) in last_invoices {
-            if let Some(s) = out.get_mut(&id) {
-                s.last_invoice_amount = value;
+                rows.into_iter()
+                    .map(|(id, text)| Ok((id, parse_rollups(id, &text)?)))
+                    .collect()
+            }
+            Db::Postgres(p) => {
+                type Row = (i64, Vec<i32>, Vec<i16>, Vec<i64>, Vec<i64>);
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT customer_id, array_agg(day), array_agg(kind), array_agg(n), array_agg(total_milli)
+                     FROM activity_daily WHERE customer_id BETWEEN $1 AND $2 AND day < $3 GROUP BY customer_id",
+                )
+                .bind(first)
+                .bind(last)
+                .bind(before_day)
+                .fetch_all(p)
+                .await?;
+                rows.into_iter()
+                    .map(|(id, d, k, n, t)| {
+                        let days = d
+                            .into_iter()
+                            .zip(k)
+                            .zip(n.into_iter().zip(t))
+                            .map(|((day, kind), (n, t))| day_count(id, day, kind as i64, n, t))
+                            .collect::<Result<Vec<_>>>()?;
+                        Ok((id, Activity::new(days)))
+                    })
+                    .collect()
             }
         }
+    }
+
+    /// Daily rollups of these customers, for days before `before_day`.
+    pub async fn activity_of(
+        &self,
+        ids: &[i64],
+        before_day: i32,
+    ) -> Result<HashMap<i64, Activity>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        // Runs of nearby ids read as ranges; scattered ids cost one small range each.
+        let mut i = 0;
+        while i < sorted.len() {
+            let first = sorted[i];
+            let mut j = i;
+            while j + 1 < sorted.len() && sorted[j + 1] - sorted[i] < 4 * BATCH_ROWS as i64 {
+                j += 1;
+            }
+            let wanted: HashSet<i64> = sorted[i..=j].iter().copied().collect();
+            for (id, a) in self.activity_between(first, sorted[j], before_day).await? {
+                if wanted.contains(&id) {
+                    out.insert(id, a);
+                }
+            }
+            i = j + 1;
+        }
         Ok(out)
+    }
+
+    /// Customers whose activity or record changed since they were last scored, with when.
+    pub async fn changed_customers(&self, limit: i64) -> Result<Vec<(i64, i64)>> {
+        let sql =
+            "SELECT customer_id, changed_at FROM activity_changes ORDER BY customer_id LIMIT $1";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(limit).fetch_all(p).await?))
+    }
+
+    /// Forgets changes scored by a run that started at `started_at`: a change made after
+    /// that stays marked for the next run.
+    pub async fn clear_changes(&self, ids: Option<&[i64]>, started_at: i64) -> Result<u64> {
+        let mut cleared = 0;
+        on_pool!(self, p => {
+            match ids {
+                None => {
+                    cleared += sqlx::query("DELETE FROM activity_changes WHERE changed_at <= $1")
+                        .bind(started_at)
+                        .execute(p)
+                        .await?
+                        .rows_affected();
+                }
+                Some(ids) => {
+                    let mut tx = p.begin().await?;
+                    for chunk in ids.chunks(BATCH_ROWS) {
+                        let mut q = sqlx::QueryBuilder::new("DELETE FROM activity_changes WHERE changed_at <= ");
+                        q.push_bind(started_at).push(" AND customer_id IN (");
+                        let mut sep = q.separated(", ");
+                        for id in chunk {
+                            sep.push_bind(*id);
+                        }
+                        q.push(")");
+                        cleared += q.build().execute(&mut *tx).await?.rows_affected();
+                    }
+                    tx.commit().await?;
+                }
+            }
+        });
+        Ok(cleared)
     }
 
     /// Complaints opened or reopened in `[from, to)` that no later resolution closed,
     /// as (event id, customer id, when).
     pub async fn unresolved_complaints(
         &self,
-        from: NaiveDate,
-        to: NaiveDate,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
     ) -> Result<Vec<(i64, i64, i64)>> {
         let sql = "SELECT e.id, e.customer_id, e.occurred_at FROM events e
              WHERE e.kind IN ('complaint_opened', 'complaint_reopened') AND e.occurred_at >= $1 AND e.occurred_at < $2
                AND NOT EXISTS (SELECT 1 FROM events r WHERE r.customer_id = e.customer_id
                    AND r.kind = 'complaint_resolved' AND r.occurred_at >= e.occurred_at AND r.occurred_at < $2)
              ORDER BY e.id";
-        Ok(
-            on_pool!(self, p => sqlx::query_as(sql).bind(day_start(from)).bind(day_start(to)).fetch_all(p).await?),
-        )
+        Ok(on_pool!(self, p => sqlx::query_as(sql)
+            .bind(super::day_start(from))
+            .bind(super::day_start(to))
+            .fetch_all(p)
+            .await?))
+    }
+}
+
+/// Orders locations such as `f.csv:9` before `f.csv:10`: by the text before the trailing
+/// number, then by the number.
+fn location_key(location: &str) -> (&str, u64) {
+    let digits = location.len()
+        - location
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .len();
+    let (head, tail) = location.split_at(location.len() - digits);
+    (head, tail.parse().unwrap_or(0))
+}
+
+fn add_deltas(deltas: &mut Deltas, stored: &[(i64, String, i64, Option<f64>)]) -> Result<()> {
+    for (customer, kind, at, value) in stored {
+        let kind: EventKind = kind
+            .parse()
+            .map_err(|e| StoreError::Data(format!("stored event kind: {e}")))?;
+        let entry = deltas
+            .entry((*customer, day_of(*at), kind.code() as i16))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += milli(*value);
+    }
+    Ok(())
+}
+
+fn day_count(customer: i64, day: i32, kind: i64, n: i64, total_milli: i64) -> Result<DayCount> {
+    let kind = u8::try_from(kind)
+        .ok()
+        .and_then(EventKind::from_code)
+        .ok_or_else(|| {
+            StoreError::Data(format!(
+                "activity_daily row of customer {customer} on day {day} has unknown kind code {kind}"
+            ))
+        })?;
+    Ok(DayCount {
+        day,
+        kind,
+        n: n.clamp(0, u32::MAX as i64) as u32,
+        total: total_milli as f64 / 1000.0,
+    })
+}
+
+/// Reads SQLite's `day,kind,n,total;...` rollup list.
+fn parse_rollups(customer: i64, text: &str) -> Result<Activity> {
+    let bad = || {
+        StoreError::Data(format!(
+            "unreadable rollups of customer {customer}: {text:?}"
+        ))
+    };
+    let mut days = Vec::with_capacity(text.len() / 12 + 1);
+    for item in text.split(';') {
+        let mut it = item.split(',');
+        let mut next = || -> Result<i64> {
+            it.next()
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or_else(bad)
+        };
+        let (day, kind, n, total) = (next()?, next()?, next()?, next()?);
+        days.push(day_count(customer, day as i32, kind, n, total)?);
+    }
+    Ok(Activity::new(days))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_rollup_lists_parse_and_bad_ones_are_named() {
+        let a = parse_rollups(7, "20000,2,3,0;19999,1,1,12500").unwrap();
+        assert_eq!(a.days().len(), 2);
+        assert_eq!(a.days()[0].day, 19999);
+        assert_eq!(a.days()[0].kind, EventKind::Usage);
+        assert_eq!(a.days()[0].total, 12.5);
+        let e = parse_rollups(7, "20000,99,1,0").unwrap_err().to_string();
+        assert!(
+            e.contains("customer 7") && e.contains("unknown kind code 99"),
+            "{e}"
+        );
+        assert!(parse_rollups(7, "x").is_err());
+    }
+
+    #[test]
+    fn locations_sort_by_their_number() {
+        let mut v = vec!["f.csv:10", "f.csv:9", "g.csv:1", "request 3 item 2"];
+        v.sort_by_key(|l| location_key(l));
+        assert_eq!(v, ["f.csv:9", "f.csv:10", "g.csv:1", "request 3 item 2"]);
+    }
+
+    #[test]
+    fn days_floor_before_1970() {
+        assert_eq!(day_of(0), 0);
+        assert_eq!(day_of(86_399), 0);
+        assert_eq!(day_of(-1), -1);
     }
 }

@@ -28,11 +28,13 @@ use sqlx::sqlite::{
 };
 
 pub use customers::{CustomerRow, UpsertCounts};
-pub use events::InsertCounts;
+pub use events::{
+    CustomerIds, FailPoint, IngestBatch, IngestCounts, Progress, Refused, SourceFile,
+};
 pub use models::PromotionRow;
 pub use models::StoredModel;
 pub use nudges::{DecideOutcome, NewNudge, NudgeFilter, NudgeRow};
-pub use quarantine::{QuarantineRow, RetryOutcome};
+pub use quarantine::{QuarantineEntry, QuarantineRow, RetryOutcome};
 pub use scores::{NewScore, ScoreRow, ScoringRun};
 pub use ticks::TickClaim;
 

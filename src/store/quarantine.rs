@@ -1,10 +1,11 @@
-//! Quarantine: events attune cannot store yet (their customer is unknown), kept with the
-//! reason until they can be. Releasing is idempotent: the events table never stores an
-//! event twice, so a retry interrupted half way can simply run again.
+//! Quarantine: every event a source sent that attune could not store (an unknown customer
+//! or kind, a bad timestamp, a value out of range, a malformed row), kept with the reason
+//! and the raw row until a retry stores it. Releasing is idempotent: the events table
+//! never stores an event twice, so a retry interrupted half way can simply run again.
 
 use sqlx::types::Json;
 
-use super::{Db, Result, now_secs, on_pool};
+use super::{BATCH_ROWS, Db, Result, on_pool};
 use crate::domain::ActivityEvent;
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
@@ -12,71 +13,86 @@ pub struct QuarantineRow {
     pub id: i64,
     pub source: String,
     pub source_event_id: String,
-    pub customer_external_id: String,
+    pub customer_external_id: Option<String>,
+    pub reason_code: String,
     pub reason: String,
+    pub location: Option<String>,
     pub received_at: i64,
     pub released_at: Option<i64>,
 }
 
+/// An open quarantine row with what a retry needs to map it again.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QuarantineEntry {
+    pub id: i64,
+    pub source: String,
+    pub source_event_id: String,
+    pub raw: Json<serde_json::Value>,
+    pub event: Option<Json<ActivityEvent>>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RetryOutcome {
-    /// Events stored now that their customer exists.
+    /// Events stored now.
     pub released: u64,
     /// Released events that turned out to be stored already.
     pub duplicate: u64,
-    /// Events whose customer is still unknown; they stay in quarantine.
-    pub still_unknown: u64,
+    /// Events that still cannot be stored; they stay in quarantine with their reason.
+    pub still_quarantined: u64,
 }
 
 impl Db {
-    /// Quarantined events, oldest first; released ones too if asked.
+    /// Quarantined events, oldest first; released ones too if asked; of one reason if asked.
     pub async fn quarantined(
         &self,
         include_released: bool,
+        reason_code: Option<&str>,
         limit: i64,
     ) -> Result<Vec<QuarantineRow>> {
-        let sql = "SELECT id, source, source_event_id, customer_external_id, reason, received_at, released_at
-                   FROM quarantine WHERE ($1 OR released_at IS NULL) ORDER BY id LIMIT $2";
-        Ok(
-            on_pool!(self, p => sqlx::query_as(sql).bind(include_released).bind(limit).fetch_all(p).await?),
-        )
+        let sql = "SELECT id, source, source_event_id, customer_external_id, reason_code, reason, location, received_at, released_at
+                   FROM quarantine WHERE ($1 OR released_at IS NULL) AND ($2 IS NULL OR reason_code = $2) ORDER BY id LIMIT $3";
+        Ok(on_pool!(self, p => sqlx::query_as(sql)
+            .bind(include_released)
+            .bind(reason_code)
+            .bind(limit)
+            .fetch_all(p)
+            .await?))
     }
 
-    /// Stores every quarantined event whose customer now exists and marks it released.
-    pub async fn retry_quarantine(&self) -> Result<RetryOutcome> {
-        let sql = "SELECT id, event FROM quarantine WHERE released_at IS NULL ORDER BY id";
-        let open: Vec<(i64, Json<ActivityEvent>)> =
-            on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?);
-        let ids = self.customer_id_map().await?;
-        let (ready, waiting): (Vec<_>, Vec<_>) = open
-            .into_iter()
-            .partition(|(_, e)| ids.contains_key(e.customer.as_str()));
-        let mut out = RetryOutcome {
-            still_unknown: waiting.len() as u64,
-            ..Default::default()
-        };
-        if ready.is_empty() {
-            return Ok(out);
-        }
-        let events: Vec<ActivityEvent> = ready.iter().map(|(_, e)| e.0.clone()).collect();
-        let counts = self.insert_events_known(&ids, &events).await?;
-        out.released = counts.inserted;
-        out.duplicate = counts.duplicate;
-        let now = now_secs();
+    /// Open quarantine rows counted by reason.
+    pub async fn quarantine_counts(&self) -> Result<Vec<(String, i64)>> {
+        let sql = "SELECT reason_code, COUNT(*) FROM quarantine WHERE released_at IS NULL GROUP BY reason_code ORDER BY reason_code";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?))
+    }
+
+    /// Open rows with ids above `after`, in id order, for a retry.
+    pub async fn open_quarantine(&self, after: i64, limit: i64) -> Result<Vec<QuarantineEntry>> {
+        let sql = "SELECT id, source, source_event_id, raw, event FROM quarantine
+                   WHERE released_at IS NULL AND id > $1 ORDER BY id LIMIT $2";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(after).bind(limit).fetch_all(p).await?))
+    }
+
+    /// Records why rows are still quarantined after a retry (the reason may have changed:
+    /// a kind mapped since, with a customer still unknown).
+    pub async fn requarantine(
+        &self,
+        rows: &[(i64, &'static str, String, Option<ActivityEvent>)],
+    ) -> Result<()> {
         on_pool!(self, p => {
             let mut tx = p.begin().await?;
-            for chunk in ready.chunks(super::BATCH_ROWS) {
-                let mut q = sqlx::QueryBuilder::new("UPDATE quarantine SET released_at = ");
-                q.push_bind(now).push(" WHERE id IN (");
-                let mut sep = q.separated(", ");
-                for (id, _) in chunk {
-                    sep.push_bind(*id);
+            for chunk in rows.chunks(BATCH_ROWS) {
+                for (id, code, reason, event) in chunk {
+                    sqlx::query("UPDATE quarantine SET reason_code = $1, reason = $2, event = COALESCE($3, event) WHERE id = $4 AND released_at IS NULL")
+                        .bind(*code)
+                        .bind(reason.as_str())
+                        .bind(event.as_ref().map(Json))
+                        .bind(*id)
+                        .execute(&mut *tx)
+                        .await?;
                 }
-                q.push(")");
-                q.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
-        Ok(out)
+        Ok(())
     }
 }

@@ -30,20 +30,23 @@ pub struct ScoringRun {
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub customers: i64,
+    /// `full` (everyone) or `changed` (customers whose activity changed since their score).
+    pub scope: String,
 }
 
 impl Db {
+    /// Opens a run; `scope` is `full` or `changed`. Returns its id and start time.
     pub async fn start_scoring_run(
         &self,
         model_version: &str,
         as_of: NaiveDate,
         trigger: &str,
-    ) -> Result<i64> {
-        let sql = "INSERT INTO scoring_runs (model_version, as_of, trigger, started_at) VALUES ($1, $2, $3, $4) RETURNING id";
-        let (id,): (i64,) = on_pool!(self, p => sqlx::query_as(sql)
-            .bind(model_version).bind(as_of).bind(trigger).bind(now_secs())
-            .fetch_one(p).await?);
-        Ok(id)
+        scope: &str,
+    ) -> Result<(i64, i64)> {
+        let sql = "INSERT INTO scoring_runs (model_version, as_of, trigger, started_at, scope) VALUES ($1, $2, $3, $4, $5) RETURNING id, started_at";
+        Ok(on_pool!(self, p => sqlx::query_as(sql)
+            .bind(model_version).bind(as_of).bind(trigger).bind(now_secs()).bind(scope)
+            .fetch_one(p).await?))
     }
 
     /// Writes a page of a run's scores in one transaction. A run counts only once
@@ -90,15 +93,46 @@ impl Db {
     }
 
     pub async fn scoring_run(&self, run_id: i64) -> Result<Option<ScoringRun>> {
-        let sql = "SELECT id, model_version, as_of, trigger, started_at, finished_at, customers FROM scoring_runs WHERE id = $1";
+        let sql = "SELECT id, model_version, as_of, trigger, started_at, finished_at, customers, scope FROM scoring_runs WHERE id = $1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(run_id).fetch_optional(p).await?))
     }
 
     /// The newest finished run.
     pub async fn latest_scoring_run(&self) -> Result<Option<ScoringRun>> {
-        let sql = "SELECT id, model_version, as_of, trigger, started_at, finished_at, customers FROM scoring_runs
+        let sql = "SELECT id, model_version, as_of, trigger, started_at, finished_at, customers, scope FROM scoring_runs
                    WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_optional(p).await?))
+    }
+
+    /// Every customer's current score: the newest from the latest finished full run or any
+    /// finished run after it, riskiest first.
+    pub async fn current_scores(&self) -> Result<Vec<ScoreRow>> {
+        let sql = "SELECT s.customer_id, c.external_id, c.monthly_charge, s.probability, s.drivers, s.run_id
+                   FROM scores s JOIN customers c ON c.id = s.customer_id
+                   WHERE s.run_id >= (SELECT COALESCE(MAX(id), 0) FROM scoring_runs WHERE finished_at IS NOT NULL AND scope = 'full')
+                     AND s.run_id IN (SELECT id FROM scoring_runs WHERE finished_at IS NOT NULL)
+                   ORDER BY s.customer_id, s.run_id DESC";
+        let rows: Vec<(i64, String, f64, f64, Json<serde_json::Value>, i64)> =
+            on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?);
+        let mut out: Vec<ScoreRow> = Vec::with_capacity(rows.len());
+        for (customer_id, external_id, monthly_charge, probability, drivers, _) in rows {
+            if out.last().is_some_and(|l| l.customer_id == customer_id) {
+                continue;
+            }
+            out.push(ScoreRow {
+                customer_id,
+                external_id,
+                monthly_charge,
+                probability,
+                drivers,
+            });
+        }
+        out.sort_by(|a, b| {
+            b.probability
+                .total_cmp(&a.probability)
+                .then(a.customer_id.cmp(&b.customer_id))
+        });
+        Ok(out)
     }
 
     /// A run's scores, riskiest first.

@@ -20,10 +20,14 @@ async fn import_to_queued_nudges(t: &TestDb) {
 
     assert_eq!(summary.pulled.len(), 2);
     let (customers, events) = (&summary.pulled[0], &summary.pulled[1]);
-    assert_eq!((customers.imported, customers.rejected), (1500, 0));
+    assert_eq!((customers.stored, customers.rejected), (1500, 0));
     assert_eq!(
-        (events.imported as usize, events.rejected, events.duplicate),
+        (events.stored as usize, events.rejected, events.duplicate),
         (summary.events, 0, 0)
+    );
+    assert_eq!(
+        (customers.outcome.as_str(), events.outcome.as_str()),
+        ("done", "done")
     );
     assert!(
         inbox.path().join("done/events.csv").exists(),

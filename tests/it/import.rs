@@ -61,7 +61,8 @@ async fn bad_rows_are_reported_and_good_rows_kept(t: &TestDb) {
 
     let events = dir.path().join("events.csv");
     std::fs::write(&events, EVENTS).unwrap();
-    let r = import_events_file(&t.db, &events).await.unwrap();
+    let ctx = t.ctx(|_| {});
+    let r = import_events_file(&ctx, &events, None).await.unwrap();
     assert_eq!(
         (r.imported, r.duplicate, r.quarantined, r.rejected),
         (4, 0, 1, 2),
@@ -88,30 +89,35 @@ async fn bad_rows_are_reported_and_good_rows_kept(t: &TestDb) {
         r.quarantine
     );
 
-    // Again: nothing is stored twice, and the quarantined event is not quarantined twice.
-    let r = import_events_file(&t.db, &events).await.unwrap();
+    // Again: nothing is stored twice, and nothing is quarantined twice.
+    let r = import_events_file(&ctx, &events, None).await.unwrap();
     assert_eq!(
         (r.imported, r.duplicate, r.quarantined, r.rejected),
-        (0, 4, 0, 2)
+        (0, 4, 1, 2)
     );
     assert_eq!(t.db.counts().await.unwrap().events, 4);
-    let held = t.db.quarantined(false, 10).await.unwrap();
-    assert_eq!(held.len(), 1);
+    let held = t.db.quarantined(false, None, 10).await.unwrap();
+    let codes: Vec<&str> = held.iter().map(|q| q.reason_code.as_str()).collect();
+    assert_eq!(codes, ["unknown_customer", "unknown_kind", "bad_timestamp"]);
+    assert_eq!(held[0].customer_external_id.as_deref(), Some("zz"));
+    assert!(
+        held[0].reason.starts_with("unknown customer \"zz\""),
+        "{}",
+        held[0].reason
+    );
     assert_eq!(
-        (
-            held[0].customer_external_id.as_str(),
-            held[0].reason.as_str()
-        ),
-        ("zz", "unknown customer \"zz\"")
+        held[1].location.as_deref(),
+        Some(format!("{name}:6").as_str())
     );
 
     // Until the customer exists, a retry keeps the event; once it does, the event is stored.
+    let retry = || attune::jobs::sources::retry_quarantine(&ctx);
     assert_eq!(
-        t.db.retry_quarantine().await.unwrap(),
+        retry().await.unwrap(),
         attune::store::RetryOutcome {
             released: 0,
             duplicate: 0,
-            still_unknown: 1
+            still_quarantined: 3
         }
     );
     t.db.upsert_customers(&[super::helpers::customer(
@@ -122,23 +128,32 @@ async fn bad_rows_are_reported_and_good_rows_kept(t: &TestDb) {
     .await
     .unwrap();
     assert_eq!(
-        t.db.retry_quarantine().await.unwrap(),
+        retry().await.unwrap(),
         attune::store::RetryOutcome {
             released: 1,
             duplicate: 0,
-            still_unknown: 0
+            still_quarantined: 2
         }
     );
     assert_eq!(t.db.counts().await.unwrap().events, 5);
-    assert!(t.db.quarantined(false, 10).await.unwrap().is_empty());
     assert!(
-        t.db.quarantined(true, 10).await.unwrap()[0]
+        t.db.quarantined(false, Some("unknown_customer"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        t.db.quarantined(true, None, 10).await.unwrap()[0]
             .released_at
             .is_some()
     );
     assert_eq!(
-        t.db.retry_quarantine().await.unwrap(),
-        attune::store::RetryOutcome::default()
+        retry().await.unwrap(),
+        attune::store::RetryOutcome {
+            released: 0,
+            duplicate: 0,
+            still_quarantined: 2
+        }
     );
 }
 both_backends!(

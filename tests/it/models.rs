@@ -306,8 +306,8 @@ fn rows(offset: f64) -> Vec<FeatureRow> {
 }
 
 async fn drift_round_trips(t: &TestDb) {
-    let run =
-        t.db.start_scoring_run("v1", d("2026-11-24"), "test")
+    let (run, _) =
+        t.db.start_scoring_run("v1", d("2026-11-24"), "test", "full")
             .await
             .unwrap();
     assert!(t.db.drift_for_run(run).await.unwrap().is_empty());
@@ -333,8 +333,8 @@ async fn drift_round_trips(t: &TestDb) {
     );
 
     // Other runs are untouched; a bad value is refused before anything is written.
-    let other =
-        t.db.start_scoring_run("v1", d("2026-11-25"), "test")
+    let (other, _) =
+        t.db.start_scoring_run("v1", d("2026-11-25"), "test", "full")
             .await
             .unwrap();
     assert!(t.db.drift_for_run(other).await.unwrap().is_empty());

@@ -1,6 +1,7 @@
 //! Training on history: point in time (no leaks), the retrain gate, and rollback.
 
 use attune::domain::{ActivityEvent, CustomerId, EventKind};
+use attune::features::FeatureSpec;
 use attune::jobs::train::{HistoryOptions, TrainOptions, history_observations, train_from_history};
 use attune::model::dataset::observation_dates;
 use chrono::Days;
@@ -43,7 +44,9 @@ async fn planted_leak_is_not_seen(t: &TestDb) {
     }
     t.db.upsert_customers(&customers).await.unwrap();
     t.db.insert_events(&ordinary).await.unwrap();
-    let before = history_observations(&t.db, &dates, 60).await.unwrap();
+    let before = history_observations(&t.db, &FeatureSpec::default_spec(), &dates, 60)
+        .await
+        .unwrap();
 
     // The leak: every churner fails two payments on the day they leave.
     let leak: Vec<ActivityEvent> = customers
@@ -53,8 +56,10 @@ async fn planted_leak_is_not_seen(t: &TestDb) {
             (0..2).map(move |n| event(c.external_id.as_str(), EventKind::PaymentFailed, day, n))
         })
         .collect();
-    assert_eq!(t.db.insert_events(&leak).await.unwrap().inserted, 80);
-    let after = history_observations(&t.db, &dates, 60).await.unwrap();
+    assert_eq!(t.db.insert_events(&leak).await.unwrap().stored, 80);
+    let after = history_observations(&t.db, &FeatureSpec::default_spec(), &dates, 60)
+        .await
+        .unwrap();
     assert_eq!(before.len(), after.len());
     assert_eq!(
         before, after,
@@ -116,6 +121,7 @@ async fn retrain_gate(t: &TestDb) {
     let (ctx, _inbox, today) = demo_population(t).await;
     let trained = train_from_history(
         &t.db,
+        &FeatureSpec::default_spec(),
         &history(today, 5),
         &TrainOptions {
             seed: Some(5),
@@ -175,12 +181,14 @@ async fn rollback_restores_scores(t: &TestDb) {
     let job = attune::jobs::score::ScoreJob {
         tick: None,
         as_of: Some(today),
+        changed_only: false,
     };
     let first = attune::jobs::score::run(&ctx, &job).await.unwrap();
     let scores_1 = t.db.scores_for_run(first.run_id).await.unwrap();
 
     let other = train_from_history(
         &t.db,
+        &FeatureSpec::default_spec(),
         &history(today, 99),
         &TrainOptions {
             seed: Some(99),

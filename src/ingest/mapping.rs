@@ -1,0 +1,467 @@
+//! How a source's rows become attune events: which of its columns holds each of attune's
+//! fields, what its own kind names mean, and the checks every event must pass (a kind
+//! from the vocabulary, a plausible timestamp, a value in range). A row that fails is a
+//! [`Rejection`] with a reason code, which the store keeps in quarantine with the raw row.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::record::{Cell, Problem, Record, fnv1a64, parse_number, parse_timestamp};
+use crate::domain::{ActivityEvent, CustomerId, EventKind, MAX_EVENT_VALUE};
+
+/// attune's event fields, as named in files, in mappings and in the README.
+pub const EVENT_FIELDS: &[&str] = &[
+    "customer_id",
+    "kind",
+    "occurred_at",
+    "value",
+    "source",
+    "source_event_id",
+];
+
+/// How one source's rows map onto attune events.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventMapping {
+    /// The source's name: events that carry no `source` of their own get it.
+    pub source: String,
+    /// attune field -> the source's column for it. Unmapped fields are read from the
+    /// column of the same name.
+    pub columns: BTreeMap<String, String>,
+    /// The source's own kind names (compared trimmed and case-insensitively) -> attune's.
+    /// Names not listed are read as attune's vocabulary, aliases included.
+    pub kinds: BTreeMap<String, EventKind>,
+}
+
+impl EventMapping {
+    /// attune's own column names and vocabulary.
+    pub fn standard(source: &str) -> Self {
+        Self {
+            source: source.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// The column that holds `field` in this source.
+    pub fn column<'a>(&'a self, field: &'a str) -> &'a str {
+        self.columns.get(field).map_or(field, String::as_str)
+    }
+
+    /// Source columns that are mapped onto attune fields (not kept as attributes).
+    fn mapped_columns(&self) -> Vec<&str> {
+        EVENT_FIELDS.iter().map(|f| self.column(f)).collect()
+    }
+
+    fn kind(&self, raw: &str) -> Result<EventKind, Problem> {
+        let key = raw.trim();
+        if let Some(k) = self
+            .kinds
+            .iter()
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case(key))
+            .map(|(_, k)| *k)
+        {
+            return Ok(k);
+        }
+        key.parse::<EventKind>().map_err(|e| {
+            let mut msg = e.to_string();
+            if !self.kinds.is_empty() {
+                msg.push_str(&format!(
+                    "; or one of this source's names: {}",
+                    self.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            Problem::at(self.column("kind"), msg)
+        })
+    }
+}
+
+/// Why an event was not stored. The code is stable (it is stored and filtered on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The row could not be read: wrong number of CSV fields, not JSON, not UTF-8.
+    Malformed,
+    /// A required field is missing or blank.
+    MissingField,
+    UnknownKind,
+    /// Not a timestamp, before 1970, or more than a day in the future.
+    BadTimestamp,
+    /// Not a number, or outside the range its kind allows.
+    BadValue,
+    /// Everything else about the event is fine; attune does not know its customer yet.
+    UnknownCustomer,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::Malformed => "malformed",
+            RejectCode::MissingField => "missing_field",
+            RejectCode::UnknownKind => "unknown_kind",
+            RejectCode::BadTimestamp => "bad_timestamp",
+            RejectCode::BadValue => "bad_value",
+            RejectCode::UnknownCustomer => "unknown_customer",
+        }
+    }
+}
+
+/// One refused row: the reason code, the column to blame and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: RejectCode,
+    pub column: Option<String>,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.column {
+            Some(c) => write!(f, "column {c}: {}", self.problem),
+            None => f.write_str(&self.problem),
+        }
+    }
+}
+
+impl Rejection {
+    /// A row that could not be framed.
+    pub(crate) fn malformed(p: Problem) -> Self {
+        Self {
+            code: RejectCode::Malformed,
+            column: p.column,
+            problem: p.problem,
+        }
+    }
+
+    fn new(code: RejectCode, p: Problem) -> Self {
+        Self {
+            code,
+            column: p.column,
+            problem: p.problem,
+        }
+    }
+}
+
+/// How far ahead of `now` an event may claim to have happened (clock skew between
+/// systems), before its timestamp counts as bad.
+pub const FUTURE_TOLERANCE_SECS: i64 = 86_400;
+
+/// Maps one row onto an event, checking it as it goes.
+pub(crate) fn map_event(
+    r: &Record,
+    m: &EventMapping,
+    now: DateTime<Utc>,
+) -> Result<ActivityEvent, Rejection> {
+    let missing = |p: Problem| Rejection::new(RejectCode::MissingField, p);
+    let malformed = |p: Problem| Rejection::new(RejectCode::Malformed, p);
+    let col = |f: &'static str| m.column(f);
+
+    let customer_raw = r
+        .required(col("customer_id"), "a customer id")
+        .map_err(missing)?;
+    let customer = CustomerId::parse(customer_raw)
+        .map_err(|e| malformed(Problem::at(col("customer_id"), e.to_string())))?;
+    let kind_raw = r
+        .required(col("kind"), "an event kind such as login or payment_made")
+        .map_err(missing)?;
+    let kind = m
+        .kind(kind_raw)
+        .map_err(|p| Rejection::new(RejectCode::UnknownKind, p))?;
+    let ts_raw = r
+        .required(
+            col("occurred_at"),
+            "a timestamp such as 2025-03-01T09:30:00Z",
+        )
+        .map_err(missing)?;
+    let occurred_at = parse_timestamp(col("occurred_at"), ts_raw)
+        .map_err(|p| Rejection::new(RejectCode::BadTimestamp, p))?;
+    if occurred_at.timestamp() < 0 {
+        return Err(Rejection::new(
+            RejectCode::BadTimestamp,
+            Problem::at(
+                col("occurred_at"),
+                format!("{ts_raw:?} is before 1970; expected the time the event happened"),
+            ),
+        ));
+    }
+    if occurred_at.timestamp() > now.timestamp() + FUTURE_TOLERANCE_SECS {
+        return Err(Rejection::new(
+            RejectCode::BadTimestamp,
+            Problem::at(
+                col("occurred_at"),
+                format!(
+                    "{ts_raw:?} is more than a day in the future (now is {}); expected the time the event happened",
+                    now.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
+            ),
+        ));
+    }
+    let value = r
+        .text(col("value"))
+        .map_err(malformed)?
+        .map(|raw| {
+            parse_number(col("value"), raw).map_err(|p| Rejection::new(RejectCode::BadValue, p))
+        })
+        .transpose()?;
+    if let Some(v) = value {
+        let (lo, hi, what) =
+            kind.value_range()
+                .unwrap_or((-MAX_EVENT_VALUE, MAX_EVENT_VALUE, "a number"));
+        if !(lo..=hi).contains(&v) {
+            let problem = if kind == EventKind::ComplaintResolved {
+                format!("{v} is not a satisfaction score; expected 1 to 5 for complaint_resolved")
+            } else {
+                format!("{v} is out of range for {kind}; expected {what} (at most {hi:e})")
+            };
+            return Err(Rejection::new(
+                RejectCode::BadValue,
+                Problem::at(col("value"), problem),
+            ));
+        }
+    }
+    let source = r
+        .text(col("source"))
+        .map_err(malformed)?
+        .unwrap_or(&m.source)
+        .to_owned();
+    let source_event_id = match r.text(col("source_event_id")).map_err(malformed)? {
+        Some(id) => id.to_owned(),
+        None => derived_event_id(&customer, kind, occurred_at, value),
+    };
+    Ok(ActivityEvent {
+        customer,
+        kind,
+        occurred_at,
+        value,
+        attributes: r.others(&m.mapped_columns()).into_iter().collect(),
+        source,
+        source_event_id,
+    })
+}
+
+/// A stable id for an event its source gave none: built from the parsed values, so
+/// `2025-03-01` and `2025-03-01 00:00:00` (or `12.5` and `12.50`) give the same id and a
+/// re-import never duplicates.
+pub fn derived_event_id(
+    customer: &CustomerId,
+    kind: EventKind,
+    occurred_at: DateTime<Utc>,
+    value: Option<f64>,
+) -> String {
+    let occurred_text = occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let value_text = value.map(|v| v.to_string()).unwrap_or_default();
+    let key = [
+        customer.as_str(),
+        kind.as_str(),
+        &occurred_text,
+        &value_text,
+    ]
+    .join("\u{1f}");
+    format!("h:{:016x}", fnv1a64(key.as_bytes()))
+}
+
+/// The row as received, as a JSON object of column -> text (null for JSON null), kept in
+/// quarantine so a retry can map it again.
+pub(crate) fn raw_json(r: &Record) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (k, c) in &r.fields {
+        let v = match c {
+            Cell::Text(s) => serde_json::Value::String(s.clone()),
+            Cell::Null => serde_json::Value::Null,
+            Cell::Complex { json, .. } => {
+                serde_json::from_str(json).unwrap_or(serde_json::Value::String(json.clone()))
+            }
+        };
+        map.insert(k.to_string(), v);
+    }
+    if !r.nested_attributes.is_empty() {
+        let attrs: serde_json::Map<String, serde_json::Value> = r
+            .nested_attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        map.insert("attributes".into(), serde_json::Value::Object(attrs));
+    }
+    serde_json::Value::Object(map)
+}
+
+/// The identity under which a refused row is quarantined: the source's event id when the
+/// row has one, else one derived from the raw row, so reading the same file twice
+/// quarantines a bad row once.
+pub(crate) fn quarantine_id(r: &Record, m: &EventMapping) -> String {
+    if let Ok(Some(id)) = r.text(m.column("source_event_id")) {
+        return id.to_owned();
+    }
+    format!("raw:{:016x}", fnv1a64(raw_json(r).to_string().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::record::Record;
+
+    fn rec(pairs: &[(&str, &str)]) -> Record {
+        Record {
+            fields: pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), Cell::Text((*v).to_owned())))
+                .collect(),
+            nested_attributes: vec![],
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-01-10T00:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_sources_own_columns_and_kind_names_map_on() {
+        let m = EventMapping {
+            source: "billing".into(),
+            columns: [
+                ("customer_id", "acct"),
+                ("kind", "type"),
+                ("occurred_at", "ts"),
+                ("value", "amount"),
+                ("source_event_id", "id"),
+            ]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect(),
+            kinds: [("BILL".to_owned(), EventKind::InvoiceIssued)].into(),
+        };
+        let r = rec(&[
+            ("id", "991"),
+            ("acct", "c1"),
+            ("type", " bill "),
+            ("ts", "1767225600"),
+            ("amount", "40.5"),
+            ("branch", "north"),
+        ]);
+        let e = map_event(&r, &m, now()).unwrap();
+        assert_eq!(e.kind, EventKind::InvoiceIssued);
+        assert_eq!(e.customer.as_str(), "c1");
+        assert_eq!(e.occurred_at.to_rfc3339(), "2026-01-01T00:00:00+00:00");
+        assert_eq!(e.value, Some(40.5));
+        assert_eq!(
+            (e.source.as_str(), e.source_event_id.as_str()),
+            ("billing", "991")
+        );
+        assert_eq!(e.attributes.len(), 1);
+        assert_eq!(e.attributes["branch"], "north");
+        // Names the source did not map are read as attune's vocabulary.
+        let r = rec(&[("acct", "c1"), ("type", "payment"), ("ts", "2026-01-02")]);
+        assert_eq!(
+            map_event(&r, &m, now()).unwrap().kind,
+            EventKind::PaymentMade
+        );
+    }
+
+    #[test]
+    fn each_kind_of_rejection_has_its_code_and_column() {
+        let m = EventMapping::standard("s");
+        type Case<'a> = (&'a [(&'a str, &'a str)], RejectCode, &'a str);
+        let cases: &[Case] = &[
+            (
+                &[("kind", "login"), ("occurred_at", "2026-01-01")],
+                RejectCode::MissingField,
+                "customer_id",
+            ),
+            (
+                &[
+                    ("customer_id", "c"),
+                    ("kind", "fax"),
+                    ("occurred_at", "2026-01-01"),
+                ],
+                RejectCode::UnknownKind,
+                "kind",
+            ),
+            (
+                &[
+                    ("customer_id", "c"),
+                    ("kind", "login"),
+                    ("occurred_at", "soon"),
+                ],
+                RejectCode::BadTimestamp,
+                "occurred_at",
+            ),
+            (
+                &[
+                    ("customer_id", "c"),
+                    ("kind", "login"),
+                    ("occurred_at", "2026-01-12"),
+                ],
+                RejectCode::BadTimestamp,
+                "occurred_at",
+            ),
+            (
+                &[
+                    ("customer_id", "c"),
+                    ("kind", "usage"),
+                    ("occurred_at", "2026-01-01"),
+                    ("value", "-3"),
+                ],
+                RejectCode::BadValue,
+                "value",
+            ),
+            (
+                &[
+                    ("customer_id", "c"),
+                    ("kind", "usage"),
+                    ("occurred_at", "2026-01-01"),
+                    ("value", "1e13"),
+                ],
+                RejectCode::BadValue,
+                "value",
+            ),
+            (
+                &[
+                    ("customer_id", "c"),
+                    ("kind", "complaint_resolved"),
+                    ("occurred_at", "2026-01-01"),
+                    ("value", "6"),
+                ],
+                RejectCode::BadValue,
+                "value",
+            ),
+            (
+                &[
+                    ("customer_id", "c"),
+                    ("kind", "usage"),
+                    ("occurred_at", "2026-01-01"),
+                    ("value", "lots"),
+                ],
+                RejectCode::BadValue,
+                "value",
+            ),
+        ];
+        for (pairs, code, column) in cases {
+            let err = map_event(&rec(pairs), &m, now()).unwrap_err();
+            assert_eq!(
+                (err.code, err.column.as_deref()),
+                (*code, Some(*column)),
+                "{pairs:?}: {err}"
+            );
+        }
+        // A day ahead is tolerated (clock skew); a usage value of 0 is fine.
+        let ok = rec(&[
+            ("customer_id", "c"),
+            ("kind", "usage"),
+            ("occurred_at", "2026-01-10T23:00:00Z"),
+            ("value", "0"),
+        ]);
+        assert!(map_event(&ok, &m, now()).is_ok());
+    }
+
+    #[test]
+    fn quarantine_ids_are_stable_for_the_same_raw_row() {
+        let m = EventMapping::standard("s");
+        let a = rec(&[("customer_id", "c"), ("kind", "fax")]);
+        let b = rec(&[("customer_id", "c"), ("kind", "fax")]);
+        let c = rec(&[("customer_id", "d"), ("kind", "fax")]);
+        assert_eq!(quarantine_id(&a, &m), quarantine_id(&b, &m));
+        assert_ne!(quarantine_id(&a, &m), quarantine_id(&c, &m));
+        let with_id = rec(&[("source_event_id", "e-1"), ("kind", "fax")]);
+        assert_eq!(quarantine_id(&with_id, &m), "e-1");
+    }
+}

@@ -1,0 +1,236 @@
+//! Activity sources: where a service business's activity comes from, pulled into attune
+//! incrementally. Each source is named in the config and keeps a cursor committed in the
+//! same transaction as the events it covers:
+//!
+//! - `files` (`files.rs`): a drop directory; each file is taken once, in batches that
+//!   record the last line committed, then moved to `done/` or `rejected/`;
+//! - `sql` (`sql.rs`): a query against the company's own database, reading rows after a
+//!   watermark;
+//! - `http` (`http.rs`): batches POSTed to `/v1/events` by the company's systems.
+//!
+//! Every row becomes a stored event or a quarantined one with its reason; `retry` maps
+//! quarantined rows again (a kind mapped since, a customer imported since).
+
+pub mod files;
+pub mod http;
+pub mod sql;
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::JobContext;
+use crate::config::{INBOX_SOURCE, SourceConfig};
+use crate::ingest::mapping::{EventMapping, Rejection, map_event, quarantine_id, raw_json};
+use crate::ingest::record::Record;
+use crate::store::{FailPoint, IngestBatch, IngestCounts, Refused, RetryOutcome};
+
+/// What one pull of one source did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceReport {
+    pub source: String,
+    pub kind: String,
+    pub batches: u64,
+    pub stored: u64,
+    pub duplicate: u64,
+    pub quarantined: u64,
+    /// Files taken (files sources).
+    pub files: Vec<files::FileReport>,
+    /// The cursor after the pull (sql sources).
+    pub cursor: Option<String>,
+    pub seconds: f64,
+}
+
+impl SourceReport {
+    fn add(&mut self, c: &IngestCounts) {
+        self.batches += 1;
+        self.stored += c.stored;
+        self.duplicate += c.duplicate;
+        self.quarantined += c.quarantined + c.already_quarantined;
+    }
+}
+
+/// Options for a pull; tests use them to simulate a crash before a batch commits.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PullOptions {
+    pub fail: FailPoint,
+}
+
+/// The configured sources, with `[pull] inbox` as a files source named `inbox`.
+pub fn configured(ctx: &JobContext) -> Vec<SourceConfig> {
+    let mut out = ctx.config.sources.clone();
+    if let Some(dir) = &ctx.config.pull.inbox {
+        out.insert(
+            0,
+            SourceConfig {
+                name: INBOX_SOURCE.into(),
+                kind: "files".into(),
+                url: None,
+                url_env: None,
+                query: None,
+                cursor_column: None,
+                cursor_start: "0".into(),
+                batch: 50_000,
+                dir: Some(dir.clone()),
+                token_env: None,
+                columns: BTreeMap::new(),
+                kinds: BTreeMap::new(),
+            },
+        );
+    }
+    out
+}
+
+/// The mapping a quarantined row of `source` is read with: the source's own, or attune's
+/// standard columns for a source no longer configured (or an import).
+pub fn mapping_for(ctx: &JobContext, source: &str) -> anyhow::Result<EventMapping> {
+    match configured(ctx).into_iter().find(|s| s.name == source) {
+        Some(s) => s
+            .mapping()
+            .map_err(|m| anyhow::anyhow!("source {source}: {m}")),
+        None => Ok(EventMapping::standard(source)),
+    }
+}
+
+/// Pulls one source until it has nothing new.
+pub async fn pull_source(
+    ctx: &JobContext,
+    source: &SourceConfig,
+    opts: PullOptions,
+) -> anyhow::Result<SourceReport> {
+    let started = std::time::Instant::now();
+    let mut report = match source.kind.as_str() {
+        "files" => files::pull(ctx, source, opts).await,
+        "sql" => sql::pull(ctx, source, opts).await,
+        // HTTP sources push; there is nothing to pull.
+        _ => Ok(SourceReport::default()),
+    }
+    .with_context(|| format!("pulling source {}", source.name))?;
+    report.source = source.name.clone();
+    report.kind = source.kind.clone();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Turns framed rows into a batch: mapped events, and refused rows with their reasons.
+/// `locate` says where a row came from.
+pub(crate) fn map_rows(
+    source: &str,
+    mapping: &EventMapping,
+    now: chrono::DateTime<chrono::Utc>,
+    rows: impl IntoIterator<Item = (String, Result<Record, Rejection>)>,
+) -> IngestBatch {
+    let mut batch = IngestBatch {
+        source: source.to_owned(),
+        ..Default::default()
+    };
+    for (location, framed) in rows {
+        let record = match framed {
+            Ok(r) => r,
+            Err(rej) => {
+                batch.refused.push(Refused {
+                    id: format!("{location}@malformed"),
+                    customer: None,
+                    code: rej.code,
+                    reason: rej.to_string(),
+                    location,
+                    raw: serde_json::Value::Null,
+                });
+                continue;
+            }
+        };
+        match map_event(&record, mapping, now) {
+            Ok(e) => {
+                batch.events.push(e);
+                batch.locations.push(location);
+            }
+            Err(rej) => batch.refused.push(Refused {
+                id: quarantine_id(&record, mapping),
+                customer: record
+                    .text(mapping.column("customer_id"))
+                    .ok()
+                    .flatten()
+                    .map(str::to_owned),
+                code: rej.code,
+                reason: rej.to_string(),
+                location,
+                raw: raw_json(&record),
+            }),
+        }
+    }
+    batch
+}
+
+/// Maps every open quarantine row again and stores those that now pass (a kind mapped
+/// since, a customer imported since); the rest stay, with their current reason.
+pub async fn retry_quarantine(ctx: &JobContext) -> anyhow::Result<RetryOutcome> {
+    let db = &ctx.db;
+    let ids = db.customer_ids().await?;
+    let now = chrono::Utc::now();
+    let mut out = RetryOutcome::default();
+    let mut mappings: BTreeMap<String, EventMapping> = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let page = db.open_quarantine(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        // One batch per source: a batch's quarantine rows are keyed by its source.
+        let mut by_source: BTreeMap<String, (IngestBatch, Vec<i64>)> = BTreeMap::new();
+        let mut still = Vec::new();
+        for entry in page {
+            if !mappings.contains_key(&entry.source) {
+                mappings.insert(entry.source.clone(), mapping_for(ctx, &entry.source)?);
+            }
+            let mapping = &mappings[&entry.source];
+            let mapped = match (entry.event, &entry.raw.0) {
+                (Some(e), _) => Ok(e.0),
+                (None, serde_json::Value::Object(_)) => {
+                    let record = Record::from_json(&entry.raw.0);
+                    map_event(&record, mapping, now)
+                }
+                (None, _) => Err(Rejection {
+                    code: crate::ingest::mapping::RejectCode::Malformed,
+                    column: None,
+                    problem: "the row could not be read when it arrived; fix it at its source and send it again".into(),
+                }),
+            };
+            match mapped {
+                Ok(event) => {
+                    db.resolve_customers(&ids, &[event.customer.as_str()])
+                        .await?;
+                    if ids.get(event.customer.as_str()).is_some() {
+                        let (batch, release) =
+                            by_source.entry(entry.source.clone()).or_insert_with(|| {
+                                (
+                                    IngestBatch {
+                                        source: entry.source.clone(),
+                                        ..Default::default()
+                                    },
+                                    vec![],
+                                )
+                            });
+                        batch.events.push(event);
+                        release.push(entry.id);
+                    } else {
+                        let reason = format!(
+                            "unknown customer {:?}; stored by `attune quarantine retry` once the customer is imported",
+                            event.customer.as_str()
+                        );
+                        still.push((entry.id, "unknown_customer", reason, Some(event)));
+                    }
+                }
+                Err(rej) => still.push((entry.id, rej.code.as_str(), rej.to_string(), None)),
+            }
+        }
+        for (_, (mut batch, release)) in by_source {
+            batch.release = release;
+            let c = db.ingest(&ids, &batch, FailPoint::Never).await?;
+            out.released += c.stored;
+            out.duplicate += c.duplicate;
+        }
+        out.still_quarantined += still.len() as u64;
+        db.requarantine(&still).await?;
+    }
+    Ok(out)
+}
