@@ -39,10 +39,48 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
     },
+    /// Ingest the files `attune simulate` wrote, end to end (parse, map, store, rollups),
+    /// and the same rows raw into a second fresh database: events per second of both.
+    Ingest {
+        #[arg(long)]
+        dir: PathBuf,
+        /// sqlite or postgres.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        /// PostgreSQL server to create the benchmark's databases on (dropped after).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        pg_url: String,
+        /// Where the SQLite files go (removed after).
+        #[arg(long, default_value = "/tmp")]
+        work: PathBuf,
+    },
+    /// Compute every active customer's features as of a day from the database's rollups.
+    Features {
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+    },
 }
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(config: &crate::config::Config, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Ingest {
+            dir,
+            backend,
+            pg_url,
+            work,
+        } => {
+            let out = super::bench_ingest::ingest(&dir, &backend, &pg_url, &work).await?;
+            println!("{out}");
+            Ok(())
+        }
+        BenchCommand::Features { as_of } => {
+            let ctx = crate::jobs::JobContext::new(super::open(config).await?, config.clone());
+            let out =
+                super::bench_ingest::features(&ctx, as_of.unwrap_or_else(crate::jobs::today))
+                    .await?;
+            println!("{out}");
+            Ok(())
+        }
         BenchCommand::Fit {
             rows,
             features,

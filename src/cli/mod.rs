@@ -3,6 +3,8 @@
 //! this is glue.
 
 mod bench;
+mod bench_ingest;
+mod features;
 mod models;
 mod output;
 
@@ -93,6 +95,33 @@ pub enum Command {
     /// Reproducible measurements for BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The feature spec: check it, show a customer's features.
+    #[command(subcommand)]
+    Features(features::FeaturesCommand),
+    /// The configured activity sources and where each has got to.
+    Sources,
+    /// Write a synthetic population as export files (customers and monthly events, in time
+    /// order), for benchmarks anyone can reproduce.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub customers: usize,
+    /// Months of history before --today.
+    #[arg(long, default_value_t = 12)]
+    pub months: u32,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// The last day of the history [default: today].
+    #[arg(long)]
+    pub today: Option<NaiveDate>,
+    /// csv or ndjson.
+    #[arg(long, default_value = "csv")]
+    pub format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -369,7 +398,66 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Bench(cmd) => bench::run(&config, cmd).await,
+        Command::Features(cmd) => features::run(&config, cmd, &out).await,
+        Command::Sources => {
+            let db = open(&config).await?;
+            let ctx = JobContext::new(db, config);
+            let mut rows = Vec::new();
+            for s in jobs::sources::configured(&ctx) {
+                let cursor = ctx.db.source_cursor(&s.name).await?;
+                rows.push(serde_json::json!({"name": s.name, "type": s.kind, "cursor": cursor,
+                    "dir": s.dir, "batch": s.batch}));
+            }
+            let counts = ctx.db.quarantine_counts().await?;
+            if out.json {
+                return out.message(&serde_json::json!({"sources": rows, "quarantine": counts}), "");
+            }
+            if rows.is_empty() {
+                println!("no sources configured: add [[sources]] to attune.toml (see attune.example.toml)");
+            }
+            for r in &rows {
+                println!(
+                    "{:<20} {:<6} {}",
+                    r["name"].as_str().unwrap_or_default(),
+                    r["type"].as_str().unwrap_or_default(),
+                    match (&r["cursor"], &r["dir"]) {
+                        (serde_json::Value::String(c), _) => format!("cursor {c}"),
+                        (_, serde_json::Value::String(d)) => format!("drop directory {d}"),
+                        _ => "pushes to POST /v1/events".into(),
+                    }
+                );
+            }
+            for (code, n) in counts {
+                println!("quarantine: {n} {code} (attune quarantine list --reason {code})");
+            }
+            Ok(())
+        }
+        Command::Simulate(args) => {
+            let format = match args.format.as_str() {
+                "csv" => crate::demo::simulate::FileFormat::Csv,
+                "ndjson" => crate::demo::simulate::FileFormat::Ndjson,
+                other => bail!("--format {other:?}: use csv or ndjson"),
+            };
+            let opts = crate::demo::synth::SynthOptions {
+                customers: args.customers,
+                seed: args.seed,
+                today: args.today.unwrap_or_else(jobs::today),
+                months: args.months,
+            };
+            let s = crate::demo::simulate::simulate_to_dir(&opts, &args.out, format)?;
+            out.message(
+                &serde_json::to_value(&s)?,
+                &format!(
+                    "wrote {} customers and {} events in {} files to {} ({:.1} s)",
+                    s.customers,
+                    s.events,
+                    s.files.len(),
+                    args.out.display(),
+                    s.seconds
+                ),
+            )
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The demo: a realistic synthetic population run through one full cycle (pull, train,
 //! score, plan), so a new user sees attune work in a minute with nothing but Rust.
 
+pub mod simulate;
 pub mod synth;
 
 use std::io::Write as _;

@@ -66,6 +66,18 @@ pub fn generate(opts: &SynthOptions) -> Population {
     Population { customers, events }
 }
 
+/// Generates the same population as [`generate`], one customer at a time: `each` gets the
+/// customer and their events, so any number of customers fits in memory.
+pub fn generate_each(opts: &SynthOptions, mut each: impl FnMut(Customer, &[ActivityEvent])) {
+    let mut scratch = Scratch::default();
+    let mut events = Vec::new();
+    for idx in 0..opts.customers {
+        events.clear();
+        let c = simulate_customer(idx, opts, &mut scratch, &mut events);
+        each(c, &events);
+    }
+}
+
 struct Plan {
     name: &'static str,
     price: f64,

@@ -10,8 +10,6 @@ use serde::Serialize;
 
 use super::{JobContext, sources};
 use crate::domain::Customer;
-use crate::ingest::mapping::Rejection;
-use crate::ingest::record::RecordStream;
 use crate::ingest::{self, CustomerPreset, Format, RowError};
 use crate::store::{Db, FailPoint};
 
@@ -81,7 +79,7 @@ pub async fn import_events_file(
     source: Option<&str>,
 ) -> anyhow::Result<ImportReport> {
     let name = path.display().to_string();
-    let format = Format::from_path(path)?;
+    Format::from_path(path)?;
     let source = source.map(str::to_owned).unwrap_or_else(|| {
         path.file_stem()
             .and_then(|s| s.to_str())
@@ -89,31 +87,15 @@ pub async fn import_events_file(
             .to_owned()
     });
     let mapping = sources::mapping_for(ctx, &source)?;
-    let required: Vec<&str> = ["customer_id", "kind", "occurred_at"]
-        .iter()
-        .map(|f| mapping.column(f))
-        .collect();
-    let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    let mut stream = RecordStream::open(
-        &name,
-        std::io::BufReader::with_capacity(1 << 20, file),
-        format,
-        &required,
-    )?;
     let ids = ctx.db.customer_ids().await?;
     let mut report = ImportReport {
         file: name.clone(),
         ..Default::default()
     };
-    loop {
-        let framed = stream.next_batch(50_000)?;
-        if framed.is_empty() {
-            break;
-        }
-        let rows = framed
-            .into_iter()
-            .map(|(line, r)| (format!("{name}:{line}"), r.map_err(Rejection::malformed)));
-        let batch = sources::map_rows(&source, &mapping, chrono::Utc::now(), rows);
+    let mut batches =
+        sources::read_batches(name.clone(), path.to_owned(), source, mapping, 50_000, 0);
+    while let Some(item) = batches.recv().await {
+        let (_, batch) = item?;
         let c = ctx
             .db
             .ingest(&ids, &batch, FailPoint::Never)
@@ -124,12 +106,7 @@ pub async fn import_events_file(
         report.quarantined += c.unknown_customer.len() as u64;
         for r in &batch.refused {
             report.rejected += 1;
-            report.errors.push(format!(
-                "{}: {} [{}]",
-                r.location,
-                r.reason,
-                r.code.as_str()
-            ));
+            report.errors.push(format!("{}: {} [{}]", r.location, r.reason, r.code.as_str()));
         }
         for &i in &c.unknown_customer {
             report.quarantine.push(format!(

@@ -10,6 +10,9 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::JobContext;
+use std::collections::HashMap;
+
+use crate::domain::Customer;
 use crate::features::{Activity, FeatureRow, FeatureSpec, compute, day_number};
 use crate::model::ModelArtifact;
 use crate::model::drift::{self, DriftRow};
@@ -43,53 +46,114 @@ pub struct ScoreReport {
     pub scope: String,
 }
 
+/// Maps `items` with `f` on every core, keeping their order.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if threads < 2 || items.len() < 2_000 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a page's work does not panic"))
+            .collect()
+    })
+}
+
+/// One page of customers and their rollups before the day.
+pub type Page = (Vec<(i64, Customer)>, HashMap<i64, Activity>);
+
+/// Reads the customers to score a page at a time on a task of its own, one page ahead of
+/// the caller: every active customer, or just `ids`.
+pub fn read_pages(
+    db: crate::store::Db,
+    as_of: NaiveDate,
+    ids: Option<Vec<i64>>,
+) -> tokio::sync::mpsc::Receiver<anyhow::Result<Page>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let day = day_number(as_of);
+    tokio::spawn(async move {
+        let mut after = i64::MIN;
+        let mut chunks = ids.as_deref().map(|ids| ids.chunks(PAGE as usize));
+        loop {
+            let page: anyhow::Result<Option<Page>> = async {
+                let customers = match &mut chunks {
+                    None => {
+                        let page = db
+                            .customers_active_page(as_of, after, PAGE)
+                            .await
+                            .context("loading customers")?;
+                        if let Some((last, _)) = page.last() {
+                            after = *last;
+                        }
+                        page
+                    }
+                    Some(chunks) => {
+                        let Some(ids) = chunks.next() else {
+                            return Ok(None);
+                        };
+                        db.customers_with_ids(ids)
+                            .await
+                            .context("loading customers")?
+                            .into_iter()
+                            .filter(|(_, c)| c.is_active_on(as_of))
+                            .collect()
+                    }
+                };
+                let (Some(first), Some(last)) = (customers.first(), customers.last()) else {
+                    return Ok(if chunks.is_some() { Some((vec![], HashMap::new())) } else { None });
+                };
+                let activity = if chunks.is_some() {
+                    let ids: Vec<i64> = customers.iter().map(|(id, _)| *id).collect();
+                    db.activity_of(&ids, day).await
+                } else {
+                    db.activity_between(first.0, last.0, day).await
+                }
+                .context("reading activity rollups")?;
+                Ok(Some((customers, activity)))
+            }
+            .await;
+            let stop = !matches!(page, Ok(Some(_)));
+            let item = match page {
+                Ok(Some(p)) => Ok(p),
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// Features, probability and top three drivers of one page of customers, on every core.
 fn score_page(
     spec: &FeatureSpec,
     model: &ModelArtifact,
-    page: &[(i64, crate::domain::Customer)],
-    activity: &std::collections::HashMap<i64, Activity>,
+    page: &[(i64, Customer)],
+    activity: &HashMap<i64, Activity>,
     as_of: NaiveDate,
 ) -> (Vec<FeatureRow>, Vec<NewScore>) {
     let none = Activity::default();
-    let work = |part: &[(i64, crate::domain::Customer)]| -> (Vec<FeatureRow>, Vec<NewScore>) {
-        part.iter()
-            .map(|(id, c)| {
-                let row = compute(spec, c, activity.get(id).unwrap_or(&none), as_of);
-                let drivers = model.drivers_with(&row, 3, &|n, v| spec.describe(n, v));
-                let score = NewScore {
-                    customer_id: *id,
-                    probability: model.predict(&row).get(),
-                    drivers: serde_json::to_value(drivers).unwrap_or_default(),
-                };
-                (row, score)
-            })
-            .unzip()
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if threads < 2 || page.len() < 2_000 {
-        return work(page);
-    }
-    let chunk = page.len().div_ceil(threads);
-    let parts: Vec<(Vec<FeatureRow>, Vec<NewScore>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = page
-            .chunks(chunk)
-            .map(|p| s.spawn(move || work(p)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("scoring a page does not panic"))
-            .collect()
-    });
-    let mut rows = Vec::with_capacity(page.len());
-    let mut scores = Vec::with_capacity(page.len());
-    for (r, s) in parts {
-        rows.extend(r);
-        scores.extend(s);
-    }
-    (rows, scores)
+    par_map(page, |(id, c)| {
+        let row = compute(spec, c, activity.get(id).unwrap_or(&none), as_of);
+        let drivers = model.drivers_with(&row, 3, &|n, v| spec.describe(n, v));
+        let score = NewScore {
+            customer_id: *id,
+            probability: model.predict(&row).get(),
+            drivers: serde_json::to_value(drivers).unwrap_or_default(),
+        };
+        (row, score)
+    })
+    .into_iter()
+    .unzip()
 }
 
 /// Refuses a model that reads features the spec does not produce: it would score everyone
@@ -197,50 +261,11 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
         .start_scoring_run(&model.version, as_of, &trigger, scope)
         .await?;
     let threshold = ctx.config.scoring.risk_threshold;
-    let day = day_number(as_of);
-    let (mut customers, mut at_risk, mut after) = (0usize, 0usize, i64::MIN);
+    let (mut customers, mut at_risk) = (0usize, 0usize);
     let mut drift = DriftTally::new(&model);
-    let mut pages = changed.as_deref().map(|ids| ids.chunks(PAGE as usize));
-    loop {
-        let (page, activity) = match &mut pages {
-            None => {
-                let page = ctx
-                    .db
-                    .customers_active_page(as_of, after, PAGE)
-                    .await
-                    .context("loading customers")?;
-                let (Some(first), Some(last)) =
-                    (page.first().map(|c| c.0), page.last().map(|c| c.0))
-                else {
-                    break;
-                };
-                after = last;
-                let activity = ctx
-                    .db
-                    .activity_between(first, last, day)
-                    .await
-                    .context("reading activity rollups")?;
-                (page, activity)
-            }
-            Some(chunks) => {
-                let Some(ids) = chunks.next() else { break };
-                let page: Vec<_> = ctx
-                    .db
-                    .customers_with_ids(ids)
-                    .await
-                    .context("loading customers")?
-                    .into_iter()
-                    .filter(|(_, c)| c.is_active_on(as_of))
-                    .collect();
-                let ids: Vec<i64> = page.iter().map(|(id, _)| *id).collect();
-                let activity = ctx
-                    .db
-                    .activity_of(&ids, day)
-                    .await
-                    .context("reading activity rollups")?;
-                (page, activity)
-            }
-        };
+    let mut pages = read_pages(ctx.db.clone(), as_of, changed.clone());
+    while let Some(page) = pages.recv().await {
+        let (page, activity) = page?;
         if page.is_empty() {
             continue;
         }

@@ -484,6 +484,66 @@ impl Db {
         self.ingest(ids, &batch, FailPoint::Never).await
     }
 
+    /// Inserts events as fast as the database takes them, without rollups, dedup results
+    /// or quarantine: the raw insert ceiling the ingest benchmark compares with. SQLite:
+    /// multi-row INSERTs, 50,000 rows per transaction; PostgreSQL: COPY.
+    pub async fn insert_events_raw(&self, rows: &[(i64, ActivityEvent)]) -> Result<()> {
+        let now = now_secs();
+        match self {
+            Db::Sqlite(p) => {
+                for batch in rows.chunks(50 * BATCH_ROWS) {
+                    let mut tx = p.begin().await?;
+                    for chunk in batch.chunks(BATCH_ROWS) {
+                        let mut q = sqlx::QueryBuilder::new(
+                            "INSERT INTO events (customer_id, kind, occurred_at, value, attributes, source, source_event_id, ingested_at) ",
+                        );
+                        q.push_values(chunk, |mut b, (id, e)| {
+                            b.push_bind(*id)
+                                .push_bind(e.kind.as_str())
+                                .push_bind(e.occurred_at.timestamp())
+                                .push_bind(e.value)
+                                .push_bind(Json(&e.attributes))
+                                .push_bind(e.source.as_str())
+                                .push_bind(e.source_event_id.as_str())
+                                .push_bind(now);
+                        });
+                        q.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                }
+            }
+            Db::Postgres(p) => {
+                use std::fmt::Write as _;
+                let mut conn = p.acquire().await?;
+                for batch in rows.chunks(50 * BATCH_ROWS) {
+                    let mut copy = conn
+                        .copy_in_raw(
+                            "COPY events (customer_id, kind, occurred_at, value, attributes, source, source_event_id, ingested_at) FROM STDIN",
+                        )
+                        .await?;
+                    let mut buf = String::with_capacity(batch.len() * 96);
+                    let esc = |s: &str| s.replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n");
+                    for (id, e) in batch {
+                        let value = e.value.map_or("\\N".to_owned(), |v| v.to_string());
+                        let attrs = serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into());
+                        let _ = writeln!(
+                            buf,
+                            "{id}\t{}\t{}\t{value}\t{}\t{}\t{}\t{now}",
+                            e.kind.as_str(),
+                            e.occurred_at.timestamp(),
+                            esc(&attrs),
+                            esc(&e.source),
+                            esc(&e.source_event_id)
+                        );
+                    }
+                    copy.send(buf.as_bytes()).await?;
+                    copy.finish().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A source's committed cursor.
     pub async fn source_cursor(&self, source: &str) -> Result<Option<String>> {
         let sql = "SELECT position FROM source_cursors WHERE source = $1";

@@ -12,11 +12,9 @@ use std::time::UNIX_EPOCH;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{PullOptions, SourceReport, map_rows};
+use super::{PullOptions, SourceReport, read_batches};
 use crate::config::SourceConfig;
-use crate::ingest::mapping::Rejection;
-use crate::ingest::record::RecordStream;
-use crate::ingest::{CustomerPreset, Format};
+use crate::ingest::CustomerPreset;
 use crate::jobs::JobContext;
 use crate::jobs::import::import_customers_file;
 use crate::store::{CustomerIds, Progress};
@@ -34,8 +32,6 @@ pub struct FileReport {
     /// Where the file went.
     pub moved_to: String,
 }
-
-const REQUIRED: &[&str] = &["customer_id", "kind", "occurred_at"];
 
 fn is_taken(name: &str) -> bool {
     !(name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part"))
@@ -185,51 +181,17 @@ async fn take_events(
         .is_some_and(|f| f.status == "done" || f.status == "rejected");
     let mut file_error = None;
     if !finished {
-        let format = Format::from_path(path);
-        let opened = format.and_then(|format| {
-            let f =
-                std::fs::File::open(path).map_err(|e| crate::ingest::FileError::Unreadable {
-                    file: name.clone(),
-                    reason: e.to_string(),
-                })?;
-            let required: &[&str] = &REQUIRED
-                .iter()
-                .map(|f| mapping.column(f))
-                .collect::<Vec<_>>();
-            RecordStream::open(
-                &name,
-                std::io::BufReader::with_capacity(1 << 20, f),
-                format,
-                required,
-            )
-        });
-        match opened {
-            Err(e) => file_error = Some(e.to_string()),
-            Ok(mut stream) => {
-                let mut last_line = resume_after;
-                loop {
-                    let framed = match stream.next_batch(source.batch) {
-                        Ok(b) => b,
-                        Err(e) => {
-                            // Unreadable past here: what was committed stays, the file
-                            // is rejected with the reason.
-                            file_error = Some(e.to_string());
-                            break;
-                        }
-                    };
-                    let done = framed.len() < source.batch;
-                    let rows: Vec<_> = framed
-                        .into_iter()
-                        .filter(|(line, _)| *line > resume_after)
-                        .map(|(line, r)| {
-                            last_line = line;
-                            (format!("{name}:{line}"), r.map_err(Rejection::malformed))
-                        })
-                        .collect();
-                    if rows.is_empty() && !done {
-                        continue;
-                    }
-                    let mut batch = map_rows(&source.name, &mapping, chrono::Utc::now(), rows);
+        let mut batches = read_batches(
+            name.clone(),
+            path.to_owned(),
+            source.name.clone(),
+            mapping,
+            source.batch,
+            resume_after,
+        );
+        while let Some(item) = batches.recv().await {
+            match item {
+                Ok((last_line, mut batch)) => {
                     batch.progress = Progress::File {
                         file: name.clone(),
                         fingerprint: fp.clone(),
@@ -238,10 +200,10 @@ async fn take_events(
                     };
                     let c = db.ingest(ids, &batch, opts.fail).await?;
                     report.add(&c);
-                    if done {
-                        break;
-                    }
                 }
+                // Unreadable from here on: what was committed stays, and the file is
+                // rejected with the reason.
+                Err(e) => file_error = Some(e.to_string()),
             }
         }
     }

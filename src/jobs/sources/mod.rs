@@ -162,6 +162,75 @@ pub(crate) fn map_rows(
     batch
 }
 
+/// Reads a file in batches on a thread of its own, framing and mapping rows while the
+/// caller stores the previous batch: each item is the last line of the batch and the
+/// batch. Lines up to `skip_through` were committed before and are skipped. Nothing is
+/// lost on a file error: it arrives as the last item, after the batches before it.
+pub(crate) fn read_batches(
+    name: String,
+    path: std::path::PathBuf,
+    source: String,
+    mapping: EventMapping,
+    batch_rows: usize,
+    skip_through: u64,
+) -> tokio::sync::mpsc::Receiver<Result<(u64, IngestBatch), crate::ingest::FileError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let opened = crate::ingest::Format::from_path(&path).and_then(|format| {
+            let f = std::fs::File::open(&path).map_err(|e| crate::ingest::FileError::Unreadable {
+                file: name.clone(),
+                reason: e.to_string(),
+            })?;
+            let required: Vec<&str> = ["customer_id", "kind", "occurred_at"]
+                .iter()
+                .map(|f| mapping.column(f))
+                .collect();
+            crate::ingest::record::RecordStream::open(
+                &name,
+                std::io::BufReader::with_capacity(1 << 20, f),
+                format,
+                &required,
+            )
+        });
+        let mut stream = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let mut last_line = skip_through;
+        loop {
+            let framed = match stream.next_batch(batch_rows) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            if framed.is_empty() {
+                return;
+            }
+            let rows: Vec<_> = framed
+                .into_iter()
+                .filter(|(line, _)| *line > skip_through)
+                .map(|(line, r)| {
+                    last_line = line;
+                    (format!("{name}:{line}"), r.map_err(Rejection::malformed))
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let batch = map_rows(&source, &mapping, chrono::Utc::now(), rows);
+            if tx.blocking_send(Ok((last_line, batch))).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Maps every open quarantine row again and stores those that now pass (a kind mapped
 /// since, a customer imported since); the rest stay, with their current reason.
 pub async fn retry_quarantine(ctx: &JobContext) -> anyhow::Result<RetryOutcome> {
