@@ -24,6 +24,7 @@ pub(super) fn parse<R: Read>(
         map_event(r, &mapping, DateTime::<Utc>::MAX_UTC).map_err(|rej| Problem {
             column: rej.column,
             problem: rej.problem,
+            raw: None,
         })
     })
 }

@@ -112,6 +112,8 @@ pub struct Rejection {
     pub code: RejectCode,
     pub column: Option<String>,
     pub problem: String,
+    /// The row's text when it could not be read as fields.
+    pub raw: Option<String>,
 }
 
 impl std::fmt::Display for Rejection {
@@ -130,6 +132,7 @@ impl Rejection {
             code: RejectCode::Malformed,
             column: p.column,
             problem: p.problem,
+            raw: p.raw,
         }
     }
 
@@ -138,6 +141,7 @@ impl Rejection {
             code,
             column: p.column,
             problem: p.problem,
+            raw: None,
         }
     }
 }

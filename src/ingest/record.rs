@@ -31,6 +31,8 @@ pub(crate) struct Record {
 pub(crate) struct Problem {
     pub column: Option<String>,
     pub problem: String,
+    /// The row's text, for a row that could not be read as fields (kept in quarantine).
+    pub raw: Option<String>,
 }
 
 impl Problem {
@@ -38,6 +40,7 @@ impl Problem {
         Self {
             column: Some(column.to_owned()),
             problem: problem.into(),
+            raw: None,
         }
     }
 
@@ -45,7 +48,14 @@ impl Problem {
         Self {
             column: None,
             problem: problem.into(),
+            raw: None,
         }
+    }
+
+    /// The same problem, remembering the row's text.
+    pub fn with_raw(mut self, raw: impl Into<String>) -> Self {
+        self.raw = Some(raw.into());
+        self
     }
 }
 
@@ -381,6 +391,7 @@ impl<R: std::io::BufRead> RecordStream<R> {
                 continue;
             }
             if values.len() != self.headers.len() {
+                let raw = values.join(",");
                 self.pending.push_back((
                     line,
                     Err(Problem::row(format!(
@@ -388,7 +399,8 @@ impl<R: std::io::BufRead> RecordStream<R> {
                          (quote values that contain commas)",
                         values.len(),
                         self.headers.len()
-                    ))),
+                    ))
+                    .with_raw(raw)),
                 ));
                 continue;
             }
@@ -434,7 +446,7 @@ impl<R: std::io::BufRead> RecordStream<R> {
                 if text.trim().is_empty() {
                     return Ok(());
                 }
-                ndjson_record(text)
+                ndjson_record(text).map_err(|p| p.with_raw(text.trim_end()))
             }
         };
         self.pending.push_back((line, framed));

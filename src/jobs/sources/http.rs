@@ -51,16 +51,20 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Vec<Result<Record, Rejection>>, 
         })?;
         values
             .into_iter()
-            .map(|v| json_record(v, "item").map_err(Rejection::malformed))
+            .map(|v| {
+                let text = v.to_string();
+                json_record(v, "item").map_err(|p| Rejection::malformed(p.with_raw(text)))
+            })
             .collect()
     } else {
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
-                Ok(v) => json_record(v, "line").map_err(Rejection::malformed),
-                Err(e) => Err(Rejection::malformed(Problem::row(format!(
-                    "not valid JSON ({e}); expected one JSON object per line"
-                )))),
+                Ok(v) => json_record(v, "line").map_err(|p| Rejection::malformed(p.with_raw(l))),
+                Err(e) => Err(Rejection::malformed(
+                    Problem::row(format!("not valid JSON ({e}); expected one JSON object per line"))
+                        .with_raw(l),
+                )),
             })
             .collect()
     };

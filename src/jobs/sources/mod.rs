@@ -54,7 +54,19 @@ impl SourceReport {
 /// Options for a pull; tests use them to simulate a crash before a batch commits.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PullOptions {
-    pub fail: FailPoint,
+    /// Fail (as a crash would) after writing the batch with this index (0 is the first of
+    /// the pull) and before committing it.
+    pub fail_at_batch: Option<u64>,
+}
+
+impl PullOptions {
+    pub(crate) fn fail_point(&self, batch: u64) -> FailPoint {
+        if self.fail_at_batch == Some(batch) {
+            FailPoint::BeforeCommit
+        } else {
+            FailPoint::Never
+        }
+    }
 }
 
 /// The configured sources, with `[pull] inbox` as a files source named `inbox`.
@@ -129,13 +141,25 @@ pub(crate) fn map_rows(
         let record = match framed {
             Ok(r) => r,
             Err(rej) => {
+                // Identified by its text when there is one, so the same row sent twice is
+                // quarantined once.
+                let id = match &rej.raw {
+                    Some(text) => format!(
+                        "raw:{:016x}",
+                        crate::ingest::record::fnv1a64(text.as_bytes())
+                    ),
+                    None => format!("{location}@malformed"),
+                };
                 batch.refused.push(Refused {
-                    id: format!("{location}@malformed"),
+                    id,
                     customer: None,
                     code: rej.code,
                     reason: rej.to_string(),
                     location,
-                    raw: serde_json::Value::Null,
+                    raw: rej
+                        .raw
+                        .clone()
+                        .map_or(serde_json::Value::Null, serde_json::Value::String),
                 });
                 continue;
             }
@@ -262,6 +286,7 @@ pub async fn retry_quarantine(ctx: &JobContext) -> anyhow::Result<RetryOutcome> 
                     code: crate::ingest::mapping::RejectCode::Malformed,
                     column: None,
                     problem: "the row could not be read when it arrived; fix it at its source and send it again".into(),
+                    raw: None,
                 }),
             };
             match mapped {

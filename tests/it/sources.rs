@@ -1,0 +1,310 @@
+//! Activity sources: a crash between fetching and committing loses and duplicates nothing,
+//! a restart resumes from the cursor, bad rows cost only themselves, and an event for an
+//! unknown customer waits in quarantine until the customer exists.
+
+use std::path::Path;
+
+use attune::config::SourceConfig;
+use attune::jobs::JobContext;
+use attune::jobs::sources::{self, PullOptions};
+use attune::store::Db;
+
+use super::helpers::{TestDb, customer, d, email_only};
+use crate::both_backends;
+
+fn files_source(dir: &Path, batch: usize) -> SourceConfig {
+    toml::from_str(&format!(
+        "name = \"crm\"\ntype = \"files\"\ndir = {:?}\nbatch = {batch}\n",
+        dir.display().to_string()
+    ))
+    .unwrap()
+}
+
+async fn add_customers(db: &Db, ids: &[&str]) {
+    let cs: Vec<_> = ids
+        .iter()
+        .map(|id| customer(id, d("2025-01-01"), email_only()))
+        .collect();
+    db.upsert_customers(&cs).await.unwrap();
+}
+
+async fn event_count(db: &Db) -> i64 {
+    db.counts().await.unwrap().events
+}
+
+/// Events counted in the daily rollups.
+async fn rollup_total(db: &Db) -> i64 {
+    let sql = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM activity_daily";
+    match db {
+        Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+    }
+}
+
+const EVENTS: &str = "\
+customer_id,kind,occurred_at,value,source_event_id
+c1,login,2026-03-01T09:00:00Z,,e1
+c1,usage,2026-03-01,12.5,e2
+c2,teleport,2026-03-02,,e3
+c2,usage,soon,1,e4
+c2,usage,2026-03-02,-5,e5
+c2,login,2026-03-02,,e6,extra
+c3,login,2026-03-03,,e7
+c2,payment_made,2026-03-04,40,e8
+";
+
+async fn files_crash_bad_rows_and_unknown_customers(t: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    add_customers(&t.db, &["c1", "c2"]).await;
+    std::fs::write(dir.path().join("events-march.csv"), EVENTS).unwrap();
+    let src = files_source(dir.path(), 100);
+    let ctx = t.ctx(|c| c.sources = vec![src.clone()]);
+
+    // A crash after the batch is written but before it commits: nothing is kept, the file
+    // stays where it was.
+    let crash = PullOptions {
+        fail_at_batch: Some(0),
+    };
+    assert!(sources::pull_source(&ctx, &src, crash).await.is_err());
+    assert_eq!(event_count(&t.db).await, 0);
+    assert_eq!(rollup_total(&t.db).await, 0);
+    assert!(t.db.quarantined(true, None, 100).await.unwrap().is_empty());
+    assert!(dir.path().join("events-march.csv").exists());
+
+    // The restart takes it once: good rows stored, each bad row quarantined with its reason.
+    let r = sources::pull_source(&ctx, &src, PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((r.stored, r.duplicate, r.quarantined), (3, 0, 5));
+    assert_eq!(event_count(&t.db).await, 3);
+    assert_eq!(rollup_total(&t.db).await, 3);
+    let q = t.db.quarantined(false, None, 100).await.unwrap();
+    let got: Vec<(&str, &str)> = q
+        .iter()
+        .map(|r| (r.location.as_deref().unwrap(), r.reason_code.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("events-march.csv:4", "unknown_kind"),
+            ("events-march.csv:5", "bad_timestamp"),
+            ("events-march.csv:6", "bad_value"),
+            ("events-march.csv:7", "malformed"),
+            ("events-march.csv:8", "unknown_customer"),
+        ]
+    );
+    assert!(!dir.path().join("events-march.csv").exists());
+    let listing =
+        std::fs::read_to_string(dir.path().join("rejected/events-march.csv.rejected.txt")).unwrap();
+    assert_eq!(listing.lines().count(), 5, "{listing}");
+    assert!(listing.contains("events-march.csv:4: column kind: unknown event kind \"teleport\""), "{listing}");
+    assert!(dir.path().join("rejected/events-march.csv").exists());
+
+    // The same file dropped again stores nothing twice and quarantines nothing twice.
+    std::fs::write(dir.path().join("events-march.csv"), EVENTS).unwrap();
+    let r = sources::pull_source(&ctx, &src, PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((r.stored, r.duplicate), (0, 3));
+    assert_eq!(event_count(&t.db).await, 3);
+    assert_eq!(t.db.quarantined(false, None, 100).await.unwrap().len(), 5);
+
+    // The unknown customer arrives: a retry stores their event, the rest stay.
+    add_customers(&t.db, &["c3"]).await;
+    let o = sources::retry_quarantine(&ctx).await.unwrap();
+    assert_eq!((o.released, o.still_quarantined), (1, 4));
+    assert_eq!(event_count(&t.db).await, 4);
+    assert_eq!(rollup_total(&t.db).await, 4);
+}
+both_backends!(
+    files_source_survives_a_crash_and_keeps_good_rows,
+    super::files_crash_bad_rows_and_unknown_customers
+);
+
+async fn files_resume_mid_file(t: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    add_customers(&t.db, &["c1"]).await;
+    let mut csv = String::from("customer_id,kind,occurred_at,source_event_id\n");
+    for i in 0..10 {
+        csv.push_str(&format!("c1,login,2026-03-{:02},e{i}\n", i + 1));
+    }
+    std::fs::write(dir.path().join("events.csv"), &csv).unwrap();
+    let src = files_source(dir.path(), 3);
+    let ctx = t.ctx(|c| c.sources = vec![src.clone()]);
+    // Batches of 3: the first two commit, the third fails.
+    let crash = PullOptions {
+        fail_at_batch: Some(2),
+    };
+    assert!(sources::pull_source(&ctx, &src, crash).await.is_err());
+    assert_eq!(event_count(&t.db).await, 6);
+    // The restart resumes after line 7: it reads only the rest, so nothing is a duplicate.
+    let r = sources::pull_source(&ctx, &src, PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!((r.stored, r.duplicate, r.quarantined), (4, 0, 0));
+    assert_eq!(event_count(&t.db).await, 10);
+    assert_eq!(r.files[0].outcome, "done");
+    assert_eq!((r.files[0].stored, r.files[0].duplicate), (10, 0));
+    assert!(dir.path().join("done/events.csv").exists());
+}
+both_backends!(
+    files_source_resumes_from_the_last_committed_line,
+    super::files_resume_mid_file
+);
+
+/// An external database with a billing table, in the company's own names.
+async fn billing_table(t: &TestDb, dir: &Path) -> (SourceConfig, String) {
+    let ddl = "CREATE TABLE billing_events (id INTEGER PRIMARY KEY, acct TEXT, type TEXT, ts TEXT, amount DOUBLE PRECISION)";
+    let url = match &t.db {
+        Db::Sqlite(_) => {
+            let path = dir.join("billing.db");
+            let url = format!("sqlite://{}", path.display());
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            sqlx::query(ddl).execute(&pool).await.unwrap();
+            pool.close().await;
+            url
+        }
+        // The test's own database stands in for the company's replica.
+        Db::Postgres(p) => {
+            sqlx::query(ddl).execute(p).await.unwrap();
+            let name: String = sqlx::query_scalar("SELECT current_database()")
+                .fetch_one(p)
+                .await
+                .unwrap();
+            let admin = std::env::var(super::helpers::PG_ENV).unwrap();
+            format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+        }
+    };
+    let src: SourceConfig = toml::from_str(&format!(
+        r#"
+name = "billing"
+type = "sql"
+url = "{url}"
+query = "SELECT id, acct, type, ts, amount FROM billing_events WHERE id > $1 ORDER BY id LIMIT $2"
+cursor_column = "id"
+batch = 4
+[columns]
+customer_id = "acct"
+kind = "type"
+occurred_at = "ts"
+value = "amount"
+source_event_id = "id"
+[kinds]
+BILL = "invoice_issued"
+PAY = "payment_made"
+"#
+    ))
+    .unwrap();
+    (src, url)
+}
+
+async fn insert_billing(t: &TestDb, url: &str, from: i64, to: i64, acct: &str) {
+    let rows: Vec<(i64, String, &str, String, f64)> = (from..to)
+        .map(|i| {
+            (
+                i,
+                acct.to_owned(),
+                if i % 2 == 0 { "BILL" } else { "PAY" },
+                format!("2026-03-{:02}T10:00:00Z", (i % 28) + 1),
+                40.0,
+            )
+        })
+        .collect();
+    let sql = "INSERT INTO billing_events (id, acct, type, ts, amount) VALUES ($1, $2, $3, $4, $5)";
+    match &t.db {
+        Db::Sqlite(_) => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            for r in rows {
+                sqlx::query(sql).bind(r.0).bind(r.1).bind(r.2).bind(r.3).bind(r.4).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        Db::Postgres(p) => {
+            for r in rows {
+                sqlx::query(sql).bind(r.0).bind(r.1).bind(r.2).bind(r.3).bind(r.4).execute(p).await.unwrap();
+            }
+        }
+    }
+}
+
+async fn sql_crash_and_resume(t: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    add_customers(&t.db, &["acct-1"]).await;
+    let (src, url) = billing_table(t, dir.path()).await;
+    insert_billing(t, &url, 1, 11, "acct-1").await;
+    let ctx: JobContext = t.ctx(|c| c.sources = vec![src.clone()]);
+
+    // Batches of 4: the first commits with its cursor, the second fails before commit.
+    let crash = PullOptions {
+        fail_at_batch: Some(1),
+    };
+    assert!(sources::pull_source(&ctx, &src, crash).await.is_err());
+    assert_eq!(event_count(&t.db).await, 4);
+    assert_eq!(t.db.source_cursor("billing").await.unwrap().as_deref(), Some("4"));
+
+    // The restart fetches from the cursor: rows 5..10, none a duplicate.
+    let r = sources::pull_source(&ctx, &src, PullOptions::default()).await.unwrap();
+    assert_eq!((r.stored, r.duplicate), (6, 0));
+    assert_eq!(r.cursor.as_deref(), Some("10"));
+    assert_eq!(event_count(&t.db).await, 10);
+
+    // New rows, some for a customer attune does not know yet.
+    insert_billing(t, &url, 11, 13, "acct-1").await;
+    insert_billing(t, &url, 13, 14, "acct-2").await;
+    let r = sources::pull_source(&ctx, &src, PullOptions::default()).await.unwrap();
+    assert_eq!((r.stored, r.duplicate, r.quarantined), (2, 0, 1));
+    assert_eq!(r.cursor.as_deref(), Some("13"));
+    let kinds: Vec<(String, String)> = match &t.db {
+        Db::Sqlite(p) => sqlx::query_as("SELECT kind, source FROM events ORDER BY id LIMIT 2").fetch_all(p).await.unwrap(),
+        Db::Postgres(p) => sqlx::query_as("SELECT kind, source FROM events ORDER BY id LIMIT 2").fetch_all(p).await.unwrap(),
+    };
+    assert_eq!(kinds[0], ("payment_made".into(), "billing".into()));
+    assert_eq!(kinds[1], ("invoice_issued".into(), "billing".into()));
+
+    add_customers(&t.db, &["acct-2"]).await;
+    let o = sources::retry_quarantine(&ctx).await.unwrap();
+    assert_eq!((o.released, o.still_quarantined), (1, 0));
+    assert_eq!(event_count(&t.db).await, 13);
+}
+both_backends!(sql_source_resumes_from_its_cursor, super::sql_crash_and_resume);
+
+async fn http_batches(t: &TestDb) {
+    add_customers(&t.db, &["c1"]).await;
+    let src: SourceConfig =
+        toml::from_str("name = \"app\"\ntype = \"http\"\ntoken_env = \"X\"\n[kinds]\nvisit = \"login\"\n").unwrap();
+    let ctx = t.ctx(|c| c.sources = vec![src.clone()]);
+    let ids = t.db.customer_ids().await.unwrap();
+    let body = br#"[
+        {"customer_id": "c1", "kind": "visit", "occurred_at": "2026-03-01T10:00:00Z", "source_event_id": "v1"},
+        {"customer_id": "c1", "kind": "usage", "occurred_at": "2026-03-01", "value": 3.5, "source_event_id": "u1"},
+        {"customer_id": "c9", "kind": "login", "occurred_at": "2026-03-01", "source_event_id": "x1"},
+        {"customer_id": "c1", "kind": "usage", "occurred_at": "2026-03-01", "value": "lots", "source_event_id": "u2"},
+        "not an object"
+    ]"#;
+    let r = sources::http::ingest_body(&ctx, &src, &ids, body, "request 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicate, r.rejected), (2, 0, 3));
+    let reasons: Vec<(usize, &str)> = r.rejections.iter().map(|x| (x.index, x.code)).collect();
+    assert_eq!(reasons, [(2, "unknown_customer"), (3, "bad_value"), (4, "malformed")]);
+    assert!(r.rejections.iter().all(|x| x.quarantined));
+    // The client retries the same request: nothing is stored or quarantined twice.
+    let r = sources::http::ingest_body(&ctx, &src, &ids, body, "request 2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.accepted, r.duplicate, r.rejected), (0, 2, 3));
+    assert_eq!(event_count(&t.db).await, 2);
+    assert_eq!(t.db.quarantined(false, None, 100).await.unwrap().len(), 3);
+    // A body that is not JSON at all is refused whole, with the reason.
+    let e = sources::http::ingest_body(&ctx, &src, &ids, b"[{", "request 3")
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(e.0.contains("not a JSON array"), "{e}");
+}
+both_backends!(http_batches_answer_per_event, super::http_batches);
