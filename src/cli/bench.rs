@@ -75,9 +75,8 @@ pub async fn run(config: &crate::config::Config, cmd: BenchCommand) -> anyhow::R
         }
         BenchCommand::Features { as_of } => {
             let ctx = crate::jobs::JobContext::new(super::open(config).await?, config.clone());
-            let out =
-                super::bench_ingest::features(&ctx, as_of.unwrap_or_else(crate::jobs::today))
-                    .await?;
+            let out = super::bench_ingest::features(&ctx, as_of.unwrap_or_else(crate::jobs::today))
+                .await?;
             println!("{out}");
             Ok(())
         }

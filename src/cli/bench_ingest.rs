@@ -46,9 +46,11 @@ async fn scratch(backend: &str, pg_url: &str, work: &Path, tag: &str) -> anyhow:
             let admin = sqlx::PgPool::connect(pg_url)
                 .await
                 .with_context(|| format!("connecting to {pg_url}"))?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
-                .execute(&admin)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name}"
+            )))
+            .execute(&admin)
+            .await?;
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                 .execute(&admin)
                 .await?;
@@ -104,7 +106,12 @@ fn files_in(dir: &Path, prefix: &str) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Ingests `dir` (written by `attune simulate`) through the pipeline, then inserts the same
 /// rows raw into a second fresh database.
-pub async fn ingest(dir: &Path, backend: &str, pg_url: &str, work: &Path) -> anyhow::Result<serde_json::Value> {
+pub async fn ingest(
+    dir: &Path,
+    backend: &str,
+    pg_url: &str,
+    work: &Path,
+) -> anyhow::Result<serde_json::Value> {
     let customers = files_in(dir, "customers")?;
     let events = files_in(dir, "events")?;
     anyhow::ensure!(
@@ -118,7 +125,8 @@ pub async fn ingest(dir: &Path, backend: &str, pg_url: &str, work: &Path) -> any
     // The pipeline: files -> parse -> map -> events + rollups + changes, per batch.
     let s = scratch(backend, pg_url, work, "pipeline").await?;
     for c in &customers {
-        jobs::import::import_customers_file(&s.db, c, ingest::CustomerPreset::Standard, today).await?;
+        jobs::import::import_customers_file(&s.db, c, ingest::CustomerPreset::Standard, today)
+            .await?;
     }
     let ctx = JobContext::new(s.db.clone(), Config::default());
     let started = Instant::now();
@@ -135,7 +143,8 @@ pub async fn ingest(dir: &Path, backend: &str, pg_url: &str, work: &Path) -> any
     // The ceiling: the same rows, parsed beforehand, inserted raw.
     let s = scratch(backend, pg_url, work, "ceiling").await?;
     for c in &customers {
-        jobs::import::import_customers_file(&s.db, c, ingest::CustomerPreset::Standard, today).await?;
+        jobs::import::import_customers_file(&s.db, c, ingest::CustomerPreset::Standard, today)
+            .await?;
     }
     let ids = s.db.customer_ids().await?;
     let mut rows: Vec<(i64, ActivityEvent)> = Vec::new();
@@ -185,8 +194,16 @@ pub async fn ingest(dir: &Path, backend: &str, pg_url: &str, work: &Path) -> any
 async fn count(db: &Db, table: &str) -> anyhow::Result<i64> {
     let sql = format!("SELECT COUNT(*) FROM {table}");
     Ok(match db {
-        Db::Sqlite(p) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(p).await?,
-        Db::Postgres(p) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(p).await?,
+        Db::Sqlite(p) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(p)
+                .await?
+        }
+        Db::Postgres(p) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(p)
+                .await?
+        }
     })
 }
 

@@ -406,15 +406,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             for s in jobs::sources::configured(&ctx) {
                 let cursor = ctx.db.source_cursor(&s.name).await?;
-                rows.push(serde_json::json!({"name": s.name, "type": s.kind, "cursor": cursor,
-                    "dir": s.dir, "batch": s.batch}));
+                rows.push(
+                    serde_json::json!({"name": s.name, "type": s.kind, "cursor": cursor,
+                    "dir": s.dir, "batch": s.batch}),
+                );
             }
             let counts = ctx.db.quarantine_counts().await?;
             if out.json {
-                return out.message(&serde_json::json!({"sources": rows, "quarantine": counts}), "");
+                return out.message(
+                    &serde_json::json!({"sources": rows, "quarantine": counts}),
+                    "",
+                );
             }
             if rows.is_empty() {
-                println!("no sources configured: add [[sources]] to attune.toml (see attune.example.toml)");
+                println!(
+                    "no sources configured: add [[sources]] to attune.toml (see attune.example.toml)"
+                );
             }
             for r in &rows {
                 println!(

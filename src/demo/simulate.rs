@@ -52,7 +52,11 @@ fn create(path: &Path) -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
     ))
 }
 
-fn write_customer(w: &mut impl std::io::Write, c: &Customer, format: FileFormat) -> std::io::Result<()> {
+fn write_customer(
+    w: &mut impl std::io::Write,
+    c: &Customer,
+    format: FileFormat,
+) -> std::io::Result<()> {
     let consent: Vec<&str> = crate::domain::Channel::ALL
         .iter()
         .filter(|ch| c.consent.allows(**ch))
@@ -98,7 +102,11 @@ fn write_customer(w: &mut impl std::io::Write, c: &Customer, format: FileFormat)
 }
 
 /// Generates `opts` into `out`: `customers.csv|ndjson` and `events-YYYY-MM.csv|ndjson`.
-pub fn simulate_to_dir(opts: &SynthOptions, out: &Path, format: FileFormat) -> anyhow::Result<Simulated> {
+pub fn simulate_to_dir(
+    opts: &SynthOptions,
+    out: &Path,
+    format: FileFormat,
+) -> anyhow::Result<Simulated> {
     let started = std::time::Instant::now();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let ext = match format {
@@ -149,7 +157,9 @@ pub fn simulate_to_dir(opts: &SynthOptions, out: &Path, format: FileFormat) -> a
     events.sort_unstable_by_key(|e| (e.at, e.customer, e.seq));
     let mut files = vec![customers_path.display().to_string()];
     let mut current: Option<(String, std::io::BufWriter<std::fs::File>)> = None;
-    for e in &events {
+    // Event ids are the source system's running number, in time order, as an
+    // auto-increment key in a billing or CRM database would give them.
+    for (n, e) in events.iter().enumerate() {
         let at = DateTime::from_timestamp(e.at, 0).context("an event time out of range")?;
         let month = at.format("%Y-%m").to_string();
         if current.as_ref().is_none_or(|(m, _)| *m != month) {
@@ -159,7 +169,10 @@ pub fn simulate_to_dir(opts: &SynthOptions, out: &Path, format: FileFormat) -> a
             let path: PathBuf = out.join(format!("events-{month}.{ext}"));
             let mut w = create(&path)?;
             if format == FileFormat::Csv {
-                writeln!(w, "customer_id,kind,occurred_at,value,source,source_event_id")?;
+                writeln!(
+                    w,
+                    "customer_id,kind,occurred_at,value,source,source_event_id"
+                )?;
             }
             files.push(path.display().to_string());
             current = Some((month, w));
@@ -173,7 +186,7 @@ pub fn simulate_to_dir(opts: &SynthOptions, out: &Path, format: FileFormat) -> a
                 if !e.value.is_nan() {
                     write!(w, "{}", e.value)?;
                 }
-                writeln!(w, ",{},{id}-{}", synth::SOURCE, e.seq)?;
+                writeln!(w, ",{},ev{n:010}", synth::SOURCE)?;
             }
             FileFormat::Ndjson => {
                 let v = serde_json::json!({
@@ -182,7 +195,7 @@ pub fn simulate_to_dir(opts: &SynthOptions, out: &Path, format: FileFormat) -> a
                     "occurred_at": ts,
                     "value": (!e.value.is_nan()).then_some(e.value),
                     "source": synth::SOURCE,
-                    "source_event_id": format!("{id}-{}", e.seq),
+                    "source_event_id": format!("ev{n:010}"),
                 });
                 writeln!(w, "{v}")?;
             }
@@ -218,11 +231,19 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let sim = simulate_to_dir(&opts, dir.path(), format).unwrap();
             assert_eq!((sim.customers, sim.events), (300, want.events.len()));
-            let fmt = if format == FileFormat::Csv { Format::Csv } else { Format::Ndjson };
+            let fmt = if format == FileFormat::Csv {
+                Format::Csv
+            } else {
+                Format::Ndjson
+            };
             let text = std::fs::read(&sim.files[0]).unwrap();
-            let c = parse_customers("c", text.as_slice(), fmt, CustomerPreset::Standard, today).unwrap();
+            let c = parse_customers("c", text.as_slice(), fmt, CustomerPreset::Standard, today)
+                .unwrap();
             assert!(c.rejected.is_empty(), "{:?}", c.rejected.first());
-            assert_eq!(c.rows.into_iter().map(|(_, c)| c).collect::<Vec<_>>(), want.customers);
+            assert_eq!(
+                c.rows.into_iter().map(|(_, c)| c).collect::<Vec<_>>(),
+                want.customers
+            );
             let mut got = Vec::new();
             let mut last = i64::MIN;
             for f in &sim.files[1..] {
@@ -235,12 +256,26 @@ mod tests {
                     got.push(e);
                 }
             }
-            let key = |e: &crate::domain::ActivityEvent| e.source_event_id.clone();
+            let key = |e: &crate::domain::ActivityEvent| {
+                (
+                    e.customer.clone(),
+                    e.occurred_at,
+                    e.kind,
+                    e.value.map(f64::to_bits),
+                )
+            };
             let mut want_events = want.events.clone();
             want_events.sort_by_key(key);
             got.sort_by_key(key);
+            let mut ids: Vec<&str> = got.iter().map(|e| e.source_event_id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), got.len(), "event ids are unique");
             for (g, w) in got.iter().zip(&want_events) {
-                assert_eq!((g.kind, g.occurred_at, g.value, &g.customer), (w.kind, w.occurred_at, w.value, &w.customer));
+                assert_eq!(
+                    (g.kind, g.occurred_at, g.value, &g.customer),
+                    (w.kind, w.occurred_at, w.value, &w.customer)
+                );
             }
             assert_eq!(got.len(), want_events.len());
         }

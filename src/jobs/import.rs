@@ -106,7 +106,12 @@ pub async fn import_events_file(
         report.quarantined += c.unknown_customer.len() as u64;
         for r in &batch.refused {
             report.rejected += 1;
-            report.errors.push(format!("{}: {} [{}]", r.location, r.reason, r.code.as_str()));
+            report.errors.push(format!(
+                "{}: {} [{}]",
+                r.location,
+                r.reason,
+                r.code.as_str()
+            ));
         }
         for &i in &c.unknown_customer {
             report.quarantine.push(format!(

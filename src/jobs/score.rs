@@ -48,7 +48,9 @@ pub struct ScoreReport {
 
 /// Maps `items` with `f` on every core, keeping their order.
 pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     if threads < 2 || items.len() < 2_000 {
         return items.iter().map(&f).collect();
     }
@@ -107,7 +109,11 @@ pub fn read_pages(
                     }
                 };
                 let (Some(first), Some(last)) = (customers.first(), customers.last()) else {
-                    return Ok(if chunks.is_some() { Some((vec![], HashMap::new())) } else { None });
+                    return Ok(if chunks.is_some() {
+                        Some((vec![], HashMap::new()))
+                    } else {
+                        None
+                    });
                 };
                 let activity = if chunks.is_some() {
                     let ids: Vec<i64> = customers.iter().map(|(id, _)| *id).collect();

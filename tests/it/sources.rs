@@ -97,7 +97,10 @@ async fn files_crash_bad_rows_and_unknown_customers(t: &TestDb) {
     let listing =
         std::fs::read_to_string(dir.path().join("rejected/events-march.csv.rejected.txt")).unwrap();
     assert_eq!(listing.lines().count(), 5, "{listing}");
-    assert!(listing.contains("events-march.csv:4: column kind: unknown event kind \"teleport\""), "{listing}");
+    assert!(
+        listing.contains("events-march.csv:4: column kind: unknown event kind \"teleport\""),
+        "{listing}"
+    );
     assert!(dir.path().join("rejected/events-march.csv").exists());
 
     // The same file dropped again stores nothing twice and quarantines nothing twice.
@@ -218,13 +221,29 @@ async fn insert_billing(t: &TestDb, url: &str, from: i64, to: i64, acct: &str) {
         Db::Sqlite(_) => {
             let pool = sqlx::SqlitePool::connect(url).await.unwrap();
             for r in rows {
-                sqlx::query(sql).bind(r.0).bind(r.1).bind(r.2).bind(r.3).bind(r.4).execute(&pool).await.unwrap();
+                sqlx::query(sql)
+                    .bind(r.0)
+                    .bind(r.1)
+                    .bind(r.2)
+                    .bind(r.3)
+                    .bind(r.4)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
             }
             pool.close().await;
         }
         Db::Postgres(p) => {
             for r in rows {
-                sqlx::query(sql).bind(r.0).bind(r.1).bind(r.2).bind(r.3).bind(r.4).execute(p).await.unwrap();
+                sqlx::query(sql)
+                    .bind(r.0)
+                    .bind(r.1)
+                    .bind(r.2)
+                    .bind(r.3)
+                    .bind(r.4)
+                    .execute(p)
+                    .await
+                    .unwrap();
             }
         }
     }
@@ -243,10 +262,15 @@ async fn sql_crash_and_resume(t: &TestDb) {
     };
     assert!(sources::pull_source(&ctx, &src, crash).await.is_err());
     assert_eq!(event_count(&t.db).await, 4);
-    assert_eq!(t.db.source_cursor("billing").await.unwrap().as_deref(), Some("4"));
+    assert_eq!(
+        t.db.source_cursor("billing").await.unwrap().as_deref(),
+        Some("4")
+    );
 
     // The restart fetches from the cursor: rows 5..10, none a duplicate.
-    let r = sources::pull_source(&ctx, &src, PullOptions::default()).await.unwrap();
+    let r = sources::pull_source(&ctx, &src, PullOptions::default())
+        .await
+        .unwrap();
     assert_eq!((r.stored, r.duplicate), (6, 0));
     assert_eq!(r.cursor.as_deref(), Some("10"));
     assert_eq!(event_count(&t.db).await, 10);
@@ -254,12 +278,20 @@ async fn sql_crash_and_resume(t: &TestDb) {
     // New rows, some for a customer attune does not know yet.
     insert_billing(t, &url, 11, 13, "acct-1").await;
     insert_billing(t, &url, 13, 14, "acct-2").await;
-    let r = sources::pull_source(&ctx, &src, PullOptions::default()).await.unwrap();
+    let r = sources::pull_source(&ctx, &src, PullOptions::default())
+        .await
+        .unwrap();
     assert_eq!((r.stored, r.duplicate, r.quarantined), (2, 0, 1));
     assert_eq!(r.cursor.as_deref(), Some("13"));
     let kinds: Vec<(String, String)> = match &t.db {
-        Db::Sqlite(p) => sqlx::query_as("SELECT kind, source FROM events ORDER BY id LIMIT 2").fetch_all(p).await.unwrap(),
-        Db::Postgres(p) => sqlx::query_as("SELECT kind, source FROM events ORDER BY id LIMIT 2").fetch_all(p).await.unwrap(),
+        Db::Sqlite(p) => sqlx::query_as("SELECT kind, source FROM events ORDER BY id LIMIT 2")
+            .fetch_all(p)
+            .await
+            .unwrap(),
+        Db::Postgres(p) => sqlx::query_as("SELECT kind, source FROM events ORDER BY id LIMIT 2")
+            .fetch_all(p)
+            .await
+            .unwrap(),
     };
     assert_eq!(kinds[0], ("payment_made".into(), "billing".into()));
     assert_eq!(kinds[1], ("invoice_issued".into(), "billing".into()));
@@ -269,12 +301,17 @@ async fn sql_crash_and_resume(t: &TestDb) {
     assert_eq!((o.released, o.still_quarantined), (1, 0));
     assert_eq!(event_count(&t.db).await, 13);
 }
-both_backends!(sql_source_resumes_from_its_cursor, super::sql_crash_and_resume);
+both_backends!(
+    sql_source_resumes_from_its_cursor,
+    super::sql_crash_and_resume
+);
 
 async fn http_batches(t: &TestDb) {
     add_customers(&t.db, &["c1"]).await;
-    let src: SourceConfig =
-        toml::from_str("name = \"app\"\ntype = \"http\"\ntoken_env = \"X\"\n[kinds]\nvisit = \"login\"\n").unwrap();
+    let src: SourceConfig = toml::from_str(
+        "name = \"app\"\ntype = \"http\"\ntoken_env = \"X\"\n[kinds]\nvisit = \"login\"\n",
+    )
+    .unwrap();
     let ctx = t.ctx(|c| c.sources = vec![src.clone()]);
     let ids = t.db.customer_ids().await.unwrap();
     let body = br#"[
@@ -290,7 +327,10 @@ async fn http_batches(t: &TestDb) {
         .unwrap();
     assert_eq!((r.accepted, r.duplicate, r.rejected), (2, 0, 3));
     let reasons: Vec<(usize, &str)> = r.rejections.iter().map(|x| (x.index, x.code)).collect();
-    assert_eq!(reasons, [(2, "unknown_customer"), (3, "bad_value"), (4, "malformed")]);
+    assert_eq!(
+        reasons,
+        [(2, "unknown_customer"), (3, "bad_value"), (4, "malformed")]
+    );
     assert!(r.rejections.iter().all(|x| x.quarantined));
     // The client retries the same request: nothing is stored or quarantined twice.
     let r = sources::http::ingest_body(&ctx, &src, &ids, body, "request 2")

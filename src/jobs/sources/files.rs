@@ -198,7 +198,9 @@ async fn take_events(
                         lines_done: last_line,
                         finished: None,
                     };
-                    let c = db.ingest(ids, &batch, opts.fail_point(report.batches)).await?;
+                    let c = db
+                        .ingest(ids, &batch, opts.fail_point(report.batches))
+                        .await?;
                     report.add(&c);
                 }
                 // Unreadable from here on: what was committed stays, and the file is

@@ -62,8 +62,10 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Vec<Result<Record, Rejection>>, 
             .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
                 Ok(v) => json_record(v, "line").map_err(|p| Rejection::malformed(p.with_raw(l))),
                 Err(e) => Err(Rejection::malformed(
-                    Problem::row(format!("not valid JSON ({e}); expected one JSON object per line"))
-                        .with_raw(l),
+                    Problem::row(format!(
+                        "not valid JSON ({e}); expected one JSON object per line"
+                    ))
+                    .with_raw(l),
                 )),
             })
             .collect()

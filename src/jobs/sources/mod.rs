@@ -201,10 +201,11 @@ pub(crate) fn read_batches(
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     tokio::task::spawn_blocking(move || {
         let opened = crate::ingest::Format::from_path(&path).and_then(|format| {
-            let f = std::fs::File::open(&path).map_err(|e| crate::ingest::FileError::Unreadable {
-                file: name.clone(),
-                reason: e.to_string(),
-            })?;
+            let f =
+                std::fs::File::open(&path).map_err(|e| crate::ingest::FileError::Unreadable {
+                    file: name.clone(),
+                    reason: e.to_string(),
+                })?;
             let required: Vec<&str> = ["customer_id", "kind", "occurred_at"]
                 .iter()
                 .map(|f| mapping.column(f))

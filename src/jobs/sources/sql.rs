@@ -172,7 +172,10 @@ pub async fn pull(
         }
         let mut batch = map_rows(&source.name, &mapping, chrono::Utc::now(), rows);
         batch.progress = Progress::Cursor(next.clone());
-        let c = ctx.db.ingest(&ids, &batch, opts.fail_point(report.batches)).await?;
+        let c = ctx
+            .db
+            .ingest(&ids, &batch, opts.fail_point(report.batches))
+            .await?;
         report.add(&c);
         cursor = next;
         if n < source.batch {
