@@ -163,7 +163,7 @@ fn default_cursor_start() -> String {
 }
 
 fn default_batch() -> usize {
-    50_000
+    200_000
 }
 
 impl SourceConfig {
@@ -683,7 +683,7 @@ token_env = "ATTUNE_APP_TOKEN"
         )
         .unwrap();
         assert_eq!(c.sources.len(), 2);
-        assert_eq!(c.sources[0].batch, 50_000);
+        assert_eq!(c.sources[0].batch, 200_000);
         let m = c.sources[0].mapping().unwrap();
         assert_eq!(m.kinds["BILL"], crate::domain::EventKind::InvoiceIssued);
         let bad = |t: &str| {

@@ -73,6 +73,8 @@ impl std::fmt::Debug for Queues {
 pub enum JobKind {
     Pull,
     Score,
+    /// Re-score the customers whose activity changed since their last score.
+    Rescore,
     Plan,
     Retrain,
 }
@@ -82,6 +84,7 @@ impl JobKind {
         match self {
             JobKind::Pull => "pull",
             JobKind::Score => "score",
+            JobKind::Rescore => "rescore",
             JobKind::Plan => "plan",
             JobKind::Retrain => "retrain",
         }
@@ -142,6 +145,22 @@ impl Queues {
         let tick = Some(key.to_owned());
         match (self, kind) {
             (Queues::Sqlite { pull, .. }, JobKind::Pull) => push_once!(pull, PullJob { tick }, key),
+            (Queues::Sqlite { score, .. }, JobKind::Rescore) => {
+                let job = ScoreJob {
+                    tick,
+                    as_of: None,
+                    changed_only: true,
+                };
+                push_once!(score, job, key)
+            }
+            (Queues::Postgres { score, .. }, JobKind::Rescore) => {
+                let job = ScoreJob {
+                    tick,
+                    as_of: None,
+                    changed_only: true,
+                };
+                push_once!(score, job, key)
+            }
             (Queues::Sqlite { score, .. }, JobKind::Score) => {
                 push_once!(
                     score,
@@ -232,6 +251,7 @@ pub async fn sweep_stranded_ticks(
         let kind = match t.schedule.as_str() {
             "pull" => JobKind::Pull,
             "score" => JobKind::Score,
+            "rescore" => JobKind::Rescore,
             "retrain" => JobKind::Retrain,
             _ => JobKind::Plan,
         };
@@ -264,7 +284,11 @@ async fn handle_score(
     let span = tracing::info_span!("job", queue = score::QUEUE, tick = job.tick.as_deref());
     async {
         let report = score::run(&ctx, &job).await?;
-        queues.enqueue_plan_after(report.run_id).await
+        // A run that scored nobody (nothing changed) has nothing new to plan from.
+        if report.customers > 0 {
+            queues.enqueue_plan_after(report.run_id).await?;
+        }
+        Ok(())
     }
     .instrument(span)
     .await
@@ -396,6 +420,13 @@ where
             queues.clone(),
             JobKind::Score,
             ctx.config.schedule.score.clone(),
+            worker.clone(),
+        )),
+        tokio::spawn(run_schedule(
+            ctx.db.clone(),
+            queues.clone(),
+            JobKind::Rescore,
+            ctx.config.schedule.rescore.clone(),
             worker.clone(),
         )),
         tokio::spawn(run_schedule(

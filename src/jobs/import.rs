@@ -93,7 +93,7 @@ pub async fn import_events_file(
         ..Default::default()
     };
     let mut batches =
-        sources::read_batches(name.clone(), path.to_owned(), source, mapping, 50_000, 0);
+        sources::read_batches(name.clone(), path.to_owned(), source, mapping, 200_000, 0);
     while let Some(item) = batches.recv().await {
         let (_, batch) = item?;
         let c = ctx

@@ -121,6 +121,9 @@ impl CustomerIds {
     }
 }
 
+/// The page cache of the connection writing a batch (256 MiB).
+const INGEST_CACHE: &str = "PRAGMA cache_size = -262144";
+
 /// Rows per bulk insert on SQLite: one JSON text bound, read with `json_each`.
 const JSON_ROWS: usize = 20_000;
 
@@ -365,47 +368,59 @@ impl Db {
         known.sort_by_key(|(id, e)| (*id, e.occurred_at));
         match self {
             Db::Sqlite(p) => {
-                // IMMEDIATE: the write lock from the start, so the rows above `max_id` are
-                // this transaction's alone when the rollups are computed from them.
-                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                let (max_id,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM events")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                for chunk in known.chunks(JSON_ROWS) {
-                    let inserted = sqlx::query(SQLITE_INSERT_JSON)
-                        .bind(events_json(chunk))
+                // A batch writes all over the customer index and the rollups: a larger
+                // page cache while it does saves re-reading pages. It is given back after.
+                let mut conn = p.acquire().await?;
+                sqlx::query(INGEST_CACHE).execute(&mut *conn).await?;
+                let result: Result<()> = async {
+                    use sqlx::Connection as _;
+                    // IMMEDIATE: the write lock from the start, so the rows above `max_id`
+                    // are this transaction's alone when the rollups are computed from them.
+                    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+                    let (max_id,): (i64,) =
+                        sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM events")
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    for chunk in known.chunks(JSON_ROWS) {
+                        let inserted = sqlx::query(SQLITE_INSERT_JSON)
+                            .bind(events_json(chunk))
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        counts.stored += inserted;
+                        counts.duplicate += chunk.len() as u64 - inserted;
+                    }
+                    if counts.stored > 0 {
+                        sqlx::query(SQLITE_ROLLUP_NEW)
+                            .bind(max_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        counts.customers_changed = sqlx::query(
+                            "INSERT INTO activity_changes (customer_id, changed_at)
+                             SELECT DISTINCT customer_id, $2 FROM events WHERE id > $1 ORDER BY customer_id
+                             ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at",
+                        )
+                        .bind(max_id)
                         .bind(now)
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
-                    counts.stored += inserted;
-                    counts.duplicate += chunk.len() as u64 - inserted;
+                    }
+                    let (new, old) = write_quarantine!(tx, batch.source.as_str(), quarantine, now);
+                    counts.quarantined = new;
+                    counts.already_quarantined = old;
+                    write_progress!(tx, batch.source.as_str(), &batch.progress, now, &counts);
+                    release!(tx, batch.release, now);
+                    if fail == FailPoint::BeforeCommit {
+                        return Err(StoreError::Data("failing before commit, as asked".into()));
+                    }
+                    tx.commit().await?;
+                    Ok(())
                 }
-                if counts.stored > 0 {
-                    sqlx::query(SQLITE_ROLLUP_NEW)
-                        .bind(max_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    counts.customers_changed = sqlx::query(
-                        "INSERT INTO activity_changes (customer_id, changed_at)
-                         SELECT DISTINCT customer_id, $2 FROM events WHERE id > $1 ORDER BY customer_id
-                         ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at",
-                    )
-                    .bind(max_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                }
-                let (new, old) = write_quarantine!(tx, batch.source.as_str(), quarantine, now);
-                counts.quarantined = new;
-                counts.already_quarantined = old;
-                write_progress!(tx, batch.source.as_str(), &batch.progress, now, &counts);
-                release!(tx, batch.release, now);
-                if fail == FailPoint::BeforeCommit {
-                    return Err(StoreError::Data("failing before commit, as asked".into()));
-                }
-                tx.commit().await?;
+                .await;
+                let _ = sqlx::query(super::NORMAL_CACHE).execute(&mut *conn).await;
+                result?;
             }
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;

@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::ConnectOptions as _;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -159,7 +160,9 @@ impl Db {
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
                     .pragma("temp_store", "MEMORY")
-                    .pragma("cache_size", "-65536");
+                    .pragma("cache_size", "-65536") // NORMAL_CACHE
+                    // Reading a million rows takes seconds by design; not a warning.
+                    .log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(1));
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(60))
@@ -172,10 +175,16 @@ impl Db {
                 Ok(Db::Sqlite(pool))
             }
             DatabaseUrl::Postgres(u) => {
+                let opts = PgConnectOptions::from_str(u)
+                    .map_err(|source| StoreError::Connect {
+                        url: url.redacted(),
+                        source,
+                    })?
+                    .log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(1));
                 let pool = PgPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(30))
-                    .connect(u)
+                    .connect_with(opts)
                     .await
                     .map_err(|source| StoreError::Connect {
                         url: url.redacted(),
@@ -311,6 +320,10 @@ pub fn day_start(day: chrono::NaiveDate) -> i64 {
         .and_utc()
         .timestamp()
 }
+
+/// The page cache every SQLite connection starts with (64 MiB); ingest raises its own for
+/// the length of a batch.
+pub(crate) const NORMAL_CACHE: &str = "PRAGMA cache_size = -65536";
 
 /// Rows per multi-row INSERT: under SQLite's limit of 32,766 bound values for the widest
 /// table, large enough that a batch costs one round trip.

@@ -83,7 +83,7 @@ pub fn configured(ctx: &JobContext) -> Vec<SourceConfig> {
                 query: None,
                 cursor_column: None,
                 cursor_start: "0".into(),
-                batch: 50_000,
+                batch: 200_000,
                 dir: Some(dir.clone()),
                 token_env: None,
                 columns: BTreeMap::new(),
