@@ -141,9 +141,13 @@ pub struct SourceConfig {
     /// sql: the cursor before the first pull.
     #[serde(default = "default_cursor_start")]
     pub cursor_start: String,
-    /// Rows per transaction.
+    /// Rows read per batch (sql: per query).
     #[serde(default = "default_batch")]
     pub batch: usize,
+    /// files: rows per transaction (a file's progress is committed with each). Large
+    /// transactions write the customer index and the rollups once each, in key order.
+    #[serde(default = "default_commit_rows")]
+    pub commit_rows: usize,
     /// files: the drop directory. Files are taken once: moved to `done/`, or with their
     /// rejected rows listed beside them, to `rejected/`.
     pub dir: Option<PathBuf>,
@@ -164,6 +168,10 @@ fn default_cursor_start() -> String {
 
 fn default_batch() -> usize {
     200_000
+}
+
+fn default_commit_rows() -> usize {
+    1_000_000
 }
 
 impl SourceConfig {
@@ -214,6 +222,9 @@ impl SourceConfig {
         self.mapping()?;
         if self.batch == 0 || self.batch > 1_000_000 {
             return Err(format!("batch = {} must be from 1 to 1000000", self.batch));
+        }
+        if self.commit_rows == 0 {
+            return Err("commit_rows = 0 must be at least 1".into());
         }
         let need = |what: bool, key: &str, hint: &str| {
             if what {

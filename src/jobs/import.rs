@@ -11,7 +11,11 @@ use serde::Serialize;
 use super::{JobContext, sources};
 use crate::domain::Customer;
 use crate::ingest::{self, CustomerPreset, Format, RowError};
-use crate::store::{Db, FailPoint};
+use crate::store::{Db, FailPoint, Progress};
+
+/// Rows per transaction when importing a file: large transactions write the customer index
+/// and the rollups once each, in key order.
+pub const COMMIT_ROWS: usize = 1_000_000;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportReport {
@@ -92,34 +96,36 @@ pub async fn import_events_file(
         file: name.clone(),
         ..Default::default()
     };
-    let mut batches =
-        sources::read_batches(name.clone(), path.to_owned(), source, mapping, 200_000, 0);
-    while let Some(item) = batches.recv().await {
-        let (_, batch) = item?;
-        let c = ctx
-            .db
-            .ingest(&ids, &batch, FailPoint::Never)
-            .await
-            .with_context(|| format!("storing events from {name}"))?;
+    let mut file = sources::read_batches(
+        name.clone(),
+        path.to_owned(),
+        source,
+        mapping,
+        200_000,
+        0,
+        |_| Progress::None,
+    );
+    while let Some(c) = ctx
+        .db
+        .ingest_stream(&ids, &mut file.batches, COMMIT_ROWS, FailPoint::Never)
+        .await
+        .with_context(|| format!("storing events from {name}"))?
+    {
         report.imported += c.stored;
         report.duplicate += c.duplicate;
         report.quarantined += c.unknown_customer.len() as u64;
-        for r in &batch.refused {
+        for (location, code, reason) in &c.refused {
             report.rejected += 1;
-            report.errors.push(format!(
-                "{}: {} [{}]",
-                r.location,
-                r.reason,
-                r.code.as_str()
-            ));
+            report.errors.push(format!("{location}: {reason} [{code}]"));
         }
-        for &i in &c.unknown_customer {
+        for (location, customer) in &c.unknown_customer {
             report.quarantine.push(format!(
-                "{}: column customer_id: unknown customer {:?}; kept in quarantine until the customer is imported (then `attune quarantine retry`)",
-                batch.locations[i],
-                batch.events[i].customer.as_str()
+                "{location}: column customer_id: unknown customer {customer:?}; kept in quarantine until the customer is imported (then `attune quarantine retry`)"
             ));
         }
+    }
+    if let Some(e) = file.take_error() {
+        return Err(e.into());
     }
     Ok(report)
 }

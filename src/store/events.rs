@@ -81,8 +81,12 @@ pub struct IngestCounts {
     pub quarantined: u64,
     /// Rows that were in quarantine already (a file read twice).
     pub already_quarantined: u64,
-    /// Positions in `events` whose customer attune does not know (quarantined).
-    pub unknown_customer: Vec<usize>,
+    /// Events whose customer attune does not know (quarantined): where each came from
+    /// and the customer's id.
+    pub unknown_customer: Vec<(String, String)>,
+    /// Rows refused by mapping (quarantined): where each came from, the reason code and
+    /// the reason.
+    pub refused: Vec<(String, &'static str, String)>,
     /// Customers whose rollups changed.
     pub customers_changed: u64,
 }
@@ -201,7 +205,7 @@ macro_rules! write_quarantine {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO quarantine (source, source_event_id, customer_external_id, reason_code, reason, location, raw, event, received_at) ",
             );
-            q.push_values(chunk, |mut b, (r, e): &(Refused, Option<&ActivityEvent>)| {
+            q.push_values(chunk, |mut b, (r, e): &(Refused, Option<ActivityEvent>)| {
                 b.push_bind($source)
                     .push_bind(r.id.as_str())
                     .push_bind(r.customer.as_deref())
@@ -209,7 +213,7 @@ macro_rules! write_quarantine {
                     .push_bind(r.reason.as_str())
                     .push_bind(r.location.as_str())
                     .push_bind(Json(&r.raw))
-                    .push_bind(e.map(Json))
+                    .push_bind(e.as_ref().map(Json))
                     .push_bind($now);
             });
             q.push(" ON CONFLICT (source, source_event_id) DO NOTHING");
@@ -284,6 +288,142 @@ macro_rules! release {
     }};
 }
 
+/// What a transaction has gathered so far, batch by batch.
+#[derive(Default)]
+struct Pending {
+    counts: IngestCounts,
+    quarantine: Vec<(Refused, Option<ActivityEvent>)>,
+    released: Vec<i64>,
+    rows: usize,
+    progress: Progress,
+}
+
+impl Pending {
+    /// Splits a batch into events of known customers (returned, in customer order) and the
+    /// rest, which go to quarantine with the batch's refused rows.
+    fn classify<'b>(
+        &mut self,
+        batch: &'b IngestBatch,
+        ids: &CustomerIds,
+    ) -> Vec<(i64, &'b ActivityEvent)> {
+        let mut known: Vec<(i64, &ActivityEvent)> = Vec::with_capacity(batch.events.len());
+        for (i, e) in batch.events.iter().enumerate() {
+            match ids.get(e.customer.as_str()) {
+                Some(id) => known.push((id, e)),
+                None => {
+                    let location = batch.locations.get(i).cloned().unwrap_or_default();
+                    self.counts
+                        .unknown_customer
+                        .push((location.clone(), e.customer.as_str().to_owned()));
+                    self.quarantine.push((
+                        Refused {
+                            id: e.source_event_id.clone(),
+                            customer: Some(e.customer.as_str().to_owned()),
+                            code: RejectCode::UnknownCustomer,
+                            reason: format!(
+                                "unknown customer {:?}; stored by `attune quarantine retry` once the customer is imported",
+                                e.customer.as_str()
+                            ),
+                            location,
+                            raw: serde_json::Value::Object(Default::default()),
+                        },
+                        Some(e.clone()),
+                    ));
+                }
+            }
+        }
+        self.quarantine
+            .extend(batch.refused.iter().map(|r| (r.clone(), None)));
+        self.counts.refused.extend(
+            batch
+                .refused
+                .iter()
+                .map(|r| (r.location.clone(), r.code.as_str(), r.reason.clone())),
+        );
+        self.released.extend(&batch.release);
+        self.rows += batch.events.len() + batch.refused.len();
+        if batch.progress != Progress::None {
+            self.progress = batch.progress.clone();
+        }
+        // Sorted by customer and time: the customer index is then written in key order,
+        // several times faster than in arrival order.
+        known.sort_by_key(|(id, e)| (*id, e.occurred_at));
+        known
+    }
+
+    /// In the order the source sent them, so a listing reads like the file.
+    fn sort_quarantine(&mut self) {
+        self.quarantine
+            .sort_by(|(a, _), (b, _)| location_key(&a.location).cmp(&location_key(&b.location)));
+    }
+}
+
+/// Inserts a chunk of events on PostgreSQL, with their rollups and changed marks computed
+/// from what was inserted, in one statement. Returns (stored, customers changed).
+async fn pg_insert_chunk(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    chunk: &[(i64, &ActivityEvent)],
+    now: i64,
+) -> Result<(u64, u64)> {
+    let mut cust = Vec::with_capacity(chunk.len());
+    let mut kind = Vec::with_capacity(chunk.len());
+    let mut at = Vec::with_capacity(chunk.len());
+    let mut value = Vec::with_capacity(chunk.len());
+    let mut attrs = Vec::with_capacity(chunk.len());
+    let mut source = Vec::with_capacity(chunk.len());
+    let mut sid = Vec::with_capacity(chunk.len());
+    for (id, e) in chunk {
+        cust.push(*id);
+        kind.push(e.kind.as_str());
+        at.push(e.occurred_at.timestamp());
+        value.push(e.value);
+        attrs.push(if e.attributes.is_empty() {
+            "{}".to_owned()
+        } else {
+            serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into())
+        });
+        source.push(e.source.as_str());
+        sid.push(e.source_event_id.as_str());
+    }
+    let (stored, changed): (i64, i64) = sqlx::query_as(PG_INSERT_CTE)
+        .bind(&cust)
+        .bind(&kind)
+        .bind(&at)
+        .bind(&value)
+        .bind(&attrs)
+        .bind(&source)
+        .bind(&sid)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((stored.max(0) as u64, changed.max(0) as u64))
+}
+
+/// The new events (duplicates skipped), their rollups and the customers they changed,
+/// computed from what was inserted, in one statement.
+const PG_INSERT_CTE: &str = "WITH ins AS (
+        INSERT INTO events (customer_id, kind, occurred_at, value, attributes, source, source_event_id, ingested_at)
+        SELECT c, k, t, v, a::jsonb, s, i, $8
+        FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::float8[], $5::text[], $6::text[], $7::text[]) AS u(c, k, t, v, a, s, i)
+        ON CONFLICT (source, source_event_id) DO NOTHING
+        RETURNING customer_id, kind, occurred_at, value
+    ), roll AS (
+        INSERT INTO activity_daily (customer_id, day, kind, n, total_milli)
+        SELECT ins.customer_id, floor(ins.occurred_at / 86400.0)::integer, k.code, COUNT(*),
+               SUM(round(COALESCE(ins.value, 0) * 1000)::bigint)
+        FROM ins JOIN event_kinds k ON k.name = ins.kind
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (customer_id, day, kind) DO UPDATE SET n = activity_daily.n + excluded.n,
+            total_milli = activity_daily.total_milli + excluded.total_milli
+        RETURNING 1
+    ), changed AS (
+        INSERT INTO activity_changes (customer_id, changed_at)
+        SELECT DISTINCT customer_id, $8 FROM ins ORDER BY 1
+        ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at
+        RETURNING 1
+    )
+    SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM changed)";
+
 impl Db {
     /// Every known customer id, for a pull of many batches.
     pub async fn customer_ids(&self) -> Result<CustomerIds> {
@@ -330,45 +470,36 @@ impl Db {
         batch: &IngestBatch,
         fail: FailPoint,
     ) -> Result<IngestCounts> {
-        let wanted: Vec<&str> = batch.events.iter().map(|e| e.customer.as_str()).collect();
-        self.resolve_customers(ids, &wanted).await?;
-        let mut counts = IngestCounts::default();
-        let mut known: Vec<(i64, &ActivityEvent)> = Vec::with_capacity(batch.events.len());
-        for (i, e) in batch.events.iter().enumerate() {
-            match ids.get(e.customer.as_str()) {
-                Some(id) => known.push((id, e)),
-                None => counts.unknown_customer.push(i),
-            }
-        }
-        let mut quarantine: Vec<(Refused, Option<&ActivityEvent>)> =
-            batch.refused.iter().map(|r| (r.clone(), None)).collect();
-        for &i in &counts.unknown_customer {
-            let e = &batch.events[i];
-            quarantine.push((
-                Refused {
-                    id: e.source_event_id.clone(),
-                    customer: Some(e.customer.as_str().to_owned()),
-                    code: RejectCode::UnknownCustomer,
-                    reason: format!(
-                        "unknown customer {:?}; stored by `attune quarantine retry` once the customer is imported",
-                        e.customer.as_str()
-                    ),
-                    location: batch.locations.get(i).cloned().unwrap_or_default(),
-                    raw: serde_json::Value::Object(Default::default()),
-                },
-                Some(e),
-            ));
-        }
-        // In the order the source sent them, so a listing reads like the file.
-        quarantine
-            .sort_by(|(a, _), (b, _)| location_key(&a.location).cmp(&location_key(&b.location)));
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let _ = tx.send(batch.clone()).await;
+        drop(tx);
+        Ok(self
+            .ingest_stream(ids, &mut rx, usize::MAX, fail)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Stores batches from `batches` in one transaction until it has `commit_rows` rows or
+    /// the channel closes; `None` when there was no batch. A transaction's progress is its
+    /// last batch's. Large transactions are much faster on big tables: the customer index
+    /// and the rollups are written once per transaction, in key order.
+    pub async fn ingest_stream(
+        &self,
+        ids: &CustomerIds,
+        batches: &mut tokio::sync::mpsc::Receiver<IngestBatch>,
+        commit_rows: usize,
+        fail: FailPoint,
+    ) -> Result<Option<IngestCounts>> {
+        let Some(first) = batches.recv().await else {
+            return Ok(None);
+        };
+        let source = first.source.clone();
         let now = now_secs();
-        // Sorted by customer and time: the customer index and the rollups are then written
-        // in key order, several times faster than in arrival order.
-        known.sort_by_key(|(id, e)| (*id, e.occurred_at));
+        let mut pending = Pending::default();
+        let mut next = Some(first);
         match self {
             Db::Sqlite(p) => {
-                // A batch writes all over the customer index and the rollups: a larger
+                // A transaction writes all over the customer index and the rollups: a larger
                 // page cache while it does saves re-reading pages. It is given back after.
                 let mut conn = p.acquire().await?;
                 sqlx::query(INGEST_CACHE).execute(&mut *conn).await?;
@@ -381,22 +512,31 @@ impl Db {
                         sqlx::query_as("SELECT COALESCE(MAX(id), 0) FROM events")
                             .fetch_one(&mut *tx)
                             .await?;
-                    for chunk in known.chunks(JSON_ROWS) {
-                        let inserted = sqlx::query(SQLITE_INSERT_JSON)
-                            .bind(events_json(chunk))
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?
-                            .rows_affected();
-                        counts.stored += inserted;
-                        counts.duplicate += chunk.len() as u64 - inserted;
+                    while let Some(batch) = next.take() {
+                        let wanted: Vec<&str> =
+                            batch.events.iter().map(|e| e.customer.as_str()).collect();
+                        self.resolve_customers(ids, &wanted).await?;
+                        let known = pending.classify(&batch, ids);
+                        for chunk in known.chunks(JSON_ROWS) {
+                            let inserted = sqlx::query(SQLITE_INSERT_JSON)
+                                .bind(events_json(chunk))
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?
+                                .rows_affected();
+                            pending.counts.stored += inserted;
+                            pending.counts.duplicate += chunk.len() as u64 - inserted;
+                        }
+                        if pending.rows < commit_rows {
+                            next = batches.recv().await;
+                        }
                     }
-                    if counts.stored > 0 {
+                    if pending.counts.stored > 0 {
                         sqlx::query(SQLITE_ROLLUP_NEW)
                             .bind(max_id)
                             .execute(&mut *tx)
                             .await?;
-                        counts.customers_changed = sqlx::query(
+                        pending.counts.customers_changed = sqlx::query(
                             "INSERT INTO activity_changes (customer_id, changed_at)
                              SELECT DISTINCT customer_id, $2 FROM events WHERE id > $1 ORDER BY customer_id
                              ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at",
@@ -407,11 +547,12 @@ impl Db {
                         .await?
                         .rows_affected();
                     }
-                    let (new, old) = write_quarantine!(tx, batch.source.as_str(), quarantine, now);
-                    counts.quarantined = new;
-                    counts.already_quarantined = old;
-                    write_progress!(tx, batch.source.as_str(), &batch.progress, now, &counts);
-                    release!(tx, batch.release, now);
+                    pending.sort_quarantine();
+                    let (new, old) = write_quarantine!(tx, source.as_str(), pending.quarantine, now);
+                    pending.counts.quarantined = new;
+                    pending.counts.already_quarantined = old;
+                    write_progress!(tx, source.as_str(), &pending.progress, now, &pending.counts);
+                    release!(tx, pending.released, now);
                     if fail == FailPoint::BeforeCommit {
                         return Err(StoreError::Data("failing before commit, as asked".into()));
                     }
@@ -424,79 +565,34 @@ impl Db {
             }
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                for chunk in known.chunks(10 * BATCH_ROWS) {
-                    let mut cust = Vec::with_capacity(chunk.len());
-                    let mut kind = Vec::with_capacity(chunk.len());
-                    let mut at = Vec::with_capacity(chunk.len());
-                    let mut value = Vec::with_capacity(chunk.len());
-                    let mut attrs = Vec::with_capacity(chunk.len());
-                    let mut source = Vec::with_capacity(chunk.len());
-                    let mut sid = Vec::with_capacity(chunk.len());
-                    for (id, e) in chunk {
-                        cust.push(*id);
-                        kind.push(e.kind.as_str());
-                        at.push(e.occurred_at.timestamp());
-                        value.push(e.value);
-                        attrs.push(if e.attributes.is_empty() {
-                            "{}".to_owned()
-                        } else {
-                            serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into())
-                        });
-                        source.push(e.source.as_str());
-                        sid.push(e.source_event_id.as_str());
+                while let Some(batch) = next.take() {
+                    let wanted: Vec<&str> =
+                        batch.events.iter().map(|e| e.customer.as_str()).collect();
+                    self.resolve_customers(ids, &wanted).await?;
+                    let known = pending.classify(&batch, ids);
+                    for chunk in known.chunks(10 * BATCH_ROWS) {
+                        let (stored, changed) = pg_insert_chunk(&mut tx, chunk, now).await?;
+                        pending.counts.stored += stored;
+                        pending.counts.duplicate += chunk.len() as u64 - stored;
+                        pending.counts.customers_changed += changed;
                     }
-                    // One statement: the new events (duplicates skipped), their rollups
-                    // and the customers they changed, computed from what was inserted.
-                    let (stored, changed): (i64, i64) = sqlx::query_as(
-                        "WITH ins AS (
-                            INSERT INTO events (customer_id, kind, occurred_at, value, attributes, source, source_event_id, ingested_at)
-                            SELECT c, k, t, v, a::jsonb, s, i, $8
-                            FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::float8[], $5::text[], $6::text[], $7::text[]) AS u(c, k, t, v, a, s, i)
-                            ON CONFLICT (source, source_event_id) DO NOTHING
-                            RETURNING customer_id, kind, occurred_at, value
-                         ), roll AS (
-                            INSERT INTO activity_daily (customer_id, day, kind, n, total_milli)
-                            SELECT ins.customer_id, floor(ins.occurred_at / 86400.0)::integer, k.code, COUNT(*),
-                                   SUM(round(COALESCE(ins.value, 0) * 1000)::bigint)
-                            FROM ins JOIN event_kinds k ON k.name = ins.kind
-                            GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-                            ON CONFLICT (customer_id, day, kind) DO UPDATE SET n = activity_daily.n + excluded.n,
-                                total_milli = activity_daily.total_milli + excluded.total_milli
-                            RETURNING 1
-                         ), changed AS (
-                            INSERT INTO activity_changes (customer_id, changed_at)
-                            SELECT DISTINCT customer_id, $8 FROM ins ORDER BY 1
-                            ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at
-                            RETURNING 1
-                         )
-                         SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM changed)",
-                    )
-                    .bind(&cust)
-                    .bind(&kind)
-                    .bind(&at)
-                    .bind(&value)
-                    .bind(&attrs)
-                    .bind(&source)
-                    .bind(&sid)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    counts.stored += stored as u64;
-                    counts.duplicate += (chunk.len() as i64 - stored) as u64;
-                    counts.customers_changed += changed as u64;
+                    if pending.rows < commit_rows {
+                        next = batches.recv().await;
+                    }
                 }
-                let (new, old) = write_quarantine!(tx, batch.source.as_str(), quarantine, now);
-                counts.quarantined = new;
-                counts.already_quarantined = old;
-                write_progress!(tx, batch.source.as_str(), &batch.progress, now, &counts);
-                release!(tx, batch.release, now);
+                pending.sort_quarantine();
+                let (new, old) = write_quarantine!(tx, source.as_str(), pending.quarantine, now);
+                pending.counts.quarantined = new;
+                pending.counts.already_quarantined = old;
+                write_progress!(tx, source.as_str(), &pending.progress, now, &pending.counts);
+                release!(tx, pending.released, now);
                 if fail == FailPoint::BeforeCommit {
                     return Err(StoreError::Data("failing before commit, as asked".into()));
                 }
                 tx.commit().await?;
             }
         }
-        Ok(counts)
+        Ok(Some(pending.counts))
     }
 
     /// Stores events for known customers (tests and the demo): one batch, no cursor.

@@ -14,7 +14,7 @@ use crate::both_backends;
 
 fn files_source(dir: &Path, batch: usize) -> SourceConfig {
     toml::from_str(&format!(
-        "name = \"crm\"\ntype = \"files\"\ndir = {:?}\nbatch = {batch}\n",
+        "name = \"crm\"\ntype = \"files\"\ndir = {:?}\nbatch = {batch}\ncommit_rows = {batch}\n",
         dir.display().to_string()
     ))
     .unwrap()

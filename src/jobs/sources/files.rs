@@ -181,33 +181,37 @@ async fn take_events(
         .is_some_and(|f| f.status == "done" || f.status == "rejected");
     let mut file_error = None;
     if !finished {
-        let mut batches = read_batches(
+        let (file, fingerprint) = (name.clone(), fp.clone());
+        let mut reading = read_batches(
             name.clone(),
             path.to_owned(),
             source.name.clone(),
             mapping,
             source.batch,
             resume_after,
+            move |last_line| Progress::File {
+                file: file.clone(),
+                fingerprint: fingerprint.clone(),
+                lines_done: last_line,
+                finished: None,
+            },
         );
-        while let Some(item) = batches.recv().await {
-            match item {
-                Ok((last_line, mut batch)) => {
-                    batch.progress = Progress::File {
-                        file: name.clone(),
-                        fingerprint: fp.clone(),
-                        lines_done: last_line,
-                        finished: None,
-                    };
-                    let c = db
-                        .ingest(ids, &batch, opts.fail_point(report.batches))
-                        .await?;
-                    report.add(&c);
-                }
-                // Unreadable from here on: what was committed stays, and the file is
-                // rejected with the reason.
-                Err(e) => file_error = Some(e.to_string()),
-            }
+        let mut transactions = 0;
+        while let Some(c) = db
+            .ingest_stream(
+                ids,
+                &mut reading.batches,
+                source.commit_rows,
+                opts.fail_point(transactions),
+            )
+            .await?
+        {
+            transactions += 1;
+            report.add(&c);
         }
+        // Unreadable from some point on: what was committed stays, and the file is
+        // rejected with the reason.
+        file_error = reading.take_error().map(|e| e.to_string());
     }
     // The outcome: rejected if any row of this file was not stored.
     let started = db

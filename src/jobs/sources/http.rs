@@ -123,13 +123,12 @@ pub async fn ingest_body(
             quarantined: true,
         })
         .collect();
-    for &i in &c.unknown_customer {
+    for (location, customer) in &c.unknown_customer {
         rejections.push(HttpRejection {
-            index: index_of(&batch.locations[i]),
+            index: index_of(location),
             code: "unknown_customer",
             reason: format!(
-                "unknown customer {:?}; kept in quarantine and stored once the customer is imported",
-                batch.events[i].customer.as_str()
+                "unknown customer {customer:?}; kept in quarantine and stored once the customer is imported"
             ),
             quarantined: true,
         });

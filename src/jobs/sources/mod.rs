@@ -84,6 +84,7 @@ pub fn configured(ctx: &JobContext) -> Vec<SourceConfig> {
                 cursor_column: None,
                 cursor_start: "0".into(),
                 batch: 200_000,
+                commit_rows: 1_000_000,
                 dir: Some(dir.clone()),
                 token_env: None,
                 columns: BTreeMap::new(),
@@ -186,10 +187,22 @@ pub(crate) fn map_rows(
     batch
 }
 
+/// A file being read in batches on a thread of its own: the batches, and the error that
+/// stopped the reading early, if one did (the batches before it are kept).
+pub(crate) struct FileBatches {
+    pub batches: tokio::sync::mpsc::Receiver<IngestBatch>,
+    pub error: std::sync::Arc<std::sync::Mutex<Option<crate::ingest::FileError>>>,
+}
+
+impl FileBatches {
+    pub fn take_error(&self) -> Option<crate::ingest::FileError> {
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// Reads a file in batches on a thread of its own, framing and mapping rows while the
-/// caller stores the previous batch: each item is the last line of the batch and the
-/// batch. Lines up to `skip_through` were committed before and are skipped. Nothing is
-/// lost on a file error: it arrives as the last item, after the batches before it.
+/// caller stores the previous batch. Lines up to `skip_through` were committed before and
+/// are skipped; `progress` says what a batch ending at a line records.
 pub(crate) fn read_batches(
     name: String,
     path: std::path::PathBuf,
@@ -197,8 +210,12 @@ pub(crate) fn read_batches(
     mapping: EventMapping,
     batch_rows: usize,
     skip_through: u64,
-) -> tokio::sync::mpsc::Receiver<Result<(u64, IngestBatch), crate::ingest::FileError>> {
+    progress: impl Fn(u64) -> crate::store::Progress + Send + 'static,
+) -> FileBatches {
     let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let error = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = error.clone();
+    let fail = move |e| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     tokio::task::spawn_blocking(move || {
         let opened = crate::ingest::Format::from_path(&path).and_then(|format| {
             let f =
@@ -219,19 +236,13 @@ pub(crate) fn read_batches(
         });
         let mut stream = match opened {
             Ok(s) => s,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
+            Err(e) => return fail(e),
         };
         let mut last_line = skip_through;
         loop {
             let framed = match stream.next_batch(batch_rows) {
                 Ok(f) => f,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
+                Err(e) => return fail(e),
             };
             if framed.is_empty() {
                 return;
@@ -247,13 +258,14 @@ pub(crate) fn read_batches(
             if rows.is_empty() {
                 continue;
             }
-            let batch = map_rows(&source, &mapping, chrono::Utc::now(), rows);
-            if tx.blocking_send(Ok((last_line, batch))).is_err() {
+            let mut batch = map_rows(&source, &mapping, chrono::Utc::now(), rows);
+            batch.progress = progress(last_line);
+            if tx.blocking_send(batch).is_err() {
                 return;
             }
         }
     });
-    rx
+    FileBatches { batches: rx, error }
 }
 
 /// Maps every open quarantine row again and stores those that now pass (a kind mapped
