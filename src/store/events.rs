@@ -52,8 +52,10 @@ pub struct IngestBatch {
     pub source: String,
     /// Events that passed mapping; their customers are looked up here.
     pub events: Vec<ActivityEvent>,
-    /// Where each event came from, for quarantine (same length as `events`, or empty).
-    pub locations: Vec<String>,
+    /// Where each event came from, for quarantine: `location_prefix` followed by the
+    /// event's number here (a line, an item). Same length as `events`, or empty.
+    pub positions: Vec<u64>,
+    pub location_prefix: String,
     pub refused: Vec<Refused>,
     pub progress: Progress,
     /// Quarantine rows this batch stores at last (a retry): marked released in the same
@@ -150,7 +152,8 @@ const SQLITE_ROLLUP_NEW: &str =
     ON CONFLICT (customer_id, day, kind) DO UPDATE SET n = activity_daily.n + excluded.n,
         total_milli = activity_daily.total_milli + excluded.total_milli";
 
-/// A chunk of events as the JSON array [`SQLITE_INSERT_JSON`] reads.
+/// A chunk of events as the JSON array [`SQLITE_INSERT_JSON`] reads, written straight
+/// into one buffer (a chunk is tens of thousands of rows).
 fn events_json(rows: &[(i64, &ActivityEvent)]) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(rows.len() * 96);
@@ -159,31 +162,52 @@ fn events_json(rows: &[(i64, &ActivityEvent)]) -> String {
         if i > 0 {
             out.push(',');
         }
-        let value = match e.value {
-            Some(v) if v.is_finite() => v.to_string(),
-            _ => "null".to_owned(),
-        };
-        let attrs = if e.attributes.is_empty() {
-            "{}".to_owned()
-        } else {
-            serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into())
-        };
         let _ = write!(
             out,
-            "[{id},\"{}\",{},{value},{},{},{}]",
+            "[{id},\"{}\",{},",
             e.kind.as_str(),
-            e.occurred_at.timestamp(),
-            json_str(&attrs),
-            json_str(&e.source),
-            json_str(&e.source_event_id)
+            e.occurred_at.timestamp()
         );
+        match e.value {
+            Some(v) if v.is_finite() => {
+                let _ = write!(out, "{v}");
+            }
+            _ => out.push_str("null"),
+        }
+        out.push(',');
+        if e.attributes.is_empty() {
+            out.push_str("\"{}\"");
+        } else {
+            push_json_str(
+                &mut out,
+                &serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into()),
+            );
+        }
+        out.push(',');
+        push_json_str(&mut out, &e.source);
+        out.push(',');
+        push_json_str(&mut out, &e.source_event_id);
+        out.push(']');
     }
     out.push(']');
     out
 }
 
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+/// Appends `s` as a JSON string.
+fn push_json_str(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Failing on purpose after every write of a batch but before its commit: how the tests
@@ -311,7 +335,11 @@ impl Pending {
             match ids.get(e.customer.as_str()) {
                 Some(id) => known.push((id, e)),
                 None => {
-                    let location = batch.locations.get(i).cloned().unwrap_or_default();
+                    let location = batch
+                        .positions
+                        .get(i)
+                        .map(|n| format!("{}{n}", batch.location_prefix))
+                        .unwrap_or_default();
                     self.counts
                         .unknown_customer
                         .push((location.clone(), e.customer.as_str().to_owned()));

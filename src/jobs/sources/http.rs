@@ -100,11 +100,9 @@ pub async fn ingest_body(
     let mapping = source
         .mapping()
         .map_err(|m| anyhow::anyhow!("source {}: {m}", source.name))?;
-    let rows = items
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| (format!("{request} item {i}"), r));
-    let batch: IngestBatch = map_rows(&source.name, &mapping, chrono::Utc::now(), rows);
+    let rows = items.into_iter().enumerate().map(|(i, r)| (i as u64, r));
+    let prefix = format!("{request} item ");
+    let batch: IngestBatch = map_rows(&source.name, &mapping, chrono::Utc::now(), &prefix, rows);
     let c = ctx.db.ingest(ids, &batch, FailPoint::Never).await?;
     let index_of = |location: &str| {
         location

@@ -127,18 +127,22 @@ pub async fn pull_source(
 }
 
 /// Turns framed rows into a batch: mapped events, and refused rows with their reasons.
-/// `locate` says where a row came from.
+/// Each row comes with its number; `prefix` and the number say where it came from
+/// (`events.csv:` and the line, `request 3 item ` and the position).
 pub(crate) fn map_rows(
     source: &str,
     mapping: &EventMapping,
     now: chrono::DateTime<chrono::Utc>,
-    rows: impl IntoIterator<Item = (String, Result<Record, Rejection>)>,
+    prefix: &str,
+    rows: impl IntoIterator<Item = (u64, Result<Record, Rejection>)>,
 ) -> IngestBatch {
     let mut batch = IngestBatch {
         source: source.to_owned(),
+        location_prefix: prefix.to_owned(),
         ..Default::default()
     };
-    for (location, framed) in rows {
+    for (position, framed) in rows {
+        let location = || format!("{prefix}{position}");
         let record = match framed {
             Ok(r) => r,
             Err(rej) => {
@@ -149,14 +153,14 @@ pub(crate) fn map_rows(
                         "raw:{:016x}",
                         crate::ingest::record::fnv1a64(text.as_bytes())
                     ),
-                    None => format!("{location}@malformed"),
+                    None => format!("{}@malformed", location()),
                 };
                 batch.refused.push(Refused {
                     id,
                     customer: None,
                     code: rej.code,
                     reason: rej.to_string(),
-                    location,
+                    location: location(),
                     raw: rej
                         .raw
                         .clone()
@@ -168,7 +172,7 @@ pub(crate) fn map_rows(
         match map_event(&record, mapping, now) {
             Ok(e) => {
                 batch.events.push(e);
-                batch.locations.push(location);
+                batch.positions.push(position);
             }
             Err(rej) => batch.refused.push(Refused {
                 id: quarantine_id(&record, mapping),
@@ -179,7 +183,7 @@ pub(crate) fn map_rows(
                     .map(str::to_owned),
                 code: rej.code,
                 reason: rej.to_string(),
-                location,
+                location: location(),
                 raw: raw_json(&record),
             }),
         }
@@ -252,13 +256,14 @@ pub(crate) fn read_batches(
                 .filter(|(line, _)| *line > skip_through)
                 .map(|(line, r)| {
                     last_line = line;
-                    (format!("{name}:{line}"), r.map_err(Rejection::malformed))
+                    (line, r.map_err(Rejection::malformed))
                 })
                 .collect();
             if rows.is_empty() {
                 continue;
             }
-            let mut batch = map_rows(&source, &mapping, chrono::Utc::now(), rows);
+            let prefix = format!("{name}:");
+            let mut batch = map_rows(&source, &mapping, chrono::Utc::now(), &prefix, rows);
             batch.progress = progress(last_line);
             if tx.blocking_send(batch).is_err() {
                 return;

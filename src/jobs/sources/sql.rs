@@ -168,9 +168,24 @@ pub async fn pull(
                 );
             }
             next = at.clone();
-            rows.push((format!("{} {cursor_column}={at}", source.name), Ok(r)));
+            rows.push((at, r));
         }
-        let mut batch = map_rows(&source.name, &mapping, chrono::Utc::now(), rows);
+        // Rows are located by their cursor value when it is a number, else by position.
+        let numeric = rows.iter().all(|(at, _)| at.parse::<u64>().is_ok());
+        let prefix = if numeric {
+            format!("{} {cursor_column}=", source.name)
+        } else {
+            format!("{} after {cursor_column} {cursor:?}, row ", source.name)
+        };
+        let rows = rows.into_iter().enumerate().map(|(i, (at, r))| {
+            let n = if numeric {
+                at.parse().unwrap_or(0)
+            } else {
+                i as u64 + 1
+            };
+            (n, Ok(r))
+        });
+        let mut batch = map_rows(&source.name, &mapping, chrono::Utc::now(), &prefix, rows);
         batch.progress = Progress::Cursor(next.clone());
         let c = ctx
             .db
