@@ -397,6 +397,47 @@ pub fn render(template: &str, v: f64) -> String {
     out
 }
 
+/// Fuzzing entry point: parses `data` as a feature spec; a spec that parses must compute
+/// features for a customer with some activity without panicking.
+pub fn fuzz_spec(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(spec) = FeatureSpec::parse(text, "fuzz") else {
+        return;
+    };
+    let day = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+    let customer = Customer {
+        external_id: crate::domain::CustomerId::parse("f").expect("valid"),
+        signup_date: day - chrono::Duration::days(400),
+        plan: "p".into(),
+        monthly_charge: 10.0,
+        contract_type: crate::domain::ContractType::MonthToMonth,
+        contract_end: Some(day + chrono::Duration::days(30)),
+        first_invoice_due: None,
+        preferred_channel: crate::domain::Channel::Email,
+        consent: crate::domain::Consent::ALL,
+        churned_on: None,
+        attributes: [("x".to_owned(), "1".to_owned())].into(),
+    };
+    let activity = Activity::new(
+        EventKind::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, k)| DayCount {
+                day: day_number(day) - 1 - i as i32 * 7,
+                kind: *k,
+                n: i as u32 % 3,
+                total: i as f64,
+            })
+            .collect(),
+    );
+    let row = compute(&spec, &customer, &activity, day);
+    for (name, v) in &row {
+        let _ = spec.describe(name, v);
+    }
+}
+
 /// Describes a feature value in the words of the built-in spec (see [`FeatureSpec::describe`]).
 pub fn describe(name: &str, value: &FeatureValue) -> String {
     static DEFAULT: std::sync::OnceLock<FeatureSpec> = std::sync::OnceLock::new();
@@ -586,6 +627,13 @@ mod tests {
             features(&early, "2025-06-02"),
             features(&later, "2025-06-02")
         );
+    }
+
+    #[test]
+    fn fuzz_entry_point_accepts_anything() {
+        fuzz_spec(DEFAULT_SPEC.as_bytes());
+        fuzz_spec(b"[[feature]]\nname = \"r\"\ntype = \"tenure\"\n[[feature]]\nname = \"q\"\ntype = \"ratio\"\nnumerator = \"r\"\ndenominator = \"r\"\n");
+        fuzz_spec(b"\xff[[[");
     }
 
     #[test]

@@ -268,7 +268,7 @@ pub const EVENT_COLUMNS: &[(&str, &str)] = &[
     (
         "occurred_at",
         "Required. RFC 3339 (2025-03-01T09:30:00Z), or YYYY-MM-DD HH:MM:SS taken as UTC, or \
-         YYYY-MM-DD meaning midnight UTC.",
+         YYYY-MM-DD meaning midnight UTC, or unix seconds.",
     ),
     (
         "value",

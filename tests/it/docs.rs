@@ -22,6 +22,40 @@ fn readme_documents_every_column_and_event_kind() {
 }
 
 #[test]
+fn readme_documents_every_feature_type_default_feature_and_quarantine_reason() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (t, _) in attune::features::FEATURE_TYPES {
+        assert!(
+            readme.contains(&format!("`{t}`")),
+            "README does not document feature type {t}"
+        );
+    }
+    for f in attune::features::FeatureSpec::default_spec().features {
+        assert!(
+            readme.contains(&format!("`{}`", f.name)),
+            "README does not name the default feature {}",
+            f.name
+        );
+    }
+    use attune::ingest::mapping::RejectCode::*;
+    for code in [
+        Malformed,
+        MissingField,
+        UnknownKind,
+        BadTimestamp,
+        BadValue,
+        UnknownCustomer,
+    ] {
+        assert!(
+            readme.contains(&format!("`{}`", code.as_str())),
+            "README does not explain the quarantine reason {}",
+            code.as_str()
+        );
+    }
+}
+
+#[test]
 fn readme_starts_with_the_two_commands() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();

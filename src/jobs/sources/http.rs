@@ -140,6 +140,20 @@ pub async fn ingest_body(
     }))
 }
 
+/// Fuzzing entry point: parses `data` as a request body and maps every item with a source
+/// that renames columns and kinds; ignores the result.
+pub fn fuzz_body(data: &[u8]) {
+    let Ok(items) = parse_body(data) else { return };
+    let mapping = crate::ingest::mapping::EventMapping {
+        source: "fuzz".into(),
+        columns: [("customer_id".to_owned(), "acct".to_owned())].into(),
+        kinds: [("BILL".to_owned(), crate::domain::EventKind::InvoiceIssued)].into(),
+    };
+    let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+    let rows = items.into_iter().enumerate().map(|(i, r)| (i as u64, r));
+    let _ = super::map_rows("fuzz", &mapping, now, "item ", rows);
+}
+
 /// The http source a bearer token belongs to, comparing in constant time.
 pub fn source_for_token<'a>(sources: &'a [SourceConfig], token: &str) -> Option<&'a SourceConfig> {
     sources.iter().filter(|s| s.kind == "http").find(|s| {
@@ -193,6 +207,13 @@ mod tests {
                 .contains("not a JSON array")
         );
         assert!(parse_body(b"\xff").unwrap_err().0.contains("UTF-8"));
+    }
+
+    #[test]
+    fn fuzz_entry_point_accepts_anything() {
+        fuzz_body(b"");
+        fuzz_body(b"[{\"acct\":\"c\",\"kind\":\"BILL\",\"occurred_at\":\"99999999999\",\"value\":\"1e400\"}]");
+        fuzz_body(b"{\"kind\":[[[]]]}\n\xff\n[");
     }
 
     #[test]
