@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod features;
+pub mod http;
 pub mod ingest;
 pub mod jobs;
 pub mod model;
