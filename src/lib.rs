@@ -2,6 +2,9 @@
 //!
 //! See `ARCHITECTURE.md` for the map of modules and the flow of data through them.
 
+// The OpenAPI document in `http::openapi` is one large `json!` literal.
+#![recursion_limit = "256"]
+
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -39,10 +39,33 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
     },
+    /// Send HTTP requests at a fixed rate (open loop) to a server on this machine and
+    /// print the latency percentiles, a histogram and the errors.
+    Load(super::bench_load::LoadArgs),
+    /// Fill the database with nudges (every review column set) for the load benchmarks.
+    SeedNudges(super::bench_load::SeedArgs),
 }
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(
+    config: &crate::config::Config,
+    cmd: BenchCommand,
+    out: &super::output::Printer,
+) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Load(args) => {
+            let report = super::bench_load::load(&args).await?;
+            super::bench_load::print_load(&report, out.json)
+        }
+        BenchCommand::SeedNudges(args) => {
+            let r = super::bench_load::seed(config, &args).await?;
+            out.message(
+                &serde_json::to_value(&r)?,
+                &format!(
+                    "added {} nudges ({} new customers) on {} in {:.1} s",
+                    r.inserted, r.customers_added, r.backend, r.seconds
+                ),
+            )
+        }
         BenchCommand::Fit {
             rows,
             features,

@@ -81,15 +81,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 }
 
 fn nudge_id(raw: &str) -> Result<i64, Problem> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            Problem::bad_request(
-                "invalid_parameter",
-                format!("id: {raw:?} is not a nudge id; ids are positive whole numbers"),
-            )
-        })
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        Problem::bad_request(
+            "invalid_parameter",
+            format!("id: {raw:?} is not a nudge id; ids are positive whole numbers"),
+        )
+    })
 }
 
 /// A nudge as the API returns it: its stored fields, and the message the customer would
@@ -101,7 +98,8 @@ fn nudge_json(n: &ReviewNudge) -> Value {
         m.insert("customer".into(), Value::String(n.external_id.clone()));
         m.insert(
             "effective_message".into(),
-            n.effective_message().map_or(Value::Null, |s| Value::String(s.to_owned())),
+            n.effective_message()
+                .map_or(Value::Null, |s| Value::String(s.to_owned())),
         );
     }
     v
@@ -122,7 +120,11 @@ async fn me(user: ApiUser) -> ApiResult {
 async fn list(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): RawQuery) -> ApiResult {
     let pairs = query::pairs(raw.as_deref(), QUEUE_PARAMS)?;
     let lq = query::queue_query(&pairs)?;
-    let (rows, next) = state.ctx.db.queue_page(&lq.filter, lq.cursor, lq.limit).await?;
+    let (rows, next) = state
+        .ctx
+        .db
+        .queue_page(&lq.filter, lq.cursor, lq.limit)
+        .await?;
     ok(json!({
         "items": rows.iter().map(nudge_json).collect::<Vec<_>>(),
         "next_cursor": next.map(|c| c.encode()),
@@ -130,7 +132,11 @@ async fn list(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): RawQ
     }))
 }
 
-async fn get_one(State(state): State<AppState>, _user: ApiUser, Path(raw): Path<String>) -> ApiResult {
+async fn get_one(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    Path(raw): Path<String>,
+) -> ApiResult {
     let id = nudge_id(&raw)?;
     let n = state
         .ctx
@@ -174,7 +180,13 @@ async fn decide_one(
         if let Err(refused) = state
             .ctx
             .db
-            .decide_one(id, decision.as_ref(), edit.as_deref(), &user.principal.name, "api")
+            .decide_one(
+                id,
+                decision.as_ref(),
+                edit.as_deref(),
+                &user.principal.name,
+                "api",
+            )
             .await?
         {
             return Err(decide::refusal(&state, refused).await.into());
@@ -199,7 +211,11 @@ struct ManyBody {
     until: Option<String>,
 }
 
-async fn decide_many(State(state): State<AppState>, user: ApiUser, JsonBody(body): JsonBody<ManyBody>) -> ApiResult {
+async fn decide_many(
+    State(state): State<AppState>,
+    user: ApiUser,
+    JsonBody(body): JsonBody<ManyBody>,
+) -> ApiResult {
     user.require(Role::Reviewer, "decide on nudges")?;
     if body.ids.is_empty() || body.ids.len() > MAX_IDS {
         return Err(Problem::unprocessable(format!(
@@ -209,10 +225,16 @@ async fn decide_many(State(state): State<AppState>, user: ApiUser, JsonBody(body
         .into());
     }
     if let Some(bad) = body.ids.iter().find(|id| **id <= 0) {
-        return Err(Problem::unprocessable(format!("ids: {bad} is not a nudge id; ids are positive whole numbers")).into());
+        return Err(Problem::unprocessable(format!(
+            "ids: {bad} is not a nudge id; ids are positive whole numbers"
+        ))
+        .into());
     }
     if body.decision == "edit" {
-        return Err(Problem::unprocessable("decision: edits are made one nudge at a time, with POST /v1/nudges/{id}/decision").into());
+        return Err(Problem::unprocessable(
+            "decision: edits are made one nudge at a time, with POST /v1/nudges/{id}/decision",
+        )
+        .into());
     }
     let input = Input {
         field: "decision",
@@ -225,7 +247,12 @@ async fn decide_many(State(state): State<AppState>, user: ApiUser, JsonBody(body
     let Some(decision) = decision else {
         return Err(Problem::unprocessable("decision: use approve, reject or snooze").into());
     };
-    match state.ctx.db.decide_all(&body.ids, &decision, &user.principal.name, "api").await? {
+    match state
+        .ctx
+        .db
+        .decide_all(&body.ids, &decision, &user.principal.name, "api")
+        .await?
+    {
         Ok(decided) => {
             state.decisions_changed();
             ok(json!({"decided": decided, "status": decision.status()}))
@@ -284,15 +311,28 @@ fn csv_rows(rows: &[ReviewNudge], header: bool) -> Result<Vec<u8>, csv::Error> {
             n.decided_by.clone().unwrap_or_default(),
             iso(n.decided_at),
             n.decision_reason.clone().unwrap_or_default(),
-            n.reason.0.get("why").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+            n.reason
+                .0
+                .get("why")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
         ])?;
     }
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
 
 /// Every nudge the filters select, as CSV, streamed a thousand rows at a time.
-async fn export_csv(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): RawQuery) -> ApiResult {
-    let accepted: Vec<&str> = QUEUE_PARAMS.iter().copied().filter(|p| !matches!(*p, "cursor" | "limit")).collect();
+async fn export_csv(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let accepted: Vec<&str> = QUEUE_PARAMS
+        .iter()
+        .copied()
+        .filter(|p| !matches!(*p, "cursor" | "limit"))
+        .collect();
     let pairs = query::pairs(raw.as_deref(), &accepted)?;
     let filter: QueueFilter = query::queue_query(&pairs)?.filter;
     // The first page is read before answering, so a failing database is a 500, not a
@@ -321,16 +361,26 @@ async fn export_csv(State(state): State<AppState>, _user: ApiUser, RawQuery(raw)
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"nudges.csv\""),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"nudges.csv\"",
+            ),
         ],
         Body::from_stream(stream),
     )
         .into_response())
 }
 
-async fn rules(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): RawQuery) -> ApiResult {
+async fn rules(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let pairs = query::pairs(raw.as_deref(), &["status"])?;
-    let status = query::get(&pairs, "status").map(query::status).transpose()?.unwrap_or_else(|| "proposed".into());
+    let status = query::get(&pairs, "status")
+        .map(query::status)
+        .transpose()?
+        .unwrap_or_else(|| "proposed".into());
     let counts = state.rule_counts(&status).await?;
     ok(json!({
         "status": status,
@@ -347,8 +397,15 @@ async fn runs(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): RawQ
     ok(json!({"items": state.ctx.db.scoring_runs(limit).await?}))
 }
 
-async fn scores(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): RawQuery) -> ApiResult {
-    let pairs = query::pairs(raw.as_deref(), &["run", "min_probability", "cursor", "limit"])?;
+async fn scores(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let pairs = query::pairs(
+        raw.as_deref(),
+        &["run", "min_probability", "cursor", "limit"],
+    )?;
     let db = &state.ctx.db;
     let run = match query::get(&pairs, "run") {
         Some(v) => {
@@ -357,18 +414,24 @@ async fn scores(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): Ra
                 .await?
                 .ok_or_else(|| Problem::not_found(format!("there is no scoring run {id}")))?
         }
-        None => db
-            .latest_scoring_run()
-            .await?
-            .ok_or_else(|| Problem::not_found("there is no finished scoring run yet; run `attune score`"))?,
+        None => db.latest_scoring_run().await?.ok_or_else(|| {
+            Problem::not_found("there is no finished scoring run yet; run `attune score`")
+        })?,
     };
     let min = match query::get(&pairs, "min_probability") {
-        Some(v) => Some(v.parse::<f64>().ok().filter(|p| (0.0..=1.0).contains(p)).ok_or_else(|| {
-            Problem::bad_request(
-                "invalid_parameter",
-                format!("min_probability: {v:?} is not a probability; use a number from 0 to 1"),
-            )
-        })?),
+        Some(v) => Some(
+            v.parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=1.0).contains(p))
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "invalid_parameter",
+                        format!(
+                            "min_probability: {v:?} is not a probability; use a number from 0 to 1"
+                        ),
+                    )
+                })?,
+        ),
         None => None,
     };
     let after = query::get(&pairs, "cursor")
@@ -381,7 +444,9 @@ async fn scores(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): Ra
     let rows = db.run_scores_page(run.id, after, min, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let items: Vec<_> = rows.into_iter().take(limit as usize).collect();
-    let next = more.then(|| items.last().map(|r| r.id.to_string())).flatten();
+    let next = more
+        .then(|| items.last().map(|r| r.id.to_string()))
+        .flatten();
     ok(json!({"run": run, "items": items, "next_cursor": next}))
 }
 
@@ -431,16 +496,19 @@ async fn models(State(state): State<AppState>, _user: ApiUser) -> ApiResult {
 }
 
 /// A model's evaluation report as JSON; `champion` is the model attune scores with.
-async fn model_report(State(state): State<AppState>, _user: ApiUser, Path(version): Path<String>) -> ApiResult {
+async fn model_report(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    Path(version): Path<String>,
+) -> ApiResult {
     let model = if version == "champion" {
         state.ctx.scoring_model().await?
     } else {
-        let stored = state
-            .ctx
-            .db
-            .model(&version)
-            .await?
-            .ok_or_else(|| Problem::not_found(format!("there is no model {version:?}; GET /v1/models lists them")))?;
+        let stored = state.ctx.db.model(&version).await?.ok_or_else(|| {
+            Problem::not_found(format!(
+                "there is no model {version:?}; GET /v1/models lists them"
+            ))
+        })?;
         let model: crate::model::ModelArtifact = serde_json::from_value(stored.artifact.0)
             .map_err(|e| anyhow::anyhow!("decoding model {version}: {e}"))?;
         model
@@ -449,14 +517,24 @@ async fn model_report(State(state): State<AppState>, _user: ApiUser, Path(versio
         Problem::new(
             StatusCode::NOT_FOUND,
             "no_report",
-            format!("model {} was trained without held-out rows, so it has no evaluation report", model.version),
+            format!(
+                "model {} was trained without held-out rows, so it has no evaluation report",
+                model.version
+            ),
         )
     })?;
     ok(crate::report::report_json(&model, eval))
 }
 
-async fn audit(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): RawQuery) -> ApiResult {
-    let pairs = query::pairs(raw.as_deref(), &["before", "limit", "actor", "action", "subject"])?;
+async fn audit(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let pairs = query::pairs(
+        raw.as_deref(),
+        &["before", "limit", "actor", "action", "subject"],
+    )?;
     let before = query::get(&pairs, "before")
         .map(|v| query::integer("before", v, 1, i64::MAX))
         .transpose()?;
@@ -475,6 +553,8 @@ async fn audit(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): Raw
             query::get(&pairs, "subject"),
         )
         .await?;
-    let next = (items.len() as i64 == limit).then(|| items.last().map(|e| e.id)).flatten();
+    let next = (items.len() as i64 == limit)
+        .then(|| items.last().map(|e| e.id))
+        .flatten();
     ok(json!({"items": items, "next_before": next}))
 }

@@ -60,9 +60,7 @@ pub fn decoy_hash() -> &'static str {
 pub fn validate_password(password: &str) -> Result<(), String> {
     let n = password.chars().count();
     if n < 8 {
-        return Err(format!(
-            "the password has {n} characters; use at least 8"
-        ));
+        return Err(format!("the password has {n} characters; use at least 8"));
     }
     if n > 1024 {
         return Err("the password is longer than 1024 characters".into());
@@ -147,16 +145,11 @@ pub async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Option<
         return Ok(None);
     };
     let id_hash = sha256_hex(&raw);
-    Ok(state
-        .ctx
-        .db
-        .session(&id_hash)
-        .await?
-        .map(|s| Session {
-            principal: s.principal,
-            csrf: s.csrf_token,
-            id_hash,
-        }))
+    Ok(state.ctx.db.session(&id_hash).await?.map(|s| Session {
+        principal: s.principal,
+        csrf: s.csrf_token,
+        id_hash,
+    }))
 }
 
 /// The signed-in person of a page request; anyone else is sent to the sign-in page.
@@ -189,7 +182,9 @@ fn to_login(parts: &Parts) -> Response {
 pub enum Credential {
     Token,
     /// A browser session; unsafe methods must carry its CSRF token in `X-CSRF-Token`.
-    Session { csrf: String },
+    Session {
+        csrf: String,
+    },
 }
 
 /// The caller of an API endpoint: a bearer token, or a browser session.
@@ -231,11 +226,16 @@ impl FromRequestParts<AppState> for ApiUser {
                         "the Authorization header must be `Bearer TOKEN`, with a token from `attune users token NAME`",
                     )
                 })?;
-            let row = state.ctx.db.token(&sha256_hex(token)).await?.ok_or_else(|| {
-                Problem::unauthenticated(
-                    "the bearer token is not valid: unknown, revoked, or its user is disabled",
-                )
-            })?;
+            let row = state
+                .ctx
+                .db
+                .token(&sha256_hex(token))
+                .await?
+                .ok_or_else(|| {
+                    Problem::unauthenticated(
+                        "the bearer token is not valid: unknown, revoked, or its user is disabled",
+                    )
+                })?;
             // Record use at most once a minute: reads stay reads under load.
             if row
                 .last_used_at
@@ -375,7 +375,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("a=1; attune_session=xyz"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; attune_session=xyz"),
+        );
         h.append(header::COOKIE, HeaderValue::from_static("b=2"));
         assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("xyz"));
         assert_eq!(cookie(&h, "b").as_deref(), Some("2"));
@@ -389,7 +392,11 @@ mod tests {
 
     #[test]
     fn passwords_have_a_minimum_length() {
-        assert!(validate_password("short").unwrap_err().contains("at least 8"));
+        assert!(
+            validate_password("short")
+                .unwrap_err()
+                .contains("at least 8")
+        );
         assert!(validate_password("long enough").is_ok());
     }
 }

@@ -105,9 +105,9 @@ pub fn interpret(
             Ok((Some(Decision::Approve), edit))
         }
         "edit" => {
-            let raw = input.message.ok_or_else(|| {
-                Problem::unprocessable("message: give the edited text to save")
-            })?;
+            let raw = input
+                .message
+                .ok_or_else(|| Problem::unprocessable("message: give the edited text to save"))?;
             Ok((None, edit_of(raw)?))
         }
         "reject" => {
@@ -191,7 +191,10 @@ mod tests {
         let (d, e) = interpret(&input("approve", None), None, today).unwrap();
         assert_eq!((d, e), (Some(Decision::Approve), None));
         let (d, e) = interpret(&input("approve", Some(" Hi\r\nthere ")), None, today).unwrap();
-        assert_eq!((d, e.as_deref()), (Some(Decision::Approve), Some("Hi\nthere")));
+        assert_eq!(
+            (d, e.as_deref()),
+            (Some(Decision::Approve), Some("Hi\nthere"))
+        );
         let e = interpret(&input("reject", None), None, today).unwrap_err();
         assert!(e.message.starts_with("reason: "), "{}", e.message);
         let e = interpret(&input("reject", Some("x")), None, today).unwrap_err();
@@ -199,6 +202,10 @@ mod tests {
         let e = interpret(&input("edit", Some("   ")), None, today).unwrap_err();
         assert!(e.message.contains("is empty"), "{}", e.message);
         let e = interpret(&input("launch", None), None, today).unwrap_err();
-        assert!(e.message.starts_with("decision: \"launch\""), "{}", e.message);
+        assert!(
+            e.message.starts_with("decision: \"launch\""),
+            "{}",
+            e.message
+        );
     }
 }

@@ -41,7 +41,7 @@ pub use auth::{
     validate_password, verify_password,
 };
 pub use error::Problem;
-pub use openapi::document as openapi_document;
+pub use openapi::{document as openapi_document, operations as openapi_operations};
 pub use pages::week_start;
 
 use crate::jobs::JobContext;
@@ -204,8 +204,10 @@ async fn healthz() -> Response {
 /// Ready when the database answers.
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.ctx.db.ping().await {
-        Ok(()) => axum::Json(serde_json::json!({"status": "ready", "database": state.ctx.db.backend()}))
-            .into_response(),
+        Ok(()) => {
+            axum::Json(serde_json::json!({"status": "ready", "database": state.ctx.db.backend()}))
+                .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             (
@@ -259,9 +261,15 @@ async fn around(req: Request, next: Next) -> Response {
             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     res

@@ -85,10 +85,11 @@ fn safe_next(next: Option<&str>) -> String {
 }
 
 fn parse_id(what: &str, raw: &str) -> Result<i64, Problem> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| Problem::not_found(format!("there is no {what} {raw:?}; ids are positive whole numbers")))
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        Problem::not_found(format!(
+            "there is no {what} {raw:?}; ids are positive whole numbers"
+        ))
+    })
 }
 
 // ---------------------------------------------------------------- signing in and out
@@ -104,7 +105,13 @@ struct LoginPage {
 
 /// The sign-in form, with a fresh token in both the form and a cookie (double submit:
 /// there is no session yet to tie it to).
-fn login_form(state: &AppState, status: StatusCode, next: String, name: String, error: Option<String>) -> PageResult {
+fn login_form(
+    state: &AppState,
+    status: StatusCode,
+    next: String,
+    name: String,
+    error: Option<String>,
+) -> PageResult {
     let token = random_hex(16);
     let page = LoginPage {
         csrf: token.clone(),
@@ -116,12 +123,22 @@ fn login_form(state: &AppState, status: StatusCode, next: String, name: String, 
     *r.status_mut() = status;
     r.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(LOGIN_COOKIE, &token, "/login", 3600, state.ctx.config.http.cookie_secure),
+        set_cookie(
+            LOGIN_COOKIE,
+            &token,
+            "/login",
+            3600,
+            state.ctx.config.http.cookie_secure,
+        ),
     );
     Ok(r)
 }
 
-async fn login_page(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> PageResult {
+async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let pairs = query::pairs(raw.as_deref(), &["next"]).unwrap_or_default();
     let next = safe_next(query::get(&pairs, "next"));
     if session_of(&state, &headers).await?.is_some() {
@@ -174,15 +191,24 @@ async fn login(State(state): State<AppState>, req: Request) -> PageResult {
     state
         .ctx
         .db
-        .create_session(user.id, &sha256_hex(&raw), &random_hex(32), crate::store::now_secs() + max_age)
+        .create_session(
+            user.id,
+            &sha256_hex(&raw),
+            &random_hex(32),
+            crate::store::now_secs() + max_age,
+        )
         .await?;
     tracing::info!(user = %user.name, "signed in");
     let secure = state.ctx.config.http.cookie_secure;
     let mut r = see_other(&next);
-    r.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &raw, "/", max_age, secure));
-    r.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", "/login", 0, secure));
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, &raw, "/", max_age, secure),
+    );
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_COOKIE, "", "/login", 0, secure),
+    );
     Ok(r)
 }
 
@@ -191,7 +217,13 @@ async fn logout(State(state): State<AppState>, form: CsrfForm) -> PageResult {
     let mut r = see_other("/login");
     r.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, "", "/", 0, state.ctx.config.http.cookie_secure),
+        set_cookie(
+            SESSION_COOKIE,
+            "",
+            "/",
+            0,
+            state.ctx.config.http.cookie_secure,
+        ),
     );
     Ok(r)
 }
@@ -274,7 +306,12 @@ struct QueuePage {
 }
 
 fn why_of(n: &ReviewNudge) -> String {
-    let why = n.reason.0.get("why").and_then(|v| v.as_str()).unwrap_or_default();
+    let why = n
+        .reason
+        .0
+        .get("why")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
     let mut s: String = why.chars().take(140).collect();
     if why.chars().count() > 140 {
         s.push('…');
@@ -286,7 +323,11 @@ fn dash(v: &Option<String>) -> String {
     v.clone().unwrap_or_else(|| "—".into())
 }
 
-async fn queue(State(state): State<AppState>, PageUser(s): PageUser, RawQuery(raw): RawQuery) -> PageResult {
+async fn queue(
+    State(state): State<AppState>,
+    PageUser(s): PageUser,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let mut accepted = QUEUE_PARAMS.to_vec();
     accepted.extend(["done", "count", "skipped"]);
     let pairs = query::pairs(raw.as_deref(), &accepted)?;
@@ -337,7 +378,10 @@ async fn queue(State(state): State<AppState>, PageUser(s): PageUser, RawQuery(ra
         statuses: options(STATUSES.iter().map(|s| s.to_string()), Some(&f.status)),
         rules: options(counts.iter().map(|(r, _)| r.clone()), f.rule.as_deref()),
         stages: options(labels.stages.clone(), f.stage.as_deref()),
-        channels: options(Channel::ALL.iter().map(|c| c.as_str().to_owned()), f.channel.as_deref()),
+        channels: options(
+            Channel::ALL.iter().map(|c| c.as_str().to_owned()),
+            f.channel.as_deref(),
+        ),
         risk_bands: options(labels.risk_bands.clone(), f.risk_band.as_deref()),
         segments: options(labels.segments.clone(), f.segment.as_deref()),
         from: f.from.map(|d| d.to_string()).unwrap_or_default(),
@@ -376,9 +420,17 @@ fn queue_notice(pairs: &[(String, String)]) -> Option<String> {
         "approved" | "rejected" => done,
         _ => return None,
     };
-    let n: i64 = query::get(pairs, "count").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let skipped: i64 = query::get(pairs, "skipped").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let mut s = format!("{} {} {verb}.", views::count(n), if n == 1 { "nudge" } else { "nudges" });
+    let n: i64 = query::get(pairs, "count")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let skipped: i64 = query::get(pairs, "skipped")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut s = format!(
+        "{} {} {verb}.",
+        views::count(n),
+        if n == 1 { "nudge" } else { "nudges" }
+    );
     if skipped > 0 {
         s.push_str(&format!(
             " {} had been decided by someone else in the meantime and were left as they were.",
@@ -413,7 +465,10 @@ fn bulk_action(raw: Option<&str>) -> Result<&'static str, Problem> {
         Some("reject") => Ok("reject"),
         other => Err(Problem::bad_request(
             "invalid_parameter",
-            format!("action: {:?} is not a bulk action; use approve or reject", other.unwrap_or("")),
+            format!(
+                "action: {:?} is not a bulk action; use approve or reject",
+                other.unwrap_or("")
+            ),
         )),
     }
 }
@@ -429,7 +484,11 @@ fn describe(pairs: &[(&'static str, String)]) -> String {
         .join(", ")
 }
 
-async fn bulk_confirm(State(state): State<AppState>, PageUser(s): PageUser, RawQuery(raw): RawQuery) -> PageResult {
+async fn bulk_confirm(
+    State(state): State<AppState>,
+    PageUser(s): PageUser,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     require(&s.principal, Role::Reviewer, "decide on nudges")?;
     let mut accepted = QUEUE_PARAMS.to_vec();
     accepted.push("action");
@@ -456,7 +515,11 @@ async fn bulk_confirm(State(state): State<AppState>, PageUser(s): PageUser, RawQ
         verb,
         verb_title,
         count,
-        count_words: format!("{} {}", views::count(count), if count == 1 { "nudge" } else { "nudges" }),
+        count_words: format!(
+            "{} {}",
+            views::count(count),
+            if count == 1 { "nudge" } else { "nudges" }
+        ),
         max_id: max_id.unwrap_or(0),
         max: BULK_MAX,
         too_many: count > BULK_MAX,
@@ -473,7 +536,11 @@ async fn bulk_apply(State(state): State<AppState>, form: CsrfForm) -> PageResult
     let action = bulk_action(form.get("action"))?;
     let lq = query::queue_query(&form.fields)?;
     if lq.filter.status != "proposed" {
-        return Err(Problem::bad_request("invalid_parameter", "status: only proposed nudges can be decided").into());
+        return Err(Problem::bad_request(
+            "invalid_parameter",
+            "status: only proposed nudges can be decided",
+        )
+        .into());
     }
     let max_id = query::integer("max_id", form.get("max_id").unwrap_or(""), 0, i64::MAX)?;
     let expected = query::integer("expected", form.get("expected").unwrap_or(""), 0, BULK_MAX)?;
@@ -598,8 +665,15 @@ fn decided_words(n: &ReviewNudge) -> String {
 }
 
 fn envelope(n: &ReviewNudge) -> String {
-    let to = n.contact_name.clone().unwrap_or_else(|| format!("customer {}", n.external_id));
-    let role = n.contact_role.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+    let to = n
+        .contact_name
+        .clone()
+        .unwrap_or_else(|| format!("customer {}", n.external_id));
+    let role = n
+        .contact_role
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
     match n.channel.as_str() {
         "email" => format!("Email to {to}{role}"),
         "sms" => format!("Text message to {to}{role}"),
@@ -629,14 +703,22 @@ async fn nudge(
     let earlier = db.customer_nudges(cid, 11).await?;
     let mut scores = db.customer_scores(cid, 24).await?;
     let history = db.audit_for(&format!("nudge:{id}"), 20).await?;
-    let mut drivers = views::drivers(n.reason.0.get("drivers").unwrap_or(&serde_json::Value::Null));
+    let mut drivers = views::drivers(
+        n.reason
+            .0
+            .get("drivers")
+            .unwrap_or(&serde_json::Value::Null),
+    );
     if drivers.is_empty() {
         if let Some(latest) = scores.first() {
             drivers = views::drivers(&latest.drivers.0);
         }
     }
     scores.reverse();
-    let points: Vec<(i64, f64)> = scores.iter().map(|p| (p.scored_at, p.probability)).collect();
+    let points: Vec<(i64, f64)> = scores
+        .iter()
+        .map(|p| (p.scored_at, p.probability))
+        .collect();
     let today = crate::jobs::today();
     let notice = query::get(&pairs, "done").and_then(|d| match d {
         "approved" => Some("Approved.".to_owned()),
@@ -647,7 +729,11 @@ async fn nudge(
         _ => None,
     });
     let effective = n.effective_message().map(str::to_owned);
-    let planned_if_edited = n.edited_message.as_ref().map(|_| n.message.clone().unwrap_or_else(|| "(none was planned)".into()));
+    let planned_if_edited = n.edited_message.as_ref().map(|_| {
+        n.message
+            .clone()
+            .unwrap_or_else(|| "(none was planned)".into())
+    });
     let c = match &facts {
         Some(f) => CustomerView {
             external_id: f.external_id.clone(),
@@ -708,12 +794,19 @@ async fn nudge(
             .map(|c| ComplaintView {
                 opened: views::time(c.opened_at),
                 state: if c.open {
-                    if c.reopened > 0 { "open (reopened)".into() } else { "open".into() }
+                    if c.reopened > 0 {
+                        "open (reopened)".into()
+                    } else {
+                        "open".into()
+                    }
                 } else {
                     "resolved".into()
                 },
                 resolved: views::time_opt(c.resolved_at),
-                satisfaction: c.satisfaction.map(|v| format!("{v:.0} of 5")).unwrap_or_else(|| "—".into()),
+                satisfaction: c
+                    .satisfaction
+                    .map(|v| format!("{v:.0} of 5"))
+                    .unwrap_or_else(|| "—".into()),
             })
             .collect(),
         earlier: earlier
@@ -773,7 +866,11 @@ async fn nudge(
     render(&page)
 }
 
-async fn decide(State(state): State<AppState>, Path(raw_id): Path<String>, form: CsrfForm) -> PageResult {
+async fn decide(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    form: CsrfForm,
+) -> PageResult {
     let s = &form.session;
     let id = parse_id("nudge", &raw_id)?;
     require(&s.principal, Role::Reviewer, "decide on nudges")?;
@@ -798,7 +895,13 @@ async fn decide(State(state): State<AppState>, Path(raw_id): Path<String>, form:
     match state
         .ctx
         .db
-        .decide_one(id, decision.as_ref(), edit.as_deref(), &s.principal.name, "web")
+        .decide_one(
+            id,
+            decision.as_ref(),
+            edit.as_deref(),
+            &s.principal.name,
+            "web",
+        )
         .await?
     {
         Ok(()) => {
@@ -867,7 +970,13 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
     let week = week_start(crate::jobs::today());
     let o = state.ctx.db.overview(threshold, week).await?;
     let problems = state.ctx.db.open_problems(10).await?;
-    let share = |a: f64, b: f64| if b > 0.0 { views::percent(a / b) } else { "—".into() };
+    let share = |a: f64, b: f64| {
+        if b > 0.0 {
+            views::percent(a / b)
+        } else {
+            "—".into()
+        }
+    };
     let mut statuses: Vec<String> = o.week.iter().map(|(_, st, _)| st.clone()).collect();
     statuses.sort();
     statuses.dedup();
@@ -896,11 +1005,21 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
     let stage_totals: Vec<(String, f64)> = stages
         .iter()
         .map(|stage| {
-            let total: i64 = o.week.iter().filter(|(sg, _, _)| sg == stage).map(|(_, _, n)| n).sum();
+            let total: i64 = o
+                .week
+                .iter()
+                .filter(|(sg, _, _)| sg == stage)
+                .map(|(_, _, n)| n)
+                .sum();
             (stage.replace('_', " "), total as f64)
         })
         .collect();
-    let proposed = o.by_status.iter().find(|(s, _)| s == "proposed").map(|(_, n)| *n).unwrap_or(0);
+    let proposed = o
+        .by_status
+        .iter()
+        .find(|(s, _)| s == "proposed")
+        .map(|(_, n)| *n)
+        .unwrap_or(0);
     let page = OverviewPage {
         nav: nav(&s, "overview"),
         run_note: match (o.run_id, o.run_as_of) {
@@ -918,13 +1037,21 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
         active: views::count(o.active_customers),
         proposed_value: views::money(o.proposed_value),
         proposed: views::count(proposed),
-        risk_chart: views::histogram("Share of scored customers by churn probability", &o.score_shares),
+        risk_chart: views::histogram(
+            "Share of scored customers by churn probability",
+            &o.score_shares,
+        ),
         status_chart: views::bar_chart(
             "Nudges by status",
-            &o.by_status.iter().map(|(s, n)| (s.clone(), *n as f64)).collect::<Vec<_>>(),
+            &o.by_status
+                .iter()
+                .map(|(s, n)| (s.clone(), *n as f64))
+                .collect::<Vec<_>>(),
             |v| views::count(v as i64),
         ),
-        stage_chart: views::bar_chart("Nudges queued this week by stage", &stage_totals, |v| views::count(v as i64)),
+        stage_chart: views::bar_chart("Nudges queued this week by stage", &stage_totals, |v| {
+            views::count(v as i64)
+        }),
         week_start: views::day(o.week_start),
         week_statuses: statuses,
         week_rows,
@@ -968,7 +1095,8 @@ async fn model(State(state): State<AppState>, PageUser(s): PageUser) -> PageResu
             ),
         });
     };
-    let html = crate::report::render_html(&model, eval, &format!("Champion model {}", model.version));
+    let html =
+        crate::report::render_html(&model, eval, &format!("Champion model {}", model.version));
     let bar = format!(
         "<div style=\"background:#1d2330;color:#dfe6f3;padding:8px 24px;font:14px system-ui,sans-serif\">\
          <a href=\"/queue\" style=\"color:#fff;font-weight:700;text-decoration:none\">attune review desk</a> · \
@@ -1012,7 +1140,11 @@ fn compact(v: Option<&serde_json::Value>) -> String {
     }
 }
 
-async fn audit(State(state): State<AppState>, PageUser(s): PageUser, RawQuery(raw): RawQuery) -> PageResult {
+async fn audit(
+    State(state): State<AppState>,
+    PageUser(s): PageUser,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let pairs = query::pairs(raw.as_deref(), &["actor", "action", "subject", "before"])?;
     let before = query::get(&pairs, "before")
         .map(|v| query::integer("before", v, 1, i64::MAX))
@@ -1032,7 +1164,10 @@ async fn audit(State(state): State<AppState>, PageUser(s): PageUser, RawQuery(ra
                 p.push((k, v.to_owned()));
             }
         }
-        p.push(("before", entries.last().map(|e| e.id).unwrap_or(0).to_string()));
+        p.push((
+            "before",
+            entries.last().map(|e| e.id).unwrap_or(0).to_string(),
+        ));
         format!("/audit?{}", query::encode(&p))
     });
     let page = AuditPage {
@@ -1098,7 +1233,11 @@ struct UsersPage {
     tokens: Vec<TokenView>,
 }
 
-async fn users(State(state): State<AppState>, PageUser(s): PageUser, RawQuery(raw): RawQuery) -> PageResult {
+async fn users(
+    State(state): State<AppState>,
+    PageUser(s): PageUser,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     require(&s.principal, Role::Admin, "manage users")?;
     let pairs = query::pairs(raw.as_deref(), &["done"])?;
     let notice = query::get(&pairs, "done").and_then(|d| match d {
@@ -1147,7 +1286,8 @@ async fn add_user(State(state): State<AppState>, form: CsrfForm) -> PageResult {
     let s = &form.session;
     require(&s.principal, Role::Admin, "manage users")?;
     let name = form.get("name").unwrap_or_default().to_owned();
-    crate::store::validate_user_name(&name).map_err(|e| Problem::unprocessable(format!("name: {e}")))?;
+    crate::store::validate_user_name(&name)
+        .map_err(|e| Problem::unprocessable(format!("name: {e}")))?;
     let role = role_field(form.get("role"))?;
     let password = form
         .fields
@@ -1155,15 +1295,24 @@ async fn add_user(State(state): State<AppState>, form: CsrfForm) -> PageResult {
         .find(|(k, _)| k == "password")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    auth::validate_password(&password).map_err(|e| Problem::unprocessable(format!("password: {e}")))?;
+    auth::validate_password(&password)
+        .map_err(|e| Problem::unprocessable(format!("password: {e}")))?;
     let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
         .await
         .map_err(|e| anyhow::anyhow!("hashing a password: {e}"))??;
-    state.ctx.db.create_user(&name, role, &hash, &s.principal.name).await?;
+    state
+        .ctx
+        .db
+        .create_user(&name, role, &hash, &s.principal.name)
+        .await?;
     Ok(see_other("/users?done=added"))
 }
 
-async fn update_user(State(state): State<AppState>, Path(name): Path<String>, form: CsrfForm) -> PageResult {
+async fn update_user(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    form: CsrfForm,
+) -> PageResult {
     let s = &form.session;
     require(&s.principal, Role::Admin, "manage users")?;
     let role = role_field(form.get("role"))?;
@@ -1171,7 +1320,10 @@ async fn update_user(State(state): State<AppState>, Path(name): Path<String>, fo
         Some("active") | None => false,
         Some("disabled") => true,
         Some(other) => {
-            return Err(Problem::unprocessable(format!("state: {other:?} is not a state; use active or disabled")).into());
+            return Err(Problem::unprocessable(format!(
+                "state: {other:?} is not a state; use active or disabled"
+            ))
+            .into());
         }
     };
     if name == s.principal.name && (role != Role::Admin || disabled) {
@@ -1180,13 +1332,22 @@ async fn update_user(State(state): State<AppState>, Path(name): Path<String>, fo
         )
         .into());
     }
-    match state.ctx.db.update_user(&name, Some(role), Some(disabled), &s.principal.name).await? {
+    match state
+        .ctx
+        .db
+        .update_user(&name, Some(role), Some(disabled), &s.principal.name)
+        .await?
+    {
         Some(_) => Ok(see_other("/users?done=updated")),
         None => Err(Problem::not_found(format!("there is no user {name:?}")).into()),
     }
 }
 
-async fn revoke_token(State(state): State<AppState>, Path(raw_id): Path<String>, form: CsrfForm) -> PageResult {
+async fn revoke_token(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    form: CsrfForm,
+) -> PageResult {
     let s = &form.session;
     require(&s.principal, Role::Admin, "manage users")?;
     let id = parse_id("token", &raw_id)?;
@@ -1202,7 +1363,10 @@ pub(crate) fn refused_words(refused: &Refused) -> String {
     match refused {
         Refused::NotFound(ids) => format!("there is no nudge {}", join(ids)),
         Refused::NotProposed(taken) => {
-            let list: Vec<String> = taken.iter().map(|(id, st)| format!("{id} ({st})")).collect();
+            let list: Vec<String> = taken
+                .iter()
+                .map(|(id, st)| format!("{id} ({st})"))
+                .collect();
             format!(
                 "these nudges are no longer proposed, so nothing was changed (a decision is never overwritten): {}",
                 list.join(", ")
@@ -1212,5 +1376,8 @@ pub(crate) fn refused_words(refused: &Refused) -> String {
 }
 
 fn join(ids: &[i64]) -> String {
-    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

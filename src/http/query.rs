@@ -229,8 +229,14 @@ mod tests {
             ("status=maybe", "status: unknown status \"maybe\""),
             ("channel=pigeon", "channel: unknown channel \"pigeon\""),
             ("from=2026-13-01", "from: \"2026-13-01\" is not a date"),
-            ("from=2026-11-02&to=2026-11-01", "to: 2026-11-01 is before from"),
-            ("limit=0", "limit: \"0\" is not a whole number from 1 to 200"),
+            (
+                "from=2026-11-02&to=2026-11-01",
+                "to: 2026-11-01 is before from",
+            ),
+            (
+                "limit=0",
+                "limit: \"0\" is not a whole number from 1 to 200",
+            ),
             ("limit=201", "limit"),
             ("cursor=abc", "cursor: \"abc\" is not a cursor"),
             ("rule=%3Cscript%3E", "rule: \"<script>\" has '<'"),

@@ -124,10 +124,7 @@ pub fn drivers(json: &serde_json::Value) -> Vec<DriverView> {
                 .collect()
         })
         .unwrap_or_default();
-    let max = items
-        .iter()
-        .map(|(_, c)| c.abs())
-        .fold(0.0_f64, f64::max);
+    let max = items.iter().map(|(_, c)| c.abs()).fold(0.0_f64, f64::max);
     items
         .into_iter()
         .map(|(text, c)| DriverView {
@@ -298,7 +295,10 @@ mod tests {
         assert_eq!(count(1_000_000), "1,000,000");
         assert_eq!(percent(0.1234), "12.3%");
         assert_eq!(words("complaint_opened"), "Complaint opened");
-        assert_eq!(event_value("complaint_resolved", Some(4.0)), "satisfaction 4 of 5");
+        assert_eq!(
+            event_value("complaint_resolved", Some(4.0)),
+            "satisfaction 4 of 5"
+        );
     }
 
     #[test]

@@ -42,9 +42,7 @@ pub use review::{
 };
 pub use scores::{NewScore, ScoreRow, ScoringRun};
 pub use ticks::TickClaim;
-pub use users::{
-    Principal, Role, SessionRow, TokenInfo, TokenRow, UserRow, validate_user_name,
-};
+pub use users::{Principal, Role, SessionRow, TokenInfo, TokenRow, UserRow, validate_user_name};
 
 /// Runs `$body` with `$pool` bound to the open pool, whichever backend it is. The body is
 /// compiled once per backend, so the same SQL text serves both.

@@ -47,7 +47,14 @@ macro_rules! audit_rows {
 
 /// The statuses of the nudge lifecycle agreed with the playbook.
 pub const STATUSES: &[&str] = &[
-    "proposed", "deferred", "approved", "rejected", "snoozed", "withdrawn", "expired", "holdout",
+    "proposed",
+    "deferred",
+    "approved",
+    "rejected",
+    "snoozed",
+    "withdrawn",
+    "expired",
+    "holdout",
 ];
 
 /// At most this many nudges are decided by one bulk action.
@@ -262,9 +269,13 @@ pub fn complaints_from_events(events: &[TimelineEvent]) -> Vec<Complaint> {
 #[serde(tag = "decision", rename_all = "lowercase")]
 pub enum Decision {
     Approve,
-    Reject { reason: String },
+    Reject {
+        reason: String,
+    },
     /// Back in the queue at `until` (unix seconds).
-    Snooze { until: i64 },
+    Snooze {
+        until: i64,
+    },
 }
 
 impl Decision {
@@ -410,6 +421,14 @@ impl Db {
         Ok(())
     }
 
+    /// Refreshes the query planner's statistics after a large load.
+    pub async fn analyze(&self) -> Result<()> {
+        on_pool!(self, p => {
+            sqlx::query("ANALYZE").execute(p).await?;
+        });
+        Ok(())
+    }
+
     /// One page of the queue after `after`, and the cursor of the next page if there is one.
     pub async fn queue_page(
         &self,
@@ -514,7 +533,9 @@ impl Db {
         let sql = format!(
             "SELECT {COLUMNS} FROM nudges n JOIN customers c ON c.id = n.customer_id WHERE n.id = $1"
         );
-        Ok(on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id).fetch_optional(p).await?))
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(id).fetch_optional(p).await?),
+        )
     }
 
     /// Every nudge of a list of ids that exists, in no particular order.
@@ -543,17 +564,26 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).fetch_optional(p).await?))
     }
 
-    pub async fn customer_by_external_id(&self, external_id: &str) -> Result<Option<CustomerFacts>> {
+    pub async fn customer_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> Result<Option<CustomerFacts>> {
         let sql = "SELECT id, external_id, signup_date, plan, monthly_charge, contract_type, contract_end,
                    preferred_channel, churned_on FROM customers WHERE external_id = $1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(external_id).fetch_optional(p).await?))
     }
 
     /// The customer's latest events, newest first.
-    pub async fn customer_events(&self, customer_id: i64, limit: i64) -> Result<Vec<TimelineEvent>> {
+    pub async fn customer_events(
+        &self,
+        customer_id: i64,
+        limit: i64,
+    ) -> Result<Vec<TimelineEvent>> {
         let sql = "SELECT id, kind, occurred_at, value, source FROM events
                    WHERE customer_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2";
-        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).bind(limit).fetch_all(p).await?))
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).bind(limit).fetch_all(p).await?),
+        )
     }
 
     /// The customer's complaints, oldest first, with where each stands.
@@ -572,14 +602,18 @@ impl Db {
             "SELECT {COLUMNS} FROM nudges n JOIN customers c ON c.id = n.customer_id
              WHERE n.customer_id = $1 ORDER BY n.created_at DESC, n.id DESC LIMIT $2"
         );
-        Ok(on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(customer_id).bind(limit).fetch_all(p).await?))
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(customer_id).bind(limit).fetch_all(p).await?),
+        )
     }
 
     /// The customer's latest scores, newest first.
     pub async fn customer_scores(&self, customer_id: i64, limit: i64) -> Result<Vec<ScorePoint>> {
         let sql = "SELECT id, run_id, scored_at, probability, model_version, drivers FROM scores
                    WHERE customer_id = $1 ORDER BY scored_at DESC, id DESC LIMIT $2";
-        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).bind(limit).fetch_all(p).await?))
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).bind(limit).fetch_all(p).await?),
+        )
     }
 
     /// Audit entries about one subject (`nudge:12`), newest first.
@@ -879,7 +913,9 @@ impl Db {
              GROUP BY o.customer_id, c.external_id, c.monthly_charge
              ORDER BY c.monthly_charge DESC, o.customer_id LIMIT $1"
         );
-        Ok(on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(limit).fetch_all(p).await?))
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(limit).fetch_all(p).await?),
+        )
     }
 
     /// A page of one run's scores by score id.
@@ -959,7 +995,6 @@ const OPEN_COMPLAINTS: &str = "SELECT e.customer_id, e.occurred_at FROM events e
     WHERE e.kind IN ('complaint_opened', 'complaint_reopened')
       AND NOT EXISTS (SELECT 1 FROM events r WHERE r.customer_id = e.customer_id
           AND r.kind = 'complaint_resolved' AND r.occurred_at >= e.occurred_at)";
-
 
 #[cfg(test)]
 mod tests {

@@ -205,7 +205,8 @@ impl Db {
     }
 
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRow>> {
-        let sql = "SELECT id, name, role, disabled, created_at, updated_at FROM users WHERE name = $1";
+        let sql =
+            "SELECT id, name, role, disabled, created_at, updated_at FROM users WHERE name = $1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(name).fetch_optional(p).await?))
     }
 
@@ -214,8 +215,8 @@ impl Db {
         let sql = "SELECT id, name, role, disabled, created_at, updated_at, password_hash FROM users WHERE name = $1";
         let row: Option<(i64, String, String, bool, i64, i64, String)> =
             on_pool!(self, p => sqlx::query_as(sql).bind(name).fetch_optional(p).await?);
-        Ok(row.map(
-            |(id, name, role, disabled, created_at, updated_at, hash)| {
+        Ok(
+            row.map(|(id, name, role, disabled, created_at, updated_at, hash)| {
                 (
                     UserRow {
                         id,
@@ -227,8 +228,8 @@ impl Db {
                     },
                     hash,
                 )
-            },
-        ))
+            }),
+        )
     }
 
     pub async fn set_password(&self, name: &str, password_hash: &str, actor: &str) -> Result<()> {
@@ -336,11 +337,13 @@ impl Db {
                    WHERE s.id_hash = $1 AND s.expires_at > $2 AND NOT u.disabled";
         let row: Option<(i64, String, String, String, i64)> = on_pool!(self, p =>
             sqlx::query_as(sql).bind(id_hash).bind(now_secs()).fetch_optional(p).await?);
-        Ok(row.map(|(id, name, role, csrf_token, expires_at)| SessionRow {
-            principal: principal((id, name, role)),
-            csrf_token,
-            expires_at,
-        }))
+        Ok(
+            row.map(|(id, name, role, csrf_token, expires_at)| SessionRow {
+                principal: principal((id, name, role)),
+                csrf_token,
+                expires_at,
+            }),
+        )
     }
 
     pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
@@ -411,7 +414,8 @@ impl Db {
     }
 
     pub async fn api_tokens(&self) -> Result<Vec<TokenInfo>> {
-        let sql = "SELECT t.id, u.name AS user_name, t.prefix, t.created_at, t.last_used_at, t.revoked_at
+        let sql =
+            "SELECT t.id, u.name AS user_name, t.prefix, t.created_at, t.last_used_at, t.revoked_at
                    FROM api_tokens t JOIN users u ON u.id = t.user_id ORDER BY t.id";
         Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?))
     }
