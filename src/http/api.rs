@@ -406,18 +406,6 @@ async fn scores(
         raw.as_deref(),
         &["run", "min_probability", "cursor", "limit"],
     )?;
-    let db = &state.ctx.db;
-    let run = match query::get(&pairs, "run") {
-        Some(v) => {
-            let id = query::integer("run", v, 1, i64::MAX)?;
-            db.scoring_run(id)
-                .await?
-                .ok_or_else(|| Problem::not_found(format!("there is no scoring run {id}")))?
-        }
-        None => db.latest_scoring_run().await?.ok_or_else(|| {
-            Problem::not_found("there is no finished scoring run yet; run `attune score`")
-        })?,
-    };
     let min = match query::get(&pairs, "min_probability") {
         Some(v) => Some(
             v.parse::<f64>()
@@ -441,6 +429,19 @@ async fn scores(
         .map(|v| query::integer("limit", v, 1, query::MAX_LIMIT))
         .transpose()?
         .unwrap_or(query::DEFAULT_LIMIT);
+    let db = &state.ctx.db;
+    let run_id = query::get(&pairs, "run")
+        .map(|v| query::integer("run", v, 1, i64::MAX))
+        .transpose()?;
+    let run = match run_id {
+        Some(id) => db
+            .scoring_run(id)
+            .await?
+            .ok_or_else(|| Problem::not_found(format!("there is no scoring run {id}")))?,
+        None => db.latest_scoring_run().await?.ok_or_else(|| {
+            Problem::not_found("there is no finished scoring run yet; run `attune score`")
+        })?,
+    };
     let rows = db.run_scores_page(run.id, after, min, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let items: Vec<_> = rows.into_iter().take(limit as usize).collect();

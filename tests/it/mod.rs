@@ -1,5 +1,8 @@
 mod helpers;
 
+mod api;
+mod api_desk;
+
 mod cycle;
 mod docs;
 mod import;
@@ -7,3 +10,4 @@ mod models;
 mod nudges;
 mod ticks;
 mod training;
+mod web;
