@@ -119,6 +119,7 @@ async fn me(user: ApiUser) -> ApiResult {
 
 async fn list(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): RawQuery) -> ApiResult {
     let pairs = query::pairs(raw.as_deref(), QUEUE_PARAMS)?;
+    query::no_blanks(&pairs)?;
     let lq = query::queue_query(&pairs)?;
     let (rows, next) = state
         .ctx
@@ -334,6 +335,7 @@ async fn export_csv(
         .filter(|p| !matches!(*p, "cursor" | "limit"))
         .collect();
     let pairs = query::pairs(raw.as_deref(), &accepted)?;
+    query::no_blanks(&pairs)?;
     let filter: QueueFilter = query::queue_query(&pairs)?.filter;
     // The first page is read before answering, so a failing database is a 500, not a
     // truncated file.
@@ -377,6 +379,7 @@ async fn rules(
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let pairs = query::pairs(raw.as_deref(), &["status"])?;
+    query::no_blanks(&pairs)?;
     let status = query::get(&pairs, "status")
         .map(query::status)
         .transpose()?
@@ -390,6 +393,7 @@ async fn rules(
 
 async fn runs(State(state): State<AppState>, _user: ApiUser, RawQuery(raw): RawQuery) -> ApiResult {
     let pairs = query::pairs(raw.as_deref(), &["limit"])?;
+    query::no_blanks(&pairs)?;
     let limit = query::get(&pairs, "limit")
         .map(|v| query::integer("limit", v, 1, query::MAX_LIMIT))
         .transpose()?
@@ -406,6 +410,7 @@ async fn scores(
         raw.as_deref(),
         &["run", "min_probability", "cursor", "limit"],
     )?;
+    query::no_blanks(&pairs)?;
     let min = match query::get(&pairs, "min_probability") {
         Some(v) => Some(
             v.parse::<f64>()
@@ -458,12 +463,14 @@ async fn customer_scores(
     RawQuery(raw): RawQuery,
 ) -> ApiResult {
     let pairs = query::pairs(raw.as_deref(), &["limit"])?;
+    query::no_blanks(&pairs)?;
     let limit = query::get(&pairs, "limit")
         .map(|v| query::integer("limit", v, 1, query::MAX_LIMIT))
         .transpose()?
         .unwrap_or(query::DEFAULT_LIMIT);
+    // An id no customer can have is simply not found.
     let id = crate::domain::CustomerId::parse(&customer)
-        .map_err(|e| Problem::bad_request("invalid_parameter", format!("customer: {e}")))?;
+        .map_err(|e| Problem::not_found(format!("there is no customer {customer:?} ({e})")))?;
     let c = state
         .ctx
         .db
@@ -536,6 +543,7 @@ async fn audit(
         raw.as_deref(),
         &["before", "limit", "actor", "action", "subject"],
     )?;
+    query::no_blanks(&pairs)?;
     let before = query::get(&pairs, "before")
         .map(|v| query::integer("before", v, 1, i64::MAX))
         .transpose()?;

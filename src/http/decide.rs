@@ -91,20 +91,30 @@ pub fn interpret(
         let m = message(raw)?;
         Ok((current_text.as_deref() != Some(m.as_str())).then_some(m))
     };
-    let no_message = |what: &str| -> Result<(), Problem> {
-        match input.message {
-            Some(_) => Err(Problem::unprocessable(format!(
-                "message: only an approval or an edit carries a message, not {what}"
-            ))),
-            None => Ok(()),
+    // Each decision takes its own fields and no others, so nothing sent is silently ignored.
+    let only = |allowed: &[&str], what: &str| -> Result<(), Problem> {
+        for (name, given, carriers) in [
+            ("message", input.message.is_some(), "an approval or an edit"),
+            ("reason", input.reason.is_some(), "a rejection"),
+            ("until", input.until.is_some(), "a snooze"),
+        ] {
+            if given && !allowed.contains(&name) {
+                return Err(Problem::unprocessable(format!(
+                    "{name}: only {carriers} carries a {name}, not {what}"
+                )));
+            }
         }
+        Ok(())
     };
+    let no_message = |what: &str| only(&["reason", "until"], what);
     match input.action {
         "approve" => {
+            only(&["message"], "an approval")?;
             let edit = input.message.map(edit_of).transpose()?.flatten();
             Ok((Some(Decision::Approve), edit))
         }
         "edit" => {
+            only(&["message"], "an edit")?;
             let raw = input
                 .message
                 .ok_or_else(|| Problem::unprocessable("message: give the edited text to save"))?;
@@ -112,6 +122,7 @@ pub fn interpret(
         }
         "reject" => {
             no_message("a rejection")?;
+            only(&["reason"], "a rejection")?;
             Ok((
                 Some(Decision::Reject {
                     reason: reason(input.reason)?,
@@ -121,6 +132,7 @@ pub fn interpret(
         }
         "snooze" => {
             no_message("a snooze")?;
+            only(&["until"], "a snooze")?;
             Ok((
                 Some(Decision::Snooze {
                     until: until(input.until, today)?,
@@ -201,6 +213,15 @@ mod tests {
         assert!(e.message.starts_with("message: "), "{}", e.message);
         let e = interpret(&input("edit", Some("   ")), None, today).unwrap_err();
         assert!(e.message.contains("is empty"), "{}", e.message);
+        let mut i = input("approve", None);
+        i.reason = Some("why not");
+        let e = interpret(&i, None, today).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("reason: only a rejection carries a reason, not an approval"),
+            "{}",
+            e.message
+        );
         let e = interpret(&input("launch", None), None, today).unwrap_err();
         assert!(
             e.message.starts_with("decision: \"launch\""),

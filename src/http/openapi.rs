@@ -104,7 +104,7 @@ fn filters(with_paging: bool) -> Vec<Value> {
             "cursor",
             "query",
             "The `next_cursor` of the previous page.",
-            json!({"type": "string", "pattern": "^(n|-?[0-9]+(\\.[0-9]+)?(e-?[0-9]+)?)~[0-9]{1,18}$"}),
+            json!({"type": "string", "pattern": "^(n|-?[0-9](\\.[0-9]{1,17})?e-?[0-9]{1,2})~[0-9]{1,18}$"}),
             false,
         ));
         v.push(limit());
@@ -126,15 +126,15 @@ fn decision_body(many: bool) -> Value {
     let mut props = json!({
         "decision": {"type": "string", "enum": if many { json!(["approve", "reject", "snooze"]) } else { json!(["approve", "reject", "snooze", "edit"]) },
             "description": "approve; reject (needs reason); snooze (needs until); edit (needs message; saves the edit without deciding)."},
-        "reason": {"type": "string", "minLength": 1, "maxLength": 500, "description": "Why it is rejected (reject only)."},
-        "until": {"type": "string", "format": "date", "description": "The day it returns to the queue: after today, at most 365 days ahead (snooze only)."},
+        "reason": {"type": "string", "nullable": true, "minLength": 1, "maxLength": 500, "description": "Why it is rejected (reject only)."},
+        "until": {"type": "string", "nullable": true, "format": "date", "description": "The day it returns to the queue: after today, at most 365 days ahead (snooze only)."},
     });
     let mut required = vec!["decision"];
     if many {
         props["ids"] = json!({"type": "array", "minItems": 1, "maxItems": super::api::MAX_IDS, "items": {"type": "integer", "format": "int64", "minimum": 1}});
         required.push("ids");
     } else {
-        props["message"] = json!({"type": "string", "minLength": 1, "maxLength": 5000,
+        props["message"] = json!({"type": "string", "nullable": true, "minLength": 1, "maxLength": 5000,
             "description": "The edited message text (approve or edit); the planned message is kept beside it."});
     }
     json!({"type": "object", "additionalProperties": false, "required": required, "properties": props})

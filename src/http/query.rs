@@ -57,6 +57,18 @@ pub fn pairs(raw: Option<&str>, accepted: &[&str]) -> Result<Vec<(String, String
     Ok(pairs)
 }
 
+/// Refuses parameters given with no value. Pages treat a blank as "any" (an empty select
+/// in a form); the API asks callers to leave such a parameter out.
+pub fn no_blanks(pairs: &[(String, String)]) -> Result<(), Problem> {
+    match pairs.iter().find(|(_, v)| v.trim().is_empty()) {
+        Some((k, _)) => Err(invalid(
+            k,
+            "is empty; leave the parameter out to not filter by it".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The value of `name`, trimmed; blank counts as absent (an empty select in a form).
 pub fn get<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     super::auth::field(pairs, name)
@@ -77,7 +89,7 @@ pub fn label(name: &str, value: &str) -> Result<String, Problem> {
     }
     if let Some(c) = value
         .chars()
-        .find(|c| !(c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/' | ' ')))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/' | ' ')))
     {
         return Err(invalid(
             name,
