@@ -86,7 +86,8 @@ async fn lists_filters_and_pages(t: &TestDb) {
         assert_eq!(all_pages(&d, "", limit).await, want, "limit {limit}");
     }
     // Each filter selects exactly its rows.
-    let cases: Vec<(&str, Box<dyn Fn(&SeedNudge) -> bool>)> = vec![
+    type Keep = Box<dyn Fn(&SeedNudge) -> bool>;
+    let cases: Vec<(&str, Keep)> = vec![
         (
             "rule=renewal",
             Box::new(|n: &SeedNudge| n.kind == "renewal"),
