@@ -11,6 +11,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${ATTUNE_BIN:-$root/target/release/attune}"
+unset ATTUNE_BIN   # attune refuses ATTUNE_* variables that are not its settings
 db="${1:-/tmp/attune-bench-desk.db}"
 count="${COUNT:-1000000}"
 rate="${RATE:-100}"

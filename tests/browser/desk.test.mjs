@@ -30,18 +30,24 @@ const USERS = {
 
 let dir, db, server, base, browser, serverLog = '';
 
+// attune refuses ATTUNE_* variables that are not its settings, so this test's own are kept
+// from it.
+const childEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([k]) => k !== 'ATTUNE_BIN' && k !== 'ATTUNE_ARTIFACTS'),
+);
+
 function attune(args, input) {
   return execFileSync(bin, ['--db', db, ...args], {
     input,
     encoding: 'utf8',
-    env: { ...process.env, ATTUNE_LOG_FILTER: 'warn' },
+    env: { ...childEnv, ATTUNE_LOG_FILTER: 'warn' },
   });
 }
 
 async function startServer() {
   server = spawn(bin, ['--db', db, '--log-format', 'json', 'run'], {
     env: {
-      ...process.env,
+      ...childEnv,
       ATTUNE_HTTP_LISTEN: '127.0.0.1:0',
       ATTUNE_WORKER_SHUTDOWN_GRACE_SECS: '3',
       ATTUNE_LOG_FILTER: 'info,sqlx=warn',

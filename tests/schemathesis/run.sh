@@ -16,6 +16,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${ATTUNE_BIN:-$root/target/debug/attune}"
+unset ATTUNE_BIN   # attune refuses ATTUNE_* variables that are not its settings
 venv="${SCHEMATHESIS_VENV:-$here/.venv}"
 checks="${CHECKS:-all}"
 exclude="${EXCLUDE:-positive_data_acceptance}"
