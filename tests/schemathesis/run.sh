@@ -62,7 +62,8 @@ done
 echo "== schemathesis against $url/v1/openapi.json (checks: $checks but $exclude; $examples examples per operation)"
 mkdir -p "$out"
 run_schemathesis() {
-    "$venv/bin/schemathesis" run "$url/v1/openapi.json" \
+    # From the temp directory, so schemathesis's example cache goes with it.
+    (cd "$work" && "$venv/bin/schemathesis" run "$url/v1/openapi.json" \
         --header "Authorization: Bearer $token" \
         --checks "$checks" \
         --exclude-checks "$exclude" \
@@ -71,7 +72,7 @@ run_schemathesis() {
         --workers 1 \
         --no-color \
         --report junit --report-dir "$out" \
-        "$@"
+        "$@")
 }
 # One worker: with several threads, CPython 3.11.7 (this machine's) trips over its own AST
 # recursion counter inside schemathesis's generator ("AST constructor recursion depth
