@@ -718,3 +718,61 @@ async fn every_page_renders(t: &TestDb) {
     assert_eq!(updated[0].detail.0["after"]["role"], "reviewer");
 }
 both_backends!(web_every_page_renders, super::every_page_renders);
+
+/// A request over a real socket, answered in full (`Connection: close`).
+async fn get_over_tcp(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+async fn the_daemon_serves_the_desk_and_stops_with_it(t: &TestDb) {
+    let ctx = t.ctx(|c| {
+        c.http.listen = "127.0.0.1:0".into();
+        c.schedule.pull = "0 0 0 1 1 *".into();
+        c.schedule.score = "0 0 0 1 1 *".into();
+        c.worker.shutdown_grace_secs = 5;
+    });
+    let app = attune::http::Application::build(ctx.clone()).await.unwrap();
+    let port = app.port();
+    assert_ne!(
+        port, 0,
+        "port 0 picks a free port, and the application says which"
+    );
+    assert_eq!(app.url(), format!("http://127.0.0.1:{port}"));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // The shutdown signal fires once the desk has answered over the network.
+    let stop = async move {
+        let _ = tx.send(get_over_tcp(port, "/readyz").await);
+        Ok(())
+    };
+    tokio::time::timeout(
+        std::time::Duration::from_secs(40),
+        attune::jobs::daemon::run_serving(ctx, Some(app), stop),
+    )
+    .await
+    .expect("the daemon and the desk stop on one signal")
+    .unwrap();
+    let answer = rx.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"status\":\"ready\""), "{answer}");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "nothing listens once stopped"
+    );
+}
+both_backends!(
+    web_the_daemon_serves_the_desk_and_stops_with_it,
+    super::the_daemon_serves_the_desk_and_stops_with_it
+);
