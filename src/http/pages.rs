@@ -1133,10 +1133,27 @@ struct AuditPage {
 
 const AUDIT_PAGE: i64 = 100;
 
+/// A before/after state as `key: value` lines (nulls left out), or the JSON if it is not an
+/// object.
 fn compact(v: Option<&serde_json::Value>) -> String {
     match v {
         None | Some(serde_json::Value::Null) => "—".into(),
-        Some(v) => serde_json::to_string_pretty(v).unwrap_or_default(),
+        Some(serde_json::Value::Object(m)) => {
+            let lines: Vec<String> = m
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => format!("{k}: {s}"),
+                    v => format!("{k}: {v}"),
+                })
+                .collect();
+            if lines.is_empty() {
+                "—".into()
+            } else {
+                lines.join("\n")
+            }
+        }
+        Some(v) => v.to_string(),
     }
 }
 
