@@ -36,6 +36,7 @@ pub struct Config {
     /// Where customer activity comes from: SQL databases, drop directories, HTTP clients.
     pub sources: Vec<SourceConfig>,
     pub worker: Worker,
+    pub http: Http,
     pub log: Log,
 }
 
@@ -289,6 +290,22 @@ pub struct Worker {
     pub poll_interval_ms: u64,
 }
 
+/// The review desk: web pages and the JSON API, served by `attune run` and `attune demo`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Serve the review desk beside the workers.
+    pub enabled: bool,
+    /// The address to listen on, `HOST:PORT`; port 0 picks a free port.
+    pub listen: String,
+    /// Mark the session cookie `Secure` (sent only over HTTPS, and to localhost).
+    pub cookie_secure: bool,
+    /// How long a sign-in lasts, in hours.
+    pub session_hours: u64,
+    /// The largest request body accepted, in bytes; larger ones are refused with 413.
+    pub body_limit_bytes: usize,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
@@ -311,6 +328,7 @@ impl Default for Config {
             features: Features::default(),
             sources: Vec::new(),
             worker: Worker::default(),
+            http: Http::default(),
             log: Log::default(),
         }
     }
@@ -378,6 +396,18 @@ impl Default for Worker {
             name: "attune".into(),
             shutdown_grace_secs: 30,
             poll_interval_ms: 1000,
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            cookie_secure: true,
+            session_hours: 12,
+            body_limit_bytes: 256 * 1024,
         }
     }
 }
@@ -557,6 +587,30 @@ impl Config {
                 ));
             }
         }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                format!(
+                    "{:?} is not an address to listen on; write HOST:PORT with an IP address, e.g. \"127.0.0.1:8080\" (port 0 picks a free port)",
+                    self.http.listen
+                ),
+            ));
+        }
+        if self.http.session_hours == 0 {
+            return Err(invalid(
+                "http.session_hours",
+                "must be at least 1 (hours a sign-in lasts)".into(),
+            ));
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return Err(invalid(
+                "http.body_limit_bytes",
+                format!(
+                    "{} is too small to hold a form; use at least 1024 (the default is 262144)",
+                    self.http.body_limit_bytes
+                ),
+            ));
+        }
         if self.worker.name.trim().is_empty() {
             return Err(invalid(
                 "worker.name",
@@ -586,7 +640,7 @@ fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<St
     }
     let sections = [
         "schedule", "scoring", "training", "retrain", "playbook", "pull", "features", "worker",
-        "log",
+        "http", "log",
     ];
     let Some(section) = sections
         .iter()
@@ -748,6 +802,14 @@ token_env = "ATTUNE_APP_TOKEN"
             .unwrap_err()
             .to_string();
         assert!(e.contains("ATTUNE_NOPE"), "{e}");
+        let e = Config::from_toml("", "f.toml", env(&[("ATTUNE_HTTP_LISTEN", "localhost")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("environment variable ATTUNE_HTTP_LISTEN (http.listen)")
+                && e.contains("HOST:PORT"),
+            "{e}"
+        );
         let e = Config::from_toml("[scoring]\nrisk_threshold = 2.0\n", "f.toml", env(&[]))
             .unwrap_err()
             .to_string();

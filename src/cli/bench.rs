@@ -59,9 +59,18 @@ pub enum BenchCommand {
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
     },
+    /// Send HTTP requests at a fixed rate (open loop) to a server on this machine and
+    /// print the latency percentiles, a histogram and the errors.
+    Load(super::bench_load::LoadArgs),
+    /// Fill the database with nudges (every review column set) for the load benchmarks.
+    SeedNudges(super::bench_load::SeedArgs),
 }
 
-pub async fn run(config: &crate::config::Config, cmd: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(
+    config: &crate::config::Config,
+    cmd: BenchCommand,
+    out: &super::output::Printer,
+) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest {
             dir,
@@ -79,6 +88,20 @@ pub async fn run(config: &crate::config::Config, cmd: BenchCommand) -> anyhow::R
                 .await?;
             println!("{out}");
             Ok(())
+        }
+        BenchCommand::Load(args) => {
+            let report = super::bench_load::load(&args).await?;
+            super::bench_load::print_load(&report, out.json)
+        }
+        BenchCommand::SeedNudges(args) => {
+            let r = super::bench_load::seed(config, &args).await?;
+            out.message(
+                &serde_json::to_value(&r)?,
+                &format!(
+                    "added {} nudges ({} new customers) on {} in {:.1} s",
+                    r.inserted, r.customers_added, r.backend, r.seconds
+                ),
+            )
         }
         BenchCommand::Fit {
             rows,

@@ -4,9 +4,11 @@
 
 mod bench;
 mod bench_ingest;
+mod bench_load;
 mod features;
 mod models;
 mod output;
+mod users;
 
 use std::path::{Path, PathBuf};
 
@@ -103,6 +105,9 @@ pub enum Command {
     /// Write a synthetic population as export files (customers and monthly events, in time
     /// order), for benchmarks anyone can reproduce.
     Simulate(SimulateArgs),
+    /// The review desk's users and API tokens.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 #[derive(Debug, Args)]
@@ -319,7 +324,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run => {
             let db = open(&config).await?;
-            jobs::daemon::run(JobContext::new(db, config), jobs::daemon::shutdown_signal()).await
+            let ctx = JobContext::new(db, config);
+            let desk = review_desk(&ctx).await?;
+            jobs::daemon::run_serving(ctx, desk, jobs::daemon::shutdown_signal()).await
         }
         Command::Import(cmd) => {
             let db = open(&config).await?;
@@ -398,7 +405,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Bench(cmd) => bench::run(&config, cmd).await,
+        Command::Bench(cmd) => bench::run(&config, cmd, &out).await,
         Command::Features(cmd) => features::run(&config, cmd, &out).await,
         Command::Sources => {
             let db = open(&config).await?;
@@ -465,6 +472,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             )
         }
+        Command::Users(cmd) => users::run(&config, cmd, &out).await,
     }
 }
 
@@ -605,6 +613,14 @@ async fn nudges(config: &Config, cmd: NudgesCommand, out: &Printer) -> anyhow::R
     }
 }
 
+/// The review desk bound to `[http] listen`, unless `[http] enabled = false`.
+async fn review_desk(ctx: &JobContext) -> anyhow::Result<Option<crate::http::Application>> {
+    if !ctx.config.http.enabled {
+        return Ok(None);
+    }
+    Ok(Some(crate::http::Application::build(ctx.clone()).await?))
+}
+
 /// A demo database is recognisable by its audit entry; only such a file is replaced.
 async fn is_demo_database(path: &Path) -> bool {
     let Ok(db) = Db::connect(&DatabaseUrl::Sqlite(path.to_owned())).await else {
@@ -692,12 +708,25 @@ async fn demo(
         db.close().await;
         return Ok(());
     }
+    let desk = review_desk(&ctx).await?;
+    if let Some(app) = &desk {
+        // A fresh demo database has no users: an admin with a random password signs in.
+        let password =
+            crate::http::new_api_token().0[crate::http::TOKEN_PREFIX.len()..][..20].to_owned();
+        let hash = crate::http::hash_password(&password)?;
+        db.create_user("admin", crate::store::Role::Admin, &hash, "demo")
+            .await?;
+        eprintln!(
+            "\nThe review desk is at {}/ \u{2014} sign in as admin with the password {password}",
+            app.url()
+        );
+    }
     if !out.json {
         eprintln!(
-            "\nattune is now running as a daemon on {} (Ctrl-C to stop). Review nudges with:\n  attune --db {} nudges list",
+            "\nattune is now running as a daemon on {} (Ctrl-C to stop). Review nudges in the browser, or with:\n  attune --db {} nudges list",
             path.display(),
             path.display()
         );
     }
-    jobs::daemon::run(ctx, jobs::daemon::shutdown_signal()).await
+    jobs::daemon::run_serving(ctx, desk, jobs::daemon::shutdown_signal()).await
 }

@@ -504,6 +504,44 @@ where
     result.map_err(|e| anyhow::anyhow!("running workers: {e}"))
 }
 
+/// Runs the daemon and, when given, the review desk beside it. One signal stops both: the
+/// workers finish their jobs and the desk its requests (each within the grace period).
+pub async fn run_serving<F>(
+    ctx: JobContext,
+    desk: Option<crate::http::Application>,
+    shutdown: F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let Some(desk) = desk else {
+        return run(ctx, shutdown).await;
+    };
+    let grace = Duration::from_secs(ctx.config.worker.shutdown_grace_secs);
+    let stop = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+    let mut stopped = stop.subscribe();
+    let server = tokio::spawn(desk.run_until(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
+    let signal_stop = stop.clone();
+    let signal = async move {
+        let r = shutdown.await;
+        signal_stop.send_replace(true);
+        r
+    };
+    let result = run(ctx, signal).await;
+    stop.send_replace(true);
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(Ok(()))) => tracing::info!("review desk stopped"),
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "the review desk failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "the review desk's task failed"),
+        Err(_) => {
+            tracing::warn!("the review desk did not finish its requests within the grace period")
+        }
+    }
+    result
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() -> std::io::Result<()> {
     #[cfg(unix)]

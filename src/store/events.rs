@@ -16,7 +16,7 @@ use crate::ingest::mapping::RejectCode;
 
 /// A row a source sent that could not be stored, kept in quarantine with its reason.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Refused {
+pub struct RefusedRow {
     /// The event's id in its source, or one derived from the raw row.
     pub id: String,
     pub customer: Option<String>,
@@ -56,7 +56,7 @@ pub struct IngestBatch {
     /// event's number here (a line, an item). Same length as `events`, or empty.
     pub positions: Vec<u64>,
     pub location_prefix: String,
-    pub refused: Vec<Refused>,
+    pub refused: Vec<RefusedRow>,
     pub progress: Progress,
     /// Quarantine rows this batch stores at last (a retry): marked released in the same
     /// transaction.
@@ -229,7 +229,7 @@ macro_rules! write_quarantine {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO quarantine (source, source_event_id, customer_external_id, reason_code, reason, location, raw, event, received_at) ",
             );
-            q.push_values(chunk, |mut b, (r, e): &(Refused, Option<ActivityEvent>)| {
+            q.push_values(chunk, |mut b, (r, e): &(RefusedRow, Option<ActivityEvent>)| {
                 b.push_bind($source)
                     .push_bind(r.id.as_str())
                     .push_bind(r.customer.as_deref())
@@ -316,7 +316,7 @@ macro_rules! release {
 #[derive(Default)]
 struct Pending {
     counts: IngestCounts,
-    quarantine: Vec<(Refused, Option<ActivityEvent>)>,
+    quarantine: Vec<(RefusedRow, Option<ActivityEvent>)>,
     released: Vec<i64>,
     rows: usize,
     progress: Progress,
@@ -344,7 +344,7 @@ impl Pending {
                         .unknown_customer
                         .push((location.clone(), e.customer.as_str().to_owned()));
                     self.quarantine.push((
-                        Refused {
+                        RefusedRow {
                             id: e.source_event_id.clone(),
                             customer: Some(e.customer.as_str().to_owned()),
                             code: RejectCode::UnknownCustomer,

@@ -15,8 +15,10 @@ mod events;
 mod models;
 mod nudges;
 mod quarantine;
+mod review;
 mod scores;
 mod ticks;
+mod users;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -30,14 +32,20 @@ use sqlx::sqlite::{
 
 pub use customers::{CustomerRow, UpsertCounts};
 pub use events::{
-    CustomerIds, FailPoint, IngestBatch, IngestCounts, Progress, Refused, SourceFile,
+    CustomerIds, FailPoint, IngestBatch, IngestCounts, Progress, RefusedRow, SourceFile,
 };
 pub use models::PromotionRow;
 pub use models::StoredModel;
 pub use nudges::{DecideOutcome, NewNudge, NudgeFilter, NudgeRow};
 pub use quarantine::{QuarantineEntry, QuarantineRow, RetryOutcome};
+pub use review::{
+    BULK_MAX, Complaint, CustomerFacts, Decision, OpenProblem, Overview, QueueCursor, QueueFilter,
+    Refused, ReviewNudge, RunScore, STATUSES, ScorePoint, SeedNudge, TimelineEvent,
+    complaints_from_events,
+};
 pub use scores::{NewScore, ScoreRow, ScoringRun};
 pub use ticks::TickClaim;
+pub use users::{Principal, Role, SessionRow, TokenInfo, TokenRow, UserRow, validate_user_name};
 
 /// Runs `$body` with `$pool` bound to the open pool, whichever backend it is. The body is
 /// compiled once per backend, so the same SQL text serves both.

@@ -1,5 +1,8 @@
 mod helpers;
 
+mod api;
+mod api_desk;
+
 mod cycle;
 mod docs;
 mod import;
@@ -8,3 +11,4 @@ mod nudges;
 mod sources;
 mod ticks;
 mod training;
+mod web;

@@ -348,3 +348,78 @@ async fn http_batches(t: &TestDb) {
     assert!(e.0.contains("not a JSON array"), "{e}");
 }
 both_backends!(http_batches_answer_per_event, super::http_batches);
+
+async fn post_events(
+    router: &axum::Router,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let mut req =
+        axum::http::Request::post("/v1/events").header("content-type", "application/json");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = router
+        .clone()
+        .oneshot(req.body(axum::body::Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+async fn http_endpoint(t: &TestDb) {
+    add_customers(&t.db, &["c1"]).await;
+    // The token is read from the variable `token_env` names; cargo sets CARGO_PKG_NAME
+    // ("attune") for every test process, so it stands in for a secret here.
+    let src: SourceConfig =
+        toml::from_str("name = \"app\"\ntype = \"http\"\ntoken_env = \"CARGO_PKG_NAME\"\n")
+            .unwrap();
+    let ctx = t.ctx(|c| c.sources = vec![src]);
+    let router = attune::http::router(attune::http::AppState::new(ctx));
+    let body = br#"[{"customer_id":"c1","kind":"login","occurred_at":"2026-03-01","source_event_id":"a"},
+                    {"customer_id":"c1","kind":"usage","occurred_at":"2026-03-01","value":-1,"source_event_id":"b"}]"#;
+    let (status, v) = post_events(&router, Some("attune"), body.to_vec()).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(v["rejections"][0]["code"], "bad_value");
+    assert_eq!(v["rejections"][0]["index"], 1);
+    // NDJSON with the same events: the accepted one is a duplicate now.
+    let nd = b"{\"customer_id\":\"c1\",\"kind\":\"login\",\"occurred_at\":\"2026-03-01\",\"source_event_id\":\"a\"}\n".to_vec();
+    let (status, v) = post_events(&router, Some("attune"), nd).await;
+    assert_eq!((status, v["duplicate"].as_u64()), (200, Some(1)));
+    // No token, a wrong token, a body that is not JSON, a body that is too large: refused
+    // with a reason, and nothing stored.
+    let before = event_count(&t.db).await;
+    let (status, v) = post_events(&router, None, body.to_vec()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("unauthenticated")),
+        "{v}"
+    );
+    let (status, _) = post_events(&router, Some("guess"), body.to_vec()).await;
+    assert_eq!(status, 401);
+    let (status, v) = post_events(&router, Some("attune"), b"[{".to_vec()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{v}"
+    );
+    let huge = vec![b' '; attune::http::events::MAX_BODY + 1];
+    let (status, _) = post_events(&router, Some("attune"), huge).await;
+    assert_eq!(status, 413);
+    assert_eq!(event_count(&t.db).await, before);
+}
+both_backends!(
+    http_endpoint_authenticates_and_answers,
+    super::http_endpoint
+);

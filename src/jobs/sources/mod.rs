@@ -24,7 +24,7 @@ use super::JobContext;
 use crate::config::{INBOX_SOURCE, SourceConfig};
 use crate::ingest::mapping::{EventMapping, Rejection, map_event, quarantine_id, raw_json};
 use crate::ingest::record::Record;
-use crate::store::{FailPoint, IngestBatch, IngestCounts, Refused, RetryOutcome};
+use crate::store::{FailPoint, IngestBatch, IngestCounts, RefusedRow, RetryOutcome};
 
 /// What one pull of one source did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -155,7 +155,7 @@ pub(crate) fn map_rows(
                     ),
                     None => format!("{}@malformed", location()),
                 };
-                batch.refused.push(Refused {
+                batch.refused.push(RefusedRow {
                     id,
                     customer: None,
                     code: rej.code,
@@ -174,7 +174,7 @@ pub(crate) fn map_rows(
                 batch.events.push(e);
                 batch.positions.push(position);
             }
-            Err(rej) => batch.refused.push(Refused {
+            Err(rej) => batch.refused.push(RefusedRow {
                 id: quarantine_id(&record, mapping),
                 customer: record
                     .text(mapping.column("customer_id"))

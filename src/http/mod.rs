@@ -1,0 +1,335 @@
+//! The review desk: web pages for marketing and a JSON API, served by the daemon beside
+//! the workers.
+//!
+//! [`router`] builds the whole application from an [`AppState`] so tests drive it
+//! in-process; [`Application::build`] binds the configured listener (port 0 allowed) and
+//! serves it until told to stop. Pages are server-rendered (askama, compile-time checked
+//! templates under `templates/`) with inline CSS and no JavaScript; the API lives under
+//! `/v1` and is described by `/v1/openapi.json`.
+//!
+//! This module never plans or sends anything: it reads nudges and records people's
+//! decisions through `store`, which writes each decision with its audit entry.
+
+mod api;
+mod auth;
+mod decide;
+mod error;
+pub mod events;
+mod openapi;
+mod pages;
+mod query;
+mod views;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tracing::Instrument as _;
+
+pub use api::{CSV_COLUMNS, MAX_IDS};
+pub use auth::{
+    CSRF_HEADER, LOGIN_COOKIE, SESSION_COOKIE, TOKEN_PREFIX, hash_password, new_api_token,
+    validate_password, verify_password,
+};
+pub use error::Problem;
+pub use openapi::{document as openapi_document, operations as openapi_operations};
+pub use pages::week_start;
+
+use crate::jobs::JobContext;
+use crate::store::StoreError;
+
+/// How long the queue's counts per rule are served from memory before they are counted
+/// again (in the background; a decision made here clears them at once).
+pub const COUNTS_TTL: Duration = Duration::from_secs(5);
+/// The same for the filter menus' labels (stages, risk bands, segments).
+pub const LABELS_TTL: Duration = Duration::from_secs(60);
+
+/// What every handler gets: the database and configuration (as the jobs have them) and
+/// the few counts kept in memory.
+#[derive(Clone)]
+pub struct AppState {
+    pub ctx: JobContext,
+    cache: Arc<Cache>,
+    /// Customer ids for `POST /v1/events`, loaded on the first request and shared.
+    ingest_ids: Arc<tokio::sync::OnceCell<crate::store::CustomerIds>>,
+}
+
+/// The labels the queue's filter menus offer.
+#[derive(Debug, Clone, Default)]
+pub struct Labels {
+    pub stages: Vec<String>,
+    pub risk_bands: Vec<String>,
+    pub segments: Vec<String>,
+}
+
+type Counts = Vec<(String, i64)>;
+
+#[derive(Default)]
+struct Cache {
+    counts: Mutex<HashMap<String, (Instant, Counts)>>,
+    labels: Mutex<Option<(Instant, Labels)>>,
+    refreshing: Mutex<HashSet<String>>,
+}
+
+impl AppState {
+    pub fn new(ctx: JobContext) -> Self {
+        Self {
+            ctx,
+            cache: Arc::default(),
+            ingest_ids: Arc::default(),
+        }
+    }
+
+    /// The customer id map ingest resolves events with (ids it misses are looked up).
+    pub async fn ingest_ids(&self) -> anyhow::Result<crate::store::CustomerIds> {
+        Ok(self
+            .ingest_ids
+            .get_or_try_init(|| self.ctx.db.customer_ids())
+            .await?
+            .clone())
+    }
+
+    /// Claims the right to refresh `key` in the background; false if another task has it.
+    fn start_refresh(&self, key: &str) -> bool {
+        self.cache
+            .refreshing
+            .lock()
+            .map(|mut s| s.insert(key.to_owned()))
+            .unwrap_or(false)
+    }
+
+    fn end_refresh(&self, key: &str) {
+        if let Ok(mut s) = self.cache.refreshing.lock() {
+            s.remove(key);
+        }
+    }
+
+    /// Nudges of `status` per rule. Counting a million rows takes tens of milliseconds,
+    /// so counts are kept for [`COUNTS_TTL`] and, once older, served while a background
+    /// task counts again; decisions made here clear them.
+    pub async fn rule_counts(&self, status: &str) -> Result<Counts, StoreError> {
+        let cached = self
+            .cache
+            .counts
+            .lock()
+            .ok()
+            .and_then(|m| m.get(status).cloned());
+        match cached {
+            Some((at, counts)) => {
+                if at.elapsed() > COUNTS_TTL && self.start_refresh(status) {
+                    let (me, status) = (self.clone(), status.to_owned());
+                    tokio::spawn(async move {
+                        if let Ok(fresh) = me.ctx.db.rule_counts(&status).await {
+                            if let Ok(mut m) = me.cache.counts.lock() {
+                                m.insert(status.clone(), (Instant::now(), fresh));
+                            }
+                        }
+                        me.end_refresh(&status);
+                    });
+                }
+                Ok(counts)
+            }
+            None => {
+                let fresh = self.ctx.db.rule_counts(status).await?;
+                if let Ok(mut m) = self.cache.counts.lock() {
+                    m.insert(status.to_owned(), (Instant::now(), fresh.clone()));
+                }
+                Ok(fresh)
+            }
+        }
+    }
+
+    async fn load_labels(&self) -> Result<Labels, StoreError> {
+        let db = &self.ctx.db;
+        Ok(Labels {
+            stages: db.filter_values("stage").await?,
+            risk_bands: db.filter_values("risk_band").await?,
+            segments: db.filter_values("segment").await?,
+        })
+    }
+
+    /// The filter menus' labels, kept like the counts but for [`LABELS_TTL`].
+    pub async fn filter_values(&self) -> Result<Labels, StoreError> {
+        let cached = self.cache.labels.lock().ok().and_then(|l| l.clone());
+        match cached {
+            Some((at, labels)) => {
+                if at.elapsed() > LABELS_TTL && self.start_refresh("\0labels") {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        if let Ok(fresh) = me.load_labels().await {
+                            if let Ok(mut l) = me.cache.labels.lock() {
+                                *l = Some((Instant::now(), fresh));
+                            }
+                        }
+                        me.end_refresh("\0labels");
+                    });
+                }
+                Ok(labels)
+            }
+            None => {
+                let fresh = self.load_labels().await?;
+                if let Ok(mut l) = self.cache.labels.lock() {
+                    *l = Some((Instant::now(), fresh.clone()));
+                }
+                Ok(fresh)
+            }
+        }
+    }
+
+    /// Forgets the counts after a decision, so the next page counts afresh.
+    pub fn decisions_changed(&self) {
+        if let Ok(mut m) = self.cache.counts.lock() {
+            m.clear();
+        }
+    }
+}
+
+/// The whole application: pages, the API, the ingest endpoint and the ops probes.
+pub fn router(state: AppState) -> Router {
+    let limit = state.ctx.config.http.body_limit_bytes;
+    Router::new()
+        .merge(pages::routes())
+        .merge(api::routes())
+        .merge(events::routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(around))
+        .with_state(state)
+}
+
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// Ready when the database answers.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.ctx.db.ping().await {
+        Ok(()) => {
+            axum::Json(serde_json::json!({"status": "ready", "database": state.ctx.db.backend()}))
+                .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"error": {"code": "database_unavailable", "message": "the database does not answer"}})),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/v1/") || path == "/v1"
+}
+
+async fn not_found(req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let p = Problem::not_found(format!("there is nothing at {path}"));
+    if is_api(&path) {
+        error::ApiError(p).into_response()
+    } else {
+        error::PageError(p).into_response()
+    }
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let p = Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {path}", req.method()),
+    );
+    if is_api(&path) {
+        error::ApiError(p).into_response()
+    } else {
+        error::PageError(p).into_response()
+    }
+}
+
+/// A span per request, and the headers every answer carries: nothing is framed, sniffed,
+/// cached or loaded from elsewhere.
+async fn around(req: Request, next: Next) -> Response {
+    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+    let started = Instant::now();
+    let mut res = next.run(req).instrument(span.clone()).await;
+    tracing::debug!(parent: &span, status = res.status().as_u16(), micros = started.elapsed().as_micros() as u64, "answered");
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    res
+}
+
+/// The review desk bound to its address, ready to serve.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    router: Router,
+}
+
+impl Application {
+    /// Binds `[http] listen` (port 0 picks a free port) and builds the router.
+    pub async fn build(ctx: JobContext) -> anyhow::Result<Self> {
+        let listen = ctx.config.http.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("binding the review desk to {listen} ([http] listen)"))?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            addr,
+            router: router(AppState::new(ctx)),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://HOST:PORT`, as a person would type it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        tracing::info!(url = %self.url(), "review desk listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

@@ -1,0 +1,324 @@
+//! What the pages show, formatted once in Rust so the templates only place text: times,
+//! money, words for event kinds and drivers, and small inline SVG charts (no JavaScript,
+//! nothing fetched; every label escaped).
+
+use std::fmt::Write as _;
+
+use crate::report::escape;
+
+/// `2026-11-24 13:05 UTC`.
+pub fn time(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "—".into())
+}
+
+pub fn time_opt(secs: Option<i64>) -> String {
+    secs.map(time).unwrap_or_else(|| "—".into())
+}
+
+/// `2026-11-24`.
+pub fn day(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "—".into())
+}
+
+/// `12,345.67`.
+pub fn money(x: f64) -> String {
+    if !x.is_finite() {
+        return "—".into();
+    }
+    let cents = (x.abs() * 100.0).round() as u64;
+    let (whole, frac) = (cents / 100, cents % 100);
+    let digits = whole.to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!(
+        "{}{grouped}.{frac:02}",
+        if x < 0.0 && cents > 0 { "-" } else { "" }
+    )
+}
+
+pub fn money_opt(x: Option<f64>) -> String {
+    x.map(money).unwrap_or_else(|| "—".into())
+}
+
+/// `1,234`.
+pub fn count(n: i64) -> String {
+    let m = money(n as f64);
+    m.trim_end_matches(".00").to_owned()
+}
+
+/// `12.3%`.
+pub fn percent(share: f64) -> String {
+    if share.is_finite() {
+        format!("{:.1}%", share * 100.0)
+    } else {
+        "—".into()
+    }
+}
+
+pub fn percent_opt(share: Option<f64>) -> String {
+    share.map(percent).unwrap_or_else(|| "—".into())
+}
+
+/// An event kind or rule name in words: `complaint_opened` -> `Complaint opened`.
+pub fn words(name: &str) -> String {
+    let mut s = name.replace('_', " ");
+    if let Some(first) = s.get(0..1) {
+        let upper = first.to_uppercase();
+        s.replace_range(0..1, &upper);
+    }
+    s
+}
+
+/// What an event's value means, in words.
+pub fn event_value(kind: &str, value: Option<f64>) -> String {
+    let Some(v) = value else {
+        return String::new();
+    };
+    match kind {
+        "invoice_issued" => format!("invoice of {}", money(v)),
+        "payment_made" => format!("paid {}", money(v)),
+        "payment_failed" => format!("{} not collected", money(v)),
+        "complaint_resolved" => format!("satisfaction {v:.0} of 5"),
+        "usage" => format!("usage {v:.1}"),
+        "meter_reading" => format!("reading {v:.1}"),
+        _ => format!("{v}"),
+    }
+}
+
+/// One of a score's top drivers, in words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriverView {
+    pub text: String,
+    pub raises: bool,
+    /// Share of the largest driver's weight, for a bar (0 to 100).
+    pub width: u32,
+}
+
+/// Reads drivers as the model stores them (`[{description, contribution, ...}]`);
+/// anything else in the JSON is skipped.
+pub fn drivers(json: &serde_json::Value) -> Vec<DriverView> {
+    let items: Vec<(String, f64)> = json
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| {
+                    let text = d
+                        .get("description")
+                        .and_then(|v| v.as_str())
+                        .or_else(|| d.get("feature").and_then(|v| v.as_str()))?;
+                    let c = d
+                        .get("contribution")
+                        .and_then(|v| v.as_f64())
+                        .unwrap_or(0.0);
+                    Some((text.to_owned(), c))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let max = items.iter().map(|(_, c)| c.abs()).fold(0.0_f64, f64::max);
+    items
+        .into_iter()
+        .map(|(text, c)| DriverView {
+            text,
+            raises: c > 0.0,
+            width: if max > 0.0 {
+                ((c.abs() / max) * 100.0).round() as u32
+            } else {
+                0
+            },
+        })
+        .collect()
+}
+
+const W: f64 = 560.0;
+
+fn open_svg(h: f64, title: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {h}\" width=\"100%\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>",
+        t = escape(title)
+    )
+}
+
+/// Horizontal bars, one per (label, value), with the value written beside each bar.
+pub fn bar_chart(title: &str, items: &[(String, f64)], show: impl Fn(f64) -> String) -> String {
+    if items.is_empty() {
+        return "<p class=\"muted\">Nothing to show yet.</p>".into();
+    }
+    let row = 24.0;
+    let label_w = 170.0;
+    let value_w = 90.0;
+    let h = row * items.len() as f64 + 8.0;
+    let max = items.iter().map(|(_, v)| *v).fold(0.0_f64, f64::max);
+    let mut s = open_svg(h, title);
+    for (i, (label, v)) in items.iter().enumerate() {
+        let y = 4.0 + row * i as f64;
+        let w = if max > 0.0 {
+            (W - label_w - value_w) * v / max
+        } else {
+            0.0
+        };
+        let _ = write!(
+            s,
+            "<text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\" class=\"lbl\">{label}</text>\
+             <rect x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"{bh}\" class=\"bar\"/>\
+             <text x=\"{vx:.1}\" y=\"{ty}\" class=\"val\">{value}</text>",
+            lx = label_w - 6.0,
+            ty = y + 15.0,
+            bh = row - 6.0,
+            vx = label_w + w + 6.0,
+            label = escape(label),
+            value = escape(&show(*v)),
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Ten vertical bars: the shares of scores in each tenth of the probability range.
+pub fn histogram(title: &str, shares: &[f64]) -> String {
+    if shares.is_empty() {
+        return "<p class=\"muted\">No scoring run yet.</p>".into();
+    }
+    let h = 190.0;
+    let (left, bottom, top) = (40.0, 30.0, 10.0);
+    let plot_h = h - bottom - top;
+    let bw = (W - left - 10.0) / shares.len() as f64;
+    let max = shares.iter().copied().fold(0.0_f64, f64::max).max(1e-9);
+    let mut s = open_svg(h, title);
+    let _ = write!(
+        s,
+        "<line x1=\"{left}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" class=\"axis\"/>",
+        y = h - bottom,
+        x2 = W - 10.0
+    );
+    for (i, share) in shares.iter().enumerate() {
+        let bh = plot_h * share / max;
+        let x = left + bw * i as f64;
+        let _ = write!(
+            s,
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{bh:.1}\" class=\"{cls}\"><title>{lo:.1}–{hi:.1}: {p}</title></rect>\
+             <text x=\"{tx:.1}\" y=\"{ly}\" text-anchor=\"middle\" class=\"lbl\">{lo:.1}</text>",
+            y = h - bottom - bh,
+            w = bw - 4.0,
+            cls = if i >= 5 { "bar risk" } else { "bar" },
+            lo = i as f64 / shares.len() as f64,
+            hi = (i + 1) as f64 / shares.len() as f64,
+            p = percent(*share),
+            tx = x + 2.0,
+            ly = h - bottom + 16.0,
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A line of churn probability over time (oldest to newest), from 0 to 1.
+pub fn sparkline(title: &str, points: &[(i64, f64)]) -> String {
+    if points.is_empty() {
+        return "<p class=\"muted\">Not scored yet.</p>".into();
+    }
+    let h = 120.0;
+    let (left, right, top, bottom) = (40.0, 10.0, 10.0, 24.0);
+    let (t0, t1) = (
+        points.first().map(|p| p.0).unwrap_or(0),
+        points.last().map(|p| p.0).unwrap_or(0),
+    );
+    let span = (t1 - t0).max(1) as f64;
+    let x = |t: i64| {
+        if points.len() == 1 {
+            left + (W - left - right) / 2.0
+        } else {
+            left + (W - left - right) * (t - t0) as f64 / span
+        }
+    };
+    let y = |p: f64| top + (h - top - bottom) * (1.0 - p.clamp(0.0, 1.0));
+    let mut s = open_svg(h, title);
+    for tick in [0.0, 0.5, 1.0] {
+        let _ = write!(
+            s,
+            "<line x1=\"{left}\" y1=\"{yy:.1}\" x2=\"{x2}\" y2=\"{yy:.1}\" class=\"grid\"/><text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\" class=\"lbl\">{tick:.1}</text>",
+            yy = y(tick),
+            x2 = W - right,
+            tx = left - 6.0,
+            ty = y(tick) + 4.0
+        );
+    }
+    let path: Vec<String> = points
+        .iter()
+        .map(|(t, p)| format!("{:.1},{:.1}", x(*t), y(*p)))
+        .collect();
+    let _ = write!(
+        s,
+        "<polyline points=\"{}\" class=\"line\"/>",
+        path.join(" ")
+    );
+    for (t, p) in points {
+        let _ = write!(
+            s,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" class=\"dot\"><title>{}: {}</title></circle>",
+            x(*t),
+            y(*p),
+            day(*t),
+            percent(*p)
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{left}\" y=\"{ty}\" class=\"lbl\">{}</text><text x=\"{x2}\" y=\"{ty}\" text-anchor=\"end\" class=\"lbl\">{}</text>",
+        day(t0),
+        day(t1),
+        ty = h - 6.0,
+        x2 = W - right
+    );
+    s.push_str("</svg>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_like_numbers() {
+        assert_eq!(money(1234567.891), "1,234,567.89");
+        assert_eq!(money(-5.5), "-5.50");
+        assert_eq!(money(0.0), "0.00");
+        assert_eq!(count(1_000_000), "1,000,000");
+        assert_eq!(percent(0.1234), "12.3%");
+        assert_eq!(words("complaint_opened"), "Complaint opened");
+        assert_eq!(
+            event_value("complaint_resolved", Some(4.0)),
+            "satisfaction 4 of 5"
+        );
+    }
+
+    #[test]
+    fn drivers_read_the_models_json_and_skip_the_rest() {
+        let d = drivers(&serde_json::json!([
+            {"description": "2 failed payments in 90 days", "contribution": 0.8},
+            {"description": "tenure 3 years", "contribution": -0.4},
+            {"unexpected": true},
+        ]));
+        assert_eq!(d.len(), 2);
+        assert!(d[0].raises && !d[1].raises);
+        assert_eq!((d[0].width, d[1].width), (100, 50));
+        assert!(drivers(&serde_json::json!({"not": "a list"})).is_empty());
+    }
+
+    #[test]
+    fn charts_escape_their_labels() {
+        let s = bar_chart("t", &[("<b>".into(), 1.0)], |v| v.to_string());
+        assert!(s.contains("&lt;b&gt;") && !s.contains("<b>"));
+        assert!(histogram("h", &[0.5, 0.5]).starts_with("<svg"));
+        assert!(sparkline("s", &[(0, 0.2), (86_400, 0.4)]).contains("polyline"));
+    }
+}
