@@ -725,7 +725,7 @@ async fn export_scores_models_and_the_document(t: &TestDb) {
     let doc = d.get("/v1/openapi.json", "nobody").await.json();
     assert_eq!(doc["openapi"], "3.0.3");
     let ops = attune::http::openapi_operations();
-    assert_eq!(ops.len(), 16, "{ops:?}");
+    assert_eq!(ops.len(), 17, "{ops:?}");
     for (method, path) in ops {
         let uri = path
             .replace("{id}", "1")
