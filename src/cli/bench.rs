@@ -39,10 +39,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
     },
+    /// Populate customers and a scoring run (once, when the database has none), then
+    /// time `plan` over them.
+    Plan(super::playbook::BenchPlanArgs),
+    /// Plant an effect for one rule and none for another, plan, churn, and measure it
+    /// with `report uplift`.
+    Uplift(super::playbook::BenchUpliftArgs),
 }
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(config: crate::config::Config, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Plan(args) => super::playbook::bench_plan(config, args).await,
+        BenchCommand::Uplift(args) => super::playbook::bench_uplift(config, args).await,
         BenchCommand::Fit {
             rows,
             features,

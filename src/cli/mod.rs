@@ -5,6 +5,7 @@
 mod bench;
 mod models;
 mod output;
+mod playbook;
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::domain::{NudgeKind, NudgeStatus};
+use crate::domain::{NudgeStatus, RuleName};
 use crate::ingest::CustomerPreset;
 use crate::jobs::{self, JobContext};
 use crate::store::{DatabaseUrl, Db, NudgeFilter};
@@ -70,6 +71,12 @@ pub enum Command {
     /// Review queued nudges.
     #[command(subcommand)]
     Nudges(NudgesCommand),
+    /// The playbook: check a file, simulate planning without writing anything.
+    #[command(subcommand)]
+    Playbook(playbook::PlaybookCommand),
+    /// Reports: uplift (does a rule's nudging change churn?).
+    #[command(subcommand)]
+    Report(playbook::ReportCommand),
     /// Show the audit log, newest first.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -103,6 +110,8 @@ pub enum ImportCommand {
     },
     /// Activity events (CSV or NDJSON; see the README for columns).
     Events { file: PathBuf },
+    /// Contacts of business accounts (CSV or NDJSON; see the README for columns).
+    Contacts { file: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -158,12 +167,12 @@ pub struct TrainArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NudgesCommand {
-    /// List nudges, riskiest first.
+    /// List nudges, riskiest first (--kind is a playbook rule's name).
     List {
         #[arg(long)]
         status: Option<NudgeStatus>,
         #[arg(long)]
-        kind: Option<NudgeKind>,
+        kind: Option<RuleName>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -191,7 +200,7 @@ pub enum NudgesCommand {
         #[arg(long)]
         status: Option<NudgeStatus>,
         #[arg(long)]
-        kind: Option<NudgeKind>,
+        kind: Option<RuleName>,
     },
 }
 
@@ -287,6 +296,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ImportCommand::Events { file } => {
                     jobs::import::import_events_file(&db, &file).await?
                 }
+                ImportCommand::Contacts { file } => {
+                    playbook::import_contacts(&config, &file).await?
+                }
             };
             out.import(&report)
         }
@@ -348,7 +360,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Playbook(cmd) => playbook::playbook(config, cmd, &out).await,
+        Command::Report(cmd) => playbook::report(config, cmd, &out).await,
+        Command::Bench(cmd) => bench::run(config, cmd).await,
     }
 }
 
