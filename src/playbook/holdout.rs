@@ -60,6 +60,9 @@ mod tests {
         let w = wider.iter().filter(|h| **h).count() as f64;
         assert!((w / 1e5 - 0.20).abs() < 0.0064, "share {}", w / 1e5);
         assert!(!is_held_out("welcome", "C000001", 0.0));
-        // PIN
+        // Pinned values: the hash must never change by accident, or every running
+        // measurement would be reshuffled.
+        assert!((draw("welcome", "C000001") - 0.235_920_968_284).abs() < 1e-12);
+        assert!((draw("renewal", "C000001") - 0.804_120_084_472).abs() < 1e-12);
     }
 }
