@@ -868,7 +868,7 @@ pub fn out_of_quiet_hours(t: i64, tz: Tz, start: NaiveTime, end: NaiveTime) -> i
 pub fn fits(slots: &[i64], t: i64, window: i64, max: u32) -> bool {
     // Windows [a, a + window) that contain t start in (t - window, t]; the fullest starts
     // just after t - window or at a contact.
-    let starts = std::iter::once(t - window + 1).chain(
+    let starts = [t - window + 1, t].into_iter().chain(
         slots
             .iter()
             .copied()

@@ -267,6 +267,9 @@ fn a_second_deferral_waits_for_the_slot_after_the_first() {
     // Two a window: a slot three days ago and one now leave the next at +11 days.
     assert_eq!(next_free(&[now - 3 * DAY, now], now, 14 * DAY, 2), now + 11 * DAY);
     assert!(fits(&[now - 14 * DAY], now, 14 * DAY, 1), "a window is half open");
+    // A slot later today (moved out of quiet hours) counts too.
+    assert!(!fits(&[now + 3600], now, 14 * DAY, 1));
+    assert!(fits(&[now + 3600], now, 14 * DAY, 2));
 }
 
 #[test]

@@ -5,5 +5,6 @@ mod docs;
 mod import;
 mod models;
 mod nudges;
+mod playbook;
 mod ticks;
 mod training;
