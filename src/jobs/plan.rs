@@ -257,7 +257,7 @@ async fn store_page(
                 probability: p.probability,
                 run_id,
                 stage: p.stage,
-                priority: p.priority as i64,
+                priority: p.priority as i32,
                 holdout: p.holdout,
                 expected_value: p.expected_value,
                 segment: p.segment,

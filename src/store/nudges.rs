@@ -21,7 +21,7 @@ pub struct NewNudge {
     pub probability: Option<f64>,
     pub run_id: Option<i64>,
     pub stage: String,
-    pub priority: i64,
+    pub priority: i32,
     pub holdout: bool,
     pub expected_value: Option<f64>,
     pub segment: Option<String>,

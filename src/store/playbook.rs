@@ -33,7 +33,7 @@ struct ExistingRow {
     kind: String,
     occasion: String,
     status: String,
-    priority: i64,
+    priority: i32,
     expected_value: Option<f64>,
     channel: String,
     send_after: Option<i64>,
@@ -54,7 +54,7 @@ impl ExistingRow {
                 kind: self.kind,
                 occasion: self.occasion,
                 status,
-                priority: self.priority,
+                priority: self.priority as i64,
                 expected_value: self.expected_value,
                 channel: self.channel,
                 send_after: self.send_after,
@@ -79,8 +79,8 @@ pub struct UpliftCohortRow {
     pub customer_id: i64,
     /// The first planning instant of the rule's nudges for the customer.
     pub first_at: i64,
-    pub min_holdout: i64,
-    pub max_holdout: i64,
+    pub min_holdout: i32,
+    pub max_holdout: i32,
     pub churned_on: Option<NaiveDate>,
 }
 

@@ -134,9 +134,18 @@ async fn daemon_runs_scheduled_jobs(t: &TestDb) {
         .unwrap();
     let counts = t.db.counts().await.unwrap();
     assert!(counts.scores >= 1, "a scheduled score job ran");
+    let welcomes =
+        t.db.list_nudges(&NudgeFilter {
+            kind: Some("welcome".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(
-        counts.nudges, 1,
-        "the plan job after scoring welcomed the new customer once"
+        welcomes.len(),
+        1,
+        "the plan job after scoring welcomed the new customer once: {:?}",
+        t.db.list_nudges(&NudgeFilter::default()).await.unwrap()
     );
     assert!(t.db.tick_count("score").await.unwrap() >= 1);
 }
