@@ -222,7 +222,9 @@ impl Playbook {
     /// An IANA time zone name such as `Europe/London`.
     pub fn parse_timezone(raw: &str) -> Result<chrono_tz::Tz, String> {
         raw.trim().parse::<chrono_tz::Tz>().map_err(|_| {
-            format!("{raw:?} is not an IANA time zone name; write e.g. \"Europe/London\" or \"UTC\"")
+            format!(
+                "{raw:?} is not an IANA time zone name; write e.g. \"Europe/London\" or \"UTC\""
+            )
         })
     }
 
@@ -571,20 +573,20 @@ mod tests {
             e.contains("f.toml: playbook.quiet_hours_start") && e.contains("HH:MM"),
             "{e}"
         );
-        let e = Config::from_toml("", "f.toml", env(&[("ATTUNE_PLAYBOOK_DEFAULT_TIMEZONE", "Mars/Base")]))
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_toml(
+            "",
+            "f.toml",
+            env(&[("ATTUNE_PLAYBOOK_DEFAULT_TIMEZONE", "Mars/Base")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("ATTUNE_PLAYBOOK_DEFAULT_TIMEZONE") && e.contains("IANA"),
             "{e}"
         );
-        let e = Config::from_toml(
-            "[playbook]\nmedium_risk_from = 0.6\n",
-            "f.toml",
-            env(&[]),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = Config::from_toml("[playbook]\nmedium_risk_from = 0.6\n", "f.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("medium_risk_from < high_risk_from"), "{e}");
     }
 }

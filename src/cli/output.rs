@@ -151,7 +151,16 @@ impl Printer {
         let t = &r.summary.totals;
         println!(
             "planned {} customers as of {} with {}: {} nudges queued ({} proposed, {} approved with their rule, {} deferred by the contact cap, {} held out); {} already queued, {} without a consented channel",
-            r.summary.customers, r.as_of, r.playbook, r.queued, t.proposed, t.approved, t.deferred, t.holdout, r.already_queued, t.no_consented_channel
+            r.summary.customers,
+            r.as_of,
+            r.playbook,
+            r.queued,
+            t.proposed,
+            t.approved,
+            t.deferred,
+            t.holdout,
+            r.already_queued,
+            t.no_consented_channel
         );
         println!(
             "stored nudges: {} released from deferral, {} deferred again, {} withdrawn, {} expired",
@@ -171,21 +180,48 @@ impl Printer {
         );
         println!(
             "  {:<26} {:>6} {:>8} {:>8} {:>8} {:>7} {:>8} {:>10} {:>9}",
-            "rule", "fired", "proposed", "approved", "deferred", "holdout", "already", "no channel", "withdrawn"
+            "rule",
+            "fired",
+            "proposed",
+            "approved",
+            "deferred",
+            "holdout",
+            "already",
+            "no channel",
+            "withdrawn"
         );
         for (rule, c) in &r.summary.by_rule {
             println!(
                 "  {:<26} {:>6} {:>8} {:>8} {:>8} {:>7} {:>8} {:>10} {:>9}",
-                rule, c.fired, c.proposed, c.approved, c.deferred, c.holdout, c.already_queued, c.no_consented_channel, c.withdrawn
+                rule,
+                c.fired,
+                c.proposed,
+                c.approved,
+                c.deferred,
+                c.holdout,
+                c.already_queued,
+                c.no_consented_channel,
+                c.withdrawn
             );
         }
         let t = &r.summary.totals;
         println!(
             "  {:<26} {:>6} {:>8} {:>8} {:>8} {:>7} {:>8} {:>10} {:>9}",
-            "total", t.fired, t.proposed, t.approved, t.deferred, t.holdout, t.already_queued, t.no_consented_channel, t.withdrawn
+            "total",
+            t.fired,
+            t.proposed,
+            t.approved,
+            t.deferred,
+            t.holdout,
+            t.already_queued,
+            t.no_consented_channel,
+            t.withdrawn
         );
         if !sim.nudges.is_empty() {
-            println!("\n  {:<10} {:<24} {:<9} {:<6} {:<24} {:<20} why", "customer", "rule", "status", "via", "to", "send after");
+            println!(
+                "\n  {:<10} {:<24} {:<9} {:<6} {:<24} {:<20} why",
+                "customer", "rule", "status", "via", "to", "send after"
+            );
         }
         for n in &sim.nudges {
             println!(
@@ -212,7 +248,9 @@ impl Printer {
         horizon_days: u32,
     ) -> anyhow::Result<()> {
         if self.json {
-            return print_json(&serde_json::json!({"as_of": as_of, "horizon_days": horizon_days, "rules": rows}));
+            return print_json(
+                &serde_json::json!({"as_of": as_of, "horizon_days": horizon_days, "rules": rows}),
+            );
         }
         println!(
             "churn within {horizon_days} days of a customer's first nudge of each rule, nudged against held out, for horizons ended by {as_of}"
@@ -220,7 +258,10 @@ impl Printer {
         if rows.is_empty() {
             println!("  no nudges yet");
         }
-        let pct = |v: Option<f64>| v.map(|v| format!("{:.1}%", v * 100.0)).unwrap_or_else(|| "-".into());
+        let pct = |v: Option<f64>| {
+            v.map(|v| format!("{:.1}%", v * 100.0))
+                .unwrap_or_else(|| "-".into())
+        };
         for u in rows {
             println!(
                 "  {:<26} nudged {:>7} ({:>6})  held out {:>6} ({:>6})  pending {:>6}  {}",

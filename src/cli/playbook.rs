@@ -17,9 +17,7 @@ use crate::playbook::{self, Playbook};
 pub enum PlaybookCommand {
     /// Validate a playbook file (default: the configured one, or the built-in one);
     /// every problem is reported with its line.
-    Check {
-        file: Option<PathBuf>,
-    },
+    Check { file: Option<PathBuf> },
     /// Show which nudges planning would queue, for whom and why, writing nothing.
     Simulate(SimulateArgs),
 }
@@ -148,7 +146,12 @@ pub async fn import_contacts(config: &Config, path: &Path) -> anyhow::Result<Imp
     let name = path.display().to_string();
     let format = crate::ingest::Format::from_path(path)?;
     let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    let parsed = playbook::contacts::parse(&name, std::io::BufReader::new(file), format, &pb.contact_roles)?;
+    let parsed = playbook::contacts::parse(
+        &name,
+        std::io::BufReader::new(file),
+        format,
+        &pb.contact_roles,
+    )?;
     let db = super::open(config).await?;
     let ids = db.customer_id_map().await?;
     let mut report = ImportReport {
@@ -156,7 +159,11 @@ pub async fn import_contacts(config: &Config, path: &Path) -> anyhow::Result<Imp
         ..Default::default()
     };
     let mut rows = Vec::new();
-    let mut errors: Vec<(u64, String)> = parsed.rejected.iter().map(|e| (e.line, e.to_string())).collect();
+    let mut errors: Vec<(u64, String)> = parsed
+        .rejected
+        .iter()
+        .map(|e| (e.line, e.to_string()))
+        .collect();
     for (line, c) in parsed.rows {
         match ids.get(c.customer.as_str()) {
             Some(&id) => rows.push((id, c)),
@@ -219,7 +226,14 @@ pub async fn bench_plan(config: Config, args: BenchPlanArgs) -> anyhow::Result<(
     let mut runs = Vec::new();
     for _ in 0..args.runs.max(1) {
         let t = std::time::Instant::now();
-        let r = jobs::plan::run(&ctx, &jobs::plan::PlanJob { run_id: None, as_of: Some(as_of) }).await?;
+        let r = jobs::plan::run(
+            &ctx,
+            &jobs::plan::PlanJob {
+                run_id: None,
+                as_of: Some(as_of),
+            },
+        )
+        .await?;
         let secs = t.elapsed().as_secs_f64();
         runs.push(serde_json::json!({
             "plan_seconds": (secs * 1000.0).round() / 1000.0,
@@ -232,7 +246,10 @@ pub async fn bench_plan(config: Config, args: BenchPlanArgs) -> anyhow::Result<(
     out.insert("backend".into(), ctx.db.backend().into());
     out.insert("as_of".into(), as_of.to_string().into());
     out.insert("runs".into(), runs.into());
-    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(out))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::Value::Object(out))?
+    );
     Ok(())
 }
 
@@ -261,7 +278,8 @@ pub async fn bench_uplift(config: Config, args: BenchUpliftArgs) -> anyhow::Resu
             );
         }
         let ctx = JobContext::new(db, config);
-        let r = crate::demo::uplift::simulate(&ctx, args.customers, args.seed, jobs::today()).await?;
+        let r =
+            crate::demo::uplift::simulate(&ctx, args.customers, args.seed, jobs::today()).await?;
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
@@ -276,7 +294,12 @@ pub async fn bench_uplift(config: Config, args: BenchUpliftArgs) -> anyhow::Resu
         let ctx = JobContext::new(db.clone(), c);
         let r = crate::demo::uplift::simulate(&ctx, args.customers, seed, jobs::today()).await?;
         db.close().await;
-        let verdict = |rule: &str| r.measured.iter().find(|m| m.rule == rule).map(|m| m.verdict);
+        let verdict = |rule: &str| {
+            r.measured
+                .iter()
+                .find(|m| m.rule == rule)
+                .map(|m| m.verdict)
+        };
         covered += r.planted_inside_interval as u64;
         detected += (verdict("meter_thanks") == Some("significant")) as u64;
         false_positive += (verdict("usage_tips") == Some("significant")) as u64;

@@ -17,7 +17,12 @@ pub struct Populated {
 }
 
 const PLANS: [(&str, f64); 3] = [("basic", 25.0), ("standard", 45.0), ("fibre-plus", 70.0)];
-const ZONES: [&str; 4] = ["Europe/London", "Europe/Berlin", "America/New_York", "Asia/Tokyo"];
+const ZONES: [&str; 4] = [
+    "Europe/London",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Tokyo",
+];
 
 /// One synthetic customer; the same `seed` and index give the same customer.
 pub fn customer(idx: usize, rng: &mut StdRng, as_of: NaiveDate) -> Customer {
@@ -54,7 +59,12 @@ pub fn customer(idx: usize, rng: &mut StdRng, as_of: NaiveDate) -> Customer {
     let business = rng.gen_bool(0.2);
     attributes.insert(
         "segment".to_owned(),
-        if business { "small_business" } else { "consumer" }.to_owned(),
+        if business {
+            "small_business"
+        } else {
+            "consumer"
+        }
+        .to_owned(),
     );
     attributes.insert(
         "timezone".to_owned(),
@@ -65,10 +75,12 @@ pub fn customer(idx: usize, rng: &mut StdRng, as_of: NaiveDate) -> Customer {
         external_id: CustomerId::parse(&format!("P{:07}", idx + 1)).expect("valid id"),
         signup_date: signup,
         plan: plan.to_owned(),
-        monthly_charge: ((price * rng.gen_range(0.9..1.15) + if business { 10.0 } else { 0.0 })
-            * 100.0)
-            .round()
-            / 100.0,
+        // Most pay today's price; one in five is on an older, dearer one.
+        monthly_charge: if rng.gen_bool(0.2) {
+            (price * rng.gen_range(1.05..1.3) * 100.0).round() / 100.0
+        } else {
+            price
+        },
         contract_type,
         contract_end,
         first_invoice_due: signup.checked_add_months(Months::new(1)),

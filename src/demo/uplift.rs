@@ -38,7 +38,8 @@ message = "Three tips for your {plan} plan, {first_name}."
 pub const HORIZON_DAYS: u32 = 60;
 
 /// Planted churn within the horizon: (rule, held out, nudged).
-pub const PLANTED: [(&str, f64, f64); 2] = [("meter_thanks", 0.20, 0.12), ("usage_tips", 0.15, 0.15)];
+pub const PLANTED: [(&str, f64, f64); 2] =
+    [("meter_thanks", 0.20, 0.12), ("usage_tips", 0.15, 0.15)];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Planted {
@@ -75,7 +76,8 @@ pub async fn simulate(
     let mut population: Vec<Customer> = Vec::with_capacity(customers);
     let mut events = Vec::with_capacity(customers);
     for i in 0..customers {
-        let mut c = crate::demo::planning::customer(i, &mut StdRng::seed_from_u64(seed ^ i as u64), d0);
+        let mut c =
+            crate::demo::planning::customer(i, &mut StdRng::seed_from_u64(seed ^ i as u64), d0);
         c.external_id = crate::domain::CustomerId::parse(&format!("U{:07}", i + 1))?;
         c.signup_date = signup;
         c.contract_end = None;
@@ -93,7 +95,10 @@ pub async fn simulate(
         events.push(ActivityEvent {
             customer: c.external_id.clone(),
             kind,
-            occurred_at: (d0 - Days::new(1)).and_hms_opt(10, 0, 0).expect("valid").and_utc(),
+            occurred_at: (d0 - Days::new(1))
+                .and_hms_opt(10, 0, 0)
+                .expect("valid")
+                .and_utc(),
             value: None,
             attributes: Default::default(),
             source: "uplift-simulation".into(),
@@ -126,7 +131,11 @@ pub async fn simulate(
         db.uplift_cohorts()
             .await?
             .into_iter()
-            .filter_map(|c| by_id.get(&c.customer_id).map(|ext| (ext.clone(), (c.kind, c.max_holdout == 1))))
+            .filter_map(|c| {
+                by_id
+                    .get(&c.customer_id)
+                    .map(|ext| (ext.clone(), (c.kind, c.max_holdout == 1)))
+            })
             .collect()
     };
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -166,8 +175,8 @@ pub async fn simulate(
         })
     });
     let verdict = |rule: &str| measured.iter().find(|m| m.rule == rule).map(|m| m.verdict);
-    let verdicts_right =
-        verdict("meter_thanks") == Some("significant") && verdict("usage_tips") == Some("not_significant");
+    let verdicts_right = verdict("meter_thanks") == Some("significant")
+        && verdict("usage_tips") == Some("not_significant");
     Ok(UpliftSimulation {
         customers,
         seed,
@@ -178,6 +187,8 @@ pub async fn simulate(
         measured,
         planted_inside_interval: inside,
         verdicts_right,
-        reproduce: format!("attune --db DB report uplift --as-of {report_as_of} --horizon-days {HORIZON_DAYS}"),
+        reproduce: format!(
+            "attune --db DB report uplift --as-of {report_as_of} --horizon-days {HORIZON_DAYS}"
+        ),
     })
 }

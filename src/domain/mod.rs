@@ -436,7 +436,14 @@ mod tests {
             RuleName::parse(" bill_explainer ").unwrap().as_str(),
             "bill_explainer"
         );
-        for bad in ["", "Bill", "1st", "bill-explainer", "bill explainer", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "Bill",
+            "1st",
+            "bill-explainer",
+            "bill explainer",
+            &"a".repeat(65),
+        ] {
             let e = RuleName::parse(bad).unwrap_err().to_string();
             assert!(e.contains("is not a rule name"), "{bad}: {e}");
         }

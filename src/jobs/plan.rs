@@ -21,7 +21,7 @@ use crate::features::{ActivitySummary, FeatureRow, features_as_of};
 use crate::playbook::{
     self, Change, EventFact, Facts, PlanOutput, PlanSummary, Planned, Playbook, Review, Source,
 };
-use crate::store::{NewNudge, now_secs};
+use crate::store::{NewNudge, PlanningCustomer, now_secs};
 
 pub const QUEUE: &str = "attune.plan";
 
@@ -108,10 +108,41 @@ pub async fn planning_features(
         .await
         .context("summarising activity")?;
     let none = ActivitySummary::default();
-    Ok(page
-        .iter()
-        .map(|(id, c)| (*id, features_as_of(c, activity.get(id).unwrap_or(&none), as_of)))
-        .collect())
+    let rows = in_chunks(page, |chunk| {
+        chunk
+            .iter()
+            .map(|(id, c)| {
+                (
+                    *id,
+                    features_as_of(c, activity.get(id).unwrap_or(&none), as_of),
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// Runs `f` over `items` in one chunk per core, results in order. Pure CPU work only.
+fn in_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    if threads == 1 || items.len() < 2_000 {
+        return vec![f(items)];
+    }
+    let size = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(size)
+            .map(|chunk| scope.spawn(move || f(chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a planning thread panicked"))
+            .collect()
+    })
 }
 
 /// Which event kinds the playbook's triggers read, and how many days back.
@@ -124,11 +155,17 @@ fn event_needs(pb: &Playbook) -> (Vec<EventKind>, i64) {
                 kind,
                 within_days,
                 unless,
-            } => (std::iter::once(*kind).chain(*unless).collect(), *within_days),
+            } => (
+                std::iter::once(*kind).chain(*unless).collect(),
+                *within_days,
+            ),
             Source::SupportAfterFirstInvoice {
                 within_days,
                 after_days,
-            } => (vec![EventKind::SupportContact], *within_days.max(after_days)),
+            } => (
+                vec![EventKind::SupportContact],
+                *within_days.max(after_days),
+            ),
             _ => continue,
         };
         for k in k {
@@ -143,22 +180,36 @@ fn event_needs(pb: &Playbook) -> (Vec<EventKind>, i64) {
 }
 
 /// Everything planning reads for a page of customers and what it decided.
+#[allow(clippy::too_many_arguments)]
 async fn plan_page(
     ctx: &JobContext,
     pb: &Playbook,
     settings: &playbook::Settings,
-    page: Vec<(i64, Customer, Option<f64>)>,
+    page: Vec<PlanningCustomer>,
     as_of: NaiveDate,
     now: i64,
     out: &mut PlanOutput,
+    drivers: &mut HashMap<i64, String>,
 ) -> anyhow::Result<()> {
-    let (Some(first), Some(last)) = (page.first().map(|c| c.0), page.last().map(|c| c.0)) else {
+    let (Some(first), Some(last)) = (page.first().map(|c| c.id), page.last().map(|c| c.id)) else {
         return Ok(());
     };
     let db = &ctx.db;
-    let (probabilities, customers): (Vec<Option<f64>>, Vec<(i64, Customer)>) =
-        page.into_iter().map(|(id, c, p)| (p, (id, c))).unzip();
+    let started = std::time::Instant::now();
+    let mut probabilities = Vec::with_capacity(page.len());
+    let mut page_drivers = HashMap::with_capacity(page.len());
+    let customers: Vec<(i64, Customer)> = page
+        .into_iter()
+        .map(|c| {
+            probabilities.push(c.probability);
+            if let Some(d) = c.drivers {
+                page_drivers.insert(c.id, d);
+            }
+            (c.id, c.customer)
+        })
+        .collect();
     let features = planning_features(ctx, as_of, &customers).await?;
+    let t_features = started.elapsed();
     let (kinds, recent_days) = event_needs(pb);
     let events = db
         .planning_events(
@@ -187,60 +238,71 @@ async fn plan_page(
         .nudges_between(first, last)
         .await
         .context("reading stored nudges")?;
+    let t_read = started.elapsed();
     let none_events: Vec<EventFact> = Vec::new();
-    for ((id, customer), probability) in customers.iter().zip(probabilities) {
-        let facts = Facts {
-            id: *id,
-            customer,
-            features: features.get(id),
-            probability,
-            events: events.get(id).map(Vec::as_slice).unwrap_or(&none_events),
-            usage_per_month: usage.get(id).copied(),
-            contacts: contacts.get(id).map(Vec::as_slice).unwrap_or(&[]),
-        };
-        playbook::plan_customer(
-            pb,
-            settings,
-            &facts,
-            existing.get(id).map(Vec::as_slice).unwrap_or(&[]),
-            as_of,
-            now,
-            out,
-        );
+    let indexed: Vec<(usize, &(i64, Customer))> = customers.iter().enumerate().collect();
+    // Customers are planned independently: a chunk per core, merged in order.
+    let chunks = in_chunks(&indexed, |chunk| {
+        let mut one = PlanOutput::default();
+        for &(i, (id, customer)) in chunk {
+            let facts = Facts {
+                id: *id,
+                customer,
+                features: features.get(id),
+                probability: probabilities[i],
+                events: events.get(id).map(Vec::as_slice).unwrap_or(&none_events),
+                usage_per_month: usage.get(id).copied(),
+                contacts: contacts.get(id).map(Vec::as_slice).unwrap_or(&[]),
+            };
+            playbook::plan_customer(
+                pb,
+                settings,
+                &facts,
+                existing.get(id).map(Vec::as_slice).unwrap_or(&[]),
+                as_of,
+                now,
+                &mut one,
+            );
+        }
+        one
+    });
+    for one in chunks {
+        out.summary.merge(&one.summary);
+        out.inserts.extend(one.inserts);
+        out.changes.extend(one.changes);
     }
+    for p in &out.inserts {
+        if let Some(d) = page_drivers.remove(&p.customer_id) {
+            drivers.insert(p.customer_id, d);
+        }
+    }
+    tracing::debug!(first, last, features = ?t_features, read = ?t_read, total = ?started.elapsed(), "planned a page");
     Ok(())
 }
 
-fn reason(p: &Planned, drivers: Option<&serde_json::Value>) -> serde_json::Value {
+fn reason(p: &Planned, drivers: Option<&str>) -> serde_json::Value {
+    let drivers = drivers
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .unwrap_or_else(|| serde_json::json!([]));
     serde_json::json!({
         "rule": p.rule.as_str(),
         "stage": p.stage,
         "why": p.why,
         "probability": p.probability,
         "risk_band": p.risk_band.map(|b| b.as_str()),
-        "drivers": drivers.cloned().unwrap_or_else(|| serde_json::json!([])),
+        "drivers": drivers,
         "delivery": p.delivery_note,
         "team": p.team,
     })
 }
 
-async fn store_page(
-    ctx: &JobContext,
+/// Turns a page's decisions into rows to store.
+fn page_rows(
     pb: &Playbook,
     run_id: Option<i64>,
     out: &mut PlanOutput,
-    report: &mut PlanReport,
-) -> anyhow::Result<()> {
-    let db = &ctx.db;
-    let drivers = match run_id {
-        Some(run) => {
-            let mut ids: Vec<i64> = out.inserts.iter().map(|p| p.customer_id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            db.drivers_for(run, &ids).await.context("reading drivers")?
-        }
-        None => HashMap::new(),
-    };
+    drivers: &HashMap<i64, String>,
+) -> (Vec<NewNudge>, Vec<Change>) {
     let nudges: Vec<NewNudge> = out
         .inserts
         .drain(..)
@@ -248,7 +310,7 @@ async fn store_page(
             let approved = p.status == NudgeStatus::Approved;
             let by_rule = pb.rule(p.rule.as_str()).map(|r| r.review) == Some(Review::Rule);
             NewNudge {
-                reason: reason(&p, drivers.get(&p.customer_id)),
+                reason: reason(&p, drivers.get(&p.customer_id).map(String::as_str)),
                 customer_id: p.customer_id,
                 kind: p.rule,
                 occasion: p.occasion,
@@ -274,14 +336,33 @@ async fn store_page(
             }
         })
         .collect();
+    let changes = out.changes.drain(..).map(|(_, c)| c).collect();
+    (nudges, changes)
+}
+
+/// Stores a page's rows; returns (new nudges stored, nudges given).
+async fn store_rows(
+    db: crate::store::Db,
+    nudges: Vec<NewNudge>,
+    changes: Vec<Change>,
+) -> anyhow::Result<(u64, u64)> {
     let inserted = db.insert_nudges(&nudges).await.context("queueing nudges")?;
-    report.queued += inserted;
-    // Queued by someone else between reading and writing: already queued all the same.
-    report.already_queued += nudges.len() as u64 - inserted;
-    let changes: Vec<Change> = out.changes.drain(..).map(|(_, c)| c).collect();
     db.apply_nudge_changes(&changes)
         .await
         .context("updating stored nudges")?;
+    Ok((inserted, nudges.len() as u64))
+}
+
+type Write = tokio::task::JoinHandle<anyhow::Result<(u64, u64)>>;
+
+/// Waits for a page's write and counts it.
+async fn finish_write(w: Option<Write>, report: &mut PlanReport) -> anyhow::Result<()> {
+    if let Some(w) = w {
+        let (inserted, given) = w.await.context("storing a page")??;
+        report.queued += inserted;
+        // Queued by someone else between reading and writing: already queued all the same.
+        report.already_queued += given - inserted;
+    }
     Ok(())
 }
 
@@ -320,26 +401,41 @@ async fn plan_all(
     {
         summary.add_withdrawn(&rule, n as u64);
     }
-    let mut after = i64::MIN;
-    loop {
-        let page = db
-            .planning_page(as_of, run_id, after, PAGE)
+    // A pipeline: the next page loads while this one is planned, and the previous
+    // one's rows are written meanwhile (one write in flight, pages in order).
+    let load = |after: i64| {
+        let db = db.clone();
+        tokio::spawn(async move { db.planning_page(as_of, run_id, after, PAGE).await })
+    };
+    let mut writing: Option<Write> = None;
+    let mut next = Some(load(i64::MIN));
+    while let Some(loading) = next.take() {
+        let page = loading
             .await
+            .context("loading customers")?
             .context("loading customers")?;
-        let Some(last) = page.last().map(|c| c.0) else {
+        let Some(last) = page.last().map(|c| c.id) else {
             break;
         };
+        if page.len() as i64 == PAGE {
+            next = Some(load(last));
+        }
         let mut out = PlanOutput::default();
-        plan_page(ctx, pb, &settings, page, as_of, now, &mut out).await?;
+        let mut drivers = HashMap::new();
+        let t = std::time::Instant::now();
+        plan_page(ctx, pb, &settings, page, as_of, now, &mut out, &mut drivers).await?;
         summary.merge(&out.summary);
         if dry_run {
             kept.inserts.append(&mut out.inserts);
             kept.changes.append(&mut out.changes);
         } else {
-            store_page(ctx, pb, run_id, &mut out, &mut report).await?;
+            let (nudges, changes) = page_rows(pb, run_id, &mut out, &drivers);
+            finish_write(writing.take(), &mut report).await?;
+            writing = Some(tokio::spawn(store_rows(db.clone(), nudges, changes)));
         }
-        after = last;
+        tracing::debug!(page = ?t.elapsed(), "page planned");
     }
+    finish_write(writing.take(), &mut report).await?;
     summary.total();
     report.already_queued += summary.totals.already_queued;
     if dry_run {
@@ -354,7 +450,11 @@ pub async fn run(ctx: &JobContext, job: &PlanJob) -> anyhow::Result<PlanReport> 
 }
 
 /// [`run`] with a given playbook.
-pub async fn run_with(ctx: &JobContext, job: &PlanJob, pb: &Playbook) -> anyhow::Result<PlanReport> {
+pub async fn run_with(
+    ctx: &JobContext,
+    job: &PlanJob,
+    pb: &Playbook,
+) -> anyhow::Result<PlanReport> {
     let (report, _) = plan_all(ctx, job, pb, false).await?;
     let t = &report.summary.totals;
     if t.approved + t.released > 0 {
@@ -380,7 +480,11 @@ pub async fn run_with(ctx: &JobContext, job: &PlanJob, pb: &Playbook) -> anyhow:
 }
 
 /// What [`run`] would do with `pb`, writing nothing.
-pub async fn simulate(ctx: &JobContext, job: &PlanJob, pb: &Playbook) -> anyhow::Result<Simulation> {
+pub async fn simulate(
+    ctx: &JobContext,
+    job: &PlanJob,
+    pb: &Playbook,
+) -> anyhow::Result<Simulation> {
     let (report, out) = plan_all(ctx, job, pb, true).await?;
     let time = |t: i64| {
         chrono::DateTime::from_timestamp(t, 0).map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
@@ -446,11 +550,15 @@ pub enum Outcome {
     /// Its trigger still holds and it has not expired.
     Holds,
     /// Withdrawn now, with the reason (also stored as its decision reason).
-    Withdrawn { reason: String },
+    Withdrawn {
+        reason: String,
+    },
     /// Past `expires_at`: expired now.
     Expired,
     /// Already decided, withdrawn, expired or a holdout: left as it is.
-    NotOpen { status: String },
+    NotOpen {
+        status: String,
+    },
     NotFound,
 }
 
@@ -473,10 +581,11 @@ pub async fn recheck_nudge(ctx: &JobContext, id: i64) -> anyhow::Result<Outcome>
     let now = now_secs();
     let as_of = super::today();
     let run_id = db.latest_scoring_run().await?.map(|r| r.id);
-    let Some((customer, probability)) = db.planning_customer(customer_id, run_id).await? else {
+    let Some(found) = db.planning_customer(customer_id, run_id).await? else {
         return Ok(Outcome::NotFound);
     };
-    let page = vec![(customer_id, customer)];
+    let probability = found.probability;
+    let page = vec![(customer_id, found.customer)];
     let features = planning_features(ctx, as_of, &page).await?;
     let (kinds, recent_days) = event_needs(&pb);
     let events = db
@@ -509,7 +618,9 @@ pub async fn recheck_nudge(ctx: &JobContext, id: i64) -> anyhow::Result<Outcome>
     let Some(change) = playbook::recheck(&pb, &settings, &facts, &nudge, as_of, now) else {
         return Ok(Outcome::Holds);
     };
-    let changed = db.apply_nudge_changes(std::slice::from_ref(&change)).await?;
+    let changed = db
+        .apply_nudge_changes(std::slice::from_ref(&change))
+        .await?;
     if changed == 0 {
         // Decided by someone else in the meantime.
         let status = db

@@ -10,7 +10,10 @@ use crate::ingest::{FileError, Format, Parsed, RowError};
 
 /// The contact columns (CSV header names and NDJSON keys), for the README.
 pub const CONTACT_COLUMNS: &[(&str, &str)] = &[
-    ("customer_id", "Required. The customer (account) the contact belongs to."),
+    (
+        "customer_id",
+        "Required. The customer (account) the contact belongs to.",
+    ),
     ("name", "Required. The contact's name."),
     (
         "role",
@@ -69,26 +72,37 @@ fn map(fields: &BTreeMap<String, String>, roles: &[String]) -> Result<ContactRec
         .ok_or_else(|| at("name", "value is missing; expected the contact's name"))?
         .to_owned();
     if name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(at("name", "expected a name of at most 200 characters without control characters"));
+        return Err(at(
+            "name",
+            "expected a name of at most 200 characters without control characters",
+        ));
     }
-    let raw_role = get("role").ok_or_else(|| at("role", "value is missing; expected a contact role"))?;
+    let raw_role =
+        get("role").ok_or_else(|| at("role", "value is missing; expected a contact role"))?;
     let role = normalise_role(raw_role);
     if !roles.contains(&role) {
         return Err(at(
             "role",
             format!(
                 "unknown role {raw_role:?}; the playbook's contact roles are: {}",
-                if roles.is_empty() { "(none)".to_owned() } else { roles.join(", ") }
+                if roles.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    roles.join(", ")
+                }
             ),
         ));
     }
     let email = get("email").map(str::to_owned);
     if let Some(e) = &email {
-        let ok = e
-            .split_once('@')
-            .is_some_and(|(a, b)| !a.is_empty() && b.contains('.') && !e.contains(char::is_whitespace));
+        let ok = e.split_once('@').is_some_and(|(a, b)| {
+            !a.is_empty() && b.contains('.') && !e.contains(char::is_whitespace)
+        });
         if !ok {
-            return Err(at("email", format!("{e:?} is not an email address, e.g. ana@example.com")));
+            return Err(at(
+                "email",
+                format!("{e:?} is not an email address, e.g. ana@example.com"),
+            ));
         }
     }
     let phone = get("phone").map(str::to_owned);
@@ -98,14 +112,21 @@ fn map(fields: &BTreeMap<String, String>, roles: &[String]) -> Result<ContactRec
             .chars()
             .all(|c| c.is_ascii_digit() || " +-().".contains(c));
         if !ok || digits < 6 {
-            return Err(at("phone", format!("{p:?} is not a phone number, e.g. +44 20 7946 0000")));
+            return Err(at(
+                "phone",
+                format!("{p:?} is not a phone number, e.g. +44 20 7946 0000"),
+            ));
         }
     }
     let address = get("address").map(str::to_owned);
     let consent = match get("consent") {
         None => Consent::default(),
-        Some(raw) => Consent::parse_list(raw)
-            .map_err(|e| at("consent", format!("{e} (a list such as email;phone, or all, or none)")))?,
+        Some(raw) => Consent::parse_list(raw).map_err(|e| {
+            at(
+                "consent",
+                format!("{e} (a list such as email;phone, or all, or none)"),
+            )
+        })?,
     };
     for (ch, has, what) in [
         (Channel::Email, email.is_some(), "email"),
@@ -116,7 +137,11 @@ fn map(fields: &BTreeMap<String, String>, roles: &[String]) -> Result<ContactRec
         if consent.allows(ch) && !has {
             return Err(at(
                 "consent",
-                format!("consent includes {} but the contact has no {what}; add the {what} or remove {} from consent", ch.as_str(), ch.as_str()),
+                format!(
+                    "consent includes {} but the contact has no {what}; add the {what} or remove {} from consent",
+                    ch.as_str(),
+                    ch.as_str()
+                ),
             ));
         }
     }
@@ -170,16 +195,16 @@ pub fn parse<R: Read>(
             line,
         }
     })?;
-    let mut push = |line: u64, fields: Result<BTreeMap<String, String>, Problem>| {
-        match fields.and_then(|f| map(&f, roles)) {
-            Ok(c) => parsed.rows.push((line, c)),
-            Err(p) => parsed.rejected.push(RowError {
-                file: file.to_owned(),
-                line,
-                column: p.column.map(str::to_owned),
-                problem: p.message,
-            }),
-        }
+    let mut push = |line: u64, fields: Result<BTreeMap<String, String>, Problem>| match fields
+        .and_then(|f| map(&f, roles))
+    {
+        Ok(c) => parsed.rows.push((line, c)),
+        Err(p) => parsed.rejected.push(RowError {
+            file: file.to_owned(),
+            line,
+            column: p.column.map(str::to_owned),
+            problem: p.message,
+        }),
     };
     match format {
         Format::Csv => {
@@ -280,10 +305,18 @@ pub fn parse<R: Read>(
                             }
                         }
                         match bad {
-                            Some(k) if REQUIRED.contains(&k.as_str()) || CONTACT_COLUMNS.iter().any(|(c, _)| *c == k) => Err(Problem {
-                                column: CONTACT_COLUMNS.iter().find(|(c, _)| *c == k).map(|(c, _)| *c),
-                                message: "found a JSON array or object; expected text".into(),
-                            }),
+                            Some(k)
+                                if REQUIRED.contains(&k.as_str())
+                                    || CONTACT_COLUMNS.iter().any(|(c, _)| *c == k) =>
+                            {
+                                Err(Problem {
+                                    column: CONTACT_COLUMNS
+                                        .iter()
+                                        .find(|(c, _)| *c == k)
+                                        .map(|(c, _)| *c),
+                                    message: "found a JSON array or object; expected text".into(),
+                                })
+                            }
                             _ => Ok(out),
                         }
                     }
@@ -323,14 +356,25 @@ mod tests {
         let p = parse("contacts.csv", text.as_bytes(), Format::Csv, &roles()).unwrap();
         assert_eq!(p.rows.len(), 2);
         let (line, ana) = &p.rows[0];
-        assert_eq!((*line, ana.role.as_str(), ana.preferred_channel), (2, "decision_maker", Channel::Email));
+        assert_eq!(
+            (*line, ana.role.as_str(), ana.preferred_channel),
+            (2, "decision_maker", Channel::Email)
+        );
         assert_eq!(p.rows[1].1.preferred_channel, Channel::Sms);
         let errors: Vec<String> = p.rejected.iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 4, "{errors:#?}");
         assert!(errors[0].starts_with("contacts.csv:4: column role: unknown role \"ceo\"; the playbook's contact roles are: operations, decision_maker"), "{}", errors[0]);
-        assert!(errors[1].starts_with("contacts.csv:5: column email:"), "{}", errors[1]);
+        assert!(
+            errors[1].starts_with("contacts.csv:5: column email:"),
+            "{}",
+            errors[1]
+        );
         assert!(errors[2].starts_with("contacts.csv:6: column consent: consent includes post but the contact has no address"), "{}", errors[2]);
-        assert!(errors[3].starts_with("contacts.csv:7: column customer_id:"), "{}", errors[3]);
+        assert!(
+            errors[3].starts_with("contacts.csv:7: column customer_id:"),
+            "{}",
+            errors[3]
+        );
     }
 
     #[test]
@@ -340,9 +384,24 @@ mod tests {
         assert_eq!(p.rows.len(), 1);
         assert_eq!(p.rows[0].1.preferred_channel, Channel::Phone);
         let errors: Vec<String> = p.rejected.iter().map(ToString::to_string).collect();
-        assert!(errors[0].starts_with("c.ndjson:3: is not a JSON object"), "{errors:?}");
-        assert!(errors[1].starts_with("c.ndjson:4: is not valid JSON"), "{errors:?}");
-        let e = parse("c.csv", "customer_id,name\nC1,Ana\n".as_bytes(), Format::Csv, &roles()).unwrap_err();
-        assert!(e.to_string().contains("missing required column \"role\""), "{e}");
+        assert!(
+            errors[0].starts_with("c.ndjson:3: is not a JSON object"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("c.ndjson:4: is not valid JSON"),
+            "{errors:?}"
+        );
+        let e = parse(
+            "c.csv",
+            "customer_id,name\nC1,Ana\n".as_bytes(),
+            Format::Csv,
+            &roles(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("missing required column \"role\""),
+            "{e}"
+        );
     }
 }

@@ -343,7 +343,10 @@ impl Playbook {
     pub fn needs_usage(&self) -> bool {
         self.rules.iter().any(|r| {
             matches!(r.trigger.source, Source::BetterPlan { .. })
-                || r.trigger.when.iter().any(|c| c.feature == "usage_per_month")
+                || r.trigger
+                    .when
+                    .iter()
+                    .any(|c| c.feature == "usage_per_month")
         })
     }
 }
@@ -629,7 +632,10 @@ fn days(c: &mut Checker<'_>, rule: &str, v: &Option<Spanned<i64>>, key: &str) ->
             c.rule_err(
                 v.span().start,
                 rule,
-                format!("{key} = {} must be a whole number of days from 0 to 3650", v.get_ref()),
+                format!(
+                    "{key} = {} must be a whole number of days from 0 to 3650",
+                    v.get_ref()
+                ),
             );
             None
         }
@@ -668,7 +674,11 @@ fn check_rule(
     let regulatory = raw.regulatory;
     let trigger = check_trigger(c, &n, &raw.trigger, plans);
 
-    let action = match raw.action.as_ref().map(|a| (a.get_ref().as_str(), a.span().start)) {
+    let action = match raw
+        .action
+        .as_ref()
+        .map(|a| (a.get_ref().as_str(), a.span().start))
+    {
         None | Some(("message", _)) => {
             if let Some(t) = &raw.team {
                 c.rule_err(t.span().start, &n, "team applies to action = \"task\" only");
@@ -725,7 +735,11 @@ fn check_rule(
                 }
             }
             if out.is_empty() && !is_task {
-                c.rule_err(list.span().start, &n, "channels is empty; list at least one");
+                c.rule_err(
+                    list.span().start,
+                    &n,
+                    "channels is empty; list at least one",
+                );
             }
             out
         }
@@ -738,7 +752,10 @@ fn check_rule(
                 c.rule_err(
                     p.span().start,
                     &n,
-                    format!("priority {} must be from 0 to 100 (higher goes first)", p.get_ref()),
+                    format!(
+                        "priority {} must be from 0 to 100 (higher goes first)",
+                        p.get_ref()
+                    ),
                 );
                 DEFAULT_PRIORITY
             }
@@ -746,14 +763,22 @@ fn check_rule(
     };
     let expires_after_days = match days(c, &n, &raw.expires_after_days, "expires_after_days") {
         Some(0) => {
-            let at = raw.expires_after_days.as_ref().map(|s| s.span().start).unwrap_or(at);
+            let at = raw
+                .expires_after_days
+                .as_ref()
+                .map(|s| s.span().start)
+                .unwrap_or(at);
             c.rule_err(at, &n, "expires_after_days must be at least 1");
             1
         }
         Some(d) => d,
         None => DEFAULT_EXPIRES_AFTER_DAYS,
     };
-    let review = match raw.review.as_ref().map(|s| (s.get_ref().as_str(), s.span().start)) {
+    let review = match raw
+        .review
+        .as_ref()
+        .map(|s| (s.get_ref().as_str(), s.span().start))
+    {
         None | Some(("each", _)) => Review::Each,
         Some(("rule", _)) => Review::Rule,
         Some((other, a)) => {
@@ -770,7 +795,11 @@ fn check_rule(
     let contact_role = match &raw.contact_role {
         None => None,
         Some(role) if is_task => {
-            c.rule_err(role.span().start, &n, "a task goes to a team; remove contact_role");
+            c.rule_err(
+                role.span().start,
+                &n,
+                "a task goes to a team; remove contact_role",
+            );
             None
         }
         Some(role) if roles.contains(role.get_ref()) => Some(role.get_ref().clone()),
@@ -781,7 +810,11 @@ fn check_rule(
                 format!(
                     "unknown contact role {:?}; contact_roles at the top of the file are: {}",
                     role.get_ref(),
-                    if roles.is_empty() { "(none)".to_owned() } else { quoted(roles) }
+                    if roles.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        quoted(roles)
+                    }
                 ),
             );
             None
@@ -809,7 +842,11 @@ fn check_rule(
         }
     };
     if regulatory && is_task {
-        c.rule_err(at, &n, "a regulatory notice is a message to the customer, not a task");
+        c.rule_err(
+            at,
+            &n,
+            "a regulatory notice is a message to the customer, not a task",
+        );
     }
 
     let message = match Template::parse(raw.message.get_ref()) {
@@ -817,7 +854,14 @@ fn check_rule(
             let allowed: Vec<&str> = COMMON_PLACEHOLDERS
                 .iter()
                 .copied()
-                .chain(trigger.as_ref().map(|t| t.source.placeholders()).unwrap_or(&[]).iter().copied())
+                .chain(
+                    trigger
+                        .as_ref()
+                        .map(|t| t.source.placeholders())
+                        .unwrap_or(&[])
+                        .iter()
+                        .copied(),
+                )
                 .chain(custom.keys().map(String::as_str))
                 .collect();
             for p in t.placeholders() {
@@ -855,10 +899,12 @@ fn check_rule(
     if raw.offer
         && let Some(t) = &trigger
     {
-        let new_only = matches!(t.source, Source::Signup { .. } | Source::FirstInvoiceDue { .. })
-            || t.when.iter().any(|cond| {
-                cond.feature == features::TENURE_MONTHS && matches!(cond.op, Op::Lt | Op::Le | Op::Eq)
-            });
+        let new_only = matches!(
+            t.source,
+            Source::Signup { .. } | Source::FirstInvoiceDue { .. }
+        ) || t.when.iter().any(|cond| {
+            cond.feature == features::TENURE_MONTHS && matches!(cond.op, Op::Lt | Op::Le | Op::Eq)
+        });
         if new_only {
             c.rule_err(
                 raw.trigger.span().start,
@@ -906,18 +952,26 @@ fn check_trigger(
         "signup" => (&["within_days"], &["within_days"]),
         "first_invoice_due" | "contract_end" => (&["days_before"], &["days_before"]),
         "tenure_milestone" => (&["months", "within_days"], &["months", "within_days"]),
-        "event" => (&["event", "within_days", "unless"], &["event", "within_days"]),
+        "event" => (
+            &["event", "within_days", "unless"],
+            &["event", "within_days"],
+        ),
         "complaint_open" => (&["min_age_days", "max_age_days"], &[]),
         "complaint_reopened" => (&["within_days"], &["within_days"]),
         "support_after_first_invoice" => (&["within_days", "after_days"], &["within_days"]),
         "better_plan" => (&["min_saving"], &[]),
-        "above_new_customer_price" => (&["min_tenure_months", "min_saving"], &["min_tenure_months"]),
+        "above_new_customer_price" => {
+            (&["min_tenure_months", "min_saving"], &["min_tenure_months"])
+        }
         "state" => (&["every_days"], &["every_days"]),
         other => {
             c.rule_err(
                 at,
                 n,
-                format!("unknown trigger on = {other:?}; triggers are: {}", quoted(SOURCES)),
+                format!(
+                    "unknown trigger on = {other:?}; triggers are: {}",
+                    quoted(SOURCES)
+                ),
             );
             return None;
         }
@@ -925,15 +979,39 @@ fn check_trigger(
     let present: Vec<(&str, usize)> = [
         ("event", raw.event.as_ref().map(|s| s.span().start)),
         ("unless", raw.unless.as_ref().map(|s| s.span().start)),
-        ("within_days", raw.within_days.as_ref().map(|s| s.span().start)),
-        ("days_before", raw.days_before.as_ref().map(|s| s.span().start)),
-        ("after_days", raw.after_days.as_ref().map(|s| s.span().start)),
-        ("min_age_days", raw.min_age_days.as_ref().map(|s| s.span().start)),
-        ("max_age_days", raw.max_age_days.as_ref().map(|s| s.span().start)),
-        ("every_days", raw.every_days.as_ref().map(|s| s.span().start)),
+        (
+            "within_days",
+            raw.within_days.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "days_before",
+            raw.days_before.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "after_days",
+            raw.after_days.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "min_age_days",
+            raw.min_age_days.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "max_age_days",
+            raw.max_age_days.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "every_days",
+            raw.every_days.as_ref().map(|s| s.span().start),
+        ),
         ("months", raw.months.as_ref().map(|s| s.span().start)),
-        ("min_saving", raw.min_saving.as_ref().map(|s| s.span().start)),
-        ("min_tenure_months", raw.min_tenure_months.as_ref().map(|s| s.span().start)),
+        (
+            "min_saving",
+            raw.min_saving.as_ref().map(|s| s.span().start),
+        ),
+        (
+            "min_tenure_months",
+            raw.min_tenure_months.as_ref().map(|s| s.span().start),
+        ),
     ]
     .into_iter()
     .filter_map(|(k, s)| s.map(|s| (k, s)))
@@ -945,7 +1023,11 @@ fn check_trigger(
                 n,
                 format!(
                     "trigger key {k} does not apply to on = {on:?}; it takes: {}",
-                    if allowed.is_empty() { "no other keys".to_owned() } else { quoted(allowed) }
+                    if allowed.is_empty() {
+                        "no other keys".to_owned()
+                    } else {
+                        quoted(allowed)
+                    }
                 ),
             );
         }
@@ -967,7 +1049,9 @@ fn check_trigger(
         }
     };
     let source = match on {
-        "signup" => Source::Signup { within_days: within },
+        "signup" => Source::Signup {
+            within_days: within,
+        },
         "first_invoice_due" => Source::FirstInvoiceDue {
             days_before: days(c, n, &raw.days_before, "days_before").unwrap_or(0),
         },
@@ -988,7 +1072,11 @@ fn check_trigger(
                     }
                 }
                 if months.is_empty() {
-                    c.rule_err(m.span().start, n, "months is empty; list milestones such as [12, 24, 60]");
+                    c.rule_err(
+                        m.span().start,
+                        n,
+                        "months is empty; list milestones such as [12, 24, 60]",
+                    );
                 }
             }
             Source::TenureMilestone {
@@ -1011,14 +1099,20 @@ fn check_trigger(
             if let Some(max) = max_age_days
                 && max < min_age_days
             {
-                c.rule_err(at, n, format!("max_age_days {max} is below min_age_days {min_age_days}"));
+                c.rule_err(
+                    at,
+                    n,
+                    format!("max_age_days {max} is below min_age_days {min_age_days}"),
+                );
             }
             Source::ComplaintOpen {
                 min_age_days,
                 max_age_days,
             }
         }
-        "complaint_reopened" => Source::ComplaintReopened { within_days: within },
+        "complaint_reopened" => Source::ComplaintReopened {
+            within_days: within,
+        },
         "support_after_first_invoice" => Source::SupportAfterFirstInvoice {
             within_days: within,
             after_days: days(c, n, &raw.after_days, "after_days").unwrap_or(30),
@@ -1075,7 +1169,10 @@ fn check_trigger(
                 None => c.rule_err(
                     b.span().start,
                     n,
-                    format!("unknown risk band {:?}; bands are: low, medium, high", b.get_ref()),
+                    format!(
+                        "unknown risk band {:?}; bands are: low, medium, high",
+                        b.get_ref()
+                    ),
                 ),
             }
         }
@@ -1096,7 +1193,11 @@ fn saving(c: &mut Checker<'_>, n: &str, v: &Option<Spanned<f64>>) -> f64 {
         None => 0.0,
         Some(s) if s.get_ref().is_finite() && *s.get_ref() >= 0.0 => *s.get_ref(),
         Some(s) => {
-            c.rule_err(s.span().start, n, format!("min_saving {} must be a number >= 0", s.get_ref()));
+            c.rule_err(
+                s.span().start,
+                n,
+                format!("min_saving {} must be a number >= 0", s.get_ref()),
+            );
             0.0
         }
     }
@@ -1126,7 +1227,9 @@ pub fn parse_condition(raw: &str, known: &[(&str, bool)]) -> Result<Condition, S
     let value = raw[pos + sym.len()..].trim();
     let is_num = if let Some(attr) = feature.strip_prefix(features::ATTRIBUTE_PREFIX) {
         if attr.is_empty() {
-            return Err(format!("condition {raw:?}: name the attribute, e.g. attr.segment"));
+            return Err(format!(
+                "condition {raw:?}: name the attribute, e.g. attr.segment"
+            ));
         }
         None
     } else {
@@ -1211,8 +1314,20 @@ message = "Welcome {first_name}"
         let p = parse("p.toml", MINIMAL).unwrap();
         let r = &p.rules[0];
         assert_eq!(
-            (r.priority, r.holdout, r.expires_after_days, r.review, r.line),
-            (DEFAULT_PRIORITY, DEFAULT_HOLDOUT, DEFAULT_EXPIRES_AFTER_DAYS, Review::Each, 4)
+            (
+                r.priority,
+                r.holdout,
+                r.expires_after_days,
+                r.review,
+                r.line
+            ),
+            (
+                DEFAULT_PRIORITY,
+                DEFAULT_HOLDOUT,
+                DEFAULT_EXPIRES_AFTER_DAYS,
+                Review::Each,
+                4
+            )
         );
         assert_eq!(r.channels[0], ChannelPref::Preferred);
     }
@@ -1280,7 +1395,10 @@ message = "x"
             "p.toml:21: rule \"a\": trigger key days_before does not apply to on = \"signup\"",
         ];
         for (got, want) in e.iter().zip(expect) {
-            assert!(got.starts_with(want), "{got}\n  does not start with\n{want}");
+            assert!(
+                got.starts_with(want),
+                "{got}\n  does not start with\n{want}"
+            );
         }
         assert_eq!(e.len(), expect.len(), "{e:#?}");
     }
@@ -1288,26 +1406,42 @@ message = "x"
     #[test]
     fn syntax_errors_and_unknown_keys_point_at_the_line() {
         let e = errors("[[rules]]\nname = \"a\"\nstage = \"early_days\"\nmesage = \"x\"\n");
-        assert!(e[0].starts_with("p.toml:4: unknown field `mesage`"), "{e:?}");
+        assert!(
+            e[0].starts_with("p.toml:4: unknown field `mesage`"),
+            "{e:?}"
+        );
         let e = errors("[[rules]]\nname = \"a\n");
         assert!(e[0].starts_with("p.toml:2:"), "{e:?}");
     }
 
     #[test]
     fn duplicate_rules_and_guardrails_at_check_time() {
-        let text = format!("{MINIMAL}\n[[rules]]\nname = \"welcome\"\nstage = \"early_days\"\ntrigger = {{ on = \"signup\", within_days = 3 }}\nmessage = \"again\"\n");
+        let text = format!(
+            "{MINIMAL}\n[[rules]]\nname = \"welcome\"\nstage = \"early_days\"\ntrigger = {{ on = \"signup\", within_days = 3 }}\nmessage = \"again\"\n"
+        );
         let e = errors(&text);
-        assert!(e[0].starts_with("p.toml:11: rule \"welcome\": a rule with this name is already defined"), "{e:?}");
+        assert!(
+            e[0].starts_with(
+                "p.toml:11: rule \"welcome\": a rule with this name is already defined"
+            ),
+            "{e:?}"
+        );
 
         let e = errors(
             "[[rules]]\nname = \"ombudsman\"\nstage = \"first_disagreement\"\nregulatory = true\nholdout = 0.1\ntrigger = { on = \"complaint_open\", min_age_days = 56 }\nmessage = \"x\"\n",
         );
-        assert!(e[0].contains("regulatory notice must reach everyone"), "{e:?}");
+        assert!(
+            e[0].contains("regulatory notice must reach everyone"),
+            "{e:?}"
+        );
 
         let e = errors(
             "[[rules]]\nname = \"promo\"\nstage = \"long_term\"\noffer = true\ntrigger = { on = \"state\", every_days = 30, when = [\"tenure_months < 3\"] }\nmessage = \"x\"\n",
         );
-        assert!(e[0].contains("offer must be open to long-standing customers"), "{e:?}");
+        assert!(
+            e[0].contains("offer must be open to long-standing customers"),
+            "{e:?}"
+        );
 
         let e = errors(
             "[[rules]]\nname = \"everyone\"\nstage = \"long_term\"\ntrigger = { on = \"state\", every_days = 30 }\nmessage = \"x\"\n",
@@ -1328,7 +1462,10 @@ message = "x"
         let c = parse_condition("contract == \"month_to_month\"", &known).unwrap();
         assert_eq!(c.value, CondValue::Text("month_to_month".into()));
         let c = parse_condition("attr.segment != small_business", &known).unwrap();
-        assert_eq!((c.op, c.value), (Op::Ne, CondValue::Text("small_business".into())));
+        assert_eq!(
+            (c.op, c.value),
+            (Op::Ne, CondValue::Text("small_business".into()))
+        );
         for (bad, msg) in [
             ("usage_trend", "has no comparison"),
             ("usage_trend <= low", "is a number"),

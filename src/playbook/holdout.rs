@@ -22,7 +22,12 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 /// A point in [0, 1) for the rule and customer: uniform over customers. FNV-1a's low
 /// bits mix poorly, so the high 53 bits are used after a final avalanche step.
 pub fn draw(rule: &str, customer_external_id: &str) -> f64 {
-    let mut h = fnv1a(&[SALT, rule.as_bytes(), &[0x1f], customer_external_id.as_bytes()]);
+    let mut h = fnv1a(&[
+        SALT,
+        rule.as_bytes(),
+        &[0x1f],
+        customer_external_id.as_bytes(),
+    ]);
     // SplitMix64's finaliser: every input bit reaches every output bit.
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

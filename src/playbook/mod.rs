@@ -134,7 +134,10 @@ impl Existing {
     pub fn is_open(&self) -> bool {
         matches!(
             self.status,
-            NudgeStatus::Proposed | NudgeStatus::Deferred | NudgeStatus::Approved | NudgeStatus::Snoozed
+            NudgeStatus::Proposed
+                | NudgeStatus::Deferred
+                | NudgeStatus::Approved
+                | NudgeStatus::Snoozed
         )
     }
 
@@ -281,7 +284,6 @@ impl PlanSummary {
         for (k, v) in &o.by_rule {
             self.rule(k).add(v);
         }
-        self.total();
     }
 
     /// Counts `n` nudges of `rule` withdrawn outside [`plan_customer`].
@@ -388,16 +390,26 @@ fn money(x: f64) -> String {
     format!("{x:.2}")
 }
 
+/// A named value for conditions, borrowed where it can be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Value<'a> {
+    Num(f64),
+    Cat(&'a str),
+    Missing,
+}
+
 /// A named value for conditions: features, `attr.*`, and the planning values.
-fn value_of(f: &Facts<'_>, s: &Settings, name: &str) -> FeatureValue {
+fn value_of<'a>(f: &'a Facts<'_>, s: &Settings, name: &str) -> Value<'a> {
+    let num = |v: Option<f64>| v.map(Value::Num).unwrap_or(Value::Missing);
     match name {
-        "churn_probability" => f.probability.map(FeatureValue::Num).unwrap_or(FeatureValue::Missing),
-        "expected_value" => expected_value(f, s).map(FeatureValue::Num).unwrap_or(FeatureValue::Missing),
-        "usage_per_month" => f.usage_per_month.map(FeatureValue::Num).unwrap_or(FeatureValue::Missing),
-        _ => f
-            .features
-            .and_then(|row| row.get(name).cloned())
-            .unwrap_or(FeatureValue::Missing),
+        "churn_probability" => num(f.probability),
+        "expected_value" => num(expected_value(f, s)),
+        "usage_per_month" => num(f.usage_per_month),
+        _ => match f.features.and_then(|row| row.get(name)) {
+            Some(FeatureValue::Num(x)) => Value::Num(*x),
+            Some(FeatureValue::Cat(c)) => Value::Cat(c),
+            _ => Value::Missing,
+        },
     }
 }
 
@@ -406,23 +418,23 @@ pub fn expected_value(f: &Facts<'_>, s: &Settings) -> Option<f64> {
         .map(|p| p * f.customer.monthly_charge * s.value_horizon_months)
 }
 
-fn condition_holds(c: &Condition, v: &FeatureValue) -> bool {
+fn condition_holds(c: &Condition, v: Value<'_>) -> bool {
     use file::CondValue;
     match (v, &c.value) {
-        (FeatureValue::Num(x), CondValue::Num(y)) => match c.op {
-            Op::Lt => x < y,
-            Op::Le => x <= y,
-            Op::Gt => x > y,
-            Op::Ge => x >= y,
-            Op::Eq => x == y,
-            Op::Ne => x != y,
+        (Value::Num(x), CondValue::Num(y)) => match c.op {
+            Op::Lt => x < *y,
+            Op::Le => x <= *y,
+            Op::Gt => x > *y,
+            Op::Ge => x >= *y,
+            Op::Eq => x == *y,
+            Op::Ne => x != *y,
         },
-        (FeatureValue::Cat(x), CondValue::Text(y)) => match c.op {
+        (Value::Cat(x), CondValue::Text(y)) => match c.op {
             Op::Eq => x == y,
             Op::Ne => x != y,
             _ => false,
         },
-        (FeatureValue::Num(x), CondValue::Text(y)) => match c.op {
+        (Value::Num(x), CondValue::Text(y)) => match c.op {
             Op::Eq => x.to_string() == *y,
             Op::Ne => x.to_string() != *y,
             _ => false,
@@ -431,15 +443,30 @@ fn condition_holds(c: &Condition, v: &FeatureValue) -> bool {
     }
 }
 
-fn show(v: &FeatureValue) -> String {
+fn show(v: Value<'_>) -> String {
     match v {
-        FeatureValue::Num(x) => {
+        Value::Num(x) => {
             let r = (x * 100.0).round() / 100.0;
             format!("{r}")
         }
-        FeatureValue::Cat(c) => format!("{c:?}"),
-        FeatureValue::Missing => "unknown".into(),
+        Value::Cat(c) => format!("{c:?}"),
+        Value::Missing => "unknown".into(),
     }
+}
+
+/// Whether the rule's risk band and conditions hold, without saying why (the hot path).
+fn conditions_hold(rule: &Rule, f: &Facts<'_>, s: &Settings) -> bool {
+    let t = &rule.trigger;
+    if !t.risk.is_empty()
+        && !s
+            .risk_band(f.probability)
+            .is_some_and(|b| t.risk.contains(&b))
+    {
+        return false;
+    }
+    t.when
+        .iter()
+        .all(|c| condition_holds(c, value_of(f, s, &c.feature)))
 }
 
 /// Checks the rule's risk band and conditions: `Ok(words)` saying what held, or
@@ -459,7 +486,11 @@ fn conditions(rule: &Rule, f: &Facts<'_>, s: &Settings) -> Result<Vec<String>, S
                 return Err(format!(
                     "risk band is now {}; the rule needs {}",
                     b.as_str(),
-                    t.risk.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
+                    t.risk
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
                 ));
             }
             None => return Err("the customer has no score".into()),
@@ -467,13 +498,13 @@ fn conditions(rule: &Rule, f: &Facts<'_>, s: &Settings) -> Result<Vec<String>, S
     }
     for c in &t.when {
         let v = value_of(f, s, &c.feature);
-        if condition_holds(c, &v) {
-            said.push(format!("{} is {}", c.feature, show(&v)));
+        if condition_holds(c, v) {
+            said.push(format!("{} is {}", c.feature, show(v)));
         } else {
             return Err(format!(
                 "{} is now {}; the rule needs {}",
                 c.feature,
-                show(&v),
+                show(v),
                 c.text
             ));
         }
@@ -512,9 +543,9 @@ pub fn occasions(
     if !c.is_active_on(as_of) {
         return Vec::new();
     }
-    let Ok(conds) = conditions(rule, f, s) else {
+    if !conditions_hold(rule, f, s) {
         return Vec::new();
-    };
+    }
     let mut out = Vec::new();
     let mut push = |key: String, why: String, values: Vec<(&'static str, String)>| {
         out.push(Occasion {
@@ -577,7 +608,10 @@ pub fn occasions(
                     push(
                         format!("tenure:{m}m"),
                         format!("{m} months a customer on {anniversary}"),
-                        vec![("milestone_months", m.to_string()), ("milestone_years", years)],
+                        vec![
+                            ("milestone_months", m.to_string()),
+                            ("milestone_years", years),
+                        ],
                     );
                 }
             }
@@ -588,9 +622,15 @@ pub fn occasions(
             unless,
         } => {
             let from = since(*within_days);
-            for e in f.events.iter().filter(|e| e.kind == *kind && e.at >= from && e.at <= now) {
+            for e in f
+                .events
+                .iter()
+                .filter(|e| e.kind == *kind && e.at >= from && e.at <= now)
+            {
                 if let Some(u) = unless
-                    && f.events.iter().any(|x| x.kind == *u && x.at > e.at && x.at <= now)
+                    && f.events
+                        .iter()
+                        .any(|x| x.kind == *u && x.at > e.at && x.at <= now)
                 {
                     continue;
                 }
@@ -610,7 +650,10 @@ pub fn occasions(
             min_age_days,
             max_age_days,
         } => {
-            for k in complaints(f.events).iter().filter(|k| k.open && k.opened_at <= now) {
+            for k in complaints(f.events)
+                .iter()
+                .filter(|k| k.open && k.opened_at <= now)
+            {
                 let opened = day_of(k.opened_at);
                 let age = (as_of - opened).num_days();
                 if age >= *min_age_days as i64 && max_age_days.is_none_or(|m| age <= m as i64) {
@@ -728,13 +771,13 @@ pub fn occasions(
             let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
             let d = (as_of - epoch).num_days();
             let start = epoch + Days::new((d - d.rem_euclid(*every_days as i64)) as u64);
-            push(
-                format!("period:{start}"),
-                String::new(),
-                Vec::new(),
-            );
+            push(format!("period:{start}"), String::new(), Vec::new());
         }
     }
+    if out.is_empty() {
+        return out;
+    }
+    let conds = conditions(rule, f, s).unwrap_or_default();
     for o in &mut out {
         let mut parts: Vec<String> = Vec::new();
         if !o.why.is_empty() {
@@ -775,13 +818,19 @@ pub fn holds(
                 None => "the customer has no first invoice date any more".into(),
             });
         }
-        Source::ContractEnd { .. } if Some(rest.to_owned()) != c.contract_end.map(|d| d.to_string()) => {
+        Source::ContractEnd { .. }
+            if Some(rest.to_owned()) != c.contract_end.map(|d| d.to_string()) =>
+        {
             return Err(match c.contract_end {
                 Some(d) => format!("the contract now ends {d} (renewed or changed)"),
                 None => "the customer has no contract end any more".into(),
             });
         }
-        Source::Event { unless: Some(u), kind, .. } => {
+        Source::Event {
+            unless: Some(u),
+            kind,
+            ..
+        } => {
             let id: i64 = rest.parse().unwrap_or(-1);
             if let Some(e) = f.events.iter().find(|e| e.id == id)
                 && let Some(after) = f.events.iter().find(|x| x.kind == *u && x.at > e.at)
@@ -803,18 +852,19 @@ pub fn holds(
                 return Err(format!(
                     "the complaint opened {} was resolved on {}",
                     day_of(k.opened_at),
-                    k.resolved_at.map(day_of).map(|d| d.to_string()).unwrap_or_default()
+                    k.resolved_at
+                        .map(day_of)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
                 ));
             }
         }
-        Source::BetterPlan { min_saving } => {
-            if better_plan(pb, f, *min_saving).is_none() {
-                return Err(format!(
-                    "no plan in the catalogue is now cheaper than {} a month on {} and fits the customer's usage",
-                    money(c.monthly_charge),
-                    c.plan
-                ));
-            }
+        Source::BetterPlan { min_saving } if better_plan(pb, f, *min_saving).is_none() => {
+            return Err(format!(
+                "no plan in the catalogue is now cheaper than {} a month on {} and fits the customer's usage",
+                money(c.monthly_charge),
+                c.plan
+            ));
         }
         Source::AboveNewCustomerPrice { min_saving, .. } => {
             let still = pb
@@ -868,12 +918,9 @@ pub fn out_of_quiet_hours(t: i64, tz: Tz, start: NaiveTime, end: NaiveTime) -> i
 pub fn fits(slots: &[i64], t: i64, window: i64, max: u32) -> bool {
     // Windows [a, a + window) that contain t start in (t - window, t]; the fullest starts
     // just after t - window or at a contact.
-    let starts = [t - window + 1, t].into_iter().chain(
-        slots
-            .iter()
-            .copied()
-            .filter(|&s| s > t - window && s <= t),
-    );
+    let starts = [t - window + 1, t]
+        .into_iter()
+        .chain(slots.iter().copied().filter(|&s| s > t - window && s <= t));
     starts
         .map(|a| slots.iter().filter(|&&s| s >= a && s < a + window).count() + 1)
         .all(|n| n <= max as usize)
@@ -1016,6 +1063,15 @@ pub fn plan_customer(
 ) {
     out.summary.customers += 1;
     let window = s.window_days as i64 * DAY;
+    let found_all: Vec<(&Rule, Vec<Occasion>)> = pb
+        .rules
+        .iter()
+        .map(|r| (r, occasions(pb, r, f, s, as_of, now)))
+        .filter(|(_, o)| !o.is_empty())
+        .collect();
+    if existing.is_empty() && found_all.is_empty() {
+        return;
+    }
     let tz = match timezone_of(f.customer, s.default_timezone) {
         Ok(tz) => tz,
         Err(tz) => {
@@ -1050,11 +1106,7 @@ pub fn plan_customer(
     let band = s.risk_band(f.probability);
     let segment = f.customer.attributes.get("segment").cloned();
     let mut treated: Vec<Planned> = Vec::new();
-    for rule in &pb.rules {
-        let found = occasions(pb, rule, f, s, as_of, now);
-        if found.is_empty() {
-            continue;
-        }
+    for (rule, found) in found_all {
         for occ in found {
             let counts = out.summary.rule(rule.name.as_str());
             counts.fired += 1;
@@ -1080,14 +1132,19 @@ pub fn plan_customer(
             for (k, v) in &pb.placeholders {
                 rendered_values.insert(k.as_str(), v.clone());
             }
-            let held = holdout::is_held_out(rule.name.as_str(), c.external_id.as_str(), rule.holdout);
+            let held =
+                holdout::is_held_out(rule.name.as_str(), c.external_id.as_str(), rule.holdout);
             let p = Planned {
                 customer_id: f.id,
                 external_id: c.external_id.to_string(),
                 rule: rule.name.clone(),
                 occasion: occ.key,
                 channel: d.channel,
-                status: if held { NudgeStatus::Holdout } else { NudgeStatus::Proposed },
+                status: if held {
+                    NudgeStatus::Holdout
+                } else {
+                    NudgeStatus::Proposed
+                },
                 stage: rule.stage.clone(),
                 priority: rule.priority,
                 holdout: held,
@@ -1126,7 +1183,7 @@ pub fn plan_customer(
         .filter_map(Existing::slot)
         .collect();
     enum Item<'e> {
-        New(Planned),
+        New(Box<Planned>),
         Deferred(&'e Existing),
     }
     let mut items: Vec<(bool, i64, f64, String, Item<'_>)> = Vec::new();
@@ -1136,7 +1193,7 @@ pub fn plan_customer(
             p.priority as i64,
             p.expected_value.unwrap_or(0.0),
             format!("{}\u{1f}{}", p.rule, p.occasion),
-            Item::New(p),
+            Item::New(Box::new(p)),
         ));
     }
     for e in existing.iter().filter(|e| {
@@ -1146,7 +1203,9 @@ pub fn plan_customer(
     }) {
         items.push((
             regulatory(&e.kind),
-            pb.rule(&e.kind).map(|r| r.priority as i64).unwrap_or(e.priority),
+            pb.rule(&e.kind)
+                .map(|r| r.priority as i64)
+                .unwrap_or(e.priority),
             e.expected_value.unwrap_or(0.0),
             format!("{}\u{1f}{}", e.kind, e.occasion),
             Item::Deferred(e),
@@ -1179,7 +1238,8 @@ pub fn plan_customer(
             NudgeStatus::Proposed
         };
         match (item, placed) {
-            (Item::New(mut p), Some(t)) => {
+            (Item::New(p), Some(t)) => {
+                let mut p = *p;
                 p.status = status;
                 p.send_after = Some(t);
                 let c = out.summary.rule(&kind);
@@ -1190,7 +1250,8 @@ pub fn plan_customer(
                 }
                 out.inserts.push(p);
             }
-            (Item::New(mut p), None) => {
+            (Item::New(p), None) => {
+                let mut p = *p;
                 let t = quiet(next_free(&slots, now, window, s.max_nudges), &channel);
                 slots.push(t);
                 p.status = NudgeStatus::Deferred;

@@ -108,7 +108,10 @@ mod tests {
     #[test]
     fn parses_renders_and_escapes() {
         let t = Template::parse("Hi {first_name}, {{not}} due {due_date}.").unwrap();
-        assert_eq!(t.placeholders().collect::<Vec<_>>(), ["first_name", "due_date"]);
+        assert_eq!(
+            t.placeholders().collect::<Vec<_>>(),
+            ["first_name", "due_date"]
+        );
         let values = BTreeMap::from([("first_name", "Ana".to_owned())]);
         assert_eq!(t.render(&values), "Hi Ana, {not} due {due_date}.");
         for bad in ["{", "{a b}", "}", "{}"] {

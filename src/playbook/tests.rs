@@ -11,7 +11,11 @@ fn d(s: &str) -> NaiveDate {
 }
 
 fn at(day: &str, hour: u32) -> i64 {
-    d(day).and_hms_opt(hour, 0, 0).unwrap().and_utc().timestamp()
+    d(day)
+        .and_hms_opt(hour, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp()
 }
 
 fn customer(id: &str, signup: &str) -> Customer {
@@ -207,8 +211,18 @@ fn welcome_goes_out_on_the_approval_of_its_rule() {
     assert_eq!(out.inserts.len(), 1);
     let p = &out.inserts[0];
     assert_eq!(
-        (p.rule.as_str(), p.occasion.as_str(), p.status, p.channel.as_str()),
-        ("welcome", "signup:2026-11-20", NudgeStatus::Approved, "email")
+        (
+            p.rule.as_str(),
+            p.occasion.as_str(),
+            p.status,
+            p.channel.as_str()
+        ),
+        (
+            "welcome",
+            "signup:2026-11-20",
+            NudgeStatus::Approved,
+            "email"
+        )
     );
     assert_eq!(p.message, "Welcome there");
     assert_eq!(p.send_after, Some(at("2026-11-23", 12)));
@@ -226,8 +240,16 @@ fn over_the_cap_defers_to_the_next_free_slot_and_is_released_when_it_frees() {
         out.inserts.iter().map(|p| (p.rule.as_str(), p)).collect();
     let follow_up = by_rule["complaint_follow_up"];
     let welcome = by_rule["welcome"];
-    assert_eq!(follow_up.status, NudgeStatus::Proposed, "the higher priority goes first");
-    assert_eq!(welcome.status, NudgeStatus::Deferred, "deferred, not dropped");
+    assert_eq!(
+        follow_up.status,
+        NudgeStatus::Proposed,
+        "the higher priority goes first"
+    );
+    assert_eq!(
+        welcome.status,
+        NudgeStatus::Deferred,
+        "deferred, not dropped"
+    );
     assert_eq!(welcome.send_after, Some(at("2026-11-23", 12) + 14 * DAY));
     assert_eq!(out.summary.totals.deferred, 1);
 
@@ -265,8 +287,14 @@ fn a_second_deferral_waits_for_the_slot_after_the_first() {
     let second = next_free(&[slots[0], first], now, 14 * DAY, s.max_nudges);
     assert_eq!(second, first + 14 * DAY);
     // Two a window: a slot three days ago and one now leave the next at +11 days.
-    assert_eq!(next_free(&[now - 3 * DAY, now], now, 14 * DAY, 2), now + 11 * DAY);
-    assert!(fits(&[now - 14 * DAY], now, 14 * DAY, 1), "a window is half open");
+    assert_eq!(
+        next_free(&[now - 3 * DAY, now], now, 14 * DAY, 2),
+        now + 11 * DAY
+    );
+    assert!(
+        fits(&[now - 14 * DAY], now, 14 * DAY, 1),
+        "a window is half open"
+    );
     // A slot later today (moved out of quiet hours) counts too.
     assert!(!fits(&[now + 3600], now, 14 * DAY, 1));
     assert!(fits(&[now + 3600], now, 14 * DAY, 2));
@@ -294,7 +322,10 @@ fn opted_out_channels_are_skipped_and_preferred_comes_first() {
     assert_eq!(out.inserts[0].channel, "sms", "preferred and consented");
     c.consent.sms = false;
     let out = World::new(c.clone()).plan(&settings(2), &[], "2026-11-23");
-    assert_eq!(out.inserts[0].channel, "post", "sms opted out: the next consented");
+    assert_eq!(
+        out.inserts[0].channel, "post",
+        "sms opted out: the next consented"
+    );
     c.consent = Consent::default();
     let out = World::new(c.clone()).plan(&settings(2), &[], "2026-11-23");
     assert!(out.inserts.is_empty());
@@ -327,8 +358,16 @@ fn a_regulatory_notice_is_not_capped_and_goes_by_post_without_consent() {
     let out = w.plan(&settings(2), &full, "2026-11-23");
     assert_eq!(out.inserts.len(), 1);
     let p = &out.inserts[0];
-    assert_eq!((p.rule.as_str(), p.status, p.channel.as_str(), p.holdout), ("ombudsman_notice", NudgeStatus::Proposed, "post", false));
-    assert!(p.why.starts_with("complaint opened 2026-09-01 is unresolved after 83 days"), "{}", p.why);
+    assert_eq!(
+        (p.rule.as_str(), p.status, p.channel.as_str(), p.holdout),
+        ("ombudsman_notice", NudgeStatus::Proposed, "post", false)
+    );
+    assert!(
+        p.why
+            .starts_with("complaint opened 2026-09-01 is unresolved after 83 days"),
+        "{}",
+        p.why
+    );
     assert!(p.delivery_note.as_deref().unwrap().starts_with("by post"));
     assert_eq!(p.message, "After 83 days you may go to the ombudsman");
 }
@@ -336,7 +375,8 @@ fn a_regulatory_notice_is_not_capped_and_goes_by_post_without_consent() {
 #[test]
 fn quiet_hours_shift_the_send_time_in_the_customers_time_zone() {
     let mut c = customer("c1", "2026-11-20");
-    c.attributes.insert("timezone".into(), "America/New_York".into());
+    c.attributes
+        .insert("timezone".into(), "America/New_York".into());
     // Noon UTC is 07:00 in New York in November: quiet until 08:00 local, 13:00 UTC.
     let out = World::new(c.clone()).plan(&settings(2), &[], "2026-11-23");
     assert_eq!(out.inserts[0].send_after, Some(at("2026-11-23", 13)));
@@ -345,7 +385,8 @@ fn quiet_hours_shift_the_send_time_in_the_customers_time_zone() {
     let out = World::new(c.clone()).plan(&settings(2), &[], "2026-11-23");
     assert_eq!(out.inserts[0].send_after, Some(at("2026-11-23", 23)));
     // Not a time zone: the default, counted.
-    c.attributes.insert("timezone".into(), "Mars/Olympus".into());
+    c.attributes
+        .insert("timezone".into(), "Mars/Olympus".into());
     let out = World::new(c).plan(&settings(2), &[], "2026-11-23");
     assert_eq!(out.inserts[0].send_after, Some(at("2026-11-23", 12)));
     assert_eq!(out.summary.unknown_timezones, 1);
@@ -369,7 +410,8 @@ fn a_resolved_complaint_withdraws_its_follow_up() {
     let out = w.plan(&settings(2), &[], "2026-11-23");
     assert_eq!(out.inserts[0].rule.as_str(), "complaint_follow_up");
     let existing = stored(&out);
-    w.events.push(complaint(9, EventKind::ComplaintResolved, "2026-11-24"));
+    w.events
+        .push(complaint(9, EventKind::ComplaintResolved, "2026-11-24"));
     let next = w.plan(&settings(2), &existing, "2026-11-25");
     assert_eq!(
         next.changes,
@@ -384,7 +426,14 @@ fn a_resolved_complaint_withdraws_its_follow_up() {
     // A customer who left: every open nudge is withdrawn.
     w.customer.churned_on = Some(d("2026-11-24"));
     let f = w.facts();
-    let change = recheck(&pb(), &settings(2), &f, &existing[0], d("2026-11-25"), at("2026-11-25", 12));
+    let change = recheck(
+        &pb(),
+        &settings(2),
+        &f,
+        &existing[0],
+        d("2026-11-25"),
+        at("2026-11-25", 12),
+    );
     assert_eq!(
         change,
         Some(Change::Withdraw {
@@ -404,7 +453,10 @@ fn complaints_reopen_and_resolve_in_order() {
     ];
     let k = complaints(&events);
     assert_eq!(k.len(), 2);
-    assert!(k[0].open && k[0].reopened_at == Some(at("2026-01-20", 10)), "{k:?}");
+    assert!(
+        k[0].open && k[0].reopened_at == Some(at("2026-01-20", 10)),
+        "{k:?}"
+    );
     assert!(k[1].open && k[1].resolved_at.is_none());
 }
 
@@ -421,12 +473,27 @@ fn a_rule_addresses_the_contact_with_its_role() {
     };
     w.contacts = vec![
         contact("Ops Person", "operations", Consent::ALL),
-        contact("Dana Boss", "decision_maker", Consent { email: true, ..Consent::default() }),
+        contact(
+            "Dana Boss",
+            "decision_maker",
+            Consent {
+                email: true,
+                ..Consent::default()
+            },
+        ),
     ];
     let out = w.plan(&settings(2), &[], "2026-11-23");
-    let p = out.inserts.iter().find(|p| p.rule.as_str() == "renewal").unwrap();
+    let p = out
+        .inserts
+        .iter()
+        .find(|p| p.rule.as_str() == "renewal")
+        .unwrap();
     assert_eq!(
-        (p.contact_name.as_deref(), p.contact_role.as_deref(), p.channel.as_str()),
+        (
+            p.contact_name.as_deref(),
+            p.contact_role.as_deref(),
+            p.channel.as_str()
+        ),
         (Some("Dana Boss"), Some("decision_maker"), "email")
     );
     assert_eq!(p.message, "Hi Dana, your contract ends 2027-01-10");
@@ -438,9 +505,18 @@ fn a_rule_addresses_the_contact_with_its_role() {
     // No contact with the role: the account holder.
     w.contacts.clear();
     let out = w.plan(&settings(2), &[], "2026-11-23");
-    let p = out.inserts.iter().find(|p| p.rule.as_str() == "renewal").unwrap();
+    let p = out
+        .inserts
+        .iter()
+        .find(|p| p.rule.as_str() == "renewal")
+        .unwrap();
     assert_eq!(p.contact_name, None);
-    assert!(p.delivery_note.as_deref().unwrap().contains("no decision_maker contact"));
+    assert!(
+        p.delivery_note
+            .as_deref()
+            .unwrap()
+            .contains("no decision_maker contact")
+    );
 }
 
 #[test]
@@ -456,10 +532,18 @@ fn better_tariff_and_loyalty_price_act_in_the_customers_interest() {
     // Usage above what the cheaper plan includes: no better tariff.
     w.usage = Some(200.0);
     let out = w.plan(&settings(5), &[], "2026-11-23");
-    assert!(out.inserts.iter().all(|p| p.rule.as_str() != "better_tariff"));
+    assert!(
+        out.inserts
+            .iter()
+            .all(|p| p.rule.as_str() != "better_tariff")
+    );
     // A new customer paying above list is not a loyalty case yet.
     let out = World::new(customer("c2", "2026-06-01")).plan(&settings(5), &[], "2026-11-23");
-    assert!(out.inserts.iter().all(|p| p.rule.as_str() != "loyalty_price_match"));
+    assert!(
+        out.inserts
+            .iter()
+            .all(|p| p.rule.as_str() != "loyalty_price_match")
+    );
 }
 
 #[test]
@@ -482,7 +566,11 @@ fn a_failed_payment_is_help_until_it_is_paid() {
         value: Some(45.0),
     });
     let next = w.plan(&settings(2), &stored(&out), "2026-11-25");
-    assert!(matches!(&next.changes[0].1, Change::Withdraw { reason, .. } if reason.ends_with("payment failed on 2026-11-20 was followed by payment made on 2026-11-24")), "{:?}", next.changes);
+    assert!(
+        matches!(&next.changes[0].1, Change::Withdraw { reason, .. } if reason.ends_with("payment failed on 2026-11-20 was followed by payment made on 2026-11-24")),
+        "{:?}",
+        next.changes
+    );
 }
 
 #[test]
@@ -493,12 +581,24 @@ fn high_value_at_high_risk_is_a_task_for_a_person() {
     let mut w = World::new(c);
     w.probability = Some(0.7);
     let out = w.plan(&settings(5), &[], "2026-11-23");
-    let p = out.inserts.iter().find(|p| p.rule.as_str() == "high_value_at_risk").unwrap();
-    assert_eq!((p.channel.as_str(), p.team.as_deref()), ("task", Some("retention")));
+    let p = out
+        .inserts
+        .iter()
+        .find(|p| p.rule.as_str() == "high_value_at_risk")
+        .unwrap();
+    assert_eq!(
+        (p.channel.as_str(), p.team.as_deref()),
+        ("task", Some("retention"))
+    );
     assert_eq!(p.occasion, "period:2026-11-03");
     assert_eq!(p.expected_value, Some(0.7 * 80.0 * 12.0));
     assert_eq!(p.risk_band, Some(RiskBand::High));
-    assert!(p.why.contains("high risk (70% churn probability); monthly_charge is 80"), "{}", p.why);
+    assert!(
+        p.why
+            .contains("high risk (70% churn probability); monthly_charge is 80"),
+        "{}",
+        p.why
+    );
     // Risk falls: the task is withdrawn at the next planning.
     w.probability = Some(0.2);
     let next = w.plan(&settings(5), &stored(&out), "2026-11-24");
@@ -518,9 +618,20 @@ fn held_out_customers_are_recorded_not_sent() {
         let c = customer(&format!("C{i:04}"), "2026-11-20");
         let w = World::new(c);
         let mut out = PlanOutput::default();
-        plan_customer(&pb, &settings(2), &w.facts(), &[], d("2026-11-23"), at("2026-11-23", 12), &mut out);
+        plan_customer(
+            &pb,
+            &settings(2),
+            &w.facts(),
+            &[],
+            d("2026-11-23"),
+            at("2026-11-23", 12),
+            &mut out,
+        );
         let p = &out.inserts[0];
-        assert_eq!(p.holdout, holdout::is_held_out("welcome", &format!("C{i:04}"), 0.5));
+        assert_eq!(
+            p.holdout,
+            holdout::is_held_out("welcome", &format!("C{i:04}"), 0.5)
+        );
         if p.holdout {
             held += 1;
             assert_eq!((p.status, p.send_after), (NudgeStatus::Holdout, None));
@@ -537,5 +648,8 @@ fn stale_nudges_expire() {
     let mut existing = stored(&w.plan(&settings(2), &[], "2026-11-23"));
     existing[0].status = NudgeStatus::Proposed;
     let out = w.plan(&settings(2), &existing, "2026-12-24");
-    assert_eq!(out.changes, vec![("welcome".to_owned(), Change::Expire { id: 1 })]);
+    assert_eq!(
+        out.changes,
+        vec![("welcome".to_owned(), Change::Expire { id: 1 })]
+    );
 }

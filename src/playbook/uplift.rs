@@ -182,10 +182,16 @@ mod tests {
     fn newcombe_matches_the_published_examples() {
         // Newcombe (1998), table II: 56/70 against 48/80, method 10 gives 0.0524 to 0.3339.
         let (lo, hi) = newcombe(56, 70, 48, 80, Z95);
-        assert!((lo - 0.0524).abs() < 5e-4 && (hi - 0.3339).abs() < 5e-4, "{lo} {hi}");
+        assert!(
+            (lo - 0.0524).abs() < 5e-4 && (hi - 0.3339).abs() < 5e-4,
+            "{lo} {hi}"
+        );
         // 9/10 against 3/10: 0.1705 to 0.8090.
         let (lo, hi) = newcombe(9, 10, 3, 10, Z95);
-        assert!((lo - 0.1705).abs() < 5e-4 && (hi - 0.8090).abs() < 5e-4, "{lo} {hi}");
+        assert!(
+            (lo - 0.1705).abs() < 5e-4 && (hi - 0.8090).abs() < 5e-4,
+            "{lo} {hi}"
+        );
         // Wilson for 0 of 10 stays in [0, 1].
         let (lo, hi) = wilson(0, 10, Z95);
         assert!(lo == 0.0 && (hi - 0.2775).abs() < 5e-4, "{lo} {hi}");
@@ -200,7 +206,11 @@ mod tests {
         assert_eq!(u.verdict, "not_significant");
         let u = compare("r", (5000, 500), (40, 4), 0, 100);
         assert_eq!((u.verdict, u.difference), ("too_few", None));
-        assert!(u.note.starts_with("too few customers to tell"), "{}", u.note);
+        assert!(
+            u.note.starts_with("too few customers to tell"),
+            "{}",
+            u.note
+        );
     }
 
     #[test]
@@ -223,7 +233,10 @@ mod tests {
         let r = report(rows, d("2026-03-10"), 60, 1);
         assert_eq!(r.len(), 1);
         assert_eq!((r[0].treated, r[0].treated_churned), (2, 1));
-        assert_eq!((r[0].held_out, r[0].held_out_churned, r[0].pending), (2, 1, 1));
+        assert_eq!(
+            (r[0].held_out, r[0].held_out_churned, r[0].pending),
+            (2, 1, 1)
+        );
         assert_eq!(r[0].difference, Some(0.0));
     }
 }

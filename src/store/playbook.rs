@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use sqlx::types::Json;
 
 use super::customers::CustomerRow;
 use super::{BATCH_ROWS, Db, Result, StoreError, now_secs, on_pool};
@@ -19,6 +18,30 @@ struct PlanningRow {
     #[sqlx(flatten)]
     customer: CustomerRow,
     probability: Option<f64>,
+    drivers: Option<String>,
+}
+
+/// A customer as planning reads them: with their score in the run, and the score's
+/// drivers as stored (JSON text, parsed only for customers who get a nudge).
+#[derive(Debug, Clone)]
+pub struct PlanningCustomer {
+    pub id: i64,
+    pub customer: Customer,
+    pub probability: Option<f64>,
+    pub drivers: Option<String>,
+}
+
+impl PlanningRow {
+    fn into_planning(self) -> Result<PlanningCustomer> {
+        let (probability, drivers) = (self.probability, self.drivers);
+        let (id, customer) = self.customer.into_customer()?;
+        Ok(PlanningCustomer {
+            id,
+            customer,
+            probability,
+            drivers,
+        })
+    }
 }
 
 const CUSTOMER_COLUMNS: &str = "c.id, c.external_id, c.signup_date, c.plan, c.monthly_charge, \
@@ -44,9 +67,10 @@ struct ExistingRow {
 
 impl ExistingRow {
     fn into_existing(self) -> Result<(i64, Existing)> {
-        let status = self.status.parse::<NudgeStatus>().map_err(|e| {
-            StoreError::Data(format!("nudge row {}: status: {e}", self.id))
-        })?;
+        let status = self
+            .status
+            .parse::<NudgeStatus>()
+            .map_err(|e| StoreError::Data(format!("nudge row {}: status: {e}", self.id)))?;
         Ok((
             self.customer_id,
             Existing {
@@ -93,47 +117,38 @@ pub struct ContactCounts {
 
 impl Db {
     /// Up to `limit` customers active on `as_of` with ids above `after`, with their
-    /// probability in scoring run `run_id` (none without a run or a score).
+    /// score in scoring run `run_id` (none without a run or a score).
     pub async fn planning_page(
         &self,
         as_of: NaiveDate,
         run_id: Option<i64>,
         after: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, Customer, Option<f64>)>> {
+    ) -> Result<Vec<PlanningCustomer>> {
         let sql = format!(
-            "SELECT {CUSTOMER_COLUMNS}, s.probability FROM customers c
+            "SELECT {CUSTOMER_COLUMNS}, s.probability, CAST(s.drivers AS TEXT) AS drivers FROM customers c
              LEFT JOIN scores s ON s.customer_id = c.id AND s.run_id = $4
              WHERE c.id > $2 AND c.signup_date <= $1 AND (c.churned_on IS NULL OR c.churned_on > $1)
              ORDER BY c.id LIMIT $3"
         );
         let rows: Vec<PlanningRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(as_of).bind(after).bind(limit).bind(run_id.unwrap_or(-1)).fetch_all(p).await?);
-        rows.into_iter()
-            .map(|r| {
-                let p = r.probability;
-                r.customer.into_customer().map(|(id, c)| (id, c, p))
-            })
-            .collect()
+        rows.into_iter().map(PlanningRow::into_planning).collect()
     }
 
-    /// One customer, active or not, with their probability in `run_id`.
+    /// One customer, active or not, with their score in `run_id`.
     pub async fn planning_customer(
         &self,
         id: i64,
         run_id: Option<i64>,
-    ) -> Result<Option<(Customer, Option<f64>)>> {
+    ) -> Result<Option<PlanningCustomer>> {
         let sql = format!(
-            "SELECT {CUSTOMER_COLUMNS}, s.probability FROM customers c
+            "SELECT {CUSTOMER_COLUMNS}, s.probability, CAST(s.drivers AS TEXT) AS drivers FROM customers c
              LEFT JOIN scores s ON s.customer_id = c.id AND s.run_id = $2 WHERE c.id = $1"
         );
         let row: Option<PlanningRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(id).bind(run_id.unwrap_or(-1)).fetch_optional(p).await?);
-        row.map(|r| {
-            let p = r.probability;
-            r.customer.into_customer().map(|(_, c)| (c, p))
-        })
-        .transpose()
+        row.map(PlanningRow::into_planning).transpose()
     }
 
     /// Events triggers look at for customers `first..=last` before `until`: complaint
@@ -200,15 +215,22 @@ impl Db {
 
     /// Contacts of customers `first..=last`, by name, with the channels each may be
     /// reached on (consented and with an address).
-    pub async fn contacts_between(&self, first: i64, last: i64) -> Result<HashMap<i64, Vec<Contact>>> {
+    pub async fn contacts_between(
+        &self,
+        first: i64,
+        last: i64,
+    ) -> Result<HashMap<i64, Vec<Contact>>> {
         type Row = (i64, String, String, String, bool, bool, bool, bool);
         let sql = "SELECT customer_id, name, role, preferred_channel, consent_email, consent_sms, consent_phone, consent_post
                    FROM contacts WHERE customer_id BETWEEN $1 AND $2 ORDER BY customer_id, name, id";
-        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(sql).bind(first).bind(last).fetch_all(p).await?);
+        let rows: Vec<Row> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(first).bind(last).fetch_all(p).await?);
         let mut out: HashMap<i64, Vec<Contact>> = HashMap::new();
         for (customer, name, role, preferred, email, sms, phone, post) in rows {
             let preferred_channel = preferred.parse::<Channel>().map_err(|e| {
-                StoreError::Data(format!("contact {name:?} of customer {customer}: preferred_channel: {e}"))
+                StoreError::Data(format!(
+                    "contact {name:?} of customer {customer}: preferred_channel: {e}"
+                ))
             })?;
             out.entry(customer).or_default().push(Contact {
                 name,
@@ -226,7 +248,11 @@ impl Db {
     }
 
     /// Every nudge of customers `first..=last`.
-    pub async fn nudges_between(&self, first: i64, last: i64) -> Result<HashMap<i64, Vec<Existing>>> {
+    pub async fn nudges_between(
+        &self,
+        first: i64,
+        last: i64,
+    ) -> Result<HashMap<i64, Vec<Existing>>> {
         let sql = format!(
             "SELECT {EXISTING_COLUMNS} FROM nudges WHERE customer_id BETWEEN $1 AND $2 ORDER BY customer_id, id"
         );
@@ -248,25 +274,6 @@ impl Db {
         row.map(ExistingRow::into_existing).transpose()
     }
 
-    /// The drivers of `ids`' scores in `run_id`.
-    pub async fn drivers_for(&self, run_id: i64, ids: &[i64]) -> Result<HashMap<i64, serde_json::Value>> {
-        let mut out = HashMap::new();
-        for chunk in ids.chunks(BATCH_ROWS) {
-            let rows: Vec<(i64, Json<serde_json::Value>)> = on_pool!(self, p => {
-                let mut q = sqlx::QueryBuilder::new("SELECT customer_id, drivers FROM scores WHERE run_id = ");
-                q.push_bind(run_id).push(" AND customer_id IN (");
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(")");
-                q.build_query_as().fetch_all(p).await?
-            });
-            out.extend(rows.into_iter().map(|(id, d)| (id, d.0)));
-        }
-        Ok(out)
-    }
-
     /// Applies planning's changes to stored nudges in one transaction, each only if the
     /// nudge is still in the state planning saw (a reviewer's decision is never
     /// overwritten). Returns how many rows changed.
@@ -276,15 +283,23 @@ impl Db {
         let releases: Vec<(i64, &str, i64)> = changes
             .iter()
             .filter_map(|c| match c {
-                Change::Release { id, status, send_after } => Some((*id, status.as_str(), *send_after)),
-                Change::Defer { id, send_after } => Some((*id, NudgeStatus::Deferred.as_str(), *send_after)),
+                Change::Release {
+                    id,
+                    status,
+                    send_after,
+                } => Some((*id, status.as_str(), *send_after)),
+                Change::Defer { id, send_after } => {
+                    Some((*id, NudgeStatus::Deferred.as_str(), *send_after))
+                }
                 _ => None,
             })
             .collect();
         let withdrawals: Vec<(i64, &str, Option<&str>)> = changes
             .iter()
             .filter_map(|c| match c {
-                Change::Withdraw { id, reason } => Some((*id, NudgeStatus::Withdrawn.as_str(), Some(reason.as_str()))),
+                Change::Withdraw { id, reason } => {
+                    Some((*id, NudgeStatus::Withdrawn.as_str(), Some(reason.as_str())))
+                }
                 Change::Expire { id } => Some((*id, NudgeStatus::Expired.as_str(), None)),
                 _ => None,
             })
@@ -323,7 +338,11 @@ impl Db {
 
     /// Withdraws the open nudges of customers who left on or before `as_of` (or, with
     /// `dry_run`, only counts them). Returns the count per rule.
-    pub async fn withdraw_for_departed(&self, as_of: NaiveDate, dry_run: bool) -> Result<Vec<(String, i64)>> {
+    pub async fn withdraw_for_departed(
+        &self,
+        as_of: NaiveDate,
+        dry_run: bool,
+    ) -> Result<Vec<(String, i64)>> {
         let select = format!(
             "SELECT n.kind, COUNT(*) FROM nudges n JOIN customers c ON c.id = n.customer_id
              WHERE c.churned_on <= $1 AND n.status IN {OPEN_STATUSES} GROUP BY n.kind ORDER BY n.kind"
@@ -344,7 +363,8 @@ impl Db {
     /// Each customer's nudges of each rule, first planning instant and holdout flags,
     /// with the day they left (if they did).
     pub async fn uplift_cohorts(&self) -> Result<Vec<UpliftCohortRow>> {
-        let sql = "SELECT n.kind, n.customer_id, MIN(COALESCE(n.planned_at, n.created_at)) AS first_at,
+        let sql =
+            "SELECT n.kind, n.customer_id, MIN(COALESCE(n.planned_at, n.created_at)) AS first_at,
                        MIN(CASE WHEN n.holdout THEN 1 ELSE 0 END) AS min_holdout,
                        MAX(CASE WHEN n.holdout THEN 1 ELSE 0 END) AS max_holdout, c.churned_on
                    FROM nudges n JOIN customers c ON c.id = n.customer_id
@@ -354,7 +374,10 @@ impl Db {
 
     /// Stores contacts (customer row id, contact), refreshing one with the same customer,
     /// role and name. One transaction.
-    pub async fn upsert_contacts(&self, contacts: &[(i64, ContactRecord)]) -> Result<ContactCounts> {
+    pub async fn upsert_contacts(
+        &self,
+        contacts: &[(i64, ContactRecord)],
+    ) -> Result<ContactCounts> {
         let now = now_secs();
         // The last record of a contact wins; a statement may not touch one row twice.
         let mut last: HashMap<(i64, &str, &str), usize> = HashMap::new();

@@ -65,11 +65,15 @@ async fn import_to_queued_nudges(t: &TestDb) {
     let regulatory = ["ombudsman_notice"];
     let mut now_per_customer: std::collections::HashMap<i64, usize> = Default::default();
     for n in nudges.iter().filter(|n| {
-        matches!(n.status.as_str(), "proposed" | "approved") && !regulatory.contains(&n.kind.as_str())
+        matches!(n.status.as_str(), "proposed" | "approved")
+            && !regulatory.contains(&n.kind.as_str())
     }) {
         *now_per_customer.entry(n.customer_id).or_default() += 1;
     }
-    assert!(now_per_customer.values().all(|n| *n <= 2), "{now_per_customer:?}");
+    assert!(
+        now_per_customer.values().all(|n| *n <= 2),
+        "{now_per_customer:?}"
+    );
 
     // Scoring recorded each feature's stability against the training data.
     let drift = t.db.drift_for_run(summary.score.run_id).await.unwrap();

@@ -60,9 +60,14 @@ async fn over_the_cap_defers_then_releases(t: &TestDb) {
     let mut c = customer(&id, d("2024-03-15"), email_only());
     c.contract_end = Some(day + Days::new(40));
     t.db.upsert_customers(&[c]).await.unwrap();
-    t.db.insert_events(&[event(&id, EventKind::ComplaintOpened, day - Days::new(2), "k1")])
-        .await
-        .unwrap();
+    t.db.insert_events(&[event(
+        &id,
+        EventKind::ComplaintOpened,
+        day - Days::new(2),
+        "k1",
+    )])
+    .await
+    .unwrap();
     let ctx = t.ctx(|c| c.playbook.max_nudges = 1);
     let r = plan::run(&ctx, &job(day)).await.unwrap();
     assert_eq!(r.summary.by_rule["complaint_follow_up"].proposed, 1);
@@ -95,7 +100,10 @@ async fn over_the_cap_defers_then_releases(t: &TestDb) {
     let follow_up = n.iter().find(|n| n.kind == "complaint_follow_up").unwrap();
     assert_eq!(follow_up.status, NudgeStatus::Expired);
 }
-both_backends!(over_the_cap_defers_then_releases_when_a_slot_frees, super::over_the_cap_defers_then_releases);
+both_backends!(
+    over_the_cap_defers_then_releases_when_a_slot_frees,
+    super::over_the_cap_defers_then_releases
+);
 
 async fn duplicates_are_refused(t: &TestDb) {
     let day = d("2026-10-01");
@@ -105,7 +113,10 @@ async fn duplicates_are_refused(t: &TestDb) {
         .unwrap();
     let ctx = t.ctx(|_| {});
     let first = plan::run(&ctx, &job(day)).await.unwrap();
-    assert_eq!((first.queued, first.summary.by_rule["welcome"].approved), (1, 1));
+    assert_eq!(
+        (first.queued, first.summary.by_rule["welcome"].approved),
+        (1, 1)
+    );
     let again = plan::run(&ctx, &job(day)).await.unwrap();
     assert_eq!((again.queued, again.already_queued), (0, 1));
     // The next day the same signup is the same occasion.
@@ -114,12 +125,23 @@ async fn duplicates_are_refused(t: &TestDb) {
     assert_eq!(t.db.counts().await.unwrap().nudges, 1);
     let rows = t.db.list_nudges(&NudgeFilter::default()).await.unwrap();
     assert_eq!(
-        (rows[0].kind.as_str(), rows[0].occasion.clone(), rows[0].status.as_str()),
-        ("welcome", format!("signup:{}", day - Days::new(2)), "approved")
+        (
+            rows[0].kind.as_str(),
+            rows[0].occasion.clone(),
+            rows[0].status.as_str()
+        ),
+        (
+            "welcome",
+            format!("signup:{}", day - Days::new(2)),
+            "approved"
+        )
     );
     assert_eq!(rows[0].decided_by.as_deref(), Some("playbook"));
 }
-both_backends!(duplicates_are_refused_across_runs, super::duplicates_are_refused);
+both_backends!(
+    duplicates_are_refused_across_runs,
+    super::duplicates_are_refused
+);
 
 async fn opted_out_channels_are_skipped(t: &TestDb) {
     let day = d("2026-10-01");
@@ -129,26 +151,42 @@ async fn opted_out_channels_are_skipped(t: &TestDb) {
     let sms_ok = treated_id("sms", &["welcome"]);
     let mut a = customer(&sms_opted_out, signup, email_only());
     a.preferred_channel = Channel::Sms;
-    let mut b = customer(&sms_ok, signup, Consent { sms: true, email: true, ..Consent::default() });
+    let mut b = customer(
+        &sms_ok,
+        signup,
+        Consent {
+            sms: true,
+            email: true,
+            ..Consent::default()
+        },
+    );
     b.preferred_channel = Channel::Sms;
     let c = customer(&nothing, signup, Consent::default());
     t.db.upsert_customers(&[a, b, c]).await.unwrap();
     let r = plan::run(&t.ctx(|_| {}), &job(day)).await.unwrap();
     assert_eq!((r.queued, r.summary.totals.no_consented_channel), (2, 1));
-    let mut got: Vec<(String, String)> = t
-        .db
-        .list_nudges(&NudgeFilter::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| (n.external_id, n.channel))
-        .collect();
+    let mut got: Vec<(String, String)> =
+        t.db.list_nudges(&NudgeFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.external_id, n.channel))
+            .collect();
     got.sort();
-    let mut want = vec![(sms_opted_out, "email".to_owned()), (sms_ok, "sms".to_owned())];
+    let mut want = vec![
+        (sms_opted_out, "email".to_owned()),
+        (sms_ok, "sms".to_owned()),
+    ];
     want.sort();
-    assert_eq!(got, want, "the preferred channel first, an opted-out one never");
+    assert_eq!(
+        got, want,
+        "the preferred channel first, an opted-out one never"
+    );
 }
-both_backends!(opted_out_channels_are_skipped, super::opted_out_channels_are_skipped);
+both_backends!(
+    opted_out_channels_are_skipped,
+    super::opted_out_channels_are_skipped
+);
 
 async fn quiet_hours_shift_the_send_time(t: &TestDb) {
     let day = d("2026-10-01");
@@ -166,7 +204,10 @@ async fn quiet_hours_shift_the_send_time(t: &TestDb) {
     let n = stored(t, &utc).await;
     assert_eq!(n[0].send_after, Some(noon(day)));
 }
-both_backends!(quiet_hours_shift_the_send_time, super::quiet_hours_shift_the_send_time);
+both_backends!(
+    quiet_hours_shift_the_send_time,
+    super::quiet_hours_shift_the_send_time
+);
 
 async fn resolved_complaint_withdraws_follow_up(t: &TestDb) {
     let today = attune::jobs::today();
@@ -180,28 +221,49 @@ async fn resolved_complaint_withdraws_follow_up(t: &TestDb) {
     .unwrap();
     t.db.insert_events(&[
         event(&id, EventKind::ComplaintOpened, today - Days::new(3), "r1"),
-        event(&other, EventKind::ComplaintOpened, today - Days::new(3), "r2"),
+        event(
+            &other,
+            EventKind::ComplaintOpened,
+            today - Days::new(3),
+            "r2",
+        ),
     ])
     .await
     .unwrap();
     let ctx = t.ctx(|_| {});
     plan::run(&ctx, &PlanJob::default()).await.unwrap();
-    let follow_up = stored(t, &id).await.into_iter().find(|n| n.kind == "complaint_follow_up").unwrap();
-    assert_eq!(plan::recheck_nudge(&ctx, follow_up.id).await.unwrap(), Outcome::Holds);
-
-    t.db.insert_events(&[event(&id, EventKind::ComplaintResolved, today - Days::new(1), "r3")])
+    let follow_up = stored(t, &id)
         .await
+        .into_iter()
+        .find(|n| n.kind == "complaint_follow_up")
         .unwrap();
+    assert_eq!(
+        plan::recheck_nudge(&ctx, follow_up.id).await.unwrap(),
+        Outcome::Holds
+    );
+
+    t.db.insert_events(&[event(
+        &id,
+        EventKind::ComplaintResolved,
+        today - Days::new(1),
+        "r3",
+    )])
+    .await
+    .unwrap();
     let outcome = plan::recheck_nudge(&ctx, follow_up.id).await.unwrap();
     let reason = format!(
         "its trigger no longer holds: the complaint opened {} was resolved on {}",
         today - Days::new(3),
         today - Days::new(1)
     );
-    assert_eq!(outcome, Outcome::Withdrawn { reason: reason.clone() });
-    let rows = t
-        .db
-        .list_nudges(&NudgeFilter {
+    assert_eq!(
+        outcome,
+        Outcome::Withdrawn {
+            reason: reason.clone()
+        }
+    );
+    let rows =
+        t.db.list_nudges(&NudgeFilter {
             status: Some(NudgeStatus::Withdrawn),
             ..Default::default()
         })
@@ -211,9 +273,14 @@ async fn resolved_complaint_withdraws_follow_up(t: &TestDb) {
     assert_eq!(rows[0].decision_reason.as_deref(), Some(reason.as_str()));
     assert_eq!(
         plan::recheck_nudge(&ctx, follow_up.id).await.unwrap(),
-        Outcome::NotOpen { status: "withdrawn".into() }
+        Outcome::NotOpen {
+            status: "withdrawn".into()
+        }
     );
-    assert_eq!(plan::recheck_nudge(&ctx, 999_999).await.unwrap(), Outcome::NotFound);
+    assert_eq!(
+        plan::recheck_nudge(&ctx, 999_999).await.unwrap(),
+        Outcome::NotFound
+    );
 
     // The other customer leaves: planning withdraws their open nudge.
     let mut gone = customer(&other, d("2024-01-10"), email_only());
@@ -224,14 +291,18 @@ async fn resolved_complaint_withdraws_follow_up(t: &TestDb) {
     let n = stored(t, &other).await;
     assert_eq!(n[0].status, NudgeStatus::Withdrawn);
 }
-both_backends!(a_resolved_complaint_withdraws_its_follow_up, super::resolved_complaint_withdraws_follow_up);
+both_backends!(
+    a_resolved_complaint_withdraws_its_follow_up,
+    super::resolved_complaint_withdraws_follow_up
+);
 
 async fn contacts_by_role(t: &TestDb) {
     let day = d("2026-10-01");
     let id = treated_id("biz", &["renewal"]);
     let mut c = customer(&id, d("2024-03-15"), email_only());
     c.contract_end = Some(day + Days::new(30));
-    c.attributes.insert("segment".into(), "small_business".into());
+    c.attributes
+        .insert("segment".into(), "small_business".into());
     t.db.upsert_customers(&[c]).await.unwrap();
     let roles = attune::playbook::Playbook::default_playbook().contact_roles;
     let text = format!(
@@ -246,14 +317,17 @@ async fn contacts_by_role(t: &TestDb) {
     .unwrap();
     assert_eq!((parsed.rows.len(), parsed.rejected[0].line), (2, 4));
     let internal = t.db.customer_id_map().await.unwrap()[&id];
-    let rows: Vec<_> = parsed.rows.into_iter().map(|(_, c)| (internal, c)).collect();
+    let rows: Vec<_> = parsed
+        .rows
+        .into_iter()
+        .map(|(_, c)| (internal, c))
+        .collect();
     let counts = t.db.upsert_contacts(&rows).await.unwrap();
     assert_eq!((counts.inserted, counts.updated), (2, 0));
     assert_eq!(t.db.upsert_contacts(&rows).await.unwrap().updated, 2);
     plan::run(&t.ctx(|_| {}), &job(day)).await.unwrap();
-    let n = t
-        .db
-        .list_nudges(&NudgeFilter {
+    let n =
+        t.db.list_nudges(&NudgeFilter {
             kind: Some("renewal".parse().unwrap()),
             ..Default::default()
         })
@@ -266,22 +340,45 @@ async fn contacts_by_role(t: &TestDb) {
     let contacts = t.db.contacts_between(internal, internal).await.unwrap();
     assert_eq!(contacts[&internal].len(), 2);
 }
-both_backends!(a_rule_reaches_the_contact_with_its_role, super::contacts_by_role);
+both_backends!(
+    a_rule_reaches_the_contact_with_its_role,
+    super::contacts_by_role
+);
 
 /// On the demo population: every default rule fires for someone, and simulation's
 /// counts are what planning then stores.
 async fn simulation_matches_planning(t: &TestDb) {
     let today = attune::jobs::today();
-    attune::demo::populate(&t.db, 5000, 12, 7, today).await.unwrap();
-    let ctx = t.ctx(|_| {});
-    attune::jobs::score::run(&ctx, &attune::jobs::score::ScoreJob { tick: None, as_of: Some(today) })
+    attune::demo::populate(&t.db, 5000, 12, 7, today)
         .await
         .unwrap();
+    let ctx = t.ctx(|_| {});
+    attune::jobs::score::run(
+        &ctx,
+        &attune::jobs::score::ScoreJob {
+            tick: None,
+            as_of: Some(today),
+        },
+    )
+    .await
+    .unwrap();
     let pb = ctx.playbook().unwrap();
-    let sim = plan::simulate(&ctx, &PlanJob::default(), &pb).await.unwrap();
-    assert_eq!(t.db.counts().await.unwrap().nudges, 0, "a simulation writes nothing");
+    let sim = plan::simulate(&ctx, &PlanJob::default(), &pb)
+        .await
+        .unwrap();
+    assert_eq!(
+        t.db.counts().await.unwrap().nudges,
+        0,
+        "a simulation writes nothing"
+    );
     for rule in &pb.rules {
-        let fired = sim.report.summary.by_rule.get(rule.name.as_str()).map(|c| c.fired).unwrap_or(0);
+        let fired = sim
+            .report
+            .summary
+            .by_rule
+            .get(rule.name.as_str())
+            .map(|c| c.fired)
+            .unwrap_or(0);
         assert!(fired > 0, "default rule {} fired for nobody", rule.name);
     }
     assert!(sim.nudges.iter().all(|n| !n.why.is_empty()));
@@ -294,11 +391,16 @@ async fn simulation_matches_planning(t: &TestDb) {
     }
     let mut simulated: std::collections::BTreeMap<(String, String), i64> = Default::default();
     for n in &sim.nudges {
-        *simulated.entry((n.rule.clone(), n.status.as_str().to_owned())).or_default() += 1;
+        *simulated
+            .entry((n.rule.clone(), n.status.as_str().to_owned()))
+            .or_default() += 1;
     }
     assert_eq!(stored, simulated);
 }
-both_backends!(simulation_counts_match_planning_on_the_demo_population, super::simulation_matches_planning);
+both_backends!(
+    simulation_counts_match_planning_on_the_demo_population,
+    super::simulation_matches_planning
+);
 
 async fn uplift_recovers_a_planted_effect(t: &TestDb) {
     let ctx = t.ctx(|_| {});
@@ -310,11 +412,20 @@ async fn uplift_recovers_a_planted_effect(t: &TestDb) {
     let none = m("usage_tips");
     assert!(effect.held_out > 500 && effect.treated > 5000, "{effect:?}");
     assert_eq!(effect.verdict, "significant", "{effect:?}");
-    assert!(effect.ci_low.unwrap() <= -0.08 && -0.08 <= effect.ci_high.unwrap(), "{effect:?}");
+    assert!(
+        effect.ci_low.unwrap() <= -0.08 && -0.08 <= effect.ci_high.unwrap(),
+        "{effect:?}"
+    );
     assert_eq!(none.verdict, "not_significant", "{none:?}");
     assert!(r.planted_inside_interval && r.verdicts_right);
     // Too few customers is said plainly.
     let few = plan::uplift(&t.db, r.report_as_of, 60, 1000).await.unwrap();
-    assert!(few.iter().all(|u| u.verdict == "too_few" && u.difference.is_none()));
+    assert!(
+        few.iter()
+            .all(|u| u.verdict == "too_few" && u.difference.is_none())
+    );
 }
-both_backends!(report_uplift_recovers_a_planted_effect, super::uplift_recovers_a_planted_effect);
+both_backends!(
+    report_uplift_recovers_a_planted_effect,
+    super::uplift_recovers_a_planted_effect
+);
