@@ -429,3 +429,47 @@ both_backends!(
     report_uplift_recovers_a_planted_effect,
     super::uplift_recovers_a_planted_effect
 );
+
+#[test]
+fn readme_documents_every_default_rule_trigger_and_contact_column() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let pb = attune::playbook::Playbook::default_playbook();
+    for rule in &pb.rules {
+        assert!(
+            readme.contains(&format!("| `{}` |", rule.name)),
+            "README does not document the default rule {}",
+            rule.name
+        );
+        assert!(
+            readme.contains(&format!("| `{}` |", rule.trigger.source.name())),
+            "README does not document the trigger {}",
+            rule.trigger.source.name()
+        );
+    }
+    for (column, _) in attune::playbook::contacts::CONTACT_COLUMNS {
+        assert!(
+            readme.contains(&format!("`{column}`")),
+            "README does not document the contact column {column}"
+        );
+    }
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/attune.example.toml"))
+            .unwrap();
+    for key in [
+        "max_nudges",
+        "window_days",
+        "quiet_hours_start",
+        "quiet_hours_end",
+        "default_timezone",
+        "value_horizon_months",
+        "medium_risk_from",
+        "high_risk_from",
+        "file",
+    ] {
+        assert!(
+            example.contains(key),
+            "attune.example.toml does not document [playbook] {key}"
+        );
+    }
+}
