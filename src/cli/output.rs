@@ -370,7 +370,9 @@ impl Printer {
             d.share_at_risk * 100.0,
             d.score.risk_threshold * 100.0
         );
-        println!("  nudges proposed for review:");
+        println!(
+            "  nudges queued by rule (proposed, approved with their rule, deferred or held out):"
+        );
         for (kind, n) in &d.nudges_by_kind {
             println!("    {kind:<22} {n:>6}");
         }
