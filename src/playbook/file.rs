@@ -1454,6 +1454,33 @@ message = "x"
         assert!(e[0].contains("has no [[plans]]"), "{e:?}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Any text: a playbook or errors, every error at a line inside the file.
+        #[test]
+        fn never_panics(text in "\\PC{0,400}") {
+            if let Err(e) = parse("p.toml", &text) {
+                let lines = text.lines().count().max(1);
+                for err in e.0 {
+                    proptest::prop_assert!(err.line <= lines + 1, "{err} in {} lines", lines);
+                }
+            }
+        }
+
+        /// The default playbook with one line removed: valid, or errors that name a line.
+        #[test]
+        fn a_line_removed_is_reported_or_harmless(n in 0usize..400) {
+            let lines: Vec<&str> = DEFAULT_PLAYBOOK.lines().collect();
+            let n = n % lines.len();
+            let text = lines.iter().enumerate().filter(|(i, _)| *i != n).map(|(_, l)| *l).collect::<Vec<_>>().join("\n");
+            if let Err(e) = parse("p.toml", &text) {
+                proptest::prop_assert!(!e.0.is_empty());
+                proptest::prop_assert!(e.0.iter().all(|err| err.line >= 1), "{e}");
+            }
+        }
+    }
+
     #[test]
     fn conditions() {
         let known = known_features();
