@@ -275,7 +275,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(&config.log.format, &config.log.filter);
     let out = Printer { json: cli.json };
     match cli.command {
-        Command::Config(ConfigCommand::Check) => out.config(&config),
+        Command::Config(ConfigCommand::Check) => {
+            // The playbook file is configuration too: check it with the rest.
+            jobs::plan::load_playbook(config.playbook.file.as_deref())?;
+            out.config(&config)
+        }
         Command::Migrate => {
             let db = open(&config).await?;
             out.message(
