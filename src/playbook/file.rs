@@ -255,23 +255,24 @@ pub enum CondValue {
 pub const PLANNING_VALUES: &[&str] = &["churn_probability", "expected_value", "usage_per_month"];
 
 /// Feature names a condition may use (besides `attr.NAME`) and whether each is a number.
+/// These are the feature pipeline's names (stable across its implementations), plus the
+/// planning values.
 pub fn known_features() -> Vec<(&'static str, bool)> {
-    use features::*;
     let mut v = vec![
-        (TENURE_MONTHS, true),
-        (MONTHLY_CHARGE, true),
-        (CONTRACT, false),
-        (PLAN, false),
-        (MONTHS_TO_CONTRACT_END, true),
-        (DAYS_SINCE_LAST_CONTACT, true),
-        (COMPLAINTS_90D, true),
-        (OPEN_COMPLAINTS, true),
-        (DAYS_SINCE_LAST_COMPLAINT, true),
-        (PAYMENT_FAILURES_90D, true),
-        (SUPPORT_CONTACTS_90D, true),
-        (LOGINS_30D, true),
-        (USAGE_TREND, true),
-        (BILL_SHOCK, true),
+        ("tenure_months", true),
+        ("monthly_charge", true),
+        ("contract", false),
+        ("plan", false),
+        ("months_to_contract_end", true),
+        ("days_since_last_contact", true),
+        ("complaints_90d", true),
+        ("open_complaints", true),
+        ("days_since_last_complaint", true),
+        ("payment_failures_90d", true),
+        ("support_contacts_90d", true),
+        ("logins_30d", true),
+        ("usage_trend", true),
+        ("bill_shock", true),
     ];
     v.extend(PLANNING_VALUES.iter().map(|p| (*p, true)));
     v
@@ -903,7 +904,7 @@ fn check_rule(
             t.source,
             Source::Signup { .. } | Source::FirstInvoiceDue { .. }
         ) || t.when.iter().any(|cond| {
-            cond.feature == features::TENURE_MONTHS && matches!(cond.op, Op::Lt | Op::Le | Op::Eq)
+            cond.feature == "tenure_months" && matches!(cond.op, Op::Lt | Op::Le | Op::Eq)
         });
         if new_only {
             c.rule_err(

@@ -4,7 +4,26 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::domain::{ContractType, CustomerId};
-use crate::features::{ActivitySummary, features_as_of};
+
+/// The features rules read here, as the feature pipeline names them.
+fn features_of(c: &Customer, as_of: NaiveDate) -> FeatureRow {
+    FeatureRow::from([
+        (
+            "tenure_months".to_owned(),
+            FeatureValue::Num(crate::features::months_between(c.signup_date, as_of) as f64),
+        ),
+        (
+            "monthly_charge".to_owned(),
+            FeatureValue::Num(c.monthly_charge),
+        ),
+        (
+            "contract".to_owned(),
+            FeatureValue::Cat(c.contract_type.as_str().to_owned()),
+        ),
+        ("plan".to_owned(), FeatureValue::Cat(c.plan.clone())),
+        ("days_since_last_contact".to_owned(), FeatureValue::Missing),
+    ])
+}
 
 fn d(s: &str) -> NaiveDate {
     s.parse().unwrap()
@@ -143,7 +162,7 @@ struct World {
 impl World {
     fn new(c: Customer) -> Self {
         Self {
-            features: features_as_of(&c, &ActivitySummary::default(), d("2026-11-23")),
+            features: features_of(&c, d("2026-11-23")),
             customer: c,
             events: vec![],
             contacts: vec![],
