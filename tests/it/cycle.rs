@@ -123,8 +123,9 @@ async fn daemon_runs_scheduled_jobs(t: &TestDb) {
     .unwrap();
     let db = t.db.clone();
     let stop = async move {
-        // Long enough for a tick, the score job and the plan job it enqueues.
-        for _ in 0..60 {
+        // Long enough for a tick, the score job and the plan job it enqueues, even while
+        // the rest of the suite keeps both cores busy (about 2 s alone).
+        for _ in 0..180 {
             tokio::time::sleep(Duration::from_millis(250)).await;
             if db.counts().await.map(|c| c.nudges > 0).unwrap_or(false) {
                 break;
@@ -132,7 +133,7 @@ async fn daemon_runs_scheduled_jobs(t: &TestDb) {
         }
         Ok(())
     };
-    tokio::time::timeout(Duration::from_secs(40), daemon::run(ctx, stop))
+    tokio::time::timeout(Duration::from_secs(60), daemon::run(ctx, stop))
         .await
         .expect("daemon stops on its signal")
         .unwrap();
