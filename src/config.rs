@@ -96,14 +96,25 @@ pub struct Retrain {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Playbook {
-    /// At most one nudge per customer in this many days, across all rules.
-    pub cap_days: u32,
-    pub welcome_days: u32,
-    pub bill_explainer_days_before: u32,
-    pub complaint_follow_up_days: u32,
-    pub renewal_days_before: u32,
+    /// The playbook file (rules, plans, contact roles). Unset: the default playbook built
+    /// into attune (`playbook.toml` in the repository).
+    pub file: Option<PathBuf>,
+    /// Contact pressure: at most this many nudges per customer in any `window_days`,
+    /// across every rule. Lower-priority nudges over the limit are deferred.
+    pub max_nudges: u32,
+    pub window_days: u32,
+    /// No customer is contacted between these times of day in their own time zone
+    /// (`HH:MM`); a send time inside them moves to the end.
+    pub quiet_hours_start: String,
+    pub quiet_hours_end: String,
+    /// The time zone of customers without a `timezone` attribute (an IANA name).
+    pub default_timezone: String,
+    /// Expected value = churn probability x monthly charge x this many months.
+    pub value_horizon_months: f64,
+    /// Risk bands: `medium` from this churn probability, `high` from `high_risk_from`.
+    pub medium_risk_from: f64,
+    pub high_risk_from: f64,
 }
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pull {
@@ -381,12 +392,70 @@ impl Default for Scoring {
 impl Default for Playbook {
     fn default() -> Self {
         Self {
-            cap_days: 7,
-            welcome_days: 7,
-            bill_explainer_days_before: 5,
-            complaint_follow_up_days: 14,
-            renewal_days_before: 60,
+            file: None,
+            max_nudges: 2,
+            window_days: 14,
+            quiet_hours_start: "21:00".into(),
+            quiet_hours_end: "08:00".into(),
+            default_timezone: "UTC".into(),
+            value_horizon_months: 12.0,
+            medium_risk_from: 0.3,
+            high_risk_from: 0.5,
         }
+    }
+}
+
+impl Playbook {
+    /// A time of day `HH:MM`, explaining the expected shape when it is not one.
+    pub fn parse_time_of_day(raw: &str) -> Result<chrono::NaiveTime, String> {
+        chrono::NaiveTime::parse_from_str(raw.trim(), "%H:%M")
+            .map_err(|_| format!("{raw:?} is not a time of day; write HH:MM, e.g. \"21:00\""))
+    }
+
+    /// An IANA time zone name such as `Europe/London`.
+    pub fn parse_timezone(raw: &str) -> Result<chrono_tz::Tz, String> {
+        raw.trim().parse::<chrono_tz::Tz>().map_err(|_| {
+            format!(
+                "{raw:?} is not an IANA time zone name; write e.g. \"Europe/London\" or \"UTC\""
+            )
+        })
+    }
+
+    fn validate(&self, invalid: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+        if self.max_nudges == 0 || self.window_days == 0 {
+            return Err(invalid(
+                "playbook.max_nudges",
+                "max_nudges and window_days must be at least 1 (e.g. 2 nudges in 14 days)".into(),
+            ));
+        }
+        Self::parse_time_of_day(&self.quiet_hours_start)
+            .map_err(|m| invalid("playbook.quiet_hours_start", m))?;
+        Self::parse_time_of_day(&self.quiet_hours_end)
+            .map_err(|m| invalid("playbook.quiet_hours_end", m))?;
+        Self::parse_timezone(&self.default_timezone)
+            .map_err(|m| invalid("playbook.default_timezone", m))?;
+        if !(self.value_horizon_months.is_finite() && self.value_horizon_months > 0.0) {
+            return Err(invalid(
+                "playbook.value_horizon_months",
+                format!(
+                    "{} must be a number of months above 0, e.g. 12",
+                    self.value_horizon_months
+                ),
+            ));
+        }
+        if !(0.0 < self.medium_risk_from
+            && self.medium_risk_from < self.high_risk_from
+            && self.high_risk_from <= 1.0)
+        {
+            return Err(invalid(
+                "playbook.medium_risk_from",
+                format!(
+                    "risk bands need 0 < medium_risk_from < high_risk_from <= 1; got {} and {}",
+                    self.medium_risk_from, self.high_risk_from
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -611,6 +680,7 @@ impl Config {
                 ),
             ));
         }
+        self.playbook.validate(&invalid)?;
         if self.worker.name.trim().is_empty() {
             return Err(invalid(
                 "worker.name",
@@ -696,7 +766,7 @@ mod tests {
     fn defaults_are_valid() {
         let c = Config::from_toml("", "defaults", env(&[])).unwrap();
         assert_eq!(c.schedule.score, "0 0 2 * * *");
-        assert_eq!(c.playbook.cap_days, 7);
+        assert_eq!((c.playbook.max_nudges, c.playbook.window_days), (2, 14));
     }
 
     #[test]
@@ -709,17 +779,17 @@ mod tests {
     #[test]
     fn environment_overrides_file() {
         let c = Config::from_toml(
-            "[playbook]\ncap_days = 3\n",
+            "[playbook]\nmax_nudges = 3\n",
             "f.toml",
             env(&[
-                ("ATTUNE_PLAYBOOK_CAP_DAYS", "9"),
+                ("ATTUNE_PLAYBOOK_MAX_NUDGES", "9"),
                 ("ATTUNE_DATABASE_URL", "x.db"),
                 ("ATTUNE_TRAINING_CAPACITIES", "50, 200"),
                 ("PATH", "/bin"),
             ]),
         )
         .unwrap();
-        assert_eq!(c.playbook.cap_days, 9);
+        assert_eq!(c.playbook.max_nudges, 9);
         assert_eq!(c.database_url, "x.db");
         assert_eq!(c.training.capacities, vec![50, 200]);
     }
@@ -814,5 +884,31 @@ token_env = "ATTUNE_APP_TOKEN"
             .unwrap_err()
             .to_string();
         assert!(e.contains("scoring.risk_threshold"), "{e}");
+        let e = Config::from_toml(
+            "[playbook]\nquiet_hours_start = \"9pm\"\n",
+            "f.toml",
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("f.toml: playbook.quiet_hours_start") && e.contains("HH:MM"),
+            "{e}"
+        );
+        let e = Config::from_toml(
+            "",
+            "f.toml",
+            env(&[("ATTUNE_PLAYBOOK_DEFAULT_TIMEZONE", "Mars/Base")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ATTUNE_PLAYBOOK_DEFAULT_TIMEZONE") && e.contains("IANA"),
+            "{e}"
+        );
+        let e = Config::from_toml("[playbook]\nmedium_risk_from = 0.6\n", "f.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("medium_risk_from < high_risk_from"), "{e}");
     }
 }

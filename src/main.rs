@@ -2,6 +2,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// glibc's allocator spends a third of planning's time on the many small allocations of
+/// row decoding; mimalloc keeps per-thread free lists (see BENCHMARKS.md, planning).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = attune::cli::Cli::parse();

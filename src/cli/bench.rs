@@ -64,6 +64,12 @@ pub enum BenchCommand {
     Load(super::bench_load::LoadArgs),
     /// Fill the database with nudges (every review column set) for the load benchmarks.
     SeedNudges(super::bench_load::SeedArgs),
+    /// Populate customers and a scoring run (once, when the database has none), then
+    /// time `plan` over them.
+    Plan(super::playbook::BenchPlanArgs),
+    /// Plant an effect for one rule and none for another, plan, churn, and measure it
+    /// with `report uplift`.
+    Uplift(super::playbook::BenchUpliftArgs),
 }
 
 pub async fn run(
@@ -72,6 +78,8 @@ pub async fn run(
     out: &super::output::Printer,
 ) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Plan(args) => super::playbook::bench_plan(config.clone(), args).await,
+        BenchCommand::Uplift(args) => super::playbook::bench_uplift(config.clone(), args).await,
         BenchCommand::Ingest {
             dir,
             backend,

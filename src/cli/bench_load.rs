@@ -23,7 +23,16 @@ use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::domain::{Channel, Consent, ContractType, Customer, CustomerId, NudgeKind};
+use crate::domain::{Channel, Consent, ContractType, Customer, CustomerId};
+
+/// Rules of the default playbook the seeded nudges carry, with why each was queued.
+const SEED_RULES: &[&str] = &[
+    "welcome",
+    "bill_explainer",
+    "complaint_follow_up",
+    "risk_check_in",
+    "renewal",
+];
 use crate::store::SeedNudge;
 
 #[derive(Debug, Args)]
@@ -398,7 +407,7 @@ fn seed_nudge(
     now: i64,
     proposed_share: f64,
 ) -> SeedNudge {
-    let kind = NudgeKind::ALL[rng.gen_range(0..NudgeKind::ALL.len())];
+    let kind = SEED_RULES[rng.gen_range(0..SEED_RULES.len())];
     let channel = Channel::ALL[rng.gen_range(0..Channel::ALL.len())];
     let probability: f64 = rng.gen_range(0.02..0.95);
     let monthly: f64 = rng.gen_range(15.0..180.0);
@@ -419,20 +428,18 @@ fn seed_nudge(
         (!rng.gen_bool(0.02)).then(|| (probability * monthly * 12.0 * 100.0).round() / 100.0);
     let name = format!("Customer {}", customer_id);
     let why = match kind {
-        NudgeKind::Welcome => "signed up this week: how to get value in the first week".to_owned(),
-        NudgeKind::BillExplainer => {
-            "first invoice due in 4 days: explain it before it arrives".to_owned()
-        }
-        NudgeKind::ComplaintFollowUp => "complaint opened 3 days ago and not resolved".to_owned(),
-        NudgeKind::RiskCheckIn => format!(
+        "welcome" => "signed up this week: how to get value in the first week".to_owned(),
+        "bill_explainer" => "first invoice due in 4 days: explain it before it arrives".to_owned(),
+        "complaint_follow_up" => "complaint opened 3 days ago and not resolved".to_owned(),
+        "risk_check_in" => format!(
             "churn risk {:.0}% crossed the threshold",
             probability * 100.0
         ),
-        NudgeKind::Renewal => "contract ends in 45 days: start the renewal conversation".to_owned(),
+        _ => "contract ends in 45 days: start the renewal conversation".to_owned(),
     };
     SeedNudge {
         customer_id,
-        kind: kind.as_str().to_owned(),
+        kind: kind.to_owned(),
         occasion: format!("bench:{seed}:{i}"),
         channel: channel.as_str().to_owned(),
         status: status.to_owned(),
@@ -446,7 +453,7 @@ fn seed_nudge(
         )),
         contact_name: Some(name),
         reason: serde_json::json!({
-            "rule": kind.as_str(),
+            "rule": kind,
             "why": why,
             "probability": probability,
             "drivers": [

@@ -8,6 +8,7 @@ mod bench_load;
 mod features;
 mod models;
 mod output;
+mod playbook;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
-use crate::domain::{NudgeKind, NudgeStatus};
+use crate::domain::{NudgeStatus, RuleName};
 use crate::ingest::CustomerPreset;
 use crate::jobs::{self, JobContext};
 use crate::store::{DatabaseUrl, Db, NudgeFilter};
@@ -77,6 +78,12 @@ pub enum Command {
     /// Review queued nudges.
     #[command(subcommand)]
     Nudges(NudgesCommand),
+    /// The playbook: check a file, simulate planning without writing anything.
+    #[command(subcommand)]
+    Playbook(playbook::PlaybookCommand),
+    /// Reports: uplift (does a rule's nudging change churn?).
+    #[command(subcommand)]
+    Report(playbook::ReportCommand),
     /// Show the audit log, newest first.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -146,6 +153,8 @@ pub enum ImportCommand {
         #[arg(long)]
         source: Option<String>,
     },
+    /// Contacts of business accounts (CSV or NDJSON; see the README for columns).
+    Contacts { file: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -201,12 +210,12 @@ pub struct TrainArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NudgesCommand {
-    /// List nudges, riskiest first.
+    /// List nudges, riskiest first (--kind is a playbook rule's name).
     List {
         #[arg(long)]
         status: Option<NudgeStatus>,
         #[arg(long)]
-        kind: Option<NudgeKind>,
+        kind: Option<RuleName>,
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
@@ -234,7 +243,7 @@ pub enum NudgesCommand {
         #[arg(long)]
         status: Option<NudgeStatus>,
         #[arg(long)]
-        kind: Option<NudgeKind>,
+        kind: Option<RuleName>,
     },
 }
 
@@ -314,7 +323,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(&config.log.format, &config.log.filter);
     let out = Printer { json: cli.json };
     match cli.command {
-        Command::Config(ConfigCommand::Check) => out.config(&config),
+        Command::Config(ConfigCommand::Check) => {
+            // The playbook file is configuration too: check it with the rest.
+            jobs::plan::load_playbook(config.playbook.file.as_deref())?;
+            out.config(&config)
+        }
         Command::Migrate => {
             let db = open(&config).await?;
             out.message(
@@ -337,6 +350,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ImportCommand::Events { file, source } => {
                     let ctx = JobContext::new(db, config);
                     jobs::import::import_events_file(&ctx, &file, source.as_deref()).await?
+                }
+                ImportCommand::Contacts { file } => {
+                    playbook::import_contacts(&config, &file).await?
                 }
             };
             out.import(&report)
@@ -473,6 +489,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
         Command::Users(cmd) => users::run(&config, cmd, &out).await,
+        Command::Playbook(cmd) => playbook::playbook(config, cmd, &out).await,
+        Command::Report(cmd) => playbook::report(config, cmd, &out).await,
     }
 }
 

@@ -148,11 +148,132 @@ impl Printer {
         if self.json {
             return print_json(r);
         }
-        let s = &r.summary;
+        let t = &r.summary.totals;
         println!(
-            "planned as of {}: {} nudges queued ({} already queued); {} held by the contact cap, {} without a consented channel, {} outranked",
-            r.as_of, r.queued, r.already_queued, s.held_by_cap, s.no_consented_channel, s.outranked
+            "planned {} customers as of {} with {}: {} nudges queued ({} proposed, {} approved with their rule, {} deferred by the contact cap, {} held out); {} already queued, {} without a consented channel",
+            r.summary.customers,
+            r.as_of,
+            r.playbook,
+            r.queued,
+            t.proposed,
+            t.approved,
+            t.deferred,
+            t.holdout,
+            r.already_queued,
+            t.no_consented_channel
         );
+        println!(
+            "stored nudges: {} released from deferral, {} deferred again, {} withdrawn, {} expired",
+            t.released, t.redeferred, t.withdrawn, t.expired
+        );
+        Ok(())
+    }
+
+    pub fn simulation(&self, sim: &crate::jobs::plan::Simulation) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(sim);
+        }
+        let r = &sim.report;
+        println!(
+            "simulated planning as of {} with {} over {} customers (nothing written)",
+            r.as_of, r.playbook, r.summary.customers
+        );
+        println!(
+            "  {:<26} {:>6} {:>8} {:>8} {:>8} {:>7} {:>8} {:>10} {:>9}",
+            "rule",
+            "fired",
+            "proposed",
+            "approved",
+            "deferred",
+            "holdout",
+            "already",
+            "no channel",
+            "withdrawn"
+        );
+        for (rule, c) in &r.summary.by_rule {
+            println!(
+                "  {:<26} {:>6} {:>8} {:>8} {:>8} {:>7} {:>8} {:>10} {:>9}",
+                rule,
+                c.fired,
+                c.proposed,
+                c.approved,
+                c.deferred,
+                c.holdout,
+                c.already_queued,
+                c.no_consented_channel,
+                c.withdrawn
+            );
+        }
+        let t = &r.summary.totals;
+        println!(
+            "  {:<26} {:>6} {:>8} {:>8} {:>8} {:>7} {:>8} {:>10} {:>9}",
+            "total",
+            t.fired,
+            t.proposed,
+            t.approved,
+            t.deferred,
+            t.holdout,
+            t.already_queued,
+            t.no_consented_channel,
+            t.withdrawn
+        );
+        if !sim.nudges.is_empty() {
+            println!(
+                "\n  {:<10} {:<24} {:<9} {:<6} {:<24} {:<20} why",
+                "customer", "rule", "status", "via", "to", "send after"
+            );
+        }
+        for n in &sim.nudges {
+            println!(
+                "  {:<10} {:<24} {:<9} {:<6} {:<24} {:<20} {}",
+                n.customer,
+                n.rule,
+                n.status.as_str(),
+                n.channel,
+                n.recipient,
+                n.send_after.as_deref().unwrap_or("-"),
+                n.why
+            );
+        }
+        for (rule, c) in &sim.changes {
+            println!("  stored nudge {} ({rule}): {c:?}", c.id());
+        }
+        Ok(())
+    }
+
+    pub fn uplift(
+        &self,
+        rows: &[crate::playbook::uplift::RuleUplift],
+        as_of: chrono::NaiveDate,
+        horizon_days: u32,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(
+                &serde_json::json!({"as_of": as_of, "horizon_days": horizon_days, "rules": rows}),
+            );
+        }
+        println!(
+            "churn within {horizon_days} days of a customer's first nudge of each rule, nudged against held out, for horizons ended by {as_of}"
+        );
+        if rows.is_empty() {
+            println!("  no nudges yet");
+        }
+        let pct = |v: Option<f64>| {
+            v.map(|v| format!("{:.1}%", v * 100.0))
+                .unwrap_or_else(|| "-".into())
+        };
+        for u in rows {
+            println!(
+                "  {:<26} nudged {:>7} ({:>6})  held out {:>6} ({:>6})  pending {:>6}  {}",
+                u.rule,
+                u.treated,
+                pct(u.treated_churn),
+                u.held_out,
+                pct(u.held_out_churn),
+                u.pending,
+                u.note
+            );
+        }
         Ok(())
     }
 
@@ -165,13 +286,13 @@ impl Printer {
             return Ok(());
         }
         println!(
-            "{:>6}  {:<10}  {:<20}  {:<6}  {:<9}  {:>5}  why",
+            "{:>6}  {:<10}  {:<24}  {:<6}  {:<9}  {:>5}  why",
             "id", "customer", "kind", "via", "status", "risk"
         );
         for n in rows {
             let why = n.reason.0["why"].as_str().unwrap_or_default();
             println!(
-                "{:>6}  {:<10}  {:<20}  {:<6}  {:<9}  {:>5}  {}",
+                "{:>6}  {:<10}  {:<24}  {:<6}  {:<9}  {:>5}  {}",
                 n.id,
                 n.external_id,
                 n.kind,
@@ -249,7 +370,9 @@ impl Printer {
             d.share_at_risk * 100.0,
             d.score.risk_threshold * 100.0
         );
-        println!("  nudges proposed for review:");
+        println!(
+            "  nudges queued by rule (proposed, approved with their rule, deferred or held out):"
+        );
         for (kind, n) in &d.nudges_by_kind {
             println!("    {kind:<22} {n:>6}");
         }

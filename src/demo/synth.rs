@@ -963,6 +963,71 @@ mod tests {
     }
 
     #[test]
+    fn the_playbooks_occasions_exist_today() {
+        use crate::playbook::{EventFact, complaints};
+        let pop = pop5k();
+        let t = today();
+        let now = at(t, 12 * 3600).timestamp();
+        let events = by_customer(pop);
+        let (mut meter, mut ombudsman, mut reopened, mut milestones, mut first_bill, mut failed) =
+            (0, 0, 0, 0, 0, 0);
+        for c in pop.customers.iter().filter(|c| c.is_active_on(t)) {
+            let evs = events
+                .get(c.external_id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            let facts: Vec<EventFact> = evs
+                .iter()
+                .enumerate()
+                .map(|(i, e)| EventFact {
+                    id: i as i64,
+                    kind: e.kind,
+                    at: e.occurred_at.timestamp(),
+                    value: e.value,
+                })
+                .collect();
+            let ago = |e: &EventFact| (now - e.at) / 86_400;
+            meter += facts
+                .iter()
+                .any(|e| e.kind == EventKind::MeterReading && ago(e) <= 3)
+                as u32;
+            for k in complaints(&facts).iter().filter(|k| k.open) {
+                ombudsman += ((now - k.opened_at) / 86_400 >= 56) as u32;
+                reopened += k.reopened_at.is_some_and(|r| (now - r) / 86_400 <= 14) as u32;
+            }
+            milestones += [12, 24, 36, 60].iter().any(|m| {
+                let a = add_months(c.signup_date, *m);
+                a <= t && (t - a).num_days() <= 14
+            }) as u32;
+            if let Some(due) = c.first_invoice_due {
+                first_bill += facts.iter().any(|e| {
+                    let d = DateTime::from_timestamp(e.at, 0).unwrap().date_naive();
+                    e.kind == EventKind::SupportContact
+                        && ago(e) <= 14
+                        && d >= due
+                        && (d - due).num_days() <= 30
+                }) as u32;
+            }
+            failed += facts.iter().any(|e| {
+                e.kind == EventKind::PaymentFailed
+                    && ago(e) <= 7
+                    && !facts
+                        .iter()
+                        .any(|p| p.kind == EventKind::PaymentMade && p.at > e.at)
+            }) as u32;
+        }
+        println!(
+            "meter readings {meter}, complaints open 8+ weeks {ombudsman}, reopened {reopened}, milestones {milestones}, support after first bill {first_bill}, failed payments {failed}"
+        );
+        assert!(meter >= 5, "recent meter readings {meter}");
+        assert!(ombudsman >= 20, "complaints open eight weeks {ombudsman}");
+        assert!(reopened >= 1, "reopened complaints {reopened}");
+        assert!(milestones >= 30, "tenure milestones {milestones}");
+        assert!(first_bill >= 1, "support after the first bill {first_bill}");
+        assert!(failed >= 5, "unpaid failed payments {failed}");
+    }
+
+    #[test]
     fn consent_has_exceptions() {
         let pop = pop5k();
         let n = pop.customers.len() as f64;

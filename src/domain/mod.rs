@@ -256,23 +256,78 @@ impl EventKind {
     }
 }
 
-vocabulary! {
-    /// The kinds of nudge the first playbook queues.
-    NudgeKind, "nudge kind" {
-        Welcome => "welcome",
-        BillExplainer => "bill_explainer",
-        ComplaintFollowUp => "complaint_follow_up" | "complaint_followup",
-        RiskCheckIn => "risk_check_in" | "risk_checkin",
-        Renewal => "renewal" | "renewal_conversation",
+/// The name of a playbook rule, which is also the `kind` of every nudge it queues: a
+/// lowercase identifier (`a-z`, `0-9`, `_`, starting with a letter), at most 64 characters.
+/// Rules live in a file marketing edits, so the set is open; the spelling is not.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RuleName(String);
+
+impl RuleName {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let s = raw.trim();
+        let ok_start = s.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+        let ok_rest = s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if s.is_empty() || s.len() > Self::MAX_LEN || !ok_start || !ok_rest {
+            return Err(invalid(format!(
+                "{raw:?} is not a rule name; use lowercase letters, digits and _ (starting with a letter, at most {} characters), e.g. \"bill_explainer\"",
+                Self::MAX_LEN
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for RuleName {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for RuleName {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<RuleName> for String {
+    fn from(r: RuleName) -> Self {
+        r.0
+    }
+}
+
+impl fmt::Display for RuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
 vocabulary! {
-    /// Where a nudge is in marketing's review.
+    /// Where a nudge is in its life (see the nudge lifecycle migration): `proposed` waits
+    /// for review; `deferred` waits for a free slot under the contact cap (`send_after`);
+    /// `approved` and `rejected` are decisions; `snoozed` waits for `snoozed_until`;
+    /// `withdrawn` means its trigger no longer holds; `expired` means it passed
+    /// `expires_at` before it could go out; `holdout` records the randomised holdout and
+    /// is never reviewed or sent.
     NudgeStatus, "nudge status" {
         Proposed => "proposed",
+        Deferred => "deferred",
         Approved => "approved",
         Rejected => "rejected",
+        Snoozed => "snoozed",
+        Withdrawn => "withdrawn",
+        Expired => "expired",
+        Holdout => "holdout",
     }
 }
 
@@ -427,6 +482,25 @@ mod tests {
             assert!(migration.contains(&row), "{row} missing from event_kinds");
         }
         assert_eq!(EventKind::ALL.len(), 14);
+    }
+
+    #[test]
+    fn rule_names_are_lowercase_identifiers() {
+        assert_eq!(
+            RuleName::parse(" bill_explainer ").unwrap().as_str(),
+            "bill_explainer"
+        );
+        for bad in [
+            "",
+            "Bill",
+            "1st",
+            "bill-explainer",
+            "bill explainer",
+            &"a".repeat(65),
+        ] {
+            let e = RuleName::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("is not a rule name"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -50,15 +50,26 @@ impl JobContext {
     }
 
     pub fn playbook_settings(&self) -> crate::playbook::Settings {
+        use crate::config::Playbook as P;
         let p = &self.config.playbook;
+        let d = crate::playbook::Settings::default();
+        // The config was validated when it was loaded; the defaults only cover a config
+        // built in code.
         crate::playbook::Settings {
-            cap_days: p.cap_days,
-            welcome_days: p.welcome_days,
-            bill_explainer_days_before: p.bill_explainer_days_before,
-            complaint_follow_up_days: p.complaint_follow_up_days,
-            renewal_days_before: p.renewal_days_before,
-            risk_threshold: self.config.scoring.risk_threshold,
+            max_nudges: p.max_nudges,
+            window_days: p.window_days,
+            quiet_start: P::parse_time_of_day(&p.quiet_hours_start).unwrap_or(d.quiet_start),
+            quiet_end: P::parse_time_of_day(&p.quiet_hours_end).unwrap_or(d.quiet_end),
+            default_timezone: P::parse_timezone(&p.default_timezone).unwrap_or(d.default_timezone),
+            value_horizon_months: p.value_horizon_months,
+            medium_risk_from: p.medium_risk_from,
+            high_risk_from: p.high_risk_from,
         }
+    }
+
+    /// The playbook: `[playbook] file`, or the default built into attune.
+    pub fn playbook(&self) -> anyhow::Result<crate::playbook::Playbook> {
+        crate::jobs::plan::load_playbook(self.config.playbook.file.as_deref())
     }
 
     /// The model to score with: the configured file, else the registry's champion, else

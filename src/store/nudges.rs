@@ -1,30 +1,46 @@
 //! Nudges: queued once per customer, kind and occasion; decided by people, with an audit
 //! entry written in the same transaction as the decision.
 
-use std::collections::HashMap;
-
 use sqlx::types::Json;
 
 use super::{BATCH_ROWS, Db, Result, now_secs, on_pool};
-use crate::domain::{Channel, NudgeKind, NudgeStatus};
+use crate::domain::{NudgeStatus, RuleName};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NewNudge {
     pub customer_id: i64,
-    pub kind: NudgeKind,
+    /// The playbook rule that queued it.
+    pub kind: RuleName,
     /// What the nudge is about (`signup:2026-11-20`, `complaint:812`): with the customer
     /// and kind it is the nudge's identity, so planning twice never queues it twice.
     pub occasion: String,
-    pub channel: Channel,
+    /// A channel, or `task` for a task for a team.
+    pub channel: String,
+    pub status: NudgeStatus,
     pub reason: serde_json::Value,
     pub probability: Option<f64>,
     pub run_id: Option<i64>,
+    pub stage: String,
+    pub priority: i32,
+    pub holdout: bool,
+    pub expected_value: Option<f64>,
+    pub segment: Option<String>,
+    pub risk_band: Option<String>,
+    pub message: Option<String>,
+    pub contact_role: Option<String>,
+    pub contact_name: Option<String>,
+    pub send_after: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub planned_at: i64,
+    /// Set for a nudge approved with its rule.
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct NudgeFilter {
     pub status: Option<NudgeStatus>,
-    pub kind: Option<NudgeKind>,
+    pub kind: Option<RuleName>,
     pub limit: i64,
 }
 
@@ -60,27 +76,46 @@ const SELECT: &str =
     FROM nudges n JOIN customers c ON c.id = n.customer_id";
 
 impl Db {
-    /// Queues nudges as `proposed`, skipping any already queued for the same customer,
-    /// kind and occasion. Returns how many were new.
+    /// Queues nudges, skipping any already queued for the same customer, kind and
+    /// occasion, in one transaction. Returns how many were new.
     pub async fn insert_nudges(&self, nudges: &[NewNudge]) -> Result<u64> {
         let now = now_secs();
         let mut inserted = 0;
         on_pool!(self, p => {
             let mut tx = p.begin().await?;
+            // 25 values a row: 1,000 rows stay under SQLite's 32,766 bound values.
             for chunk in nudges.chunks(BATCH_ROWS) {
                 let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO nudges (customer_id, kind, occasion, channel, status, reason, probability, created_at, run_id) ",
+                    "INSERT INTO nudges (customer_id, kind, occasion, channel, status, reason, probability, created_at, \
+                     run_id, stage, priority, holdout, expected_value, segment, risk_band, message, contact_role, \
+                     contact_name, send_after, expires_at, planned_at, updated_at, decided_by, decided_at, decision_reason) ",
                 );
                 q.push_values(chunk, |mut b, n| {
                     b.push_bind(n.customer_id)
                         .push_bind(n.kind.as_str())
                         .push_bind(n.occasion.as_str())
                         .push_bind(n.channel.as_str())
-                        .push_bind(NudgeStatus::Proposed.as_str())
+                        .push_bind(n.status.as_str())
                         .push_bind(Json(&n.reason))
                         .push_bind(n.probability)
                         .push_bind(now)
-                        .push_bind(n.run_id);
+                        .push_bind(n.run_id)
+                        .push_bind(n.stage.as_str())
+                        .push_bind(n.priority)
+                        .push_bind(n.holdout)
+                        .push_bind(n.expected_value)
+                        .push_bind(n.segment.as_deref())
+                        .push_bind(n.risk_band.as_deref())
+                        .push_bind(n.message.as_deref())
+                        .push_bind(n.contact_role.as_deref())
+                        .push_bind(n.contact_name.as_deref())
+                        .push_bind(n.send_after)
+                        .push_bind(n.expires_at)
+                        .push_bind(n.planned_at)
+                        .push_bind(now)
+                        .push_bind(n.decided_by.as_deref())
+                        .push_bind(n.decided_by.as_ref().map(|_| now))
+                        .push_bind(n.decision_reason.as_deref());
                 });
                 q.push(" ON CONFLICT (customer_id, kind, occasion) DO NOTHING");
                 inserted += q.build().execute(&mut *tx).await?.rows_affected();
@@ -88,13 +123,6 @@ impl Db {
             tx.commit().await?;
         });
         Ok(inserted)
-    }
-
-    /// When each customer was last given a nudge that was not rejected (unix seconds).
-    pub async fn last_nudge_times(&self) -> Result<HashMap<i64, i64>> {
-        let sql = "SELECT customer_id, MAX(created_at) FROM nudges WHERE status <> 'rejected' GROUP BY customer_id";
-        let rows: Vec<(i64, i64)> = on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?);
-        Ok(rows.into_iter().collect())
     }
 
     /// Every (customer, kind, occasion) already queued, so planning can say what it skipped.
@@ -106,7 +134,7 @@ impl Db {
 
     pub async fn list_nudges(&self, filter: &NudgeFilter) -> Result<Vec<NudgeRow>> {
         let status = filter.status.map(|s| s.as_str());
-        let kind = filter.kind.map(|k| k.as_str());
+        let kind = filter.kind.as_ref().map(RuleName::as_str);
         let limit = if filter.limit > 0 {
             filter.limit
         } else {

@@ -46,7 +46,17 @@ async fn import_to_queued_nudges(t: &TestDb) {
     let nudges = t.db.list_nudges(&NudgeFilter::default()).await.unwrap();
     assert_eq!(nudges.len() as u64, summary.plan.queued);
     for n in &nudges {
-        assert_eq!(n.status, NudgeStatus::Proposed.as_str());
+        let status: NudgeStatus = n.status.parse().unwrap();
+        assert!(
+            matches!(
+                status,
+                NudgeStatus::Proposed
+                    | NudgeStatus::Approved
+                    | NudgeStatus::Deferred
+                    | NudgeStatus::Holdout
+            ),
+            "{n:?}"
+        );
         assert!(
             n.reason.0["rule"].is_string() && n.reason.0["why"].is_string(),
             "{:?}",
@@ -54,11 +64,20 @@ async fn import_to_queued_nudges(t: &TestDb) {
         );
         assert!(n.reason.0["drivers"].is_array());
     }
-    // One nudge per customer per run: the cap and the ranking hold.
-    let mut customers: Vec<i64> = nudges.iter().map(|n| n.customer_id).collect();
-    customers.sort();
-    customers.dedup();
-    assert_eq!(customers.len(), nudges.len());
+    // The contact cap holds: at most two nudges per customer go out now (regulatory
+    // notices aside); the rest are deferred or held out.
+    let regulatory = ["ombudsman_notice"];
+    let mut now_per_customer: std::collections::HashMap<i64, usize> = Default::default();
+    for n in nudges.iter().filter(|n| {
+        matches!(n.status.as_str(), "proposed" | "approved")
+            && !regulatory.contains(&n.kind.as_str())
+    }) {
+        *now_per_customer.entry(n.customer_id).or_default() += 1;
+    }
+    assert!(
+        now_per_customer.values().all(|n| *n <= 2),
+        "{now_per_customer:?}"
+    );
 
     // Scoring recorded each feature's stability against the training data.
     let drift = t.db.drift_for_run(summary.score.run_id).await.unwrap();
@@ -108,8 +127,9 @@ async fn daemon_runs_scheduled_jobs(t: &TestDb) {
     .unwrap();
     let db = t.db.clone();
     let stop = async move {
-        // Long enough for a tick, the score job and the plan job it enqueues.
-        for _ in 0..60 {
+        // Long enough for a tick, the score job and the plan job it enqueues, even while
+        // the rest of the suite keeps both cores busy (about 2 s alone).
+        for _ in 0..180 {
             tokio::time::sleep(Duration::from_millis(250)).await;
             if db.counts().await.map(|c| c.nudges > 0).unwrap_or(false) {
                 break;
@@ -117,15 +137,24 @@ async fn daemon_runs_scheduled_jobs(t: &TestDb) {
         }
         Ok(())
     };
-    tokio::time::timeout(Duration::from_secs(40), daemon::run(ctx, stop))
+    tokio::time::timeout(Duration::from_secs(60), daemon::run(ctx, stop))
         .await
         .expect("daemon stops on its signal")
         .unwrap();
     let counts = t.db.counts().await.unwrap();
     assert!(counts.scores >= 1, "a scheduled score job ran");
+    let welcomes =
+        t.db.list_nudges(&NudgeFilter {
+            kind: Some("welcome".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(
-        counts.nudges, 1,
-        "the plan job after scoring welcomed the new customer once"
+        welcomes.len(),
+        1,
+        "the plan job after scoring welcomed the new customer once: {:?}",
+        t.db.list_nudges(&NudgeFilter::default()).await.unwrap()
     );
     assert!(t.db.tick_count("score").await.unwrap() >= 1);
 }

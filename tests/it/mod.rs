@@ -8,6 +8,7 @@ mod docs;
 mod import;
 mod models;
 mod nudges;
+mod playbook;
 mod sources;
 mod ticks;
 mod training;

@@ -1,0 +1,466 @@
+//! What the playbook reads and writes: a page of customers with their score, the events
+//! triggers look at, usage, contacts, the nudges already stored, batched changes to
+//! them, and the cohorts behind `report uplift`. Pages are id ranges, so every query is
+//! a range scan on an index that starts with the customer id.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+
+use super::customers::CustomerRow;
+use super::{BATCH_ROWS, Db, Result, StoreError, now_secs, on_pool};
+use crate::domain::{Channel, Consent, Customer, EventKind, NudgeStatus};
+use crate::playbook::contacts::ContactRecord;
+use crate::playbook::{Change, Contact, EventFact, Existing, RULE_APPROVER};
+
+#[derive(sqlx::FromRow)]
+struct PlanningRow {
+    #[sqlx(flatten)]
+    customer: CustomerRow,
+    probability: Option<f64>,
+    drivers: Option<String>,
+}
+
+/// A customer as planning reads them: with their score in the run, and the score's
+/// drivers as stored (JSON text, parsed only for customers who get a nudge).
+#[derive(Debug, Clone)]
+pub struct PlanningCustomer {
+    pub id: i64,
+    pub customer: Customer,
+    pub probability: Option<f64>,
+    pub drivers: Option<String>,
+}
+
+impl PlanningRow {
+    fn into_planning(self) -> Result<PlanningCustomer> {
+        let (probability, drivers) = (self.probability, self.drivers);
+        let (id, customer) = self.customer.into_customer()?;
+        Ok(PlanningCustomer {
+            id,
+            customer,
+            probability,
+            drivers,
+        })
+    }
+}
+
+const CUSTOMER_COLUMNS: &str = "c.id, c.external_id, c.signup_date, c.plan, c.monthly_charge, \
+    c.contract_type, c.contract_end, c.first_invoice_due, c.preferred_channel, c.consent_email, \
+    c.consent_sms, c.consent_phone, c.consent_post, c.churned_on, c.attributes";
+
+/// A stored nudge as planning sees it.
+#[derive(sqlx::FromRow)]
+struct ExistingRow {
+    id: i64,
+    customer_id: i64,
+    kind: String,
+    occasion: String,
+    status: String,
+    priority: i32,
+    expected_value: Option<f64>,
+    channel: String,
+    send_after: Option<i64>,
+    planned_at: Option<i64>,
+    expires_at: Option<i64>,
+    snoozed_until: Option<i64>,
+}
+
+impl ExistingRow {
+    fn into_existing(self) -> Result<(i64, Existing)> {
+        let status = self
+            .status
+            .parse::<NudgeStatus>()
+            .map_err(|e| StoreError::Data(format!("nudge row {}: status: {e}", self.id)))?;
+        Ok((
+            self.customer_id,
+            Existing {
+                id: self.id,
+                kind: self.kind,
+                occasion: self.occasion,
+                status,
+                priority: self.priority as i64,
+                expected_value: self.expected_value,
+                channel: self.channel,
+                send_after: self.send_after,
+                planned_at: self.planned_at,
+                expires_at: self.expires_at,
+                snoozed_until: self.snoozed_until,
+            },
+        ))
+    }
+}
+
+const EXISTING_COLUMNS: &str = "id, customer_id, kind, occasion, status, priority, expected_value, \
+    channel, send_after, planned_at, expires_at, snoozed_until";
+
+/// The statuses of a nudge that may still go out.
+pub const OPEN_STATUSES: &str = "('proposed', 'deferred', 'approved', 'snoozed')";
+
+/// One customer's first nudge of a rule, for `report uplift`.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct UpliftCohortRow {
+    pub kind: String,
+    pub customer_id: i64,
+    /// The first planning instant of the rule's nudges for the customer.
+    pub first_at: i64,
+    pub min_holdout: i32,
+    pub max_holdout: i32,
+    pub churned_on: Option<NaiveDate>,
+}
+
+/// A contact stored or refreshed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ContactCounts {
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+/// How planning joins a customer's score: the full run's directly, or the newest of the
+/// runs in `from..=to` (a full run and the `changed` runs after it).
+fn score_join(basis: Option<(i64, i64)>, from: &str, to: &str) -> String {
+    match basis {
+        Some((f, t)) if f != t => format!(
+            "s.id = (SELECT s2.id FROM scores s2 WHERE s2.customer_id = c.id AND s2.run_id BETWEEN {from} AND {to} ORDER BY s2.run_id DESC LIMIT 1)"
+        ),
+        _ => format!("s.customer_id = c.id AND s.run_id = {to}"),
+    }
+}
+
+impl Db {
+    /// The scores planning reads as of scoring run `run_id`: each customer's newest score
+    /// from the latest full run up to it and any `changed` run after that, up to `run_id`.
+    /// Returns the range of runs (equal ends for a full run).
+    pub async fn score_basis(&self, run_id: Option<i64>) -> Result<Option<(i64, i64)>> {
+        let Some(run) = run_id else { return Ok(None) };
+        let sql = "SELECT COALESCE(MAX(id), $1) FROM scoring_runs WHERE id <= $1 AND scope = 'full' AND finished_at IS NOT NULL";
+        let (full,): (i64,) =
+            on_pool!(self, p => sqlx::query_as(sql).bind(run).fetch_one(p).await?);
+        Ok(Some((full, run)))
+    }
+
+    /// Up to `limit` customers active on `as_of` with ids above `after`, with their
+    /// score as of `basis` (see [`Db::score_basis`]; none without a run or a score).
+    pub async fn planning_page(
+        &self,
+        as_of: NaiveDate,
+        basis: Option<(i64, i64)>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<PlanningCustomer>> {
+        let sql = format!(
+            "SELECT {CUSTOMER_COLUMNS}, s.probability, CAST(s.drivers AS TEXT) AS drivers FROM customers c
+             LEFT JOIN scores s ON {}
+             WHERE c.id > $2 AND c.signup_date <= $1 AND (c.churned_on IS NULL OR c.churned_on > $1)
+             ORDER BY c.id LIMIT $3",
+            score_join(basis, "$4", "$5")
+        );
+        let (from, to) = basis.unwrap_or((-1, -1));
+        let rows: Vec<PlanningRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(as_of).bind(after).bind(limit).bind(from).bind(to).fetch_all(p).await?);
+        rows.into_iter().map(PlanningRow::into_planning).collect()
+    }
+
+    /// One customer, active or not, with their score as of `basis`.
+    pub async fn planning_customer(
+        &self,
+        id: i64,
+        basis: Option<(i64, i64)>,
+    ) -> Result<Option<PlanningCustomer>> {
+        let sql = format!(
+            "SELECT {CUSTOMER_COLUMNS}, s.probability, CAST(s.drivers AS TEXT) AS drivers FROM customers c
+             LEFT JOIN scores s ON {} WHERE c.id = $1",
+            score_join(basis, "$2", "$3")
+        );
+        let (from, to) = basis.unwrap_or((-1, -1));
+        let row: Option<PlanningRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(id).bind(from).bind(to).fetch_optional(p).await?);
+        row.map(PlanningRow::into_planning).transpose()
+    }
+
+    /// Events triggers look at for customers `first..=last` before `until`: complaint
+    /// events since `complaints_from`, and events of `kinds` since `recent_from`, in time
+    /// order per customer.
+    pub async fn planning_events(
+        &self,
+        first: i64,
+        last: i64,
+        until: i64,
+        complaints_from: i64,
+        recent_from: i64,
+        kinds: &[EventKind],
+    ) -> Result<HashMap<i64, Vec<EventFact>>> {
+        let recent = if kinds.is_empty() {
+            "''".to_owned()
+        } else {
+            kinds
+                .iter()
+                .map(|k| format!("'{}'", k.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sql = format!(
+            "SELECT id, customer_id, kind, occurred_at, value FROM events
+             WHERE customer_id BETWEEN $1 AND $2 AND occurred_at < $3 AND (
+                 (kind IN ('complaint_opened', 'complaint_resolved', 'complaint_reopened') AND occurred_at >= $4)
+                 OR (kind IN ({recent}) AND occurred_at >= $5))
+             ORDER BY customer_id, occurred_at, id"
+        );
+        let rows: Vec<(i64, i64, String, i64, Option<f64>)> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(first).bind(last).bind(until).bind(complaints_from).bind(recent_from).fetch_all(p).await?);
+        let mut out: HashMap<i64, Vec<EventFact>> = HashMap::new();
+        for (id, customer, kind, at, value) in rows {
+            let kind = kind
+                .parse::<EventKind>()
+                .map_err(|e| StoreError::Data(format!("event row {id}: kind: {e}")))?;
+            out.entry(customer).or_default().push(EventFact {
+                id,
+                kind,
+                at,
+                value,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Usage per month of customers `first..=last` over `[from, until)` (`months` long).
+    pub async fn usage_per_month(
+        &self,
+        first: i64,
+        last: i64,
+        from: i64,
+        until: i64,
+        months: f64,
+    ) -> Result<HashMap<i64, f64>> {
+        let sql = "SELECT customer_id, SUM(COALESCE(value, 0.0)) FROM events
+                   WHERE customer_id BETWEEN $1 AND $2 AND kind = 'usage' AND occurred_at >= $3 AND occurred_at < $4
+                   GROUP BY customer_id";
+        let rows: Vec<(i64, f64)> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(first).bind(last).bind(from).bind(until).fetch_all(p).await?);
+        Ok(rows.into_iter().map(|(id, u)| (id, u / months)).collect())
+    }
+
+    /// Contacts of customers `first..=last`, by name, with the channels each may be
+    /// reached on (consented and with an address).
+    pub async fn contacts_between(
+        &self,
+        first: i64,
+        last: i64,
+    ) -> Result<HashMap<i64, Vec<Contact>>> {
+        type Row = (i64, String, String, String, bool, bool, bool, bool);
+        let sql = "SELECT customer_id, name, role, preferred_channel, consent_email, consent_sms, consent_phone, consent_post
+                   FROM contacts WHERE customer_id BETWEEN $1 AND $2 ORDER BY customer_id, name, id";
+        let rows: Vec<Row> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(first).bind(last).fetch_all(p).await?);
+        let mut out: HashMap<i64, Vec<Contact>> = HashMap::new();
+        for (customer, name, role, preferred, email, sms, phone, post) in rows {
+            let preferred_channel = preferred.parse::<Channel>().map_err(|e| {
+                StoreError::Data(format!(
+                    "contact {name:?} of customer {customer}: preferred_channel: {e}"
+                ))
+            })?;
+            out.entry(customer).or_default().push(Contact {
+                name,
+                role,
+                preferred_channel,
+                consent: Consent {
+                    email,
+                    sms,
+                    phone,
+                    post,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every nudge of customers `first..=last`.
+    pub async fn nudges_between(
+        &self,
+        first: i64,
+        last: i64,
+    ) -> Result<HashMap<i64, Vec<Existing>>> {
+        let sql = format!(
+            "SELECT {EXISTING_COLUMNS} FROM nudges WHERE customer_id BETWEEN $1 AND $2 ORDER BY customer_id, id"
+        );
+        let rows: Vec<ExistingRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(first).bind(last).fetch_all(p).await?);
+        let mut out: HashMap<i64, Vec<Existing>> = HashMap::new();
+        for r in rows {
+            let (customer, e) = r.into_existing()?;
+            out.entry(customer).or_default().push(e);
+        }
+        Ok(out)
+    }
+
+    /// One stored nudge, with its customer.
+    pub async fn nudge_for_recheck(&self, id: i64) -> Result<Option<(i64, Existing)>> {
+        let sql = format!("SELECT {EXISTING_COLUMNS} FROM nudges WHERE id = $1");
+        let row: Option<ExistingRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(id).fetch_optional(p).await?);
+        row.map(ExistingRow::into_existing).transpose()
+    }
+
+    /// Applies planning's changes to stored nudges in one transaction, each only if the
+    /// nudge is still in the state planning saw (a reviewer's decision is never
+    /// overwritten). Returns how many rows changed.
+    pub async fn apply_nudge_changes(&self, changes: &[Change]) -> Result<u64> {
+        let now = now_secs();
+        let mut done = 0;
+        let releases: Vec<(i64, &str, i64)> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Release {
+                    id,
+                    status,
+                    send_after,
+                } => Some((*id, status.as_str(), *send_after)),
+                Change::Defer { id, send_after } => {
+                    Some((*id, NudgeStatus::Deferred.as_str(), *send_after))
+                }
+                _ => None,
+            })
+            .collect();
+        let withdrawals: Vec<(i64, &str, Option<&str>)> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Withdraw { id, reason } => {
+                    Some((*id, NudgeStatus::Withdrawn.as_str(), Some(reason.as_str())))
+                }
+                Change::Expire { id } => Some((*id, NudgeStatus::Expired.as_str(), None)),
+                _ => None,
+            })
+            .collect();
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for chunk in releases.chunks(BATCH_ROWS) {
+                let mut q = sqlx::QueryBuilder::new("WITH v (id, status, send_after) AS (");
+                q.push_values(chunk, |mut b, (id, status, at)| {
+                    b.push_bind(*id).push_bind(*status).push_bind(*at);
+                });
+                q.push(") UPDATE nudges SET status = v.status, send_after = v.send_after, updated_at = ")
+                    .push_bind(now)
+                    .push(", decided_by = CASE WHEN v.status = 'approved' THEN ")
+                    .push_bind(RULE_APPROVER)
+                    .push(" ELSE nudges.decided_by END, decided_at = CASE WHEN v.status = 'approved' THEN ")
+                    .push_bind(now)
+                    .push(" ELSE nudges.decided_at END FROM v WHERE nudges.id = v.id AND nudges.status = 'deferred'");
+                done += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            for chunk in withdrawals.chunks(BATCH_ROWS) {
+                let mut q = sqlx::QueryBuilder::new("WITH v (id, status, reason) AS (");
+                q.push_values(chunk, |mut b, (id, status, reason)| {
+                    b.push_bind(*id).push_bind(*status).push_bind(*reason);
+                });
+                q.push(") UPDATE nudges SET status = v.status, decision_reason = COALESCE(v.reason, nudges.decision_reason), updated_at = ")
+                    .push_bind(now)
+                    .push(" FROM v WHERE nudges.id = v.id AND nudges.status IN ")
+                    .push(OPEN_STATUSES);
+                done += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+        });
+        Ok(done)
+    }
+
+    /// Withdraws the open nudges of customers who left on or before `as_of` (or, with
+    /// `dry_run`, only counts them). Returns the count per rule.
+    pub async fn withdraw_for_departed(
+        &self,
+        as_of: NaiveDate,
+        dry_run: bool,
+    ) -> Result<Vec<(String, i64)>> {
+        let select = format!(
+            "SELECT n.kind, COUNT(*) FROM nudges n JOIN customers c ON c.id = n.customer_id
+             WHERE c.churned_on <= $1 AND n.status IN {OPEN_STATUSES} GROUP BY n.kind ORDER BY n.kind"
+        );
+        let counts: Vec<(String, i64)> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(select.as_str())).bind(as_of).fetch_all(p).await?);
+        if dry_run || counts.is_empty() {
+            return Ok(counts);
+        }
+        let update = format!(
+            "UPDATE nudges SET status = 'withdrawn', updated_at = $2,
+                 decision_reason = 'its trigger no longer holds: the customer left on ' || CAST(c.churned_on AS TEXT)
+             FROM customers c WHERE c.id = nudges.customer_id AND c.churned_on <= $1 AND nudges.status IN {OPEN_STATUSES}"
+        );
+        on_pool!(self, p => { sqlx::query(sqlx::AssertSqlSafe(update.as_str())).bind(as_of).bind(now_secs()).execute(p).await?; });
+        Ok(counts)
+    }
+
+    /// Each customer's nudges of each rule, first planning instant and holdout flags,
+    /// with the day they left (if they did).
+    pub async fn uplift_cohorts(&self) -> Result<Vec<UpliftCohortRow>> {
+        let sql =
+            "SELECT n.kind, n.customer_id, MIN(COALESCE(n.planned_at, n.created_at)) AS first_at,
+                       MIN(CASE WHEN n.holdout THEN 1 ELSE 0 END) AS min_holdout,
+                       MAX(CASE WHEN n.holdout THEN 1 ELSE 0 END) AS max_holdout, c.churned_on
+                   FROM nudges n JOIN customers c ON c.id = n.customer_id
+                   GROUP BY n.kind, n.customer_id, c.churned_on ORDER BY n.kind, n.customer_id";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?))
+    }
+
+    /// Stores contacts (customer row id, contact), refreshing one with the same customer,
+    /// role and name. One transaction.
+    pub async fn upsert_contacts(
+        &self,
+        contacts: &[(i64, ContactRecord)],
+    ) -> Result<ContactCounts> {
+        let now = now_secs();
+        // The last record of a contact wins; a statement may not touch one row twice.
+        let mut last: HashMap<(i64, &str, &str), usize> = HashMap::new();
+        for (i, (customer, c)) in contacts.iter().enumerate() {
+            last.insert((*customer, c.role.as_str(), c.name.as_str()), i);
+        }
+        let mut order: Vec<usize> = last.into_values().collect();
+        order.sort_unstable();
+        let unique: Vec<&(i64, ContactRecord)> = order.into_iter().map(|i| &contacts[i]).collect();
+        let mut counts = ContactCounts {
+            inserted: 0,
+            updated: (contacts.len() - unique.len()) as u64,
+        };
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for chunk in unique.chunks(BATCH_ROWS / 2) {
+                let mut q = sqlx::QueryBuilder::new("SELECT COUNT(*) FROM contacts WHERE ");
+                for (i, &(customer, c)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        q.push(" OR ");
+                    }
+                    q.push("(customer_id = ").push_bind(*customer)
+                        .push(" AND role = ").push_bind(c.role.as_str())
+                        .push(" AND name = ").push_bind(c.name.as_str()).push(")");
+                }
+                let (known,): (i64,) = q.build_query_as().fetch_one(&mut *tx).await?;
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO contacts (customer_id, name, role, email, phone, address, preferred_channel, \
+                     consent_email, consent_sms, consent_phone, consent_post, created_at, updated_at) ",
+                );
+                q.push_values(chunk, |mut b, &(customer, c)| {
+                    b.push_bind(*customer)
+                        .push_bind(c.name.as_str())
+                        .push_bind(c.role.as_str())
+                        .push_bind(c.email.as_deref())
+                        .push_bind(c.phone.as_deref())
+                        .push_bind(c.address.as_deref())
+                        .push_bind(c.preferred_channel.as_str())
+                        .push_bind(c.consent.email)
+                        .push_bind(c.consent.sms)
+                        .push_bind(c.consent.phone)
+                        .push_bind(c.consent.post)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.push(
+                    " ON CONFLICT (customer_id, role, name) DO UPDATE SET email = excluded.email, phone = excluded.phone, \
+                     address = excluded.address, preferred_channel = excluded.preferred_channel, \
+                     consent_email = excluded.consent_email, consent_sms = excluded.consent_sms, \
+                     consent_phone = excluded.consent_phone, consent_post = excluded.consent_post, updated_at = excluded.updated_at",
+                );
+                q.build().execute(&mut *tx).await?;
+                counts.updated += known as u64;
+                counts.inserted += chunk.len() as u64 - known as u64;
+            }
+            tx.commit().await?;
+        });
+        Ok(counts)
+    }
+}
