@@ -212,7 +212,7 @@ async fn count(db: &Db, table: &str) -> anyhow::Result<i64> {
 pub async fn features(ctx: &JobContext, as_of: NaiveDate) -> anyhow::Result<serde_json::Value> {
     let spec = ctx.feature_spec()?;
     let started = Instant::now();
-    let mut pages = jobs::score::read_pages(ctx.db.clone(), as_of, None);
+    let mut pages = jobs::score::read_pages(ctx.db.clone(), as_of, None, spec.lookback());
     let (mut customers, mut values, mut known) = (0usize, 0usize, 0usize);
     let day = day_number(as_of);
     while let Some(page) = pages.recv().await {
@@ -226,7 +226,7 @@ pub async fn features(ctx: &JobContext, as_of: NaiveDate) -> anyhow::Result<serd
             let v: usize = rows.iter().map(|r| r.len()).sum();
             let k = page
                 .iter()
-                .filter(|(id, _)| activity.get(id).is_some_and(|a| !a.before(day).is_empty()))
+                .filter(|(id, _)| activity.get(id).is_some_and(|a| a.any_before(day)))
                 .count();
             (rows.len(), v, k)
         })

@@ -61,7 +61,7 @@ pub async fn run(config: &Config, cmd: FeaturesCommand, out: &Printer) -> anyhow
                 .context("the customer vanished while being read")?;
             let activity = ctx
                 .db
-                .activity_of(&[id], day_number(as_of))
+                .activity_of(&[id], day_number(as_of), &spec.lookback())
                 .await?
                 .remove(&id)
                 .unwrap_or_default();

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Customer, EventKind};
 pub use spec::{
     Attributes, CustomerField, DEFAULT_SPEC, DateField, FEATURE_TYPES, FeatureDef, FeatureKind,
-    FeatureSpec, IfNone, PLACEHOLDERS, SpecError, Stat,
+    FeatureSpec, IfNone, Lookback, PLACEHOLDERS, SpecError, Stat,
 };
 
 /// One feature's value before encoding.
@@ -47,6 +47,10 @@ pub struct DayCount {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Activity {
     days: Vec<DayCount>,
+    /// Rollups that exist before the day they were read for but were not read (kinds or
+    /// days no feature looks at): they still mean the customer had activity.
+    #[serde(default)]
+    unread: u32,
 }
 
 /// Whole days since 1970-01-01 of `day`.
@@ -62,7 +66,15 @@ pub fn day_from_number(n: i32) -> NaiveDate {
 impl Activity {
     pub fn new(mut days: Vec<DayCount>) -> Self {
         days.sort_by_key(|d| (d.day, d.kind.code()));
-        Self { days }
+        Self { days, unread: 0 }
+    }
+
+    /// Rollups read for one day with a [`Lookback`]: `unread` more exist before that day.
+    pub fn partial(days: Vec<DayCount>, unread: u32) -> Self {
+        Self {
+            unread,
+            ..Self::new(days)
+        }
     }
 
     /// Rolls raw events up by day and kind, as ingest does (values to a thousandth).
@@ -92,6 +104,11 @@ impl Activity {
 
     pub fn days(&self) -> &[DayCount] {
         &self.days
+    }
+
+    /// Whether the customer had any activity before `day` (read or not).
+    pub fn any_before(&self, day: i32) -> bool {
+        self.unread > 0 || !self.before(day).is_empty()
     }
 
     /// The rollups of days before `day`.
@@ -163,7 +180,7 @@ pub fn compute(
     use FeatureValue::{Cat, Missing, Num};
     let today = day_number(as_of);
     let days = activity.before(today);
-    let known = !days.is_empty();
+    let known = activity.any_before(today);
     let mut row = FeatureRow::new();
     for def in &spec.features {
         let value = if def.kind.reads_activity() && !known {

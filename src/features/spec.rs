@@ -154,6 +154,43 @@ impl FeatureKind {
     }
 }
 
+/// How many days back each kind of event is read: not at all, all of history, or a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookback {
+    /// Indexed by [`EventKind::code`]: `None` not read, `Some(None)` all history.
+    by_code: [Option<Option<u32>>; 16],
+}
+
+impl Lookback {
+    /// Every kind, all of history (training reads this way: one read, many days).
+    pub fn everything() -> Self {
+        let mut l = Self::default();
+        l.need(EventKind::ALL, None);
+        l
+    }
+
+    fn need(&mut self, kinds: &[EventKind], days: Option<u32>) {
+        for k in kinds {
+            let slot = &mut self.by_code[k.code() as usize];
+            *slot = match (*slot, days) {
+                (None, d) => Some(d),
+                (Some(None), _) | (_, None) => Some(None),
+                (Some(Some(a)), Some(b)) => Some(Some(a.max(b))),
+            };
+        }
+    }
+
+    /// What to read of `kind`: `None` nothing, `Some(None)` everything, `Some(Some(d))`
+    /// the last `d` days.
+    pub fn of(&self, kind: EventKind) -> Option<Option<u32>> {
+        self.by_code[kind.code() as usize]
+    }
+
+    pub fn is_everything(&self) -> bool {
+        EventKind::ALL.iter().all(|k| self.of(*k) == Some(None))
+    }
+}
+
 /// What is wrong with a spec: where and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}:{line}: {message}")]
@@ -377,6 +414,43 @@ impl FeatureSpec {
             },
             None => false,
         }
+    }
+
+    /// How far back each kind of event must be read to compute the spec as of a day.
+    pub fn lookback(&self) -> Lookback {
+        let mut l = Lookback::default();
+        for f in &self.features {
+            match &f.kind {
+                FeatureKind::Window {
+                    kinds, window_days, ..
+                } => l.need(kinds, Some(*window_days)),
+                FeatureKind::Change {
+                    kinds,
+                    recent_days,
+                    prior_days,
+                    ..
+                } => l.need(kinds, Some(recent_days + prior_days)),
+                // Capped, with the cap as the answer when nothing happened: older events
+                // cannot change the value.
+                FeatureKind::DaysSince {
+                    kinds,
+                    cap_days: Some(c),
+                    if_none: IfNone::Cap,
+                } => l.need(kinds, Some(*c)),
+                FeatureKind::DaysSince { kinds, .. } => l.need(kinds, None),
+                FeatureKind::Balance { add, subtract } => {
+                    l.need(add, None);
+                    l.need(subtract, None);
+                }
+                FeatureKind::OpenAge { open, close } => {
+                    l.need(open, None);
+                    l.need(close, None);
+                }
+                FeatureKind::LatestVsMean { kind, .. } => l.need(&[*kind], None),
+                _ => {}
+            }
+        }
+        l
     }
 
     /// The longest look-back of any activity feature, in days (for reading rollups).
@@ -661,6 +735,26 @@ mod tests {
                 .contains("known placeholders: value")
         );
         assert!(err("[settings]\nattributes = 3\n").contains("f.toml:2: settings.attributes"));
+    }
+
+    #[test]
+    fn the_default_spec_reads_only_what_it_needs() {
+        let l = FeatureSpec::default_spec().lookback();
+        assert_eq!(l.of(EventKind::Usage), Some(Some(120)));
+        assert_eq!(l.of(EventKind::PaymentFailed), Some(Some(90)));
+        assert_eq!(
+            l.of(EventKind::Login),
+            Some(None),
+            "days since last contact looks back forever"
+        );
+        assert_eq!(
+            l.of(EventKind::InvoiceIssued),
+            Some(None),
+            "the usual bill is over all of history"
+        );
+        assert_eq!(l.of(EventKind::PaymentMade), None);
+        assert!(Lookback::everything().is_everything());
+        assert!(!l.is_everything());
     }
 
     #[test]

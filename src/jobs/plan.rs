@@ -105,7 +105,7 @@ pub async fn planning_features(
     let spec = ctx.feature_spec()?;
     let activity = ctx
         .db
-        .activity_between(first.0, last.0, day_number(as_of))
+        .activity_between(first.0, last.0, day_number(as_of), &spec.lookback())
         .await
         .context("reading activity rollups")?;
     let none = Activity::default();

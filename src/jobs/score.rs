@@ -13,7 +13,7 @@ use super::JobContext;
 use std::collections::HashMap;
 
 use crate::domain::Customer;
-use crate::features::{Activity, FeatureRow, FeatureSpec, compute, day_number};
+use crate::features::{Activity, FeatureRow, FeatureSpec, Lookback, compute, day_number};
 use crate::model::ModelArtifact;
 use crate::model::drift::{self, DriftRow};
 use crate::store::NewScore;
@@ -77,6 +77,7 @@ pub fn read_pages(
     db: crate::store::Db,
     as_of: NaiveDate,
     ids: Option<Vec<i64>>,
+    lookback: Lookback,
 ) -> tokio::sync::mpsc::Receiver<anyhow::Result<Page>> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let day = day_number(as_of);
@@ -117,9 +118,9 @@ pub fn read_pages(
                 };
                 let activity = if chunks.is_some() {
                     let ids: Vec<i64> = customers.iter().map(|(id, _)| *id).collect();
-                    db.activity_of(&ids, day).await
+                    db.activity_of(&ids, day, &lookback).await
                 } else {
-                    db.activity_between(first.0, last.0, day).await
+                    db.activity_between(first.0, last.0, day, &lookback).await
                 }
                 .context("reading activity rollups")?;
                 Ok(Some((customers, activity)))
@@ -269,7 +270,7 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
     let threshold = ctx.config.scoring.risk_threshold;
     let (mut customers, mut at_risk) = (0usize, 0usize);
     let mut drift = DriftTally::new(&model);
-    let mut pages = read_pages(ctx.db.clone(), as_of, changed.clone());
+    let mut pages = read_pages(ctx.db.clone(), as_of, changed.clone(), spec.lookback());
     while let Some(page) = pages.recv().await {
         let (page, activity) = page?;
         if page.is_empty() {

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use chrono::{Days, NaiveDate, Utc};
 
-use crate::features::{Activity, FeatureRow, FeatureSpec, compute, day_number};
+use crate::features::{Activity, FeatureRow, FeatureSpec, Lookback, compute, day_number};
 use crate::ingest::{self, CustomerPreset, Format};
 use crate::model::dataset::{self, Observation, TrainingWindow};
 use crate::model::evaluation::Evaluation;
@@ -183,7 +183,12 @@ pub async fn history_observations(
             continue;
         };
         let activity = db
-            .activity_between(first.0, last_id.0, day_number(last))
+            .activity_between(
+                first.0,
+                last_id.0,
+                day_number(last),
+                &Lookback::everything(),
+            )
             .await?;
         for &day in dates {
             let horizon_end = day + Days::new(horizon_days);

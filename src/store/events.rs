@@ -11,7 +11,7 @@ use sqlx::types::Json;
 
 use super::{BATCH_ROWS, Db, Result, StoreError, now_secs, on_pool};
 use crate::domain::{ActivityEvent, EventKind};
-use crate::features::{Activity, DayCount};
+use crate::features::{Activity, DayCount, Lookback};
 use crate::ingest::mapping::RejectCode;
 
 /// A row a source sent that could not be stored, kept in quarantine with its reason.
@@ -738,48 +738,82 @@ impl Db {
         )
     }
 
-    /// Daily rollups of customers with ids in `first..=last`, for days before `before_day`.
+    /// Daily rollups of customers with ids in `first..=last`, for days before
+    /// `before_day`, of the kinds and days `lookback` asks for (what is not read is
+    /// counted, so a customer with only unread activity still has activity). SQLite reads
+    /// the range in two halves on two connections at once.
     pub async fn activity_between(
         &self,
         first: i64,
         last: i64,
         before_day: i32,
+        lookback: &Lookback,
     ) -> Result<HashMap<i64, Activity>> {
+        let filter = lookback_filter(lookback);
         match self {
             Db::Sqlite(p) => {
-                let rows: Vec<(i64, String)> = sqlx::query_as(
-                    "SELECT customer_id, group_concat(day || ',' || kind || ',' || n || ',' || total_milli, ';')
-                     FROM activity_daily WHERE customer_id BETWEEN $1 AND $2 AND day < $3 GROUP BY customer_id",
-                )
-                .bind(first)
-                .bind(last)
-                .bind(before_day)
-                .fetch_all(p)
-                .await?;
-                rows.into_iter()
-                    .map(|(id, text)| Ok((id, parse_rollups(id, &text)?)))
-                    .collect()
+                let sql = format!(
+                    "SELECT customer_id, COUNT(*),
+                        group_concat(CASE WHEN {filter} THEN day * 32 + kind END),
+                        group_concat(CASE WHEN {filter} THEN n END),
+                        group_concat(CASE WHEN {filter} THEN total_milli END)
+                     FROM activity_daily WHERE customer_id BETWEEN $1 AND $2 AND day < $3 GROUP BY customer_id"
+                );
+                type Row = (i64, i64, Option<String>, Option<String>, Option<String>);
+                let read = |a: i64, b: i64| {
+                    let sql = sql.clone();
+                    async move {
+                        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                            .bind(a)
+                            .bind(b)
+                            .bind(before_day)
+                            .fetch_all(p)
+                            .await?;
+                        rows.into_iter()
+                            .map(|(id, count, dk, n, t)| {
+                                let days =
+                                    parse_rollups(id, dk.as_deref(), n.as_deref(), t.as_deref())?;
+                                let unread =
+                                    (count.max(0) as usize).saturating_sub(days.len()) as u32;
+                                Ok((id, Activity::partial(days, unread)))
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    }
+                };
+                let mid = first + (last - first) / 2;
+                let (a, b) = if last - first > 1_000 {
+                    tokio::try_join!(read(first, mid), read(mid + 1, last))?
+                } else {
+                    (read(first, last).await?, Vec::new())
+                };
+                Ok(a.into_iter().chain(b).collect())
             }
             Db::Postgres(p) => {
-                type Row = (i64, Vec<i32>, Vec<i16>, Vec<i64>, Vec<i64>);
-                let rows: Vec<Row> = sqlx::query_as(
-                    "SELECT customer_id, array_agg(day), array_agg(kind), array_agg(n), array_agg(total_milli)
-                     FROM activity_daily WHERE customer_id BETWEEN $1 AND $2 AND day < $3 GROUP BY customer_id",
-                )
-                .bind(first)
-                .bind(last)
-                .bind(before_day)
-                .fetch_all(p)
-                .await?;
+                type Row = (i64, i64, Vec<i32>, Vec<i16>, Vec<i64>, Vec<i64>);
+                let sql = format!(
+                    "SELECT customer_id, COUNT(*),
+                        COALESCE(array_agg(day) FILTER (WHERE {filter}), '{{}}'),
+                        COALESCE(array_agg(kind) FILTER (WHERE {filter}), '{{}}'),
+                        COALESCE(array_agg(n) FILTER (WHERE {filter}), '{{}}'),
+                        COALESCE(array_agg(total_milli) FILTER (WHERE {filter}), '{{}}')
+                     FROM activity_daily WHERE customer_id BETWEEN $1 AND $2 AND day < $3 GROUP BY customer_id"
+                );
+                let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(first)
+                    .bind(last)
+                    .bind(before_day)
+                    .fetch_all(p)
+                    .await?;
                 rows.into_iter()
-                    .map(|(id, d, k, n, t)| {
+                    .map(|(id, count, d, k, n, t)| {
                         let days = d
                             .into_iter()
                             .zip(k)
                             .zip(n.into_iter().zip(t))
                             .map(|((day, kind), (n, t))| day_count(id, day, kind as i64, n, t))
                             .collect::<Result<Vec<_>>>()?;
-                        Ok((id, Activity::new(days)))
+                        let unread = (count.max(0) as usize).saturating_sub(days.len()) as u32;
+                        Ok((id, Activity::partial(days, unread)))
                     })
                     .collect()
             }
@@ -791,6 +825,7 @@ impl Db {
         &self,
         ids: &[i64],
         before_day: i32,
+        lookback: &Lookback,
     ) -> Result<HashMap<i64, Activity>> {
         let mut out = HashMap::with_capacity(ids.len());
         let mut sorted = ids.to_vec();
@@ -805,7 +840,10 @@ impl Db {
                 j += 1;
             }
             let wanted: HashSet<i64> = sorted[i..=j].iter().copied().collect();
-            for (id, a) in self.activity_between(first, sorted[j], before_day).await? {
+            for (id, a) in self
+                .activity_between(first, sorted[j], before_day, lookback)
+                .await?
+            {
                 if wanted.contains(&id) {
                     out.insert(id, a);
                 }
@@ -902,25 +940,64 @@ fn day_count(customer: i64, day: i32, kind: i64, n: i64, total_milli: i64) -> Re
     })
 }
 
-/// Reads SQLite's `day,kind,n,total;...` rollup list.
-fn parse_rollups(customer: i64, text: &str) -> Result<Activity> {
-    let bad = || {
-        StoreError::Data(format!(
-            "unreadable rollups of customer {customer}: {text:?}"
-        ))
+/// Reads SQLite's three comma-separated rollup lists: `day * 32 + kind`, counts, totals.
+fn parse_rollups(
+    customer: i64,
+    day_kinds: Option<&str>,
+    counts: Option<&str>,
+    totals: Option<&str>,
+) -> Result<Vec<DayCount>> {
+    let (Some(dk), Some(n), Some(t)) = (day_kinds, counts, totals) else {
+        return Ok(Vec::new());
     };
-    let mut days = Vec::with_capacity(text.len() / 12 + 1);
-    for item in text.split(';') {
-        let mut it = item.split(',');
-        let mut next = || -> Result<i64> {
-            it.next()
-                .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(bad)
+    let bad = || StoreError::Data(format!("unreadable rollups of customer {customer}"));
+    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+    let mut out = Vec::with_capacity(dk.len() / 8 + 1);
+    let (mut n, mut t) = (n.split(','), t.split(','));
+    for item in dk.split(',') {
+        let dk = num(item)?;
+        let (Some(count), Some(total)) = (n.next(), t.next()) else {
+            return Err(bad());
         };
-        let (day, kind, n, total) = (next()?, next()?, next()?, next()?);
-        days.push(day_count(customer, day as i32, kind, n, total)?);
+        out.push(day_count(
+            customer,
+            dk.div_euclid(32) as i32,
+            dk.rem_euclid(32),
+            num(count)?,
+            num(total)?,
+        )?);
     }
-    Ok(Activity::new(days))
+    if n.next().is_some() || t.next().is_some() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// The SQL condition selecting the rollup rows `lookback` asks for, relative to `$3` (the
+/// day they are read for). Codes and day counts are numbers, so they are written inline.
+fn lookback_filter(lookback: &Lookback) -> String {
+    if lookback.is_everything() {
+        return "1 = 1".into();
+    }
+    let mut all: Vec<String> = Vec::new();
+    let mut windowed: Vec<String> = Vec::new();
+    for k in EventKind::ALL {
+        match lookback.of(*k) {
+            None => {}
+            Some(None) => all.push(k.code().to_string()),
+            Some(Some(days)) => {
+                windowed.push(format!("(kind = {} AND day >= $3 - {days})", k.code()))
+            }
+        }
+    }
+    let mut parts = windowed;
+    if !all.is_empty() {
+        parts.insert(0, format!("kind IN ({})", all.join(", ")));
+    }
+    if parts.is_empty() {
+        return "1 = 0".into();
+    }
+    format!("({})", parts.join(" OR "))
 }
 
 #[cfg(test)]
@@ -929,17 +1006,34 @@ mod tests {
 
     #[test]
     fn sqlite_rollup_lists_parse_and_bad_ones_are_named() {
-        let a = parse_rollups(7, "20000,2,3,0;19999,1,1,12500").unwrap();
-        assert_eq!(a.days().len(), 2);
-        assert_eq!(a.days()[0].day, 19999);
-        assert_eq!(a.days()[0].kind, EventKind::Usage);
-        assert_eq!(a.days()[0].total, 12.5);
-        let e = parse_rollups(7, "20000,99,1,0").unwrap_err().to_string();
+        let a = parse_rollups(7, Some("640002,639969"), Some("3,1"), Some("0,12500")).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            (a[1].day, a[1].kind, a[1].n, a[1].total),
+            (19999, EventKind::Usage, 1, 12.5)
+        );
+        assert_eq!((a[0].day, a[0].kind, a[0].n), (20000, EventKind::Login, 3));
+        assert!(parse_rollups(7, None, None, None).unwrap().is_empty());
+        let e = parse_rollups(7, Some("640031"), Some("1"), Some("0"))
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.contains("customer 7") && e.contains("unknown kind code 99"),
+            e.contains("customer 7") && e.contains("unknown kind code 31"),
             "{e}"
         );
-        assert!(parse_rollups(7, "x").is_err());
+        assert!(parse_rollups(7, Some("x"), Some("1"), Some("0")).is_err());
+        assert!(parse_rollups(7, Some("640002"), Some("1,2"), Some("0")).is_err());
+    }
+
+    #[test]
+    fn lookback_filters_read_only_what_features_need() {
+        let f = lookback_filter(&crate::features::FeatureSpec::default_spec().lookback());
+        assert!(f.contains("(kind = 1 AND day >= $3 - 120)"), "{f}");
+        assert!(
+            !f.contains(" 4,") && !f.contains("kind = 4 "),
+            "payments made are not read: {f}"
+        );
+        assert_eq!(lookback_filter(&Lookback::everything()), "1 = 1");
     }
 
     #[test]

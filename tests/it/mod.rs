@@ -5,6 +5,7 @@ mod api_desk;
 
 mod cycle;
 mod docs;
+mod features;
 mod import;
 mod models;
 mod nudges;
