@@ -58,6 +58,9 @@ pub enum BenchCommand {
     Features {
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
+        /// Only read the customers and rollups (to see what reading costs).
+        #[arg(long)]
+        read_only: bool,
     },
     /// Send HTTP requests at a fixed rate (open loop) to a server on this machine and
     /// print the latency percentiles, a histogram and the errors.
@@ -90,10 +93,14 @@ pub async fn run(
             println!("{out}");
             Ok(())
         }
-        BenchCommand::Features { as_of } => {
+        BenchCommand::Features { as_of, read_only } => {
             let ctx = crate::jobs::JobContext::new(super::open(config).await?, config.clone());
-            let out = super::bench_ingest::features(&ctx, as_of.unwrap_or_else(crate::jobs::today))
-                .await?;
+            let out = super::bench_ingest::features(
+                &ctx,
+                as_of.unwrap_or_else(crate::jobs::today),
+                read_only,
+            )
+            .await?;
             println!("{out}");
             Ok(())
         }

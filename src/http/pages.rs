@@ -950,7 +950,19 @@ struct OverviewPage {
     week_statuses: Vec<String>,
     week_rows: Vec<WeekRow>,
     problems: Vec<ProblemView>,
-    uplift: Option<String>,
+    uplift_horizon: u32,
+    uplift: Vec<UpliftView>,
+}
+
+/// One rule's row of the uplift table (`attune report uplift`'s figures).
+struct UpliftView {
+    rule: String,
+    nudged: String,
+    held_out: String,
+    difference: String,
+    interval: String,
+    verdict: &'static str,
+    note: String,
 }
 
 /// Monday 00:00 UTC of the week `today` is in.
@@ -959,10 +971,47 @@ pub fn week_start(today: NaiveDate) -> i64 {
     day_start(today - Days::new(back))
 }
 
-/// The playbook's uplift table as HTML, once the playbook exposes it. Until then the
-/// overview says the report is not available yet.
-fn uplift_section(_state: &AppState) -> Option<String> {
-    None
+/// Customers in either group below which a rule's uplift is shown as "too few", as in
+/// `attune report uplift`'s default.
+const UPLIFT_MIN_CUSTOMERS: u64 = 100;
+
+/// The playbook's uplift table, as `attune report uplift` computes it as of today.
+async fn uplift_section(state: &AppState, horizon: u32) -> anyhow::Result<Vec<UpliftView>> {
+    let rows = crate::jobs::plan::uplift(
+        &state.ctx.db,
+        crate::jobs::today(),
+        horizon,
+        UPLIFT_MIN_CUSTOMERS,
+    )
+    .await?;
+    let churn = |churned: u64, n: u64, share: Option<f64>| match share {
+        Some(p) => format!("{} ({} churned)", views::count(n as i64), views::percent(p)),
+        None => format!(
+            "{} ({} churned)",
+            views::count(n as i64),
+            views::count(churned as i64)
+        ),
+    };
+    let points = |x: f64| format!("{:+.1} pts", x * 100.0);
+    Ok(rows
+        .into_iter()
+        .map(|r| UpliftView {
+            nudged: churn(r.treated_churned, r.treated, r.treated_churn),
+            held_out: churn(r.held_out_churned, r.held_out, r.held_out_churn),
+            difference: r.difference.map(points).unwrap_or_else(|| "—".into()),
+            interval: match (r.ci_low, r.ci_high) {
+                (Some(lo), Some(hi)) => format!("{} to {}", points(lo), points(hi)),
+                _ => "—".into(),
+            },
+            verdict: match r.verdict {
+                "significant" => "significant",
+                "not_significant" => "no significant effect",
+                _ => "too few customers",
+            },
+            note: r.note,
+            rule: r.rule,
+        })
+        .collect())
 }
 
 async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageResult {
@@ -970,6 +1019,8 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
     let week = week_start(crate::jobs::today());
     let o = state.ctx.db.overview(threshold, week).await?;
     let problems = state.ctx.db.open_problems(10).await?;
+    let horizon = state.ctx.config.training.horizon_days.clamp(1, 3650) as u32;
+    let uplift = uplift_section(&state, horizon).await?;
     let share = |a: f64, b: f64| {
         if b > 0.0 {
             views::percent(a / b)
@@ -1063,7 +1114,8 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
                 monthly: views::money(p.monthly_charge),
             })
             .collect(),
-        uplift: uplift_section(&state),
+        uplift_horizon: horizon,
+        uplift,
     };
     render(&page)
 }

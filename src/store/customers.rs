@@ -73,6 +73,73 @@ impl CustomerRow {
     }
 }
 
+/// Active customers with ids in `$2..=$3`, as one JSON array of rows.
+const SQLITE_CUSTOMERS_JSON: &str =
+    "SELECT json_group_array(json_array(id, external_id, signup_date, plan,
+        monthly_charge, contract_type, contract_end, first_invoice_due, preferred_channel,
+        consent_email, consent_sms, consent_phone, consent_post, churned_on, json(attributes)))
+    FROM customers WHERE id BETWEEN $2 AND $3 AND signup_date <= $1
+        AND (churned_on IS NULL OR churned_on > $1)";
+
+/// A customer row as SQLite's `json_array` writes it (see [`Db::customers_active_page`]).
+#[derive(serde::Deserialize)]
+struct PackedCustomer(
+    i64,
+    String,
+    NaiveDate,
+    String,
+    f64,
+    String,
+    Option<NaiveDate>,
+    Option<NaiveDate>,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<NaiveDate>,
+    BTreeMap<String, String>,
+);
+
+impl PackedCustomer {
+    fn into_row(self) -> CustomerRow {
+        let PackedCustomer(
+            id,
+            external_id,
+            signup_date,
+            plan,
+            monthly_charge,
+            contract_type,
+            contract_end,
+            first_invoice_due,
+            preferred_channel,
+            email,
+            sms,
+            phone,
+            post,
+            churned_on,
+            attributes,
+        ) = self;
+        CustomerRow {
+            id,
+            external_id,
+            signup_date,
+            plan,
+            monthly_charge,
+            contract_type,
+            contract_end,
+            first_invoice_due,
+            preferred_channel,
+            consent_email: email != 0,
+            consent_sms: sms != 0,
+            consent_phone: phone != 0,
+            consent_post: post != 0,
+            churned_on,
+            attributes: Json(attributes),
+        }
+    }
+}
+
 const COLUMNS: &str = "id, external_id, signup_date, plan, monthly_charge, contract_type, contract_end, \
     first_invoice_due, preferred_channel, consent_email, consent_sms, consent_phone, consent_post, \
     churned_on, attributes";
@@ -178,11 +245,57 @@ impl Db {
         after_id: i64,
         limit: i64,
     ) -> Result<Vec<(i64, Customer)>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM customers WHERE id > $2 AND signup_date <= $1 AND (churned_on IS NULL OR churned_on > $1) ORDER BY id LIMIT $3"
-        );
-        let rows: Vec<CustomerRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(day).bind(after_id).bind(limit).fetch_all(p).await?);
-        rows.into_iter().map(CustomerRow::into_customer).collect()
+        match self {
+            // Rows cross from sqlx's SQLite worker thread one at a time, with a thread
+            // wake-up each: each query packs a thousand ids' customers into one JSON row.
+            Db::Sqlite(p) => {
+                let (Some(min_id), Some(max_id)): (Option<i64>, Option<i64>) =
+                    sqlx::query_as("SELECT MIN(id), MAX(id) FROM customers WHERE id > $1")
+                        .bind(after_id)
+                        .fetch_one(p)
+                        .await?
+                else {
+                    return Ok(Vec::new());
+                };
+                let want = limit.max(0) as usize;
+                let mut out = Vec::with_capacity(want);
+                let mut a = min_id;
+                while out.len() < want && a <= max_id {
+                    let b = a.saturating_add(1023).min(max_id);
+                    let (json,): (Option<String>,) = sqlx::query_as(SQLITE_CUSTOMERS_JSON)
+                        .bind(day)
+                        .bind(a)
+                        .bind(b)
+                        .fetch_one(p)
+                        .await?;
+                    if let Some(json) = json {
+                        let rows: Vec<PackedCustomer> =
+                            serde_json::from_str(&json).map_err(|e| {
+                                StoreError::Data(format!("unreadable customers {a}..={b}: {e}"))
+                            })?;
+                        for r in rows {
+                            out.push(r.into_row().into_customer()?);
+                        }
+                    }
+                    a = b.saturating_add(1);
+                }
+                out.sort_by_key(|(id, _)| *id);
+                out.truncate(want);
+                Ok(out)
+            }
+            Db::Postgres(p) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM customers WHERE id > $2 AND signup_date <= $1 AND (churned_on IS NULL OR churned_on > $1) ORDER BY id LIMIT $3"
+                );
+                let rows: Vec<CustomerRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(day)
+                    .bind(after_id)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?;
+                rows.into_iter().map(CustomerRow::into_customer).collect()
+            }
+        }
     }
 
     /// The customers with these ids (those that exist), in id order.

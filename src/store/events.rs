@@ -739,9 +739,9 @@ impl Db {
     }
 
     /// Daily rollups of customers with ids in `first..=last`, for days before
-    /// `before_day`, of the kinds and days `lookback` asks for (what is not read is
-    /// counted, so a customer with only unread activity still has activity). SQLite reads
-    /// the range in two halves on two connections at once.
+    /// `before_day`: on PostgreSQL only the kinds and days `lookback` asks for (what is not
+    /// read is counted, so a customer with only unread activity still has activity), on
+    /// SQLite all of them, reading the range in two halves on two connections at once.
     pub async fn activity_between(
         &self,
         first: i64,
@@ -751,42 +751,41 @@ impl Db {
     ) -> Result<HashMap<i64, Activity>> {
         let filter = lookback_filter(lookback);
         match self {
+            // SQLite reads every row: evaluating the filter per row cost more than building
+            // the rows it saved (5.3 s against 3.1 s for a million customers' rollups). Rows
+            // cross from sqlx's SQLite worker thread one at a time, with a thread wake-up
+            // each, so one row carries the rollups of 256 customers: four lists in the
+            // scan's (customer, day, kind) order.
             Db::Sqlite(p) => {
-                let sql = format!(
-                    "SELECT customer_id, COUNT(*),
-                        group_concat(CASE WHEN {filter} THEN day * 32 + kind END),
-                        group_concat(CASE WHEN {filter} THEN n END),
-                        group_concat(CASE WHEN {filter} THEN total_milli END)
-                     FROM activity_daily WHERE customer_id BETWEEN $1 AND $2 AND day < $3 GROUP BY customer_id"
-                );
-                type Row = (i64, i64, Option<String>, Option<String>, Option<String>);
-                let read = |a: i64, b: i64| {
-                    let sql = sql.clone();
+                // Each query aggregates one sub-range of ids into three lists in the scan's
+                // (customer, day, kind) order, with no sort; two connections take
+                // alternate sub-ranges at once.
+                let ranges: Vec<(i64, i64)> = sub_ranges(first, last, SUB_RANGE);
+                let read = |part: usize| {
+                    let mine: Vec<(i64, i64)> =
+                        ranges.iter().copied().skip(part).step_by(2).collect();
                     async move {
-                        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                            .bind(a)
-                            .bind(b)
-                            .bind(before_day)
-                            .fetch_all(p)
-                            .await?;
-                        rows.into_iter()
-                            .map(|(id, count, dk, n, t)| {
-                                let days =
-                                    parse_rollups(id, dk.as_deref(), n.as_deref(), t.as_deref())?;
-                                let unread =
-                                    (count.max(0) as usize).saturating_sub(days.len()) as u32;
-                                Ok((id, Activity::partial(days, unread)))
-                            })
-                            .collect::<Result<Vec<_>>>()
+                        let mut out: HashMap<i64, Vec<DayCount>> = HashMap::new();
+                        for (a, b) in mine {
+                            let (c, dkn, t): (Option<String>, Option<String>, Option<String>) =
+                                sqlx::query_as(SQLITE_ROLLUP_LISTS)
+                                    .bind(a)
+                                    .bind(b)
+                                    .bind(before_day)
+                                    .fetch_one(p)
+                                    .await?;
+                            if let (Some(c), Some(dkn), Some(t)) = (c, dkn, t) {
+                                parse_rollups(&c, &dkn, &t, &mut out)?;
+                            }
+                        }
+                        Ok::<_, StoreError>(out)
                     }
                 };
-                let mid = first + (last - first) / 2;
-                let (a, b) = if last - first > 1_000 {
-                    tokio::try_join!(read(first, mid), read(mid + 1, last))?
-                } else {
-                    (read(first, last).await?, Vec::new())
-                };
-                Ok(a.into_iter().chain(b).collect())
+                let (mut a, b) = tokio::try_join!(read(0), read(1))?;
+                a.extend(b);
+                Ok(a.into_iter()
+                    .map(|(id, days)| (id, Activity::new(days)))
+                    .collect())
             }
             Db::Postgres(p) => {
                 type Row = (i64, i64, Vec<i32>, Vec<i16>, Vec<i64>, Vec<i64>);
@@ -940,37 +939,70 @@ fn day_count(customer: i64, day: i32, kind: i64, n: i64, total_milli: i64) -> Re
     })
 }
 
-/// Reads SQLite's three comma-separated rollup lists: `day * 32 + kind`, counts, totals.
+/// Ids per rollup query on SQLite.
+const SUB_RANGE: i64 = 1024;
+
+/// A sub-range's rollups as three lists: customer, `(day * 32 + kind) * 2^24 + n` (counts
+/// above 16,777,215 a day read as that) and total. Rows cross from sqlx's SQLite worker
+/// thread one at a time with a wake-up each, so a row carries a thousand customers.
+const SQLITE_ROLLUP_LISTS: &str = "SELECT group_concat(customer_id),
+        group_concat((day * 32 + kind) * 16777216 + min(n, 16777215)), group_concat(total_milli)
+    FROM activity_daily WHERE customer_id BETWEEN $1 AND $2 AND day < $3";
+
+/// `first..=last` cut into ranges of `size` ids.
+pub(super) fn sub_ranges(first: i64, last: i64, size: i64) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut a = first;
+    while a <= last {
+        let b = a.saturating_add(size - 1).min(last);
+        out.push((a, b));
+        if b == i64::MAX {
+            break;
+        }
+        a = b + 1;
+    }
+    out
+}
+
+/// Reads SQLite's three rollup lists into each customer's days.
 fn parse_rollups(
-    customer: i64,
-    day_kinds: Option<&str>,
-    counts: Option<&str>,
-    totals: Option<&str>,
-) -> Result<Vec<DayCount>> {
-    let (Some(dk), Some(n), Some(t)) = (day_kinds, counts, totals) else {
-        return Ok(Vec::new());
-    };
-    let bad = || StoreError::Data(format!("unreadable rollups of customer {customer}"));
-    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
-    let mut out = Vec::with_capacity(dk.len() / 8 + 1);
-    let (mut n, mut t) = (n.split(','), t.split(','));
-    for item in dk.split(',') {
-        let dk = num(item)?;
-        let (Some(count), Some(total)) = (n.next(), t.next()) else {
-            return Err(bad());
+    customers: &str,
+    day_kind_counts: &str,
+    totals: &str,
+    out: &mut HashMap<i64, Vec<DayCount>>,
+) -> Result<()> {
+    let bad = |what: &str| StoreError::Data(format!("unreadable rollups: {what}"));
+    let num = |s: &str| s.parse::<i64>().map_err(|_| bad(s));
+    let (mut dkn, mut t) = (day_kind_counts.split(','), totals.split(','));
+    let mut current: i64 = i64::MIN;
+    let mut days: Vec<DayCount> = Vec::new();
+    for c in customers.split(',') {
+        let customer = num(c)?;
+        let (Some(packed), Some(total)) = (dkn.next(), t.next()) else {
+            return Err(bad("lists of different lengths"));
         };
-        out.push(day_count(
+        let packed = num(packed)?;
+        let dk = packed.div_euclid(1 << 24);
+        let day = day_count(
             customer,
             dk.div_euclid(32) as i32,
             dk.rem_euclid(32),
-            num(count)?,
+            packed.rem_euclid(1 << 24),
             num(total)?,
-        )?);
+        )?;
+        if customer != current && !days.is_empty() {
+            out.entry(current).or_default().append(&mut days);
+        }
+        current = customer;
+        days.push(day);
     }
-    if n.next().is_some() || t.next().is_some() {
-        return Err(bad());
+    if !days.is_empty() {
+        out.entry(current).or_default().append(&mut days);
     }
-    Ok(out)
+    if dkn.next().is_some() || t.next().is_some() {
+        return Err(bad("lists of different lengths"));
+    }
+    Ok(())
 }
 
 /// The SQL condition selecting the rollup rows `lookback` asks for, relative to `$3` (the
@@ -1006,23 +1038,33 @@ mod tests {
 
     #[test]
     fn sqlite_rollup_lists_parse_and_bad_ones_are_named() {
-        let a = parse_rollups(7, Some("640002,639969"), Some("3,1"), Some("0,12500")).unwrap();
-        assert_eq!(a.len(), 2);
+        let p = |day: i64, kind: i64, n: i64| ((day * 32 + kind) << 24) + n;
+        let (a, b, c) = (p(20000, 2, 3), p(19999, 1, 1), p(20000, 1, 2));
+        let mut out = HashMap::new();
+        parse_rollups("7,7,8", &format!("{a},{b},{c}"), "0,12500,0", &mut out).unwrap();
+        assert_eq!(out[&7].len(), 2);
+        assert_eq!((out[&8][0].kind, out[&8][0].n), (EventKind::Usage, 2));
+        let act = Activity::new(out.remove(&7).unwrap());
+        let d = act.days();
         assert_eq!(
-            (a[1].day, a[1].kind, a[1].n, a[1].total),
+            (d[0].day, d[0].kind, d[0].n, d[0].total),
             (19999, EventKind::Usage, 1, 12.5)
         );
-        assert_eq!((a[0].day, a[0].kind, a[0].n), (20000, EventKind::Login, 3));
-        assert!(parse_rollups(7, None, None, None).unwrap().is_empty());
-        let e = parse_rollups(7, Some("640031"), Some("1"), Some("0"))
+        assert_eq!((d[1].day, d[1].kind, d[1].n), (20000, EventKind::Login, 3));
+        let e = parse_rollups("7", &p(1, 31, 1).to_string(), "0", &mut HashMap::new())
             .unwrap_err()
             .to_string();
         assert!(
             e.contains("customer 7") && e.contains("unknown kind code 31"),
             "{e}"
         );
-        assert!(parse_rollups(7, Some("x"), Some("1"), Some("0")).is_err());
-        assert!(parse_rollups(7, Some("640002"), Some("1,2"), Some("0")).is_err());
+        assert!(parse_rollups("7", "x", "0", &mut HashMap::new()).is_err());
+        assert!(parse_rollups("7", &format!("{a},{b}"), "0", &mut HashMap::new()).is_err());
+        assert_eq!(
+            sub_ranges(1, 2500, 1024),
+            [(1, 1024), (1025, 2048), (2049, 2500)]
+        );
+        assert_eq!(sub_ranges(5, 4, 1024), []);
     }
 
     #[test]
