@@ -651,8 +651,14 @@ impl Db {
         let now = now_secs();
         match self {
             Db::Sqlite(p) => {
-                for batch in rows.chunks(50 * BATCH_ROWS) {
-                    let mut tx = p.begin().await?;
+                // The same bulk insert, page cache and transaction size (a million rows,
+                // the default `commit_rows`) as ingest: the difference is the rollups,
+                // changes, cursors and duplicate checks alone.
+                use sqlx::Connection as _;
+                let mut conn = p.acquire().await?;
+                sqlx::query(INGEST_CACHE).execute(&mut *conn).await?;
+                for batch in rows.chunks(1_000_000) {
+                    let mut tx = conn.begin().await?;
                     for chunk in batch.chunks(JSON_ROWS) {
                         let refs: Vec<(i64, &ActivityEvent)> =
                             chunk.iter().map(|(id, e)| (*id, e)).collect();
@@ -664,6 +670,7 @@ impl Db {
                     }
                     tx.commit().await?;
                 }
+                let _ = sqlx::query(super::NORMAL_CACHE).execute(&mut *conn).await;
             }
             Db::Postgres(p) => {
                 use std::fmt::Write as _;
