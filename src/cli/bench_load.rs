@@ -48,7 +48,9 @@ pub struct LoadArgs {
     pub duration: f64,
     #[arg(long, default_value = "GET")]
     pub method: String,
-    /// A file whose bytes are sent as every request's body.
+    /// A file whose bytes are sent as every request's body, or a directory: request i
+    /// sends its files' bytes in name order, i modulo their number (distinct batches for
+    /// an ingest endpoint, which would count repeats as duplicates).
     #[arg(long)]
     pub body: Option<PathBuf>,
     /// A header for every request, `Name: value` (repeatable).
@@ -244,11 +246,30 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
         .iter()
         .map(|h| parse_header(h))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let body = match &args.body {
-        Some(p) => Bytes::from(
-            std::fs::read(p).with_context(|| format!("reading --body {}", p.display()))?,
-        ),
-        None => Bytes::new(),
+    let bodies: Vec<Bytes> = match &args.body {
+        Some(p) if p.is_dir() => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading --body {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file())
+                .collect();
+            files.sort();
+            anyhow::ensure!(!files.is_empty(), "--body {}: no files in it", p.display());
+            files
+                .iter()
+                .map(|f| {
+                    std::fs::read(f)
+                        .map(Bytes::from)
+                        .with_context(|| format!("reading {}", f.display()))
+                })
+                .collect::<anyhow::Result<_>>()?
+        }
+        Some(p) => {
+            vec![Bytes::from(std::fs::read(p).with_context(|| {
+                format!("reading --body {}", p.display())
+            })?)]
+        }
+        None => vec![Bytes::new()],
     };
     let timeout = Duration::from_secs_f64(args.timeout.max(0.001));
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
@@ -267,7 +288,7 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
             uri.clone(),
             method.clone(),
             headers.clone(),
-            body.clone(),
+            bodies[i % bodies.len()].clone(),
         );
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
