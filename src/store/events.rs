@@ -296,6 +296,29 @@ macro_rules! write_progress {
     }};
 }
 
+/// The end of an ingest transaction on either backend: the quarantined rows, the source's
+/// progress, the released quarantine rows, the test fail point, then the commit.
+macro_rules! finish_transaction {
+    ($tx:ident, $source:expr, $pending:expr, $now:expr, $fail:expr) => {{
+        $pending.sort_quarantine();
+        let (new, old) = write_quarantine!($tx, $source.as_str(), $pending.quarantine, $now);
+        $pending.counts.quarantined = new;
+        $pending.counts.already_quarantined = old;
+        write_progress!(
+            $tx,
+            $source.as_str(),
+            &$pending.progress,
+            $now,
+            &$pending.counts
+        );
+        release!($tx, $pending.released, $now);
+        if $fail == FailPoint::BeforeCommit {
+            return Err(StoreError::Data("failing before commit, as asked".into()));
+        }
+        $tx.commit().await?;
+    }};
+}
+
 macro_rules! release {
     ($tx:expr, $ids:expr, $now:expr) => {{
         for chunk in $ids.chunks(BATCH_ROWS) {
@@ -575,16 +598,7 @@ impl Db {
                         .await?
                         .rows_affected();
                     }
-                    pending.sort_quarantine();
-                    let (new, old) = write_quarantine!(tx, source.as_str(), pending.quarantine, now);
-                    pending.counts.quarantined = new;
-                    pending.counts.already_quarantined = old;
-                    write_progress!(tx, source.as_str(), &pending.progress, now, &pending.counts);
-                    release!(tx, pending.released, now);
-                    if fail == FailPoint::BeforeCommit {
-                        return Err(StoreError::Data("failing before commit, as asked".into()));
-                    }
-                    tx.commit().await?;
+                    finish_transaction!(tx, source, pending, now, fail);
                     Ok(())
                 }
                 .await;
@@ -608,16 +622,7 @@ impl Db {
                         next = batches.recv().await;
                     }
                 }
-                pending.sort_quarantine();
-                let (new, old) = write_quarantine!(tx, source.as_str(), pending.quarantine, now);
-                pending.counts.quarantined = new;
-                pending.counts.already_quarantined = old;
-                write_progress!(tx, source.as_str(), &pending.progress, now, &pending.counts);
-                release!(tx, pending.released, now);
-                if fail == FailPoint::BeforeCommit {
-                    return Err(StoreError::Data("failing before commit, as asked".into()));
-                }
-                tx.commit().await?;
+                finish_transaction!(tx, source, pending, now, fail);
             }
         }
         Ok(Some(pending.counts))
