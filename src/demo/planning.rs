@@ -123,7 +123,9 @@ pub async fn populate(db: &Db, n: usize, seed: u64, as_of: NaiveDate) -> anyhow:
                 NewScore {
                     customer_id: id,
                     probability: p,
-                    drivers: serde_json::json!([{"feature": "tenure_months", "description": "a synthetic driver"}]),
+                    drivers:
+                        r#"[{"feature": "tenure_months", "description": "a synthetic driver"}]"#
+                            .into(),
                 }
             })
             .collect();

@@ -22,7 +22,7 @@ pub const QUEUE: &str = "attune.score";
 
 /// Customers per page: large enough that per-page queries are cheap, small enough that a
 /// page's feature rows stay a few tens of megabytes.
-pub const PAGE: i64 = 50_000;
+pub const PAGE: i64 = 25_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScoreJob {
@@ -155,7 +155,7 @@ fn score_page(
         let score = NewScore {
             customer_id: *id,
             probability: model.predict(&row).get(),
-            drivers: serde_json::to_value(drivers).unwrap_or_default(),
+            drivers: serde_json::to_string(&drivers).unwrap_or_else(|_| "[]".into()),
         };
         (row, score)
     })
@@ -206,9 +206,16 @@ impl DriftTally {
 
     fn add(&mut self, model: &ModelArtifact, rows: &[FeatureRow], scores: &[NewScore]) {
         let n = rows.len() as f64;
-        for (profile, acc) in model.profiles.iter().zip(&mut self.features) {
-            for (a, share) in acc.iter_mut().zip(drift::observe(profile, rows)) {
-                *a += share * n;
+        // Both cores count half the rows each.
+        let (left, right) = rows.split_at(rows.len() / 2);
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| drift::count_all(&model.profiles, left));
+            let b = drift::count_all(&model.profiles, right);
+            (a.join().expect("counting does not panic"), b)
+        });
+        for (acc, (a, b)) in self.features.iter_mut().zip(a.into_iter().zip(b)) {
+            for (total, (x, y)) in acc.iter_mut().zip(a.into_iter().zip(b)) {
+                *total += (x + y) as f64;
             }
         }
         let probs: Vec<f64> = scores.iter().map(|s| s.probability).collect();
@@ -270,6 +277,7 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
     let threshold = ctx.config.scoring.risk_threshold;
     let (mut customers, mut at_risk) = (0usize, 0usize);
     let mut drift = DriftTally::new(&model);
+    let mut writing: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
     let mut pages = read_pages(ctx.db.clone(), as_of, changed.clone(), spec.lookback());
     while let Some(page) = pages.recv().await {
         let (page, activity) = page?;
@@ -277,18 +285,30 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
             continue;
         }
         let (spec2, model2) = (spec.clone(), model.clone());
-        let (rows, scores) = tokio::task::spawn_blocking(move || {
-            score_page(&spec2, &model2, &page, &activity, as_of)
+        let mut tally = drift;
+        let (tally, scores) = tokio::task::spawn_blocking(move || {
+            let (rows, scores) = score_page(&spec2, &model2, &page, &activity, as_of);
+            tally.add(&model2, &rows, &scores);
+            (tally, scores)
         })
         .await
         .context("scoring a page")?;
-        drift.add(&model, &rows, &scores);
+        drift = tally;
         at_risk += scores.iter().filter(|s| s.probability >= threshold).count();
         customers += scores.len();
-        ctx.db
-            .insert_scores(run_id, &model.version, &scores)
-            .await
-            .context("writing scores")?;
+        // A page is written while the next one is scored; one write at a time, in order.
+        if let Some(previous) = writing.take() {
+            previous.await.context("writing scores")??;
+        }
+        let (db, version) = (ctx.db.clone(), model.version.clone());
+        writing = Some(tokio::spawn(async move {
+            db.insert_scores(run_id, &version, &scores)
+                .await
+                .context("writing scores")
+        }));
+    }
+    if let Some(previous) = writing.take() {
+        previous.await.context("writing scores")??;
     }
     let (features, score_shares) = drift.finish(&model);
     let warn_at = ctx.config.scoring.psi_warning;

@@ -153,27 +153,26 @@ impl ModelArtifact {
         k: usize,
         describe: &dyn Fn(&str, &FeatureValue) -> String,
     ) -> Vec<Driver> {
-        let mut drivers: Vec<Driver> = self
+        // Contributions first; only the top `k` are put into words.
+        let mut top: Vec<(f64, &EncodedFeature, Option<&FeatureValue>)> = self
             .features
             .iter()
             .filter_map(|f| {
                 let value = row.get(&f.source);
                 let contribution = f.coefficient * f.encoding.apply(value);
-                (contribution > 0.0 && contribution.is_finite()).then(|| Driver {
-                    feature: f.name.clone(),
-                    source: f.source.clone(),
-                    contribution,
-                    description: describe(&f.source, value.unwrap_or(&FeatureValue::Missing)),
-                })
+                (contribution > 0.0 && contribution.is_finite()).then_some((contribution, f, value))
             })
             .collect();
-        drivers.sort_by(|a, b| {
-            b.contribution
-                .total_cmp(&a.contribution)
-                .then_with(|| a.feature.cmp(&b.feature))
-        });
-        drivers.truncate(k);
-        drivers
+        top.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        top.truncate(k);
+        top.into_iter()
+            .map(|(contribution, f, value)| Driver {
+                feature: f.name.clone(),
+                source: f.source.clone(),
+                contribution,
+                description: describe(&f.source, value.unwrap_or(&FeatureValue::Missing)),
+            })
+            .collect()
     }
 
     /// Checks an artifact read from outside before it is used to score anyone.

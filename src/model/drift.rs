@@ -13,7 +13,7 @@
 //! row is missing; a number in a categorical feature is the level spelled by its decimal
 //! form; a category (or a non-finite number) in a numeric feature is missing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -233,37 +233,73 @@ pub fn profile(rows: &[FeatureRow]) -> Vec<FeatureProfile> {
 /// The shares of `rows` in the profile's buckets, in [`FeatureProfile::expected`] order
 /// (so the same length). All zeros when there are no rows.
 pub fn observe(profile: &FeatureProfile, rows: &[FeatureRow]) -> Vec<f64> {
-    let source = profile.source.as_str();
-    let counts = match &profile.kind {
-        ProfileKind::Numeric { edges, .. } => {
-            // Bins, then missing.
-            let mut counts = vec![0usize; edges.len() + 2];
-            for r in rows {
-                match number(value(r, source)) {
-                    Some(x) => counts[bin(edges, x)] += 1,
-                    None => counts[edges.len() + 1] += 1,
-                }
-            }
-            counts
-        }
-        ProfileKind::Categorical { levels, .. } => {
-            // Levels, then other, then missing.
-            let index: BTreeMap<&str, usize> = levels
+    let counts = count_all(std::slice::from_ref(profile), rows);
+    shares_of(&counts[0], rows.len())
+}
+
+/// How many of `rows` fall in each bucket of each profile ([`observe`] before dividing by
+/// the number of rows), in one pass: a row's values are sorted by name, so they are merged
+/// with the profiles sorted by source instead of looked up one by one (scoring calls this
+/// for every customer).
+pub fn count_all(profiles: &[FeatureProfile], rows: &[FeatureRow]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..profiles.len()).collect();
+    order.sort_by(|&a, &b| profiles[a].source.cmp(&profiles[b].source));
+    let levels: Vec<HashMap<&str, usize>> = profiles
+        .iter()
+        .map(|p| match &p.kind {
+            ProfileKind::Categorical { levels, .. } => levels
                 .iter()
                 .enumerate()
                 .map(|(i, l)| (l.as_str(), i))
-                .collect();
-            let mut counts = vec![0usize; levels.len() + 2];
-            for r in rows {
-                match level(value(r, source)) {
-                    Some(l) => counts[index.get(l.as_str()).copied().unwrap_or(levels.len())] += 1,
-                    None => counts[levels.len() + 1] += 1,
+                .collect(),
+            ProfileKind::Numeric { .. } => HashMap::new(),
+        })
+        .collect();
+    let mut counts: Vec<Vec<usize>> = profiles
+        .iter()
+        .map(|p| vec![0usize; p.expected().len()])
+        .collect();
+    for r in rows {
+        let mut entries = r.iter().peekable();
+        for &i in &order {
+            let source = profiles[i].source.as_str();
+            let mut v = &FeatureValue::Missing;
+            while let Some((k, value)) = entries.peek() {
+                match k.as_str().cmp(source) {
+                    std::cmp::Ordering::Less => {
+                        entries.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        v = value;
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
                 }
             }
-            counts
+            counts[i][bucket(&profiles[i].kind, &levels[i], v)] += 1;
         }
-    };
-    shares_of(&counts, rows.len())
+    }
+    counts
+}
+
+/// The bucket of a value, in [`FeatureProfile::expected`] order.
+fn bucket(kind: &ProfileKind, levels: &HashMap<&str, usize>, v: &FeatureValue) -> usize {
+    match kind {
+        // Bins, then missing.
+        ProfileKind::Numeric { edges, .. } => match number(v) {
+            Some(x) => bin(edges, x),
+            None => edges.len() + 1,
+        },
+        // Levels, then other, then missing.
+        ProfileKind::Categorical { levels: all, .. } => {
+            let known = |l: &str| levels.get(l).copied().unwrap_or(all.len());
+            match v {
+                FeatureValue::Cat(c) => known(c),
+                FeatureValue::Num(_) => known(&level(v).unwrap_or_default()),
+                FeatureValue::Missing => all.len() + 1,
+            }
+        }
+    }
 }
 
 /// Population stability index: the sum over buckets of `(a - e) * ln(a / e)`, with each

@@ -32,7 +32,11 @@ impl Encoding {
         match (self, value) {
             (Encoding::Numeric { mean, std }, Some(FeatureValue::Num(x))) => (x - mean) / std,
             (Encoding::Numeric { .. }, _) => 0.0,
-            (Encoding::OneHot { level }, Some(v)) if category_of(v).as_deref() == Some(level) => {
+            // Compared without allocating: this runs for every column of every row scored.
+            (Encoding::OneHot { level }, Some(FeatureValue::Cat(c))) if c == level => 1.0,
+            (Encoding::OneHot { level }, Some(v @ FeatureValue::Num(_)))
+                if category_of(v).as_deref() == Some(level) =>
+            {
                 1.0
             }
             (Encoding::OneHot { .. }, _) => 0.0,

@@ -73,71 +73,59 @@ impl CustomerRow {
     }
 }
 
-/// Active customers with ids in `$2..=$3`, as one JSON array of rows.
-const SQLITE_CUSTOMERS_JSON: &str =
-    "SELECT json_group_array(json_array(id, external_id, signup_date, plan,
-        monthly_charge, contract_type, contract_end, first_invoice_due, preferred_channel,
-        consent_email, consent_sms, consent_phone, consent_post, churned_on, json(attributes)))
-    FROM customers WHERE id BETWEEN $2 AND $3 AND signup_date <= $1
-        AND (churned_on IS NULL OR churned_on > $1)";
+/// Active customers on day `?1` with ids above `?2`, `?3` of them, in id order.
+const SQLITE_ACTIVE_PAGE: &str = "SELECT id, external_id, signup_date, plan, monthly_charge,
+        contract_type, contract_end, first_invoice_due, preferred_channel, consent_email,
+        consent_sms, consent_phone, consent_post, churned_on, attributes
+    FROM customers WHERE id > ?2 AND signup_date <= ?1 AND (churned_on IS NULL OR churned_on > ?1)
+    ORDER BY id LIMIT ?3";
 
-/// A customer row as SQLite's `json_array` writes it (see [`Db::customers_active_page`]).
-#[derive(serde::Deserialize)]
-struct PackedCustomer(
-    i64,
-    String,
-    NaiveDate,
-    String,
-    f64,
-    String,
-    Option<NaiveDate>,
-    Option<NaiveDate>,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    Option<NaiveDate>,
-    BTreeMap<String, String>,
-);
-
-impl PackedCustomer {
-    fn into_row(self) -> CustomerRow {
-        let PackedCustomer(
-            id,
-            external_id,
-            signup_date,
-            plan,
-            monthly_charge,
-            contract_type,
-            contract_end,
-            first_invoice_due,
-            preferred_channel,
-            email,
-            sms,
-            phone,
-            post,
-            churned_on,
-            attributes,
-        ) = self;
-        CustomerRow {
-            id,
-            external_id,
-            signup_date,
-            plan,
-            monthly_charge,
-            contract_type,
-            contract_end,
-            first_invoice_due,
-            preferred_channel,
-            consent_email: email != 0,
-            consent_sms: sms != 0,
-            consent_phone: phone != 0,
-            consent_post: post != 0,
-            churned_on,
-            attributes: Json(attributes),
+/// The customer in the first 15 columns of the row a statement is on, in the order of
+/// [`SQLITE_ACTIVE_PAGE`]; a value that does not read is an error
+/// naming the customer and the column.
+pub(super) fn raw_customer(stmt: &super::raw::Stmt<'_>) -> Result<CustomerRow> {
+    let id = stmt.i64(0);
+    let bad =
+        |column: &str, why: &str| StoreError::Data(format!("customer row {id}: {column}: {why}"));
+    let text = |i: i32, column: &str| -> Result<String> {
+        stmt.text(i)
+            .map_err(|e| bad(column, &e.to_string()))?
+            .map(str::to_owned)
+            .ok_or_else(|| bad(column, "is NULL"))
+    };
+    let date = |i: i32, column: &str| -> Result<Option<NaiveDate>> {
+        match stmt.text(i).map_err(|e| bad(column, &e.to_string()))? {
+            None => Ok(None),
+            Some(s) => s
+                .parse::<NaiveDate>()
+                .map(Some)
+                .map_err(|_| bad(column, &format!("{s:?} is not a date (YYYY-MM-DD)"))),
         }
-    }
+    };
+    let attributes = match stmt
+        .text(14)
+        .map_err(|e| bad("attributes", &e.to_string()))?
+    {
+        None | Some("{}") => BTreeMap::new(),
+        Some(json) => serde_json::from_str(json).map_err(|e| bad("attributes", &e.to_string()))?,
+    };
+    Ok(CustomerRow {
+        id,
+        external_id: text(1, "external_id")?,
+        signup_date: date(2, "signup_date")?.ok_or_else(|| bad("signup_date", "is NULL"))?,
+        plan: text(3, "plan")?,
+        monthly_charge: stmt.f64(4),
+        contract_type: text(5, "contract_type")?,
+        contract_end: date(6, "contract_end")?,
+        first_invoice_due: date(7, "first_invoice_due")?,
+        preferred_channel: text(8, "preferred_channel")?,
+        consent_email: stmt.i64(9) != 0,
+        consent_sms: stmt.i64(10) != 0,
+        consent_phone: stmt.i64(11) != 0,
+        consent_post: stmt.i64(12) != 0,
+        churned_on: date(13, "churned_on")?,
+        attributes: Json(attributes),
+    })
 }
 
 const COLUMNS: &str = "id, external_id, signup_date, plan, monthly_charge, contract_type, contract_end, \
@@ -246,42 +234,22 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<(i64, Customer)>> {
         match self {
-            // Rows cross from sqlx's SQLite worker thread one at a time, with a thread
-            // wake-up each: each query packs a thousand ids' customers into one JSON row.
+            // Rows are stepped through SQLite's own API (`raw`): sqlx would hand each one
+            // across threads with a wake-up.
             Db::Sqlite(p) => {
-                let (Some(min_id), Some(max_id)): (Option<i64>, Option<i64>) =
-                    sqlx::query_as("SELECT MIN(id), MAX(id) FROM customers WHERE id > $1")
-                        .bind(after_id)
-                        .fetch_one(p)
-                        .await?
-                else {
-                    return Ok(Vec::new());
-                };
-                let want = limit.max(0) as usize;
-                let mut out = Vec::with_capacity(want);
-                let mut a = min_id;
-                while out.len() < want && a <= max_id {
-                    let b = a.saturating_add(1023).min(max_id);
-                    let (json,): (Option<String>,) = sqlx::query_as(SQLITE_CUSTOMERS_JSON)
-                        .bind(day)
-                        .bind(a)
-                        .bind(b)
-                        .fetch_one(p)
-                        .await?;
-                    if let Some(json) = json {
-                        let rows: Vec<PackedCustomer> =
-                            serde_json::from_str(&json).map_err(|e| {
-                                StoreError::Data(format!("unreadable customers {a}..={b}: {e}"))
-                            })?;
-                        for r in rows {
-                            out.push(r.into_row().into_customer()?);
-                        }
+                let day = day.to_string();
+                super::raw::with_scan(p, move |raw| {
+                    let mut stmt = raw.prepare(SQLITE_ACTIVE_PAGE)?;
+                    stmt.bind_text(1, &day)?;
+                    stmt.bind_i64(2, after_id)?;
+                    stmt.bind_i64(3, limit)?;
+                    let mut out = Vec::with_capacity(limit.clamp(0, 100_000) as usize);
+                    while stmt.step()? {
+                        out.push(raw_customer(&stmt)?.into_customer()?);
                     }
-                    a = b.saturating_add(1);
-                }
-                out.sort_by_key(|(id, _)| *id);
-                out.truncate(want);
-                Ok(out)
+                    Ok(out)
+                })
+                .await
             }
             Db::Postgres(p) => {
                 let sql = format!(

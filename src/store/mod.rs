@@ -16,6 +16,7 @@ mod models;
 mod nudges;
 mod playbook;
 mod quarantine;
+mod raw;
 mod review;
 mod scores;
 mod ticks;

@@ -120,7 +120,10 @@ pub struct ContactCounts {
 fn score_join(basis: Option<(i64, i64)>, from: &str, to: &str) -> String {
     match basis {
         Some((f, t)) if f != t => format!(
-            "s.id = (SELECT s2.id FROM scores s2 WHERE s2.customer_id = c.id AND s2.run_id BETWEEN {from} AND {to} ORDER BY s2.run_id DESC LIMIT 1)"
+            // Scores are indexed by (run, customer): the runs in range drive the lookup,
+            // newest first, one seek each.
+            "s.id = (SELECT s2.id FROM scoring_runs r2 JOIN scores s2 ON s2.run_id = r2.id AND s2.customer_id = c.id
+                     WHERE r2.id BETWEEN {from} AND {to} ORDER BY r2.id DESC LIMIT 1)"
         ),
         _ => format!("s.customer_id = c.id AND s.run_id = {to}"),
     }
@@ -155,6 +158,32 @@ impl Db {
             score_join(basis, "$4", "$5")
         );
         let (from, to) = basis.unwrap_or((-1, -1));
+        if let Db::Sqlite(p) = self {
+            // Stepped through SQLite's own API (`raw`): sqlx would hand each row across
+            // threads with a wake-up. `?N` is parameter N, as `$N` is above.
+            let sql = sql.replace('$', "?");
+            let day = as_of.to_string();
+            return super::raw::with_scan(p, move |raw| {
+                let mut stmt = raw.prepare(&sql)?;
+                stmt.bind_text(1, &day)?;
+                stmt.bind_i64(2, after)?;
+                stmt.bind_i64(3, limit)?;
+                stmt.bind_i64(4, from)?;
+                stmt.bind_i64(5, to)?;
+                let mut out = Vec::with_capacity(limit.clamp(0, 100_000) as usize);
+                while stmt.step()? {
+                    let (id, customer) = super::customers::raw_customer(&stmt)?.into_customer()?;
+                    out.push(PlanningCustomer {
+                        id,
+                        customer,
+                        probability: stmt.opt_f64(15),
+                        drivers: stmt.text(16)?.map(str::to_owned),
+                    });
+                }
+                Ok(out)
+            })
+            .await;
+        }
         let rows: Vec<PlanningRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(as_of).bind(after).bind(limit).bind(from).bind(to).fetch_all(p).await?);
         rows.into_iter().map(PlanningRow::into_planning).collect()
@@ -282,6 +311,41 @@ impl Db {
         let sql = format!(
             "SELECT {EXISTING_COLUMNS} FROM nudges WHERE customer_id BETWEEN $1 AND $2 ORDER BY customer_id, id"
         );
+        if let Db::Sqlite(p) = self {
+            // Stepped through SQLite's own API (`raw`), in the column order above.
+            let sql = sql.replace('$', "?");
+            return super::raw::with_scan(p, move |raw| {
+                let mut stmt = raw.prepare(&sql)?;
+                stmt.bind_i64(1, first)?;
+                stmt.bind_i64(2, last)?;
+                let mut out: HashMap<i64, Vec<Existing>> = HashMap::new();
+                while stmt.step()? {
+                    let id = stmt.i64(0);
+                    let text = |i| {
+                        stmt.string(i)
+                            .map_err(|e| StoreError::Data(format!("nudge row {id}: {e}")))
+                    };
+                    let row = ExistingRow {
+                        id,
+                        customer_id: stmt.i64(1),
+                        kind: text(2)?,
+                        occasion: text(3)?,
+                        status: text(4)?,
+                        priority: stmt.i64(5) as i32,
+                        expected_value: stmt.opt_f64(6),
+                        channel: text(7)?,
+                        send_after: stmt.opt_i64(8),
+                        planned_at: stmt.opt_i64(9),
+                        expires_at: stmt.opt_i64(10),
+                        snoozed_until: stmt.opt_i64(11),
+                    };
+                    let (customer, e) = row.into_existing()?;
+                    out.entry(customer).or_default().push(e);
+                }
+                Ok(out)
+            })
+            .await;
+        }
         let rows: Vec<ExistingRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(first).bind(last).fetch_all(p).await?);
         let mut out: HashMap<i64, Vec<Existing>> = HashMap::new();

@@ -608,10 +608,14 @@ impl Db {
         )
     }
 
-    /// The customer's latest scores, newest first.
+    /// The customer's latest scores, newest run first. Scores are indexed by run, then
+    /// customer: the runs drive the join, newest first, one index seek each, and the
+    /// walk stops once `limit` are found (`+r.id` keeps SQLite's planner from scanning
+    /// the scores index instead).
     pub async fn customer_scores(&self, customer_id: i64, limit: i64) -> Result<Vec<ScorePoint>> {
-        let sql = "SELECT id, run_id, scored_at, probability, model_version, drivers FROM scores
-                   WHERE customer_id = $1 ORDER BY scored_at DESC, id DESC LIMIT $2";
+        let sql = "SELECT s.id, s.run_id, s.scored_at, s.probability, s.model_version, s.drivers
+                   FROM scoring_runs r JOIN scores s ON s.run_id = +r.id AND s.customer_id = $1
+                   ORDER BY r.id DESC LIMIT $2";
         Ok(
             on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).bind(limit).fetch_all(p).await?),
         )

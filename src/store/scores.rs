@@ -9,7 +9,9 @@ use super::{BATCH_ROWS, Db, Result, now_secs, on_pool};
 pub struct NewScore {
     pub customer_id: i64,
     pub probability: f64,
-    pub drivers: serde_json::Value,
+    /// The top drivers as JSON text (an array of [`crate::model::Driver`]), serialized
+    /// once where the score is computed.
+    pub drivers: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
@@ -58,6 +60,33 @@ impl Db {
         scores: &[NewScore],
     ) -> Result<()> {
         let now = now_secs();
+        if let Db::Sqlite(p) = self {
+            // One prepared statement stepped per row through SQLite's own API (`raw`).
+            let rows: Vec<(i64, f64, String)> = scores
+                .iter()
+                .map(|s| (s.customer_id, s.probability, s.drivers.clone()))
+                .collect();
+            let model_version = model_version.to_owned();
+            return super::raw::with_connection(p, move |raw| {
+                raw.execute("BEGIN IMMEDIATE")?;
+                let mut stmt = raw.prepare(
+                    "INSERT INTO scores (run_id, customer_id, model_version, scored_at, probability, drivers) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                stmt.bind_i64(1, run_id)?;
+                stmt.bind_text(3, &model_version)?;
+                stmt.bind_i64(4, now)?;
+                for (customer, probability, drivers) in &rows {
+                    stmt.bind_i64(2, *customer)?;
+                    stmt.bind_f64(5, *probability)?;
+                    stmt.bind_text(6, drivers)?;
+                    stmt.run()?;
+                }
+                drop(stmt);
+                raw.execute("COMMIT")
+            })
+            .await;
+        }
         on_pool!(self, p => {
             let mut tx = p.begin().await?;
             for chunk in scores.chunks(BATCH_ROWS) {
@@ -70,7 +99,8 @@ impl Db {
                         .push_bind(model_version)
                         .push_bind(now)
                         .push_bind(s.probability)
-                        .push_bind(Json(&s.drivers));
+                        .push_bind(s.drivers.as_str())
+                        .push_unseparated("::jsonb");
                 });
                 q.build().execute(&mut *tx).await?;
             }

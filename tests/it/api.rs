@@ -662,7 +662,7 @@ async fn export_scores_models_and_the_document(t: &TestDb) {
         .map(|&c| attune::store::NewScore {
             customer_id: c,
             probability: 0.1 * (c % 7) as f64,
-            drivers: json!([{"description": "x", "contribution": 0.1}]),
+            drivers: json!([{"description": "x", "contribution": 0.1}]).to_string(),
         })
         .collect();
     t.db.insert_scores(run, "m1", &scores).await.unwrap();

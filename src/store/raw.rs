@@ -1,0 +1,246 @@
+//! Direct SQLite calls on a pooled connection, for the bulk reads and writes of scoring,
+//! where sqlx's hand-off of every row from its worker thread costs more than SQLite's own
+//! work (a thread wake-up per row, and text conversions to pack rows together).
+//!
+//! The connection comes from the same pool (same WAL, `busy_timeout` and cache settings),
+//! is locked out of sqlx's worker with [`sqlx::sqlite::SqliteConnection::lock_handle`], and
+//! is driven on a blocking thread. Statements are finalized when dropped, and a
+//! transaction left open by an error or a panic is rolled back before the connection goes
+//! back to the pool.
+//!
+//! The only module allowed `unsafe`: each block is one FFI call, with why it is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString, c_int};
+use std::marker::PhantomData;
+
+use libsqlite3_sys as ffi;
+use sqlx::SqlitePool;
+
+use super::{Result, StoreError};
+
+/// A locked SQLite connection handle, valid for the closure given to [`with_connection`].
+pub(super) struct Raw {
+    db: *mut ffi::sqlite3,
+}
+
+/// Runs `work` on a blocking thread with the raw handle of a connection from `pool`.
+pub(super) async fn with_connection<R, F>(pool: &SqlitePool, work: F) -> Result<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&Raw) -> Result<R> + Send + 'static,
+{
+    let mut conn = pool.acquire().await?;
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut locked = rt.block_on(conn.lock_handle())?;
+        let raw = Raw {
+            db: locked.as_raw_handle().as_ptr(),
+        };
+        let out = work(&raw);
+        // Whatever happened, the connection goes back to the pool outside a transaction.
+        raw.rollback_if_open();
+        out
+    })
+    .await
+    .map_err(|e| StoreError::Data(format!("a direct SQLite call stopped: {e}")))?
+}
+
+/// [`with_connection`] for a scan that reads a range once: the connection's page cache is
+/// cut to 8 MB for it (the OS caches the file; three connections each filling the usual
+/// 64 MB with pages read once held most of a scoring run's memory), then restored.
+pub(super) async fn with_scan<R, F>(pool: &SqlitePool, work: F) -> Result<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&Raw) -> Result<R> + Send + 'static,
+{
+    with_connection(pool, move |raw| {
+        raw.execute(SCAN_CACHE)?;
+        let out = work(raw);
+        raw.execute(super::NORMAL_CACHE)?;
+        out
+    })
+    .await
+}
+
+const SCAN_CACHE: &str = "PRAGMA cache_size = -16384";
+
+impl Raw {
+    /// Prepares one statement (`?1`, `?2`... or `$1`, `$2`... for parameters).
+    pub(super) fn prepare(&self, sql: &str) -> Result<Stmt<'_>> {
+        let text = CString::new(sql).map_err(|_| StoreError::Data("SQL with a NUL byte".into()))?;
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: `db` is a live handle locked for this thread; `text` outlives the call.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v2(self.db, text.as_ptr(), -1, &mut stmt, std::ptr::null_mut())
+        };
+        if rc != ffi::SQLITE_OK || stmt.is_null() {
+            return Err(self.error(rc, "preparing a statement"));
+        }
+        Ok(Stmt {
+            stmt,
+            raw: self,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// Runs statements that return no rows (`BEGIN IMMEDIATE`, `COMMIT`, ...).
+    pub(super) fn execute(&self, sql: &str) -> Result<()> {
+        let text = CString::new(sql).map_err(|_| StoreError::Data("SQL with a NUL byte".into()))?;
+        // SAFETY: as in `prepare`; no callback, no error message buffer.
+        let rc = unsafe {
+            ffi::sqlite3_exec(
+                self.db,
+                text.as_ptr(),
+                None,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(self.error(rc, sql));
+        }
+        Ok(())
+    }
+
+    fn rollback_if_open(&self) {
+        // SAFETY: a live handle; autocommit is 0 inside a transaction.
+        if unsafe { ffi::sqlite3_get_autocommit(self.db) } == 0 {
+            let _ = self.execute("ROLLBACK");
+        }
+    }
+
+    fn error(&self, rc: c_int, doing: &str) -> StoreError {
+        // SAFETY: sqlite3_errmsg returns a NUL-terminated string owned by the handle.
+        let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.db)) }
+            .to_string_lossy()
+            .into_owned();
+        StoreError::Data(format!("SQLite error {rc} {doing}: {message}"))
+    }
+}
+
+/// A prepared statement; finalized when dropped.
+pub(super) struct Stmt<'r> {
+    stmt: *mut ffi::sqlite3_stmt,
+    raw: &'r Raw,
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Stmt<'_> {
+    pub(super) fn bind_i64(&mut self, index: c_int, value: i64) -> Result<()> {
+        // SAFETY: a live statement; SQLite checks the index.
+        let rc = unsafe { ffi::sqlite3_bind_int64(self.stmt, index, value) };
+        self.check(rc, "binding a parameter")
+    }
+
+    pub(super) fn bind_f64(&mut self, index: c_int, value: f64) -> Result<()> {
+        // SAFETY: as in `bind_i64`.
+        let rc = unsafe { ffi::sqlite3_bind_double(self.stmt, index, value) };
+        self.check(rc, "binding a parameter")
+    }
+
+    pub(super) fn bind_text(&mut self, index: c_int, value: &str) -> Result<()> {
+        // SAFETY: SQLITE_TRANSIENT makes SQLite copy the bytes before the call returns.
+        let rc = unsafe {
+            ffi::sqlite3_bind_text(
+                self.stmt,
+                index,
+                value.as_ptr().cast(),
+                value.len() as c_int,
+                ffi::SQLITE_TRANSIENT(),
+            )
+        };
+        self.check(rc, "binding a parameter")
+    }
+
+    /// Advances to the next row: `true` while there is one.
+    pub(super) fn step(&mut self) -> Result<bool> {
+        // SAFETY: a live statement on a handle locked for this thread.
+        match unsafe { ffi::sqlite3_step(self.stmt) } {
+            ffi::SQLITE_ROW => Ok(true),
+            ffi::SQLITE_DONE => Ok(false),
+            rc => Err(self.raw.error(rc, "stepping a statement")),
+        }
+    }
+
+    /// Makes the statement ready to run again with new parameters.
+    pub(super) fn reset(&mut self) -> Result<()> {
+        // SAFETY: a live statement.
+        let rc = unsafe { ffi::sqlite3_reset(self.stmt) };
+        self.check(rc, "resetting a statement")
+    }
+
+    /// Runs a statement that returns no rows, then resets it.
+    pub(super) fn run(&mut self) -> Result<()> {
+        let more = self.step();
+        let reset = self.reset();
+        more?;
+        reset
+    }
+
+    pub(super) fn is_null(&self, column: c_int) -> bool {
+        // SAFETY: called only while positioned on a row.
+        unsafe { ffi::sqlite3_column_type(self.stmt, column) == ffi::SQLITE_NULL }
+    }
+
+    pub(super) fn i64(&self, column: c_int) -> i64 {
+        // SAFETY: called only while positioned on a row; out-of-range columns read as 0.
+        unsafe { ffi::sqlite3_column_int64(self.stmt, column) }
+    }
+
+    /// An integer column, `None` for NULL.
+    pub(super) fn opt_i64(&self, column: c_int) -> Option<i64> {
+        (!self.is_null(column)).then(|| self.i64(column))
+    }
+
+    /// A real column, `None` for NULL.
+    pub(super) fn opt_f64(&self, column: c_int) -> Option<f64> {
+        (!self.is_null(column)).then(|| self.f64(column))
+    }
+
+    /// A text column that may not be NULL.
+    pub(super) fn string(&self, column: c_int) -> Result<String> {
+        self.text(column)?
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError::Data(format!("column {column} is NULL")))
+    }
+
+    pub(super) fn f64(&self, column: c_int) -> f64 {
+        // SAFETY: as in `i64`.
+        unsafe { ffi::sqlite3_column_double(self.stmt, column) }
+    }
+
+    /// A text column (`None` for NULL); invalid UTF-8 is an error naming the column.
+    pub(super) fn text(&self, column: c_int) -> Result<Option<&str>> {
+        // SAFETY: the pointer and length describe bytes owned by the statement, valid until
+        // the next step, reset or finalize, which all need `&mut self`.
+        unsafe {
+            let ptr = ffi::sqlite3_column_text(self.stmt, column);
+            if ptr.is_null() {
+                return Ok(None);
+            }
+            let len = ffi::sqlite3_column_bytes(self.stmt, column) as usize;
+            let bytes = std::slice::from_raw_parts(ptr, len);
+            std::str::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| StoreError::Data(format!("column {column} is not UTF-8 text")))
+        }
+    }
+
+    fn check(&self, rc: c_int, doing: &str) -> Result<()> {
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(self.raw.error(rc, doing))
+        }
+    }
+}
+
+impl Drop for Stmt<'_> {
+    fn drop(&mut self) {
+        // SAFETY: finalized once, here.
+        unsafe {
+            ffi::sqlite3_finalize(self.stmt);
+        }
+    }
+}
