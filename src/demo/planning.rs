@@ -129,7 +129,7 @@ pub async fn populate(db: &Db, n: usize, seed: u64, as_of: NaiveDate) -> anyhow:
                 }
             })
             .collect();
-        db.insert_scores(run, "bench", &scores).await?;
+        db.insert_scores(run, "bench", scores).await?;
     }
     db.finish_scoring_run(run, ids.len()).await?;
     Ok(Populated {

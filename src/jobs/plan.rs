@@ -209,11 +209,14 @@ async fn plan_page(
             (c.id, c.customer)
         })
         .collect();
-    let features = planning_features(ctx, as_of, &customers).await?;
-    let t_features = started.elapsed();
+    // The page's reads go out at once (each on a connection of its own).
     let (kinds, recent_days) = event_needs(pb);
-    let events = db
-        .planning_events(
+    let features = async {
+        let f = planning_features(ctx, as_of, &customers).await?;
+        Ok::<_, anyhow::Error>((f, started.elapsed()))
+    };
+    let events = async {
+        db.planning_events(
             first,
             last,
             now + 1,
@@ -222,23 +225,30 @@ async fn plan_page(
             &kinds,
         )
         .await
-        .context("reading events for triggers")?;
-    let usage = if pb.needs_usage() {
-        let end = crate::store::day_start(as_of);
-        db.usage_per_month(first, last, end - 90 * DAY, end, 3.0)
-            .await
-            .context("reading usage")?
-    } else {
-        HashMap::new()
+        .context("reading events for triggers")
     };
-    let contacts = db
-        .contacts_between(first, last)
-        .await
-        .context("reading contacts")?;
-    let existing = db
-        .nudges_between(first, last)
-        .await
-        .context("reading stored nudges")?;
+    let usage = async {
+        if pb.needs_usage() {
+            let end = crate::store::day_start(as_of);
+            db.usage_per_month(first, last, end - 90 * DAY, end, 3.0)
+                .await
+                .context("reading usage")
+        } else {
+            Ok(HashMap::new())
+        }
+    };
+    let contacts = async {
+        db.contacts_between(first, last)
+            .await
+            .context("reading contacts")
+    };
+    let existing = async {
+        db.nudges_between(first, last)
+            .await
+            .context("reading stored nudges")
+    };
+    let ((features, t_features), events, usage, contacts, existing) =
+        tokio::try_join!(features, events, usage, contacts, existing)?;
     let t_read = started.elapsed();
     let none_events: Vec<EventFact> = Vec::new();
     let indexed: Vec<(usize, &(i64, Customer))> = customers.iter().enumerate().collect();
@@ -281,20 +291,24 @@ async fn plan_page(
     Ok(())
 }
 
-fn reason(p: &Planned, drivers: Option<&str>) -> serde_json::Value {
+/// The stored reason of a nudge, as JSON text. The score's drivers are already JSON text:
+/// they are checked and put in as they are, not parsed into values and written again.
+fn reason(p: &Planned, drivers: Option<&str>) -> String {
     let drivers = drivers
-        .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .unwrap_or_else(|| serde_json::json!([]));
-    serde_json::json!({
+        .filter(|d| serde_json::from_str::<serde::de::IgnoredAny>(d).is_ok())
+        .unwrap_or("[]");
+    let rest = serde_json::json!({
         "rule": p.rule.as_str(),
         "stage": p.stage,
         "why": p.why,
         "probability": p.probability,
         "risk_band": p.risk_band.map(|b| b.as_str()),
-        "drivers": drivers,
         "delivery": p.delivery_note,
         "team": p.team,
     })
+    .to_string();
+    // `rest` is a non-empty object: `{"delivery":...}`.
+    format!("{{\"drivers\":{},{}", drivers.trim(), &rest[1..])
 }
 
 /// Turns a page's decisions into rows to store.

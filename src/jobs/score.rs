@@ -140,27 +140,65 @@ pub fn read_pages(
     rx
 }
 
-/// Features, probability and top three drivers of one page of customers, on every core.
+/// Probability and top three drivers of one page of customers, with the page's drift
+/// counts per profile bucket ([`drift::count_all`]), on every core. Each core computes,
+/// counts and frees the feature rows of its own part of the page.
 fn score_page(
     spec: &FeatureSpec,
     model: &ModelArtifact,
     page: &[(i64, Customer)],
     activity: &HashMap<i64, Activity>,
     as_of: NaiveDate,
-) -> (Vec<FeatureRow>, Vec<NewScore>) {
-    let none = Activity::default();
-    par_map(page, |(id, c)| {
-        let row = compute(spec, c, activity.get(id).unwrap_or(&none), as_of);
-        let drivers = model.drivers_with(&row, 3, &|n, v| spec.describe(n, v));
-        let score = NewScore {
-            customer_id: *id,
-            probability: model.predict(&row).get(),
-            drivers: serde_json::to_string(&drivers).unwrap_or_else(|_| "[]".into()),
-        };
-        (row, score)
-    })
-    .into_iter()
-    .unzip()
+) -> (Vec<NewScore>, Vec<Vec<usize>>) {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let part = |chunk: &[(i64, Customer)]| {
+        let none = Activity::default();
+        let rows: Vec<FeatureRow> = chunk
+            .iter()
+            .map(|(id, c)| compute(spec, c, activity.get(id).unwrap_or(&none), as_of))
+            .collect();
+        let scores: Vec<NewScore> = chunk
+            .iter()
+            .zip(&rows)
+            .map(|((id, _), row)| {
+                let drivers = model.drivers_with(row, 3, &|n, v| spec.describe(n, v));
+                NewScore {
+                    customer_id: *id,
+                    probability: model.predict(row).get(),
+                    drivers: serde_json::to_string(&drivers).unwrap_or_else(|_| "[]".into()),
+                }
+            })
+            .collect();
+        (scores, drift::count_all(&model.profiles, &rows))
+    };
+    let size = page.len().div_ceil(threads).max(1);
+    let parts: Vec<(Vec<NewScore>, Vec<Vec<usize>>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = page
+            .chunks(size)
+            .map(|chunk| s.spawn(move || part(chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("scoring a page does not panic"))
+            .collect()
+    });
+    let mut scores = Vec::with_capacity(page.len());
+    let mut counts: Vec<Vec<usize>> = model
+        .profiles
+        .iter()
+        .map(|p| vec![0; p.expected().len()])
+        .collect();
+    for (s, c) in parts {
+        scores.extend(s);
+        for (total, part) in counts.iter_mut().zip(c) {
+            for (t, x) in total.iter_mut().zip(part) {
+                *t += x;
+            }
+        }
+    }
+    (scores, counts)
 }
 
 /// Refuses a model that reads features the spec does not produce: it would score everyone
@@ -204,25 +242,19 @@ impl DriftTally {
         }
     }
 
-    fn add(&mut self, model: &ModelArtifact, rows: &[FeatureRow], scores: &[NewScore]) {
-        let n = rows.len() as f64;
-        // Both cores count half the rows each.
-        let (left, right) = rows.split_at(rows.len() / 2);
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| drift::count_all(&model.profiles, left));
-            let b = drift::count_all(&model.profiles, right);
-            (a.join().expect("counting does not panic"), b)
-        });
-        for (acc, (a, b)) in self.features.iter_mut().zip(a.into_iter().zip(b)) {
-            for (total, (x, y)) in acc.iter_mut().zip(a.into_iter().zip(b)) {
-                *total += (x + y) as f64;
+    /// Adds a page: its scores and its rows' counts per profile bucket.
+    fn add(&mut self, counts: Vec<Vec<usize>>, scores: &[NewScore]) {
+        let n = scores.len() as f64;
+        for (acc, c) in self.features.iter_mut().zip(counts) {
+            for (total, x) in acc.iter_mut().zip(c) {
+                *total += x as f64;
             }
         }
         let probs: Vec<f64> = scores.iter().map(|s| s.probability).collect();
         for (a, share) in self.scores.iter_mut().zip(drift::score_profile(&probs)) {
             *a += share * n;
         }
-        self.rows += rows.len();
+        self.rows += scores.len();
     }
 
     fn finish(self, model: &ModelArtifact) -> (Vec<DriftRow>, Vec<f64>) {
@@ -287,8 +319,8 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
         let (spec2, model2) = (spec.clone(), model.clone());
         let mut tally = drift;
         let (tally, scores) = tokio::task::spawn_blocking(move || {
-            let (rows, scores) = score_page(&spec2, &model2, &page, &activity, as_of);
-            tally.add(&model2, &rows, &scores);
+            let (scores, counts) = score_page(&spec2, &model2, &page, &activity, as_of);
+            tally.add(counts, &scores);
             (tally, scores)
         })
         .await
@@ -302,7 +334,7 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
         }
         let (db, version) = (ctx.db.clone(), model.version.clone());
         writing = Some(tokio::spawn(async move {
-            db.insert_scores(run_id, &version, &scores)
+            db.insert_scores(run_id, &version, scores)
                 .await
                 .context("writing scores")
         }));

@@ -646,6 +646,31 @@ mod tests {
         }
 
         #[test]
+        fn merged_counts_match_a_lookup_per_row(train in any_rows(), now in any_rows(), cut in 0usize..5) {
+            // Profiles in any order, one of them twice: the merge must not depend on order.
+            let mut profiles = profile(&train);
+            let turn = cut.min(profiles.len());
+            profiles.rotate_left(turn);
+            if let Some(p) = profiles.first().cloned() {
+                profiles.push(p);
+            }
+            let merged = count_all(&profiles, &now);
+            for (p, counts) in profiles.iter().zip(&merged) {
+                let levels: HashMap<&str, usize> = match &p.kind {
+                    ProfileKind::Categorical { levels, .. } => {
+                        levels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect()
+                    }
+                    ProfileKind::Numeric { .. } => HashMap::new(),
+                };
+                let mut looked_up = vec![0usize; p.expected().len()];
+                for r in &now {
+                    looked_up[bucket(&p.kind, &levels, value(r, &p.source))] += 1;
+                }
+                prop_assert_eq!(counts, &looked_up, "{:?}", p);
+            }
+        }
+
+        #[test]
         fn score_shares_sum_to_one(probs in prop::collection::vec(0f64..=1.0, 1..100)) {
             prop_assert!((sum(&score_profile(&probs)) - 1.0).abs() < 1e-9);
         }

@@ -17,7 +17,8 @@ pub struct NewNudge {
     /// A channel, or `task` for a task for a team.
     pub channel: String,
     pub status: NudgeStatus,
-    pub reason: serde_json::Value,
+    /// Why it was queued, as JSON text (an object: rule, stage, why, drivers, ...).
+    pub reason: String,
     pub probability: Option<f64>,
     pub run_id: Option<i64>,
     pub stage: String,
@@ -75,11 +76,63 @@ const SELECT: &str =
     n.probability, n.created_at, n.decided_by, n.decided_at, n.decision_reason
     FROM nudges n JOIN customers c ON c.id = n.customer_id";
 
+/// [`Db::insert_nudges`]'s row on SQLite, parameters in the column order.
+const SQLITE_INSERT_NUDGE: &str =
+    "INSERT INTO nudges (customer_id, kind, occasion, channel, status,
+        reason, probability, created_at, run_id, stage, priority, holdout, expected_value, segment,
+        risk_band, message, contact_role, contact_name, send_after, expires_at, planned_at,
+        updated_at, decided_by, decided_at, decision_reason)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+        ?20, ?21, ?22, ?23, ?24, ?25)
+    ON CONFLICT (customer_id, kind, occasion) DO NOTHING";
+
 impl Db {
     /// Queues nudges, skipping any already queued for the same customer, kind and
     /// occasion, in one transaction. Returns how many were new.
     pub async fn insert_nudges(&self, nudges: &[NewNudge]) -> Result<u64> {
         let now = now_secs();
+        if let Db::Sqlite(p) = self {
+            // One prepared statement stepped per row through SQLite's own API (`raw`).
+            let nudges = nudges.to_vec();
+            return super::raw::with_connection(p, move |raw| {
+                raw.execute("BEGIN IMMEDIATE")?;
+                let mut inserted = 0;
+                let mut stmt = raw.prepare(SQLITE_INSERT_NUDGE)?;
+                stmt.bind_i64(8, now)?;
+                stmt.bind_i64(22, now)?;
+                for n in &nudges {
+                    stmt.bind_i64(1, n.customer_id)?;
+                    stmt.bind_text(2, n.kind.as_str())?;
+                    stmt.bind_text(3, &n.occasion)?;
+                    stmt.bind_text(4, &n.channel)?;
+                    stmt.bind_text(5, n.status.as_str())?;
+                    stmt.bind_text(6, &n.reason)?;
+                    stmt.bind_opt_f64(7, n.probability)?;
+                    stmt.bind_opt_i64(9, n.run_id)?;
+                    stmt.bind_text(10, &n.stage)?;
+                    stmt.bind_i64(11, n.priority as i64)?;
+                    stmt.bind_i64(12, n.holdout as i64)?;
+                    stmt.bind_opt_f64(13, n.expected_value)?;
+                    stmt.bind_opt_text(14, n.segment.as_deref())?;
+                    stmt.bind_opt_text(15, n.risk_band.as_deref())?;
+                    stmt.bind_opt_text(16, n.message.as_deref())?;
+                    stmt.bind_opt_text(17, n.contact_role.as_deref())?;
+                    stmt.bind_opt_text(18, n.contact_name.as_deref())?;
+                    stmt.bind_opt_i64(19, n.send_after)?;
+                    stmt.bind_opt_i64(20, n.expires_at)?;
+                    stmt.bind_i64(21, n.planned_at)?;
+                    stmt.bind_opt_text(23, n.decided_by.as_deref())?;
+                    stmt.bind_opt_i64(24, n.decided_by.as_ref().map(|_| now))?;
+                    stmt.bind_opt_text(25, n.decision_reason.as_deref())?;
+                    stmt.run()?;
+                    inserted += raw.changes();
+                }
+                drop(stmt);
+                raw.execute("COMMIT")?;
+                Ok(inserted)
+            })
+            .await;
+        }
         let mut inserted = 0;
         on_pool!(self, p => {
             let mut tx = p.begin().await?;
@@ -96,7 +149,8 @@ impl Db {
                         .push_bind(n.occasion.as_str())
                         .push_bind(n.channel.as_str())
                         .push_bind(n.status.as_str())
-                        .push_bind(Json(&n.reason))
+                        .push_bind(n.reason.as_str())
+                        .push_unseparated("::jsonb")
                         .push_bind(n.probability)
                         .push_bind(now)
                         .push_bind(n.run_id)

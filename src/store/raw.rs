@@ -103,6 +103,12 @@ impl Raw {
         Ok(())
     }
 
+    /// Rows changed by the last INSERT, UPDATE or DELETE on this connection.
+    pub(super) fn changes(&self) -> u64 {
+        // SAFETY: a live handle.
+        unsafe { ffi::sqlite3_changes64(self.db) }.max(0) as u64
+    }
+
     fn rollback_if_open(&self) {
         // SAFETY: a live handle; autocommit is 0 inside a transaction.
         if unsafe { ffi::sqlite3_get_autocommit(self.db) } == 0 {
@@ -137,6 +143,33 @@ impl Stmt<'_> {
         // SAFETY: as in `bind_i64`.
         let rc = unsafe { ffi::sqlite3_bind_double(self.stmt, index, value) };
         self.check(rc, "binding a parameter")
+    }
+
+    pub(super) fn bind_null(&mut self, index: c_int) -> Result<()> {
+        // SAFETY: as in `bind_i64`.
+        let rc = unsafe { ffi::sqlite3_bind_null(self.stmt, index) };
+        self.check(rc, "binding a parameter")
+    }
+
+    pub(super) fn bind_opt_i64(&mut self, index: c_int, value: Option<i64>) -> Result<()> {
+        match value {
+            Some(v) => self.bind_i64(index, v),
+            None => self.bind_null(index),
+        }
+    }
+
+    pub(super) fn bind_opt_f64(&mut self, index: c_int, value: Option<f64>) -> Result<()> {
+        match value {
+            Some(v) => self.bind_f64(index, v),
+            None => self.bind_null(index),
+        }
+    }
+
+    pub(super) fn bind_opt_text(&mut self, index: c_int, value: Option<&str>) -> Result<()> {
+        match value {
+            Some(v) => self.bind_text(index, v),
+            None => self.bind_null(index),
+        }
     }
 
     pub(super) fn bind_text(&mut self, index: c_int, value: &str) -> Result<()> {

@@ -57,15 +57,11 @@ impl Db {
         &self,
         run_id: i64,
         model_version: &str,
-        scores: &[NewScore],
+        scores: Vec<NewScore>,
     ) -> Result<()> {
         let now = now_secs();
         if let Db::Sqlite(p) = self {
             // One prepared statement stepped per row through SQLite's own API (`raw`).
-            let rows: Vec<(i64, f64, String)> = scores
-                .iter()
-                .map(|s| (s.customer_id, s.probability, s.drivers.clone()))
-                .collect();
             let model_version = model_version.to_owned();
             return super::raw::with_connection(p, move |raw| {
                 raw.execute("BEGIN IMMEDIATE")?;
@@ -76,10 +72,10 @@ impl Db {
                 stmt.bind_i64(1, run_id)?;
                 stmt.bind_text(3, &model_version)?;
                 stmt.bind_i64(4, now)?;
-                for (customer, probability, drivers) in &rows {
-                    stmt.bind_i64(2, *customer)?;
-                    stmt.bind_f64(5, *probability)?;
-                    stmt.bind_text(6, drivers)?;
+                for s in &scores {
+                    stmt.bind_i64(2, s.customer_id)?;
+                    stmt.bind_f64(5, s.probability)?;
+                    stmt.bind_text(6, &s.drivers)?;
                     stmt.run()?;
                 }
                 drop(stmt);

@@ -665,8 +665,9 @@ async fn export_scores_models_and_the_document(t: &TestDb) {
             drivers: json!([{"description": "x", "contribution": 0.1}]).to_string(),
         })
         .collect();
-    t.db.insert_scores(run, "m1", &scores).await.unwrap();
-    t.db.finish_scoring_run(run, scores.len()).await.unwrap();
+    let n = scores.len();
+    t.db.insert_scores(run, "m1", scores).await.unwrap();
+    t.db.finish_scoring_run(run, n).await.unwrap();
     let v = d.get("/v1/scores?limit=4", "viewer").await.json();
     assert_eq!(v["run"]["id"].as_i64(), Some(run));
     assert_eq!(v["items"].as_array().unwrap().len(), 4);
