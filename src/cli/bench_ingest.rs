@@ -228,7 +228,7 @@ pub async fn features(
         let spec = spec.clone();
         let (n, v, k) = tokio::task::spawn_blocking(move || {
             let none = Activity::default();
-            let rows = jobs::score::par_map(&page, |(id, c)| {
+            let rows = jobs::par::par_map(&page, |(id, c)| {
                 compute(&spec, c, activity.get(id).unwrap_or(&none), as_of)
             });
             let v: usize = rows.iter().map(|r| r.len()).sum();

@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod import;
+pub mod par;
 pub mod plan;
 pub mod pull;
 pub mod retrain;

@@ -16,6 +16,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::JobContext;
+use super::par::in_chunks;
 use crate::domain::{Customer, EventKind, NudgeStatus};
 use crate::features::{Activity, FeatureRow, compute, day_number};
 use crate::playbook::{
@@ -121,29 +122,6 @@ pub async fn planning_features(
             .collect::<Vec<_>>()
     });
     Ok(rows.into_iter().flatten().collect())
-}
-
-/// Runs `f` over `items` in one chunk per core, results in order. Pure CPU work only.
-fn in_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
-    if threads == 1 || items.len() < 2_000 {
-        return vec![f(items)];
-    }
-    let size = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(size)
-            .map(|chunk| scope.spawn(move || f(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a planning thread panicked"))
-            .collect()
-    })
 }
 
 /// Which event kinds the playbook's triggers read, and how many days back.
@@ -361,11 +339,12 @@ async fn store_rows(
     nudges: Vec<NewNudge>,
     changes: Vec<Change>,
 ) -> anyhow::Result<(u64, u64)> {
-    let inserted = db.insert_nudges(&nudges).await.context("queueing nudges")?;
+    let given = nudges.len() as u64;
+    let inserted = db.insert_nudges(nudges).await.context("queueing nudges")?;
     db.apply_nudge_changes(&changes)
         .await
         .context("updating stored nudges")?;
-    Ok((inserted, nudges.len() as u64))
+    Ok((inserted, given))
 }
 
 type Write = tokio::task::JoinHandle<anyhow::Result<(u64, u64)>>;

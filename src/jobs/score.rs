@@ -46,28 +46,6 @@ pub struct ScoreReport {
     pub scope: String,
 }
 
-/// Maps `items` with `f` on every core, keeping their order.
-pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if threads < 2 || items.len() < 2_000 {
-        return items.iter().map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let f = &f;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a page's work does not panic"))
-            .collect()
-    })
-}
-
 /// One page of customers and their rollups before the day.
 pub type Page = (Vec<(i64, Customer)>, HashMap<i64, Activity>);
 
@@ -150,10 +128,7 @@ fn score_page(
     activity: &HashMap<i64, Activity>,
     as_of: NaiveDate,
 ) -> (Vec<NewScore>, Vec<Vec<usize>>) {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
-    let part = |chunk: &[(i64, Customer)]| {
+    let parts = super::par::in_chunks(page, |chunk: &[(i64, Customer)]| {
         let none = Activity::default();
         let rows: Vec<FeatureRow> = chunk
             .iter()
@@ -172,17 +147,6 @@ fn score_page(
             })
             .collect();
         (scores, drift::count_all(&model.profiles, &rows))
-    };
-    let size = page.len().div_ceil(threads).max(1);
-    let parts: Vec<(Vec<NewScore>, Vec<Vec<usize>>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = page
-            .chunks(size)
-            .map(|chunk| s.spawn(move || part(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("scoring a page does not panic"))
-            .collect()
     });
     let mut scores = Vec::with_capacity(page.len());
     let mut counts: Vec<Vec<usize>> = model

@@ -89,11 +89,10 @@ const SQLITE_INSERT_NUDGE: &str =
 impl Db {
     /// Queues nudges, skipping any already queued for the same customer, kind and
     /// occasion, in one transaction. Returns how many were new.
-    pub async fn insert_nudges(&self, nudges: &[NewNudge]) -> Result<u64> {
+    pub async fn insert_nudges(&self, nudges: Vec<NewNudge>) -> Result<u64> {
         let now = now_secs();
         if let Db::Sqlite(p) = self {
             // One prepared statement stepped per row through SQLite's own API (`raw`).
-            let nudges = nudges.to_vec();
             return super::raw::with_connection(p, move |raw| {
                 raw.execute("BEGIN IMMEDIATE")?;
                 let mut inserted = 0;

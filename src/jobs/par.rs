@@ -1,0 +1,51 @@
+//! Pure CPU work of a page spread over the cores: scoped threads, results in order.
+
+/// Runs `f` over `items` in one chunk per core (up to 8), results in chunk order. Fewer
+/// than 2,000 items run on the calling thread.
+pub fn in_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    if threads == 1 || items.len() < 2_000 {
+        return vec![f(items)];
+    }
+    let size = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(size)
+            .map(|chunk| scope.spawn(move || f(chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a worker thread panicked"))
+            .collect()
+    })
+}
+
+/// Maps `items` with `f` on every core, keeping their order.
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    in_chunks(items, |chunk| chunk.iter().map(&f).collect::<Vec<R>>())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_is_kept_in_chunks_and_maps() {
+        let items: Vec<u32> = (0..10_000).collect();
+        assert_eq!(
+            par_map(&items, |x| x * 2),
+            items.iter().map(|x| x * 2).collect::<Vec<_>>()
+        );
+        let sums: u64 = in_chunks(&items, |c| c.iter().map(|&x| x as u64).sum::<u64>())
+            .into_iter()
+            .sum();
+        assert_eq!(sums, (0..10_000u64).sum::<u64>());
+        assert_eq!(in_chunks(&items[..5], |c| c.len()), vec![5]);
+    }
+}
