@@ -17,6 +17,10 @@ use crate::store::{Db, FailPoint, Progress};
 /// and the rollups once each, in key order.
 pub const COMMIT_ROWS: usize = 1_000_000;
 
+/// Rows read and parsed at a time: small enough that the writer starts soon after the
+/// file is opened, large enough that a batch's hand-off costs nothing.
+const READ_ROWS: usize = 50_000;
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportReport {
     pub file: String,
@@ -82,6 +86,17 @@ pub async fn import_events_file(
     path: &Path,
     source: Option<&str>,
 ) -> anyhow::Result<ImportReport> {
+    let ids = ctx.db.customer_ids().await?;
+    import_events_file_with(ctx, &ids, path, source).await
+}
+
+/// [`import_events_file`] with the customer id map already loaded (for many files).
+pub async fn import_events_file_with(
+    ctx: &JobContext,
+    ids: &crate::store::CustomerIds,
+    path: &Path,
+    source: Option<&str>,
+) -> anyhow::Result<ImportReport> {
     let name = path.display().to_string();
     Format::from_path(path)?;
     let source = source.map(str::to_owned).unwrap_or_else(|| {
@@ -91,7 +106,6 @@ pub async fn import_events_file(
             .to_owned()
     });
     let mapping = sources::mapping_for(ctx, &source)?;
-    let ids = ctx.db.customer_ids().await?;
     let mut report = ImportReport {
         file: name.clone(),
         ..Default::default()
@@ -101,13 +115,13 @@ pub async fn import_events_file(
         path.to_owned(),
         source,
         mapping,
-        200_000,
+        READ_ROWS,
         0,
         |_| Progress::None,
     );
     while let Some(c) = ctx
         .db
-        .ingest_stream(&ids, &mut file.batches, COMMIT_ROWS, FailPoint::Never)
+        .ingest_stream(ids, &mut file.batches, COMMIT_ROWS, FailPoint::Never)
         .await
         .with_context(|| format!("storing events from {name}"))?
     {

@@ -296,7 +296,25 @@ impl Db {
 
     /// The map from the business's customer ids to attune's row ids.
     pub async fn customer_id_map(&self) -> Result<HashMap<String, i64>> {
-        let rows: Vec<(i64, String)> = on_pool!(self, p => sqlx::query_as("SELECT id, external_id FROM customers").fetch_all(p).await?);
-        Ok(rows.into_iter().map(|(id, ext)| (ext, id)).collect())
+        const SQL: &str = "SELECT id, external_id FROM customers";
+        match self {
+            // Stepped through SQLite's own API: sqlx hands each of a million rows across
+            // threads one at a time.
+            Db::Sqlite(p) => {
+                super::raw::with_scan(p, |raw| {
+                    let mut stmt = raw.prepare(SQL)?;
+                    let mut map = HashMap::new();
+                    while stmt.step()? {
+                        map.insert(stmt.string(1)?, stmt.i64(0));
+                    }
+                    Ok(map)
+                })
+                .await
+            }
+            Db::Postgres(p) => {
+                let rows: Vec<(i64, String)> = sqlx::query_as(SQL).fetch_all(p).await?;
+                Ok(rows.into_iter().map(|(id, ext)| (ext, id)).collect())
+            }
+        }
     }
 }

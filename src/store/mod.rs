@@ -335,6 +335,30 @@ pub fn day_start(day: chrono::NaiveDate) -> i64 {
         .timestamp()
 }
 
+/// `column IN (first, ..., last)`: every day from `first` to `last`, for keys that start
+/// with the day (events, rollups). Both SQLite and PostgreSQL seek an IN list on an
+/// index's leading column once per value, so a range of customers over a window reads
+/// each day's slice of the range, and nothing else. Days are integers, written inline.
+/// No day: a condition no row meets; a span of more than a century: a plain range.
+pub(crate) fn days_in(column: &str, first: i64, last: i64) -> String {
+    use std::fmt::Write as _;
+    if last < first {
+        return "1 = 0".into();
+    }
+    if last - first > 36_600 {
+        return format!("{column} BETWEEN {first} AND {last}");
+    }
+    let mut out = format!("{column} IN (");
+    for day in first..=last {
+        if day > first {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{day}");
+    }
+    out.push(')');
+    out
+}
+
 /// The page cache every SQLite connection starts with (64 MiB); ingest raises its own for
 /// the length of a batch.
 pub(crate) const NORMAL_CACHE: &str = "PRAGMA cache_size = -65536";
@@ -345,6 +369,14 @@ pub(crate) const BATCH_ROWS: usize = 1000;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn days_in_lists_every_day_or_none() {
+        assert_eq!(super::days_in("day", 3, 5), "day IN (3, 4, 5)");
+        assert_eq!(super::days_in("e.day", -1, -1), "e.day IN (-1)");
+        assert_eq!(super::days_in("day", 5, 4), "1 = 0");
+        assert_eq!(super::days_in("day", 0, 40_000), "day BETWEEN 0 AND 40000");
+    }
+
     use super::*;
 
     #[test]

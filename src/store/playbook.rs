@@ -227,9 +227,15 @@ impl Db {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // Events are keyed by day first: each day of the window is one seek for the page.
+        let days = super::days_in(
+            "day",
+            super::events::day_of(complaints_from.min(recent_from)),
+            super::events::day_of(until - 1),
+        );
         let sql = format!(
             "SELECT id, customer_id, kind, occurred_at, value FROM events
-             WHERE customer_id BETWEEN $1 AND $2 AND occurred_at < $3 AND (
+             WHERE {days} AND customer_id BETWEEN $1 AND $2 AND occurred_at < $3 AND (
                  (kind IN ('complaint_opened', 'complaint_resolved', 'complaint_reopened') AND occurred_at >= $4)
                  OR (kind IN ({recent}) AND occurred_at >= $5))
              ORDER BY customer_id, occurred_at, id"
@@ -260,10 +266,17 @@ impl Db {
         until: i64,
         months: f64,
     ) -> Result<HashMap<i64, f64>> {
-        let sql = "SELECT customer_id, SUM(COALESCE(value, 0.0)) FROM events
-                   WHERE customer_id BETWEEN $1 AND $2 AND kind = 'usage' AND occurred_at >= $3 AND occurred_at < $4
-                   GROUP BY customer_id";
-        let rows: Vec<(i64, f64)> = on_pool!(self, p => sqlx::query_as(sql)
+        let days = super::days_in(
+            "day",
+            super::events::day_of(from),
+            super::events::day_of(until - 1),
+        );
+        let sql = format!(
+            "SELECT customer_id, SUM(COALESCE(value, 0.0)) FROM events
+             WHERE {days} AND customer_id BETWEEN $1 AND $2 AND kind = 'usage' AND occurred_at >= $3 AND occurred_at < $4
+             GROUP BY customer_id"
+        );
+        let rows: Vec<(i64, f64)> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(first).bind(last).bind(from).bind(until).fetch_all(p).await?);
         Ok(rows.into_iter().map(|(id, u)| (id, u / months)).collect())
     }

@@ -132,7 +132,7 @@ pub(super) struct Stmt<'r> {
     _not_send: PhantomData<*mut ()>,
 }
 
-impl Stmt<'_> {
+impl<'r> Stmt<'r> {
     pub(super) fn bind_i64(&mut self, index: c_int, value: i64) -> Result<()> {
         // SAFETY: a live statement; SQLite checks the index.
         let rc = unsafe { ffi::sqlite3_bind_int64(self.stmt, index, value) };
@@ -184,6 +184,25 @@ impl Stmt<'_> {
             )
         };
         self.check(rc, "binding a parameter")
+    }
+
+    /// Binds text parameters that borrow from data living at least `'d` without copying
+    /// them, through `bind`, then runs the statement once and unbinds every parameter
+    /// before returning, so SQLite never holds a pointer past the borrow.
+    pub(super) fn run_borrowing<'d>(
+        &mut self,
+        bind: impl FnOnce(&mut Borrowing<'_, 'r, 'd>) -> Result<()>,
+    ) -> Result<()> {
+        let bound = bind(&mut Borrowing {
+            stmt: self,
+            _data: PhantomData,
+        });
+        let ran = bound.and_then(|()| self.run());
+        // SAFETY: a live statement; afterwards no parameter points at borrowed bytes.
+        unsafe {
+            ffi::sqlite3_clear_bindings(self.stmt);
+        }
+        ran
     }
 
     /// Advances to the next row: `true` while there is one.
@@ -266,6 +285,45 @@ impl Stmt<'_> {
         } else {
             Err(self.raw.error(rc, doing))
         }
+    }
+}
+
+/// Parameters of one run of a statement, some borrowing data that lives at least `'d`
+/// (see [`Stmt::run_borrowing`]).
+pub(super) struct Borrowing<'s, 'r, 'd> {
+    stmt: &'s mut Stmt<'r>,
+    _data: PhantomData<&'d str>,
+}
+
+impl<'d> Borrowing<'_, '_, 'd> {
+    /// Binds `value` in place: SQLite reads it during the run, which ends before `'d` does.
+    pub(super) fn text(&mut self, index: c_int, value: &'d str) -> Result<()> {
+        // SAFETY: SQLITE_STATIC lets SQLite read the bytes until the parameter is rebound
+        // or cleared; `run_borrowing` clears every parameter before returning, and the
+        // bytes live for `'d`, longer than that call.
+        let rc = unsafe {
+            ffi::sqlite3_bind_text(
+                self.stmt.stmt,
+                index,
+                value.as_ptr().cast(),
+                value.len() as c_int,
+                ffi::SQLITE_STATIC(),
+            )
+        };
+        self.stmt.check(rc, "binding a parameter")
+    }
+
+    /// Binds a copy of `value` (text made just for this run).
+    pub(super) fn owned_text(&mut self, index: c_int, value: &str) -> Result<()> {
+        self.stmt.bind_text(index, value)
+    }
+
+    pub(super) fn i64(&mut self, index: c_int, value: i64) -> Result<()> {
+        self.stmt.bind_i64(index, value)
+    }
+
+    pub(super) fn opt_f64(&mut self, index: c_int, value: Option<f64>) -> Result<()> {
+        self.stmt.bind_opt_f64(index, value)
     }
 }
 

@@ -580,20 +580,32 @@ impl Db {
         customer_id: i64,
         limit: i64,
     ) -> Result<Vec<TimelineEvent>> {
-        let sql = "SELECT id, kind, occurred_at, value, source FROM events
-                   WHERE customer_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2";
+        let Some((first, last)) = self.event_days().await? else {
+            return Ok(Vec::new());
+        };
+        // Events are keyed by day first: one seek per day for this customer.
+        let sql = format!(
+            "SELECT id, kind, occurred_at, value, source FROM events
+             WHERE {} AND customer_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
+            super::days_in("day", first, last)
+        );
         Ok(
-            on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).bind(limit).fetch_all(p).await?),
+            on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(customer_id).bind(limit).fetch_all(p).await?),
         )
     }
 
     /// The customer's complaints, oldest first, with where each stands.
     pub async fn customer_complaints(&self, customer_id: i64) -> Result<Vec<Complaint>> {
-        let sql = "SELECT id, kind, occurred_at, value, source FROM events
-                   WHERE customer_id = $1 AND kind IN ('complaint_opened', 'complaint_resolved', 'complaint_reopened')
-                   ORDER BY occurred_at, id";
-        let events: Vec<TimelineEvent> =
-            on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).fetch_all(p).await?);
+        let Some((first, last)) = self.event_days().await? else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT id, kind, occurred_at, value, source FROM events
+             WHERE {} AND customer_id = $1 AND kind IN ('complaint_opened', 'complaint_resolved', 'complaint_reopened')
+             ORDER BY occurred_at, id",
+            super::days_in("day", first, last)
+        );
+        let events: Vec<TimelineEvent> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(customer_id).fetch_all(p).await?);
         Ok(complaints_from_events(&events))
     }
 
@@ -995,12 +1007,15 @@ impl Db {
 }
 
 /// Unresolved complaints of active customers: (customer_id, occurred_at) of each opening
-/// or reopening that no later resolution closed.
+/// or reopening that no later resolution closed (the customer's last resolution, if any,
+/// came before it). Two passes over the complaint events, joined by customer: events
+/// have no index that starts with the customer.
 const OPEN_COMPLAINTS: &str = "SELECT e.customer_id, e.occurred_at FROM events e
     JOIN customers oc ON oc.id = e.customer_id AND oc.churned_on IS NULL
+    LEFT JOIN (SELECT customer_id, MAX(occurred_at) AS last_resolved FROM events
+               WHERE kind = 'complaint_resolved' GROUP BY customer_id) r ON r.customer_id = e.customer_id
     WHERE e.kind IN ('complaint_opened', 'complaint_reopened')
-      AND NOT EXISTS (SELECT 1 FROM events r WHERE r.customer_id = e.customer_id
-          AND r.kind = 'complaint_resolved' AND r.occurred_at >= e.occurred_at)";
+      AND (r.last_resolved IS NULL OR r.last_resolved < e.occurred_at)";
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,495 @@
+//! SQLite's ingest transaction, stepped through SQLite's own API ([`crate::store::raw`]).
+//!
+//! One writer thread holds the write lock (`BEGIN IMMEDIATE`) for the whole transaction and
+//! takes the batches as the async side reads, parses, resolves and sorts them, so parsing
+//! and storing run on both cores at once. Events, rollups and changed marks are written
+//! by multi-row statements ([`ROWS`] rows a step: the cost of a step, not of a row,
+//! dominated one-row statements). A step that stored fewer events than it was given had
+//! duplicates, found by the id each stored row got. Rollups are summed in memory and
+//! written once at the end of the transaction, in key order, as are the changed-customer
+//! marks. Every key starts with the day (`events`, `activity_daily`), so a transaction of
+//! activity from the same weeks writes the ends of the trees, not pages all over them.
+
+use super::{
+    FailPoint, IngestBatch, IngestCounts, Pending, Progress, Result, StoreError, day_of, milli,
+};
+use crate::store::raw::{Raw, Stmt};
+
+/// Adds (day, customer, kind) sums to the rollups.
+const ROLLUPS_HEAD: &str =
+    "INSERT INTO activity_daily (day, customer_id, kind, n, total_milli) VALUES";
+const ROLLUPS_TAIL: &str =
+    "ON CONFLICT (day, customer_id, kind) DO UPDATE SET n = activity_daily.n + excluded.n,
+        total_milli = activity_daily.total_milli + excluded.total_milli";
+
+/// Marks customers changed.
+const CHANGED_HEAD: &str = "INSERT INTO activity_changes (changed_at, customer_id) VALUES";
+const CHANGED_TAIL: &str =
+    "ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at";
+
+/// What the async side sends the writer thread.
+pub(super) enum Message {
+    /// A batch, and its events of known customers as (customer row id, index in
+    /// `batch.events`), in key order.
+    Events(IngestBatch, Vec<(i64, usize)>),
+    /// The end of the transaction: what the batches gathered besides their events
+    /// (quarantine, progress, released rows). Without it nothing is committed.
+    Finish(Pending),
+}
+
+/// Rows per multi-row statement.
+const ROWS: usize = 64;
+
+/// `head`, then `rows` tuples of `cols` parameters numbered from `first` (each tuple
+/// starting with the parameters shared by all rows, `?1` to `?{first - 1}`), then `tail`.
+fn multi_row(head: &str, cols: usize, rows: usize, first: usize, tail: &str) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::from(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { " (" } else { ", (" });
+        for shared in 1..first {
+            let _ = write!(sql, "?{shared}, ");
+        }
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "?{}", first + r * cols + c);
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// A statement for `ROWS` rows and one for the last, shorter step (prepared when needed).
+struct MultiRow<'r> {
+    raw: &'r Raw,
+    head: &'static str,
+    cols: usize,
+    first: usize,
+    tail: &'static str,
+    full: Stmt<'r>,
+    rest: Option<(usize, Stmt<'r>)>,
+}
+
+impl<'r> MultiRow<'r> {
+    fn new(
+        raw: &'r Raw,
+        head: &'static str,
+        cols: usize,
+        first: usize,
+        tail: &'static str,
+    ) -> Result<Self> {
+        Ok(Self {
+            raw,
+            head,
+            cols,
+            first,
+            tail,
+            full: raw.prepare(&multi_row(head, cols, ROWS, first, tail))?,
+            rest: None,
+        })
+    }
+
+    /// The statement for `rows` rows (`ROWS` or fewer).
+    fn stmt(&mut self, rows: usize) -> Result<&mut Stmt<'r>> {
+        if rows == ROWS {
+            return Ok(&mut self.full);
+        }
+        if self.rest.as_ref().is_none_or(|(n, _)| *n != rows) {
+            let sql = multi_row(self.head, self.cols, rows, self.first, self.tail);
+            self.rest = Some((rows, self.raw.prepare(&sql)?));
+        }
+        Ok(&mut self.rest.as_mut().expect("prepared just now").1)
+    }
+
+    /// The number of row `r`'s column `c` (both from 0).
+    fn param(&self, r: usize, c: usize) -> i32 {
+        (self.first + r * self.cols + c) as i32
+    }
+}
+
+const EVENTS_HEAD: &str = "INSERT INTO events (ingested_at, customer_id, kind, occurred_at, day, value, attributes, source, source_event_id, id) VALUES";
+/// Each row: `?1` (when ingested, shared), then nine parameters of its own.
+const EVENTS_TAIL: &str = "ON CONFLICT DO NOTHING";
+const EVENT_COLS: usize = 9;
+
+/// The id a stored event got: how a step with duplicates tells which rows were new.
+const STORED_ID: &str = "SELECT id FROM events WHERE day = $1 AND customer_id = $2 AND source = $3 AND source_event_id = $4";
+
+/// The event inserts of one transaction, inside it. Event ids come from `events_next_id`,
+/// written back by [`EventWriter::finish`].
+pub(super) struct EventWriter<'r> {
+    insert: MultiRow<'r>,
+    stored_id: Stmt<'r>,
+    next_id: i64,
+}
+
+impl<'r> EventWriter<'r> {
+    pub(super) fn new(raw: &'r Raw, now: i64) -> Result<Self> {
+        let mut next = raw.prepare("SELECT next FROM events_next_id")?;
+        let next_id = if next.step()? {
+            next.i64(0)
+        } else {
+            return Err(StoreError::Data(
+                "events_next_id has no row: the schema is damaged".into(),
+            ));
+        };
+        drop(next);
+        let _ = now;
+        Ok(Self {
+            insert: MultiRow::new(raw, EVENTS_HEAD, EVENT_COLS, 2, EVENTS_TAIL)?,
+            stored_id: raw.prepare(STORED_ID)?,
+            next_id,
+        })
+    }
+
+    /// Inserts `rows` (customer row id, event), at most [`ROWS`]; pushes for each whether
+    /// it was new onto `new`.
+    fn insert(
+        &mut self,
+        raw: &Raw,
+        rows: &[(i64, &crate::domain::ActivityEvent)],
+        now: i64,
+        new: &mut Vec<bool>,
+    ) -> Result<()> {
+        let first_id = self.next_id;
+        let params: Vec<[i32; EVENT_COLS]> = (0..rows.len())
+            .map(|r| std::array::from_fn(|c| self.insert.param(r, c)))
+            .collect();
+        let s = self.insert.stmt(rows.len())?;
+        s.run_borrowing(|b| {
+            // `?1`: every row's `ingested_at`.
+            b.i64(1, now)?;
+            for (r, (p, (customer, e))) in params.iter().zip(rows).enumerate() {
+                let at = e.occurred_at.timestamp();
+                b.i64(p[0], *customer)?;
+                b.text(p[1], e.kind.as_str())?;
+                b.i64(p[2], at)?;
+                b.i64(p[3], day_of(at))?;
+                b.opt_f64(p[4], e.value.filter(|v| v.is_finite()))?;
+                if e.attributes.is_empty() {
+                    b.text(p[5], "{}")?;
+                } else {
+                    let text = serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into());
+                    b.owned_text(p[5], &text)?;
+                }
+                b.text(p[6], &e.source)?;
+                b.text(p[7], &e.source_event_id)?;
+                b.i64(p[8], first_id + r as i64)?;
+            }
+            Ok(())
+        })?;
+        self.next_id += rows.len() as i64;
+        if raw.changes() == rows.len() as u64 {
+            new.extend(std::iter::repeat_n(true, rows.len()));
+            return Ok(());
+        }
+        // Some were stored already (or twice in this step): a row is new when the stored
+        // event under its key has the id this step gave it.
+        for (r, (customer, e)) in rows.iter().enumerate() {
+            let at = e.occurred_at.timestamp();
+            let q = &mut self.stored_id;
+            q.bind_i64(1, day_of(at))?;
+            q.bind_i64(2, *customer)?;
+            q.bind_text(3, &e.source)?;
+            q.bind_text(4, &e.source_event_id)?;
+            let stored = if q.step()? { Some(q.i64(0)) } else { None };
+            q.reset()?;
+            new.push(stored == Some(first_id + r as i64));
+        }
+        Ok(())
+    }
+
+    /// Writes back the next event id.
+    pub(super) fn finish(self, raw: &Raw) -> Result<()> {
+        let mut s = raw.prepare("UPDATE events_next_id SET next = $1")?;
+        s.bind_i64(1, self.next_id)?;
+        s.run()
+    }
+}
+
+/// A new event's share of its rollup: (day, customer, kind code, value in thousandths).
+type RollupPart = (i64, i64, u8, i64);
+
+/// Runs one ingest transaction on `raw`: batches from `batches` until it closes, then the
+/// rollups, changed marks, quarantine, progress and released quarantine rows, then the
+/// commit. Any error leaves the transaction open, and [`crate::store::raw`] rolls it back.
+pub(super) fn ingest(
+    raw: &Raw,
+    messages: &mut tokio::sync::mpsc::Receiver<Message>,
+    source: &str,
+    now: i64,
+    fail: FailPoint,
+) -> Result<IngestCounts> {
+    raw.execute(super::INGEST_CACHE)?;
+    // On an error the transaction is still open; `raw` rolls it back.
+    let out = transaction(raw, messages, source, now, fail);
+    raw.execute(crate::store::NORMAL_CACHE)?;
+    raw.execute(AUTO_CHECKPOINT)?;
+    out
+}
+
+/// SQLite's own automatic checkpoint (every 1,000 pages), given back to the connection.
+const AUTO_CHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 1000";
+
+/// WAL frames (4 KiB pages) past which an ingest truncates the WAL before returning.
+const WAL_LIMIT: i64 = 262_144;
+
+/// One checkpoint at a time in this process; an ingest that finds one running skips its
+/// own (the next ingest, or SQLite's automatic checkpoint on other connections, catches up).
+static CHECKPOINTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Copies the WAL frames earlier transactions left into the database (a `PASSIVE`
+/// checkpoint on another connection, beside the transaction being written, on the other
+/// core); returns how many frames the WAL holds (0 when another checkpoint was running).
+/// A checkpoint never completes while a writer keeps appending, so the WAL only starts
+/// over when [`truncate_wal`] empties it.
+pub(super) async fn checkpoint(pool: &sqlx::SqlitePool) -> Result<i64> {
+    let Ok(_running) = CHECKPOINTING.try_lock() else {
+        return Ok(0);
+    };
+    crate::store::raw::with_connection(pool, |raw| {
+        let mut s = raw.prepare("PRAGMA wal_checkpoint(PASSIVE)")?;
+        Ok(if s.step()? { s.i64(1) } else { 0 })
+    })
+    .await
+}
+
+/// Empties the WAL once it holds more than [`WAL_LIMIT`] frames, after an ingest's commit:
+/// the frames left to copy are then mostly that transaction's.
+pub(super) async fn truncate_wal(pool: &sqlx::SqlitePool, frames: i64) -> Result<()> {
+    if frames <= WAL_LIMIT {
+        return Ok(());
+    }
+    let _running = CHECKPOINTING.lock().await;
+    crate::store::raw::with_connection(pool, |raw| raw.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+        .await
+}
+
+fn transaction(
+    raw: &Raw,
+    messages: &mut tokio::sync::mpsc::Receiver<Message>,
+    source: &str,
+    now: i64,
+    fail: FailPoint,
+) -> Result<IngestCounts> {
+    raw.execute("BEGIN IMMEDIATE")?;
+    let mut writer = EventWriter::new(raw, now)?;
+    let mut parts: Vec<RollupPart> = Vec::new();
+    let mut duplicate = 0;
+    let mut new = Vec::with_capacity(ROWS);
+    let mut waited = std::time::Duration::ZERO;
+    let started = std::time::Instant::now();
+    let mut pending = loop {
+        let wait = std::time::Instant::now();
+        let message = messages.blocking_recv();
+        waited += wait.elapsed();
+        match message {
+            Some(Message::Events(batch, known)) => {
+                parts.reserve(known.len());
+                for chunk in known.chunks(ROWS) {
+                    let rows: Vec<(i64, &crate::domain::ActivityEvent)> =
+                        chunk.iter().map(|&(c, i)| (c, &batch.events[i])).collect();
+                    new.clear();
+                    writer.insert(raw, &rows, now, &mut new)?;
+                    for (&(customer, e), &is_new) in rows.iter().zip(&new) {
+                        if is_new {
+                            let at = e.occurred_at.timestamp();
+                            parts.push((day_of(at), customer, e.kind.code(), milli(e.value)));
+                        } else {
+                            duplicate += 1;
+                        }
+                    }
+                }
+            }
+            Some(Message::Finish(pending)) => break pending,
+            None => {
+                return Err(StoreError::Data(
+                    "the batches stopped before their end; nothing of them was stored".into(),
+                ));
+            }
+        }
+    };
+    writer.finish(raw)?;
+    pending.counts.duplicate = duplicate;
+    let inserted = started.elapsed();
+    pending.counts.stored = parts.len() as u64;
+    write_rollups(raw, &mut parts)?;
+    let rolled = started.elapsed();
+    pending.counts.customers_changed = mark_changed(raw, &parts, now)?;
+    let marked = started.elapsed();
+    drop(parts);
+
+    pending.sort_quarantine();
+    let (new, old) = write_quarantine(raw, source, &pending, now)?;
+    pending.counts.quarantined = new;
+    pending.counts.already_quarantined = old;
+    write_progress(raw, source, &pending, now)?;
+    release(raw, &pending.released, now)?;
+    if fail == FailPoint::BeforeCommit {
+        return Err(StoreError::Data("failing before commit, as asked".into()));
+    }
+    raw.execute("COMMIT")?;
+    tracing::debug!(
+        events = pending.counts.stored,
+        waiting_for_batches = ?waited,
+        inserting = ?inserted - waited,
+        rollups = ?rolled - inserted,
+        changed_marks = ?marked - rolled,
+        finishing_and_commit = ?started.elapsed() - marked,
+        "SQLite ingest transaction"
+    );
+    Ok(pending.counts)
+}
+
+/// Sums the new events by (day, customer, kind) and adds each sum to its rollup row, in
+/// key order.
+fn write_rollups(raw: &Raw, parts: &mut [RollupPart]) -> Result<()> {
+    parts.sort_unstable_by_key(|&(day, customer, kind, _)| (day, customer, kind));
+    let mut sums: Vec<[i64; 5]> = Vec::with_capacity(parts.len());
+    for &(day, customer, kind, milli) in parts.iter() {
+        match sums.last_mut() {
+            Some(s) if (s[0], s[1], s[2]) == (day, customer, kind as i64) => {
+                s[3] += 1;
+                s[4] = s[4].saturating_add(milli);
+            }
+            _ => sums.push([day, customer, kind as i64, 1, milli]),
+        }
+    }
+    let mut add = MultiRow::new(raw, ROLLUPS_HEAD, 5, 1, ROLLUPS_TAIL)?;
+    for chunk in sums.chunks(ROWS) {
+        let params: Vec<i32> = (0..chunk.len()).map(|r| add.param(r, 0)).collect();
+        let s = add.stmt(chunk.len())?;
+        for (row, first) in chunk.iter().zip(params) {
+            for (c, v) in row.iter().enumerate() {
+                s.bind_i64(first + c as i32, *v)?;
+            }
+        }
+        s.run()?;
+    }
+    Ok(())
+}
+
+/// Marks each customer with a new event as changed; returns how many.
+fn mark_changed(raw: &Raw, parts: &[RollupPart], now: i64) -> Result<u64> {
+    let mut customers: Vec<i64> = parts.iter().map(|p| p.1).collect();
+    customers.sort_unstable();
+    customers.dedup();
+    // Each row: (customer, `?1`), `?1` the time of the change.
+    let mut mark = MultiRow::new(raw, CHANGED_HEAD, 1, 2, CHANGED_TAIL)?;
+    for chunk in customers.chunks(ROWS) {
+        let params: Vec<i32> = (0..chunk.len()).map(|r| mark.param(r, 0)).collect();
+        let s = mark.stmt(chunk.len())?;
+        s.bind_i64(1, now)?;
+        for (c, p) in chunk.iter().zip(params) {
+            s.bind_i64(p, *c)?;
+        }
+        s.run()?;
+    }
+    Ok(customers.len() as u64)
+}
+
+/// The quarantined rows, one step each; returns (new, already quarantined).
+fn write_quarantine(raw: &Raw, source: &str, pending: &Pending, now: i64) -> Result<(u64, u64)> {
+    let mut insert = raw.prepare(super::INSERT_QUARANTINE)?;
+    let mut new = 0;
+    for (r, e) in &pending.quarantine {
+        insert.bind_text(1, source)?;
+        insert.bind_text(2, &r.id)?;
+        insert.bind_opt_text(3, r.customer.as_deref())?;
+        insert.bind_text(4, r.code.as_str())?;
+        insert.bind_text(5, &r.reason)?;
+        insert.bind_text(6, &r.location)?;
+        insert.bind_text(7, &json_text(&r.raw)?)?;
+        match e {
+            Some(e) => insert.bind_text(8, &json_text(e)?)?,
+            None => insert.bind_null(8)?,
+        }
+        insert.bind_i64(9, now)?;
+        insert.run()?;
+        new += raw.changes();
+    }
+    Ok((new, pending.quarantine.len() as u64 - new))
+}
+
+fn json_text(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Data(format!("writing a quarantined row as JSON: {e}")))
+}
+
+fn write_progress(raw: &Raw, source: &str, pending: &Pending, now: i64) -> Result<()> {
+    match &pending.progress {
+        Progress::None => {}
+        Progress::Cursor(position) => {
+            let mut s = raw.prepare(super::SAVE_CURSOR)?;
+            s.bind_text(1, source)?;
+            s.bind_text(2, position)?;
+            s.bind_i64(3, now)?;
+            s.run()?;
+        }
+        Progress::File {
+            file,
+            fingerprint,
+            lines_done,
+            finished,
+        } => {
+            let c = &pending.counts;
+            let mut s = raw.prepare(super::SAVE_FILE)?;
+            s.bind_text(1, source)?;
+            s.bind_text(2, file)?;
+            s.bind_text(3, fingerprint)?;
+            s.bind_i64(4, *lines_done as i64)?;
+            s.bind_text(5, finished.unwrap_or("in_progress"))?;
+            s.bind_i64(6, now)?;
+            s.bind_opt_i64(7, finished.map(|_| now))?;
+            s.bind_i64(8, c.stored as i64)?;
+            s.bind_i64(9, c.duplicate as i64)?;
+            s.bind_i64(10, (c.quarantined + c.already_quarantined) as i64)?;
+            s.run()?;
+        }
+    }
+    Ok(())
+}
+
+fn release(raw: &Raw, ids: &[i64], now: i64) -> Result<()> {
+    let mut s = raw
+        .prepare("UPDATE quarantine SET released_at = $1 WHERE released_at IS NULL AND id = $2")?;
+    for id in ids {
+        s.bind_i64(1, now)?;
+        s.bind_i64(2, *id)?;
+        s.run()?;
+    }
+    Ok(())
+}
+
+/// Inserts events with no rollups, changed marks, quarantine or duplicate counting: the
+/// raw insert ceiling of `attune bench ingest`. The same statement, order and transaction
+/// size as [`ingest`].
+pub(super) fn insert_raw(
+    raw: &Raw,
+    rows: &[(i64, crate::domain::ActivityEvent)],
+    now: i64,
+) -> Result<()> {
+    // Ingest's page cache, with SQLite's automatic checkpoints: the database's own speed.
+    raw.execute(super::INGEST_CACHE)?;
+    raw.execute(AUTO_CHECKPOINT)?;
+    for batch in rows.chunks(super::COMMIT_ROWS) {
+        let mut order: Vec<&(i64, crate::domain::ActivityEvent)> = batch.iter().collect();
+        order.sort_by_key(|(id, e)| (day_of(e.occurred_at.timestamp()), *id, e.occurred_at));
+        raw.execute("BEGIN IMMEDIATE")?;
+        let mut writer = EventWriter::new(raw, now)?;
+        let mut new = Vec::with_capacity(ROWS);
+        for chunk in order.chunks(ROWS) {
+            let rows: Vec<(i64, &crate::domain::ActivityEvent)> =
+                chunk.iter().map(|(id, e)| (*id, e)).collect();
+            new.clear();
+            writer.insert(raw, &rows, now, &mut new)?;
+        }
+        writer.finish(raw)?;
+        raw.execute("COMMIT")?;
+    }
+    raw.execute(crate::store::NORMAL_CACHE)
+}
