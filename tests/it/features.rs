@@ -2,6 +2,8 @@
 //! and the same values whether the rollups are read whole or only as far back as the spec
 //! needs.
 
+use std::collections::HashMap;
+
 use attune::domain::{ActivityEvent, CustomerId, EventKind};
 use attune::features::{Activity, FeatureRow, FeatureSpec, Lookback, compute, day_number};
 use attune::store::Db;
@@ -98,4 +100,51 @@ async fn point_in_time(t: &TestDb) {
 both_backends!(
     features_as_of_a_past_day_ignore_later_events,
     super::point_in_time
+);
+
+/// Thousands of events in one batch, some stored before and some sent twice in the batch:
+/// every duplicate is found (SQLite writes many rows a statement and tells which were new
+/// by the ids they got), and the rollups hold exactly what the events add up to.
+async fn duplicates_in_a_large_batch(t: &TestDb) {
+    let today: NaiveDate = "2026-06-30".parse().unwrap();
+    let pop = attune::demo::synth::generate(&attune::demo::synth::SynthOptions::new(300, 3, today));
+    t.db.upsert_customers(&pop.customers).await.unwrap();
+    let events = pop.events.clone();
+    assert!(events.len() > 1_000, "a batch many statements long");
+    let earlier: Vec<ActivityEvent> = events.iter().step_by(3).cloned().collect();
+    let first = t.db.insert_events(&earlier).await.unwrap();
+    assert_eq!(first.stored as usize, earlier.len());
+
+    // Everything, with 70 events sent a second time inside the batch.
+    let mut again = events.clone();
+    again.extend(events.iter().skip(1).step_by(3).take(70).cloned());
+    let r = t.db.insert_events(&again).await.unwrap();
+    assert_eq!(
+        (r.stored as usize, r.duplicate as usize),
+        (events.len() - earlier.len(), earlier.len() + 70)
+    );
+    assert_eq!(t.db.counts().await.unwrap().events as usize, events.len());
+
+    // The rollups of every customer are those of their events, counted once.
+    let ids = t.db.customer_ids().await.unwrap();
+    let mut by_customer: HashMap<i64, Vec<ActivityEvent>> = HashMap::new();
+    for e in &events {
+        let id = ids
+            .get(e.customer.as_str())
+            .expect("every customer is known");
+        by_customer.entry(id).or_default().push(e.clone());
+    }
+    let wanted: Vec<i64> = by_customer.keys().copied().collect();
+    let stored =
+        t.db.activity_of(&wanted, day_number(today) + 1, &Lookback::everything())
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), by_customer.len());
+    for (id, evs) in &by_customer {
+        assert_eq!(stored[id], Activity::from_events(evs), "customer {id}");
+    }
+}
+both_backends!(
+    duplicates_anywhere_in_a_large_batch_are_found_exactly,
+    super::duplicates_in_a_large_batch
 );
