@@ -295,7 +295,7 @@ impl Db {
     }
 
     /// The map from the business's customer ids to attune's row ids.
-    pub async fn customer_id_map(&self) -> Result<HashMap<String, i64>> {
+    pub async fn customer_id_map(&self) -> Result<super::IdMap> {
         const SQL: &str = "SELECT id, external_id FROM customers";
         match self {
             // Stepped through SQLite's own API: sqlx hands each of a million rows across
@@ -303,7 +303,7 @@ impl Db {
             Db::Sqlite(p) => {
                 super::raw::with_scan(p, |raw| {
                     let mut stmt = raw.prepare(SQL)?;
-                    let mut map = HashMap::new();
+                    let mut map = super::IdMap::default();
                     while stmt.step()? {
                         map.insert(stmt.string(1)?, stmt.i64(0));
                     }

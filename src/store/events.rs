@@ -100,7 +100,7 @@ pub struct IngestCounts {
 /// database before an event counts as unknown.
 #[derive(Debug, Clone, Default)]
 pub struct CustomerIds {
-    map: std::sync::Arc<std::sync::RwLock<HashMap<String, i64>>>,
+    map: std::sync::Arc<std::sync::RwLock<super::IdMap>>,
 }
 
 impl CustomerIds {
@@ -116,7 +116,7 @@ impl CustomerIds {
         self.read().is_empty()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, i64>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, super::IdMap> {
         // A panic while holding the lock leaves a map that is still correct (inserts only).
         self.map.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -296,12 +296,12 @@ impl Pending {
     /// Splits a batch into events of known customers, returned as (customer row id, index
     /// in `batch.events`) in key order, and the rest, which go to quarantine with the
     /// batch's refused rows.
-    fn classify(&mut self, batch: &IngestBatch, ids: &CustomerIds) -> Vec<(i64, usize)> {
+    /// `found` holds each event's customer row id, if known ([`Db::customers_of`]).
+    fn classify(&mut self, batch: &IngestBatch, found: &[Option<i64>]) -> Vec<(i64, usize)> {
         // (day, customer, time, index): the sort key computed once per event.
         let mut known: Vec<(i64, i64, i64, usize)> = Vec::with_capacity(batch.events.len());
-        let map = ids.read();
-        for (i, e) in batch.events.iter().enumerate() {
-            match map.get(e.customer.as_str()).copied() {
+        for (i, (e, id)) in batch.events.iter().zip(found).enumerate() {
+            match *id {
                 Some(id) => {
                     let at = e.occurred_at.timestamp();
                     known.push((day_of(at), id, at, i));
@@ -345,7 +345,6 @@ impl Pending {
         if batch.progress != Progress::None {
             self.progress = batch.progress.clone();
         }
-        drop(map);
         // Sorted by day, customer and time: the events' unique key and the rollups start
         // with the day, so they are then written in key order.
         known.sort_unstable();
@@ -464,6 +463,38 @@ impl Db {
         Ok(())
     }
 
+    /// The row id of each event's customer, `None` when unknown: from `ids`, and from the
+    /// database for those `ids` misses (customers imported since it was loaded).
+    async fn customers_of(
+        &self,
+        ids: &CustomerIds,
+        events: &[ActivityEvent],
+    ) -> Result<Vec<Option<i64>>> {
+        let mut found: Vec<Option<i64>> = {
+            let map = ids.read();
+            events
+                .iter()
+                .map(|e| map.get(e.customer.as_str()).copied())
+                .collect()
+        };
+        if found.iter().any(Option::is_none) {
+            let missing: Vec<&str> = events
+                .iter()
+                .zip(&found)
+                .filter(|(_, id)| id.is_none())
+                .map(|(e, _)| e.customer.as_str())
+                .collect();
+            self.resolve_customers(ids, &missing).await?;
+            let map = ids.read();
+            for (slot, e) in found.iter_mut().zip(events) {
+                if slot.is_none() {
+                    *slot = map.get(e.customer.as_str()).copied();
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Stores one batch from a source in one transaction: its new events, their rollups,
     /// the customers they changed, its refused rows and unknown-customer events in
     /// quarantine, and its progress. Nothing is kept unless all of it is.
@@ -514,11 +545,8 @@ impl Db {
                     let mut pending = Pending::default();
                     let mut next = Some(first);
                     while let Some(batch) = next.take() {
-                        let wanted: Vec<&str> =
-                            batch.events.iter().map(|e| e.customer.as_str()).collect();
-                        self.resolve_customers(ids, &wanted).await?;
-                        drop(wanted);
-                        let known = pending.classify(&batch, ids);
+                        let found = self.customers_of(ids, &batch.events).await?;
+                        let known = pending.classify(&batch, &found);
                         if tx
                             .send(sqlite::Message::Events(batch, known))
                             .await
@@ -546,11 +574,9 @@ impl Db {
                 let mut next = Some(first);
                 let mut tx = p.begin().await?;
                 while let Some(batch) = next.take() {
-                    let wanted: Vec<&str> =
-                        batch.events.iter().map(|e| e.customer.as_str()).collect();
-                    self.resolve_customers(ids, &wanted).await?;
+                    let found = self.customers_of(ids, &batch.events).await?;
                     let known: Vec<(i64, &ActivityEvent)> = pending
-                        .classify(&batch, ids)
+                        .classify(&batch, &found)
                         .into_iter()
                         .map(|(id, i)| (id, &batch.events[i]))
                         .collect();
