@@ -25,3 +25,12 @@ CREATE UNIQUE INDEX events_by_day_customer ON events (day, customer_id, source, 
 
 ALTER TABLE activity_daily DROP CONSTRAINT activity_daily_pkey;
 ALTER TABLE activity_daily ADD PRIMARY KEY (day, customer_id, kind);
+
+-- Ingest notes which customers changed in a log keyed by when, so a request of a thousand
+-- events appends to its end instead of updating a thousand scattered rows of
+-- `activity_changes`; readers fold the log into `activity_changes` first.
+CREATE TABLE activity_changes_log (
+    changed_at  BIGINT NOT NULL,
+    customer_id BIGINT NOT NULL,
+    PRIMARY KEY (changed_at, customer_id)
+);

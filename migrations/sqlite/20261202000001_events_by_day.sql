@@ -62,3 +62,12 @@ INSERT INTO activity_daily_by_day (day, customer_id, kind, n, total_milli)
 SELECT day, customer_id, kind, n, total_milli FROM activity_daily ORDER BY day, customer_id, kind;
 DROP TABLE activity_daily;
 ALTER TABLE activity_daily_by_day RENAME TO activity_daily;
+
+-- Ingest notes which customers changed in a log keyed by when, so a request of a thousand
+-- events appends to its end instead of updating a thousand scattered rows of
+-- `activity_changes`; readers fold the log into `activity_changes` first.
+CREATE TABLE activity_changes_log (
+    changed_at  INTEGER NOT NULL,
+    customer_id INTEGER NOT NULL,
+    PRIMARY KEY (changed_at, customer_id)
+) WITHOUT ROWID;

@@ -419,9 +419,9 @@ const PG_INSERT_CTE: &str = "WITH ins AS (
             total_milli = activity_daily.total_milli + excluded.total_milli
         RETURNING 1
     ), changed AS (
-        INSERT INTO activity_changes (customer_id, changed_at)
-        SELECT DISTINCT customer_id, $8 FROM ins ORDER BY 1
-        ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at
+        INSERT INTO activity_changes_log (changed_at, customer_id)
+        SELECT DISTINCT $8::bigint, customer_id FROM ins ORDER BY 2
+        ON CONFLICT DO NOTHING
         RETURNING 1
     )
     SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM changed)";
@@ -534,6 +534,9 @@ impl Db {
                 // One writer thread stores what this side reads, resolves and sorts: the
                 // batches of one transaction, up to `commit_rows` rows, while the source
                 // reads the next.
+                // Writers of this process take turns here, in the order they came, instead
+                // of polling SQLite's write lock with its busy handler's sleeps.
+                let _turn = sqlite::WRITER.lock().await;
                 let (tx, mut rx) = tokio::sync::mpsc::channel::<sqlite::Message>(1);
                 let writer = {
                     let source = source.clone();
@@ -835,8 +838,46 @@ impl Db {
         Ok(out)
     }
 
+    /// Moves the changes ingest logged into `activity_changes`, keeping each customer's
+    /// latest. Each log row is folded exactly once: on SQLite the transaction holds the
+    /// write lock from its first statement; on PostgreSQL one statement deletes the rows it
+    /// folds.
+    async fn fold_changes(&self) -> Result<()> {
+        const KEEP_LATEST: &str = "ON CONFLICT (customer_id) DO UPDATE SET changed_at = CASE
+            WHEN excluded.changed_at > activity_changes.changed_at THEN excluded.changed_at
+            ELSE activity_changes.changed_at END";
+        match self {
+            Db::Sqlite(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO activity_changes (customer_id, changed_at)
+                     SELECT customer_id, MAX(changed_at) FROM activity_changes_log
+                     GROUP BY customer_id ORDER BY customer_id {KEEP_LATEST}"
+                )))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM activity_changes_log")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Db::Postgres(p) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "WITH moved AS (DELETE FROM activity_changes_log RETURNING customer_id, changed_at)
+                     INSERT INTO activity_changes (customer_id, changed_at)
+                     SELECT customer_id, MAX(changed_at) FROM moved
+                     GROUP BY customer_id ORDER BY customer_id {KEEP_LATEST}"
+                )))
+                .execute(p)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Customers whose activity or record changed since they were last scored, with when.
     pub async fn changed_customers(&self, limit: i64) -> Result<Vec<(i64, i64)>> {
+        self.fold_changes().await?;
         let sql =
             "SELECT customer_id, changed_at FROM activity_changes ORDER BY customer_id LIMIT $1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(limit).fetch_all(p).await?))
@@ -845,6 +886,7 @@ impl Db {
     /// Forgets changes scored by a run that started at `started_at`: a change made after
     /// that stays marked for the next run.
     pub async fn clear_changes(&self, ids: Option<&[i64]>, started_at: i64) -> Result<u64> {
+        self.fold_changes().await?;
         let mut cleared = 0;
         on_pool!(self, p => {
             match ids {

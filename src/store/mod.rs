@@ -263,6 +263,18 @@ impl Db {
         on_pool!(self, p => p.close().await)
     }
 
+    /// SQLite: copies everything the WAL holds into the database file and empties the WAL
+    /// (ingest leaves its last transaction there for the next checkpoint). PostgreSQL:
+    /// nothing to do.
+    pub async fn checkpoint(&self) -> Result<()> {
+        match self {
+            Db::Sqlite(p) => {
+                raw::with_connection(p, |raw| raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")).await
+            }
+            Db::Postgres(_) => Ok(()),
+        }
+    }
+
     /// Records who did what; every decision a person makes goes through here.
     pub async fn audit(
         &self,

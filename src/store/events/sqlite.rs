@@ -22,10 +22,9 @@ const ROLLUPS_TAIL: &str =
     "ON CONFLICT (day, customer_id, kind) DO UPDATE SET n = activity_daily.n + excluded.n,
         total_milli = activity_daily.total_milli + excluded.total_milli";
 
-/// Marks customers changed.
-const CHANGED_HEAD: &str = "INSERT INTO activity_changes (changed_at, customer_id) VALUES";
-const CHANGED_TAIL: &str =
-    "ON CONFLICT (customer_id) DO UPDATE SET changed_at = excluded.changed_at";
+/// Notes customers changed, at the end of the log readers fold into `activity_changes`.
+const CHANGED_HEAD: &str = "INSERT INTO activity_changes_log (changed_at, customer_id) VALUES";
+const CHANGED_TAIL: &str = "ON CONFLICT DO NOTHING";
 
 /// What the async side sends the writer thread.
 pub(super) enum Message {
@@ -238,6 +237,10 @@ const AUTO_CHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 1000";
 /// WAL frames (4 KiB pages) past which an ingest truncates the WAL before returning.
 const WAL_LIMIT: i64 = 262_144;
 
+/// One ingest transaction at a time in this process, first come first served (a fair
+/// queue: SQLite's busy handler would have the others sleep and retry).
+pub(super) static WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// One checkpoint at a time in this process; an ingest that finds one running skips its
 /// own (the next ingest, or SQLite's automatic checkpoint on other connections, catches up).
 static CHECKPOINTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -251,6 +254,7 @@ pub(super) async fn checkpoint(pool: &sqlx::SqlitePool) -> Result<i64> {
     let Ok(_running) = CHECKPOINTING.try_lock() else {
         return Ok(0);
     };
+
     crate::store::raw::with_connection(pool, |raw| {
         let mut s = raw.prepare("PRAGMA wal_checkpoint(PASSIVE)")?;
         Ok(if s.step()? { s.i64(1) } else { 0 })
