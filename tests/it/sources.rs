@@ -423,3 +423,53 @@ both_backends!(
     http_endpoint_authenticates_and_answers,
     super::http_endpoint
 );
+
+/// Ingest notes changed customers in a log; reading the marks folds it in first, so a
+/// customer with new events is marked with when, a run clears only what it started after,
+/// and a change during a run stays marked for the next.
+async fn changed_marks(t: &TestDb) {
+    add_customers(&t.db, &["c1", "c2"]).await;
+    let far = i64::MAX / 2;
+    t.db.clear_changes(None, far).await.unwrap();
+    assert!(t.db.changed_customers(100).await.unwrap().is_empty());
+
+    let event = |id: &str, sid: &str| attune::domain::ActivityEvent {
+        customer: attune::domain::CustomerId::parse(id).unwrap(),
+        kind: attune::domain::EventKind::Login,
+        occurred_at: chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
+        value: None,
+        attributes: Default::default(),
+        source: "app".into(),
+        source_event_id: sid.into(),
+    };
+    let before = chrono::Utc::now().timestamp() - 5;
+    let r =
+        t.db.insert_events(&[event("c1", "a"), event("c1", "b")])
+            .await
+            .unwrap();
+    assert_eq!((r.stored, r.customers_changed), (2, 1));
+    let ids = t.db.customer_ids().await.unwrap();
+    let c1 = ids.get("c1").unwrap();
+    let marked = t.db.changed_customers(100).await.unwrap();
+    assert_eq!(marked.len(), 1);
+    assert_eq!(marked[0].0, c1);
+    assert!(marked[0].1 >= before, "marked with when it changed");
+
+    // A run that started before the change leaves it marked; one after clears it.
+    assert_eq!(
+        t.db.clear_changes(Some(&[c1]), before - 10).await.unwrap(),
+        0
+    );
+    assert_eq!(t.db.changed_customers(100).await.unwrap().len(), 1);
+    assert_eq!(t.db.clear_changes(Some(&[c1]), far).await.unwrap(), 1);
+    assert!(t.db.changed_customers(100).await.unwrap().is_empty());
+
+    // A duplicate changes nothing, so marks nothing.
+    let r = t.db.insert_events(&[event("c1", "a")]).await.unwrap();
+    assert_eq!((r.stored, r.duplicate, r.customers_changed), (0, 1, 0));
+    assert!(t.db.changed_customers(100).await.unwrap().is_empty());
+}
+both_backends!(
+    changed_customers_are_marked_and_cleared_by_the_runs_after,
+    super::changed_marks
+);
