@@ -199,6 +199,12 @@ impl<'r> EventWriter<'r> {
             q.reset()?;
             new.push(stored == Some(first_id + r as i64));
         }
+        // Ids after the last new row were not used: the next step takes them.
+        let used = new[new.len() - rows.len()..]
+            .iter()
+            .rposition(|&n| n)
+            .map_or(0, |r| r + 1);
+        self.next_id = first_id + used as i64;
         Ok(())
     }
 
