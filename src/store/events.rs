@@ -849,10 +849,12 @@ impl Db {
         match self {
             Db::Sqlite(p) => {
                 let mut tx = p.begin().await?;
+                // In the log's own order, the latest change winning: grouping by customer
+                // would sort the whole log in memory (600 MB for a 7M-row log).
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO activity_changes (customer_id, changed_at)
-                     SELECT customer_id, MAX(changed_at) FROM activity_changes_log
-                     GROUP BY customer_id ORDER BY customer_id {KEEP_LATEST}"
+                     SELECT customer_id, changed_at FROM activity_changes_log
+                     WHERE true ORDER BY changed_at, customer_id {KEEP_LATEST}"
                 )))
                 .execute(&mut *tx)
                 .await?;
