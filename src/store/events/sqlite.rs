@@ -127,7 +127,7 @@ pub(super) struct EventWriter<'r> {
 }
 
 impl<'r> EventWriter<'r> {
-    pub(super) fn new(raw: &'r Raw, now: i64) -> Result<Self> {
+    pub(super) fn new(raw: &'r Raw) -> Result<Self> {
         let mut next = raw.prepare("SELECT next FROM events_next_id")?;
         let next_id = if next.step()? {
             next.i64(0)
@@ -137,7 +137,6 @@ impl<'r> EventWriter<'r> {
             ));
         };
         drop(next);
-        let _ = now;
         Ok(Self {
             insert: MultiRow::new(raw, EVENTS_HEAD, EVENT_COLS, 2, EVENTS_TAIL)?,
             stored_id: raw.prepare(STORED_ID)?,
@@ -287,7 +286,7 @@ fn transaction(
     fail: FailPoint,
 ) -> Result<IngestCounts> {
     raw.execute("BEGIN IMMEDIATE")?;
-    let mut writer = EventWriter::new(raw, now)?;
+    let mut writer = EventWriter::new(raw)?;
     let mut parts: Vec<RollupPart> = Vec::new();
     let mut duplicate = 0;
     let mut new = Vec::with_capacity(ROWS);
@@ -493,7 +492,7 @@ pub(super) fn insert_raw(
         let mut order: Vec<&(i64, crate::domain::ActivityEvent)> = batch.iter().collect();
         order.sort_by_key(|(id, e)| (day_of(e.occurred_at.timestamp()), *id, e.occurred_at));
         raw.execute("BEGIN IMMEDIATE")?;
-        let mut writer = EventWriter::new(raw, now)?;
+        let mut writer = EventWriter::new(raw)?;
         let mut new = Vec::with_capacity(ROWS);
         for chunk in order.chunks(ROWS) {
             let rows: Vec<(i64, &crate::domain::ActivityEvent)> =
