@@ -221,8 +221,14 @@ impl DriftTally {
         self.rows += scores.len();
     }
 
-    fn finish(self, model: &ModelArtifact) -> (Vec<DriftRow>, Vec<f64>) {
-        let n = self.rows.max(1) as f64;
+    /// Each feature's drift (worst first) and the scores' shares per bucket; `None` when
+    /// the run scored no one, since there is then no distribution to compare (a `changed`
+    /// run with nothing changed).
+    fn finish(self, model: &ModelArtifact) -> Option<(Vec<DriftRow>, Vec<f64>)> {
+        if self.rows == 0 {
+            return None;
+        }
+        let n = self.rows as f64;
         let mut rows: Vec<DriftRow> = model
             .profiles
             .iter()
@@ -243,7 +249,7 @@ impl DriftTally {
                 .total_cmp(&a.psi)
                 .then_with(|| a.feature.cmp(&b.feature))
         });
-        (rows, self.scores.into_iter().map(|a| a / n).collect())
+        Some((rows, self.scores.into_iter().map(|a| a / n).collect()))
     }
 }
 
@@ -306,23 +312,22 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
     if let Some(previous) = writing.take() {
         previous.await.context("writing scores")??;
     }
-    let (features, score_shares) = drift.finish(&model);
-    let warn_at = ctx.config.scoring.psi_warning;
-    for f in features.iter().filter(|f| f.psi > warn_at) {
-        tracing::warn!(run_id, feature = %f.feature, psi = f.psi, threshold = warn_at, "feature has drifted from the training data");
-    }
-    if !model.score_profile.is_empty() {
-        let psi = drift::psi(&model.score_profile, &score_shares);
-        if psi > warn_at {
-            tracing::warn!(
-                run_id,
-                psi,
-                threshold = warn_at,
-                "scores have drifted from the training data"
-            );
+    if let Some((features, score_shares)) = drift.finish(&model) {
+        let warn_at = ctx.config.scoring.psi_warning;
+        for f in features.iter().filter(|f| f.psi > warn_at) {
+            tracing::warn!(run_id, feature = %f.feature, psi = f.psi, threshold = warn_at, "feature has drifted from the training data");
         }
-    }
-    if customers > 0 {
+        if !model.score_profile.is_empty() {
+            let psi = drift::psi(&model.score_profile, &score_shares);
+            if psi > warn_at {
+                tracing::warn!(
+                    run_id,
+                    psi,
+                    threshold = warn_at,
+                    "scores have drifted from the training data"
+                );
+            }
+        }
         ctx.db
             .save_drift(run_id, &features, &score_shares)
             .await
@@ -344,4 +349,46 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
         risk_threshold: threshold,
         scope: scope.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> ModelArtifact {
+        serde_json::from_str(crate::jobs::DEFAULT_MODEL).unwrap()
+    }
+
+    #[test]
+    fn a_run_that_scored_no_one_has_no_drift() {
+        // Before, an empty run divided zero counts by one and reported every feature as
+        // drifted (PSI around 6.8) on each `changed` run that found nothing to score.
+        let model = model();
+        assert!(!model.profiles.is_empty());
+        assert!(DriftTally::new(&model).finish(&model).is_none());
+    }
+
+    #[test]
+    fn a_run_that_scored_someone_has_drift_for_every_profiled_feature() {
+        let model = model();
+        let mut tally = DriftTally::new(&model);
+        let counts: Vec<Vec<usize>> = model
+            .profiles
+            .iter()
+            .map(|p| {
+                let mut c = vec![0; p.expected().len()];
+                c[0] = 1;
+                c
+            })
+            .collect();
+        let score = NewScore {
+            customer_id: 1,
+            probability: 0.2,
+            drivers: "[]".into(),
+        };
+        tally.add(counts, &[score]);
+        let (features, shares) = tally.finish(&model).unwrap();
+        assert_eq!(features.len(), model.profiles.len());
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
 }
