@@ -98,6 +98,37 @@ impl AppState {
             .clone())
     }
 
+    /// Whether a configured `http` source sends events here.
+    fn takes_events(&self) -> bool {
+        crate::jobs::sources::configured(&self.ctx)
+            .iter()
+            .any(|s| s.kind == "http")
+    }
+
+    /// Loads the customer id map in the background when an `http` source is configured,
+    /// so the first requests do not wait for a million ids; `/readyz` answers 503 until
+    /// it is loaded.
+    fn warm_ingest_ids(&self) {
+        if !self.takes_events() {
+            return;
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match state.ingest_ids().await {
+                Ok(ids) => tracing::info!(
+                    customers = ids.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "customer ids loaded for /v1/events"
+                ),
+                // The first request tries again and answers with the error.
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "loading customer ids for /v1/events")
+                }
+            }
+        });
+    }
+
     /// Claims the right to refresh `key` in the background; false if another task has it.
     fn start_refresh(&self, key: &str) -> bool {
         self.cache
@@ -213,8 +244,16 @@ async fn healthz() -> Response {
     axum::Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers and, with an `http` source, the customer id map
+/// `/v1/events` resolves events with is loaded.
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.takes_events() && !state.ingest_ids.initialized() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": {"code": "warming_up", "message": "loading customer ids for /v1/events"}})),
+        )
+            .into_response();
+    }
     match state.ctx.db.ping().await {
         Ok(()) => {
             axum::Json(serde_json::json!({"status": "ready", "database": state.ctx.db.backend()}))
@@ -302,10 +341,12 @@ impl Application {
             .await
             .with_context(|| format!("binding the review desk to {listen} ([http] listen)"))?;
         let addr = listener.local_addr()?;
+        let state = AppState::new(ctx);
+        state.warm_ingest_ids();
         Ok(Self {
             listener,
             addr,
-            router: router(AppState::new(ctx)),
+            router: router(state),
         })
     }
 

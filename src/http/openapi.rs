@@ -178,10 +178,10 @@ pub fn document() -> Value {
                 "responses": {"200": {"description": "Up", "content": {"application/json": {"schema": {"type": "object"}}}}},
             }},
             "/readyz": {"get": {
-                "summary": "The database answers.", "operationId": "readyz", "security": [],
+                "summary": "The database answers and, with an http source, the customer ids for /v1/events are loaded.", "operationId": "readyz", "security": [],
                 "responses": {
                     "200": {"description": "Ready", "content": {"application/json": {"schema": {"type": "object"}}}},
-                    "503": error_response("The database does not answer."),
+                    "503": error_response("The database does not answer, or the customer ids are still loading."),
                 },
             }},
             "/v1/openapi.json": {"get": {

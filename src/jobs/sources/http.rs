@@ -93,6 +93,7 @@ pub async fn ingest_body(
     body: &[u8],
     request: &str,
 ) -> anyhow::Result<Result<HttpIngestReport, BodyError>> {
+    let started = std::time::Instant::now();
     let items = match parse_body(body) {
         Ok(items) => items,
         Err(e) => return Ok(Err(e)),
@@ -103,7 +104,9 @@ pub async fn ingest_body(
     let rows = items.into_iter().enumerate().map(|(i, r)| (i as u64, r));
     let prefix = format!("{request} item ");
     let batch: IngestBatch = map_rows(&source.name, &mapping, chrono::Utc::now(), &prefix, rows);
+    let parsed = started.elapsed();
     let c = ctx.db.ingest(ids, &batch, FailPoint::Never).await?;
+    tracing::debug!(events = batch.events.len(), ?parsed, stored = ?(started.elapsed() - parsed), "http ingest request");
     let index_of = |location: &str| {
         location
             .rsplit(' ')
