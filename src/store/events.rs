@@ -7,14 +7,24 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::types::Json;
-
 use super::{BATCH_ROWS, Db, Result, StoreError, now_secs, on_pool};
 use crate::domain::{ActivityEvent, EventKind};
 use crate::features::{Activity, DayCount, Lookback};
 use crate::ingest::mapping::RejectCode;
 
-mod sqlite;
+mod postgres;
+pub(super) mod sqlite;
+
+/// What the caller sends the transaction's writer (SQLite's writer thread, PostgreSQL's
+/// writer task) while it reads, parses, resolves and sorts the next batch.
+enum Message {
+    /// A batch, and its events of known customers as (customer row id, index in
+    /// `batch.events`), in key order.
+    Events(IngestBatch, Vec<(i64, usize)>),
+    /// The end of the transaction: what the batches gathered besides their events
+    /// (quarantine, progress, released rows). Without it nothing is committed.
+    Finish(Pending),
+}
 
 /// A row a source sent that could not be stored, kept in quarantine with its reason.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,7 +140,7 @@ impl CustomerIds {
 }
 
 /// The page cache of the connection writing a batch (256 MiB); its commits leave the WAL
-/// to [`sqlite::checkpoint`], which copies it into the database on another connection
+/// to [`sqlite::start_checkpoint`], which copies it into the database on another connection
 /// while the next transaction writes.
 const INGEST_CACHE: &str = "PRAGMA cache_size = -262144; PRAGMA wal_autocheckpoint = 0";
 
@@ -174,112 +184,6 @@ pub enum FailPoint {
     #[default]
     Never,
     BeforeCommit,
-}
-
-// The end of PostgreSQL's ingest transaction; SQLite's steps the same SQL texts through
-// `raw` (`sqlite.rs`).
-
-macro_rules! write_quarantine {
-    ($tx:expr, $source:expr, $rows:expr, $now:expr) => {{
-        let mut new = 0u64;
-        for chunk in $rows.chunks(BATCH_ROWS) {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO quarantine (source, source_event_id, customer_external_id, reason_code, reason, location, raw, event, received_at) ",
-            );
-            q.push_values(chunk, |mut b, (r, e): &(RefusedRow, Option<ActivityEvent>)| {
-                b.push_bind($source)
-                    .push_bind(r.id.as_str())
-                    .push_bind(r.customer.as_deref())
-                    .push_bind(r.code.as_str())
-                    .push_bind(r.reason.as_str())
-                    .push_bind(r.location.as_str())
-                    .push_bind(Json(&r.raw))
-                    .push_bind(e.as_ref().map(Json))
-                    .push_bind($now);
-            });
-            q.push(" ON CONFLICT (source, source_event_id) DO NOTHING");
-            new += q.build().execute(&mut *$tx).await?.rows_affected();
-        }
-        (new, $rows.len() as u64 - new)
-    }};
-}
-
-macro_rules! write_progress {
-    ($tx:expr, $source:expr, $progress:expr, $now:expr, $counts:expr) => {{
-        match $progress {
-            Progress::None => {}
-            Progress::Cursor(position) => {
-                sqlx::query(SAVE_CURSOR)
-                    .bind($source)
-                    .bind(position.as_str())
-                    .bind($now)
-                    .execute(&mut *$tx)
-                    .await?;
-            }
-            Progress::File {
-                file,
-                fingerprint,
-                lines_done,
-                finished,
-            } => {
-                let status = finished.unwrap_or("in_progress");
-                let finished_at = finished.map(|_| $now);
-                let c: &IngestCounts = $counts;
-                sqlx::query(SAVE_FILE)
-                    .bind($source)
-                    .bind(file.as_str())
-                    .bind(fingerprint.as_str())
-                    .bind(*lines_done as i64)
-                    .bind(status)
-                    .bind($now)
-                    .bind(finished_at)
-                    .bind(c.stored as i64)
-                    .bind(c.duplicate as i64)
-                    .bind((c.quarantined + c.already_quarantined) as i64)
-                    .execute(&mut *$tx)
-                    .await?;
-            }
-        }
-    }};
-}
-
-/// The end of PostgreSQL's ingest transaction: the quarantined rows, the source's
-/// progress, the released quarantine rows, the test fail point, then the commit.
-macro_rules! finish_transaction {
-    ($tx:ident, $source:expr, $pending:expr, $now:expr, $fail:expr) => {{
-        $pending.sort_quarantine();
-        let (new, old) = write_quarantine!($tx, $source.as_str(), $pending.quarantine, $now);
-        $pending.counts.quarantined = new;
-        $pending.counts.already_quarantined = old;
-        write_progress!(
-            $tx,
-            $source.as_str(),
-            &$pending.progress,
-            $now,
-            &$pending.counts
-        );
-        release!($tx, $pending.released, $now);
-        if $fail == FailPoint::BeforeCommit {
-            return Err(StoreError::Data("failing before commit, as asked".into()));
-        }
-        $tx.commit().await?;
-    }};
-}
-
-macro_rules! release {
-    ($tx:expr, $ids:expr, $now:expr) => {{
-        for chunk in $ids.chunks(BATCH_ROWS) {
-            let mut q = sqlx::QueryBuilder::new("UPDATE quarantine SET released_at = ");
-            q.push_bind($now)
-                .push(" WHERE released_at IS NULL AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in chunk {
-                sep.push_bind(*id);
-            }
-            q.push(")");
-            q.build().execute(&mut *$tx).await?;
-        }
-    }};
 }
 
 /// What a transaction has gathered so far, batch by batch.
@@ -529,6 +433,8 @@ impl Db {
         };
         let source = first.source.clone();
         let now = now_secs();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Message>(1);
+        let forward = self.forward(ids, batches, first, commit_rows, tx);
         match self {
             Db::Sqlite(p) => {
                 // One writer thread stores what this side reads, resolves and sorts: the
@@ -537,66 +443,59 @@ impl Db {
                 // Writers of this process take turns here, in the order they came, instead
                 // of polling SQLite's write lock with its busy handler's sleeps.
                 let _turn = sqlite::WRITER.lock().await;
-                let (tx, mut rx) = tokio::sync::mpsc::channel::<sqlite::Message>(1);
                 let writer = {
-                    let source = source.clone();
+                    let mut rx = rx;
                     super::raw::with_connection(p, move |raw| {
                         sqlite::ingest(raw, &mut rx, &source, now, fail)
                     })
                 };
-                let forward = async move {
-                    let mut pending = Pending::default();
-                    let mut next = Some(first);
-                    while let Some(batch) = next.take() {
-                        let found = self.customers_of(ids, &batch.events).await?;
-                        let known = pending.classify(&batch, &found);
-                        if tx
-                            .send(sqlite::Message::Events(batch, known))
-                            .await
-                            .is_err()
-                        {
-                            // The writer stopped; its error is the answer.
-                            return Ok(());
-                        }
-                        if pending.rows < commit_rows {
-                            next = batches.recv().await;
-                        }
-                    }
-                    let _ = tx.send(sqlite::Message::Finish(pending)).await;
-                    Ok::<(), StoreError>(())
-                };
-                let checkpoint = sqlite::checkpoint(p);
-                let (counts, forwarded, checkpointed) = tokio::join!(writer, forward, checkpoint);
+                // Beside the transaction, not waited for: a request of a thousand events
+                // should not wait for the copy of what the requests before it wrote.
+                sqlite::start_checkpoint(p);
+                let (counts, forwarded) = tokio::join!(writer, forward);
                 forwarded?;
                 let counts = counts?;
-                sqlite::truncate_wal(p, checkpointed?).await?;
+                sqlite::truncate_wal(p).await?;
                 Ok(Some(counts))
             }
             Db::Postgres(p) => {
-                let mut pending = Pending::default();
-                let mut next = Some(first);
-                let mut tx = p.begin().await?;
-                while let Some(batch) = next.take() {
-                    let found = self.customers_of(ids, &batch.events).await?;
-                    let known: Vec<(i64, &ActivityEvent)> = pending
-                        .classify(&batch, &found)
-                        .into_iter()
-                        .map(|(id, i)| (id, &batch.events[i]))
-                        .collect();
-                    for chunk in known.chunks(10 * BATCH_ROWS) {
-                        let (stored, changed) = pg_insert_chunk(&mut tx, chunk, now).await?;
-                        pending.counts.stored += stored;
-                        pending.counts.duplicate += chunk.len() as u64 - stored;
-                        pending.counts.customers_changed += changed;
-                    }
-                    if pending.rows < commit_rows {
-                        next = batches.recv().await;
-                    }
-                }
-                finish_transaction!(tx, source, pending, now, fail);
-                Ok(Some(pending.counts))
+                // The writer is a task of its own, so it sends one batch while this side
+                // parses the next on the other core.
+                let writer = tokio::spawn(postgres::ingest(p.clone(), rx, source, now, fail));
+                let (counts, forwarded) = tokio::join!(writer, forward);
+                forwarded?;
+                let counts = counts
+                    .map_err(|e| StoreError::Data(format!("the ingest writer stopped: {e}")))??;
+                Ok(Some(counts))
             }
         }
+    }
+
+    /// Resolves and sorts each batch of one transaction (the first, then what `batches`
+    /// brings until `commit_rows` rows), sends it to the writer, then the end.
+    async fn forward(
+        &self,
+        ids: &CustomerIds,
+        batches: &mut tokio::sync::mpsc::Receiver<IngestBatch>,
+        first: IngestBatch,
+        commit_rows: usize,
+        tx: tokio::sync::mpsc::Sender<Message>,
+    ) -> Result<()> {
+        let mut pending = Pending::default();
+        let mut next = Some(first);
+        while let Some(batch) = next.take() {
+            let found = self.customers_of(ids, &batch.events).await?;
+            let known = pending.classify(&batch, &found);
+            if tx.send(Message::Events(batch, known)).await.is_err() {
+                // The writer stopped; its error is the answer.
+                return Ok(());
+            }
+            if pending.rows < commit_rows {
+                next = batches.recv().await;
+            }
+        }
+        let _ = tx.send(Message::Finish(pending)).await;
+        Ok(())
     }
 
     /// Stores events for known customers (tests and the demo): one batch, no cursor.

@@ -268,9 +268,7 @@ impl Db {
     /// nothing to do.
     pub async fn checkpoint(&self) -> Result<()> {
         match self {
-            Db::Sqlite(p) => {
-                raw::with_connection(p, |raw| raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")).await
-            }
+            Db::Sqlite(p) => events::sqlite::empty_wal(p).await,
             Db::Postgres(_) => Ok(()),
         }
     }

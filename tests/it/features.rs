@@ -148,3 +148,168 @@ both_backends!(
     duplicates_anywhere_in_a_large_batch_are_found_exactly,
     super::duplicates_in_a_large_batch
 );
+
+/// The rollups of every customer with events in `events` are exactly those events'.
+async fn assert_rollups_match(db: &Db, events: &[ActivityEvent], today: NaiveDate) {
+    let ids = db.customer_ids().await.unwrap();
+    let mut by_customer: HashMap<i64, Vec<ActivityEvent>> = HashMap::new();
+    for e in events {
+        let id = ids
+            .get(e.customer.as_str())
+            .expect("every customer is known");
+        by_customer.entry(id).or_default().push(e.clone());
+    }
+    let wanted: Vec<i64> = by_customer.keys().copied().collect();
+    let stored = db
+        .activity_of(&wanted, day_number(today) + 1, &Lookback::everything())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), by_customer.len());
+    for (id, evs) in &by_customer {
+        assert_eq!(stored[id], Activity::from_events(evs), "customer {id}");
+    }
+}
+
+fn batch(events: Vec<ActivityEvent>) -> attune::store::IngestBatch {
+    attune::store::IngestBatch {
+        source: "import".into(),
+        events,
+        ..Default::default()
+    }
+}
+
+/// A transaction large enough to write in bulk (on PostgreSQL: `COPY` for days holding no
+/// events yet, row by row for the days that do): events already stored, events sent twice
+/// in one batch and in two batches of the transaction are each found, and the rollups
+/// hold exactly what the events add up to.
+async fn bulk_transactions(t: &TestDb) {
+    let today: NaiveDate = "2026-06-30".parse().unwrap();
+    let pop = attune::demo::synth::generate(&attune::demo::synth::SynthOptions::new(900, 3, today));
+    t.db.upsert_customers(&pop.customers).await.unwrap();
+    let events = pop.events.clone();
+    assert!(
+        events.len() > 25_000,
+        "{} events: a bulk batch",
+        events.len()
+    );
+    // A third of the events before June: those days hold events (written row by row).
+    let june = "2026-06-01T00:00:00Z"
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap();
+    let earlier: Vec<ActivityEvent> = events
+        .iter()
+        .filter(|e| e.occurred_at < june)
+        .step_by(3)
+        .cloned()
+        .collect();
+    assert!(earlier.len() > 1_000);
+    t.db.insert_events(&earlier).await.unwrap();
+
+    // Everything, with 70 June events (days with none yet) sent twice in the first batch
+    // and 50 more again in a second batch of the same transaction.
+    let in_june: Vec<&ActivityEvent> = events.iter().filter(|e| e.occurred_at >= june).collect();
+    assert!(in_june.len() > 2_000);
+    let mut first = events.clone();
+    first.extend(in_june.iter().step_by(7).take(70).map(|e| (*e).clone()));
+    let second: Vec<ActivityEvent> = in_june
+        .iter()
+        .skip(3)
+        .step_by(11)
+        .take(50)
+        .map(|e| (*e).clone())
+        .collect();
+    let ids = t.db.customer_ids().await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    tx.send(batch(first)).await.unwrap();
+    tx.send(batch(second)).await.unwrap();
+    drop(tx);
+    let r =
+        t.db.ingest_stream(&ids, &mut rx, usize::MAX, attune::store::FailPoint::Never)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        (r.stored as usize, r.duplicate as usize),
+        (events.len() - earlier.len(), earlier.len() + 70 + 50)
+    );
+    assert_eq!(t.db.counts().await.unwrap().events as usize, events.len());
+    assert_rollups_match(&t.db, &events, today).await;
+
+    // The whole file again: every event a duplicate, nothing added.
+    let again = t.db.insert_events(&events).await.unwrap();
+    assert_eq!((again.stored, again.duplicate as usize), (0, events.len()));
+    assert_rollups_match(&t.db, &events, today).await;
+}
+both_backends!(
+    bulk_transactions_find_every_duplicate_and_roll_up_exactly,
+    super::bulk_transactions
+);
+
+/// A request writing a day while a bulk transaction holds it: it waits for the bulk
+/// transaction's commit, then finds the event the two share already stored. Here the bulk
+/// transaction copies the shared event in its second batch, after the request came: had
+/// the request not waited, its commit would have broken the bulk transaction's `COPY`.
+/// Whichever order they end in, each event is stored once and counted once.
+async fn bulk_and_request_on_one_day(t: &TestDb) {
+    let today: NaiveDate = "2026-06-30".parse().unwrap();
+    let pop = attune::demo::synth::generate(&attune::demo::synth::SynthOptions::new(900, 3, today));
+    t.db.upsert_customers(&pop.customers).await.unwrap();
+    let mut events = pop.events.clone();
+    let shared = events.pop().unwrap();
+    let mut fresh = shared.clone();
+    fresh.source_event_id = format!("{}-request-only", shared.source_event_id);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.occurred_at.date_naive() == shared.occurred_at.date_naive()),
+        "the bulk transaction's first batch holds the shared event's day"
+    );
+    let ids = t.db.customer_ids().await.unwrap();
+
+    // The bulk transaction writes its first batch, then waits for more with its days held.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    tx.send(batch(events.clone())).await.unwrap();
+    let bulk = {
+        let (db, ids) = (t.db.clone(), ids.clone());
+        tokio::spawn(async move {
+            db.ingest_stream(&ids, &mut rx, usize::MAX, attune::store::FailPoint::Never)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let request = {
+        let (db, ids) = (t.db.clone(), ids.clone());
+        let body = vec![shared.clone(), fresh.clone()];
+        tokio::spawn(async move {
+            db.ingest(&ids, &batch(body), attune::store::FailPoint::Never)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tx.send(batch(vec![shared.clone()])).await.unwrap();
+    drop(tx);
+    let bulk = tokio::time::timeout(std::time::Duration::from_secs(60), bulk)
+        .await
+        .expect("the bulk transaction ends")
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let request = tokio::time::timeout(std::time::Duration::from_secs(60), request)
+        .await
+        .expect("the request ends")
+        .unwrap()
+        .unwrap();
+    assert_eq!(bulk.stored + request.stored, events.len() as u64 + 2);
+    assert_eq!(bulk.duplicate + request.duplicate, 1);
+    assert_eq!(
+        t.db.counts().await.unwrap().events as usize,
+        events.len() + 2
+    );
+    events.push(shared);
+    events.push(fresh);
+    assert_rollups_match(&t.db, &events, today).await;
+}
+both_backends!(
+    a_request_and_a_bulk_transaction_on_one_day_store_each_event_once,
+    super::bulk_and_request_on_one_day
+);

@@ -11,9 +11,11 @@
 //! activity from the same weeks writes the ends of the trees, not pages all over them.
 
 use super::{
-    FailPoint, IngestBatch, IngestCounts, Pending, Progress, Result, StoreError, day_of, milli,
+    FailPoint, IngestCounts, Message, Pending, Progress, Result, StoreError, day_of, milli,
 };
 use crate::store::raw::{Raw, Stmt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Adds (day, customer, kind) sums to the rollups.
 const ROLLUPS_HEAD: &str =
@@ -25,16 +27,6 @@ const ROLLUPS_TAIL: &str =
 /// Notes customers changed, at the end of the log readers fold into `activity_changes`.
 const CHANGED_HEAD: &str = "INSERT INTO activity_changes_log (changed_at, customer_id) VALUES";
 const CHANGED_TAIL: &str = "ON CONFLICT DO NOTHING";
-
-/// What the async side sends the writer thread.
-pub(super) enum Message {
-    /// A batch, and its events of known customers as (customer row id, index in
-    /// `batch.events`), in key order.
-    Events(IngestBatch, Vec<(i64, usize)>),
-    /// The end of the transaction: what the batches gathered besides their events
-    /// (quarantine, progress, released rows). Without it nothing is committed.
-    Finish(Pending),
-}
 
 /// Rows per multi-row statement.
 const ROWS: usize = 64;
@@ -248,34 +240,56 @@ pub(super) static WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 
 /// One checkpoint at a time in this process; an ingest that finds one running skips its
 /// own (the next ingest, or SQLite's automatic checkpoint on other connections, catches up).
-static CHECKPOINTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+static CHECKPOINTING: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Arc::default);
 
-/// Copies the WAL frames earlier transactions left into the database (a `PASSIVE`
-/// checkpoint on another connection, beside the transaction being written, on the other
-/// core); returns how many frames the WAL holds (0 when another checkpoint was running).
-/// A checkpoint never completes while a writer keeps appending, so the WAL only starts
-/// over when [`truncate_wal`] empties it.
-pub(super) async fn checkpoint(pool: &sqlx::SqlitePool) -> Result<i64> {
-    let Ok(_running) = CHECKPOINTING.try_lock() else {
-        return Ok(0);
+/// Copies the WAL frames earlier transactions left into the database: a `PASSIVE`
+/// checkpoint on another connection, in the background, beside the transaction being
+/// written (on the other core), never waited for. It records how many frames the WAL held
+/// for [`truncate_wal`]. None starts while one is running: the next ingest, or SQLite's
+/// automatic checkpoint on other connections, catches up. A checkpoint never completes
+/// while a writer keeps appending, so the WAL only starts over when [`truncate_wal`]
+/// empties it.
+pub(super) fn start_checkpoint(pool: &sqlx::SqlitePool) {
+    let Ok(running) = CHECKPOINTING.clone().try_lock_owned() else {
+        return;
     };
-
-    crate::store::raw::with_connection(pool, |raw| {
-        let mut s = raw.prepare("PRAGMA wal_checkpoint(PASSIVE)")?;
-        Ok(if s.step()? { s.i64(1) } else { 0 })
-    })
-    .await
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let _running = running;
+        let frames = crate::store::raw::with_connection(&pool, |raw| {
+            let mut s = raw.prepare("PRAGMA wal_checkpoint(PASSIVE)")?;
+            Ok(if s.step()? { s.i64(1) } else { 0 })
+        })
+        .await;
+        match frames {
+            Ok(frames) => WAL_FRAMES.store(frames, Ordering::Relaxed),
+            // Nothing is lost: the frames stay in the WAL for the next checkpoint.
+            Err(e) => tracing::warn!(error = %e, "checkpointing the WAL after an ingest"),
+        }
+    });
 }
 
-/// Empties the WAL once it holds more than [`WAL_LIMIT`] frames, after an ingest's commit:
-/// the frames left to copy are then mostly that transaction's.
-pub(super) async fn truncate_wal(pool: &sqlx::SqlitePool, frames: i64) -> Result<()> {
-    if frames <= WAL_LIMIT {
+/// Frames the WAL held at the last checkpoint [`start_checkpoint`] ran.
+static WAL_FRAMES: AtomicI64 = AtomicI64::new(0);
+
+/// Empties the WAL once the last checkpoint found it holding more than [`WAL_LIMIT`]
+/// frames, after an ingest's commit, before the next ingest's turn: the frames left to
+/// copy are then mostly that transaction's.
+pub(super) async fn truncate_wal(pool: &sqlx::SqlitePool) -> Result<()> {
+    if WAL_FRAMES.load(Ordering::Relaxed) <= WAL_LIMIT {
         return Ok(());
     }
+    empty_wal(pool).await
+}
+
+/// Copies the whole WAL into the database and empties it, after any checkpoint running.
+pub(crate) async fn empty_wal(pool: &sqlx::SqlitePool) -> Result<()> {
     let _running = CHECKPOINTING.lock().await;
     crate::store::raw::with_connection(pool, |raw| raw.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
-        .await
+        .await?;
+    WAL_FRAMES.store(0, Ordering::Relaxed);
+    Ok(())
 }
 
 fn transaction(
