@@ -449,12 +449,15 @@ impl Db {
                         sqlite::ingest(raw, &mut rx, &source, now, fail)
                     })
                 };
-                // Beside the transaction, not waited for: a request of a thousand events
-                // should not wait for the copy of what the requests before it wrote.
-                sqlite::start_checkpoint(p);
+                let checkpoint = sqlite::start_checkpoint(p);
                 let (counts, forwarded) = tokio::join!(writer, forward);
                 forwarded?;
                 let counts = counts?;
+                if let Some(checkpoint) = checkpoint
+                    && counts.stored + counts.duplicate >= sqlite::WAIT_FOR_CHECKPOINT
+                {
+                    let _ = checkpoint.await;
+                }
                 sqlite::truncate_wal(p).await?;
                 Ok(Some(counts))
             }

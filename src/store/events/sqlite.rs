@@ -245,17 +245,19 @@ static CHECKPOINTING: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
 
 /// Copies the WAL frames earlier transactions left into the database: a `PASSIVE`
 /// checkpoint on another connection, in the background, beside the transaction being
-/// written (on the other core), never waited for. It records how many frames the WAL held
-/// for [`truncate_wal`]. None starts while one is running: the next ingest, or SQLite's
-/// automatic checkpoint on other connections, catches up. A checkpoint never completes
-/// while a writer keeps appending, so the WAL only starts over when [`truncate_wal`]
-/// empties it.
-pub(super) fn start_checkpoint(pool: &sqlx::SqlitePool) {
-    let Ok(running) = CHECKPOINTING.clone().try_lock_owned() else {
-        return;
-    };
+/// written (on the other core). It records how many frames the WAL held for
+/// [`truncate_wal`]. None starts while one is running (`None`): the next ingest, or
+/// SQLite's automatic checkpoint on other connections, catches up. A checkpoint never
+/// completes while a writer keeps appending, so the WAL only starts over when
+/// [`truncate_wal`] empties it.
+///
+/// A large transaction waits for it after its commit, so the WAL's copy keeps pace with a
+/// long import; a request of a few thousand events does not, so it never waits for the
+/// copy of what the requests before it wrote.
+pub(super) fn start_checkpoint(pool: &sqlx::SqlitePool) -> Option<tokio::task::JoinHandle<()>> {
+    let running = CHECKPOINTING.clone().try_lock_owned().ok()?;
     let pool = pool.clone();
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let _running = running;
         let frames = crate::store::raw::with_connection(&pool, |raw| {
             let mut s = raw.prepare("PRAGMA wal_checkpoint(PASSIVE)")?;
@@ -267,8 +269,11 @@ pub(super) fn start_checkpoint(pool: &sqlx::SqlitePool) {
             // Nothing is lost: the frames stay in the WAL for the next checkpoint.
             Err(e) => tracing::warn!(error = %e, "checkpointing the WAL after an ingest"),
         }
-    });
+    }))
 }
+
+/// Rows from which an ingest transaction waits for the checkpoint beside it.
+pub(super) const WAIT_FOR_CHECKPOINT: u64 = 20_000;
 
 /// Frames the WAL held at the last checkpoint [`start_checkpoint`] ran.
 static WAL_FRAMES: AtomicI64 = AtomicI64::new(0);
