@@ -219,15 +219,26 @@ async fn bulk_transactions(t: &TestDb) {
         .map(|e| (*e).clone())
         .collect();
     let ids = t.db.customer_ids().await.unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-    tx.send(batch(first)).await.unwrap();
-    tx.send(batch(second)).await.unwrap();
-    drop(tx);
-    let r =
-        t.db.ingest_stream(&ids, &mut rx, usize::MAX, attune::store::FailPoint::Never)
-            .await
-            .unwrap()
-            .unwrap();
+    let stream = |fail| {
+        let (db, ids) = (t.db.clone(), ids.clone());
+        let (first, second) = (batch(first.clone()), batch(second.clone()));
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+            tx.send(first).await.unwrap();
+            tx.send(second).await.unwrap();
+            drop(tx);
+            db.ingest_stream(&ids, &mut rx, usize::MAX, fail).await
+        }
+    };
+    // A crash after every write but before the commit keeps nothing of it.
+    stream(attune::store::FailPoint::BeforeCommit)
+        .await
+        .unwrap_err();
+    assert_eq!(t.db.counts().await.unwrap().events as usize, earlier.len());
+    let r = stream(attune::store::FailPoint::Never)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (r.stored as usize, r.duplicate as usize),
         (events.len() - earlier.len(), earlier.len() + 70 + 50)
