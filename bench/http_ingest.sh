@@ -3,11 +3,13 @@
 # each to `POST /v1/events`, open loop, on loopback.
 #
 #   bash bench/http_ingest.sh [SIM_DIR]        # default /tmp/sim1m
+#   DATABASE=postgres://postgres@127.0.0.1:5432/attune_bench_http bash bench/http_ingest.sh
 #
 # SIM_DIR comes from `attune simulate --customers 1000000 --months 3 --out SIM_DIR
 # --today 2026-11-24`. Once, this imports its customers into a base SQLite database and
 # cuts BODIES request bodies of 1,000 distinct events (JSON arrays) from its October file.
-# Each run then copies the base database (customers, no events), starts `attune run` with
+# Each run then copies the base database (customers, no events; on PostgreSQL, DATABASE is
+# made once with the customers and its activity tables are emptied), starts `attune run` with
 # one `http` source on 127.0.0.1:PORT, waits for /readyz (the customer ids loaded), and runs
 # `attune bench load`. The JSON report goes to OUT/load.json, the server's log to
 # OUT/server.log.
@@ -28,7 +30,16 @@ mkdir -p "$out"
 export ATTUNE_LOG_FILTER="${ATTUNE_LOG_FILTER:-warn}"
 export BENCH_INGEST_TOKEN="${BENCH_INGEST_TOKEN:-bench-ingest-token-0123456789}"
 
-if [ ! -f "$base" ]; then
+pg="${DATABASE:-}"
+if [ -n "$pg" ]; then
+    name="${pg##*/}"
+    if ! psql "${pg%/*}/postgres" -Atc "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1; then
+        echo "== importing the customers of $sim into $pg"
+        psql -q "${pg%/*}/postgres" -c "CREATE DATABASE $name"
+        "$bin" --db "$pg" import customers "$sim/customers.csv" > /dev/null
+    fi
+    psql -q "$pg" -c "TRUNCATE events, activity_daily, activity_changes_log, activity_changes, quarantine" -c "VACUUM ANALYZE"
+elif [ ! -f "$base" ]; then
     echo "== importing the customers of $sim into $base"
     "$bin" --db "$base" import customers "$sim/customers.csv" > /dev/null
     sqlite3 "$base" "PRAGMA wal_checkpoint(TRUNCATE)" > /dev/null 2>&1 || true
@@ -65,8 +76,12 @@ type = "http"
 token_env = "BENCH_INGEST_TOKEN"
 EOF
 
-rm -f "$db" "$db-wal" "$db-shm"
-cp "$base" "$db"
+if [ -n "$pg" ]; then
+    db="$pg"
+else
+    rm -f "$db" "$db-wal" "$db-shm"
+    cp "$base" "$db"
+fi
 "$bin" --config "$out/http.toml" --db "$db" run 2> "$out/server.log" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
