@@ -177,6 +177,25 @@ const SAVE_FILE: &str = "INSERT INTO source_files (source, file, fingerprint, li
     stored = source_files.stored + excluded.stored, duplicate = source_files.duplicate + excluded.duplicate,
     quarantined = source_files.quarantined + excluded.quarantined";
 
+/// One new event's part of its rollup: (day, customer, kind code, value in thousandths).
+type RollupPart = (i64, i64, u8, i64);
+
+/// The rollup rows `parts` add up to, in key order: [day, customer, kind, n, total_milli].
+fn sum_rollups(parts: &mut [RollupPart]) -> Vec<[i64; 5]> {
+    parts.sort_unstable_by_key(|&(day, customer, kind, _)| (day, customer, kind));
+    let mut sums: Vec<[i64; 5]> = Vec::with_capacity(parts.len());
+    for &(day, customer, kind, milli) in parts.iter() {
+        match sums.last_mut() {
+            Some(s) if (s[0], s[1], s[2]) == (day, customer, kind as i64) => {
+                s[3] += 1;
+                s[4] = s[4].saturating_add(milli);
+            }
+            _ => sums.push([day, customer, kind as i64, 1, milli]),
+        }
+    }
+    sums
+}
+
 /// Failing on purpose after every write of a batch but before its commit: how the tests
 /// show that a crash there loses and duplicates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

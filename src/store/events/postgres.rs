@@ -24,8 +24,8 @@ use std::hash::BuildHasher;
 use sqlx::types::Json;
 
 use super::{
-    FailPoint, IngestCounts, Message, Pending, Progress, RefusedRow, Result, SAVE_CURSOR,
-    SAVE_FILE, StoreError, day_of, milli,
+    FailPoint, IngestCounts, Message, Pending, Progress, RefusedRow, Result, RollupPart,
+    SAVE_CURSOR, SAVE_FILE, StoreError, day_of, milli,
 };
 use crate::domain::ActivityEvent;
 use crate::store::BATCH_ROWS;
@@ -157,9 +157,6 @@ enum Way {
     RowByRow,
 }
 
-/// One new event's part of its rollup: (day, customer, kind, value in thousandths).
-type RollupPart = (i32, i64, u8, i64);
-
 /// What a transaction has written in bulk so far.
 #[derive(Default)]
 struct Bulk {
@@ -218,7 +215,7 @@ pub(super) async fn ingest(
                     let b = bulk.as_mut().expect("bulk rows only in a bulk transaction");
                     b.parts.extend(fast.iter().map(|(c, e)| {
                         let at = e.occurred_at.timestamp();
-                        (day_of(at) as i32, *c, e.kind.code(), milli(e.value))
+                        (day_of(at), *c, e.kind.code(), milli(e.value))
                     }));
                     stored += fast.len() as u64;
                     bulk_rows += fast.len();
@@ -485,26 +482,16 @@ async fn write_bulk_rollups(
         return Ok(0);
     }
     let parts = &mut bulk.parts;
-    parts.sort_unstable_by_key(|&(day, customer, kind, _)| (day, customer, kind));
-    let mut sums: Vec<(i32, i64, i16, i64, i64)> = Vec::with_capacity(parts.len());
-    for &(day, customer, kind, milli) in parts.iter() {
-        match sums.last_mut() {
-            Some(s) if (s.0, s.1, s.2) == (day, customer, kind as i16) => {
-                s.3 += 1;
-                s.4 = s.4.saturating_add(milli);
-            }
-            _ => sums.push((day, customer, kind as i16, 1, milli)),
-        }
-    }
+    let sums = super::sum_rollups(parts);
     if bulk.mixed {
         for chunk in sums.chunks(CHUNK) {
             let (mut d, mut c, mut k, mut n, mut t) = (vec![], vec![], vec![], vec![], vec![]);
             for s in chunk {
-                d.push(s.0);
-                c.push(s.1);
-                k.push(s.2);
-                n.push(s.3);
-                t.push(s.4);
+                d.push(s[0] as i32);
+                c.push(s[1]);
+                k.push(s[2] as i16);
+                n.push(s[3]);
+                t.push(s[4]);
             }
             sqlx::query(
                 "INSERT INTO activity_daily (day, customer_id, kind, n, total_milli)
@@ -527,11 +514,11 @@ async fn write_bulk_rollups(
             &sums,
             |b, s| {
                 b.row(5);
-                b.i32(s.0);
-                b.i64(s.1);
-                b.i16(s.2);
-                b.i64(s.3);
-                b.i64(s.4);
+                b.i32(s[0] as i32);
+                b.i64(s[1]);
+                b.i16(s[2] as i16);
+                b.i64(s[3]);
+                b.i64(s[4]);
             },
         )
         .await?;

@@ -11,7 +11,8 @@
 //! activity from the same weeks writes the ends of the trees, not pages all over them.
 
 use super::{
-    FailPoint, IngestCounts, Message, Pending, Progress, Result, StoreError, day_of, milli,
+    FailPoint, IngestCounts, Message, Pending, Progress, Result, RollupPart, StoreError, day_of,
+    milli,
 };
 use crate::store::raw::{Raw, Stmt};
 use std::sync::Arc;
@@ -207,9 +208,6 @@ impl<'r> EventWriter<'r> {
     }
 }
 
-/// A new event's share of its rollup: (day, customer, kind code, value in thousandths).
-type RollupPart = (i64, i64, u8, i64);
-
 /// Runs one ingest transaction on `raw`: batches from `batches` until it closes, then the
 /// rollups, changed marks, quarantine, progress and released quarantine rows, then the
 /// commit. Any error leaves the transaction open, and [`crate::store::raw`] rolls it back.
@@ -379,17 +377,7 @@ fn transaction(
 /// Sums the new events by (day, customer, kind) and adds each sum to its rollup row, in
 /// key order.
 fn write_rollups(raw: &Raw, parts: &mut [RollupPart]) -> Result<()> {
-    parts.sort_unstable_by_key(|&(day, customer, kind, _)| (day, customer, kind));
-    let mut sums: Vec<[i64; 5]> = Vec::with_capacity(parts.len());
-    for &(day, customer, kind, milli) in parts.iter() {
-        match sums.last_mut() {
-            Some(s) if (s[0], s[1], s[2]) == (day, customer, kind as i64) => {
-                s[3] += 1;
-                s[4] = s[4].saturating_add(milli);
-            }
-            _ => sums.push([day, customer, kind as i64, 1, milli]),
-        }
-    }
+    let sums = super::sum_rollups(parts);
     let mut add = MultiRow::new(raw, ROLLUPS_HEAD, 5, 1, ROLLUPS_TAIL)?;
     for chunk in sums.chunks(ROWS) {
         let params: Vec<i32> = (0..chunk.len()).map(|r| add.param(r, 0)).collect();
