@@ -59,8 +59,11 @@ pub const LABELS_TTL: Duration = Duration::from_secs(60);
 pub struct AppState {
     pub ctx: JobContext,
     cache: Arc<Cache>,
-    /// Customer ids for `POST /v1/events`, loaded on the first request and shared.
+    /// Customer ids for `POST /v1/events`, loaded at start (or by the first request or
+    /// readiness probe that finds them missing) and shared.
     ingest_ids: Arc<tokio::sync::OnceCell<crate::store::CustomerIds>>,
+    /// Whether a background load of `ingest_ids` is running.
+    warming: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The labels the queue's filter menus offer.
@@ -86,6 +89,7 @@ impl AppState {
             ctx,
             cache: Arc::default(),
             ingest_ids: Arc::default(),
+            warming: Arc::default(),
         }
     }
 
@@ -109,7 +113,8 @@ impl AppState {
     /// so the first requests do not wait for a million ids; `/readyz` answers 503 until
     /// it is loaded.
     fn warm_ingest_ids(&self) {
-        if !self.takes_events() {
+        use std::sync::atomic::Ordering;
+        if !self.takes_events() || self.warming.swap(true, Ordering::AcqRel) {
             return;
         }
         let state = self.clone();
@@ -121,11 +126,12 @@ impl AppState {
                     seconds = started.elapsed().as_secs_f64(),
                     "customer ids loaded for /v1/events"
                 ),
-                // The first request tries again and answers with the error.
+                // The next /readyz probe or request tries again.
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "loading customer ids for /v1/events")
                 }
             }
+            state.warming.store(false, Ordering::Release);
         });
     }
 
@@ -248,6 +254,9 @@ async fn healthz() -> Response {
 /// `/v1/events` resolves events with is loaded.
 async fn readyz(State(state): State<AppState>) -> Response {
     if state.takes_events() && !state.ingest_ids.initialized() {
+        // Loading again if the load at start failed, so a probe that waits for readiness
+        // is not left waiting for a request that only a ready server gets.
+        state.warm_ingest_ids();
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"error": {"code": "warming_up", "message": "loading customer ids for /v1/events"}})),

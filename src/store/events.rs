@@ -177,6 +177,12 @@ const SAVE_FILE: &str = "INSERT INTO source_files (source, file, fingerprint, li
     stored = source_files.stored + excluded.stored, duplicate = source_files.duplicate + excluded.duplicate,
     quarantined = source_files.quarantined + excluded.quarantined";
 
+/// Events from which a transaction is an import (a file, a large pull), not a request: on
+/// SQLite it waits for the checkpoint beside it, so the WAL's copy keeps pace; on
+/// PostgreSQL, when its first batch is this large, it writes days with no events yet in
+/// bulk.
+const LARGE_TRANSACTION: usize = 20_000;
+
 /// One new event's part of its rollup: (day, customer, kind code, value in thousandths).
 type RollupPart = (i64, i64, u8, i64);
 
@@ -473,7 +479,7 @@ impl Db {
                 forwarded?;
                 let counts = counts?;
                 if let Some(checkpoint) = checkpoint
-                    && counts.stored + counts.duplicate >= sqlite::WAIT_FOR_CHECKPOINT
+                    && (counts.stored + counts.duplicate) as usize >= LARGE_TRANSACTION
                 {
                     let _ = checkpoint.await;
                 }

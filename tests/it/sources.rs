@@ -473,3 +473,51 @@ both_backends!(
     changed_customers_are_marked_and_cleared_by_the_runs_after,
     super::changed_marks
 );
+
+/// With an `http` source, `/readyz` answers 503 until the customer ids `/v1/events`
+/// resolves events with are loaded (the probe starts the load), then 200.
+async fn ready_once_ids_are_loaded(t: &TestDb) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    add_customers(&t.db, &["c1"]).await;
+    let src: SourceConfig =
+        toml::from_str("name = \"app\"\ntype = \"http\"\ntoken_env = \"CARGO_PKG_NAME\"\n")
+            .unwrap();
+    let ctx = t.ctx(|c| c.sources = vec![src]);
+    let router = attune::http::router(attune::http::AppState::new(ctx));
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let res = router
+            .clone()
+            .oneshot(
+                axum::http::Request::get("/readyz")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let body: serde_json::Value =
+            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        seen.push(status);
+        if status == 200 {
+            assert_eq!(body["status"], "ready");
+            break;
+        }
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (503, &serde_json::json!("warming_up"))
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen.first(),
+        Some(&503),
+        "not ready before the ids are loaded: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&200), "ready once they are: {seen:?}");
+}
+both_backends!(
+    readiness_waits_for_the_customer_ids_of_an_http_source,
+    super::ready_once_ids_are_loaded
+);

@@ -3,7 +3,7 @@
 //!
 //! Two ways in, chosen per day:
 //! - **Bulk, for days with no events yet**, in transactions whose first batch has at least
-//!   [`BULK_MIN`] events (a file or a large pull): the events go in with binary `COPY`,
+//!   [`LARGE_TRANSACTION`] events (a file or a large pull): the events go in with binary `COPY`,
 //!   their rollups are summed in memory and copied once at the end, and so are the
 //!   changed-customer marks. `COPY` cannot skip a duplicate, so the transaction first makes
 //!   sure none can exist: the day holds no event, it holds the day's advisory lock
@@ -24,8 +24,8 @@ use std::hash::BuildHasher;
 use sqlx::types::Json;
 
 use super::{
-    FailPoint, IngestCounts, Message, Pending, Progress, RefusedRow, Result, RollupPart,
-    SAVE_CURSOR, SAVE_FILE, StoreError, day_of, milli,
+    FailPoint, IngestCounts, LARGE_TRANSACTION, Message, Pending, Progress, RefusedRow, Result,
+    RollupPart, SAVE_CURSOR, SAVE_FILE, StoreError, day_of, milli,
 };
 use crate::domain::ActivityEvent;
 use crate::store::BATCH_ROWS;
@@ -136,10 +136,6 @@ macro_rules! release {
     }};
 }
 
-/// A transaction whose first batch has this many events of known customers writes days
-/// with no events yet in bulk.
-pub(super) const BULK_MIN: usize = 20_000;
-
 /// Advisory lock keys: `(INGEST_LOCKS, day)` for a day's writers, `(INGEST_LOCKS, BULK)`
 /// taken by bulk transactions one at a time.
 const INGEST_LOCKS: i32 = 0x6174_7475; // "attu"
@@ -193,7 +189,7 @@ pub(super) async fn ingest(
         waited += wait.elapsed();
         match message {
             Some(Message::Events(batch, known)) => {
-                if std::mem::take(&mut first) && known.len() >= BULK_MIN {
+                if std::mem::take(&mut first) && known.len() >= LARGE_TRANSACTION {
                     sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
                         .bind(INGEST_LOCKS)
                         .bind(BULK)

@@ -249,7 +249,7 @@ static CHECKPOINTING: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
 /// completes while a writer keeps appending, so the WAL only starts over when
 /// [`truncate_wal`] empties it.
 ///
-/// A large transaction waits for it after its commit, so the WAL's copy keeps pace with a
+/// A large transaction ([`super::LARGE_TRANSACTION`]) waits for it after its commit, so the WAL's copy keeps pace with a
 /// long import; a request of a few thousand events does not, so it never waits for the
 /// copy of what the requests before it wrote.
 pub(super) fn start_checkpoint(pool: &sqlx::SqlitePool) -> Option<tokio::task::JoinHandle<()>> {
@@ -269,9 +269,6 @@ pub(super) fn start_checkpoint(pool: &sqlx::SqlitePool) -> Option<tokio::task::J
         }
     }))
 }
-
-/// Rows from which an ingest transaction waits for the checkpoint beside it.
-pub(super) const WAIT_FOR_CHECKPOINT: u64 = 20_000;
 
 /// Frames the WAL held at the last checkpoint [`start_checkpoint`] ran.
 static WAL_FRAMES: AtomicI64 = AtomicI64::new(0);
