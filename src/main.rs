@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    attune::store::configure_process();
     let cli = attune::cli::Cli::parse();
     match attune::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ mod nudges;
 mod playbook;
 mod quarantine;
 mod raw;
+pub use raw::configure_process;
 mod review;
 mod scores;
 mod ticks;

@@ -65,6 +65,19 @@ where
 
 const SCAN_CACHE: &str = "PRAGMA cache_size = -16384";
 
+/// Process-wide SQLite settings, for a program's `main` before any database is opened
+/// (SQLite takes them only before its first connection; later they are refused, harmlessly):
+/// SQLite stops counting its allocations (`SQLITE_CONFIG_MEMSTATUS`, which SQLite's own
+/// documentation recommends turning off for speed: the count takes a lock shared by every
+/// connection on each allocation and free, which the ingest writer and the checkpoint
+/// beside it contended for).
+pub fn configure_process() {
+    // SAFETY: called from `main` before the first connection, when no other thread uses
+    // SQLite; the variadic argument is the `int` SQLITE_CONFIG_MEMSTATUS takes.
+    // A refusal (SQLite already initialised) leaves the count on: slower, not wrong.
+    let _ = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int) };
+}
+
 impl Raw {
     /// Prepares one statement (`?1`, `?2`... or `$1`, `$2`... for parameters).
     pub(super) fn prepare(&self, sql: &str) -> Result<Stmt<'_>> {
