@@ -121,7 +121,6 @@ impl<'r> MultiRow<'r> {
 /// A duplicate (a row whose key is stored already) is skipped.
 const EVENTS_HEAD: &str = "INSERT OR IGNORE INTO events (ingested_at, customer_id, kind, occurred_at, day, value, attributes, source, source_event_id, id) VALUES";
 /// Each row: `?1` (when ingested, shared), then nine parameters of its own.
-const EVENTS_TAIL: &str = "";
 const EVENT_COLS: usize = 9;
 
 /// The id a stored event got: how a step with duplicates tells which rows were new.
@@ -147,7 +146,7 @@ impl<'r> EventWriter<'r> {
         };
         drop(next);
         Ok(Self {
-            insert: MultiRow::new(raw, EVENTS_HEAD, EVENT_COLS, 2, EVENTS_TAIL)?,
+            insert: MultiRow::new(raw, EVENTS_HEAD, EVENT_COLS, 2, "")?,
             stored_id: raw.prepare(STORED_ID)?,
             next_id,
         })
@@ -409,13 +408,13 @@ fn thread_cpu() -> Option<std::time::Duration> {
 fn write_rollups(raw: &Raw, parts: &mut [RollupPart]) -> Result<()> {
     let sums = super::sum_rollups(parts);
     let mut add = MultiRow::new(raw, ROLLUPS_HEAD, 5, 1, ROLLUPS_TAIL)?;
-    let mut first = MultiRow::new(raw, NEW_DAY_ROLLUPS_HEAD, 5, 1, "")?;
+    let mut new_day = MultiRow::new(raw, NEW_DAY_ROLLUPS_HEAD, 5, 1, "")?;
     let mut has_rollups = raw.prepare(DAY_HAS_ROLLUPS)?;
     for day in sums.chunk_by(|a, b| a[0] == b[0]) {
         has_rollups.bind_i64(1, day[0][0])?;
         let seen = has_rollups.step()?;
         has_rollups.reset()?;
-        let write = if seen { &mut add } else { &mut first };
+        let write = if seen { &mut add } else { &mut new_day };
         for chunk in day.chunks(ROWS) {
             let params: Vec<i32> = (0..chunk.len()).map(|r| write.param(r, 0)).collect();
             let s = write.stmt(chunk.len())?;
