@@ -49,8 +49,8 @@ impl EventMapping {
     }
 
     /// Source columns that are mapped onto attune fields (not kept as attributes).
-    fn mapped_columns(&self) -> Vec<&str> {
-        EVENT_FIELDS.iter().map(|f| self.column(f)).collect()
+    fn mapped_columns(&self) -> [&str; EVENT_FIELDS.len()] {
+        std::array::from_fn(|i| self.column(EVENT_FIELDS[i]))
     }
 
     fn kind(&self, raw: &str) -> Result<EventKind, Problem> {

@@ -347,8 +347,8 @@ impl<R: std::io::BufRead> RecordStream<R> {
         };
         let segment: Vec<u8> = self.carry.drain(..split).collect();
         let base = self.next_line - 1;
-        self.next_line += count_line_endings(&segment);
-        let lines = LineIndex::new(&segment);
+        let mut lines = LineIndex::new(&segment);
+        self.next_line += lines.line_endings();
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -366,18 +366,7 @@ impl<R: std::io::BufRead> RecordStream<R> {
                 }
             }
             let line = base + lines.line_of(&record);
-            let mut values = Vec::with_capacity(record.len());
-            let mut utf8 = true;
-            for raw in record.iter() {
-                match std::str::from_utf8(raw) {
-                    Ok(v) => values.push(v.to_owned()),
-                    Err(_) => {
-                        utf8 = false;
-                        break;
-                    }
-                }
-            }
-            if !utf8 {
+            if !record.iter().all(|raw| std::str::from_utf8(raw).is_ok()) {
                 self.pending.push_back((
                     line,
                     Err(Problem::row(
@@ -386,18 +375,20 @@ impl<R: std::io::BufRead> RecordStream<R> {
                 ));
                 continue;
             }
+            // Every field is UTF-8 (checked just above), so nothing is replaced here.
+            let text = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
             // A line holding only whitespace is a blank line, not a row.
-            if values.len() == 1 && values[0].trim().is_empty() {
+            if record.len() == 1 && text(&record[0]).trim().is_empty() {
                 continue;
             }
-            if values.len() != self.headers.len() {
-                let raw = values.join(",");
+            if record.len() != self.headers.len() {
+                let raw = record.iter().map(text).collect::<Vec<_>>().join(",");
                 self.pending.push_back((
                     line,
                     Err(Problem::row(format!(
                         "row has {} fields but the header has {}; expected one value per column \
                          (quote values that contain commas)",
-                        values.len(),
+                        record.len(),
                         self.headers.len()
                     ))
                     .with_raw(raw)),
@@ -408,7 +399,7 @@ impl<R: std::io::BufRead> RecordStream<R> {
                 .headers
                 .iter()
                 .cloned()
-                .zip(values.into_iter().map(Cell::Text))
+                .zip(record.iter().map(|raw| Cell::Text(text(raw))))
                 .collect::<Vec<_>>();
             self.pending.push_back((
                 line,
@@ -480,8 +471,9 @@ fn first_row_end(bytes: &[u8]) -> Option<usize> {
 fn last_row_end(bytes: &[u8]) -> Option<usize> {
     let mut quoted = false;
     let mut last = None;
-    for (i, b) in bytes.iter().enumerate() {
-        match b {
+    // Only quotes and line endings matter; memchr finds them without a byte-by-byte loop.
+    for i in memchr::memchr3_iter(b'"', b'\n', b'\r', bytes) {
+        match bytes[i] {
             b'"' => quoted = !quoted,
             b'\n' if !quoted => last = Some(i + 1),
             b'\r' if !quoted && i + 1 < bytes.len() && bytes[i + 1] != b'\n' => last = Some(i + 1),
@@ -491,13 +483,17 @@ fn last_row_end(bytes: &[u8]) -> Option<usize> {
     last
 }
 
+/// Where each line ending in `bytes` ends (just past it): `\n`, `\r\n` or a lone `\r`,
+/// as in the csv crate.
+fn line_ends(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    memchr::memchr2_iter(b'\n', b'\r', bytes)
+        .filter(|&i| bytes[i] == b'\n' || bytes.get(i + 1) != Some(&b'\n'))
+        .map(|i| i + 1)
+}
+
 /// Line endings in `bytes`: `\n`, `\r\n` or a lone `\r`, as in the csv crate.
 fn count_line_endings(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(i, b)| **b == b'\n' || (**b == b'\r' && bytes.get(i + 1) != Some(&b'\n')))
-        .count() as u64
+    line_ends(bytes).count() as u64
 }
 
 /// Maps byte offsets to 1-based line numbers. A line ends at `\n`, `\r\n` or a lone `\r`,
@@ -505,29 +501,42 @@ fn count_line_endings(bytes: &[u8]) -> u64 {
 struct LineIndex<'a> {
     bytes: &'a [u8],
     starts: Vec<usize>,
+    /// How many line starts the last record asked about came at or before it.
+    passed: usize,
 }
 
 impl<'a> LineIndex<'a> {
     fn new(bytes: &'a [u8]) -> Self {
         let mut starts = vec![0];
-        for (i, b) in bytes.iter().enumerate() {
-            let ends_line = *b == b'\n' || (*b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
-            if ends_line {
-                starts.push(i + 1);
-            }
+        starts.extend(line_ends(bytes));
+        Self {
+            bytes,
+            starts,
+            passed: 0,
         }
-        Self { bytes, starts }
+    }
+
+    /// How many line endings `bytes` holds.
+    fn line_endings(&self) -> u64 {
+        (self.starts.len() - 1) as u64
     }
 
     /// The line a record starts on. The csv crate reports the offset where it began
     /// reading, which may be before the line ending of the previous record or before
     /// skipped blank lines, so those are stepped over first.
-    fn line_of(&self, record: &csv::ByteRecord) -> u64 {
+    fn line_of(&mut self, record: &csv::ByteRecord) -> u64 {
         let mut offset = record.position().map_or(0, |p| p.byte()) as usize;
         while matches!(self.bytes.get(offset), Some(b'\r' | b'\n')) {
             offset += 1;
         }
-        self.starts.partition_point(|s| *s <= offset) as u64
+        // Records come in file order, so the count only grows: step on from the last one.
+        if self.passed > 0 && self.starts[self.passed - 1] > offset {
+            self.passed = self.starts.partition_point(|s| *s <= offset);
+        }
+        while self.starts.get(self.passed).is_some_and(|s| *s <= offset) {
+            self.passed += 1;
+        }
+        self.passed as u64
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! A crash anywhere before the commit loses nothing and duplicates nothing: the source's
 //! cursor only moves with the events it covers, and an event is never stored twice
-//! (`source` + `source_event_id` is unique), so its rollup is counted once.
+//! (its day, customer, source and source event id are unique), so its rollup is counted once.
 
 use std::collections::{HashMap, HashSet};
 
@@ -151,6 +151,37 @@ const COMMIT_ROWS: usize = 1_000_000;
 /// events' unique key and of the rollups.
 pub(crate) fn day_of(secs: i64) -> i64 {
     secs.div_euclid(86_400)
+}
+
+impl Db {
+    /// SQL for the name of the event kind in `column` of `events`: PostgreSQL stores the
+    /// name, SQLite the kind's code (see its `events_narrow` migration).
+    pub(crate) fn kind_name(&self, column: &str) -> String {
+        match self {
+            Db::Postgres(_) => column.to_owned(),
+            Db::Sqlite(_) => {
+                let mut out = format!("CASE {column}");
+                for k in EventKind::ALL {
+                    out.push_str(&format!(" WHEN {} THEN '{}'", k.code(), k.as_str()));
+                }
+                out.push_str(" END");
+                out
+            }
+        }
+    }
+
+    /// SQL that is true when the event kind in `column` of `events` is one of `kinds`
+    /// (false for none), in the backend's spelling of a kind.
+    pub(crate) fn kinds_in(&self, column: &str, kinds: &[EventKind]) -> String {
+        if kinds.is_empty() {
+            return "1 = 0".into();
+        }
+        let list: Vec<String> = match self {
+            Db::Postgres(_) => kinds.iter().map(|k| format!("'{}'", k.as_str())).collect(),
+            Db::Sqlite(_) => kinds.iter().map(|k| k.code().to_string()).collect(),
+        };
+        format!("{column} IN ({})", list.join(", "))
+    }
 }
 
 /// An event's value in the thousandths rollups sum (none counts as zero), rounded half

@@ -218,15 +218,16 @@ impl Db {
         recent_from: i64,
         kinds: &[EventKind],
     ) -> Result<HashMap<i64, Vec<EventFact>>> {
-        let recent = if kinds.is_empty() {
-            "''".to_owned()
-        } else {
-            kinds
-                .iter()
-                .map(|k| format!("'{}'", k.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let complaints = self.kinds_in(
+            "kind",
+            &[
+                EventKind::ComplaintOpened,
+                EventKind::ComplaintResolved,
+                EventKind::ComplaintReopened,
+            ],
+        );
+        let recent = self.kinds_in("kind", kinds);
+        let kind = self.kind_name("kind");
         // Events are keyed by day first: each day of the window is one seek for the page.
         let days = super::days_in(
             "day",
@@ -234,10 +235,10 @@ impl Db {
             super::events::day_of(until - 1),
         );
         let sql = format!(
-            "SELECT id, customer_id, kind, occurred_at, value FROM events
+            "SELECT id, customer_id, {kind}, occurred_at, value FROM events
              WHERE {days} AND customer_id BETWEEN $1 AND $2 AND occurred_at < $3 AND (
-                 (kind IN ('complaint_opened', 'complaint_resolved', 'complaint_reopened') AND occurred_at >= $4)
-                 OR (kind IN ({recent}) AND occurred_at >= $5))
+                 ({complaints} AND occurred_at >= $4)
+                 OR ({recent} AND occurred_at >= $5))
              ORDER BY customer_id, occurred_at, id"
         );
         let rows: Vec<(i64, i64, String, i64, Option<f64>)> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
@@ -271,9 +272,10 @@ impl Db {
             super::events::day_of(from),
             super::events::day_of(until - 1),
         );
+        let usage = self.kinds_in("kind", &[EventKind::Usage]);
         let sql = format!(
             "SELECT customer_id, SUM(COALESCE(value, 0.0)) FROM events
-             WHERE {days} AND customer_id BETWEEN $1 AND $2 AND kind = 'usage' AND occurred_at >= $3 AND occurred_at < $4
+             WHERE {days} AND customer_id BETWEEN $1 AND $2 AND {usage} AND occurred_at >= $3 AND occurred_at < $4
              GROUP BY customer_id"
         );
         let rows: Vec<(i64, f64)> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))

@@ -338,6 +338,10 @@ impl<'d> Borrowing<'_, '_, 'd> {
     pub(super) fn opt_f64(&mut self, index: c_int, value: Option<f64>) -> Result<()> {
         self.stmt.bind_opt_f64(index, value)
     }
+
+    pub(super) fn null(&mut self, index: c_int) -> Result<()> {
+        self.stmt.bind_null(index)
+    }
 }
 
 impl Drop for Stmt<'_> {

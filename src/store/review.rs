@@ -14,6 +14,7 @@ use sqlx::types::Json;
 
 use super::users::audit_in_tx;
 use super::{BATCH_ROWS, Db, Result, day_start, now_secs, on_pool};
+use crate::domain::EventKind;
 
 /// Writes one audit entry per decided id inside the open transaction `$tx`, in batched
 /// multi-row inserts.
@@ -585,8 +586,9 @@ impl Db {
         };
         // Events are keyed by day first: one seek per day for this customer.
         let sql = format!(
-            "SELECT id, kind, occurred_at, value, source FROM events
+            "SELECT id, {} AS kind, occurred_at, value, source FROM events
              WHERE {} AND customer_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
+            self.kind_name("kind"),
             super::days_in("day", first, last)
         );
         Ok(
@@ -600,10 +602,12 @@ impl Db {
             return Ok(Vec::new());
         };
         let sql = format!(
-            "SELECT id, kind, occurred_at, value, source FROM events
-             WHERE {} AND customer_id = $1 AND kind IN ('complaint_opened', 'complaint_resolved', 'complaint_reopened')
+            "SELECT id, {} AS kind, occurred_at, value, source FROM events
+             WHERE {} AND customer_id = $1 AND {}
              ORDER BY occurred_at, id",
-            super::days_in("day", first, last)
+            self.kind_name("kind"),
+            super::days_in("day", first, last),
+            self.kinds_in("kind", &COMPLAINT_KINDS),
         );
         let events: Vec<TimelineEvent> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(customer_id).fetch_all(p).await?);
         Ok(complaints_from_events(&events))
@@ -867,6 +871,7 @@ impl Db {
     /// Counts for the overview page. `threshold` is the churn probability at which a
     /// customer counts as at risk; `week_start` (unix seconds) begins "this week".
     pub async fn overview(&self, threshold: f64, week_start: i64) -> Result<Overview> {
+        let open_complaints = self.open_complaints();
         let mut o = Overview {
             week_start,
             ..Default::default()
@@ -896,7 +901,7 @@ impl Db {
                 o.monthly_revenue_at_risk = revenue_at_risk.unwrap_or(0.0);
             }
             let (open,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(DISTINCT customer_id) FROM ({OPEN_COMPLAINTS}) open_problems"
+                "SELECT COUNT(DISTINCT customer_id) FROM ({open_complaints}) open_problems"
             )))
             .fetch_one(p).await?;
             o.customers_with_open_complaints = open;
@@ -924,9 +929,10 @@ impl Db {
 
     /// Active customers with an unresolved complaint, most valuable first.
     pub async fn open_problems(&self, limit: i64) -> Result<Vec<OpenProblem>> {
+        let open_complaints = self.open_complaints();
         let sql = format!(
             "SELECT o.customer_id, c.external_id, MIN(o.occurred_at) AS opened_at, c.monthly_charge
-             FROM ({OPEN_COMPLAINTS}) o JOIN customers c ON c.id = o.customer_id
+             FROM ({open_complaints}) o JOIN customers c ON c.id = o.customer_id
              GROUP BY o.customer_id, c.external_id, c.monthly_charge
              ORDER BY c.monthly_charge DESC, o.customer_id LIMIT $1"
         );
@@ -1006,16 +1012,34 @@ impl Db {
     }
 }
 
-/// Unresolved complaints of active customers: (customer_id, occurred_at) of each opening
-/// or reopening that no later resolution closed (the customer's last resolution, if any,
-/// came before it). Two passes over the complaint events, joined by customer: events
-/// have no index that starts with the customer.
-const OPEN_COMPLAINTS: &str = "SELECT e.customer_id, e.occurred_at FROM events e
+/// The three kinds a complaint's story is told in.
+const COMPLAINT_KINDS: [EventKind; 3] = [
+    EventKind::ComplaintOpened,
+    EventKind::ComplaintResolved,
+    EventKind::ComplaintReopened,
+];
+
+impl Db {
+    /// Unresolved complaints of active customers: (customer_id, occurred_at) of each
+    /// opening or reopening that no later resolution closed (the customer's last
+    /// resolution, if any, came before it). Two passes over the complaint events, joined
+    /// by customer: events have no index that starts with the customer.
+    fn open_complaints(&self) -> String {
+        format!(
+            "SELECT e.customer_id, e.occurred_at FROM events e
     JOIN customers oc ON oc.id = e.customer_id AND oc.churned_on IS NULL
     LEFT JOIN (SELECT customer_id, MAX(occurred_at) AS last_resolved FROM events
-               WHERE kind = 'complaint_resolved' GROUP BY customer_id) r ON r.customer_id = e.customer_id
-    WHERE e.kind IN ('complaint_opened', 'complaint_reopened')
-      AND (r.last_resolved IS NULL OR r.last_resolved < e.occurred_at)";
+               WHERE {} GROUP BY customer_id) r ON r.customer_id = e.customer_id
+    WHERE {}
+      AND (r.last_resolved IS NULL OR r.last_resolved < e.occurred_at)",
+            self.kinds_in("kind", &[EventKind::ComplaintResolved]),
+            self.kinds_in(
+                "e.kind",
+                &[EventKind::ComplaintOpened, EventKind::ComplaintReopened]
+            ),
+        )
+    }
+}
 
 #[cfg(test)]
 mod tests {

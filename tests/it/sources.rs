@@ -284,7 +284,9 @@ async fn sql_crash_and_resume(t: &TestDb) {
     assert_eq!((r.stored, r.duplicate, r.quarantined), (2, 0, 1));
     assert_eq!(r.cursor.as_deref(), Some("13"));
     let kinds: Vec<(String, String)> = match &t.db {
-        Db::Sqlite(p) => sqlx::query_as("SELECT kind, source FROM events ORDER BY id LIMIT 2")
+        Db::Sqlite(p) => sqlx::query_as(
+            "SELECT k.name, e.source FROM events e JOIN event_kinds k ON k.code = e.kind ORDER BY e.id LIMIT 2",
+        )
             .fetch_all(p)
             .await
             .unwrap(),
@@ -521,3 +523,157 @@ both_backends!(
     readiness_waits_for_the_customer_ids_of_an_http_source,
     super::ready_once_ids_are_loaded
 );
+
+/// Every kind is stored and read back under its own name, on both backends (SQLite stores
+/// the kind's code and no attributes as NULL; PostgreSQL the name and jsonb), and the
+/// complaint readers pick out exactly the complaint kinds.
+async fn every_kind_reads_back_by_name(t: &TestDb) {
+    use attune::domain::{ActivityEvent, CustomerId, EventKind};
+    add_customers(&t.db, &["k1"]).await;
+    let at = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
+            .unwrap()
+            .to_utc()
+            + chrono::Duration::hours(i as i64)
+    };
+    let events: Vec<ActivityEvent> = EventKind::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, k)| ActivityEvent {
+            customer: CustomerId::parse("k1").unwrap(),
+            kind: *k,
+            occurred_at: at(i),
+            value: (*k == EventKind::ComplaintResolved).then_some(4.0),
+            // Every other event carries an attribute, so both spellings of none are stored.
+            attributes: if i % 2 == 0 {
+                [("channel".to_owned(), "app".to_owned())].into()
+            } else {
+                Default::default()
+            },
+            source: "kinds".into(),
+            source_event_id: format!("e{i}"),
+        })
+        .collect();
+    let counts = t.db.insert_events(&events).await.unwrap();
+    assert_eq!(counts.stored, EventKind::ALL.len() as u64);
+    let id =
+        t.db.customer_by_external_id("k1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id;
+    let mut read = t.db.customer_events(id, 100).await.unwrap();
+    read.reverse();
+    let names: Vec<&str> = read.iter().map(|e| e.kind.as_str()).collect();
+    let want: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(names, want);
+    let complaints = t.db.customer_complaints(id).await.unwrap();
+    assert_eq!(complaints.len(), 1, "{complaints:?}");
+    // The complaint was reopened after it was resolved: it is open again.
+    let open = t.db.open_problems(10).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].customer_id, id);
+}
+both_backends!(
+    every_event_kind_is_stored_and_read_back_by_name,
+    super::every_kind_reads_back_by_name
+);
+
+/// SQLite's `events_narrow` migration turns each stored kind name into its code and '{}'
+/// into NULL, and keeps every event and every other column.
+#[tokio::test]
+async fn sqlite_events_narrow_migration_keeps_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("old.db"))
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    let mut files: Vec<_> = std::fs::read_dir("migrations/sqlite")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let narrow = "20261202000003_events_narrow.sql";
+    let (before, after): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .partition(|p| p.file_name().unwrap().to_str().unwrap() < narrow);
+    assert_eq!(after[0].file_name().unwrap(), narrow);
+    let run = |p: &Path| {
+        let sql = std::fs::read_to_string(p).unwrap();
+        let pool = pool.clone();
+        async move {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    for p in &before {
+        run(p).await;
+    }
+    sqlx::raw_sql(
+        "INSERT INTO events (day, customer_id, source, source_event_id, id, kind, occurred_at, value, attributes, ingested_at) VALUES
+             (20513, 1, 'crm', 'a', 1, 'complaint_opened', 1772323200, NULL, '{}', 5),
+             (20514, 1, 'crm', 'b', 2, 'usage', 1772409600, 2.5, '{\"channel\":\"app\"}', 6),
+             (20515, 1, 'crm', 'c', 3, 'churned', 1772496000, NULL, '{}', 7);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    run(&after[0]).await;
+    type Row = (
+        i64,
+        i64,
+        String,
+        String,
+        i64,
+        i64,
+        i64,
+        Option<f64>,
+        Option<String>,
+        i64,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT day, customer_id, source, source_event_id, id, kind, occurred_at, value, attributes, ingested_at
+         FROM events ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let kv = |s: &str, sid: &str, id, kind, at, v, a: Option<&str>, ing| -> Row {
+        let day = at / 86_400;
+        (
+            day,
+            1,
+            s.into(),
+            sid.into(),
+            id,
+            kind,
+            at,
+            v,
+            a.map(Into::into),
+            ing,
+        )
+    };
+    assert_eq!(
+        rows,
+        vec![
+            kv("crm", "a", 1, 6, 1772323200, None, None, 5),
+            kv(
+                "crm",
+                "b",
+                2,
+                1,
+                1772409600,
+                Some(2.5),
+                Some("{\"channel\":\"app\"}"),
+                6
+            ),
+            kv("crm", "c", 3, 14, 1772496000, None, None, 7),
+        ]
+    );
+    pool.close().await;
+}

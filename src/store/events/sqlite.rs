@@ -118,7 +118,8 @@ impl<'r> MultiRow<'r> {
     }
 }
 
-/// A duplicate (a row whose key is stored already) is skipped.
+/// A duplicate (a row whose key is stored already) is skipped. `kind` is the kind's code;
+/// `attributes` is NULL when the event has none.
 const EVENTS_HEAD: &str = "INSERT OR IGNORE INTO events (ingested_at, customer_id, kind, occurred_at, day, value, attributes, source, source_event_id, id) VALUES";
 /// Each row: `?1` (when ingested, shared), then nine parameters of its own.
 const EVENT_COLS: usize = 9;
@@ -172,12 +173,12 @@ impl<'r> EventWriter<'r> {
             for (r, (p, (customer, e))) in params.iter().zip(rows).enumerate() {
                 let at = e.occurred_at.timestamp();
                 b.i64(p[0], *customer)?;
-                b.text(p[1], e.kind.as_str())?;
+                b.i64(p[1], e.kind.code().into())?;
                 b.i64(p[2], at)?;
                 b.i64(p[3], day_of(at))?;
                 b.opt_f64(p[4], e.value.filter(|v| v.is_finite()))?;
                 if e.attributes.is_empty() {
-                    b.text(p[5], "{}")?;
+                    b.null(p[5])?;
                 } else {
                     let text = serde_json::to_string(&e.attributes).unwrap_or_else(|_| "{}".into());
                     b.owned_text(p[5], &text)?;
