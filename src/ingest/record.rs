@@ -725,6 +725,35 @@ pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// The memchr scans find what a byte-by-byte walk finds, on any mix of quotes and
+        /// line endings.
+        #[test]
+        fn scans_agree_with_a_byte_by_byte_walk(bytes in proptest::collection::vec(
+            proptest::sample::select(vec![b'"', b'\n', b'\r', b'a', b',']), 0..200)
+        ) {
+            let mut quoted = false;
+            let mut last = None;
+            let mut ends = Vec::new();
+            for (i, b) in bytes.iter().enumerate() {
+                let next = bytes.get(i + 1);
+                if *b == b'\n' || (*b == b'\r' && next != Some(&b'\n')) {
+                    ends.push(i + 1);
+                }
+                match b {
+                    b'"' => quoted = !quoted,
+                    b'\n' if !quoted => last = Some(i + 1),
+                    b'\r' if !quoted && next.is_some_and(|n| *n != b'\n') => last = Some(i + 1),
+                    _ => {}
+                }
+            }
+            proptest::prop_assert_eq!(last_row_end(&bytes), last);
+            proptest::prop_assert_eq!(line_ends(&bytes).collect::<Vec<_>>(), ends.clone());
+            proptest::prop_assert_eq!(count_line_endings(&bytes), ends.len() as u64);
+            proptest::prop_assert_eq!(LineIndex::new(&bytes).line_endings(), ends.len() as u64);
+        }
+    }
+
     #[test]
     fn small_segments_cut_only_between_rows() {
         let mut csv = String::from("a,b\n");
