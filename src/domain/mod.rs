@@ -202,6 +202,13 @@ vocabulary! {
 }
 
 impl EventKind {
+    /// The three kinds a complaint's story is told in.
+    pub const COMPLAINTS: [EventKind; 3] = [
+        EventKind::ComplaintOpened,
+        EventKind::ComplaintResolved,
+        EventKind::ComplaintReopened,
+    ];
+
     /// The kind's stable code in the rollup tables (`event_kinds` in the migrations).
     pub fn code(self) -> u8 {
         match self {

@@ -218,14 +218,7 @@ impl Db {
         recent_from: i64,
         kinds: &[EventKind],
     ) -> Result<HashMap<i64, Vec<EventFact>>> {
-        let complaints = self.kinds_in(
-            "kind",
-            &[
-                EventKind::ComplaintOpened,
-                EventKind::ComplaintResolved,
-                EventKind::ComplaintReopened,
-            ],
-        );
+        let complaints = self.kinds_in("kind", &EventKind::COMPLAINTS);
         let recent = self.kinds_in("kind", kinds);
         let kind = self.kind_name("kind");
         // Events are keyed by day first: each day of the window is one seek for the page.

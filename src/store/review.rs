@@ -607,7 +607,7 @@ impl Db {
              ORDER BY occurred_at, id",
             self.kind_name("kind"),
             super::days_in("day", first, last),
-            self.kinds_in("kind", &COMPLAINT_KINDS),
+            self.kinds_in("kind", &EventKind::COMPLAINTS),
         );
         let events: Vec<TimelineEvent> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(customer_id).fetch_all(p).await?);
         Ok(complaints_from_events(&events))
@@ -1011,13 +1011,6 @@ impl Db {
         Ok(inserted)
     }
 }
-
-/// The three kinds a complaint's story is told in.
-const COMPLAINT_KINDS: [EventKind; 3] = [
-    EventKind::ComplaintOpened,
-    EventKind::ComplaintResolved,
-    EventKind::ComplaintReopened,
-];
 
 impl Db {
     /// Unresolved complaints of active customers: (customer_id, occurred_at) of each
