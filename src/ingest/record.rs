@@ -366,7 +366,7 @@ impl<R: std::io::BufRead> RecordStream<R> {
                 }
             }
             let line = base + lines.line_of(&record);
-            if !record.iter().all(|raw| std::str::from_utf8(raw).is_ok()) {
+            let Some(texts) = FieldTexts::of(&record) else {
                 self.pending.push_back((
                     line,
                     Err(Problem::row(
@@ -374,15 +374,16 @@ impl<R: std::io::BufRead> RecordStream<R> {
                     )),
                 ));
                 continue;
-            }
-            // Every field is UTF-8 (checked just above), so nothing is replaced here.
-            let text = |raw: &[u8]| String::from_utf8_lossy(raw).into_owned();
+            };
             // A line holding only whitespace is a blank line, not a row.
-            if record.len() == 1 && text(&record[0]).trim().is_empty() {
+            if record.len() == 1 && texts.get(0).trim().is_empty() {
                 continue;
             }
             if record.len() != self.headers.len() {
-                let raw = record.iter().map(text).collect::<Vec<_>>().join(",");
+                let raw = (0..record.len())
+                    .map(|i| texts.get(i))
+                    .collect::<Vec<_>>()
+                    .join(",");
                 self.pending.push_back((
                     line,
                     Err(Problem::row(format!(
@@ -399,7 +400,8 @@ impl<R: std::io::BufRead> RecordStream<R> {
                 .headers
                 .iter()
                 .cloned()
-                .zip(record.iter().map(|raw| Cell::Text(text(raw))))
+                .enumerate()
+                .map(|(i, h)| (h, Cell::Text(texts.get(i).to_owned())))
                 .collect::<Vec<_>>();
             self.pending.push_back((
                 line,
@@ -442,6 +444,34 @@ impl<R: std::io::BufRead> RecordStream<R> {
         };
         self.pending.push_back((line, framed));
         Ok(())
+    }
+}
+
+/// A CSV record's fields as text, checked as UTF-8 once for the whole record.
+struct FieldTexts<'a> {
+    record: &'a csv::ByteRecord,
+    all: &'a str,
+}
+
+impl<'a> FieldTexts<'a> {
+    /// `None` unless every field is UTF-8: the record's bytes are, and each field starts
+    /// and ends on a character boundary (a field that holds half a character does not).
+    fn of(record: &'a csv::ByteRecord) -> Option<Self> {
+        let all = std::str::from_utf8(record.as_slice()).ok()?;
+        let whole = (0..record.len()).all(|i| {
+            record
+                .range(i)
+                .is_some_and(|r| all.is_char_boundary(r.start) && all.is_char_boundary(r.end))
+        });
+        whole.then_some(Self { record, all })
+    }
+
+    /// Field `i` (empty past the last field).
+    fn get(&self, i: usize) -> &'a str {
+        self.record
+            .range(i)
+            .and_then(|r| self.all.get(r))
+            .unwrap_or_default()
     }
 }
 
@@ -752,6 +782,21 @@ mod tests {
             proptest::prop_assert_eq!(count_line_endings(&bytes), ends.len() as u64);
             proptest::prop_assert_eq!(LineIndex::new(&bytes).line_endings(), ends.len() as u64);
         }
+    }
+
+    /// A character split across two fields makes valid UTF-8 of the record's bytes joined,
+    /// but neither field is text: the row is refused, and the rows around it are kept.
+    #[test]
+    fn a_character_split_between_fields_is_not_utf8() {
+        let csv = b"a,b\nx\xC3,\xA9y\n\xC3\xA9,z\n";
+        let mut s = RecordStream::open("f", &csv[..], Format::Csv, &["a"]).unwrap();
+        let batch = s.next_batch(10).unwrap();
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].0, 2);
+        let err = batch[0].1.as_ref().unwrap_err();
+        assert!(err.problem.contains("not valid UTF-8"), "{err:?}");
+        let r = batch[1].1.as_ref().unwrap();
+        assert_eq!((batch[1].0, r.text("a").unwrap()), (3, Some("é")));
     }
 
     #[test]
