@@ -33,6 +33,11 @@ pub struct Config {
     pub playbook: Playbook,
     pub pull: Pull,
     pub features: Features,
+    /// The business's own event kinds (beyond attune's built-in vocabulary), each with what
+    /// it means to attune's rules: `message = "none"`, `purchase = "payment"`.
+    pub kinds: std::collections::BTreeMap<String, String>,
+    /// What churn means for this business.
+    pub churn: Churn,
     /// Where customer activity comes from: SQL databases, drop directories, HTTP clients.
     pub sources: Vec<SourceConfig>,
     pub worker: Worker,
@@ -62,15 +67,78 @@ pub struct Scoring {
     pub psi_warning: f64,
 }
 
+/// What churn means: `contract` (the customer record's `churned_on`, which a `churned`
+/// event sets) or `inactivity` (no event of `kinds` for `days` days).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Churn {
+    pub definition: ChurnKind,
+    /// inactivity: the kinds (or meanings) that count as activity.
+    pub kinds: Vec<String>,
+    /// inactivity: days of silence after which a customer has left; also the label's
+    /// horizon (no such event in the next `days` days).
+    pub days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ChurnKind {
+    #[default]
+    Contract,
+    Inactivity,
+}
+
+impl ChurnKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChurnKind::Contract => "contract",
+            ChurnKind::Inactivity => "inactivity",
+        }
+    }
+}
+
+impl Default for Churn {
+    fn default() -> Self {
+        Self {
+            definition: ChurnKind::Contract,
+            kinds: Vec::new(),
+            days: None,
+        }
+    }
+}
+
+/// Which days training observes customers on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ObservationDays {
+    /// `"month_starts"` (the first of each month) or `"week_starts"` (Mondays).
+    Every(String),
+    /// These days (`["2026-01-01", "2026-02-15"]`).
+    Dates(Vec<chrono::NaiveDate>),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Training {
-    /// The label: churned within this many days after an observation day.
+    /// The label under `[churn] definition = "contract"`: churned within this many days
+    /// after an observation day (an inactivity definition's horizon is its `days`).
     pub horizon_days: u64,
-    /// Observation days: the first of each of this many months whose horizon has ended.
-    pub observation_months: usize,
-    /// Share of customers held out to validate on the latest observation day.
+    /// Observation days: `"month_starts"`, `"week_starts"`, or a list of dates. Never before
+    /// the first day of imported activity, and only days whose horizon has ended.
+    pub observation_days: ObservationDays,
+    /// How many of them: the latest this many whose horizon has ended (not for a list).
+    #[serde(alias = "observation_months")]
+    pub observation_count: usize,
+    /// Share of customers held out: they are only ever on the test side.
     pub validation_customer_share: f64,
+    /// The backtest's rolling origins: the latest this many observation days are tested
+    /// on, each by a model trained on the days whose labels were known by then.
+    pub backtest_days: usize,
+    /// Below this many churners on the test side, attune says the metrics are noise and
+    /// the retrain gate keeps the champion.
+    pub min_test_churners: usize,
+    /// Bootstrap resamples (of customers) behind each 95% interval.
+    pub bootstrap_resamples: usize,
     pub seed: u64,
     /// `none` keeps probabilities calibrated (imbalance is handled by ranking: the risk
     /// threshold and top-k capacity); `balanced` weights churners up, as scikit-learn does.
@@ -163,13 +231,18 @@ pub struct SourceConfig {
     /// files: the drop directory. Files are taken once: moved to `done/`, or with their
     /// rejected rows listed beside them, to `rejected/`.
     pub dir: Option<PathBuf>,
+    /// Kinds this source sends that the business declares here rather than in `[kinds]`
+    /// (the same form: `name = "meaning"` or `"none"`).
+    #[serde(default)]
+    pub declare_kinds: std::collections::BTreeMap<String, String>,
     /// http: the environment variable holding the bearer token clients send.
     pub token_env: Option<String>,
     /// attune field -> the source's column (customer_id, kind, occurred_at, value,
     /// source_event_id, source). Unmapped fields are read from columns of their own name.
     #[serde(default)]
     pub columns: std::collections::BTreeMap<String, String>,
-    /// The source's own kind names -> attune's event kinds.
+    /// The source's own kind names -> the kinds attune stores them as (attune's own, or
+    /// the business's declared kinds).
     #[serde(default)]
     pub kinds: std::collections::BTreeMap<String, String>,
 }
@@ -187,13 +260,18 @@ fn default_commit_rows() -> usize {
 }
 
 impl SourceConfig {
-    /// The mapping of this source's rows onto events (checked by config validation).
-    pub fn mapping(&self) -> Result<crate::ingest::mapping::EventMapping, String> {
+    /// The mapping of this source's rows onto events of the kinds in `catalog` (checked by
+    /// config validation against the declared kinds).
+    pub fn mapping(
+        &self,
+        catalog: &std::sync::Arc<crate::domain::EventKinds>,
+    ) -> Result<crate::ingest::mapping::EventMapping, String> {
         let mut kinds = std::collections::BTreeMap::new();
         for (theirs, ours) in &self.kinds {
-            let k: crate::domain::EventKind =
-                ours.parse().map_err(|e| format!("kinds.{theirs:?}: {e}"))?;
-            kinds.insert(theirs.clone(), k);
+            let k = catalog
+                .accept(ours)
+                .map_err(|e| format!("kinds.{theirs:?}: {e}"))?;
+            kinds.insert(crate::domain::kinds::normalize(theirs), k.name.clone());
         }
         for field in self.columns.keys() {
             if !crate::ingest::mapping::EVENT_FIELDS.contains(&field.as_str()) {
@@ -207,6 +285,7 @@ impl SourceConfig {
             source: self.name.clone(),
             columns: self.columns.clone(),
             kinds,
+            catalog: catalog.clone(),
         })
     }
 
@@ -218,7 +297,7 @@ impl SourceConfig {
             .map(String::as_str)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self, catalog: &std::sync::Arc<crate::domain::EventKinds>) -> Result<(), String> {
         let ok_name = !self.name.is_empty()
             && self.name.len() <= 64
             && self
@@ -231,7 +310,7 @@ impl SourceConfig {
                 self.name
             ));
         }
-        self.mapping()?;
+        self.mapping(catalog)?;
         if self.batch == 0 || self.batch > 1_000_000 {
             return Err(format!("batch = {} must be from 1 to 1000000", self.batch));
         }
@@ -337,6 +416,8 @@ impl Default for Config {
             playbook: Playbook::default(),
             pull: Pull::default(),
             features: Features::default(),
+            kinds: Default::default(),
+            churn: Churn::default(),
             sources: Vec::new(),
             worker: Worker::default(),
             http: Http::default(),
@@ -359,8 +440,12 @@ impl Default for Training {
     fn default() -> Self {
         Self {
             horizon_days: 60,
-            observation_months: 12,
+            observation_days: ObservationDays::Every("month_starts".into()),
+            observation_count: 12,
             validation_customer_share: 0.25,
+            backtest_days: 3,
+            min_test_churners: 50,
+            bootstrap_resamples: 1000,
             seed: 42,
             class_weight: "none".into(),
             capacities: vec![100, 500, 1000],
@@ -496,6 +581,69 @@ pub const ENV_PREFIX: &str = "ATTUNE_";
 pub const INBOX_SOURCE: &str = "inbox";
 
 impl Config {
+    /// The kinds the business declares: `[kinds]` and each source's `declare_kinds`, in
+    /// name order. An error names the key: a bad name, an unknown meaning, or one name
+    /// declared twice with two meanings.
+    pub fn declared_kinds(&self) -> Result<Vec<crate::domain::DeclaredKind>, (String, String)> {
+        use crate::domain::DeclaredKind;
+        let mut out: std::collections::BTreeMap<String, (DeclaredKind, String)> =
+            Default::default();
+        let all = self
+            .kinds
+            .iter()
+            .map(|(n, m)| (format!("kinds.{n}"), n, m))
+            .chain(self.sources.iter().enumerate().flat_map(|(i, s)| {
+                s.declare_kinds.iter().map(move |(n, m)| {
+                    (format!("sources[{i}] ({}).declare_kinds.{n}", s.name), n, m)
+                })
+            }));
+        for (key, name, meaning) in all {
+            let d = DeclaredKind::parse(name, meaning).map_err(|e| (key.clone(), e.to_string()))?;
+            match out.get(&d.name) {
+                Some((other, at)) if other.meaning != d.meaning => {
+                    return Err((
+                        key,
+                        format!(
+                            "kind {:?} is declared again with another meaning ({} here, {} at {at}); declare it once",
+                            d.name,
+                            d.meaning.map_or("none", |m| m.as_str()),
+                            other.meaning.map_or("none", |m| m.as_str()),
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    out.insert(d.name.clone(), (d, key));
+                }
+            }
+        }
+        if out.len() > crate::domain::kinds::MAX_DECLARED {
+            return Err((
+                "kinds".into(),
+                format!(
+                    "{} kinds are declared; at most {} are allowed",
+                    out.len(),
+                    crate::domain::kinds::MAX_DECLARED
+                ),
+            ));
+        }
+        Ok(out.into_values().map(|(d, _)| d).collect())
+    }
+
+    /// The churn definition, its kinds resolved in `catalog`.
+    pub fn churn_definition(
+        &self,
+        catalog: &crate::domain::EventKinds,
+    ) -> Result<crate::features::churn::ChurnDefinition, String> {
+        crate::features::churn::ChurnDefinition::new(
+            self.churn.definition.as_str(),
+            u32::try_from(self.training.horizon_days).unwrap_or(u32::MAX),
+            &self.churn.kinds,
+            self.churn.days,
+            catalog,
+        )
+    }
+
     /// Reads the file if given (or `./attune.toml` if it exists), then applies environment
     /// overrides from `vars`, then validates.
     pub fn load(
@@ -616,12 +764,40 @@ impl Config {
                 ),
             ));
         }
-        if self.training.horizon_days == 0 || self.training.observation_months == 0 {
+        if self.training.horizon_days == 0 || self.training.observation_count == 0 {
             return Err(invalid(
                 "training",
-                "horizon_days and observation_months must be at least 1".into(),
+                "horizon_days and observation_count must be at least 1".into(),
             ));
         }
+        match &self.training.observation_days {
+            ObservationDays::Every(e) if e == "month_starts" || e == "week_starts" => {}
+            ObservationDays::Every(e) => {
+                return Err(invalid(
+                    "training.observation_days",
+                    format!(
+                        "{e:?} is not a series of days; use \"month_starts\", \"week_starts\" or a list of dates such as [\"2026-01-01\", \"2026-02-15\"]"
+                    ),
+                ));
+            }
+            ObservationDays::Dates(d) if d.is_empty() => {
+                return Err(invalid(
+                    "training.observation_days",
+                    "the list of dates is empty; give at least one, or use \"month_starts\"".into(),
+                ));
+            }
+            ObservationDays::Dates(_) => {}
+        }
+        if self.training.backtest_days == 0 || self.training.bootstrap_resamples < 100 {
+            return Err(invalid(
+                "training.backtest_days",
+                "backtest_days must be at least 1 and bootstrap_resamples at least 100".into(),
+            ));
+        }
+        let declared = self.declared_kinds().map_err(|(key, m)| invalid(&key, m))?;
+        let catalog = std::sync::Arc::new(crate::domain::EventKinds::provisional(&declared));
+        self.churn_definition(&catalog)
+            .map_err(|m| invalid("churn", m))?;
         if !matches!(self.training.class_weight.as_str(), "none" | "balanced") {
             return Err(invalid(
                 "training.class_weight",
@@ -643,7 +819,7 @@ impl Config {
         let mut names = std::collections::BTreeSet::new();
         for (i, src) in self.sources.iter().enumerate() {
             let key = format!("sources[{i}] ({})", src.name);
-            src.validate().map_err(|m| invalid(&key, m))?;
+            src.validate(&catalog).map_err(|m| invalid(&key, m))?;
             if !names.insert(src.name.as_str())
                 || (src.name == INBOX_SOURCE && self.pull.inbox.is_some())
             {
@@ -819,8 +995,10 @@ token_env = "ATTUNE_APP_TOKEN"
         .unwrap();
         assert_eq!(c.sources.len(), 2);
         assert_eq!(c.sources[0].batch, 200_000);
-        let m = c.sources[0].mapping().unwrap();
-        assert_eq!(m.kinds["BILL"], crate::domain::EventKind::InvoiceIssued);
+        let m = c.sources[0]
+            .mapping(&std::sync::Arc::new(crate::domain::EventKinds::builtin()))
+            .unwrap();
+        assert_eq!(m.kinds["bill"], "invoice_issued");
         let bad = |t: &str| {
             Config::from_toml(t, "f.toml", env(&[]))
                 .unwrap_err()

@@ -221,7 +221,7 @@ pub async fn features(
     as_of: NaiveDate,
     read_only: bool,
 ) -> anyhow::Result<serde_json::Value> {
-    let spec = ctx.feature_spec()?;
+    let spec = ctx.feature_spec().await?;
     let started = Instant::now();
     let mut pages = jobs::score::read_pages(ctx.db.clone(), as_of, None, spec.lookback());
     let (mut customers, mut values, mut known) = (0usize, 0usize, 0usize);

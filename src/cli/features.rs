@@ -28,15 +28,26 @@ pub enum FeaturesCommand {
 pub async fn run(config: &Config, cmd: FeaturesCommand, out: &Printer) -> anyhow::Result<()> {
     match cmd {
         FeaturesCommand::Check { file } => {
+            // The kinds the config declares, coded as a fresh database would: enough to
+            // check names, with no database needed.
+            let declared = config
+                .declared_kinds()
+                .map_err(|(key, m)| anyhow::anyhow!("{key}: {m}"))?;
+            let kinds = crate::domain::EventKinds::provisional(&declared);
             let spec = match &file {
-                Some(f) => FeatureSpec::load(f)?,
-                None => jobs::feature_spec(config)?,
+                Some(f) => FeatureSpec::load(f, &kinds)?,
+                None => jobs::feature_spec(config, &kinds)?,
             };
             let names: Vec<&str> = spec.features.iter().map(|f| f.name.as_str()).collect();
+            let auto = if spec.auto {
+                " and auto features for every kind ([settings] auto = true)"
+            } else {
+                ""
+            };
             out.message(
-                &serde_json::json!({"valid": true, "hash": spec.hash, "features": names}),
+                &serde_json::json!({"valid": true, "hash": spec.hash, "features": names, "auto": spec.auto}),
                 &format!(
-                    "valid: {} features (spec hash {}): {}",
+                    "valid: {} features{auto} (spec hash {}): {}",
                     names.len(),
                     spec.hash,
                     names.join(", ")
@@ -46,7 +57,7 @@ pub async fn run(config: &Config, cmd: FeaturesCommand, out: &Printer) -> anyhow
         FeaturesCommand::Show { customer, as_of } => {
             let db = super::open(config).await?;
             let ctx = JobContext::new(db, config.clone());
-            let spec = ctx.feature_spec()?;
+            let spec = ctx.planning_spec().await?;
             let as_of = as_of.unwrap_or_else(jobs::today);
             let ids = ctx.db.customer_ids().await?;
             ctx.db.resolve_customers(&ids, &[customer.as_str()]).await?;

@@ -175,6 +175,14 @@ pub struct TrainArgs {
     /// With --target: columns to leave out (repeatable).
     #[arg(long, requires = "target")]
     pub ignore: Vec<String>,
+    /// With --target: the column saying which rows are `train` and which `test` (the
+    /// team's own split); nothing else is held out.
+    #[arg(long, requires = "target", conflicts_with = "holdout")]
+    pub split_column: Option<String>,
+    /// With --target and --holdout: a column grouping rows (a customer id): the random
+    /// split never puts one group on both sides.
+    #[arg(long, requires = "holdout")]
+    pub group_column: Option<String>,
     /// With --csv: fraction of rows held out (stratified) to measure the model.
     #[arg(long)]
     pub holdout: Option<f64>,
@@ -183,9 +191,13 @@ pub struct TrainArgs {
     /// From the database: the label horizon in days [default: [training] horizon_days].
     #[arg(long)]
     pub horizon_days: Option<u64>,
-    /// From the database: how many monthly observation days [default: [training] observation_months].
-    #[arg(long)]
+    /// From the database: how many observation days [default: [training] observation_count].
+    #[arg(long, alias = "observations")]
     pub months: Option<usize>,
+    /// From the database: write every observation (customer, day, label, side: train or
+    /// test) as CSV, so another tool can be measured on exactly the same rows.
+    #[arg(long, conflicts_with = "csv")]
+    pub write_observations: Option<PathBuf>,
     /// The day training happens as of (observation days end a horizon before it; for --csv,
     /// the day tenure and contract ends are computed as of). Default today.
     #[arg(long)]
@@ -510,14 +522,25 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
     let as_of = args.as_of.unwrap_or_else(jobs::today);
     let started = std::time::Instant::now();
     let mut window = None;
+    let mut history = None;
+    let builtin = crate::domain::EventKinds::builtin();
     let (model, db) = match (&args.csv, &args.target) {
         (Some(path), Some(target)) => (
-            jobs::train::train_from_table(path, target, &args.ignore, &opts)?,
+            jobs::train::train_from_table(
+                path,
+                &crate::ingest::table::TableOptions {
+                    target: target.clone(),
+                    ignore: args.ignore.clone(),
+                    split_column: args.split_column.clone(),
+                    group_column: args.group_column.clone(),
+                },
+                &opts,
+            )?,
             None,
         ),
         (Some(path), None) => (
             jobs::train::train_from_csv(
-                &jobs::feature_spec(config)?,
+                &jobs::feature_spec(config, &builtin)?,
                 path,
                 args.preset,
                 as_of,
@@ -527,26 +550,44 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
         ),
         (None, _) => {
             let db = open(config).await?;
-            let t = &config.training;
-            let h = jobs::train::HistoryOptions {
-                today: as_of,
-                horizon_days: args.horizon_days.unwrap_or(t.horizon_days),
-                observation_months: args.months.unwrap_or(t.observation_months),
-                validation_customer_share: t.validation_customer_share,
-                seed: args.seed.unwrap_or(t.seed),
-            };
-            let spec = jobs::feature_spec(config)?;
-            let trained = jobs::train::train_from_history(&db, &spec, &h, &opts).await?;
+            let mut config = config.clone();
+            if let Some(h) = args.horizon_days {
+                config.training.horizon_days = h;
+            }
+            if let Some(n) = args.months {
+                config.training.observation_count = n;
+            }
+            if let Some(s) = args.seed {
+                config.training.seed = s;
+            }
+            let ctx = JobContext::new(db.clone(), config);
+            let h = jobs::train::HistoryOptions::from_config(
+                &ctx.config.training,
+                ctx.churn().await?,
+                as_of,
+            );
+            let kinds = ctx.kinds().await?;
+            let spec = ctx.feature_spec().await?;
+            let trained = jobs::train::train_from_history(&db, &kinds, &spec, &h, &opts).await?;
+            if let Some(obs_path) = &args.write_observations {
+                jobs::train::write_observations(&db, &trained, obs_path).await?;
+            }
             window = Some(trained.window.clone());
-            (trained.model, Some(db))
+            let model = trained.model.clone();
+            history = Some(trained);
+            (model, Some(db))
         }
     };
     let fit_seconds = started.elapsed().as_secs_f64();
     if let (Some(split_path), Some(csv), Some(holdout)) =
         (&args.write_split, &args.csv, args.holdout)
     {
-        let (_, labels) =
-            jobs::train::csv_training_set(&jobs::feature_spec(config)?, csv, args.preset, as_of)?;
+        let (_, labels) = jobs::train::csv_training_set(
+            &jobs::feature_spec(config, &builtin)?,
+            csv,
+            args.preset,
+            as_of,
+        )?;
         let (train, test) =
             crate::model::stratified_split(&labels, holdout, model.training.seed.unwrap_or(0))?;
         let json = serde_json::json!({"file": csv.display().to_string(), "holdout": holdout, "seed": model.training.seed, "train": train, "test": test});
@@ -573,6 +614,7 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
     if let Some(db) = &db {
         jobs::train::register(db, &model, window.as_ref(), !args.no_promote).await?;
     }
+    drop(history);
     out.train(
         &model,
         window.as_ref(),

@@ -144,14 +144,8 @@ pub async fn report(config: Config, cmd: ReportCommand, out: &Printer) -> anyhow
 pub async fn import_contacts(config: &Config, path: &Path) -> anyhow::Result<ImportReport> {
     let pb = read_playbook(None, config)?;
     let name = path.display().to_string();
-    let format = crate::ingest::Format::from_path(path)?;
-    let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    let parsed = playbook::contacts::parse(
-        &name,
-        std::io::BufReader::new(file),
-        format,
-        &pb.contact_roles,
-    )?;
+    let (file, format) = crate::ingest::open(path)?;
+    let parsed = playbook::contacts::parse(&name, file, format, &pb.contact_roles)?;
     let db = super::open(config).await?;
     let ids = db.customer_id_map().await?;
     let mut report = ImportReport {

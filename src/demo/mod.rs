@@ -120,7 +120,7 @@ pub fn write_inbox(
             w,
             "{},{},{},{},{},{}",
             csv_field(e.customer.as_str()),
-            e.kind.as_str(),
+            crate::domain::Meaning::from_code(e.kind).map_or("unknown", |m| m.as_str()),
             e.occurred_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             e.value.map(|v| v.to_string()).unwrap_or_default(),
@@ -199,21 +199,26 @@ pub async fn run_cycle(
         .await
         .context("pulling the demo's files")?;
 
-    let history = HistoryOptions {
-        today,
-        horizon_days: TRAINING_HORIZON_DAYS,
-        observation_months: TRAINING_MONTHS,
-        validation_customer_share: 0.25,
-        seed,
-    };
+    let mut training = ctx.config.training.clone();
+    training.horizon_days = TRAINING_HORIZON_DAYS;
+    training.observation_count = TRAINING_MONTHS;
+    training.seed = seed;
+    let history = HistoryOptions::from_config(&training, ctx.churn().await?, today);
     let opts = TrainOptions {
         seed: Some(seed),
         version: Some(format!("demo-{today}")),
         ..TrainOptions::from_config(&ctx.config.training)
     };
-    let trained = train_from_history(&ctx.db, &*ctx.feature_spec()?, &history, &opts)
-        .await
-        .context("training the demo model")?;
+    let kinds = ctx.kinds().await?;
+    let trained = train_from_history(
+        &ctx.db,
+        &kinds,
+        &*ctx.feature_spec().await?,
+        &history,
+        &opts,
+    )
+    .await
+    .context("training the demo model")?;
     let cutoff = trained.window.validation_date.unwrap_or(today);
     register(&ctx.db, &trained.model, Some(&trained.window), true).await?;
     let model = trained.model;

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat};
 use serde::Serialize;
 
 use super::synth::{self, SynthOptions};
-use crate::domain::{Customer, EventKind};
+use crate::domain::{Customer, Meaning};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {
@@ -34,7 +34,7 @@ struct Compact {
     value: f64,
     customer: u32,
     seq: u32,
-    kind: EventKind,
+    kind: Meaning,
 }
 
 fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
@@ -145,7 +145,8 @@ pub fn simulate_to_dir(
                 value: e.value.unwrap_or(f64::NAN),
                 customer,
                 seq,
-                kind: e.kind,
+                kind: Meaning::from_code(e.kind)
+                    .expect("the synthetic population uses attune's own kinds"),
             });
         }
         ids.push(c.external_id.as_str().to_owned());

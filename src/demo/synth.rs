@@ -15,9 +15,7 @@ use chrono::{DateTime, Days, Months, NaiveDate, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::domain::{
-    ActivityEvent, Channel, Consent, ContractType, Customer, CustomerId, EventKind,
-};
+use crate::domain::{ActivityEvent, Channel, Consent, ContractType, Customer, CustomerId, Meaning};
 
 /// The `source` of every generated event.
 pub const SOURCE: &str = "demo";
@@ -121,7 +119,7 @@ enum Attrs {
 struct Raw {
     date: NaiveDate,
     secs: u32,
-    kind: EventKind,
+    kind: Meaning,
     value: Option<f64>,
     attrs: Attrs,
 }
@@ -246,7 +244,7 @@ fn at(date: NaiveDate, secs: u32) -> DateTime<Utc> {
         .and_utc()
 }
 
-fn push(raw: &mut Vec<Raw>, date: NaiveDate, secs: u32, kind: EventKind, value: Option<f64>) {
+fn push(raw: &mut Vec<Raw>, date: NaiveDate, secs: u32, kind: Meaning, value: Option<f64>) {
     raw.push(Raw {
         date,
         secs,
@@ -465,7 +463,7 @@ fn simulate_customer(
                         &mut s.raw,
                         asked,
                         secs,
-                        EventKind::CancellationRequested,
+                        Meaning::CancellationRequested,
                         None,
                     );
                 }
@@ -491,7 +489,7 @@ fn simulate_customer(
                 &mut s.raw,
                 start,
                 2 * 3600 + rng.gen_range(0..3600),
-                EventKind::InvoiceIssued,
+                Meaning::InvoiceIssued,
                 Some(amount),
             );
             let pay_day = add_days(start, rng.gen_range(3..=14));
@@ -507,26 +505,20 @@ fn simulate_customer(
                     &mut s.raw,
                     pay_day,
                     secs,
-                    EventKind::PaymentFailed,
+                    Meaning::PaymentFailed,
                     Some(amount),
                 );
                 if chance(&mut rng, 0.7) {
                     let retry = add_days(pay_day, rng.gen_range(2..=10));
                     let secs = daytime(&mut rng);
-                    push(
-                        &mut s.raw,
-                        retry,
-                        secs,
-                        EventKind::PaymentMade,
-                        Some(amount),
-                    );
+                    push(&mut s.raw, retry, secs, Meaning::PaymentMade, Some(amount));
                 }
             } else {
                 push(
                     &mut s.raw,
                     pay_day,
                     secs,
-                    EventKind::PaymentMade,
+                    Meaning::PaymentMade,
                     Some(amount),
                 );
             }
@@ -550,7 +542,7 @@ fn simulate_customer(
             &mut s.raw,
             usage_day,
             23 * 3600 + 30 * 60,
-            EventKind::Usage,
+            Meaning::Usage,
             Some((used * 10.0).round() / 10.0),
         );
 
@@ -560,7 +552,7 @@ fn simulate_customer(
         for _ in 0..logins {
             let d = in_day(&mut rng);
             let secs = daytime(&mut rng);
-            push(&mut s.raw, d, secs, EventKind::Login, None);
+            push(&mut s.raw, d, secs, Meaning::Login, None);
         }
         let mut support_rate = 0.08 + if small_business { 0.06 } else { 0.0 };
         if shock_now {
@@ -578,7 +570,7 @@ fn simulate_customer(
         for _ in 0..poisson(&mut rng, support_rate) {
             let d = in_day(&mut rng);
             let secs = daytime(&mut rng);
-            push(&mut s.raw, d, secs, EventKind::SupportContact, None);
+            push(&mut s.raw, d, secs, Meaning::SupportContact, None);
         }
 
         // Complaints: opened, then resolved (satisfaction 1..5), left open, or reopened.
@@ -600,7 +592,7 @@ fn simulate_customer(
             s.raw.push(Raw {
                 date: opened,
                 secs,
-                kind: EventKind::ComplaintOpened,
+                kind: Meaning::ComplaintOpened,
                 value: None,
                 attrs: Attrs::Topic(topic),
             });
@@ -629,20 +621,14 @@ fn simulate_customer(
                     &mut s.raw,
                     resolved,
                     secs,
-                    EventKind::ComplaintResolved,
+                    Meaning::ComplaintResolved,
                     Some(sat as f64),
                 );
                 if sat <= 2 && chance(&mut rng, 0.35) {
                     let reopened = add_days(resolved, rng.gen_range(2..=14));
                     c.reopened = Some(reopened);
                     let secs = daytime(&mut rng);
-                    push(
-                        &mut s.raw,
-                        reopened,
-                        secs,
-                        EventKind::ComplaintReopened,
-                        None,
-                    );
+                    push(&mut s.raw, reopened, secs, Meaning::ComplaintReopened, None);
                     if chance(&mut rng, 0.6) {
                         let again = add_days(reopened, rng.gen_range(3..=25));
                         c.resolved_again = Some(again);
@@ -652,7 +638,7 @@ fn simulate_customer(
                             &mut s.raw,
                             again,
                             secs,
-                            EventKind::ComplaintResolved,
+                            Meaning::ComplaintResolved,
                             Some(sat),
                         );
                     }
@@ -666,7 +652,7 @@ fn simulate_customer(
         if chance(&mut rng, if is_leaving { 0.02 } else { 0.07 }) {
             let d = in_day(&mut rng);
             let secs = daytime(&mut rng);
-            push(&mut s.raw, d, secs, EventKind::MeterReading, Some(meter));
+            push(&mut s.raw, d, secs, Meaning::MeterReading, Some(meter));
         }
         if k >= 1 && !is_leaving && chance(&mut rng, 0.01) {
             let from = plan;
@@ -679,7 +665,7 @@ fn simulate_customer(
             s.raw.push(Raw {
                 date: d,
                 secs,
-                kind: EventKind::PlanChange,
+                kind: Meaning::PlanChange,
                 value: Some(monthly_charge),
                 attrs: Attrs::Plan(PLANS[from].name, PLANS[plan].name),
             });
@@ -687,7 +673,7 @@ fn simulate_customer(
         let anniversary = term > 0 && k > 0 && k.checked_rem(term) == Some(0);
         if anniversary && !is_leaving {
             let secs = daytime(&mut rng);
-            push(&mut s.raw, start, secs, EventKind::ContractRenewed, None);
+            push(&mut s.raw, start, secs, Meaning::ContractRenewed, None);
         }
 
         if leaving.is_some_and(|c| c < next) {
@@ -701,7 +687,7 @@ fn simulate_customer(
         s.raw.push(Raw {
             date: c,
             secs: 23 * 3600 + 59 * 60,
-            kind: EventKind::Churned,
+            kind: Meaning::Churned,
             value: None,
             attrs: Attrs::None,
         });
@@ -724,7 +710,7 @@ fn simulate_customer(
     let mut n = 0u32;
     for e in &s.raw {
         let in_window = e.date >= window_start && e.date >= signup && e.date <= today;
-        let before_churn = e.kind == EventKind::Churned || churned_on.is_none_or(|c| e.date < c);
+        let before_churn = e.kind == Meaning::Churned || churned_on.is_none_or(|c| e.date < c);
         if !(in_window && before_churn) {
             continue;
         }
@@ -739,7 +725,7 @@ fn simulate_customer(
         };
         out.push(ActivityEvent {
             customer: id.clone(),
-            kind: e.kind,
+            kind: e.kind.code(),
             occurred_at: at(e.date, e.secs),
             value: e.value,
             attributes,
@@ -856,7 +842,7 @@ mod tests {
             if let Some(churned) = c.churned_on {
                 assert!(day <= churned, "{e:?} after churn {churned}");
                 if day == churned {
-                    assert_eq!(e.kind, EventKind::Churned);
+                    assert_eq!(e.kind, Meaning::Churned.code());
                 }
             }
         }
@@ -868,7 +854,7 @@ mod tests {
         let churned_events = pop
             .events
             .iter()
-            .filter(|e| e.kind == EventKind::Churned)
+            .filter(|e| e.kind == Meaning::Churned.code())
             .count();
         assert_eq!(
             churned_events,
@@ -935,14 +921,14 @@ mod tests {
             let mut cancel = false;
             for e in evs {
                 let day = e.occurred_at.date_naive();
-                match e.kind {
-                    EventKind::ComplaintOpened | EventKind::ComplaintReopened => {
+                match Meaning::from_code(e.kind).expect("attune's own kinds") {
+                    Meaning::ComplaintOpened | Meaning::ComplaintReopened => {
                         open += 1;
                         last_open = Some(day);
                     }
-                    EventKind::ComplaintResolved => open = (open - 1).max(0),
-                    EventKind::PaymentFailed if (t - day).num_days() <= 90 => failures += 1,
-                    EventKind::CancellationRequested => cancel = true,
+                    Meaning::ComplaintResolved => open = (open - 1).max(0),
+                    Meaning::PaymentFailed if (t - day).num_days() <= 90 => failures += 1,
+                    Meaning::CancellationRequested => cancel = true,
                     _ => {}
                 }
             }
@@ -981,7 +967,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, e)| EventFact {
                     id: i as i64,
-                    kind: e.kind,
+                    kind: Meaning::from_code(e.kind).expect("attune's own kinds"),
                     at: e.occurred_at.timestamp(),
                     value: e.value,
                 })
@@ -989,7 +975,7 @@ mod tests {
             let ago = |e: &EventFact| (now - e.at) / 86_400;
             meter += facts
                 .iter()
-                .any(|e| e.kind == EventKind::MeterReading && ago(e) <= 3)
+                .any(|e| e.kind == Meaning::MeterReading && ago(e) <= 3)
                 as u32;
             for k in complaints(&facts).iter().filter(|k| k.open) {
                 ombudsman += ((now - k.opened_at) / 86_400 >= 56) as u32;
@@ -1002,18 +988,18 @@ mod tests {
             if let Some(due) = c.first_invoice_due {
                 first_bill += facts.iter().any(|e| {
                     let d = DateTime::from_timestamp(e.at, 0).unwrap().date_naive();
-                    e.kind == EventKind::SupportContact
+                    e.kind == Meaning::SupportContact
                         && ago(e) <= 14
                         && d >= due
                         && (d - due).num_days() <= 30
                 }) as u32;
             }
             failed += facts.iter().any(|e| {
-                e.kind == EventKind::PaymentFailed
+                e.kind == Meaning::PaymentFailed
                     && ago(e) <= 7
                     && !facts
                         .iter()
-                        .any(|p| p.kind == EventKind::PaymentMade && p.at > e.at)
+                        .any(|p| p.kind == Meaning::PaymentMade && p.at > e.at)
             }) as u32;
         }
         println!(
@@ -1080,23 +1066,23 @@ mod tests {
                 .sum::<f64>()
         };
         let (m_churn, m_stay) = (months(true), months(false));
-        let rate = |kind: EventKind, churner: bool| {
+        let rate = |kind: Meaning, churner: bool| {
             let n = pop
                 .events
                 .iter()
-                .filter(|e| e.kind == kind && churned[e.customer.as_str()] == churner)
+                .filter(|e| e.kind == kind.code() && churned[e.customer.as_str()] == churner)
                 .count();
             n as f64 / if churner { m_churn } else { m_stay }
         };
         let (c_churn, c_stay) = (
-            rate(EventKind::ComplaintOpened, true),
-            rate(EventKind::ComplaintOpened, false),
+            rate(Meaning::ComplaintOpened, true),
+            rate(Meaning::ComplaintOpened, false),
         );
         let (f_churn, f_stay) = (
-            rate(EventKind::PaymentFailed, true),
-            rate(EventKind::PaymentFailed, false),
+            rate(Meaning::PaymentFailed, true),
+            rate(Meaning::PaymentFailed, false),
         );
-        let (l_churn, l_stay) = (rate(EventKind::Login, true), rate(EventKind::Login, false));
+        let (l_churn, l_stay) = (rate(Meaning::Login, true), rate(Meaning::Login, false));
         println!(
             "per month: complaints churners {c_churn:.3} vs stayers {c_stay:.3}; failed payments {f_churn:.3} vs {f_stay:.3}; logins {l_churn:.2} vs {l_stay:.2}"
         );

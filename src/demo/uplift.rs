@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::domain::{ActivityEvent, Consent, Customer, EventKind};
+use crate::domain::{ActivityEvent, Consent, Customer, Meaning};
 use crate::jobs::JobContext;
 use crate::jobs::plan::{self, PlanJob};
 use crate::playbook::uplift::RuleUplift;
@@ -88,13 +88,13 @@ pub async fn simulate(
         };
         c.preferred_channel = crate::domain::Channel::Email;
         let kind = if i % 2 == 0 {
-            EventKind::MeterReading
+            Meaning::MeterReading
         } else {
-            EventKind::Login
+            Meaning::Login
         };
         events.push(ActivityEvent {
             customer: c.external_id.clone(),
-            kind,
+            kind: kind.code(),
             occurred_at: (d0 - Days::new(1))
                 .and_hms_opt(10, 0, 0)
                 .expect("valid")

@@ -2,7 +2,7 @@
 //!
 //! Everything here is plain data with parsing constructors. Invalid states are not
 //! representable: a `CustomerId` is never empty, a `Probability` is always in `[0, 1]`,
-//! an `EventKind` is one of the documented kinds. This module must never do I/O or
+//! an event's kind is one the catalog knows. This module must never do I/O or
 //! import sqlx, axum or apalis.
 
 use std::collections::BTreeMap;
@@ -11,6 +11,9 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+
+pub mod kinds;
+pub use kinds::{DeclaredKind, EventKinds, KindCode, KindDef, KindSet};
 
 /// Why a value from outside was refused. The message names the rule that was broken and,
 /// where it helps, the values that are accepted.
@@ -130,6 +133,12 @@ macro_rules! vocabulary {
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
+
+            /// Other spellings accepted for this value.
+            #[allow(dead_code)]
+            pub fn aliases(self) -> &'static [&'static str] {
+                match self { $($name::$variant => &[$($alias),*]),+ }
+            }
         }
 
         impl FromStr for $name {
@@ -182,8 +191,9 @@ vocabulary! {
 }
 
 vocabulary! {
-    /// What happened in a customer's relationship. Sources map their own names onto these.
-    EventKind, "event kind" {
+    /// What an event means to attune's rules: attune's own kinds (a business's declared
+    /// kinds may map onto one; see [`kinds`]). Aliases in the README's brackets.
+    Meaning, "event kind" {
         Usage => "usage",
         Login => "login" | "visit",
         InvoiceIssued => "invoice_issued" | "invoice",
@@ -201,65 +211,52 @@ vocabulary! {
     }
 }
 
-impl EventKind {
+impl Meaning {
     /// The three kinds a complaint's story is told in.
-    pub const COMPLAINTS: [EventKind; 3] = [
-        EventKind::ComplaintOpened,
-        EventKind::ComplaintResolved,
-        EventKind::ComplaintReopened,
+    pub const COMPLAINTS: [Meaning; 3] = [
+        Meaning::ComplaintOpened,
+        Meaning::ComplaintResolved,
+        Meaning::ComplaintReopened,
     ];
 
-    /// The kind's stable code in the rollup tables (`event_kinds` in the migrations).
-    pub fn code(self) -> u8 {
-        match self {
-            EventKind::Usage => 1,
-            EventKind::Login => 2,
-            EventKind::InvoiceIssued => 3,
-            EventKind::PaymentMade => 4,
-            EventKind::PaymentFailed => 5,
-            EventKind::ComplaintOpened => 6,
-            EventKind::ComplaintResolved => 7,
-            EventKind::ComplaintReopened => 8,
-            EventKind::SupportContact => 9,
-            EventKind::MeterReading => 10,
-            EventKind::PlanChange => 11,
-            EventKind::ContractRenewed => 12,
-            EventKind::CancellationRequested => 13,
-            EventKind::Churned => 14,
-        }
+    /// The code of attune's own kind of this meaning (`event_kinds` in the migrations).
+    pub fn code(self) -> KindCode {
+        KindCode(match self {
+            Meaning::Usage => 1,
+            Meaning::Login => 2,
+            Meaning::InvoiceIssued => 3,
+            Meaning::PaymentMade => 4,
+            Meaning::PaymentFailed => 5,
+            Meaning::ComplaintOpened => 6,
+            Meaning::ComplaintResolved => 7,
+            Meaning::ComplaintReopened => 8,
+            Meaning::SupportContact => 9,
+            Meaning::MeterReading => 10,
+            Meaning::PlanChange => 11,
+            Meaning::ContractRenewed => 12,
+            Meaning::CancellationRequested => 13,
+            Meaning::Churned => 14,
+        })
     }
 
-    pub fn from_code(code: u8) -> Option<EventKind> {
-        EventKind::ALL.iter().copied().find(|k| k.code() == code)
+    /// The meaning of attune's own kind with this code.
+    pub fn from_code(code: KindCode) -> Option<Meaning> {
+        Meaning::ALL.iter().copied().find(|k| k.code() == code)
     }
 
-    /// The range a value of this kind must lie in, and what it means; `None` if any
+    /// The range a value of this meaning must lie in, and what it means; `None` if any
     /// finite value will do.
     pub fn value_range(self) -> Option<(f64, f64, &'static str)> {
         match self {
-            EventKind::ComplaintResolved => Some((1.0, 5.0, "a satisfaction score, 1 to 5")),
-            EventKind::Usage | EventKind::MeterReading => {
+            Meaning::ComplaintResolved => Some((1.0, 5.0, "a satisfaction score, 1 to 5")),
+            Meaning::Usage | Meaning::MeterReading => {
                 Some((0.0, MAX_EVENT_VALUE, "an amount of usage >= 0"))
             }
-            EventKind::InvoiceIssued | EventKind::PaymentMade | EventKind::PaymentFailed => {
+            Meaning::InvoiceIssued | Meaning::PaymentMade | Meaning::PaymentFailed => {
                 Some((0.0, MAX_EVENT_VALUE, "an amount of money >= 0"))
             }
             _ => None,
         }
-    }
-
-    /// Kinds that count as the customer being in touch. Silence is measured against these.
-    pub fn is_contact(self) -> bool {
-        matches!(
-            self,
-            EventKind::Login
-                | EventKind::SupportContact
-                | EventKind::ComplaintOpened
-                | EventKind::ComplaintReopened
-                | EventKind::MeterReading
-                | EventKind::PlanChange
-                | EventKind::ContractRenewed
-        )
     }
 }
 
@@ -425,10 +422,11 @@ impl Customer {
 }
 
 /// One thing that happened in a customer's relationship, as reported by a source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ActivityEvent {
     pub customer: CustomerId,
-    pub kind: EventKind,
+    /// The kind's code in the catalog ([`EventKinds`]) it was mapped with.
+    pub kind: KindCode,
     pub occurred_at: DateTime<Utc>,
     /// A numeric value where the kind has one: usage amount, invoice or payment amount,
     /// the customer's satisfaction (1 to 5) on a resolved complaint.
@@ -473,8 +471,8 @@ mod tests {
             ContractType::OneYear
         );
         assert_eq!(
-            "tariff_change".parse::<EventKind>().unwrap(),
-            EventKind::PlanChange
+            "tariff_change".parse::<Meaning>().unwrap(),
+            Meaning::PlanChange
         );
         let err = "fax".parse::<Channel>().unwrap_err().to_string();
         assert!(err.contains("email, sms, phone, post"), "{err}");
@@ -483,12 +481,17 @@ mod tests {
     #[test]
     fn event_kind_codes_are_stable_and_match_the_migration() {
         let migration = include_str!("../../migrations/sqlite/20261125000001_activity.sql");
-        for k in EventKind::ALL {
-            assert_eq!(EventKind::from_code(k.code()), Some(*k));
-            let row = format!("({}, '{}')", k.code(), k.as_str());
+        for k in Meaning::ALL {
+            assert_eq!(Meaning::from_code(k.code()), Some(*k));
+            let row = format!("({}, '{}')", k.code().0, k.as_str());
             assert!(migration.contains(&row), "{row} missing from event_kinds");
         }
-        assert_eq!(EventKind::ALL.len(), 14);
+        assert_eq!(Meaning::ALL.len(), 14);
+        assert!(
+            Meaning::ALL
+                .iter()
+                .all(|k| k.code().0 < kinds::FIRST_DECLARED_CODE)
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! then) and scoring (as of today), so the two cannot drift apart, and it reads rollups,
 //! never raw history. Pure: no I/O, no clock; the store reads the rollups.
 
+pub mod auto;
+pub mod churn;
 mod spec;
 
 use std::collections::BTreeMap;
@@ -13,10 +15,11 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Customer, EventKind};
+use crate::domain::{Customer, KindCode};
 pub use spec::{
     Attributes, CustomerField, DEFAULT_SPEC, DateField, FEATURE_TYPES, FeatureDef, FeatureKind,
-    FeatureSpec, IfNone, Lookback, PLACEHOLDERS, SpecError, Stat,
+    FeatureSpec, IfNone, Kinds, Lookback, MAX_LEVELS, NoActivity, PLACEHOLDERS, SpecError, Stat,
+    TenureUnit, Window,
 };
 
 /// One feature's value before encoding.
@@ -38,7 +41,7 @@ pub type FeatureRow = BTreeMap<String, FeatureValue>;
 pub struct DayCount {
     /// Whole days since 1970-01-01 (UTC).
     pub day: i32,
-    pub kind: EventKind,
+    pub kind: KindCode,
     pub n: u32,
     pub total: f64,
 }
@@ -65,7 +68,7 @@ pub fn day_from_number(n: i32) -> NaiveDate {
 
 impl Activity {
     pub fn new(mut days: Vec<DayCount>) -> Self {
-        days.sort_by_key(|d| (d.day, d.kind.code()));
+        days.sort_by_key(|d| (d.day, d.kind));
         Self { days, unread: 0 }
     }
 
@@ -81,22 +84,20 @@ impl Activity {
     pub fn from_events<'a>(
         events: impl IntoIterator<Item = &'a crate::domain::ActivityEvent>,
     ) -> Self {
-        let mut map: BTreeMap<(i32, u8), (u32, i64)> = BTreeMap::new();
+        let mut map: BTreeMap<(i32, KindCode), (u32, i64)> = BTreeMap::new();
         for e in events {
             let day = e.occurred_at.timestamp().div_euclid(86_400) as i32;
-            let entry = map.entry((day, e.kind.code())).or_default();
+            let entry = map.entry((day, e.kind)).or_default();
             entry.0 += 1;
             entry.1 += milli(e.value);
         }
         Self::new(
             map.into_iter()
-                .filter_map(|((day, code), (n, m))| {
-                    Some(DayCount {
-                        day,
-                        kind: EventKind::from_code(code)?,
-                        n,
-                        total: m as f64 / 1000.0,
-                    })
+                .map(|((day, kind), (n, m))| DayCount {
+                    day,
+                    kind,
+                    n,
+                    total: m as f64 / 1000.0,
                 })
                 .collect(),
         )
@@ -148,19 +149,11 @@ fn is_month_end_clamped(from: NaiveDate, to: NaiveDate) -> bool {
 /// Prefix of features taken from a customer's free-form attributes.
 pub const ATTRIBUTE_PREFIX: &str = "attr.";
 
-fn mask(kinds: &[EventKind]) -> u32 {
-    kinds.iter().fold(0, |m, k| m | 1 << k.code())
-}
-
-fn has(mask: u32, kind: EventKind) -> bool {
-    mask & (1 << kind.code()) != 0
-}
-
-fn window_stat(days: &[DayCount], stat: Stat, kinds: u32, from: i32, to: i32) -> f64 {
+fn window_stat(days: &[DayCount], stat: Stat, kinds: &Kinds, from: i32, to: i32) -> f64 {
     days.iter()
         .rev()
         .take_while(|d| d.day >= from)
-        .filter(|d| d.day < to && has(kinds, d.kind))
+        .filter(|d| d.day < to && kinds.has(d.kind))
         .map(|d| match stat {
             Stat::Count => d.n as f64,
             Stat::Sum => d.total,
@@ -184,10 +177,22 @@ pub fn compute(
     let mut row = FeatureRow::new();
     for def in &spec.features {
         let value = if def.kind.reads_activity() && !known {
-            Missing
+            match (def.no_activity, &def.kind) {
+                (NoActivity::Unknown, _) => Missing,
+                // Never in touch: as `if_none` says.
+                (NoActivity::Zero, FeatureKind::DaysSince { .. }) => {
+                    activity_value(&def.kind, customer, &[], today, as_of)
+                }
+                (NoActivity::Zero, _) => Num(0.0),
+            }
         } else {
             match &def.kind {
-                FeatureKind::Tenure => Num(months_between(customer.signup_date, as_of) as f64),
+                FeatureKind::Tenure(TenureUnit::Months) => {
+                    Num(months_between(customer.signup_date, as_of) as f64)
+                }
+                FeatureKind::Tenure(TenureUnit::Days) => {
+                    Num((as_of - customer.signup_date).num_days().max(0) as f64)
+                }
                 FeatureKind::Field(f) => match f {
                     CustomerField::MonthlyCharge => Num(customer.monthly_charge),
                     CustomerField::Contract => Cat(customer.contract_type.as_str().to_owned()),
@@ -210,110 +215,6 @@ pub fn compute(
                     })
                     .unwrap_or(Missing)
                 }
-                FeatureKind::Window {
-                    stat,
-                    kinds,
-                    window_days,
-                } => Num(window_stat(
-                    days,
-                    *stat,
-                    mask(kinds),
-                    today - *window_days as i32,
-                    today,
-                )),
-                FeatureKind::DaysSince {
-                    kinds,
-                    cap_days,
-                    if_none,
-                } => {
-                    let m = mask(kinds);
-                    let last = days.iter().rev().find(|d| has(m, d.kind)).map(|d| d.day);
-                    let since = match (last, if_none) {
-                        (Some(d), _) => Some((today - d) as f64),
-                        (None, IfNone::Signup) => {
-                            Some((as_of - customer.signup_date).num_days().max(0) as f64)
-                        }
-                        (None, IfNone::Cap) => cap_days.map(f64::from),
-                        (None, IfNone::Missing) => None,
-                    };
-                    match since {
-                        Some(v) => Num(cap_days.map_or(v, |c| v.min(c as f64))),
-                        None => Missing,
-                    }
-                }
-                FeatureKind::Balance { add, subtract } => {
-                    let (a, s) = (mask(add), mask(subtract));
-                    let balance: i64 = days
-                        .iter()
-                        .map(|d| {
-                            if has(a, d.kind) {
-                                d.n as i64
-                            } else if has(s, d.kind) {
-                                -(d.n as i64)
-                            } else {
-                                0
-                            }
-                        })
-                        .sum();
-                    Num(balance.max(0) as f64)
-                }
-                FeatureKind::OpenAge { open, close } => {
-                    let (o, c) = (mask(open), mask(close));
-                    let mut opened: std::collections::VecDeque<(i32, u32)> = Default::default();
-                    for d in days {
-                        if has(o, d.kind) {
-                            opened.push_back((d.day, d.n));
-                        } else if has(c, d.kind) {
-                            let mut left = d.n;
-                            while left > 0 {
-                                let Some(front) = opened.front_mut() else {
-                                    break;
-                                };
-                                let take = front.1.min(left);
-                                front.1 -= take;
-                                left -= take;
-                                if front.1 == 0 {
-                                    opened.pop_front();
-                                }
-                            }
-                        }
-                    }
-                    Num(opened.front().map_or(0.0, |(day, _)| (today - day) as f64))
-                }
-                FeatureKind::Change {
-                    stat,
-                    kinds,
-                    recent_days,
-                    prior_days,
-                    clamp,
-                } => {
-                    let m = mask(kinds);
-                    let split = today - *recent_days as i32;
-                    let recent = window_stat(days, *stat, m, split, today) / *recent_days as f64;
-                    let prior = window_stat(days, *stat, m, split - *prior_days as i32, split)
-                        / *prior_days as f64;
-                    if prior > 0.0 {
-                        Num(((recent - prior) / prior).clamp(clamp.0, clamp.1))
-                    } else {
-                        Missing
-                    }
-                }
-                FeatureKind::LatestVsMean { kind, clamp } => {
-                    let of_kind = days.iter().filter(|d| d.kind == *kind && d.n > 0);
-                    let (mut n, mut total, mut latest) = (0u64, 0.0, None);
-                    for d in of_kind {
-                        n += d.n as u64;
-                        total += d.total;
-                        latest = Some(d.total / d.n as f64);
-                    }
-                    let mean = total / n.max(1) as f64;
-                    match latest {
-                        Some(last) if mean > 0.0 => {
-                            Num((last / mean - 1.0).clamp(clamp.0, clamp.1))
-                        }
-                        _ => Missing,
-                    }
-                }
                 FeatureKind::Ratio {
                     numerator,
                     denominator,
@@ -325,21 +226,153 @@ pub fn compute(
                     .attributes
                     .get(attribute)
                     .map_or(Missing, |v| attribute_value(v)),
+                activity_kind => activity_value(activity_kind, customer, days, today, as_of),
             }
         };
         row.insert(def.name.clone(), value);
     }
-    let take_attr = |k: &str| match &spec.attributes {
-        Attributes::All => true,
-        Attributes::None => false,
-        Attributes::Only(names) => names.contains(k),
-    };
     for (k, v) in &customer.attributes {
-        if take_attr(k) {
+        if spec.takes_attribute(k) {
             row.insert(format!("{ATTRIBUTE_PREFIX}{k}"), attribute_value(v));
         }
     }
     row
+}
+
+/// The first day a window of `window` before `today` covers.
+fn window_start(window: &Window, today: i32) -> i32 {
+    match window {
+        Window::Days(d) => today - *d as i32,
+        Window::All => i32::MIN,
+    }
+}
+
+/// An activity feature's value from the rollups `days` (all before `today`, in day order).
+fn activity_value(
+    kind: &FeatureKind,
+    customer: &Customer,
+    days: &[DayCount],
+    today: i32,
+    as_of: NaiveDate,
+) -> FeatureValue {
+    use FeatureValue::{Missing, Num};
+    match kind {
+        FeatureKind::Window {
+            stat,
+            kinds,
+            window,
+        } => Num(window_stat(
+            days,
+            *stat,
+            kinds,
+            window_start(window, today),
+            today,
+        )),
+        FeatureKind::ActiveDays { kinds, window } => {
+            let from = window_start(window, today);
+            let mut distinct = 0u32;
+            let mut last = None;
+            for d in days.iter().rev().take_while(|d| d.day >= from) {
+                if d.n > 0 && kinds.as_ref().is_none_or(|k| k.has(d.kind)) && last != Some(d.day) {
+                    distinct += 1;
+                    last = Some(d.day);
+                }
+            }
+            Num(distinct as f64)
+        }
+        FeatureKind::DaysSince {
+            kinds,
+            cap_days,
+            if_none,
+        } => {
+            let last = days.iter().rev().find(|d| kinds.has(d.kind)).map(|d| d.day);
+            let since = match (last, if_none) {
+                (Some(d), _) => Some((today - d) as f64),
+                (None, IfNone::Signup) => {
+                    Some((as_of - customer.signup_date).num_days().max(0) as f64)
+                }
+                (None, IfNone::Cap) => cap_days.map(f64::from),
+                (None, IfNone::Missing) => None,
+            };
+            match since {
+                Some(v) => Num(cap_days.map_or(v, |c| v.min(c as f64))),
+                None => Missing,
+            }
+        }
+        FeatureKind::Balance { add, subtract } => {
+            let balance: i64 = days
+                .iter()
+                .map(|d| {
+                    if add.has(d.kind) {
+                        d.n as i64
+                    } else if subtract.has(d.kind) {
+                        -(d.n as i64)
+                    } else {
+                        0
+                    }
+                })
+                .sum();
+            Num(balance.max(0) as f64)
+        }
+        FeatureKind::OpenAge { open, close } => {
+            let mut opened: std::collections::VecDeque<(i32, u32)> = Default::default();
+            for d in days {
+                if open.has(d.kind) {
+                    opened.push_back((d.day, d.n));
+                } else if close.has(d.kind) {
+                    let mut left = d.n;
+                    while left > 0 {
+                        let Some(front) = opened.front_mut() else {
+                            break;
+                        };
+                        let take = front.1.min(left);
+                        front.1 -= take;
+                        left -= take;
+                        if front.1 == 0 {
+                            opened.pop_front();
+                        }
+                    }
+                }
+            }
+            Num(opened.front().map_or(0.0, |(day, _)| (today - day) as f64))
+        }
+        FeatureKind::Change {
+            stat,
+            kinds,
+            recent_days,
+            prior_days,
+            clamp,
+        } => {
+            let split = today - *recent_days as i32;
+            let recent = window_stat(days, *stat, kinds, split, today) / *recent_days as f64;
+            let prior = window_stat(days, *stat, kinds, split - *prior_days as i32, split)
+                / *prior_days as f64;
+            if prior > 0.0 {
+                Num(((recent - prior) / prior).clamp(clamp.0, clamp.1))
+            } else {
+                Missing
+            }
+        }
+        FeatureKind::LatestVsMean { kind, clamp } => {
+            let of_kind = days.iter().filter(|d| kind.has(d.kind) && d.n > 0);
+            let (mut n, mut total, mut latest) = (0u64, 0.0, None);
+            for d in of_kind {
+                n += d.n as u64;
+                total += d.total;
+                latest = Some(d.total / d.n as f64);
+            }
+            let mean = total / n.max(1) as f64;
+            match latest {
+                Some(last) if mean > 0.0 => Num((last / mean - 1.0).clamp(clamp.0, clamp.1)),
+                _ => Missing,
+            }
+        }
+        FeatureKind::Tenure(_)
+        | FeatureKind::Field(_)
+        | FeatureKind::MonthsUntil(_)
+        | FeatureKind::Ratio { .. }
+        | FeatureKind::Attribute { .. } => Missing,
+    }
 }
 
 fn attribute_value(v: &str) -> FeatureValue {
@@ -438,12 +471,12 @@ pub fn fuzz_spec(data: &[u8]) {
         attributes: [("x".to_owned(), "1".to_owned())].into(),
     };
     let activity = Activity::new(
-        EventKind::ALL
+        crate::domain::Meaning::ALL
             .iter()
             .enumerate()
             .map(|(i, k)| DayCount {
                 day: day_number(day) - 1 - i as i32 * 7,
-                kind: *k,
+                kind: k.code(),
                 n: i as u32 % 3,
                 total: i as f64,
             })
@@ -506,10 +539,10 @@ mod tests {
         }
     }
 
-    fn ev(kind: EventKind, day: &str, value: Option<f64>) -> ActivityEvent {
+    fn ev(kind: Meaning, day: &str, value: Option<f64>) -> ActivityEvent {
         ActivityEvent {
             customer: CustomerId::parse("c1").unwrap(),
-            kind,
+            kind: kind.code(),
             occurred_at: d(day).and_hms_opt(12, 0, 0).unwrap().and_utc(),
             value,
             attributes: Default::default(),
@@ -543,10 +576,21 @@ mod tests {
     }
 
     #[test]
-    fn customers_without_activity_have_no_activity_features() {
+    fn customers_without_activity_have_none_of_it_unless_a_feature_says_unknown() {
         let row = features(&[], "2025-09-30");
+        // The built-in spec asks for unknown here: no activity imported is not silence.
         assert_eq!(row["days_since_last_contact"], Missing);
-        assert_eq!(row["open_complaints"], Missing);
+        // Never complained: the cap (the feature's `if_none`).
+        assert_eq!(row["days_since_last_complaint"], Num(365.0));
+        assert_eq!(row["open_complaints"], Num(0.0));
+        assert_eq!(row["logins_30d"], Num(0.0));
+        let unknown = FeatureSpec::parse(
+            "[settings]\nno_activity = \"unknown\"\n[[feature]]\nname = \"logins\"\ntype = \"count\"\nkinds = [\"login\"]\nwindow_days = 30\n[[feature]]\nname = \"last\"\ntype = \"days_since\"\nkinds = [\"login\"]\nif_none = \"signup\"\n",
+            "t",
+        )
+        .unwrap();
+        let row2 = compute(&unknown, &customer(), &Activity::default(), d("2025-09-30"));
+        assert_eq!((&row2["logins"], &row2["last"]), (&Missing, &Missing));
         assert_eq!(row["tenure_months"], Num(6.0));
         assert_eq!(row["contract"], Cat("one_year".into()));
         assert_eq!(row["attr.SeniorCitizen"], Num(1.0));
@@ -555,12 +599,12 @@ mod tests {
 
     #[test]
     fn usage_trend_silence_and_their_words() {
-        let mut evs = vec![ev(EventKind::Login, "2025-08-01", None)];
+        let mut evs = vec![ev(Meaning::Login, "2025-08-01", None)];
         // 300 in the 90 days before the last 30, 60 in the last 30: down 40%.
         for day in ["2025-06-10", "2025-07-10", "2025-08-10"] {
-            evs.push(ev(EventKind::Usage, day, Some(100.0)));
+            evs.push(ev(Meaning::Usage, day, Some(100.0)));
         }
-        evs.push(ev(EventKind::Usage, "2025-09-15", Some(60.0)));
+        evs.push(ev(Meaning::Usage, "2025-09-15", Some(60.0)));
         let row = features(&evs, "2025-09-30");
         assert_eq!(row["usage_trend"], Num(-0.4));
         assert_eq!(row["days_since_last_contact"], Num(60.0));
@@ -594,10 +638,10 @@ mod tests {
     #[test]
     fn complaints_open_and_their_age() {
         let evs = [
-            ev(EventKind::ComplaintOpened, "2025-06-01", None),
-            ev(EventKind::ComplaintOpened, "2025-07-01", None),
-            ev(EventKind::ComplaintResolved, "2025-07-15", Some(2.0)),
-            ev(EventKind::ComplaintReopened, "2025-08-01", None),
+            ev(Meaning::ComplaintOpened, "2025-06-01", None),
+            ev(Meaning::ComplaintOpened, "2025-07-01", None),
+            ev(Meaning::ComplaintResolved, "2025-07-15", Some(2.0)),
+            ev(Meaning::ComplaintReopened, "2025-08-01", None),
         ];
         let row = features(&evs, "2025-09-30");
         assert_eq!(row["open_complaints"], Num(2.0));
@@ -615,9 +659,9 @@ mod tests {
     #[test]
     fn bill_shock_compares_the_latest_invoice_with_the_usual() {
         let evs = [
-            ev(EventKind::InvoiceIssued, "2025-06-01", Some(40.0)),
-            ev(EventKind::InvoiceIssued, "2025-07-01", Some(40.0)),
-            ev(EventKind::InvoiceIssued, "2025-08-01", Some(70.0)),
+            ev(Meaning::InvoiceIssued, "2025-06-01", Some(40.0)),
+            ev(Meaning::InvoiceIssued, "2025-07-01", Some(40.0)),
+            ev(Meaning::InvoiceIssued, "2025-08-01", Some(70.0)),
         ];
         let row = features(&evs, "2025-09-30");
         assert_eq!(row["bill_shock"], Num(70.0 / 50.0 - 1.0));
@@ -626,15 +670,15 @@ mod tests {
     #[test]
     fn features_as_of_a_past_day_ignore_what_came_later() {
         let early = vec![
-            ev(EventKind::Login, "2025-05-01", None),
-            ev(EventKind::ComplaintOpened, "2025-05-20", None),
-            ev(EventKind::Usage, "2025-04-01", Some(10.0)),
+            ev(Meaning::Login, "2025-05-01", None),
+            ev(Meaning::ComplaintOpened, "2025-05-20", None),
+            ev(Meaning::Usage, "2025-04-01", Some(10.0)),
         ];
         let mut later = early.clone();
         later.extend([
-            ev(EventKind::ComplaintResolved, "2025-06-01", Some(5.0)),
-            ev(EventKind::Login, "2025-06-01", None),
-            ev(EventKind::Usage, "2025-06-01", Some(99.0)),
+            ev(Meaning::ComplaintResolved, "2025-06-01", Some(5.0)),
+            ev(Meaning::Login, "2025-06-01", None),
+            ev(Meaning::Usage, "2025-06-01", Some(99.0)),
         ]);
         assert_eq!(
             features(&early, "2025-06-01"),
@@ -644,6 +688,34 @@ mod tests {
             features(&early, "2025-06-02"),
             features(&later, "2025-06-02")
         );
+    }
+
+    #[test]
+    fn active_days_whole_history_and_tenure_in_days() {
+        let spec = FeatureSpec::parse(
+            "[[feature]]\nname = \"days\"\ntype = \"tenure\"\nunit = \"days\"\n[[feature]]\nname = \"active_30\"\ntype = \"active_days\"\nwindow_days = 30\n[[feature]]\nname = \"login_days\"\ntype = \"active_days\"\nkinds = [\"login\"]\nwindow_days = \"all\"\n[[feature]]\nname = \"logins_ever\"\ntype = \"count\"\nkinds = [\"visit\"]\nwindow_days = \"all\"\n",
+            "t",
+        )
+        .unwrap();
+        let evs = [
+            ev(Meaning::Login, "2025-04-02", None),
+            ev(Meaning::Login, "2025-09-20", None),
+            ev(Meaning::Login, "2025-09-20", None),
+            ev(Meaning::Usage, "2025-09-20", Some(1.0)),
+            ev(Meaning::Usage, "2025-09-25", Some(1.0)),
+            // On the day itself: not before it.
+            ev(Meaning::Login, "2025-09-30", None),
+        ];
+        let row = compute(
+            &spec,
+            &customer(),
+            &Activity::from_events(&evs),
+            d("2025-09-30"),
+        );
+        assert_eq!(row["days"], Num(183.0));
+        assert_eq!(row["active_30"], Num(2.0));
+        assert_eq!(row["login_days"], Num(2.0));
+        assert_eq!(row["logins_ever"], Num(3.0));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub(super) fn parse<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::super::*;
-    use crate::domain::EventKind;
+    use crate::domain::Meaning;
     use chrono::{DateTime, Utc};
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -59,7 +59,7 @@ c3,invoice,2025-03-04,12.5,,,
 
         let e1 = &parsed.rows[0].1;
         assert_eq!(e1.customer.as_str(), "c1");
-        assert_eq!(e1.kind, EventKind::Login);
+        assert_eq!(e1.kind, Meaning::Login.code());
         assert_eq!(e1.occurred_at, t("2025-03-01T09:30:00Z"));
         assert_eq!(e1.value, None);
         assert_eq!(e1.source, "web");
@@ -67,7 +67,7 @@ c3,invoice,2025-03-04,12.5,,,
         assert!(e1.attributes.is_empty());
 
         let e2 = &parsed.rows[1].1;
-        assert_eq!(e2.kind, EventKind::ComplaintResolved);
+        assert_eq!(e2.kind, Meaning::ComplaintResolved.code());
         assert_eq!(e2.occurred_at, t("2025-03-02T10:00:00Z"));
         assert_eq!(e2.value, Some(4.0));
         assert_eq!(e2.source, "billing");
@@ -78,7 +78,7 @@ c3,invoice,2025-03-04,12.5,,,
         );
 
         let e3 = &parsed.rows[2].1;
-        assert_eq!(e3.kind, EventKind::InvoiceIssued);
+        assert_eq!(e3.kind, Meaning::InvoiceIssued.code());
         assert_eq!(e3.occurred_at, t("2025-03-04T00:00:00Z"));
 
         let err = |line: u64, column: &str, problem: &str| RowError {
@@ -93,10 +93,13 @@ c3,invoice,2025-03-04,12.5,,,
                 err(
                     3,
                     "kind",
-                    "unknown event kind \"teleport\"; expected one of: usage, login, invoice_issued, \
-                     payment_made, payment_failed, complaint_opened, complaint_resolved, \
-                     complaint_reopened, support_contact, meter_reading, plan_change, \
-                     contract_renewed, cancellation_requested, churned"
+                    "unknown event kind \"teleport\"; declare it in the config ([kinds] \
+                     teleport = \"none\", or the meaning it has for attune's rules, e.g. \
+                     \"contact\"), or map it onto a known kind in the source's \
+                     [sources.kinds]; then `attune quarantine retry` stores it. Known kinds: \
+                     usage, login, invoice_issued, payment_made, payment_failed, \
+                     complaint_opened, complaint_resolved, complaint_reopened, support_contact, \
+                     meter_reading, plan_change, contract_renewed, cancellation_requested, churned"
                 ),
                 err(
                     4,
@@ -140,7 +143,7 @@ c3,invoice,2025-03-04,12.5,,,
         let parsed = parse_events("e.ndjson", nd.as_bytes(), Format::Ndjson, "pos").unwrap();
         assert_eq!(parsed.rows.len(), 1);
         let e = &parsed.rows[0].1;
-        assert_eq!(e.kind, EventKind::PaymentMade);
+        assert_eq!(e.kind, Meaning::PaymentMade.code());
         assert_eq!(e.occurred_at, t("2025-03-01T08:30:00Z"));
         assert_eq!(e.value, Some(20.0));
         assert_eq!(e.source, "pos");

@@ -1,15 +1,17 @@
 //! How a source's rows become attune events: which of its columns holds each of attune's
-//! fields, what its own kind names mean, and the checks every event must pass (a kind
-//! from the vocabulary, a plausible timestamp, a value in range). A row that fails is a
-//! [`Rejection`] with a reason code, which the store keeps in quarantine with the raw row.
+//! fields, what its own kind names mean, and the checks every event must pass (a kind the
+//! business records: attune's own or a declared one; a plausible timestamp; a value in the
+//! range its meaning allows). A row that fails is a [`Rejection`] with a reason code, which
+//! the store keeps in quarantine with the raw row.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::record::{Cell, Problem, Record, fnv1a64, parse_number, parse_timestamp};
-use crate::domain::{ActivityEvent, CustomerId, EventKind, MAX_EVENT_VALUE};
+use crate::domain::{ActivityEvent, CustomerId, EventKinds, KindDef, MAX_EVENT_VALUE, Meaning};
 
 /// attune's event fields, as named in files, in mappings and in the README.
 pub const EVENT_FIELDS: &[&str] = &[
@@ -29,16 +31,28 @@ pub struct EventMapping {
     /// attune field -> the source's column for it. Unmapped fields are read from the
     /// column of the same name.
     pub columns: BTreeMap<String, String>,
-    /// The source's own kind names (compared trimmed and case-insensitively) -> attune's.
-    /// Names not listed are read as attune's vocabulary, aliases included.
-    pub kinds: BTreeMap<String, EventKind>,
+    /// The source's own kind names (normalized: trimmed, lowercase, `-` and spaces as `_`)
+    /// -> the name of the kind they are stored as. Names not listed are read as kinds of
+    /// `catalog`, built-in aliases included.
+    pub kinds: BTreeMap<String, String>,
+    /// The kinds the business records, with their codes.
+    pub catalog: Arc<EventKinds>,
 }
 
 impl EventMapping {
-    /// attune's own column names and vocabulary.
+    /// attune's own column names and kinds.
     pub fn standard(source: &str) -> Self {
         Self {
             source: source.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// attune's own column names, and the kinds of `catalog`.
+    pub fn standard_with(source: &str, catalog: Arc<EventKinds>) -> Self {
+        Self {
+            source: source.to_owned(),
+            catalog,
             ..Self::default()
         }
     }
@@ -53,17 +67,10 @@ impl EventMapping {
         std::array::from_fn(|i| self.column(EVENT_FIELDS[i]))
     }
 
-    fn kind(&self, raw: &str) -> Result<EventKind, Problem> {
-        let key = raw.trim();
-        if let Some(k) = self
-            .kinds
-            .iter()
-            .find(|(name, _)| name.trim().eq_ignore_ascii_case(key))
-            .map(|(_, k)| *k)
-        {
-            return Ok(k);
-        }
-        key.parse::<EventKind>().map_err(|e| {
+    fn kind(&self, raw: &str) -> Result<&KindDef, Problem> {
+        let key = crate::domain::kinds::normalize(raw);
+        let name = self.kinds.get(&key).map_or(raw, String::as_str);
+        self.catalog.accept(name).map_err(|e| {
             let mut msg = e.to_string();
             if !self.kinds.is_empty() {
                 msg.push_str(&format!(
@@ -208,14 +215,17 @@ pub(crate) fn map_event(
         })
         .transpose()?;
     if let Some(v) = value {
-        let (lo, hi, what) =
-            kind.value_range()
-                .unwrap_or((-MAX_EVENT_VALUE, MAX_EVENT_VALUE, "a number"));
+        let (lo, hi, what) = kind.meaning.and_then(Meaning::value_range).unwrap_or((
+            -MAX_EVENT_VALUE,
+            MAX_EVENT_VALUE,
+            "a number",
+        ));
         if !(lo..=hi).contains(&v) {
-            let problem = if kind == EventKind::ComplaintResolved {
-                format!("{v} is not a satisfaction score; expected 1 to 5 for complaint_resolved")
+            let name = &kind.name;
+            let problem = if kind.meaning == Some(Meaning::ComplaintResolved) {
+                format!("{v} is not a satisfaction score; expected 1 to 5 for {name}")
             } else {
-                format!("{v} is out of range for {kind}; expected {what} (at most {hi:e})")
+                format!("{v} is out of range for {name}; expected {what} (at most {hi:e})")
             };
             return Err(Rejection::new(
                 RejectCode::BadValue,
@@ -230,11 +240,11 @@ pub(crate) fn map_event(
         .to_owned();
     let source_event_id = match r.text(col("source_event_id")).map_err(malformed)? {
         Some(id) => id.to_owned(),
-        None => derived_event_id(&customer, kind, occurred_at, value),
+        None => derived_event_id(&customer, &kind.name, occurred_at, value),
     };
     Ok(ActivityEvent {
         customer,
-        kind,
+        kind: kind.code,
         occurred_at,
         value,
         attributes: r.others(&m.mapped_columns()).into_iter().collect(),
@@ -243,25 +253,54 @@ pub(crate) fn map_event(
     })
 }
 
-/// A stable id for an event its source gave none: built from the parsed values, so
-/// `2025-03-01` and `2025-03-01 00:00:00` (or `12.5` and `12.50`) give the same id and a
-/// re-import never duplicates.
+/// A stable id for an event its source gave none: `h:` and 16 hex digits of the FNV-1a
+/// hash of the customer, the kind, the time and the value as parsed, so `2025-03-01` and
+/// `2025-03-01 00:00:00` (or `12.5` and `12.50`) give the same id and a re-import never
+/// duplicates. Events of one input that share all four get `#1`, `#2`, ... after the first
+/// ([`Repeats`]): two purchases in the same second stay two events.
 pub fn derived_event_id(
     customer: &CustomerId,
-    kind: EventKind,
+    kind: &str,
     occurred_at: DateTime<Utc>,
     value: Option<f64>,
 ) -> String {
     let occurred_text = occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
     let value_text = value.map(|v| v.to_string()).unwrap_or_default();
-    let key = [
-        customer.as_str(),
-        kind.as_str(),
-        &occurred_text,
-        &value_text,
-    ]
-    .join("\u{1f}");
+    let key = [customer.as_str(), kind, &occurred_text, &value_text].join("\u{1f}");
     format!("h:{:016x}", fnv1a64(key.as_bytes()))
+}
+
+/// Events of one input (a file, a request, a batch of a query) whose ids were derived,
+/// counted by id, so that the n-th event alike in customer, kind, time and value gets
+/// `#n` (the first keeps the plain id). The same input sent again gives the same ids in
+/// the same order, so it is a duplicate; a file resumed after a crash counts the rows it
+/// had committed again before going on.
+#[derive(Debug, Default)]
+pub struct Repeats {
+    seen: HashMap<u64, u32, foldhash::fast::FixedState>,
+}
+
+impl Repeats {
+    /// Gives `event` its place among the events alike before it, if its id was derived
+    /// (`derived`).
+    pub fn number(&mut self, event: &mut ActivityEvent, derived: bool) {
+        if !derived {
+            return;
+        }
+        let n = self
+            .seen
+            .entry(fnv1a64(event.source_event_id.as_bytes()))
+            .or_insert(0);
+        if *n > 0 {
+            event.source_event_id = format!("{}#{n}", event.source_event_id);
+        }
+        *n += 1;
+    }
+}
+
+/// Whether the row's event id is derived (the row names none).
+pub(crate) fn derives_id(r: &Record, m: &EventMapping) -> bool {
+    !matches!(r.text(m.column("source_event_id")), Ok(Some(_)))
 }
 
 /// The row as received, as a JSON object of column -> text (null for JSON null), kept in
@@ -332,7 +371,8 @@ mod tests {
             .into_iter()
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
             .collect(),
-            kinds: [("BILL".to_owned(), EventKind::InvoiceIssued)].into(),
+            kinds: [("bill".to_owned(), "invoice_issued".to_owned())].into(),
+            catalog: Default::default(),
         };
         let r = rec(&[
             ("id", "991"),
@@ -343,7 +383,7 @@ mod tests {
             ("branch", "north"),
         ]);
         let e = map_event(&r, &m, now()).unwrap();
-        assert_eq!(e.kind, EventKind::InvoiceIssued);
+        assert_eq!(e.kind, Meaning::InvoiceIssued.code());
         assert_eq!(e.customer.as_str(), "c1");
         assert_eq!(e.occurred_at.to_rfc3339(), "2026-01-01T00:00:00+00:00");
         assert_eq!(e.value, Some(40.5));
@@ -357,7 +397,7 @@ mod tests {
         let r = rec(&[("acct", "c1"), ("type", "payment"), ("ts", "2026-01-02")]);
         assert_eq!(
             map_event(&r, &m, now()).unwrap().kind,
-            EventKind::PaymentMade
+            Meaning::PaymentMade.code()
         );
     }
 

@@ -50,11 +50,17 @@ pub enum Format {
 
 impl Format {
     /// The extensions accepted by [`Format::from_path`].
-    pub const EXTENSIONS: &'static str = ".csv, .ndjson, .jsonl, .json";
+    pub const EXTENSIONS: &'static str = ".csv, .ndjson, .jsonl, .json, each optionally .gz";
 
-    /// `.csv` is CSV; `.ndjson`, `.jsonl` and `.json` are NDJSON (case-insensitive).
+    /// `.csv` is CSV; `.ndjson`, `.jsonl` and `.json` are NDJSON (case-insensitive); any of
+    /// them may end in `.gz` (gzip, read as it streams).
     pub fn from_path(path: &Path) -> Result<Format, FileError> {
-        let ext = path
+        let inner = if is_gzip(path) {
+            Path::new(path.file_stem().unwrap_or_default())
+        } else {
+            path
+        };
+        let ext = inner
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
@@ -67,6 +73,43 @@ impl Format {
             }),
         }
     }
+}
+
+/// Whether `path` names a gzip file (`.gz`).
+pub fn is_gzip(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
+/// The name a file goes by without `.gz` and its format extension (`events-2026-01` for
+/// `events-2026-01.csv.gz`): the default source of its events.
+pub fn file_stem(path: &Path) -> Option<&str> {
+    let name = path.file_name()?.to_str()?;
+    let name = if is_gzip(path) {
+        &name[..name.len() - 3]
+    } else {
+        name
+    };
+    Some(name.rsplit_once('.').map_or(name, |(stem, _)| stem))
+}
+
+/// Opens a data file for reading, decompressing a `.gz` one as it is read, with its
+/// format.
+pub fn open(path: &Path) -> Result<(Box<dyn Read + Send>, Format), FileError> {
+    let format = Format::from_path(path)?;
+    let file = std::fs::File::open(path).map_err(|e| FileError::Unreadable {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let reader: Box<dyn Read + Send> = if is_gzip(path) {
+        Box::new(flate2::read::MultiGzDecoder::new(
+            std::io::BufReader::with_capacity(1 << 20, file),
+        ))
+    } else {
+        Box::new(file)
+    };
+    Ok((reader, format))
 }
 
 impl fmt::Display for Format {

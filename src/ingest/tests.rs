@@ -26,9 +26,23 @@ fn format_from_path() {
     let err = Format::from_path(Path::new("data/c.xlsx")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "data/c.xlsx: unsupported file extension; expected one of .csv, .ndjson, .jsonl, .json"
+        "data/c.xlsx: unsupported file extension; expected one of .csv, .ndjson, .jsonl, .json, each optionally .gz"
     );
     assert!(Format::from_path(Path::new("noext")).is_err());
+    assert_eq!(
+        Format::from_path(Path::new("e.csv.gz")).unwrap(),
+        Format::Csv
+    );
+    assert_eq!(
+        Format::from_path(Path::new("e.NDJSON.GZ")).unwrap(),
+        Format::Ndjson
+    );
+    assert!(Format::from_path(Path::new("e.gz")).is_err());
+    assert_eq!(
+        super::file_stem(Path::new("in/events-2026-01.csv.gz")),
+        Some("events-2026-01")
+    );
+    assert_eq!(super::file_stem(Path::new("events.csv")), Some("events"));
 }
 
 #[test]

@@ -58,10 +58,8 @@ pub async fn import_customers_file(
     today: NaiveDate,
 ) -> anyhow::Result<ImportReport> {
     let name = path.display().to_string();
-    let format = Format::from_path(path)?;
-    let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    let parsed =
-        ingest::parse_customers(&name, std::io::BufReader::new(file), format, preset, today)?;
+    let (file, format) = ingest::open(path)?;
+    let parsed = ingest::parse_customers(&name, file, format, preset, today)?;
     let customers: Vec<Customer> = parsed.rows.into_iter().map(|(_, c)| c).collect();
     let counts = db
         .upsert_customers(&customers)
@@ -99,13 +97,10 @@ pub async fn import_events_file_with(
 ) -> anyhow::Result<ImportReport> {
     let name = path.display().to_string();
     Format::from_path(path)?;
-    let source = source.map(str::to_owned).unwrap_or_else(|| {
-        path.file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("file")
-            .to_owned()
-    });
-    let mapping = sources::mapping_for(ctx, &source)?;
+    let source = source
+        .map(str::to_owned)
+        .unwrap_or_else(|| ingest::file_stem(path).unwrap_or("file").to_owned());
+    let mapping = sources::mapping_for(ctx, &source).await?;
     let mut report = ImportReport {
         file: name.clone(),
         ..Default::default()

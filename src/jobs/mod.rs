@@ -20,7 +20,9 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use crate::config::Config;
+use crate::domain::{EventKinds, KindSet};
 use crate::features::FeatureSpec;
+use crate::features::churn::ChurnDefinition;
 use crate::model::ModelArtifact;
 use crate::store::Db;
 
@@ -29,7 +31,8 @@ use crate::store::Db;
 pub struct JobContext {
     pub db: Db,
     pub config: Arc<Config>,
-    features: Arc<std::sync::OnceLock<Arc<FeatureSpec>>>,
+    kinds: Arc<tokio::sync::OnceCell<Arc<EventKinds>>>,
+    features: Arc<tokio::sync::OnceCell<Arc<FeatureSpec>>>,
 }
 
 impl JobContext {
@@ -37,17 +40,71 @@ impl JobContext {
         Self {
             db,
             config: Arc::new(config),
+            kinds: Default::default(),
             features: Default::default(),
         }
     }
 
-    /// The feature spec: `[features] spec`, or the one built in. Read once.
-    pub fn feature_spec(&self) -> anyhow::Result<Arc<FeatureSpec>> {
-        if let Some(spec) = self.features.get() {
-            return Ok(spec.clone());
+    /// The event kinds this business records: attune's own and those the config declares,
+    /// with the database's codes (a kind declared for the first time gets one now). Read
+    /// once per process.
+    pub async fn kinds(&self) -> anyhow::Result<Arc<EventKinds>> {
+        use anyhow::Context as _;
+        self.kinds
+            .get_or_try_init(|| async {
+                let declared = self
+                    .config
+                    .declared_kinds()
+                    .map_err(|(key, m)| anyhow::anyhow!("{key}: {m}"))?;
+                let kinds = self
+                    .db
+                    .event_kinds(&declared)
+                    .await
+                    .context("loading the event kinds")?;
+                Ok::<_, anyhow::Error>(Arc::new(kinds))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The configured feature spec (`[features] spec`, or the one built in), its kinds
+    /// resolved in [`JobContext::kinds`]. With `auto` set it still has to be derived for
+    /// the kinds at hand ([`crate::features::auto`]). Read once.
+    pub async fn feature_spec(&self) -> anyhow::Result<Arc<FeatureSpec>> {
+        let kinds = self.kinds().await?;
+        self.features
+            .get_or_try_init(|| async {
+                Ok::<_, anyhow::Error>(Arc::new(feature_spec(&self.config, &kinds)?))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The spec as planning and `features show` compute it: auto features derived for
+    /// every kind the business records.
+    pub async fn planning_spec(&self) -> anyhow::Result<Arc<FeatureSpec>> {
+        let spec = self.feature_spec().await?;
+        if !spec.auto {
+            return Ok(spec);
         }
-        let spec = feature_spec(&self.config)?;
-        Ok(self.features.get_or_init(|| Arc::new(spec)).clone())
+        let kinds = self.kinds().await?;
+        let codes: Vec<_> = kinds
+            .iter()
+            .filter(|k| k.accepted)
+            .map(|k| k.code)
+            .collect();
+        let valued: KindSet = codes.iter().copied().collect();
+        Ok(Arc::new(crate::features::auto::derive(
+            &spec, &kinds, &codes, &valued,
+        )))
+    }
+
+    /// What churn means for this business (`[churn]`).
+    pub async fn churn(&self) -> anyhow::Result<ChurnDefinition> {
+        let kinds = self.kinds().await?;
+        self.config
+            .churn_definition(&kinds)
+            .map_err(|m| anyhow::anyhow!("[churn]: {m}"))
     }
 
     pub fn playbook_settings(&self) -> crate::playbook::Settings {
@@ -106,11 +163,16 @@ pub fn parse_model(text: &str) -> anyhow::Result<ModelArtifact> {
     Ok(model)
 }
 
-/// The feature spec the config names, or the one built in.
-pub fn feature_spec(config: &Config) -> anyhow::Result<FeatureSpec> {
+/// The feature spec the config names, or the one built in (with auto features for a
+/// business that declares kinds of its own), its kinds resolved in `kinds`.
+pub fn feature_spec(config: &Config, kinds: &EventKinds) -> anyhow::Result<FeatureSpec> {
     Ok(match &config.features.spec {
-        Some(path) => FeatureSpec::load(path)?,
-        None => FeatureSpec::default_spec(),
+        Some(path) => FeatureSpec::load(path, kinds)?,
+        None => {
+            let mut spec = FeatureSpec::default_for(kinds);
+            spec.auto = kinds.iter().any(|k| k.accepted && !k.built_in);
+            spec
+        }
     })
 }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::JobContext;
 use super::par::in_chunks;
-use crate::domain::{Customer, EventKind, NudgeStatus};
+use crate::domain::{Customer, Meaning, NudgeStatus};
 use crate::features::{Activity, FeatureRow, compute, day_number};
 use crate::playbook::{
     self, Change, EventFact, Facts, PlanOutput, PlanSummary, Planned, Playbook, Review, Source,
@@ -103,7 +103,7 @@ pub async fn planning_features(
     let (Some(first), Some(last)) = (page.first(), page.last()) else {
         return Ok(HashMap::new());
     };
-    let spec = ctx.feature_spec()?;
+    let spec = ctx.feature_spec().await?;
     let activity = ctx
         .db
         .activity_between(first.0, last.0, day_number(as_of), &spec.lookback())
@@ -125,11 +125,11 @@ pub async fn planning_features(
 }
 
 /// Which event kinds the playbook's triggers read, and how many days back.
-fn event_needs(pb: &Playbook) -> (Vec<EventKind>, i64) {
+fn event_needs(pb: &Playbook) -> (Vec<Meaning>, i64) {
     let mut kinds = Vec::new();
     let mut days = 0i64;
     for r in &pb.rules {
-        let (k, within): (Vec<EventKind>, u32) = match &r.trigger.source {
+        let (k, within): (Vec<Meaning>, u32) = match &r.trigger.source {
             Source::Event {
                 kind,
                 within_days,
@@ -141,10 +141,7 @@ fn event_needs(pb: &Playbook) -> (Vec<EventKind>, i64) {
             Source::SupportAfterFirstInvoice {
                 within_days,
                 after_days,
-            } => (
-                vec![EventKind::SupportContact],
-                *within_days.max(after_days),
-            ),
+            } => (vec![Meaning::SupportContact], *within_days.max(after_days)),
             _ => continue,
         };
         for k in k {

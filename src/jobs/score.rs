@@ -165,6 +165,32 @@ fn score_page(
     (scores, counts)
 }
 
+/// The spec a model computes its features with: the one it carries (trained since attune
+/// embedded it), else the configured one, checked to define every feature it reads.
+pub async fn model_spec(
+    ctx: &JobContext,
+    model: &ModelArtifact,
+) -> anyhow::Result<std::sync::Arc<FeatureSpec>> {
+    match &model.training.feature_spec {
+        Some(text) => {
+            let kinds = ctx.kinds().await?;
+            let spec = FeatureSpec::parse_with(text, &format!("model {}", model.version), &kinds)
+                .with_context(|| {
+                format!(
+                    "reading the features model {} was trained on",
+                    model.version
+                )
+            })?;
+            Ok(std::sync::Arc::new(spec))
+        }
+        None => {
+            let spec = ctx.planning_spec().await?;
+            check_model_against_spec(model, &spec)?;
+            Ok(spec)
+        }
+    }
+}
+
 /// Refuses a model that reads features the spec does not produce: it would score everyone
 /// as if those were unknown.
 pub fn check_model_against_spec(model: &ModelArtifact, spec: &FeatureSpec) -> anyhow::Result<()> {
@@ -255,9 +281,11 @@ impl DriftTally {
 
 pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport> {
     let as_of = job.as_of.unwrap_or_else(super::today);
-    let spec = ctx.feature_spec()?;
     let model = std::sync::Arc::new(ctx.scoring_model().await?);
-    check_model_against_spec(&model, &spec)?;
+    let spec = model_spec(ctx, &model).await?;
+    let churn = std::sync::Arc::new(ctx.churn().await?);
+    let mut lookback = spec.lookback();
+    lookback.merge(&churn.lookback());
     let trigger = job.tick.clone().unwrap_or_else(|| "manual".into());
     let scope = if job.changed_only { "changed" } else { "full" };
     let changed: Option<Vec<i64>> = if job.changed_only {
@@ -280,9 +308,13 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
     let (mut customers, mut at_risk) = (0usize, 0usize);
     let mut drift = DriftTally::new(&model);
     let mut writing: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
-    let mut pages = read_pages(ctx.db.clone(), as_of, changed.clone(), spec.lookback());
+    let mut pages = read_pages(ctx.db.clone(), as_of, changed.clone(), lookback);
     while let Some(page) = pages.recv().await {
-        let (page, activity) = page?;
+        let (mut page, activity) = page?;
+        // Customers as the churn definition has them (an inactivity definition leaves
+        // out those silent too long: they have left).
+        let none = Activity::default();
+        page.retain(|(id, c)| churn.is_active_on(c, activity.get(id).unwrap_or(&none), as_of));
         if page.is_empty() {
             continue;
         }

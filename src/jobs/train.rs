@@ -5,11 +5,14 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 
+use crate::domain::{EventKinds, KindSet};
+use crate::features::churn::ChurnDefinition;
 use crate::features::{Activity, FeatureRow, FeatureSpec, Lookback, compute, day_number};
-use crate::ingest::{self, CustomerPreset, Format};
-use crate::model::dataset::{self, Observation, TrainingWindow};
+use crate::ingest::{self, CustomerPreset};
+use crate::model::backtest::{self, Backtest};
+use crate::model::dataset::{self, DaySeries, Observation, TrainingWindow};
 use crate::model::evaluation::Evaluation;
 use crate::model::optim::ClassWeight;
 use crate::model::{self, FitOptions, ModelArtifact};
@@ -100,14 +103,8 @@ pub fn csv_training_set(
     as_of: NaiveDate,
 ) -> anyhow::Result<(Vec<FeatureRow>, Vec<bool>)> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    let parsed = ingest::parse_customers(
-        &name,
-        std::io::BufReader::new(file),
-        Format::from_path(path)?,
-        preset,
-        as_of,
-    )?;
+    let (file, format) = ingest::open(path)?;
+    let parsed = ingest::parse_customers(&name, file, format, preset, as_of)?;
     refuse_rejected(&name, &parsed.rejected)?;
     let none = Activity::default();
     Ok(parsed
@@ -133,49 +130,91 @@ pub fn train_from_csv(
 }
 
 /// Trains on any exported table: `target` is the 0/1 label, every other column a feature
-/// (numbers standardised, text one-hot). Rejected rows are an error, as for customer files.
+/// (numbers standardised, text one-hot) but for the split, group, ignored and identifier
+/// columns. The test rows are the team's own (`split_column`), a random holdout that keeps
+/// each group on one side (`group_column`), or a stratified random holdout. Rejected rows
+/// are an error, as for customer files.
 pub fn train_from_table(
     path: &Path,
-    target: &str,
-    ignore: &[String],
+    table_opts: &ingest::table::TableOptions,
     opts: &TrainOptions,
 ) -> anyhow::Result<ModelArtifact> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).with_context(|| format!("opening {name}"))?;
-    let table = ingest::table::parse_table(
-        &name,
-        std::io::BufReader::new(file),
-        Format::from_path(path)?,
-        target,
-        ignore,
-    )?;
+    let (file, format) = ingest::open(path)?;
+    let table = ingest::table::parse_table(&name, file, format, table_opts)?;
     refuse_rejected(&name, &table.parsed.rejected)?;
     if !table.identifiers.is_empty() {
-        tracing::info!(columns = ?table.identifiers, "left out text columns with a different value in every row (identifiers)");
+        tracing::info!(columns = ?table.identifiers, "left out columns that identify rows (identifiers)");
     }
-    let (rows, labels): (Vec<FeatureRow>, Vec<bool>) =
-        table.parsed.rows.into_iter().map(|(_, r)| r).unzip();
+    let mut test_rows = None;
+    if table_opts.split_column.is_some() {
+        test_rows = Some(
+            table
+                .parsed
+                .rows
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, r))| r.test == Some(true))
+                .map(|(i, _)| i)
+                .collect::<Vec<_>>(),
+        );
+    } else if let (Some(_), Some(h)) = (&table_opts.group_column, opts.holdout) {
+        let groups: Vec<&str> = table
+            .parsed
+            .rows
+            .iter()
+            .map(|(_, r)| r.group.as_deref().unwrap_or_default())
+            .collect();
+        let (_, test) = ingest::table::group_split(&groups, h, opts.seed.unwrap_or_default());
+        test_rows = Some(test);
+    }
+    let mut not_features: Vec<String> = std::iter::once(table_opts.target.clone())
+        .chain(table_opts.split_column.clone())
+        .chain(table_opts.group_column.clone())
+        .chain(table_opts.ignore.iter().cloned())
+        .chain(table.identifiers.iter().cloned())
+        .collect();
+    not_features.dedup();
+    let (rows, labels): (Vec<FeatureRow>, Vec<bool>) = table
+        .parsed
+        .rows
+        .into_iter()
+        .map(|(_, r)| (r.features, r.label))
+        .unzip();
     let source = path.file_name().and_then(|n| n.to_str()).unwrap_or("table");
-    Ok(model::fit(
-        &rows,
-        &labels,
-        &fit_options(source, opts, None),
-    )?)
+    let mut fo = fit_options(source, opts, None);
+    fo.test_rows = test_rows;
+    let mut model = model::fit(&rows, &labels, &fo)?;
+    model.training.not_features = not_features;
+    Ok(model)
 }
 
-/// Observations of every customer active on each of `dates`: the features known that day
-/// (from the rollups of the days before it) and whether they churned within
-/// `horizon_days` after it. Each customer's rollups are read once for all the days.
+/// Observations of every customer who is a customer on each of `dates` (as `churn`
+/// defines it): the features known that day (from the rollups of the days before it) and
+/// whether they churned within the horizon after it. Each customer's rollups are read once
+/// for all the days.
 pub async fn history_observations(
     db: &Db,
     spec: &FeatureSpec,
+    churn: &ChurnDefinition,
     dates: &[NaiveDate],
-    horizon_days: u64,
+) -> anyhow::Result<Vec<Observation>> {
+    let customers = db.all_customers().await?;
+    history_observations_of(db, spec, churn, dates, &customers).await
+}
+
+async fn history_observations_of(
+    db: &Db,
+    spec: &FeatureSpec,
+    churn: &ChurnDefinition,
+    dates: &[NaiveDate],
+    customers: &[(i64, crate::domain::Customer)],
 ) -> anyhow::Result<Vec<Observation>> {
     let Some(&last) = dates.iter().max() else {
         return Ok(Vec::new());
     };
-    let customers = db.all_customers().await?;
+    // Labels look at the horizon after each day (an inactivity label at its events).
+    let read_until = churn.label_known_by(last);
     let none = Activity::default();
     let mut obs = Vec::new();
     for page in customers.chunks(50_000) {
@@ -186,22 +225,20 @@ pub async fn history_observations(
             .activity_between(
                 first.0,
                 last_id.0,
-                day_number(last),
+                day_number(read_until),
                 &Lookback::everything(),
             )
             .await?;
         for &day in dates {
-            let horizon_end = day + Days::new(horizon_days);
-            obs.extend(
-                page.iter()
-                    .filter(|(_, c)| c.is_active_on(day))
-                    .map(|(id, c)| Observation {
-                        customer_id: *id,
-                        as_of: day,
-                        row: compute(spec, c, activity.get(id).unwrap_or(&none), day),
-                        label: c.churned_on.is_some_and(|d| d > day && d <= horizon_end),
-                    }),
-            );
+            obs.extend(page.iter().filter_map(|(id, c)| {
+                let a = activity.get(id).unwrap_or(&none);
+                churn.is_active_on(c, a, day).then(|| Observation {
+                    customer_id: *id,
+                    as_of: day,
+                    row: compute(spec, c, a, day),
+                    label: churn.label(c, a, day),
+                })
+            }));
         }
     }
     // Day by day, as the split expects.
@@ -209,78 +246,302 @@ pub async fn history_observations(
     Ok(obs)
 }
 
-/// Settings for training on history (the `[training]` config section).
+/// Settings for training on history (the `[training]` and `[churn]` config sections).
 #[derive(Debug, Clone)]
 pub struct HistoryOptions {
     pub today: NaiveDate,
-    pub horizon_days: u64,
-    pub observation_months: usize,
+    pub churn: ChurnDefinition,
+    pub days: DaySeries,
+    /// How many days of the series (the latest whose horizon has ended).
+    pub count: usize,
     pub validation_customer_share: f64,
     pub seed: u64,
+    /// Rolling origins of the backtest.
+    pub backtest_days: usize,
+    pub min_test_churners: usize,
+    pub bootstrap_resamples: usize,
 }
 
-/// A model trained on history, with the validation rows it was measured on so another
-/// model (the champion) can be measured on exactly the same rows.
+impl HistoryOptions {
+    /// The options `[training]` gives, as of `today`.
+    pub fn from_config(
+        t: &crate::config::Training,
+        churn: ChurnDefinition,
+        today: NaiveDate,
+    ) -> Self {
+        Self {
+            today,
+            churn,
+            days: match &t.observation_days {
+                crate::config::ObservationDays::Dates(d) => DaySeries::Dates(d.clone()),
+                crate::config::ObservationDays::Every(e) if e == "week_starts" => {
+                    DaySeries::WeekStarts
+                }
+                crate::config::ObservationDays::Every(_) => DaySeries::MonthStarts,
+            },
+            count: t.observation_count,
+            validation_customer_share: t.validation_customer_share,
+            seed: t.seed,
+            backtest_days: t.backtest_days,
+            min_test_churners: t.min_test_churners,
+            bootstrap_resamples: t.bootstrap_resamples,
+        }
+    }
+}
+
+/// A model trained on history, with its backtest and the test rows it was measured on, so
+/// another model (the champion) can be measured on exactly the same rows.
 #[derive(Debug, Clone)]
 pub struct HistoryTraining {
     pub model: ModelArtifact,
     pub window: TrainingWindow,
+    pub backtest: Backtest,
+    /// The test side of every backtest day: customers never trained on.
     pub validation_rows: Vec<FeatureRow>,
     pub validation_labels: Vec<bool>,
+    pub validation_customers: Vec<i64>,
+    pub validation_days: Vec<NaiveDate>,
+    /// Every observation: (customer row id, day, label, on the test side).
+    pub observations: Vec<(i64, NaiveDate, bool, bool)>,
 }
 
-/// Trains point in time on month-start observations, validating on the latest day's
-/// held-out customers.
+/// Writes every observation of a training run as CSV (`customer_id,as_of,label,side`,
+/// side `train` or `test`), so another tool can be measured on exactly the same rows.
+pub async fn write_observations(
+    db: &Db,
+    trained: &HistoryTraining,
+    path: &Path,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let ids: std::collections::HashMap<i64, String> = db
+        .customer_id_map()
+        .await?
+        .into_iter()
+        .map(|(external, id)| (id, external))
+        .collect();
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    writeln!(w, "customer_id,as_of,label,side")?;
+    for (id, day, label, test) in &trained.observations {
+        let external = ids.get(id).map(String::as_str).unwrap_or_default();
+        let quoted = if external.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", external.replace('"', "\"\""))
+        } else {
+            external.to_owned()
+        };
+        writeln!(
+            w,
+            "{quoted},{day},{},{}",
+            u8::from(*label),
+            if *test { "test" } else { "train" }
+        )?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The features `spec` gives `customers[i]` as of `days[i]` (another model's view of the
+/// same observations).
+pub async fn rows_for(
+    db: &Db,
+    spec: &FeatureSpec,
+    customers: &[i64],
+    days: &[NaiveDate],
+) -> anyhow::Result<Vec<FeatureRow>> {
+    let Some(last) = days.iter().max() else {
+        return Ok(Vec::new());
+    };
+    let mut ids = customers.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let records: std::collections::HashMap<i64, crate::domain::Customer> =
+        db.customers_with_ids(&ids).await?.into_iter().collect();
+    let activity = db
+        .activity_of(&ids, day_number(*last), &Lookback::everything())
+        .await?;
+    let none = Activity::default();
+    customers
+        .iter()
+        .zip(days)
+        .map(|(id, day)| {
+            let c = records
+                .get(id)
+                .with_context(|| format!("customer row {id} is gone"))?;
+            Ok(compute(spec, c, activity.get(id).unwrap_or(&none), *day))
+        })
+        .collect()
+}
+
+/// The spec a model is trained on from history: auto features derived for the kinds the
+/// data holds, attributes guarded. Returns what the guard left out.
+async fn training_spec(
+    db: &Db,
+    spec: &FeatureSpec,
+    kinds: &EventKinds,
+    customers: &[(i64, crate::domain::Customer)],
+) -> anyhow::Result<(FeatureSpec, Vec<crate::features::auto::LeftOut>)> {
+    let counts = if spec.auto {
+        db.kind_counts().await?
+    } else {
+        Vec::new()
+    };
+    let present: Vec<_> = counts
+        .iter()
+        .filter(|c| c.events > 0)
+        .map(|c| c.code)
+        .collect();
+    let valued: KindSet = counts.iter().filter(|c| c.valued).map(|c| c.code).collect();
+    Ok(crate::features::auto::for_training(
+        spec,
+        kinds,
+        &present,
+        &valued,
+        customers.iter().map(|(_, c)| c),
+    ))
+}
+
+/// Trains point in time from history: observations on the configured days (never before
+/// the first day of imported activity), labels as the churn definition says, customers
+/// split once into a training and a test side, a rolling-origin backtest of the latest
+/// days, and the model itself trained on the training side of every day.
 pub async fn train_from_history(
     db: &Db,
+    kinds: &EventKinds,
     spec: &FeatureSpec,
     h: &HistoryOptions,
     opts: &TrainOptions,
 ) -> anyhow::Result<HistoryTraining> {
-    let dates = dataset::observation_dates(h.today, h.horizon_days, h.observation_months);
-    let obs = history_observations(db, spec, &dates, h.horizon_days).await?;
-    let (train, validation) =
-        dataset::split_by_time_and_customer(&obs, h.validation_customer_share, h.seed);
-    if train.is_empty() || validation.is_empty() {
+    let horizon = h.churn.horizon_days();
+    let first_activity = db
+        .first_rollup_day()
+        .await?
+        .map(|d| crate::features::day_from_number(d as i32));
+    let (dates, before_history) =
+        dataset::observation_days(&h.days, h.today, horizon as u64, h.count, first_activity);
+    let customers = db.all_customers().await?;
+    let (spec, left_out) = training_spec(db, spec, kinds, &customers).await?;
+    if !left_out.is_empty() {
+        tracing::info!(left_out = ?left_out, "customer attributes left out of the features");
+    }
+    let obs = history_observations_of(db, &spec, &h.churn, &dates, &customers).await?;
+    drop(customers);
+    let share = h.validation_customer_share;
+    let test_side = |o: &Observation| dataset::is_validation_customer(o.customer_id, h.seed, share);
+    let origins = backtest::origins(&dates, horizon, h.backtest_days);
+    let train_all: Vec<usize> = (0..obs.len()).filter(|&i| !test_side(&obs[i])).collect();
+    // The rows measured: the test side of each origin (of the latest day without one).
+    let test_days: Vec<NaiveDate> = if origins.is_empty() {
+        dates.last().copied().into_iter().collect()
+    } else {
+        origins.iter().map(|(d, _)| *d).collect()
+    };
+    let validation: Vec<usize> = (0..obs.len())
+        .filter(|&i| test_side(&obs[i]) && test_days.contains(&obs[i].as_of))
+        .collect();
+    if train_all.is_empty() || validation.is_empty() {
         anyhow::bail!(
-            "not enough history to train: {} observations on {} days ({}..{}), {} for training and {} for validation; import more history or lower [training] observation_months",
+            "not enough history to train: {} observations on {} days ({}..{}), {} on the training side and {} to test on; import more history, or set [training] observation_days or observation_count{}",
             obs.len(),
             dates.len(),
             dates.first().map(|d| d.to_string()).unwrap_or_default(),
             dates.last().map(|d| d.to_string()).unwrap_or_default(),
-            train.len(),
-            validation.len()
+            train_all.len(),
+            validation.len(),
+            if before_history.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " ({} days of the series fall before the first imported activity, {})",
+                    before_history.len(),
+                    first_activity.map(|d| d.to_string()).unwrap_or_default()
+                )
+            }
         );
     }
-    let window = dataset::window(
+    let mut window = dataset::window(
         &obs,
         &dates,
-        h.horizon_days,
-        train.len(),
+        horizon as u64,
+        train_all.len(),
         validation.len(),
-        h.validation_customer_share,
+        share,
     );
-    // Move each observation to its side of the split instead of cloning its row.
-    let mut obs: Vec<Option<Observation>> = obs.into_iter().map(Some).collect();
-    let mut take = |idx: &[usize]| -> (Vec<FeatureRow>, Vec<bool>) {
-        idx.iter()
-            .filter_map(|&i| obs[i].take())
-            .map(|o| (o.row, o.label))
-            .unzip()
+    window.days_before_history = before_history;
+    window.churn_definition = h.churn.describe();
+    let fit_opts = |validation_date: Option<NaiveDate>| {
+        let mut fo = fit_options(
+            "history",
+            &TrainOptions {
+                holdout: None,
+                ..opts.clone()
+            },
+            validation_date,
+        );
+        fo.seed = Some(h.seed);
+        fo
     };
-    let (rows, labels) = take(&train);
-    let (validation_rows, validation_labels) = take(&validation);
-    let mut fo = fit_options(
-        "history",
-        &TrainOptions {
-            holdout: None,
-            ..opts.clone()
-        },
-        window.validation_date,
-    );
-    fo.seed = Some(h.seed);
-    let mut model = model::fit(&rows, &labels, &fo)?;
+    let rows_of = |idx: &[usize]| -> (Vec<&FeatureRow>, Vec<bool>) {
+        idx.iter().map(|&i| (&obs[i].row, obs[i].label)).unzip()
+    };
+
+    // The backtest: each origin tested by a model of the days known by then.
+    struct ScoredOrigin {
+        day: NaiveDate,
+        trained_on: Vec<NaiveDate>,
+        train_rows: usize,
+        labels: Vec<bool>,
+        scores: Vec<f64>,
+        customers: Vec<i64>,
+    }
+    let mut scored: Vec<ScoredOrigin> = Vec::new();
+    for (origin, known) in &origins {
+        let train: Vec<usize> = train_all
+            .iter()
+            .copied()
+            .filter(|&i| known.contains(&obs[i].as_of))
+            .collect();
+        let test: Vec<usize> = validation
+            .iter()
+            .copied()
+            .filter(|&i| obs[i].as_of == *origin)
+            .collect();
+        let (rows, labels) = rows_of(&train);
+        let positives = labels.iter().filter(|&&y| y).count();
+        if test.is_empty() || positives == 0 || positives == labels.len() {
+            tracing::info!(%origin, train = train.len(), positives, test = test.len(), "backtest day skipped: one class or no rows");
+            continue;
+        }
+        let m = model::fit(&rows, &labels, &fit_opts(Some(*origin)))
+            .with_context(|| format!("training the backtest model for {origin}"))?;
+        let (test_rows, test_labels) = rows_of(&test);
+        let probs: Vec<f64> = m
+            .predict_many(&test_rows)
+            .into_iter()
+            .map(|p| p.get())
+            .collect();
+        let customers: Vec<i64> = test.iter().map(|&i| obs[i].customer_id).collect();
+        scored.push(ScoredOrigin {
+            day: *origin,
+            trained_on: known.clone(),
+            train_rows: train.len(),
+            labels: test_labels,
+            scores: probs,
+            customers,
+        });
+    }
+
+    // The model itself: the training side of every day.
+    let (rows, labels) = rows_of(&train_all);
+    let mut model = model::fit(&rows, &labels, &fit_opts(window.validation_date))?;
+    drop(rows);
     model.training.feature_spec_hash = Some(spec.hash.clone());
+    model.training.feature_spec = Some(spec.to_toml());
+    model.training.churn = Some(h.churn.describe());
+    model.training.left_out = left_out;
+    let (validation_rows, validation_labels) = rows_of(&validation);
+    let validation_customers: Vec<i64> = validation.iter().map(|&i| obs[i].customer_id).collect();
+    let validation_days: Vec<NaiveDate> = validation.iter().map(|&i| obs[i].as_of).collect();
     let probs: Vec<f64> = model
         .predict_many(&validation_rows)
         .into_iter()
@@ -289,11 +550,65 @@ pub async fn train_from_history(
     let evaluation = Evaluation::compute(&validation_labels, &probs, &opts.capacities);
     model.metrics = Some(evaluation.metrics.clone());
     model.evaluation = Some(evaluation);
+    model.training.test_rows = Some(validation.len());
+    let validation_rows: Vec<FeatureRow> = validation_rows.into_iter().cloned().collect();
+
+    // Without an origin (a single day, or one class before it), the backtest is the
+    // model's own test side.
+    if scored.is_empty() {
+        let day = window.validation_date.unwrap_or(h.today);
+        scored.push(ScoredOrigin {
+            day,
+            trained_on: dates.iter().copied().filter(|d| *d <= day).collect(),
+            train_rows: train_all.len(),
+            labels: validation_labels.clone(),
+            scores: probs,
+            customers: validation_customers.clone(),
+        });
+    }
+    let origin_rows: Vec<backtest::OriginRows<'_>> = scored
+        .iter()
+        .map(|s| backtest::OriginRows {
+            day: s.day,
+            trained_on: s.trained_on.clone(),
+            train_rows: s.train_rows,
+            labels: &s.labels,
+            scores: &s.scores,
+            customers: &s.customers,
+        })
+        .collect();
+    let design = format!(
+        "{} observation days ({}), customers split once by id: {:.0}% only ever tested on; each of the latest {} days tested by a model trained on the days whose {}-day labels were known by then",
+        dates.len(),
+        window.span(),
+        share * 100.0,
+        origin_rows.len(),
+        horizon
+    );
+    let bt = backtest::summarize(
+        &origin_rows,
+        h.min_test_churners,
+        h.bootstrap_resamples,
+        h.seed,
+        design,
+    );
+    if let Some(w) = &bt.warning {
+        tracing::warn!(warning = %w, "backtest");
+    }
+    let observations = obs
+        .iter()
+        .map(|o| (o.customer_id, o.as_of, o.label, test_side(o)))
+        .collect();
+    model.backtest = Some(bt.clone());
     Ok(HistoryTraining {
         model,
         window,
+        backtest: bt,
         validation_rows,
         validation_labels,
+        validation_customers,
+        validation_days,
+        observations,
     })
 }
 

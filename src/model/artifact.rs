@@ -49,6 +49,9 @@ pub struct ModelArtifact {
     /// Shares of the training rows' scores in ten equal-width bins, for score drift.
     #[serde(default)]
     pub score_profile: Vec<f64>,
+    /// The rolling-origin backtest of training from history, with intervals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtest: Option<super::backtest::Backtest>,
 }
 
 /// What the model was trained on.
@@ -58,6 +61,12 @@ pub struct TrainingInfo {
     pub source: String,
     /// All rows supplied, training and held out.
     pub rows: usize,
+    /// Rows the model was fitted on (older artifacts: unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_rows: Option<usize>,
+    /// Rows it was measured on (`metrics`), never fitted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_rows: Option<usize>,
     /// Churners among all rows supplied.
     pub positives: usize,
     /// SHA-256 (hex) of the supplied rows and labels, independent of row order.
@@ -72,6 +81,20 @@ pub struct TrainingInfo {
     /// by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feature_spec_hash: Option<String>,
+    /// The features as a spec file (auto features derived, attributes as guarded): scoring
+    /// computes exactly these, whatever `[features] spec` says later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_spec: Option<String>,
+    /// What churn meant for the labels, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<String>,
+    /// Customer attributes the guard left out, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<crate::features::auto::LeftOut>,
+    /// Columns of a table that were not features: the target, a split or group column,
+    /// identifiers, and columns asked to be ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_features: Vec<String>,
 }
 
 /// One column of the model.
@@ -135,8 +158,8 @@ impl ModelArtifact {
         Probability::from_logit(self.logit(row))
     }
 
-    pub fn predict_many(&self, rows: &[FeatureRow]) -> Vec<Probability> {
-        rows.iter().map(|r| self.predict(r)).collect()
+    pub fn predict_many<R: std::borrow::Borrow<FeatureRow>>(&self, rows: &[R]) -> Vec<Probability> {
+        rows.iter().map(|r| self.predict(r.borrow())).collect()
     }
 
     /// The `k` columns adding most to this row's churn log-odds, largest first; only
@@ -279,6 +302,12 @@ mod tests {
                 seed: None,
                 as_of: None,
                 feature_spec_hash: None,
+                train_rows: None,
+                test_rows: None,
+                feature_spec: None,
+                churn: None,
+                left_out: Vec::new(),
+                not_features: Vec::new(),
             },
             features: vec![
                 feature(
@@ -340,6 +369,7 @@ mod tests {
             evaluation: None,
             profiles: Vec::new(),
             score_profile: Vec::new(),
+            backtest: None,
         }
     }
 

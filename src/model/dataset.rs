@@ -2,9 +2,9 @@
 //! with the features known on that day and whether the customer churned within the horizon
 //! after it. Pure: the store gathers the inputs.
 //!
-//! Splits keep evaluation honest: the model is trained on earlier observation days and
-//! validated on the latest one, and a customer is either in the training part or in the
-//! validation part, never both (a customer's own history would otherwise leak across).
+//! Splits keep evaluation honest: a customer is either on the training side or on the
+//! test side, never both (a customer's own history would otherwise leak across), and the
+//! backtest ([`super::backtest`]) tests each day with a model trained on earlier days.
 
 use chrono::{Datelike, Days, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,13 @@ pub struct Observation {
 pub struct TrainingWindow {
     /// Observation days, oldest first.
     pub dates: Vec<NaiveDate>,
+    /// Days of the series left out because they fall before the first day of imported
+    /// activity: a day with no history is not a day of zero activity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days_before_history: Vec<NaiveDate>,
+    /// What churn means for the labels, in words.
+    #[serde(default)]
+    pub churn_definition: String,
     pub horizon_days: u64,
     pub observations: usize,
     pub churned: usize,
@@ -47,25 +54,82 @@ impl TrainingWindow {
     }
 }
 
+/// Which days a training set observes customers on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaySeries {
+    /// The first of each month.
+    MonthStarts,
+    /// Mondays.
+    WeekStarts,
+    /// These days.
+    Dates(Vec<NaiveDate>),
+}
+
 /// The first days of the `count` months up to the latest month start whose horizon has
 /// ended by `today`, oldest first. Features as of the first of a month see everything
 /// up to the end of the month before.
 pub fn observation_dates(today: NaiveDate, horizon_days: u64, count: usize) -> Vec<NaiveDate> {
+    observation_days(&DaySeries::MonthStarts, today, horizon_days, count, None).0
+}
+
+/// The observation days of `series`: those whose horizon has ended by `today`, the latest
+/// `count` of them (every listed date for [`DaySeries::Dates`]), oldest first; and, apart,
+/// the days left out because they are not after `first_activity`, the first day of
+/// imported activity (a day before any history would read as a day of no activity).
+pub fn observation_days(
+    series: &DaySeries,
+    today: NaiveDate,
+    horizon_days: u64,
+    count: usize,
+    first_activity: Option<NaiveDate>,
+) -> (Vec<NaiveDate>, Vec<NaiveDate>) {
     let Some(latest_allowed) = today.checked_sub_days(Days::new(horizon_days)) else {
-        return vec![];
+        return (vec![], vec![]);
     };
-    let mut month_start = NaiveDate::from_ymd_opt(latest_allowed.year(), latest_allowed.month(), 1)
-        .expect("first of month");
-    let mut dates = Vec::with_capacity(count);
-    for _ in 0..count {
-        dates.push(month_start);
-        match month_start.checked_sub_months(Months::new(1)) {
-            Some(d) => month_start = d,
-            None => break,
+    let mut dates: Vec<NaiveDate> = match series {
+        DaySeries::Dates(list) => {
+            let mut d: Vec<NaiveDate> = list
+                .iter()
+                .copied()
+                .filter(|d| *d <= latest_allowed)
+                .collect();
+            d.sort_unstable();
+            d.dedup();
+            d
         }
+        DaySeries::MonthStarts | DaySeries::WeekStarts => {
+            let mut day = match series {
+                DaySeries::MonthStarts => {
+                    NaiveDate::from_ymd_opt(latest_allowed.year(), latest_allowed.month(), 1)
+                        .expect("first of month")
+                }
+                _ => {
+                    latest_allowed
+                        - Days::new(latest_allowed.weekday().num_days_from_monday() as u64)
+                }
+            };
+            let mut out = Vec::with_capacity(count);
+            for _ in 0..count {
+                out.push(day);
+                let previous = match series {
+                    DaySeries::MonthStarts => day.checked_sub_months(Months::new(1)),
+                    _ => day.checked_sub_days(Days::new(7)),
+                };
+                match previous {
+                    Some(d) => day = d,
+                    None => break,
+                }
+            }
+            out.reverse();
+            out
+        }
+    };
+    let mut before = Vec::new();
+    if let Some(first) = first_activity {
+        before = dates.iter().copied().filter(|d| *d <= first).collect();
+        dates.retain(|d| *d > first);
     }
-    dates.reverse();
-    dates
+    (dates, before)
 }
 
 /// Whether a customer is set aside for validation: stable across runs, about `share` of
@@ -115,6 +179,8 @@ pub fn window(
     let churned = obs.iter().filter(|o| o.label).count();
     TrainingWindow {
         dates: dates.to_vec(),
+        days_before_history: Vec::new(),
+        churn_definition: String::new(),
         horizon_days,
         observations: obs.len(),
         churned,
@@ -146,6 +212,32 @@ mod tests {
             vec![d("2026-07-01"), d("2026-08-01"), d("2026-09-01")]
         );
         assert!(dates.iter().all(|x| *x + Days::new(60) <= d("2026-11-23")));
+    }
+
+    #[test]
+    fn weeks_lists_and_no_day_before_the_first_activity() {
+        let (weeks, before) = observation_days(
+            &DaySeries::WeekStarts,
+            d("2026-11-23"),
+            30,
+            4,
+            Some(d("2026-10-05")),
+        );
+        // 2026-11-23 - 30 days = 2026-10-24 (a Saturday): Mondays up to 2026-10-19.
+        assert_eq!(weeks, vec![d("2026-10-12"), d("2026-10-19")]);
+        assert_eq!(before, vec![d("2026-09-28"), d("2026-10-05")]);
+        let (listed, _) = observation_days(
+            &DaySeries::Dates(vec![d("2026-09-15"), d("2026-06-01"), d("2026-11-01")]),
+            d("2026-11-23"),
+            30,
+            1,
+            None,
+        );
+        assert_eq!(
+            listed,
+            vec![d("2026-06-01"), d("2026-09-15")],
+            "every listed day whose horizon ended"
+        );
     }
 
     #[test]

@@ -171,7 +171,9 @@ fn shares_of(counts: &[usize], n: usize) -> Vec<f64> {
 /// Profiles every source feature found in the training rows, sorted by name. A feature is
 /// categorical if any training row holds a category for it (as in the encoder), else
 /// numeric. A feature never known gets one empty bin and a missing share of 1.
-pub fn profile(rows: &[FeatureRow]) -> Vec<FeatureProfile> {
+pub fn profile<R: std::borrow::Borrow<FeatureRow>>(rows: &[R]) -> Vec<FeatureProfile> {
+    let rows: Vec<&FeatureRow> = rows.iter().map(|r| r.borrow()).collect();
+    let rows = rows.as_slice();
     let names: BTreeSet<&str> = rows
         .iter()
         .flat_map(|r| r.keys())

@@ -7,6 +7,7 @@
 //! `ColumnTransformer` does: an unseen or missing level sets no column. Columns are in a
 //! fixed order: by feature name, then by level.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use ndarray::Array2;
@@ -76,12 +77,12 @@ impl Encoder {
     /// Learns the columns from `rows`. A key absent from a row counts as `Missing`.
     /// Numbers that never vary, categories with a single level, and features never known
     /// are dropped (see [`Encoder::dropped`]). Fails on a non-finite number.
-    pub fn fit(rows: &[FeatureRow]) -> Result<Self, ModelError> {
+    pub fn fit<R: Borrow<FeatureRow>>(rows: &[R]) -> Result<Self, ModelError> {
         let mut numbers: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let mut categories: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
         let mut names: BTreeSet<&str> = BTreeSet::new();
         for (i, row) in rows.iter().enumerate() {
-            for (name, value) in row {
+            for (name, value) in row.borrow() {
                 names.insert(name);
                 match value {
                     FeatureValue::Num(x) if !x.is_finite() => {
@@ -156,9 +157,10 @@ impl Encoder {
     }
 
     /// The design matrix of `rows`: one line per row, one column per encoded column.
-    pub fn encode(&self, rows: &[FeatureRow]) -> Array2<f64> {
+    pub fn encode<R: Borrow<FeatureRow>>(&self, rows: &[R]) -> Array2<f64> {
         let mut x = Array2::zeros((rows.len(), self.columns.len()));
         for (i, row) in rows.iter().enumerate() {
+            let row = row.borrow();
             for (j, column) in self.columns.iter().enumerate() {
                 x[[i, j]] = column.encoding.apply(row.get(&column.source));
             }

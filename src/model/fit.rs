@@ -4,6 +4,8 @@
 //! linfa-logistic stays as the cross-check: the tests below fit the same data with both
 //! and require the same coefficients and holdout AUC.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use linfa::DatasetBase;
 use linfa::traits::Fit;
@@ -52,6 +54,9 @@ pub struct FitOptions {
     pub class_weight: ClassWeight,
     /// Top-k sizes at which the evaluation reports precision and recall.
     pub capacities: Vec<usize>,
+    /// The rows to measure on, given (a team's own split, a split by group): nothing else
+    /// is held out, and `holdout` is not used.
+    pub test_rows: Option<Vec<usize>>,
 }
 
 impl FitOptions {
@@ -75,6 +80,7 @@ impl FitOptions {
             as_of: None,
             class_weight: ClassWeight::None,
             capacities: vec![100, 500, 1000],
+            test_rows: None,
         }
     }
 }
@@ -82,13 +88,13 @@ impl FitOptions {
 /// SHA-256 (hex) of rows and labels, independent of the order of rows: each row is
 /// written canonically (keys in order, missing values left out, numbers by their bits)
 /// with its label and hashed; the sorted row hashes are hashed together with the count.
-pub fn fingerprint(rows: &[FeatureRow], labels: &[bool]) -> String {
+pub fn fingerprint<R: Borrow<FeatureRow>>(rows: &[R], labels: &[bool]) -> String {
     let mut digests: Vec<[u8; 32]> = rows
         .iter()
         .zip(labels)
         .map(|(row, &label)| {
             let mut h = Sha256::new();
-            for (key, value) in row {
+            for (key, value) in row.borrow() {
                 let tag = match value {
                     FeatureValue::Missing => continue,
                     FeatureValue::Num(_) => b'n',
@@ -131,8 +137,8 @@ pub fn fingerprint(rows: &[FeatureRow], labels: &[bool]) -> String {
 /// The solver reports the gradient at the point it returns; if that is not small enough
 /// it is rerun from where it stopped with four times the budget, up to 16 x
 /// `max_iterations` in one run, before giving up with [`ModelError::NotConverged`].
-pub fn fit(
-    rows: &[FeatureRow],
+pub fn fit<R: Borrow<FeatureRow>>(
+    rows: &[R],
     labels: &[bool],
     opts: &FitOptions,
 ) -> Result<ModelArtifact, ModelError> {
@@ -148,6 +154,7 @@ pub fn fit(
     }
     for (i, row) in rows.iter().enumerate() {
         if let Some((name, _)) = row
+            .borrow()
             .iter()
             .find(|(_, v)| matches!(v, FeatureValue::Num(x) if !x.is_finite()))
         {
@@ -165,37 +172,54 @@ pub fn fit(
         });
     }
 
-    let (train, test, seed) = match opts.holdout {
-        Some(h) => {
+    let (train, test, seed) = match (&opts.test_rows, opts.holdout) {
+        (Some(test), _) => {
+            let mut is_test = vec![false; rows.len()];
+            for &i in test {
+                if i >= rows.len() {
+                    return Err(ModelError::InvalidOption(format!(
+                        "test row {i} of {} rows does not exist",
+                        rows.len()
+                    )));
+                }
+                is_test[i] = true;
+            }
+            let train: Vec<usize> = (0..rows.len()).filter(|&i| !is_test[i]).collect();
+            let test: Vec<usize> = (0..rows.len()).filter(|&i| is_test[i]).collect();
+            (train, Some(test), opts.seed)
+        }
+        (None, Some(h)) => {
             let seed = opts.seed.unwrap_or(0);
             let (train, test) = stratified_split(labels, h, seed)?;
             (train, Some(test), Some(seed))
         }
-        None => ((0..rows.len()).collect(), None, opts.seed),
+        (None, None) => ((0..rows.len()).collect(), None, opts.seed),
     };
-    let pick = |idx: &[usize]| -> (Vec<FeatureRow>, Vec<bool>) {
+    let pick = |idx: &[usize]| -> (Vec<&FeatureRow>, Vec<bool>) {
         (
-            idx.iter().map(|&i| rows[i].clone()).collect(),
+            idx.iter().map(|&i| rows[i].borrow()).collect(),
             idx.iter().map(|&i| labels[i]).collect(),
         )
     };
     let (train_rows, train_labels) = pick(&train);
     let train_pos = train_labels.iter().filter(|&&y| y).count();
+    let split = match &opts.test_rows {
+        Some(t) => format!("the given split ({} test rows)", t.len()),
+        None => format!("holdout {:?}", opts.holdout),
+    };
     if train_pos == 0 || train_pos == train_labels.len() {
         return Err(ModelError::InvalidOption(format!(
-            "holdout {:?} leaves only one class in the {} training rows; use a smaller holdout or more data",
-            opts.holdout,
+            "{split} leaves only one class in the {} training rows; use a smaller holdout or more data",
             train_rows.len()
         )));
     }
-    if let Some(test) = &test {
-        if test.is_empty() {
-            return Err(ModelError::InvalidOption(format!(
-                "holdout {:?} of {} rows holds out no rows; use a larger holdout or more data",
-                opts.holdout,
-                rows.len()
-            )));
-        }
+    if let Some(test) = &test
+        && test.is_empty()
+    {
+        return Err(ModelError::InvalidOption(format!(
+            "{split} of {} rows holds out no rows; use a larger holdout or more data",
+            rows.len()
+        )));
     }
 
     let encoder = Encoder::fit(&train_rows)?;
@@ -217,12 +241,18 @@ pub fn fit(
         training: TrainingInfo {
             source: opts.source.clone(),
             rows: rows.len(),
+            train_rows: Some(train.len()),
+            test_rows: test.as_ref().map(Vec::len),
             positives,
             fingerprint: fingerprint(rows, labels),
             holdout: opts.holdout,
             seed,
             as_of: opts.as_of,
             feature_spec_hash: None,
+            feature_spec: None,
+            churn: None,
+            left_out: Vec::new(),
+            not_features: Vec::new(),
         },
         features: encoder
             .columns()
@@ -254,8 +284,9 @@ pub fn fit(
         evaluation: None,
         profiles: super::drift::profile(&train_rows),
         score_profile: Vec::new(),
+        backtest: None,
     };
-    let probs = |rs: &[FeatureRow], a: &ModelArtifact| -> Vec<f64> {
+    let probs = |rs: &[&FeatureRow], a: &ModelArtifact| -> Vec<f64> {
         a.predict_many(rs).into_iter().map(|p| p.get()).collect()
     };
     let train_probs = probs(&train_rows, &artifact);
@@ -779,7 +810,7 @@ mod tests {
     #[test]
     fn input_errors() {
         let (rows, labels) = synthetic(50, 0.0, 7);
-        assert_eq!(fit(&[], &[], &opts()), Err(ModelError::Empty));
+        assert_eq!(fit::<FeatureRow>(&[], &[], &opts()), Err(ModelError::Empty));
         assert_eq!(
             fit(&rows, &labels[..49], &opts()),
             Err(ModelError::LengthMismatch {

@@ -8,6 +8,7 @@
 //! pass in `created_at` and `attune_version`.
 
 pub mod artifact;
+pub mod backtest;
 pub mod dataset;
 pub mod drift;
 pub mod encoder;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::template::{Template, TemplateError};
-use crate::domain::{Channel, EventKind, RuleName};
+use crate::domain::{Channel, Meaning, RuleName};
 use crate::features;
 
 /// The default playbook, shipped in the repository as `playbook.toml`.
@@ -127,9 +127,9 @@ pub enum Source {
     /// An event of `kind` at most `within_days` ago, not followed since by an event of
     /// `unless`. Occasion `KIND:EVENT_ID`.
     Event {
-        kind: EventKind,
+        kind: Meaning,
         within_days: u32,
-        unless: Option<EventKind>,
+        unless: Option<Meaning>,
     },
     /// A complaint that is open now, opened (first) between `min_age_days` and
     /// `max_age_days` ago. Occasion `complaint:OPENED_EVENT_ID`.
@@ -1039,9 +1039,9 @@ fn check_trigger(
         }
     }
     let within = days(c, n, &raw.within_days, "within_days").unwrap_or(0);
-    let event_kind = |c: &mut Checker<'_>, v: &Option<Spanned<String>>| -> Option<EventKind> {
+    let event_kind = |c: &mut Checker<'_>, v: &Option<Spanned<String>>| -> Option<Meaning> {
         let v = v.as_ref()?;
-        match v.get_ref().parse::<EventKind>() {
+        match v.get_ref().parse::<Meaning>() {
             Ok(k) => Some(k),
             Err(e) => {
                 c.rule_err(v.span().start, n, e.to_string());
@@ -1089,7 +1089,7 @@ fn check_trigger(
             let kind = event_kind(c, &raw.event);
             let unless = event_kind(c, &raw.unless);
             Source::Event {
-                kind: kind.unwrap_or(EventKind::Usage),
+                kind: kind.unwrap_or(Meaning::Usage),
                 within_days: within,
                 unless,
             }

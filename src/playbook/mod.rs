@@ -23,7 +23,7 @@ use chrono::{DateTime, Days, Months, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::domain::{Channel, Consent, Customer, EventKind, NudgeStatus, RuleName};
+use crate::domain::{Channel, Consent, Customer, Meaning, NudgeStatus, RuleName};
 use crate::features::{FeatureRow, FeatureValue};
 pub use file::{
     Action, ChannelPref, CheckError, CheckErrors, Condition, Op, Playbook, Review, RiskBand, Rule,
@@ -82,7 +82,7 @@ impl Settings {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EventFact {
     pub id: i64,
-    pub kind: EventKind,
+    pub kind: Meaning,
     /// Unix seconds.
     pub at: i64,
     pub value: Option<f64>,
@@ -347,20 +347,20 @@ pub fn complaints(events: &[EventFact]) -> Vec<Complaint> {
     let mut out: Vec<Complaint> = Vec::new();
     for e in events {
         match e.kind {
-            EventKind::ComplaintOpened => out.push(Complaint {
+            Meaning::ComplaintOpened => out.push(Complaint {
                 opened_id: e.id,
                 opened_at: e.at,
                 reopened_at: None,
                 resolved_at: None,
                 open: true,
             }),
-            EventKind::ComplaintResolved => {
+            Meaning::ComplaintResolved => {
                 if let Some(c) = out.iter_mut().find(|c| c.open) {
                     c.open = false;
                     c.resolved_at = Some(e.at);
                 }
             }
-            EventKind::ComplaintReopened => {
+            Meaning::ComplaintReopened => {
                 match out
                     .iter_mut()
                     .filter(|c| !c.open)
@@ -699,7 +699,7 @@ pub fn occasions(
                 let until = due + Days::new(*after_days as u64);
                 let from = since(*within_days);
                 if let Some(e) = f.events.iter().find(|e| {
-                    e.kind == EventKind::SupportContact
+                    e.kind == Meaning::SupportContact
                         && e.at >= from
                         && e.at <= now
                         && (due..=until).contains(&day_of(e.at))

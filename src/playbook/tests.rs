@@ -214,7 +214,7 @@ fn stored(out: &PlanOutput) -> Vec<Existing> {
         .collect()
 }
 
-fn complaint(id: i64, kind: EventKind, day: &str) -> EventFact {
+fn complaint(id: i64, kind: Meaning, day: &str) -> EventFact {
     EventFact {
         id,
         kind,
@@ -253,7 +253,7 @@ fn welcome_goes_out_on_the_approval_of_its_rule() {
 fn over_the_cap_defers_to_the_next_free_slot_and_is_released_when_it_frees() {
     // A new customer with a fresh complaint: two occasions, room for one.
     let mut w = World::new(customer("c1", "2026-11-20"));
-    w.events = vec![complaint(7, EventKind::ComplaintOpened, "2026-11-22")];
+    w.events = vec![complaint(7, Meaning::ComplaintOpened, "2026-11-22")];
     let out = w.plan(&settings(1), &[], "2026-11-23");
     let by_rule: BTreeMap<&str, &Planned> =
         out.inserts.iter().map(|p| (p.rule.as_str(), p)).collect();
@@ -356,7 +356,7 @@ fn a_regulatory_notice_is_not_capped_and_goes_by_post_without_consent() {
     let mut c = customer("c1", "2025-01-01");
     c.consent = Consent::default();
     let mut w = World::new(c);
-    w.events = vec![complaint(3, EventKind::ComplaintOpened, "2026-09-01")];
+    w.events = vec![complaint(3, Meaning::ComplaintOpened, "2026-09-01")];
     // The cap is full: two nudges in the last days.
     let now = at("2026-11-23", 12);
     let full: Vec<Existing> = (0..2)
@@ -425,12 +425,12 @@ fn quiet_hours_shift_the_send_time_in_the_customers_time_zone() {
 #[test]
 fn a_resolved_complaint_withdraws_its_follow_up() {
     let mut w = World::new(customer("c1", "2025-01-01"));
-    w.events = vec![complaint(7, EventKind::ComplaintOpened, "2026-11-20")];
+    w.events = vec![complaint(7, Meaning::ComplaintOpened, "2026-11-20")];
     let out = w.plan(&settings(2), &[], "2026-11-23");
     assert_eq!(out.inserts[0].rule.as_str(), "complaint_follow_up");
     let existing = stored(&out);
     w.events
-        .push(complaint(9, EventKind::ComplaintResolved, "2026-11-24"));
+        .push(complaint(9, Meaning::ComplaintResolved, "2026-11-24"));
     let next = w.plan(&settings(2), &existing, "2026-11-25");
     assert_eq!(
         next.changes,
@@ -465,10 +465,10 @@ fn a_resolved_complaint_withdraws_its_follow_up() {
 #[test]
 fn complaints_reopen_and_resolve_in_order() {
     let events = vec![
-        complaint(1, EventKind::ComplaintOpened, "2026-01-01"),
-        complaint(2, EventKind::ComplaintOpened, "2026-01-05"),
-        complaint(3, EventKind::ComplaintResolved, "2026-01-10"),
-        complaint(4, EventKind::ComplaintReopened, "2026-01-20"),
+        complaint(1, Meaning::ComplaintOpened, "2026-01-01"),
+        complaint(2, Meaning::ComplaintOpened, "2026-01-05"),
+        complaint(3, Meaning::ComplaintResolved, "2026-01-10"),
+        complaint(4, Meaning::ComplaintReopened, "2026-01-20"),
     ];
     let k = complaints(&events);
     assert_eq!(k.len(), 2);
@@ -570,7 +570,7 @@ fn a_failed_payment_is_help_until_it_is_paid() {
     let mut w = World::new(customer("c1", "2024-01-15"));
     w.events = vec![EventFact {
         id: 5,
-        kind: EventKind::PaymentFailed,
+        kind: Meaning::PaymentFailed,
         at: at("2026-11-20", 9),
         value: Some(45.0),
     }];
@@ -580,7 +580,7 @@ fn a_failed_payment_is_help_until_it_is_paid() {
     assert_eq!(out.inserts[0].occasion, "payment_failed:5");
     w.events.push(EventFact {
         id: 6,
-        kind: EventKind::PaymentMade,
+        kind: Meaning::PaymentMade,
         at: at("2026-11-24", 9),
         value: Some(45.0),
     });

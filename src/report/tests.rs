@@ -30,6 +30,12 @@ fn model() -> ModelArtifact {
             seed: Some(42),
             as_of: NaiveDate::from_ymd_opt(2025, 6, 30),
             feature_spec_hash: None,
+            train_rows: Some(60),
+            test_rows: Some(20),
+            feature_spec: None,
+            churn: None,
+            left_out: Vec::new(),
+            not_features: Vec::new(),
         },
         features: vec![
             feature("tenure_months", -0.9),
@@ -59,6 +65,7 @@ fn model() -> ModelArtifact {
         evaluation: None,
         profiles: Vec::new(),
         score_profile: Vec::new(),
+        backtest: None,
     }
 }
 

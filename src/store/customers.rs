@@ -195,7 +195,8 @@ impl Db {
                      first_invoice_due = excluded.first_invoice_due, \
                      preferred_channel = excluded.preferred_channel, consent_email = excluded.consent_email, \
                      consent_sms = excluded.consent_sms, consent_phone = excluded.consent_phone, \
-                     consent_post = excluded.consent_post, churned_on = excluded.churned_on, \
+                     consent_post = excluded.consent_post, \
+                     churned_on = COALESCE(excluded.churned_on, customers.churned_on), \
                      attributes = excluded.attributes, updated_at = excluded.updated_at",
                 );
                 q.build().execute(&mut *tx).await?;

@@ -7,8 +7,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::sync::Arc;
+
+use super::quarantine::QuarantinedEvent;
 use super::{BATCH_ROWS, Db, Result, StoreError, now_secs, on_pool};
-use crate::domain::{ActivityEvent, EventKind};
+use crate::domain::{ActivityEvent, EventKinds, KindCode, Meaning};
 use crate::features::{Activity, DayCount, Lookback};
 use crate::ingest::mapping::RejectCode;
 
@@ -73,6 +76,8 @@ pub struct IngestBatch {
     /// Quarantine rows this batch stores at last (a retry): marked released in the same
     /// transaction.
     pub release: Vec<i64>,
+    /// The kinds the events were mapped with (their codes, names and meanings).
+    pub kinds: Arc<EventKinds>,
 }
 
 /// A file's row in `source_files`.
@@ -153,37 +158,6 @@ pub(crate) fn day_of(secs: i64) -> i64 {
     secs.div_euclid(86_400)
 }
 
-impl Db {
-    /// SQL for the name of the event kind in `column` of `events`: PostgreSQL stores the
-    /// name, SQLite the kind's code (see its `events_narrow` migration).
-    pub(crate) fn kind_name(&self, column: &str) -> String {
-        match self {
-            Db::Postgres(_) => column.to_owned(),
-            Db::Sqlite(_) => {
-                let mut out = format!("CASE {column}");
-                for k in EventKind::ALL {
-                    out.push_str(&format!(" WHEN {} THEN '{}'", k.code(), k.as_str()));
-                }
-                out.push_str(" END");
-                out
-            }
-        }
-    }
-
-    /// SQL that is true when the event kind in `column` of `events` is one of `kinds`
-    /// (false for none), in the backend's spelling of a kind.
-    pub(crate) fn kinds_in(&self, column: &str, kinds: &[EventKind]) -> String {
-        if kinds.is_empty() {
-            return "1 = 0".into();
-        }
-        let list: Vec<String> = match self {
-            Db::Postgres(_) => kinds.iter().map(|k| format!("'{}'", k.as_str())).collect(),
-            Db::Sqlite(_) => kinds.iter().map(|k| k.code().to_string()).collect(),
-        };
-        format!("{column} IN ({})", list.join(", "))
-    }
-}
-
 /// An event's value in the thousandths rollups sum (none counts as zero), rounded half
 /// away from zero as SQL's `ROUND` does.
 fn milli(value: Option<f64>) -> i64 {
@@ -195,6 +169,10 @@ fn milli(value: Option<f64>) -> i64 {
 /// One quarantined row, skipped when the source's row is in quarantine already.
 const INSERT_QUARANTINE: &str = "INSERT INTO quarantine (source, source_event_id, customer_external_id, reason_code, reason, location, raw, event, received_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (source, source_event_id) DO NOTHING";
+
+/// A customer's `churned_on` from a `churned` event: its day, unless the record has an
+/// earlier one.
+const SET_CHURNED: &str = "UPDATE customers SET churned_on = $1 WHERE id = $2 AND (churned_on IS NULL OR churned_on > $1)";
 
 /// A pulled source's cursor.
 const SAVE_CURSOR: &str = "INSERT INTO source_cursors (source, position, updated_at) VALUES ($1, $2, $3)
@@ -215,7 +193,7 @@ const SAVE_FILE: &str = "INSERT INTO source_files (source, file, fingerprint, li
 const LARGE_TRANSACTION: usize = 20_000;
 
 /// One new event's part of its rollup: (day, customer, kind code, value in thousandths).
-type RollupPart = (i64, i64, u8, i64);
+type RollupPart = (i64, i64, u16, i64);
 
 /// The rollup rows `parts` add up to, in key order: [day, customer, kind, n, total_milli].
 fn sum_rollups(parts: &mut [RollupPart]) -> Vec<[i64; 5]> {
@@ -246,7 +224,10 @@ pub enum FailPoint {
 #[derive(Default)]
 struct Pending {
     counts: IngestCounts,
-    quarantine: Vec<(RefusedRow, Option<ActivityEvent>)>,
+    quarantine: Vec<(RefusedRow, Option<QuarantinedEvent>)>,
+    /// Customers whose `churned` events (events of a kind meaning churned) set their
+    /// `churned_on`: (customer row id, day since 1970), in the transaction that stores them.
+    churned: Vec<(i64, i64)>,
     released: Vec<i64>,
     rows: usize,
     progress: Progress,
@@ -265,6 +246,9 @@ impl Pending {
                 Some(id) => {
                     let at = e.occurred_at.timestamp();
                     known.push((day_of(at), id, at, i));
+                    if batch.kinds.meaning(e.kind) == Some(Meaning::Churned) {
+                        self.churned.push((id, day_of(at)));
+                    }
                 }
                 None => {
                     let location = batch
@@ -287,7 +271,7 @@ impl Pending {
                             location,
                             raw: serde_json::Value::Object(Default::default()),
                         },
-                        Some(e.clone()),
+                        Some(QuarantinedEvent::new(e, &batch.kinds)),
                     ));
                 }
             }
@@ -323,6 +307,7 @@ impl Pending {
 async fn pg_insert_chunk(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     chunk: &[(i64, &ActivityEvent)],
+    kinds: &EventKinds,
     now: i64,
 ) -> Result<(u64, u64)> {
     let mut cust = Vec::with_capacity(chunk.len());
@@ -335,7 +320,7 @@ async fn pg_insert_chunk(
     let mut sid = Vec::with_capacity(chunk.len());
     for (id, e) in chunk {
         cust.push(*id);
-        kind.push(e.kind.as_str());
+        kind.push(kinds.name(e.kind).into_owned());
         at.push(e.occurred_at.timestamp());
         day.push(day_of(e.occurred_at.timestamp()) as i32);
         value.push(e.value.filter(|v| v.is_finite()));
@@ -572,6 +557,7 @@ impl Db {
         let batch = IngestBatch {
             source: "import".into(),
             events: events.to_vec(),
+            kinds: Arc::new(self.stored_catalog().await?),
             ..Default::default()
         };
         self.ingest(ids, &batch, FailPoint::Never).await
@@ -604,6 +590,7 @@ impl Db {
                             .replace('\t', "\\t")
                             .replace('\n', "\\n")
                     };
+                    let kinds = EventKinds::builtin();
                     for (id, e) in batch {
                         let value = e.value.map_or("\\N".to_owned(), |v| v.to_string());
                         let attrs =
@@ -611,7 +598,7 @@ impl Db {
                         let _ = writeln!(
                             buf,
                             "{id}\t{}\t{}\t{}\t{value}\t{}\t{}\t{}\t{now}",
-                            e.kind.as_str(),
+                            kinds.name(e.kind),
                             e.occurred_at.timestamp(),
                             day_of(e.occurred_at.timestamp()),
                             esc(&attrs),
@@ -905,14 +892,11 @@ fn location_key(location: &str) -> (&str, u64) {
 }
 
 fn day_count(customer: i64, day: i32, kind: i64, n: i64, total_milli: i64) -> Result<DayCount> {
-    let kind = u8::try_from(kind)
-        .ok()
-        .and_then(EventKind::from_code)
-        .ok_or_else(|| {
-            StoreError::Data(format!(
-                "activity_daily row of customer {customer} on day {day} has unknown kind code {kind}"
-            ))
-        })?;
+    let kind = u16::try_from(kind).map(KindCode).map_err(|_| {
+        StoreError::Data(format!(
+            "activity_daily row of customer {customer} on day {day} has kind code {kind}, out of range"
+        ))
+    })?;
     Ok(DayCount {
         day,
         kind,
@@ -975,13 +959,10 @@ fn lookback_filter(lookback: &Lookback) -> String {
     }
     let mut all: Vec<String> = Vec::new();
     let mut windowed: Vec<String> = Vec::new();
-    for k in EventKind::ALL {
-        match lookback.of(*k) {
-            None => {}
-            Some(None) => all.push(k.code().to_string()),
-            Some(Some(days)) => {
-                windowed.push(format!("(kind = {} AND day >= $3 - {days})", k.code()))
-            }
+    for (code, window) in lookback.kinds() {
+        match window {
+            None => all.push(code.to_string()),
+            Some(days) => windowed.push(format!("(kind = {code} AND day >= $3 - {days})")),
         }
     }
     let mut parts = windowed;
@@ -1003,11 +984,13 @@ mod tests {
         let d = day_count(7, 19999, 1, 3, 12500).unwrap();
         assert_eq!(
             (d.day, d.kind, d.n, d.total),
-            (19999, EventKind::Usage, 3, 12.5)
+            (19999, crate::domain::Meaning::Usage.code(), 3, 12.5)
         );
-        let e = day_count(7, 1, 31, 1, 0).unwrap_err().to_string();
+        // Declared kinds have codes of their own.
+        assert_eq!(day_count(7, 1, 131, 1, 0).unwrap().kind, KindCode(131));
+        let e = day_count(7, 1, 70_000, 1, 0).unwrap_err().to_string();
         assert!(
-            e.contains("customer 7") && e.contains("unknown kind code 31"),
+            e.contains("customer 7") && e.contains("kind code 70000, out of range"),
             "{e}"
         );
         assert_eq!(day_count(7, 1, 1, -4, 0).unwrap().n, 0);

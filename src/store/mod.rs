@@ -12,6 +12,7 @@
 mod customers;
 mod drift;
 mod events;
+mod kinds;
 mod models;
 mod nudges;
 mod playbook;
@@ -37,11 +38,12 @@ pub use customers::{CustomerRow, UpsertCounts};
 pub use events::{
     CustomerIds, FailPoint, IngestBatch, IngestCounts, Progress, RefusedRow, SourceFile,
 };
+pub use kinds::KindCount;
 pub use models::PromotionRow;
 pub use models::StoredModel;
 pub use nudges::{DecideOutcome, NewNudge, NudgeFilter, NudgeRow};
 pub use playbook::{ContactCounts, OPEN_STATUSES, PlanningCustomer, UpliftCohortRow};
-pub use quarantine::{QuarantineEntry, QuarantineRow, RetryOutcome};
+pub use quarantine::{QuarantineEntry, QuarantineRow, QuarantinedEvent, RetryOutcome};
 pub use review::{
     BULK_MAX, Complaint, CustomerFacts, Decision, OpenProblem, Overview, QueueCursor, QueueFilter,
     Refused, ReviewNudge, RunScore, STATUSES, ScorePoint, SeedNudge, TimelineEvent,

@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 
 use super::customers::CustomerRow;
 use super::{BATCH_ROWS, Db, Result, StoreError, now_secs, on_pool};
-use crate::domain::{Channel, Consent, Customer, EventKind, NudgeStatus};
+use crate::domain::{Channel, Consent, Customer, Meaning, NudgeStatus};
 use crate::playbook::contacts::ContactRecord;
 use crate::playbook::{Change, Contact, EventFact, Existing, RULE_APPROVER};
 
@@ -207,8 +207,9 @@ impl Db {
     }
 
     /// Events triggers look at for customers `first..=last` before `until`: complaint
-    /// events since `complaints_from`, and events of `kinds` since `recent_from`, in time
-    /// order per customer.
+    /// events since `complaints_from`, and events meaning one of `meanings` since
+    /// `recent_from`, in time order per customer, each with its meaning. Events of a kind
+    /// that means nothing to the playbook are never read.
     pub async fn planning_events(
         &self,
         first: i64,
@@ -216,11 +217,11 @@ impl Db {
         until: i64,
         complaints_from: i64,
         recent_from: i64,
-        kinds: &[EventKind],
+        meanings: &[Meaning],
     ) -> Result<HashMap<i64, Vec<EventFact>>> {
-        let complaints = self.kinds_in("kind", &EventKind::COMPLAINTS);
-        let recent = self.kinds_in("kind", kinds);
-        let kind = self.kind_name("kind");
+        let complaints = self.kinds_meaning("kind", &Meaning::COMPLAINTS);
+        let recent = self.kinds_meaning("kind", meanings);
+        let kind = self.kind_meaning("kind");
         // Events are keyed by day first: each day of the window is one seek for the page.
         let days = super::days_in(
             "day",
@@ -234,13 +235,16 @@ impl Db {
                  OR ({recent} AND occurred_at >= $5))
              ORDER BY customer_id, occurred_at, id"
         );
-        let rows: Vec<(i64, i64, String, i64, Option<f64>)> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+        type Row = (i64, i64, Option<String>, i64, Option<f64>);
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(first).bind(last).bind(until).bind(complaints_from).bind(recent_from).fetch_all(p).await?);
         let mut out: HashMap<i64, Vec<EventFact>> = HashMap::new();
         for (id, customer, kind, at, value) in rows {
             let kind = kind
-                .parse::<EventKind>()
-                .map_err(|e| StoreError::Data(format!("event row {id}: kind: {e}")))?;
+                .as_deref()
+                .unwrap_or_default()
+                .parse::<Meaning>()
+                .map_err(|e| StoreError::Data(format!("event row {id}: meaning: {e}")))?;
             out.entry(customer).or_default().push(EventFact {
                 id,
                 kind,
@@ -265,7 +269,7 @@ impl Db {
             super::events::day_of(from),
             super::events::day_of(until - 1),
         );
-        let usage = self.kinds_in("kind", &[EventKind::Usage]);
+        let usage = self.kinds_meaning("kind", &[Meaning::Usage]);
         let sql = format!(
             "SELECT customer_id, SUM(COALESCE(value, 0.0)) FROM events
              WHERE {days} AND customer_id BETWEEN $1 AND $2 AND {usage} AND occurred_at >= $3 AND occurred_at < $4

@@ -6,7 +6,49 @@
 use sqlx::types::Json;
 
 use super::{BATCH_ROWS, Db, Result, on_pool};
-use crate::domain::ActivityEvent;
+use crate::domain::{ActivityEvent, CustomerId, EventKinds, InvalidValue};
+
+/// An event kept in quarantine (its customer was unknown), with its kind by name: codes
+/// belong to a database's catalog, names to the business.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QuarantinedEvent {
+    pub customer: CustomerId,
+    pub kind: String,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    pub value: Option<f64>,
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+    pub source: String,
+    pub source_event_id: String,
+}
+
+impl QuarantinedEvent {
+    pub fn new(e: &ActivityEvent, kinds: &EventKinds) -> Self {
+        Self {
+            customer: e.customer.clone(),
+            kind: kinds.name(e.kind).into_owned(),
+            occurred_at: e.occurred_at,
+            value: e.value,
+            attributes: e.attributes.clone(),
+            source: e.source.clone(),
+            source_event_id: e.source_event_id.clone(),
+        }
+    }
+
+    /// The event again, its kind looked up in `kinds` (it may no longer be declared).
+    pub fn event(self, kinds: &EventKinds) -> Result<ActivityEvent, InvalidValue> {
+        let kind = kinds.accept(&self.kind)?.code;
+        Ok(ActivityEvent {
+            customer: self.customer,
+            kind,
+            occurred_at: self.occurred_at,
+            value: self.value,
+            attributes: self.attributes,
+            source: self.source,
+            source_event_id: self.source_event_id,
+        })
+    }
+}
 
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct QuarantineRow {
@@ -28,7 +70,7 @@ pub struct QuarantineEntry {
     pub source: String,
     pub source_event_id: String,
     pub raw: Json<serde_json::Value>,
-    pub event: Option<Json<ActivityEvent>>,
+    pub event: Option<Json<QuarantinedEvent>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -76,7 +118,7 @@ impl Db {
     /// a kind mapped since, with a customer still unknown).
     pub async fn requarantine(
         &self,
-        rows: &[(i64, &'static str, String, Option<ActivityEvent>)],
+        rows: &[(i64, &'static str, String, Option<QuarantinedEvent>)],
     ) -> Result<()> {
         on_pool!(self, p => {
             let mut tx = p.begin().await?;

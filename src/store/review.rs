@@ -14,7 +14,7 @@ use sqlx::types::Json;
 
 use super::users::audit_in_tx;
 use super::{BATCH_ROWS, Db, Result, day_start, now_secs, on_pool};
-use crate::domain::EventKind;
+use crate::domain::Meaning;
 
 /// Writes one audit entry per decided id inside the open transaction `$tx`, in batched
 /// multi-row inserts.
@@ -605,9 +605,9 @@ impl Db {
             "SELECT id, {} AS kind, occurred_at, value, source FROM events
              WHERE {} AND customer_id = $1 AND {}
              ORDER BY occurred_at, id",
-            self.kind_name("kind"),
+            self.kind_meaning("kind"),
             super::days_in("day", first, last),
-            self.kinds_in("kind", &EventKind::COMPLAINTS),
+            self.kinds_meaning("kind", &Meaning::COMPLAINTS),
         );
         let events: Vec<TimelineEvent> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(customer_id).fetch_all(p).await?);
         Ok(complaints_from_events(&events))
@@ -1025,10 +1025,10 @@ impl Db {
                WHERE {} GROUP BY customer_id) r ON r.customer_id = e.customer_id
     WHERE {}
       AND (r.last_resolved IS NULL OR r.last_resolved < e.occurred_at)",
-            self.kinds_in("kind", &[EventKind::ComplaintResolved]),
-            self.kinds_in(
+            self.kinds_meaning("kind", &[Meaning::ComplaintResolved]),
+            self.kinds_meaning(
                 "e.kind",
-                &[EventKind::ComplaintOpened, EventKind::ComplaintReopened]
+                &[Meaning::ComplaintOpened, Meaning::ComplaintReopened]
             ),
         )
     }

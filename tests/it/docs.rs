@@ -13,7 +13,7 @@ fn readme_documents_every_column_and_event_kind() {
             "README does not document the column {name}"
         );
     }
-    for kind in attune::domain::EventKind::ALL {
+    for kind in attune::domain::Meaning::ALL {
         assert!(
             readme.contains(&format!("`{}`", kind.as_str())),
             "README does not document the event kind {kind}"

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use attune::domain::{ActivityEvent, CustomerId, EventKind};
+use attune::domain::{ActivityEvent, CustomerId, Meaning};
 use attune::features::{Activity, FeatureRow, FeatureSpec, Lookback, compute, day_number};
 use attune::store::Db;
 use chrono::{Days, NaiveDate};
@@ -61,9 +61,9 @@ async fn point_in_time(t: &TestDb) {
         .iter()
         .flat_map(|c| {
             [
-                EventKind::ComplaintOpened,
-                EventKind::Usage,
-                EventKind::PaymentFailed,
+                Meaning::ComplaintOpened.code(),
+                Meaning::Usage.code(),
+                Meaning::PaymentFailed.code(),
             ]
             .map(|kind| ActivityEvent {
                 customer: CustomerId::parse(c.external_id.as_str()).unwrap(),

@@ -53,7 +53,7 @@ async fn consent_and_cap_hold(t: &TestDb) {
     let ids = t.db.customer_id_map().await.unwrap();
     let complaint = attune::domain::ActivityEvent {
         customer: attune::domain::CustomerId::parse("ok").unwrap(),
-        kind: attune::domain::EventKind::ComplaintOpened,
+        kind: attune::domain::Meaning::ComplaintOpened.code(),
         occurred_at: d("2026-11-22").and_hms_opt(9, 0, 0).unwrap().and_utc(),
         value: None,
         attributes: Default::default(),

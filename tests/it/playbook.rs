@@ -4,7 +4,7 @@
 //! follow-up; contacts by role; simulation matches planning on the demo population; and
 //! `report uplift` recovers a planted effect.
 
-use attune::domain::{ActivityEvent, Channel, Consent, CustomerId, EventKind, NudgeStatus};
+use attune::domain::{ActivityEvent, Channel, Consent, CustomerId, Meaning, NudgeStatus};
 use attune::jobs::plan::{self, Outcome, PlanJob};
 use attune::playbook::holdout::is_held_out;
 use attune::store::NudgeFilter;
@@ -22,10 +22,10 @@ fn treated_id(prefix: &str, rules: &[&str]) -> String {
         .unwrap()
 }
 
-fn event(customer: &str, kind: EventKind, day: NaiveDate, n: &str) -> ActivityEvent {
+fn event(customer: &str, kind: Meaning, day: NaiveDate, n: &str) -> ActivityEvent {
     ActivityEvent {
         customer: CustomerId::parse(customer).unwrap(),
-        kind,
+        kind: kind.code(),
         occurred_at: day.and_hms_opt(9, 0, 0).unwrap().and_utc(),
         value: None,
         attributes: Default::default(),
@@ -62,7 +62,7 @@ async fn over_the_cap_defers_then_releases(t: &TestDb) {
     t.db.upsert_customers(&[c]).await.unwrap();
     t.db.insert_events(&[event(
         &id,
-        EventKind::ComplaintOpened,
+        Meaning::ComplaintOpened,
         day - Days::new(2),
         "k1",
     )])
@@ -220,13 +220,8 @@ async fn resolved_complaint_withdraws_follow_up(t: &TestDb) {
     .await
     .unwrap();
     t.db.insert_events(&[
-        event(&id, EventKind::ComplaintOpened, today - Days::new(3), "r1"),
-        event(
-            &other,
-            EventKind::ComplaintOpened,
-            today - Days::new(3),
-            "r2",
-        ),
+        event(&id, Meaning::ComplaintOpened, today - Days::new(3), "r1"),
+        event(&other, Meaning::ComplaintOpened, today - Days::new(3), "r2"),
     ])
     .await
     .unwrap();
@@ -244,7 +239,7 @@ async fn resolved_complaint_withdraws_follow_up(t: &TestDb) {
 
     t.db.insert_events(&[event(
         &id,
-        EventKind::ComplaintResolved,
+        Meaning::ComplaintResolved,
         today - Days::new(1),
         "r3",
     )])

@@ -437,7 +437,7 @@ async fn changed_marks(t: &TestDb) {
 
     let event = |id: &str, sid: &str| attune::domain::ActivityEvent {
         customer: attune::domain::CustomerId::parse(id).unwrap(),
-        kind: attune::domain::EventKind::Login,
+        kind: attune::domain::Meaning::Login.code(),
         occurred_at: chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap(),
         value: None,
         attributes: Default::default(),
@@ -528,22 +528,23 @@ both_backends!(
 /// the kind's code and no attributes as NULL; PostgreSQL the name and jsonb), and the
 /// complaint readers pick out exactly the complaint kinds.
 async fn every_kind_reads_back_by_name(t: &TestDb) {
-    use attune::domain::{ActivityEvent, CustomerId, EventKind};
-    add_customers(&t.db, &["k1"]).await;
+    use attune::domain::{ActivityEvent, CustomerId, Meaning};
+    add_customers(&t.db, &["k1", "k2"]).await;
     let at = |i: usize| {
         chrono::DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")
             .unwrap()
             .to_utc()
             + chrono::Duration::hours(i as i64)
     };
-    let events: Vec<ActivityEvent> = EventKind::ALL
+    let events: Vec<ActivityEvent> = Meaning::ALL
         .iter()
         .enumerate()
         .map(|(i, k)| ActivityEvent {
-            customer: CustomerId::parse("k1").unwrap(),
-            kind: *k,
+            // The churned event goes to another customer: it ends k1's relationship.
+            customer: CustomerId::parse(if *k == Meaning::Churned { "k2" } else { "k1" }).unwrap(),
+            kind: k.code(),
             occurred_at: at(i),
-            value: (*k == EventKind::ComplaintResolved).then_some(4.0),
+            value: (*k == Meaning::ComplaintResolved).then_some(4.0),
             // Every other event carries an attribute, so both spellings of none are stored.
             attributes: if i % 2 == 0 {
                 [("channel".to_owned(), "app".to_owned())].into()
@@ -555,7 +556,7 @@ async fn every_kind_reads_back_by_name(t: &TestDb) {
         })
         .collect();
     let counts = t.db.insert_events(&events).await.unwrap();
-    assert_eq!(counts.stored, EventKind::ALL.len() as u64);
+    assert_eq!(counts.stored, Meaning::ALL.len() as u64);
     let id =
         t.db.customer_by_external_id("k1")
             .await
@@ -565,8 +566,21 @@ async fn every_kind_reads_back_by_name(t: &TestDb) {
     let mut read = t.db.customer_events(id, 100).await.unwrap();
     read.reverse();
     let names: Vec<&str> = read.iter().map(|e| e.kind.as_str()).collect();
-    let want: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+    let want: Vec<&str> = Meaning::ALL
+        .iter()
+        .filter(|k| **k != Meaning::Churned)
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(names, want);
+    // A churned event sets its customer's churned_on to its day.
+    let k2 = t.db.customer_by_external_id("k2").await.unwrap().unwrap();
+    let (_, k2) =
+        t.db.customers_with_ids(&[k2.id])
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+    assert_eq!(k2.churned_on, Some(at(Meaning::ALL.len() - 1).date_naive()));
     let complaints = t.db.customer_complaints(id).await.unwrap();
     assert_eq!(complaints.len(), 1, "{complaints:?}");
     // The complaint was reopened after it was resolved: it is open again.

@@ -1,6 +1,6 @@
 //! Training on history: point in time (no leaks), the retrain gate, and rollback.
 
-use attune::domain::{ActivityEvent, CustomerId, EventKind};
+use attune::domain::{ActivityEvent, CustomerId, Meaning};
 use attune::features::FeatureSpec;
 use attune::jobs::train::{HistoryOptions, TrainOptions, history_observations, train_from_history};
 use attune::model::dataset::observation_dates;
@@ -9,10 +9,10 @@ use chrono::Days;
 use super::helpers::{TestDb, customer, d, email_only};
 use crate::both_backends;
 
-fn event(id: &str, kind: EventKind, day: chrono::NaiveDate, n: usize) -> ActivityEvent {
+fn event(id: &str, kind: Meaning, day: chrono::NaiveDate, n: usize) -> ActivityEvent {
     ActivityEvent {
         customer: CustomerId::parse(id).unwrap(),
-        kind,
+        kind: kind.code(),
         occurred_at: day.and_hms_opt(12, 0, 0).unwrap().and_utc(),
         value: None,
         attributes: Default::default(),
@@ -38,13 +38,13 @@ async fn planted_leak_is_not_seen(t: &TestDb) {
         if i % 3 == 0 {
             c.churned_on = Some(d("2026-06-15") + Days::new(i as u64 % 40));
         }
-        ordinary.push(event(&id, EventKind::Login, d("2026-05-10"), 0));
-        ordinary.push(event(&id, EventKind::Usage, d("2026-05-20"), 0));
+        ordinary.push(event(&id, Meaning::Login, d("2026-05-10"), 0));
+        ordinary.push(event(&id, Meaning::Usage, d("2026-05-20"), 0));
         customers.push(c);
     }
     t.db.upsert_customers(&customers).await.unwrap();
     t.db.insert_events(&ordinary).await.unwrap();
-    let before = history_observations(&t.db, &FeatureSpec::default_spec(), &dates, 60)
+    let before = history_observations(&t.db, &FeatureSpec::default_spec(), &contract(60), &dates)
         .await
         .unwrap();
 
@@ -53,11 +53,11 @@ async fn planted_leak_is_not_seen(t: &TestDb) {
         .iter()
         .filter_map(|c| c.churned_on.map(|day| (c, day)))
         .flat_map(|(c, day)| {
-            (0..2).map(move |n| event(c.external_id.as_str(), EventKind::PaymentFailed, day, n))
+            (0..2).map(move |n| event(c.external_id.as_str(), Meaning::PaymentFailed, day, n))
         })
         .collect();
     assert_eq!(t.db.insert_events(&leak).await.unwrap().stored, 80);
-    let after = history_observations(&t.db, &FeatureSpec::default_spec(), &dates, 60)
+    let after = history_observations(&t.db, &FeatureSpec::default_spec(), &contract(60), &dates)
         .await
         .unwrap();
     assert_eq!(before.len(), after.len());
@@ -84,13 +84,17 @@ both_backends!(
 );
 
 fn history(today: chrono::NaiveDate, seed: u64) -> HistoryOptions {
-    HistoryOptions {
-        today,
+    let training = attune::config::Training {
         horizon_days: 60,
-        observation_months: 6,
-        validation_customer_share: 0.25,
+        observation_count: 6,
         seed,
-    }
+        ..Default::default()
+    };
+    HistoryOptions::from_config(&training, contract(60), today)
+}
+
+fn contract(horizon_days: u32) -> attune::features::churn::ChurnDefinition {
+    attune::features::churn::ChurnDefinition::Contract { horizon_days }
 }
 
 async fn demo_population(
@@ -121,6 +125,7 @@ async fn retrain_gate(t: &TestDb) {
     let (ctx, _inbox, today) = demo_population(t).await;
     let trained = train_from_history(
         &t.db,
+        &attune::domain::EventKinds::builtin(),
         &FeatureSpec::default_spec(),
         &history(today, 5),
         &TrainOptions {
@@ -188,6 +193,7 @@ async fn rollback_restores_scores(t: &TestDb) {
 
     let other = train_from_history(
         &t.db,
+        &attune::domain::EventKinds::builtin(),
         &FeatureSpec::default_spec(),
         &history(today, 99),
         &TrainOptions {

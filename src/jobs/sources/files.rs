@@ -171,9 +171,7 @@ async fn take_events(
         .to_string_lossy()
         .to_string();
     let fp = fingerprint(path)?;
-    let mapping = source
-        .mapping()
-        .map_err(|m| anyhow::anyhow!("source {}: {m}", source.name))?;
+    let mapping = super::source_mapping(ctx, source).await?;
     let prior = db.source_file(&source.name, &name, &fp).await?;
     let resume_after = prior.as_ref().map_or(0, |f| f.lines_done.max(0) as u64);
     let finished = prior

@@ -98,12 +98,18 @@ pub async fn ingest_body(
         Ok(items) => items,
         Err(e) => return Ok(Err(e)),
     };
-    let mapping = source
-        .mapping()
-        .map_err(|m| anyhow::anyhow!("source {}: {m}", source.name))?;
+    let mapping = super::source_mapping(ctx, source).await?;
     let rows = items.into_iter().enumerate().map(|(i, r)| (i as u64, r));
     let prefix = format!("{request} item ");
-    let batch: IngestBatch = map_rows(&source.name, &mapping, chrono::Utc::now(), &prefix, rows);
+    let mut repeats = crate::ingest::mapping::Repeats::default();
+    let batch: IngestBatch = map_rows(
+        &source.name,
+        &mapping,
+        chrono::Utc::now(),
+        &prefix,
+        rows,
+        &mut repeats,
+    );
     let parsed = started.elapsed();
     let c = ctx.db.ingest(ids, &batch, FailPoint::Never).await?;
     tracing::debug!(events = batch.events.len(), ?parsed, stored = ?(started.elapsed() - parsed), "http ingest request");
@@ -150,11 +156,13 @@ pub fn fuzz_body(data: &[u8]) {
     let mapping = crate::ingest::mapping::EventMapping {
         source: "fuzz".into(),
         columns: [("customer_id".to_owned(), "acct".to_owned())].into(),
-        kinds: [("BILL".to_owned(), crate::domain::EventKind::InvoiceIssued)].into(),
+        kinds: [("bill".to_owned(), "invoice_issued".to_owned())].into(),
+        catalog: Default::default(),
     };
     let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
     let rows = items.into_iter().enumerate().map(|(i, r)| (i as u64, r));
-    let _ = super::map_rows("fuzz", &mapping, now, "item ", rows);
+    let mut repeats = crate::ingest::mapping::Repeats::default();
+    let _ = super::map_rows("fuzz", &mapping, now, "item ", rows, &mut repeats);
 }
 
 /// The http source a bearer token belongs to, comparing in constant time.

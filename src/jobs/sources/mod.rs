@@ -22,9 +22,13 @@ use serde::Serialize;
 
 use super::JobContext;
 use crate::config::{INBOX_SOURCE, SourceConfig};
-use crate::ingest::mapping::{EventMapping, Rejection, map_event, quarantine_id, raw_json};
+use crate::ingest::mapping::{
+    EventMapping, Rejection, Repeats, derives_id, map_event, quarantine_id, raw_json,
+};
 use crate::ingest::record::Record;
-use crate::store::{FailPoint, IngestBatch, IngestCounts, RefusedRow, RetryOutcome};
+use crate::store::{
+    FailPoint, IngestBatch, IngestCounts, QuarantinedEvent, RefusedRow, RetryOutcome,
+};
 
 /// What one pull of one source did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -87,6 +91,7 @@ pub fn configured(ctx: &JobContext) -> Vec<SourceConfig> {
                 commit_rows: 1_000_000,
                 dir: Some(dir.clone()),
                 token_env: None,
+                declare_kinds: BTreeMap::new(),
                 columns: BTreeMap::new(),
                 kinds: BTreeMap::new(),
             },
@@ -96,14 +101,27 @@ pub fn configured(ctx: &JobContext) -> Vec<SourceConfig> {
 }
 
 /// The mapping a quarantined row of `source` is read with: the source's own, or attune's
-/// standard columns for a source no longer configured (or an import).
-pub fn mapping_for(ctx: &JobContext, source: &str) -> anyhow::Result<EventMapping> {
+/// standard columns for a source no longer configured (or an import); kinds are the
+/// business's ([`JobContext::kinds`]).
+pub async fn mapping_for(ctx: &JobContext, source: &str) -> anyhow::Result<EventMapping> {
+    let kinds = ctx.kinds().await?;
     match configured(ctx).into_iter().find(|s| s.name == source) {
         Some(s) => s
-            .mapping()
+            .mapping(&kinds)
             .map_err(|m| anyhow::anyhow!("source {source}: {m}")),
-        None => Ok(EventMapping::standard(source)),
+        None => Ok(EventMapping::standard_with(source, kinds)),
     }
+}
+
+/// The mapping of a configured source, with the business's kinds.
+pub async fn source_mapping(
+    ctx: &JobContext,
+    source: &SourceConfig,
+) -> anyhow::Result<EventMapping> {
+    let kinds = ctx.kinds().await?;
+    source
+        .mapping(&kinds)
+        .map_err(|m| anyhow::anyhow!("source {}: {m}", source.name))
 }
 
 /// Pulls one source until it has nothing new.
@@ -128,17 +146,20 @@ pub async fn pull_source(
 
 /// Turns framed rows into a batch: mapped events, and refused rows with their reasons.
 /// Each row comes with its number; `prefix` and the number say where it came from
-/// (`events.csv:` and the line, `request 3 item ` and the position).
+/// (`events.csv:` and the line, `request 3 item ` and the position). `repeats` numbers
+/// events whose ids are derived across the whole input (a file's batches share one).
 pub(crate) fn map_rows(
     source: &str,
     mapping: &EventMapping,
     now: chrono::DateTime<chrono::Utc>,
     prefix: &str,
     rows: impl IntoIterator<Item = (u64, Result<Record, Rejection>)>,
+    repeats: &mut Repeats,
 ) -> IngestBatch {
     let mut batch = IngestBatch {
         source: source.to_owned(),
         location_prefix: prefix.to_owned(),
+        kinds: mapping.catalog.clone(),
         ..Default::default()
     };
     for (position, framed) in rows {
@@ -170,7 +191,8 @@ pub(crate) fn map_rows(
             }
         };
         match map_event(&record, mapping, now) {
-            Ok(e) => {
+            Ok(mut e) => {
+                repeats.number(&mut e, derives_id(&record, mapping));
                 batch.events.push(e);
                 batch.positions.push(position);
             }
@@ -221,12 +243,7 @@ pub(crate) fn read_batches(
     let slot = error.clone();
     let fail = move |e| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     tokio::task::spawn_blocking(move || {
-        let opened = crate::ingest::Format::from_path(&path).and_then(|format| {
-            let f =
-                std::fs::File::open(&path).map_err(|e| crate::ingest::FileError::Unreadable {
-                    file: name.clone(),
-                    reason: e.to_string(),
-                })?;
+        let opened = crate::ingest::open(&path).and_then(|(f, format)| {
             let required: Vec<&str> = ["customer_id", "kind", "occurred_at"]
                 .iter()
                 .map(|f| mapping.column(f))
@@ -243,6 +260,7 @@ pub(crate) fn read_batches(
             Err(e) => return fail(e),
         };
         let mut last_line = skip_through;
+        let mut repeats = Repeats::default();
         loop {
             let framed = match stream.next_batch(batch_rows) {
                 Ok(f) => f,
@@ -251,19 +269,38 @@ pub(crate) fn read_batches(
             if framed.is_empty() {
                 return;
             }
-            let rows: Vec<_> = framed
+            let (done, rows): (Vec<_>, Vec<_>) = framed
                 .into_iter()
-                .filter(|(line, _)| *line > skip_through)
-                .map(|(line, r)| {
-                    last_line = line;
-                    (line, r.map_err(Rejection::malformed))
-                })
-                .collect();
+                .map(|(line, r)| (line, r.map_err(Rejection::malformed)))
+                .partition(|(line, _)| *line <= skip_through);
+            // Rows committed before a crash are not stored again, but the events among
+            // them whose ids are derived are counted, so the rows after get the ids
+            // they would have had.
+            if !done.is_empty() {
+                let now = chrono::Utc::now();
+                for (_, r) in done {
+                    if let Ok(r) = r
+                        && let Ok(mut e) = map_event(&r, &mapping, now)
+                    {
+                        repeats.number(&mut e, derives_id(&r, &mapping));
+                    }
+                }
+            }
             if rows.is_empty() {
                 continue;
             }
+            if let Some((line, _)) = rows.last() {
+                last_line = *line;
+            }
             let prefix = format!("{name}:");
-            let mut batch = map_rows(&source, &mapping, chrono::Utc::now(), &prefix, rows);
+            let mut batch = map_rows(
+                &source,
+                &mapping,
+                chrono::Utc::now(),
+                &prefix,
+                rows,
+                &mut repeats,
+            );
             batch.progress = progress(last_line);
             if tx.blocking_send(batch).is_err() {
                 return;
@@ -291,11 +328,16 @@ pub async fn retry_quarantine(ctx: &JobContext) -> anyhow::Result<RetryOutcome> 
         let mut still = Vec::new();
         for entry in page {
             if !mappings.contains_key(&entry.source) {
-                mappings.insert(entry.source.clone(), mapping_for(ctx, &entry.source)?);
+                mappings.insert(entry.source.clone(), mapping_for(ctx, &entry.source).await?);
             }
             let mapping = &mappings[&entry.source];
             let mapped = match (entry.event, &entry.raw.0) {
-                (Some(e), _) => Ok(e.0),
+                (Some(e), _) => e.0.event(&mapping.catalog).map_err(|e| Rejection {
+                    code: crate::ingest::mapping::RejectCode::UnknownKind,
+                    column: Some(mapping.column("kind").to_owned()),
+                    problem: e.to_string(),
+                    raw: None,
+                }),
                 (None, serde_json::Value::Object(_)) => {
                     let record = Record::from_json(&entry.raw.0);
                     map_event(&record, mapping, now)
@@ -317,6 +359,7 @@ pub async fn retry_quarantine(ctx: &JobContext) -> anyhow::Result<RetryOutcome> 
                                 (
                                     IngestBatch {
                                         source: entry.source.clone(),
+                                        kinds: mapping.catalog.clone(),
                                         ..Default::default()
                                     },
                                     vec![],
@@ -329,7 +372,8 @@ pub async fn retry_quarantine(ctx: &JobContext) -> anyhow::Result<RetryOutcome> 
                             "unknown customer {:?}; stored by `attune quarantine retry` once the customer is imported",
                             event.customer.as_str()
                         );
-                        still.push((entry.id, "unknown_customer", reason, Some(event)));
+                        let kept = QuarantinedEvent::new(&event, &mapping.catalog);
+                        still.push((entry.id, "unknown_customer", reason, Some(kept)));
                     }
                 }
                 Err(rej) => still.push((entry.id, rej.code.as_str(), rej.to_string(), None)),

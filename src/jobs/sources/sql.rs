@@ -125,9 +125,7 @@ pub async fn pull(
     opts: PullOptions,
 ) -> anyhow::Result<SourceReport> {
     let url = source_url(source)?;
-    let mapping = source
-        .mapping()
-        .map_err(|m| anyhow::anyhow!("source {}: {m}", source.name))?;
+    let mapping = super::source_mapping(ctx, source).await?;
     let cursor_column = source
         .cursor_column
         .clone()
@@ -185,7 +183,16 @@ pub async fn pull(
             };
             (n, Ok(r))
         });
-        let mut batch = map_rows(&source.name, &mapping, chrono::Utc::now(), &prefix, rows);
+        // A batch is re-read whole after a crash, so it numbers repeats of its own.
+        let mut repeats = crate::ingest::mapping::Repeats::default();
+        let mut batch = map_rows(
+            &source.name,
+            &mapping,
+            chrono::Utc::now(),
+            &prefix,
+            rows,
+            &mut repeats,
+        );
         batch.progress = Progress::Cursor(next.clone());
         let c = ctx
             .db

@@ -27,8 +27,9 @@ use super::{
     FailPoint, IngestCounts, LARGE_TRANSACTION, Message, Pending, Progress, RefusedRow, Result,
     RollupPart, SAVE_CURSOR, SAVE_FILE, StoreError, day_of, milli,
 };
-use crate::domain::ActivityEvent;
+use crate::domain::{ActivityEvent, EventKinds};
 use crate::store::BATCH_ROWS;
+use crate::store::quarantine::QuarantinedEvent;
 
 // The end of PostgreSQL's ingest transaction; SQLite's steps the same SQL texts through
 // `raw` (`sqlite.rs`).
@@ -40,7 +41,7 @@ macro_rules! write_quarantine {
             let mut q = sqlx::QueryBuilder::new(
                 "INSERT INTO quarantine (source, source_event_id, customer_external_id, reason_code, reason, location, raw, event, received_at) ",
             );
-            q.push_values(chunk, |mut b, (r, e): &(RefusedRow, Option<ActivityEvent>)| {
+            q.push_values(chunk, |mut b, (r, e): &(RefusedRow, Option<QuarantinedEvent>)| {
                 b.push_bind($source)
                     .push_bind(r.id.as_str())
                     .push_bind(r.customer.as_deref())
@@ -113,6 +114,13 @@ macro_rules! finish_transaction {
             &$pending.counts
         );
         release!($tx, $pending.released, $now);
+        for (customer, day) in &$pending.churned {
+            sqlx::query(super::SET_CHURNED)
+                .bind(crate::features::day_from_number(*day as i32))
+                .bind(*customer)
+                .execute(&mut *$tx)
+                .await?;
+        }
         if $fail == FailPoint::BeforeCommit {
             return Err(StoreError::Data("failing before commit, as asked".into()));
         }
@@ -207,17 +215,17 @@ pub(super) async fn ingest(
                     }
                 };
                 if !fast.is_empty() {
-                    copy_events(&mut tx, &fast, now).await?;
+                    copy_events(&mut tx, &fast, &batch.kinds, now).await?;
                     let b = bulk.as_mut().expect("bulk rows only in a bulk transaction");
                     b.parts.extend(fast.iter().map(|(c, e)| {
                         let at = e.occurred_at.timestamp();
-                        (day_of(at), *c, e.kind.code(), milli(e.value))
+                        (day_of(at), *c, e.kind.0, milli(e.value))
                     }));
                     stored += fast.len() as u64;
                     bulk_rows += fast.len();
                 }
                 for chunk in slow.chunks(CHUNK) {
-                    let (s, c) = super::pg_insert_chunk(&mut tx, chunk, now).await?;
+                    let (s, c) = super::pg_insert_chunk(&mut tx, chunk, &batch.kinds, now).await?;
                     stored += s;
                     duplicate += chunk.len() as u64 - s;
                     changed += c;
@@ -438,6 +446,7 @@ async fn copy_in<T>(
 async fn copy_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     rows: &[(i64, &ActivityEvent)],
+    kinds: &EventKinds,
     now: i64,
 ) -> Result<()> {
     copy_in(
@@ -448,7 +457,7 @@ async fn copy_events(
             let at = e.occurred_at.timestamp();
             b.row(9);
             b.i64(*c);
-            b.text(e.kind.as_str());
+            b.text(&kinds.name(e.kind));
             b.i64(at);
             b.i32(day_of(at) as i32);
             b.f64(e.value.filter(|v| v.is_finite()));

@@ -173,7 +173,7 @@ impl<'r> EventWriter<'r> {
             for (r, (p, (customer, e))) in params.iter().zip(rows).enumerate() {
                 let at = e.occurred_at.timestamp();
                 b.i64(p[0], *customer)?;
-                b.i64(p[1], e.kind.code().into())?;
+                b.i64(p[1], e.kind.0.into())?;
                 b.i64(p[2], at)?;
                 b.i64(p[3], day_of(at))?;
                 b.opt_f64(p[4], e.value.filter(|v| v.is_finite()))?;
@@ -340,7 +340,7 @@ fn transaction(
                     for (&(customer, e), &is_new) in rows.iter().zip(&new) {
                         if is_new {
                             let at = e.occurred_at.timestamp();
-                            parts.push((day_of(at), customer, e.kind.code(), milli(e.value)));
+                            parts.push((day_of(at), customer, e.kind.0, milli(e.value)));
                         } else {
                             duplicate += 1;
                         }
@@ -374,6 +374,7 @@ fn transaction(
     pending.counts.already_quarantined = old;
     write_progress(raw, source, &pending, now)?;
     release(raw, &pending.released, now)?;
+    set_churned(raw, &pending.churned)?;
     if fail == FailPoint::BeforeCommit {
         return Err(StoreError::Data("failing before commit, as asked".into()));
     }
@@ -507,6 +508,23 @@ fn write_progress(raw: &Raw, source: &str, pending: &Pending, now: i64) -> Resul
             s.bind_i64(10, (c.quarantined + c.already_quarantined) as i64)?;
             s.run()?;
         }
+    }
+    Ok(())
+}
+
+/// A `churned` event sets its customer's `churned_on` to its day, unless it is earlier.
+fn set_churned(raw: &Raw, churned: &[(i64, i64)]) -> Result<()> {
+    if churned.is_empty() {
+        return Ok(());
+    }
+    let mut s = raw.prepare(super::SET_CHURNED)?;
+    for (customer, day) in churned {
+        s.bind_text(
+            1,
+            &crate::features::day_from_number(*day as i32).to_string(),
+        )?;
+        s.bind_i64(2, *customer)?;
+        s.run()?;
     }
     Ok(())
 }
