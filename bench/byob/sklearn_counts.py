@@ -15,6 +15,11 @@ rows and prints one JSON object: pooled test ROC AUC with a 95% bootstrap interv
 by customer (customers resampled with replacement, 1000 times, fixed seed), AUC per as_of
 day, row counts and the fit time.
 
+With --backtest HORIZON:ORIGINS it follows attune's rolling origin instead (`attune train
+--write-observations` writes the rows; the same horizon and [training] backtest_days): each
+of the latest ORIGINS days is tested, on its test rows, by a model fitted on the train rows
+of the days whose labels were known by then (day + HORIZON <= origin); predictions pooled.
+
 Make observations for testing a generator:
 
   python3 bench/byob/sklearn_counts.py --make-observations \
@@ -160,11 +165,38 @@ def evaluate(args):
     y = df["label"].to_numpy(dtype=int)
     tr = (df["side"] == "train").to_numpy()
     te = (df["side"] == "test").to_numpy()
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     t1 = time.perf_counter()
-    model.fit(x[tr], y[tr])
+    design = "one model: every train row, every test row"
+    if args.backtest:
+        # attune's rolling origin: each of the latest K days is tested (test side) by a
+        # model of the train side of the days whose labels were known by then
+        # (day + horizon <= origin).
+        horizon, k = (int(v) for v in args.backtest.split(":"))
+        days = sorted(df["as_of"].unique())
+        as_of = pd.to_datetime(df["as_of"]).to_numpy()
+        p = np.full(len(df), np.nan)
+        used = np.zeros(len(df), dtype=bool)
+        origins = []
+        for origin in days[-k:]:
+            o = np.datetime64(origin)
+            known = tr & (as_of < o) & (as_of + np.timedelta64(horizon, "D") <= o)
+            test = te & (df["as_of"] == origin).to_numpy()
+            if not known.any() or not test.any() or y[known].min() == y[known].max():
+                continue
+            m = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+            m.fit(x[known], y[known])
+            p[test] = m.predict_proba(x[test])[:, 1]
+            used |= test
+            origins.append(origin)
+        te = used
+        p = p[te]
+        model = m
+        design = f"rolling origin over {origins} (horizon {horizon} days)"
+    else:
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+        model.fit(x[tr], y[tr])
+        p = model.predict_proba(x[te])[:, 1]
     fit_s = time.perf_counter() - t1
-    p = model.predict_proba(x[te])[:, 1]
     yt = y[te]
     auc = float(roc_auc_score(yt, p))
 
@@ -191,6 +223,7 @@ def evaluate(args):
     lr = model.named_steps["logisticregression"]
     out = {
         "peer": "per-kind counts (30d, 90d) + StandardScaler + LogisticRegression(C=1.0, max_iter=2000)",
+        "design": design,
         "events": args.events, "observations": args.observations,
         "kinds": kinds, "features": len(names),
         "train_rows": int(tr.sum()), "train_positives": int(y[tr].sum()),
@@ -212,6 +245,9 @@ def main():
     p.add_argument("--json", action="store_true", help="one line of JSON (default: indented JSON)")
     p.add_argument("--bootstrap", type=int, default=1000, help="customer-clustered resamples")
     p.add_argument("--bootstrap-seed", type=int, default=20260101)
+    p.add_argument("--backtest", metavar="HORIZON:ORIGINS",
+                   help="attune's rolling-origin backtest: e.g. 90:3 tests each of the latest 3 days "
+                        "with a model of the train rows of the days whose 90-day labels were known by then")
     g = p.add_argument_group("--make-observations")
     g.add_argument("--make-observations", action="store_true")
     g.add_argument("--customers", help="customers.csv (customer_id, signup_date, ...)")

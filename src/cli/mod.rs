@@ -58,6 +58,15 @@ pub enum Command {
     Import(ImportCommand),
     /// Train a churn model and register it.
     Train(TrainArgs),
+    /// Score any table (CSV or NDJSON, .gz too) with a model: the churn probability and
+    /// top drivers of every row, written as CSV.
+    Predict(PredictArgs),
+    /// Scoring runs: export one as CSV or Parquet.
+    #[command(subcommand)]
+    Scores(ScoresCommand),
+    /// The event kinds this business records: attune's own and those the config declares,
+    /// with what each means to the playbook and how many events of each are stored.
+    Kinds,
     /// Score every active customer now.
     Score {
         /// Score as of this day (YYYY-MM-DD); default today.
@@ -115,6 +124,38 @@ pub enum Command {
     /// The review desk's users and API tokens.
     #[command(subcommand)]
     Users(users::UsersCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The table to score: a column per feature the model reads.
+    #[arg(long)]
+    pub csv: PathBuf,
+    /// A model version in the registry, or an artifact file.
+    #[arg(long)]
+    pub model: String,
+    /// Where to write the scored rows (CSV).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The column that identifies a row in the output [default: columns named like an id].
+    #[arg(long)]
+    pub id_column: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScoresCommand {
+    /// Write a scoring run (the latest full run by default) with each customer's id,
+    /// probability, model version, as-of day and top drivers.
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        /// csv or parquet [default: from the file's extension, else csv].
+        #[arg(long)]
+        format: Option<String>,
+        /// The scoring run [default: the latest full run].
+        #[arg(long)]
+        run: Option<i64>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -370,6 +411,82 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             out.import(&report)
         }
         Command::Train(args) => train(&config, args, &out).await,
+        Command::Predict(args) => {
+            let model = load_model_for_predict(&config, &args.model).await?;
+            let r = jobs::predict::predict_table(
+                &args.csv,
+                &model,
+                &args.out,
+                args.id_column.as_deref(),
+            )?;
+            if out.json {
+                return out.message(&serde_json::to_value(&r)?, "");
+            }
+            for e in &r.errors {
+                eprintln!("rejected: {e}");
+            }
+            println!(
+                "{}: {} rows scored with model {} into {}, {} rejected",
+                r.file, r.scored, r.model, r.out, r.rejected
+            );
+            Ok(())
+        }
+        Command::Scores(ScoresCommand::Export {
+            out: file,
+            format,
+            run,
+        }) => {
+            let db = open(&config).await?;
+            let format = jobs::predict::ExportFormat::choose(format.as_deref(), &file)?;
+            let r = jobs::predict::export_scores(&db, run, &file, format).await?;
+            out.message(
+                &serde_json::to_value(&r)?,
+                &format!(
+                    "exported {} scores of run {} (model {}, as of {}) to {} ({})",
+                    r.scores, r.run_id, r.model_version, r.as_of, r.file, r.format
+                ),
+            )
+        }
+        Command::Kinds => {
+            let ctx = JobContext::new(open(&config).await?, config);
+            let kinds = ctx.kinds().await?;
+            let counts = ctx.db.kind_counts().await?;
+            let rows: Vec<serde_json::Value> = kinds
+                .iter()
+                .map(|k| {
+                    let n = counts.iter().find(|c| c.code == k.code);
+                    serde_json::json!({
+                        "name": k.name, "code": k.code.0,
+                        "meaning": k.meaning.map(|m| m.as_str()),
+                        "built_in": k.built_in, "accepted": k.accepted,
+                        "events": n.map_or(0, |c| c.events),
+                        "has_values": n.is_some_and(|c| c.valued),
+                    })
+                })
+                .collect();
+            if out.json {
+                return out.message(&serde_json::Value::Array(rows), "");
+            }
+            println!(
+                "{:<28} {:>5} {:<24} {:>12}",
+                "kind", "code", "means", "events"
+            );
+            for (k, r) in kinds.iter().zip(&rows) {
+                println!(
+                    "{:<28} {:>5} {:<24} {:>12}{}",
+                    k.name,
+                    k.code.0,
+                    k.meaning.map_or("nothing", |m| m.as_str()),
+                    r["events"],
+                    if k.accepted {
+                        ""
+                    } else {
+                        "  (no longer declared: new events go to quarantine)"
+                    }
+                );
+            }
+            Ok(())
+        }
         Command::Score { as_of, changed } => {
             let ctx = JobContext::new(open(&config).await?, config);
             let job = jobs::score::ScoreJob {
@@ -622,6 +739,28 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
         fit_seconds,
         db.is_some() && !args.no_promote,
     )
+}
+
+/// The model `attune predict` scores with: an artifact file, else a registered version.
+async fn load_model_for_predict(
+    config: &Config,
+    which: &str,
+) -> anyhow::Result<crate::model::ModelArtifact> {
+    let path = Path::new(which);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading model {}", path.display()))?;
+        return jobs::parse_model(&text)
+            .with_context(|| format!("loading model {}", path.display()));
+    }
+    let db = open(config).await?;
+    let stored = db.model(which).await?.with_context(|| {
+        format!("--model {which:?}: no model of that version in the registry (`attune models list` shows them) and no artifact file at that path")
+    })?;
+    let model: crate::model::ModelArtifact = serde_json::from_value(stored.artifact.0)
+        .with_context(|| format!("decoding model {which} from the registry"))?;
+    model.validate()?;
+    Ok(model)
 }
 
 async fn nudges(config: &Config, cmd: NudgesCommand, out: &Printer) -> anyhow::Result<()> {

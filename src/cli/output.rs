@@ -78,11 +78,16 @@ impl Printer {
         fit_seconds: f64,
         champion: bool,
     ) -> anyhow::Result<()> {
+        let t = &m.training;
+        let train_rows = t.train_rows.unwrap_or(t.rows);
         if self.json {
             return print_json(&serde_json::json!({
                 "version": m.version, "path": path.display().to_string(), "champion": champion,
-                "fit_seconds": fit_seconds, "training": m.training, "window": window, "holdout": m.metrics,
-                "train": m.train_metrics, "solver": m.solver, "features": m.features.len(),
+                "fit_seconds": fit_seconds, "training": t, "window": window,
+                "train_rows": train_rows, "test_rows": t.test_rows,
+                "holdout": m.metrics, "train": m.train_metrics, "solver": m.solver,
+                "features": m.features.len(), "backtest": m.backtest,
+                "warning": m.backtest.as_ref().and_then(|b| b.warning.clone()),
             }));
         }
         println!(
@@ -92,31 +97,91 @@ impl Printer {
             if champion { " (champion)" } else { "" }
         );
         println!(
-            "  trained on {} rows ({} churned) from {}; {} columns; solver converged: {} (gradient {:.2e})",
-            m.training.rows,
-            m.training.positives,
-            m.training.source,
+            "  fitted on {train_rows} rows ({} churned) from {}{}; {} columns; solver converged: {} (gradient {:.2e})",
+            m.train_metrics.positives,
+            t.source,
+            t.test_rows
+                .map(|n| format!(", tested on {n} other rows"))
+                .unwrap_or_default(),
             m.features.len(),
             m.solver.converged,
             m.solver.gradient_norm
         );
+        if !t.not_features.is_empty() {
+            println!("  not features: {}", t.not_features.join(", "));
+        }
+        for l in &t.left_out {
+            println!("  attribute {} left out: {}", l.attribute, l.why);
+        }
         if let Some(w) = window {
             println!(
-                "  {} observations of customers on {} days ({}), {} churned within {} days ({:.1}%); trained on {}, validated on {} held-out customers on {}",
+                "  {} observations of customers on {} days ({}), churn = {}: {} churned ({:.1}%); {} on the training side, {} test rows on the backtest days",
                 w.observations,
                 w.dates.len(),
                 w.span(),
+                if w.churn_definition.is_empty() {
+                    format!("left within {} days", w.horizon_days)
+                } else {
+                    w.churn_definition.clone()
+                },
                 w.churned,
-                w.horizon_days,
                 w.churn_rate * 100.0,
                 w.train_observations,
                 w.validation_observations,
-                w.validation_date.map(|d| d.to_string()).unwrap_or_default()
             );
+            if !w.days_before_history.is_empty() {
+                println!(
+                    "  {} observation day{} left out: before the first imported activity ({})",
+                    w.days_before_history.len(),
+                    if w.days_before_history.len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                    w.days_before_history
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        if let Some(b) = &m.backtest {
+            let iv = |i: &Option<crate::model::backtest::Interval>| {
+                i.map(|i| format!(" [{:.3}, {:.3}]", i.low, i.high))
+                    .unwrap_or_default()
+            };
+            println!("  backtest: {}", b.design);
+            println!(
+                "    pooled: ROC AUC {}{} and top-decile lift {}{} on {} test rows of {} customers ({} churners); 95% intervals from {} resamples of customers",
+                opt(b.pooled.auc),
+                iv(&b.pooled.auc_interval),
+                opt(b.pooled.top_decile_lift),
+                iv(&b.pooled.lift_interval),
+                b.pooled.test_rows,
+                b.pooled.test_customers,
+                b.pooled.test_churners,
+                b.resamples
+            );
+            for o in &b.origins {
+                println!(
+                    "    {}: ROC AUC {}{} on {} rows ({} churners); trained on {} rows of {} days",
+                    o.day,
+                    opt(o.auc),
+                    iv(&o.auc_interval),
+                    o.test_rows,
+                    o.test_churners,
+                    o.train_rows,
+                    o.trained_on.len()
+                );
+            }
+            if let Some(w) = &b.warning {
+                println!("  WARNING: {w}");
+            }
         }
         if let Some(h) = &m.metrics {
             println!(
-                "  validation ({} rows): ROC AUC {}  PR AUC {}  log loss {:.4}  Brier {:.4}",
+                "  the model on {} test rows: ROC AUC {}  PR AUC {}  log loss {:.4}  Brier {:.4}",
                 h.rows,
                 opt(h.auc),
                 opt(h.pr_auc),

@@ -136,7 +136,10 @@ pub async fn report(config: Config, cmd: ReportCommand, out: &Printer) -> anyhow
     }
     let as_of = args.as_of.unwrap_or_else(jobs::today);
     let db = super::open(&config).await?;
-    let rows = jobs::plan::uplift(&db, as_of, horizon, args.min_customers).await?;
+    let ctx = jobs::JobContext::new(db, config);
+    let churn = ctx.churn().await?;
+    let horizon = churn.with_horizon(horizon).horizon_days();
+    let rows = jobs::plan::uplift(&ctx.db, &churn, as_of, horizon, args.min_customers).await?;
     out.uplift(&rows, as_of, horizon)
 }
 

@@ -157,7 +157,10 @@ pub async fn simulate(
         db.upsert_customers(chunk).await?;
     }
     let report_as_of = d0 + Days::new(HORIZON_DAYS as u64 + 1);
-    let measured = plan::uplift(db, report_as_of, HORIZON_DAYS, 100).await?;
+    let contract = crate::features::churn::ChurnDefinition::Contract {
+        horizon_days: HORIZON_DAYS,
+    };
+    let measured = plan::uplift(db, &contract, report_as_of, HORIZON_DAYS, 100).await?;
     let planted: Vec<Planted> = PLANTED
         .iter()
         .map(|(rule, h, n)| Planted {

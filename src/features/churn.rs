@@ -131,10 +131,21 @@ impl ChurnDefinition {
     /// it. `activity` must cover the horizon (inactivity); only a day whose horizon has
     /// ended ([`label_known_by`](Self::label_known_by)) has a label to learn from.
     pub fn label(&self, customer: &Customer, activity: &Activity, day: NaiveDate) -> bool {
+        self.churned_after(customer.churned_on, activity, day)
+    }
+
+    /// [`label`](Self::label) from the record's `churned_on` alone (what the uplift report
+    /// reads with each nudged customer).
+    pub fn churned_after(
+        &self,
+        churned_on: Option<NaiveDate>,
+        activity: &Activity,
+        day: NaiveDate,
+    ) -> bool {
         match self {
             Self::Contract { horizon_days } => {
                 let end = day + Days::new(*horizon_days as u64);
-                customer.churned_on.is_some_and(|d| d > day && d <= end)
+                churned_on.is_some_and(|d| d > day && d <= end)
             }
             Self::Inactivity { kinds, days } => {
                 let (from, to) = (day_number(day), day_number(day) + *days as i32);
@@ -143,6 +154,15 @@ impl ChurnDefinition {
                     .iter()
                     .any(|d| d.day >= from && d.day < to && d.n > 0 && kinds.has(d.kind))
             }
+        }
+    }
+
+    /// The same definition with another horizon: a contract label `horizon_days` long
+    /// (`report uplift --horizon-days`); an inactivity label is always its `days` long.
+    pub fn with_horizon(&self, horizon_days: u32) -> Self {
+        match self {
+            Self::Contract { .. } => Self::Contract { horizon_days },
+            other => other.clone(),
         }
     }
 

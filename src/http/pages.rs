@@ -977,8 +977,10 @@ const UPLIFT_MIN_CUSTOMERS: u64 = 100;
 
 /// The playbook's uplift table, as `attune report uplift` computes it as of today.
 async fn uplift_section(state: &AppState, horizon: u32) -> anyhow::Result<Vec<UpliftView>> {
+    let churn = state.ctx.churn().await?;
     let rows = crate::jobs::plan::uplift(
         &state.ctx.db,
+        &churn,
         crate::jobs::today(),
         horizon,
         UPLIFT_MIN_CUSTOMERS,

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod import;
 pub mod par;
 pub mod plan;
+pub mod predict;
 pub mod pull;
 pub mod retrain;
 pub mod score;

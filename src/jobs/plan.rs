@@ -513,24 +513,50 @@ pub async fn simulate(
 
 /// The uplift report: per rule, churn within `horizon_days` of each customer's first
 /// nudge, nudged against held out, for customers whose horizon ended by `as_of`.
+/// `report uplift`: per rule, churn (as `churn` defines it; a contract definition over
+/// `horizon_days`) after each customer's first nudge, nudged against held out.
 pub async fn uplift(
     db: &crate::store::Db,
+    churn: &crate::features::churn::ChurnDefinition,
     as_of: NaiveDate,
     horizon_days: u32,
     min_customers: u64,
 ) -> anyhow::Result<Vec<playbook::uplift::RuleUplift>> {
+    let churn = churn.with_horizon(horizon_days);
     let cohorts = db.uplift_cohorts().await.context("reading nudges")?;
+    // An inactivity definition reads each nudged customer's activity after the nudge.
+    let activity = match &churn {
+        crate::features::churn::ChurnDefinition::Inactivity { kinds, .. } => {
+            let mut ids: Vec<i64> = cohorts.iter().map(|c| c.customer_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let mut lookback = crate::features::Lookback::default();
+            lookback.need(&kinds.set, None);
+            db.activity_of(&ids, day_number(as_of) + 1, &lookback)
+                .await
+                .context("reading the nudged customers' activity")?
+        }
+        crate::features::churn::ChurnDefinition::Contract { .. } => HashMap::new(),
+    };
+    let none = Activity::default();
     Ok(playbook::uplift::report(
-        cohorts.iter().map(|c| playbook::uplift::Cohort {
-            rule: &c.kind,
-            first_day: chrono::DateTime::from_timestamp(c.first_at, 0)
+        cohorts.iter().map(|c| {
+            let first_day = chrono::DateTime::from_timestamp(c.first_at, 0)
                 .map(|t| t.date_naive())
-                .unwrap_or_default(),
-            held_out: (c.min_holdout == c.max_holdout).then_some(c.max_holdout == 1),
-            churned_on: c.churned_on,
+                .unwrap_or_default();
+            playbook::uplift::Cohort {
+                rule: &c.kind,
+                first_day,
+                held_out: (c.min_holdout == c.max_holdout).then_some(c.max_holdout == 1),
+                churned: churn.churned_after(
+                    c.churned_on,
+                    activity.get(&c.customer_id).unwrap_or(&none),
+                    first_day,
+                ),
+            }
         }),
         as_of,
-        horizon_days,
+        churn.horizon_days(),
         min_customers,
     ))
 }

@@ -128,7 +128,8 @@ pub fn compare(
     out
 }
 
-/// One customer's first nudge of a rule.
+/// One customer's first nudge of a rule, and whether they churned in the horizon after
+/// it (as the business's churn definition says).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cohort<'a> {
     pub rule: &'a str,
@@ -136,7 +137,8 @@ pub struct Cohort<'a> {
     /// `None` when the customer's nudges of the rule disagree (the share was changed):
     /// such a customer is left out.
     pub held_out: Option<bool>,
-    pub churned_on: Option<NaiveDate>,
+    /// Churned within the horizon after `first_day`.
+    pub churned: bool,
 }
 
 /// Churn within `horizon_days` of each customer's first nudge of each rule, nudged
@@ -159,7 +161,7 @@ pub fn report<'a>(
         let t = by_rule.entry(c.rule).or_default();
         let Some(held) = c.held_out else { continue };
         let end = c.first_day + Days::new(horizon_days as u64);
-        let churned = c.churned_on.is_some_and(|d| d > c.first_day && d <= end);
+        let churned = c.churned;
         if end > as_of {
             t.pending += 1;
             continue;
@@ -216,11 +218,16 @@ mod tests {
     #[test]
     fn report_counts_full_horizons_only() {
         let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let contract = crate::features::churn::ChurnDefinition::Contract { horizon_days: 60 };
         let c = |held, first: &str, churned: Option<&str>| Cohort {
             rule: "r",
             first_day: d(first),
             held_out: held,
-            churned_on: churned.map(d),
+            churned: contract.churned_after(
+                churned.map(d),
+                &crate::features::Activity::default(),
+                d(first),
+            ),
         };
         let rows = vec![
             c(Some(false), "2026-01-01", Some("2026-02-01")),

@@ -105,6 +105,11 @@ pub fn report_json(model: &ModelArtifact, eval: &Evaluation) -> Value {
             "training": {
                 "source": t.source,
                 "rows": t.rows,
+                "train_rows": t.train_rows,
+                "test_rows": t.test_rows,
+                "churn": t.churn,
+                "left_out": t.left_out,
+                "not_features": t.not_features,
                 "positives": t.positives,
                 "holdout": t.holdout,
                 "seed": t.seed,
@@ -125,6 +130,7 @@ pub fn report_json(model: &ModelArtifact, eval: &Evaluation) -> Value {
                 .map(|(name, c)| json!({"name": name, "coefficient": num(*c, COEF_DP)}))
                 .collect::<Vec<_>>(),
             "dropped_features": model.dropped_features,
+            "backtest": model.backtest.as_ref().map(backtest_json),
             "train_metrics": {
                 "rows": tm.rows,
                 "positives": tm.positives,
@@ -249,6 +255,120 @@ fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
 }
 
 /// The report as one self-contained HTML page.
+fn interval(i: Option<crate::model::backtest::Interval>, dp: usize) -> Value {
+    i.map_or(Value::Null, |i| json!([num(i.low, dp), num(i.high, dp)]))
+}
+
+fn interval_text(i: Option<crate::model::backtest::Interval>, dp: usize) -> String {
+    i.map_or(String::new(), |i| {
+        format!(" [{}, {}]", fixed(i.low, dp), fixed(i.high, dp))
+    })
+}
+
+fn backtest_json(b: &crate::model::backtest::Backtest) -> Value {
+    json!({
+        "design": b.design,
+        "warning": b.warning,
+        "min_test_churners": b.min_test_churners,
+        "resamples": b.resamples,
+        "pooled": {
+            "test_rows": b.pooled.test_rows,
+            "test_customers": b.pooled.test_customers,
+            "test_churners": b.pooled.test_churners,
+            "auc": num_opt(b.pooled.auc, METRIC_DP),
+            "auc_interval": interval(b.pooled.auc_interval, METRIC_DP),
+            "top_decile_lift": num_opt(b.pooled.top_decile_lift, LIFT_DP),
+            "lift_interval": interval(b.pooled.lift_interval, LIFT_DP),
+        },
+        "origins": b.origins.iter().map(|o| json!({
+            "day": o.day.to_string(),
+            "trained_on_days": o.trained_on.len(),
+            "train_rows": o.train_rows,
+            "test_rows": o.test_rows,
+            "test_churners": o.test_churners,
+            "auc": num_opt(o.auc, METRIC_DP),
+            "auc_interval": interval(o.auc_interval, METRIC_DP),
+            "top_decile_lift": num_opt(o.top_decile_lift, LIFT_DP),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The backtest section: rolling origins with intervals, and the warning in words.
+fn backtest_html(h: &mut String, b: &crate::model::backtest::Backtest) {
+    let _ = write!(
+        h,
+        "<section><h2>Backtest</h2><p class=\"note\">{}. 95% intervals from {} resamples of customers.</p>",
+        escape(&b.design),
+        b.resamples
+    );
+    if let Some(w) = &b.warning {
+        let _ = write!(
+            h,
+            "<p class=\"warn\"><strong>Warning:</strong> {}</p>",
+            escape(w)
+        );
+    }
+    h.push_str("<div class=\"cards\">");
+    card(
+        h,
+        "Pooled ROC AUC",
+        &format!(
+            "{}{}",
+            fixed_opt(b.pooled.auc, METRIC_DP),
+            interval_text(b.pooled.auc_interval, METRIC_DP)
+        ),
+    );
+    card(
+        h,
+        "Pooled top-decile lift",
+        &format!(
+            "{}{}",
+            fixed_opt(b.pooled.top_decile_lift, LIFT_DP),
+            interval_text(b.pooled.lift_interval, LIFT_DP)
+        ),
+    );
+    card(
+        h,
+        "Test rows / customers / churners",
+        &format!(
+            "{} / {} / {}",
+            b.pooled.test_rows, b.pooled.test_customers, b.pooled.test_churners
+        ),
+    );
+    h.push_str("</div>");
+    let rows: Vec<Vec<String>> = b
+        .origins
+        .iter()
+        .map(|o| {
+            vec![
+                o.day.to_string(),
+                format!("{} rows of {} days", o.train_rows, o.trained_on.len()),
+                o.test_rows.to_string(),
+                o.test_churners.to_string(),
+                format!(
+                    "{}{}",
+                    fixed_opt(o.auc, METRIC_DP),
+                    interval_text(o.auc_interval, METRIC_DP)
+                ),
+                fixed_opt(o.top_decile_lift, LIFT_DP),
+            ]
+        })
+        .collect();
+    table(
+        h,
+        &[
+            "Tested day",
+            "Trained on",
+            "Test rows",
+            "Churners",
+            "ROC AUC [95%]",
+            "Top-decile lift",
+        ],
+        &rows,
+    );
+    h.push_str("</section>");
+}
+
 pub fn render_html(model: &ModelArtifact, eval: &Evaluation, title: &str) -> String {
     let m = &eval.metrics;
     let tm = &model.train_metrics;
@@ -279,7 +399,17 @@ pub fn render_html(model: &ModelArtifact, eval: &Evaluation, title: &str) -> Str
     fact(&mut h, "Training source", &t.source, "");
     fact(
         &mut h,
-        "Training rows / churners",
+        "Rows fitted on / tested on",
+        &format!(
+            "{} / {}",
+            t.train_rows.unwrap_or(t.rows),
+            t.test_rows.map_or("none".into(), |n| n.to_string())
+        ),
+        "",
+    );
+    fact(
+        &mut h,
+        "Rows supplied / churners",
         &format!(
             "{} / {} ({})",
             t.rows,
@@ -292,6 +422,9 @@ pub fn render_html(model: &ModelArtifact, eval: &Evaluation, title: &str) -> Str
         ),
         "",
     );
+    if let Some(c) = &t.churn {
+        fact(&mut h, "Churn means", c, "");
+    }
     fact(
         &mut h,
         "Holdout / seed",
@@ -349,7 +482,26 @@ pub fn render_html(model: &ModelArtifact, eval: &Evaluation, title: &str) -> Str
             "full",
         );
     }
+    if !t.not_features.is_empty() {
+        fact(
+            &mut h,
+            "Columns that are not features",
+            &t.not_features.join(", "),
+            "full",
+        );
+    }
+    for l in &t.left_out {
+        fact(
+            &mut h,
+            &format!("Attribute {} left out", l.attribute),
+            &l.why,
+            "full",
+        );
+    }
     h.push_str("</dl></section>");
+    if let Some(b) = &model.backtest {
+        backtest_html(&mut h, b);
+    }
 
     // Metrics.
     let _ = write!(

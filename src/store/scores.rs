@@ -130,6 +130,13 @@ impl Db {
         Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_optional(p).await?))
     }
 
+    /// The newest finished run that scored everyone (`full`).
+    pub async fn latest_full_scoring_run(&self) -> Result<Option<ScoringRun>> {
+        let sql = "SELECT id, model_version, as_of, trigger, started_at, finished_at, customers, scope FROM scoring_runs
+                   WHERE finished_at IS NOT NULL AND scope = 'full' ORDER BY id DESC LIMIT 1";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_optional(p).await?))
+    }
+
     /// Every customer's current score: the newest from the latest finished full run or any
     /// finished run after it, riskiest first.
     pub async fn current_scores(&self) -> Result<Vec<ScoreRow>> {

@@ -415,7 +415,10 @@ async fn uplift_recovers_a_planted_effect(t: &TestDb) {
     assert_eq!(none.verdict, "not_significant", "{none:?}");
     assert!(r.planted_inside_interval && r.verdicts_right);
     // Too few customers is said plainly.
-    let few = plan::uplift(&t.db, r.report_as_of, 60, 1000).await.unwrap();
+    let contract = attune::features::churn::ChurnDefinition::Contract { horizon_days: 60 };
+    let few = plan::uplift(&t.db, &contract, r.report_as_of, 60, 1000)
+        .await
+        .unwrap();
     assert!(
         few.iter()
             .all(|u| u.verdict == "too_few" && u.difference.is_none())
