@@ -1089,4 +1089,67 @@ token_env = "ATTUNE_APP_TOKEN"
             .to_string();
         assert!(e.contains("medium_risk_from < high_risk_from"), "{e}");
     }
+
+    #[test]
+    fn declared_kinds_and_churn_definitions_are_checked() {
+        let ok = Config::from_toml(
+            "[kinds]\npurchase = \"payment\"\nmessage = \"none\"\n[churn]\ndefinition = \"inactivity\"\nkinds = [\"purchase\", \"message\"]\ndays = 60\n[training]\nobservation_days = \"week_starts\"\n",
+            "f.toml",
+            env(&[]),
+        )
+        .unwrap();
+        let d = ok.declared_kinds().unwrap();
+        assert_eq!(d.len(), 2);
+        let bad = |t: &str| {
+            Config::from_toml(t, "f.toml", env(&[]))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad(
+            "[kinds]\npurchase = \"payment\"\n[churn]\ndefinition = \"inactivity\"\nkinds = [\"purchse\"]\ndays = 60\n",
+        );
+        assert!(
+            e.starts_with("f.toml: churn: churn.kinds: unknown event kind \"purchse\"")
+                && e.contains("purchase"),
+            "{e}"
+        );
+        let e = bad("[churn]\ndefinition = \"silence\"\n");
+        assert!(
+            e.contains("unknown variant `silence`") && e.contains("inactivity"),
+            "{e}"
+        );
+        let e = bad("[churn]\ndefinition = \"inactivity\"\nkinds = [\"login\"]\n");
+        assert!(e.contains("churn.days is missing"), "{e}");
+        let e = bad("[kinds]\nlogin = \"none\"\n");
+        assert!(
+            e.contains("f.toml: kinds.login") && e.contains("attune's own kinds"),
+            "{e}"
+        );
+        let e = bad("[kinds]\ndislike = \"complain\"\n");
+        assert!(
+            e.contains("kinds.dislike") && e.contains("complaint_opened"),
+            "{e}"
+        );
+        let e = bad(
+            "[kinds]\nticket = \"contact\"\n[[sources]]\nname = \"app\"\ntype = \"http\"\ntoken_env = \"T\"\n[sources.declare_kinds]\nticket = \"complaint\"\n",
+        );
+        assert!(
+            e.contains("sources[0] (app).declare_kinds.ticket") && e.contains("declared again"),
+            "{e}"
+        );
+        // A source may map its own names onto declared kinds.
+        let e = bad(
+            "[[sources]]\nname = \"app\"\ntype = \"http\"\ntoken_env = \"T\"\n[sources.kinds]\nMSG = \"message\"\n",
+        );
+        assert!(
+            e.contains("kinds.\"MSG\": unknown event kind \"message\""),
+            "{e}"
+        );
+        Config::from_toml("[kinds]\nmessage = \"none\"\n[[sources]]\nname = \"app\"\ntype = \"http\"\ntoken_env = \"T\"\n[sources.kinds]\nMSG = \"message\"\n", "f.toml", env(&[])).unwrap();
+        let e = bad("[training]\nobservation_days = \"fortnightly\"\n");
+        assert!(
+            e.contains("training.observation_days") && e.contains("week_starts"),
+            "{e}"
+        );
+    }
 }

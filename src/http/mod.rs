@@ -345,6 +345,8 @@ pub struct Application {
 impl Application {
     /// Binds `[http] listen` (port 0 picks a free port) and builds the router.
     pub async fn build(ctx: JobContext) -> anyhow::Result<Self> {
+        // The catalog first: the pages read complaints by the meanings it writes.
+        ctx.kinds().await?;
         let listen = ctx.config.http.listen.clone();
         let listener = tokio::net::TcpListener::bind(&listen)
             .await

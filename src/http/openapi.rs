@@ -267,9 +267,9 @@ pub fn document() -> Value {
                 ],
                 "responses": ok(json!({"type": "object", "required": ["run", "items", "next_cursor"], "properties": {
                     "run": {"$ref": "#/components/schemas/ScoringRun"},
-                    "items": {"type": "array", "items": {"type": "object", "required": ["id", "run_id", "customer", "probability", "scored_at", "model_version", "drivers"], "properties": {
+                    "items": {"type": "array", "items": {"type": "object", "required": ["id", "run_id", "customer", "probability", "scored_at", "model_version", "as_of", "drivers"], "properties": {
                         "id": {"type": "integer"}, "run_id": {"type": "integer"}, "customer": {"type": "string"}, "probability": {"type": "number"},
-                        "scored_at": {"type": "integer"}, "model_version": {"type": "string"}, "drivers": {}}}},
+                        "scored_at": {"type": "integer"}, "model_version": {"type": "string"}, "as_of": {"type": "string", "format": "date"}, "drivers": {}}}},
                     "next_cursor": {"type": "string", "nullable": true}}}), &[("404", "No such scoring run, or none has finished yet.")]),
             }},
             "/v1/customers/{customer}/scores": {"get": {

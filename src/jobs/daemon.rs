@@ -514,6 +514,9 @@ pub async fn run_serving<F>(
 where
     F: Future<Output = std::io::Result<()>> + Send + 'static,
 {
+    // The catalog first: kinds declared for the first time get their codes before any
+    // job or page reads events.
+    ctx.kinds().await?;
     let Some(desk) = desk else {
         return run(ctx, shutdown).await;
     };

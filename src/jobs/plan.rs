@@ -103,7 +103,7 @@ pub async fn planning_features(
     let (Some(first), Some(last)) = (page.first(), page.last()) else {
         return Ok(HashMap::new());
     };
-    let spec = ctx.feature_spec().await?;
+    let spec = ctx.planning_spec().await?;
     let activity = ctx
         .db
         .activity_between(first.0, last.0, day_number(as_of), &spec.lookback())
@@ -365,6 +365,8 @@ async fn plan_all(
     pb: &Playbook,
     dry_run: bool,
 ) -> anyhow::Result<(PlanReport, PlanOutput)> {
+    // The catalog first: it writes the kinds' meanings the event readers select by.
+    ctx.kinds().await?;
     let as_of = job.as_of.unwrap_or_else(super::today);
     let db = &ctx.db;
     let run_id = match job.run_id {
@@ -585,6 +587,7 @@ pub enum Outcome {
 /// was resolved, the customer left) is withdrawn with the reason, one past its expiry
 /// expires.
 pub async fn recheck_nudge(ctx: &JobContext, id: i64) -> anyhow::Result<Outcome> {
+    ctx.kinds().await?;
     let db = &ctx.db;
     let Some((customer_id, nudge)) = db.nudge_for_recheck(id).await? else {
         return Ok(Outcome::NotFound);

@@ -364,6 +364,8 @@ pub struct RunScore {
     pub probability: f64,
     pub scored_at: i64,
     pub model_version: String,
+    /// The day the run scored as of.
+    pub as_of: chrono::NaiveDate,
     pub drivers: Json<serde_json::Value>,
 }
 
@@ -951,8 +953,8 @@ impl Db {
     ) -> Result<Vec<RunScore>> {
         Ok(on_pool!(self, p => {
             let mut q = sqlx::QueryBuilder::new(
-                "SELECT s.id, s.run_id, c.external_id AS customer, s.probability, s.scored_at, s.model_version, s.drivers
-                 FROM scores s JOIN customers c ON c.id = s.customer_id WHERE s.run_id = ",
+                "SELECT s.id, s.run_id, c.external_id AS customer, s.probability, s.scored_at, s.model_version, r.as_of, s.drivers
+                 FROM scores s JOIN customers c ON c.id = s.customer_id JOIN scoring_runs r ON r.id = s.run_id WHERE s.run_id = ",
             );
             q.push_bind(run_id);
             if let Some(a) = after_id {

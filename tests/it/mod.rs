@@ -2,6 +2,7 @@ mod helpers;
 
 mod api;
 mod api_desk;
+mod business;
 
 mod cycle;
 mod docs;
@@ -11,6 +12,7 @@ mod models;
 mod nudges;
 mod playbook;
 mod sources;
+mod tables;
 mod ticks;
 mod training;
 mod web;

@@ -318,6 +318,9 @@ pub async fn retry_quarantine(ctx: &JobContext) -> anyhow::Result<RetryOutcome> 
     let now = chrono::Utc::now();
     let mut out = RetryOutcome::default();
     let mut mappings: BTreeMap<String, EventMapping> = BTreeMap::new();
+    // Rows re-mapped from their raw fields number their derived ids again, in the order
+    // they came (quarantine keeps a file's rows in line order), as the file's reading did.
+    let mut repeats: BTreeMap<String, Repeats> = BTreeMap::new();
     let mut after = 0;
     loop {
         let page = db.open_quarantine(after, 10_000).await?;
@@ -340,7 +343,13 @@ pub async fn retry_quarantine(ctx: &JobContext) -> anyhow::Result<RetryOutcome> 
                 }),
                 (None, serde_json::Value::Object(_)) => {
                     let record = Record::from_json(&entry.raw.0);
-                    map_event(&record, mapping, now)
+                    map_event(&record, mapping, now).map(|mut e| {
+                        repeats
+                            .entry(entry.source.clone())
+                            .or_default()
+                            .number(&mut e, derives_id(&record, mapping));
+                        e
+                    })
                 }
                 (None, _) => Err(Rejection {
                     code: crate::ingest::mapping::RejectCode::Malformed,
