@@ -420,14 +420,23 @@ impl Printer {
             "  {} customers, {} events pulled from the inbox",
             d.customers, d.events
         );
-        let h = d.model_holdout.as_ref();
+        let backtest = d.backtest.as_ref().map_or(String::new(), |b| {
+            format!(
+                "backtest ROC AUC {}{} on {} test customers never trained on, over {} days",
+                opt(b.pooled.auc),
+                b.pooled
+                    .auc_interval
+                    .map(|i| format!(" [95%: {:.3}, {:.3}]", i.low, i.high))
+                    .unwrap_or_default(),
+                b.pooled.test_customers,
+                b.origins.len()
+            )
+        });
         println!(
-            "  model {}: trained on {} monthly observation days, label churn within {} days; ROC AUC {} on held-out customers on {}",
+            "  model {}: trained on {} monthly observation days, label churn within {} days; {backtest}",
             d.model_version,
             crate::demo::TRAINING_MONTHS,
             crate::demo::TRAINING_HORIZON_DAYS,
-            opt(h.and_then(|m| m.auc)),
-            d.training_cutoff,
         );
         println!(
             "  scored {} active customers: {:.1}% at or above {:.0}% churn risk",

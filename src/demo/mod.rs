@@ -31,6 +31,8 @@ pub struct DemoSummary {
     pub pulled: Vec<FileReport>,
     pub model_version: String,
     pub model_holdout: Option<Metrics>,
+    /// The training run's rolling-origin backtest.
+    pub backtest: Option<crate::model::backtest::Backtest>,
     pub training_cutoff: NaiveDate,
     pub score: ScoreReport,
     pub share_at_risk: f64,
@@ -272,6 +274,7 @@ pub async fn run_cycle(
         pulled: pulled.files().cloned().collect(),
         model_version: model.version.clone(),
         model_holdout: model.metrics.clone(),
+        backtest: model.backtest.clone(),
         training_cutoff: cutoff,
         share_at_risk: if score.customers == 0 {
             0.0
