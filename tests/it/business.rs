@@ -226,6 +226,44 @@ async fn retailer_with_inactivity_churn(t: &TestDb) {
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.starts_with("customer_id,churn_probability,model_version,as_of,run_id,driver_1,"));
     assert_eq!(text.lines().count(), active + 1);
+    // The same run as Parquet, read back with the parquet crate's own reader.
+    let pq = out.path().join("scores.parquet");
+    let r = attune::jobs::predict::export_scores(
+        &t.db,
+        Some(s.run_id),
+        &pq,
+        attune::jobs::predict::ExportFormat::Parquet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.scores, active);
+    use parquet::file::reader::FileReader as _;
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&pq).unwrap())
+            .unwrap();
+    let meta = reader.metadata();
+    assert_eq!(meta.file_metadata().num_rows(), active as i64);
+    let names: Vec<&str> = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    assert_eq!(
+        &names[..5],
+        [
+            "customer_id",
+            "churn_probability",
+            "model_version",
+            "as_of",
+            "run_id"
+        ]
+    );
+    let first = reader.get_row_iter(None).unwrap().next().unwrap().unwrap();
+    use parquet::record::RowAccessor as _;
+    let p = first.get_double(1).unwrap();
+    assert!((0.0..=1.0).contains(&p));
 }
 both_backends!(
     a_retailer_with_inactivity_churn,
