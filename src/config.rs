@@ -378,6 +378,15 @@ pub struct Worker {
     pub shutdown_grace_secs: u64,
     /// How often an idle worker looks for new jobs, in milliseconds.
     pub poll_interval_ms: u64,
+    /// How long a lease (the right to run a scoring run, planning, a source's pull) lasts
+    /// without renewal; its holder renews it every third of that while it works. A holder
+    /// that dies blocks for at most this long. Also how long a job's worker may be silent
+    /// before the job is taken back (three times its heartbeat).
+    pub lease_secs: u64,
+    /// A failed job is tried again up to this many attempts in all, after 5 s, 10 s, 20 s,
+    /// ... (doubling, with jitter, at most 10 minutes); an error retrying cannot fix ends
+    /// it at once.
+    pub max_attempts: u32,
 }
 
 /// The review desk: web pages and the JSON API, served by `attune run` and `attune demo`.
@@ -550,6 +559,8 @@ impl Default for Worker {
             name: "attune".into(),
             shutdown_grace_secs: 30,
             poll_interval_ms: 1000,
+            lease_secs: 15,
+            max_attempts: 5,
         }
     }
 }

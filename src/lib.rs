@@ -13,6 +13,7 @@ pub mod features;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
+pub mod metrics;
 pub mod model;
 pub mod playbook;
 pub mod report;

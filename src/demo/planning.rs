@@ -106,7 +106,7 @@ pub async fn populate(db: &Db, n: usize, seed: u64, as_of: NaiveDate) -> anyhow:
         db.upsert_customers(&chunk).await?;
     }
     let (run, _) = db
-        .start_scoring_run("bench", as_of, "bench", "full")
+        .start_scoring_run("bench", as_of, "bench", "full", "test")
         .await?;
     let ids: Vec<i64> = {
         let mut v: Vec<i64> = db.customer_id_map().await?.into_values().collect();

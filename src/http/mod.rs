@@ -239,11 +239,45 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(around))
         .with_state(state)
+}
+
+/// Prometheus metrics of this process, with the database's nudges and job executions
+/// counted at the scrape. No sign-in: they hold no customer data (bind the desk to a
+/// private address, as by default).
+async fn metrics(State(state): State<AppState>) -> Response {
+    let m = crate::metrics::get();
+    match state.ctx.db.nudge_status_counts().await {
+        Ok(rows) => {
+            m.nudges.reset();
+            for (status, n) in rows {
+                m.nudges.with_label_values(&[&status]).set(n);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "counting nudges for /metrics"),
+    }
+    match state.ctx.db.job_run_counts().await {
+        Ok(rows) => {
+            m.job_runs.reset();
+            for (kind, status, n) in rows {
+                m.job_runs.with_label_values(&[&kind, &status]).set(n);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "counting job runs for /metrics"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        m.render(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Response {
@@ -312,8 +346,21 @@ async fn method_not_allowed(req: Request) -> Response {
 async fn around(req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
     let started = Instant::now();
+    // By route, not path: `/nudges/{id}`, not a label per nudge.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
     let mut res = next.run(req).instrument(span.clone()).await;
-    tracing::debug!(parent: &span, status = res.status().as_u16(), micros = started.elapsed().as_micros() as u64, "answered");
+    let elapsed = started.elapsed();
+    crate::metrics::get().http(
+        &method,
+        &route,
+        res.status().as_u16(),
+        elapsed.as_secs_f64(),
+    );
+    tracing::debug!(parent: &span, status = res.status().as_u16(), micros = elapsed.as_micros() as u64, "answered");
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -5,6 +5,18 @@
 //! - a tick runs once however many daemons share the database: its id
 //!   (`schedule@fire-time`) is a primary key in `ticks`, and only the daemon whose insert
 //!   wins enqueues it, with the tick id as the apalis idempotency key;
+//! - a tick whose work is already queued or running is not queued behind it: it is
+//!   recorded as skipped with the reason (`job_runs`), so no job starts long after its tick;
+//! - one job at a time per queue in a process, and one scoring run, planning run,
+//!   retraining and pull of a source at a time across every process (`jobs::lease`);
+//! - the queue has a connection pool of its own, so long bulk work never starves the
+//!   workers' polls and heartbeats;
+//! - a job whose worker died is taken back (apalis's heartbeats, every third of
+//!   `[worker] lease_secs`) and run again; its execution is marked interrupted, and a
+//!   scoring run it left unfinished is marked failed ([`Db::sweep_jobs`]);
+//! - a failed job is tried again after an exponential backoff with jitter, up to
+//!   `[worker] max_attempts`; an error no retry can fix ([`super::Permanent`]) ends it at
+//!   once; every execution and its outcome is in `job_runs` (`attune jobs`);
 //! - a tick claimed by a daemon that died before enqueueing is enqueued by the next sweep;
 //! - a tick missed while this daemon was behind is fired late ([`tick_times`]);
 //! - every process has a unique worker name (prefix, host, pid, random suffix), so a
@@ -21,7 +33,7 @@ use apalis_cron::CronScheduler;
 use apalis_postgres::PostgresStorage;
 use apalis_sqlite::SqliteStorage;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use super::JobContext;
@@ -31,31 +43,32 @@ use super::retrain::{self, RetrainJob};
 use super::score::{self, ScoreJob};
 use crate::store::Db;
 
-/// A name no other process will have: prefix, host, pid and a random suffix.
-pub fn unique_worker_name(prefix: &str) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    let suffix: u32 = rand::random();
-    format!("{prefix}-{host}-{}-{suffix:08x}", std::process::id())
+pub use super::unique_worker_name;
+
+/// A job as queued: its payload and the key of its execution (the tick, a follow-up, or
+/// a retry: `KEY#2`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Queued<T> {
+    #[serde(flatten)]
+    pub job: T,
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
-/// The three job queues in the database's apalis tables.
+/// The job queues in the database's apalis tables.
 #[derive(Clone)]
 pub enum Queues {
     Sqlite {
-        pull: SqliteStorage<PullJob>,
-        score: SqliteStorage<ScoreJob>,
-        plan: SqliteStorage<PlanJob>,
-        retrain: SqliteStorage<RetrainJob>,
+        pull: SqliteStorage<Queued<PullJob>>,
+        score: SqliteStorage<Queued<ScoreJob>>,
+        plan: SqliteStorage<Queued<PlanJob>>,
+        retrain: SqliteStorage<Queued<RetrainJob>>,
     },
     Postgres {
-        pull: PostgresStorage<PullJob>,
-        score: PostgresStorage<ScoreJob>,
-        plan: PostgresStorage<PlanJob>,
-        retrain: PostgresStorage<RetrainJob>,
+        pull: PostgresStorage<Queued<PullJob>>,
+        score: PostgresStorage<Queued<ScoreJob>>,
+        plan: PostgresStorage<Queued<PlanJob>>,
+        retrain: PostgresStorage<Queued<RetrainJob>>,
     },
 }
 
@@ -80,6 +93,14 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    pub const ALL: [JobKind; 5] = [
+        JobKind::Pull,
+        JobKind::Score,
+        JobKind::Rescore,
+        JobKind::Plan,
+        JobKind::Retrain,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::Pull => "pull",
@@ -89,18 +110,55 @@ impl JobKind {
             JobKind::Retrain => "retrain",
         }
     }
+
+    pub fn parse(s: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The kinds whose queued or running execution makes a new tick of this kind
+    /// pointless: it would only wait behind them (a changed-customers re-score behind
+    /// any scoring run; a full score behind a full score).
+    fn covered_by(self) -> &'static [&'static str] {
+        match self {
+            JobKind::Pull => &["pull"],
+            JobKind::Score => &["score"],
+            JobKind::Rescore => &["score", "rescore"],
+            JobKind::Plan => &["plan"],
+            JobKind::Retrain => &["retrain"],
+        }
+    }
 }
 
-/// Pushes `$job` with idempotency key `$key` onto `$storage`. A key already queued is
-/// success: SQLite's insert skips it; PostgreSQL's unique index refuses it.
+/// The key of a retry: `KEY#N` for attempt N.
+pub fn retry_key(key: &str, attempt: u32) -> String {
+    let base = key.split_once('#').map_or(key, |(b, _)| b);
+    format!("{base}#{attempt}")
+}
+
+/// The attempt a key stands for (`KEY#N` is N, a plain key 1).
+pub fn attempt_of(key: &str) -> u32 {
+    key.rsplit_once('#')
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Pushes a task with idempotency key `$key` onto `$storage`, after `$delay` if given. A
+/// key already queued is success: SQLite's insert skips it; PostgreSQL's unique index
+/// refuses it (the one error text apalis gives for it).
 macro_rules! push_once {
-    ($storage:expr, $job:expr, $key:expr) => {{
+    ($storage:expr, $job:expr, $key:expr, $delay:expr) => {{
         let mut s = $storage.clone();
-        let task = TaskBuilder::new($job)
-            .idempotency_key($key)
-            .max_attempts(3)
-            .build();
-        match s.push_task(task).await {
+        let mut b = TaskBuilder::new(Queued {
+            job: $job,
+            key: Some($key.to_owned()),
+        })
+        .idempotency_key($key)
+        // Attempts are attune's (`job_runs`); apalis only retries a bookkeeping failure.
+        .max_attempts(3);
+        if let Some(d) = $delay {
+            b = b.run_after(d);
+        }
+        match s.push_task(b.build()).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let msg = e.to_string();
@@ -114,104 +172,135 @@ macro_rules! push_once {
     }};
 }
 
+/// A job of any kind, as the queues carry them.
+#[derive(Debug, Clone)]
+pub enum AnyJob {
+    Pull(PullJob),
+    Score(ScoreJob),
+    Plan(PlanJob),
+    Retrain(RetrainJob),
+}
+
+impl AnyJob {
+    /// The job a kind's tick (or follow-up) runs.
+    pub fn of(kind: JobKind, key: &str) -> AnyJob {
+        let tick = Some(key.to_owned());
+        match kind {
+            JobKind::Pull => AnyJob::Pull(PullJob { tick }),
+            JobKind::Score | JobKind::Rescore => AnyJob::Score(ScoreJob {
+                tick,
+                as_of: None,
+                changed_only: kind == JobKind::Rescore,
+            }),
+            // Planning uses the latest finished run when it starts.
+            JobKind::Plan => AnyJob::Plan(PlanJob::default()),
+            JobKind::Retrain => AnyJob::Retrain(RetrainJob { tick }),
+        }
+    }
+
+    pub fn kind(&self) -> JobKind {
+        match self {
+            AnyJob::Pull(_) => JobKind::Pull,
+            AnyJob::Score(j) if j.changed_only => JobKind::Rescore,
+            AnyJob::Score(_) => JobKind::Score,
+            AnyJob::Plan(_) => JobKind::Plan,
+            AnyJob::Retrain(_) => JobKind::Retrain,
+        }
+    }
+}
+
 impl Queues {
+    /// The queues on their own connection pool to `db`: bulk work on the data pool never
+    /// makes a worker wait for a connection to poll, heartbeat or acknowledge.
+    pub async fn open(db: &Db, heartbeat: Duration) -> anyhow::Result<Self> {
+        let queue_db = db.queue_pool().await?;
+        Ok(Self::on(&queue_db, heartbeat))
+    }
+
+    /// The queues on `db`'s own pool (tests, and enqueueing from one-off commands).
     pub fn new(db: &Db) -> Self {
+        Self::on(db, Duration::from_secs(5))
+    }
+
+    fn on(db: &Db, heartbeat: Duration) -> Self {
+        macro_rules! config {
+            ($c:ty, $q:expr) => {
+                <$c>::default()
+                    .queue($q)
+                    .batch_size(1)
+                    .heartbeat_interval(heartbeat)
+            };
+        }
         match db {
             Db::Sqlite(pool) => Queues::Sqlite {
                 pull: SqliteStorage::new(pool)
-                    .with_config(apalis_sqlite::Config::default().queue(pull::QUEUE)),
+                    .with_config(config!(apalis_sqlite::Config, pull::QUEUE)),
                 score: SqliteStorage::new(pool)
-                    .with_config(apalis_sqlite::Config::default().queue(score::QUEUE)),
+                    .with_config(config!(apalis_sqlite::Config, score::QUEUE)),
                 plan: SqliteStorage::new(pool)
-                    .with_config(apalis_sqlite::Config::default().queue(plan::QUEUE)),
+                    .with_config(config!(apalis_sqlite::Config, plan::QUEUE)),
                 retrain: SqliteStorage::new(pool)
-                    .with_config(apalis_sqlite::Config::default().queue(retrain::QUEUE)),
+                    .with_config(config!(apalis_sqlite::Config, retrain::QUEUE)),
             },
             Db::Postgres(pool) => Queues::Postgres {
                 pull: PostgresStorage::new(pool)
-                    .with_config(apalis_postgres::Config::default().queue(pull::QUEUE)),
+                    .with_config(config!(apalis_postgres::Config, pull::QUEUE)),
                 score: PostgresStorage::new(pool)
-                    .with_config(apalis_postgres::Config::default().queue(score::QUEUE)),
+                    .with_config(config!(apalis_postgres::Config, score::QUEUE)),
                 plan: PostgresStorage::new(pool)
-                    .with_config(apalis_postgres::Config::default().queue(plan::QUEUE)),
+                    .with_config(config!(apalis_postgres::Config, plan::QUEUE)),
                 retrain: PostgresStorage::new(pool)
-                    .with_config(apalis_postgres::Config::default().queue(retrain::QUEUE)),
+                    .with_config(config!(apalis_postgres::Config, retrain::QUEUE)),
             },
+        }
+    }
+
+    /// Pushes `job` under `key` (once per key, however often asked), after `delay`.
+    async fn push(&self, job: AnyJob, key: &str, delay: Option<Duration>) -> anyhow::Result<()> {
+        match (self, job) {
+            (Queues::Sqlite { pull, .. }, AnyJob::Pull(j)) => push_once!(pull, j, key, delay),
+            (Queues::Sqlite { score, .. }, AnyJob::Score(j)) => push_once!(score, j, key, delay),
+            (Queues::Sqlite { plan, .. }, AnyJob::Plan(j)) => push_once!(plan, j, key, delay),
+            (Queues::Sqlite { retrain, .. }, AnyJob::Retrain(j)) => {
+                push_once!(retrain, j, key, delay)
+            }
+            (Queues::Postgres { pull, .. }, AnyJob::Pull(j)) => push_once!(pull, j, key, delay),
+            (Queues::Postgres { score, .. }, AnyJob::Score(j)) => {
+                push_once!(score, j, key, delay)
+            }
+            (Queues::Postgres { plan, .. }, AnyJob::Plan(j)) => push_once!(plan, j, key, delay),
+            (Queues::Postgres { retrain, .. }, AnyJob::Retrain(j)) => {
+                push_once!(retrain, j, key, delay)
+            }
         }
     }
 
     /// Enqueues a job once per `key`, however often it is asked.
     pub async fn enqueue(&self, kind: JobKind, key: &str) -> anyhow::Result<()> {
-        let tick = Some(key.to_owned());
-        match (self, kind) {
-            (Queues::Sqlite { pull, .. }, JobKind::Pull) => push_once!(pull, PullJob { tick }, key),
-            (Queues::Sqlite { score, .. }, JobKind::Rescore) => {
-                let job = ScoreJob {
-                    tick,
-                    as_of: None,
-                    changed_only: true,
-                };
-                push_once!(score, job, key)
-            }
-            (Queues::Postgres { score, .. }, JobKind::Rescore) => {
-                let job = ScoreJob {
-                    tick,
-                    as_of: None,
-                    changed_only: true,
-                };
-                push_once!(score, job, key)
-            }
-            (Queues::Sqlite { score, .. }, JobKind::Score) => {
-                push_once!(
-                    score,
-                    ScoreJob {
-                        tick,
-                        as_of: None,
-                        changed_only: false
-                    },
-                    key
-                )
-            }
-            (Queues::Sqlite { plan, .. }, JobKind::Plan) => {
-                push_once!(plan, PlanJob::default(), key)
-            }
-            (Queues::Postgres { pull, .. }, JobKind::Pull) => {
-                push_once!(pull, PullJob { tick }, key)
-            }
-            (Queues::Postgres { score, .. }, JobKind::Score) => {
-                push_once!(
-                    score,
-                    ScoreJob {
-                        tick,
-                        as_of: None,
-                        changed_only: false
-                    },
-                    key
-                )
-            }
-            (Queues::Postgres { plan, .. }, JobKind::Plan) => {
-                push_once!(plan, PlanJob::default(), key)
-            }
-            (Queues::Sqlite { retrain, .. }, JobKind::Retrain) => {
-                push_once!(retrain, RetrainJob { tick }, key)
-            }
-            (Queues::Postgres { retrain, .. }, JobKind::Retrain) => {
-                push_once!(retrain, RetrainJob { tick }, key)
-            }
-        }
+        self.push(AnyJob::of(kind, key), key, None).await
     }
+}
 
-    async fn enqueue_plan_after(&self, run_id: i64) -> anyhow::Result<()> {
-        let key = format!("plan@run-{run_id}");
-        let job = PlanJob {
-            run_id: Some(run_id),
-            as_of: None,
-        };
-        match self {
-            Queues::Sqlite { plan, .. } => push_once!(plan, job, key.as_str()),
-            Queues::Postgres { plan, .. } => push_once!(plan, job, key.as_str()),
-        }
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Queues `job` under `key` as an execution due at `due_ms`: records it (`job_runs`,
+/// unless a queued record of the key exists: a tick claimed but not enqueued before),
+/// then pushes it. The record comes first, so a tick that follows finds it.
+pub async fn queue_job(
+    db: &Db,
+    queues: &Queues,
+    job: AnyJob,
+    key: &str,
+    due_ms: i64,
+    delay: Option<Duration>,
+) -> anyhow::Result<()> {
+    if db.queued_job_run(key).await?.is_none() {
+        db.queue_job_run(job.kind().as_str(), key, attempt_of(key) as i32, due_ms)
+            .await?;
     }
+    queues.push(job, key, delay).await
 }
 
 /// The identity of a tick: the schedule's name and its fire time.
@@ -220,7 +309,31 @@ pub fn tick_id(kind: JobKind, fire_at: i64) -> String {
     format!("{}@{}", kind.as_str(), t.format("%Y-%m-%dT%H:%M:%SZ"))
 }
 
-/// Handles one cron tick: claims it and, if this process won, enqueues its job. Returns
+/// Why a tick of `kind` would only wait behind work already queued or running, if it would.
+async fn busy_reason(db: &Db, kind: JobKind, now: i64) -> anyhow::Result<Option<String>> {
+    if let Some(q) = db.job_due(kind.covered_by(), now).await? {
+        return Ok(Some(format!(
+            "a {} job ({}) is already queued",
+            q.kind, q.job_key
+        )));
+    }
+    let running = db
+        .job_runs(Some("running"), 20)
+        .await?
+        .into_iter()
+        .find(|r| kind.covered_by().contains(&r.kind.as_str()));
+    Ok(running.map(|r| {
+        format!(
+            "a {} job ({}) is still running on {}",
+            r.kind,
+            r.job_key,
+            r.worker.unwrap_or_default()
+        )
+    }))
+}
+
+/// Handles one cron tick: claims it and, if this process won, enqueues its job, or
+/// records it as skipped when the same work is already queued or running. Returns
 /// whether this process claimed it.
 pub async fn fire_tick(
     db: &Db,
@@ -234,7 +347,16 @@ pub async fn fire_tick(
         tracing::debug!(tick = %id, "tick already claimed by another daemon");
         return Ok(false);
     }
-    queues.enqueue(kind, &id).await?;
+    let due_ms = fire_at * 1000;
+    if let Some(reason) = busy_reason(db, kind, now_ms()).await? {
+        db.skip_job_run(kind.as_str(), &id, due_ms, worker, &reason)
+            .await?;
+        db.mark_tick_enqueued(&id).await?;
+        crate::metrics::get().job_finished(kind.as_str(), "skipped", 0.0);
+        tracing::info!(tick = %id, %reason, "tick skipped");
+        return Ok(true);
+    }
+    queue_job(db, queues, AnyJob::of(kind, &id), &id, due_ms, None).await?;
     db.mark_tick_enqueued(&id).await?;
     tracing::info!(tick = %id, "tick enqueued");
     Ok(true)
@@ -248,66 +370,261 @@ pub async fn sweep_stranded_ticks(
 ) -> anyhow::Result<usize> {
     let stranded = db.stranded_ticks(grace_secs).await?;
     for t in &stranded {
-        let kind = match t.schedule.as_str() {
-            "pull" => JobKind::Pull,
-            "score" => JobKind::Score,
-            "rescore" => JobKind::Rescore,
-            "retrain" => JobKind::Retrain,
-            _ => JobKind::Plan,
-        };
-        queues.enqueue(kind, &t.id).await?;
+        let kind = JobKind::parse(&t.schedule).unwrap_or(JobKind::Plan);
+        queue_job(
+            db,
+            queues,
+            AnyJob::of(kind, &t.id),
+            &t.id,
+            t.fire_at * 1000,
+            None,
+        )
+        .await?;
         db.mark_tick_enqueued(&t.id).await?;
         tracing::warn!(tick = %t.id, claimed_by = %t.claimed_by, "enqueued a tick stranded by a dead daemon");
     }
     Ok(stranded.len())
 }
 
+/// The delay before attempt `next` (2, 3, ...): 5 s, doubling, at most 10 minutes, with
+/// a quarter of jitter either way.
+pub fn backoff(next: u32) -> Duration {
+    let base = 5.0 * 2f64.powi(next.saturating_sub(2).min(16) as i32);
+    let capped = base.min(600.0);
+    let jitter = 0.75 + rand::random::<f64>() * 0.5;
+    Duration::from_secs_f64(capped * jitter)
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    /// The same work was already running (a lease was held).
+    Skipped,
+    /// Failed; another attempt is queued.
+    Failed,
+    /// Failed with an error no retry can fix.
+    Aborted,
+    /// Failed on its last attempt.
+    Dead,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "failed",
+            Outcome::Aborted => "aborted",
+            Outcome::Dead => "dead",
+        }
+    }
+}
+
+/// When a tick key says its job was due (`kind@2026-12-05T12:00:00Z`, `#N` after it).
+fn due_of_key(key: &str) -> Option<i64> {
+    let (_, t) = key.split_once('@')?;
+    let t = t.split('#').next().unwrap_or(t);
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// Runs one queued job: records its start (and its lag behind its tick), beats while it
+/// runs, and records how it ended; a failure that another attempt may fix queues that
+/// attempt after a backoff.
+pub async fn execute(
+    ctx: &JobContext,
+    queues: &Queues,
+    job: AnyJob,
+    key: Option<String>,
+) -> anyhow::Result<Outcome> {
+    let db = &ctx.db;
+    let kind = job.kind();
+    let key = key.unwrap_or_else(|| format!("{}@manual-{}", kind.as_str(), now_ms()));
+    let attempt = attempt_of(&key);
+    let started = now_ms();
+    let queued = db.queued_job_run(&key).await?;
+    let (run_id, due_ms) = match queued {
+        Some(r) if db.start_job_run(r.id, &ctx.worker, started).await? => (r.id, r.due_ms),
+        // Queued before runs were recorded, or run again after its worker died.
+        _ => {
+            let due = due_of_key(&key).unwrap_or(started);
+            let id = db
+                .insert_running_job_run(
+                    kind.as_str(),
+                    &key,
+                    attempt as i32,
+                    due,
+                    &ctx.worker,
+                    started,
+                )
+                .await?;
+            (id, due)
+        }
+    };
+    let lag = (started - due_ms).max(0);
+    crate::metrics::get().job_started(kind.as_str(), lag);
+    let span = tracing::info_span!("job", kind = kind.as_str(), key = %key, attempt, run = run_id);
+    tracing::info!(parent: &span, lag_ms = lag, "job started");
+    // Beats while it runs: a silent execution is one whose worker died.
+    let beating = {
+        let db = db.clone();
+        let every = Duration::from_secs((ctx.config.worker.lease_secs / 3).max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = db.beat_job_runs(&[run_id]).await {
+                    tracing::warn!(error = %e, "a job heartbeat failed");
+                }
+            }
+        })
+    };
+    let clock = std::time::Instant::now();
+    let result = run_job(ctx, queues, &job).instrument(span.clone()).await;
+    beating.abort();
+    let seconds = clock.elapsed().as_secs_f64();
+    let (outcome, error, detail, retry) = match result {
+        Ok(detail) => (Outcome::Succeeded, None, Some(detail), None),
+        Err(e) if e.downcast_ref::<super::lease::Busy>().is_some() => {
+            (Outcome::Skipped, Some(e.to_string()), None, None)
+        }
+        Err(e) if e.downcast_ref::<super::Permanent>().is_some() => {
+            (Outcome::Aborted, Some(format!("{e:#}")), None, None)
+        }
+        Err(e) if attempt >= ctx.config.worker.max_attempts.max(1) => {
+            (Outcome::Dead, Some(format!("{e:#}")), None, None)
+        }
+        Err(e) => {
+            let delay = backoff(attempt + 1);
+            (Outcome::Failed, Some(format!("{e:#}")), None, Some(delay))
+        }
+    };
+    let retry_at = retry.map(|d| chrono::Utc::now().timestamp() + d.as_secs() as i64);
+    db.finish_job_run(
+        run_id,
+        outcome.as_str(),
+        error.as_deref(),
+        detail.as_deref(),
+        retry_at,
+    )
+    .await?;
+    crate::metrics::get().job_finished(kind.as_str(), outcome.as_str(), seconds);
+    match outcome {
+        Outcome::Succeeded => tracing::info!(parent: &span, seconds, "job succeeded"),
+        Outcome::Skipped => {
+            tracing::info!(parent: &span, reason = error.as_deref().unwrap_or_default(), "job skipped")
+        }
+        _ => {
+            tracing::error!(parent: &span, outcome = outcome.as_str(), error = error.as_deref().unwrap_or_default(), retry_in = ?retry, "job failed")
+        }
+    }
+    if let Some(delay) = retry {
+        let next = retry_key(&key, attempt + 1);
+        let due = now_ms() + delay.as_millis() as i64;
+        queue_job(db, queues, job, &next, due, Some(delay)).await?;
+    }
+    Ok(outcome)
+}
+
+/// Runs the job itself; a scoring run that scored someone queues the planning after it.
+async fn run_job(ctx: &JobContext, queues: &Queues, job: &AnyJob) -> anyhow::Result<String> {
+    match job {
+        AnyJob::Pull(j) => {
+            let r = pull::run(ctx, j).await?;
+            Ok(serde_json::json!({
+                "files": r.files().count(),
+                "stored": r.sources.iter().map(|s| s.stored).sum::<u64>(),
+                "skipped": r.skipped,
+            })
+            .to_string())
+        }
+        AnyJob::Score(j) => {
+            let r = score::run(ctx, j).await?;
+            // A run that scored nobody (nothing changed) has nothing new to plan from.
+            if r.customers > 0 {
+                let key = format!("plan@run-{}", r.run_id);
+                match busy_reason(&ctx.db, JobKind::Plan, now_ms()).await? {
+                    // The plan queued will plan the latest run when it starts.
+                    Some(reason) if reason.contains("queued") => {
+                        ctx.db
+                            .skip_job_run("plan", &key, now_ms(), &ctx.worker, &reason)
+                            .await?;
+                    }
+                    _ => {
+                        queue_job(
+                            &ctx.db,
+                            queues,
+                            AnyJob::Plan(PlanJob::default()),
+                            &key,
+                            now_ms(),
+                            None,
+                        )
+                        .await?;
+                    }
+                }
+            }
+            Ok(serde_json::json!({"run_id": r.run_id, "scope": r.scope, "customers": r.customers, "at_risk": r.at_risk}).to_string())
+        }
+        AnyJob::Plan(j) => {
+            let r = plan::run(ctx, j).await?;
+            Ok(serde_json::json!({"run_id": r.run_id, "queued": r.queued}).to_string())
+        }
+        AnyJob::Retrain(j) => {
+            let d = retrain::run(ctx, j).await?;
+            Ok(serde_json::json!({"promoted": d.promoted, "why": d.why}).to_string())
+        }
+    }
+}
+
 fn job_error(e: anyhow::Error) -> BoxDynError {
-    tracing::error!(error = %format!("{e:#}"), "job failed");
+    tracing::error!(error = %format!("{e:#}"), "recording a job failed");
     format!("{e:#}").into()
 }
 
-async fn handle_pull(job: PullJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job", queue = pull::QUEUE, tick = job.tick.as_deref());
-    pull::run(&ctx, &job)
-        .instrument(span)
+async fn handle_pull(
+    q: Queued<PullJob>,
+    ctx: Data<JobContext>,
+    queues: Data<Queues>,
+) -> Result<(), BoxDynError> {
+    let key = q.key.or_else(|| q.job.tick.clone());
+    execute(&ctx, &queues, AnyJob::Pull(q.job), key)
         .await
         .map(|_| ())
         .map_err(job_error)
 }
 
 async fn handle_score(
-    job: ScoreJob,
+    q: Queued<ScoreJob>,
     ctx: Data<JobContext>,
     queues: Data<Queues>,
 ) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job", queue = score::QUEUE, tick = job.tick.as_deref());
-    async {
-        let report = score::run(&ctx, &job).await?;
-        // A run that scored nobody (nothing changed) has nothing new to plan from.
-        if report.customers > 0 {
-            queues.enqueue_plan_after(report.run_id).await?;
-        }
-        Ok(())
-    }
-    .instrument(span)
-    .await
-    .map_err(job_error)
-}
-
-async fn handle_plan(job: PlanJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job", queue = plan::QUEUE, run_id = job.run_id);
-    plan::run(&ctx, &job)
-        .instrument(span)
+    let key = q.key.or_else(|| q.job.tick.clone());
+    execute(&ctx, &queues, AnyJob::Score(q.job), key)
         .await
         .map(|_| ())
         .map_err(job_error)
 }
 
-async fn handle_retrain(job: RetrainJob, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
-    let span = tracing::info_span!("job", queue = retrain::QUEUE, tick = job.tick.as_deref());
-    retrain::run(&ctx, &job)
-        .instrument(span)
+async fn handle_plan(
+    q: Queued<PlanJob>,
+    ctx: Data<JobContext>,
+    queues: Data<Queues>,
+) -> Result<(), BoxDynError> {
+    execute(&ctx, &queues, AnyJob::Plan(q.job), q.key)
+        .await
+        .map(|_| ())
+        .map_err(job_error)
+}
+
+async fn handle_retrain(
+    q: Queued<RetrainJob>,
+    ctx: Data<JobContext>,
+    queues: Data<Queues>,
+) -> Result<(), BoxDynError> {
+    let key = q.key.or_else(|| q.job.tick.clone());
+    execute(&ctx, &queues, AnyJob::Retrain(q.job), key)
         .await
         .map(|_| ())
         .map_err(job_error)
@@ -324,12 +641,33 @@ async fn run_schedule(db: Db, queues: Queues, kind: JobKind, expr: String, worke
     };
     let mut ticks = std::pin::pin!(tick_times(schedule));
     while let Some(at) = ticks.next().await {
+        crate::metrics::get().tick(kind.as_str());
         if let Err(e) = fire_tick(&db, &queues, kind, at, &worker).await {
             tracing::error!(schedule = kind.as_str(), error = %format!("{e:#}"), "tick failed");
         }
-        if let Err(e) = sweep_stranded_ticks(&db, &queues, 60).await {
+    }
+}
+
+/// Every few seconds: ticks stranded by a dead daemon are enqueued, executions whose
+/// worker stopped beating are marked interrupted, scoring runs they left are marked failed.
+async fn run_sweeper(ctx: JobContext, queues: Queues) {
+    let lease = ctx.config.worker.lease_secs.max(3) as i64;
+    loop {
+        if let Err(e) = sweep_stranded_ticks(&ctx.db, &queues, 60).await {
             tracing::warn!(error = %format!("{e:#}"), "sweeping stranded ticks failed");
         }
+        match ctx.db.sweep_jobs(lease, 3600).await {
+            Ok((0, 0)) => {}
+            Ok((jobs, runs)) => {
+                tracing::warn!(
+                    interrupted_jobs = jobs,
+                    failed_scoring_runs = runs,
+                    "marked work left by a stopped worker"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "sweeping interrupted jobs failed"),
+        }
+        tokio::time::sleep(Duration::from_secs(lease as u64 / 3 + 1)).await;
     }
 }
 
@@ -403,80 +741,84 @@ pub async fn run<F>(ctx: JobContext, shutdown: F) -> anyhow::Result<()>
 where
     F: Future<Output = std::io::Result<()>> + Send + 'static,
 {
-    let worker = unique_worker_name(&ctx.config.worker.name);
-    let queues = Queues::new(&ctx.db);
+    let worker = ctx.worker.to_string();
+    let heartbeat = Duration::from_secs((ctx.config.worker.lease_secs / 3).max(1));
+    let queues = Queues::open(&ctx.db, heartbeat).await?;
     tracing::info!(%worker, backend = ctx.db.backend(), "daemon starting");
-    sweep_stranded_ticks(&ctx.db, &queues, 60).await?;
-    let schedules = vec![
-        tokio::spawn(run_schedule(
+    let mut background = vec![tokio::spawn(run_sweeper(ctx.clone(), queues.clone()))];
+    for (kind, expr) in [
+        (JobKind::Pull, &ctx.config.schedule.pull),
+        (JobKind::Score, &ctx.config.schedule.score),
+        (JobKind::Rescore, &ctx.config.schedule.rescore),
+        (JobKind::Retrain, &ctx.config.retrain.schedule),
+    ] {
+        background.push(tokio::spawn(run_schedule(
             ctx.db.clone(),
             queues.clone(),
-            JobKind::Pull,
-            ctx.config.schedule.pull.clone(),
+            kind,
+            expr.clone(),
             worker.clone(),
-        )),
-        tokio::spawn(run_schedule(
-            ctx.db.clone(),
-            queues.clone(),
-            JobKind::Score,
-            ctx.config.schedule.score.clone(),
-            worker.clone(),
-        )),
-        tokio::spawn(run_schedule(
-            ctx.db.clone(),
-            queues.clone(),
-            JobKind::Rescore,
-            ctx.config.schedule.rescore.clone(),
-            worker.clone(),
-        )),
-        tokio::spawn(run_schedule(
-            ctx.db.clone(),
-            queues.clone(),
-            JobKind::Retrain,
-            ctx.config.retrain.schedule.clone(),
-            worker.clone(),
-        )),
-    ];
+        )));
+    }
     let grace = Duration::from_secs(ctx.config.worker.shutdown_grace_secs);
-    // apalis parks an idle worker until its heartbeat (30 s) unless told to poll.
+    // apalis parks an idle worker until its heartbeat unless told to poll.
     let poll = Duration::from_millis(ctx.config.worker.poll_interval_ms.max(10));
     macro_rules! monitor {
         ($pull:expr, $score:expr, $plan:expr, $retrain:expr) => {{
             let (c1, c2, c3, c4) = (ctx.clone(), ctx.clone(), ctx.clone(), ctx.clone());
-            let w4 = format!("{worker}-retrain");
-            let s4 = $retrain.clone();
-            let q = queues.clone();
-            let (w1, w2, w3) = (
+            let (q1, q2, q3, q4) = (
+                queues.clone(),
+                queues.clone(),
+                queues.clone(),
+                queues.clone(),
+            );
+            let (w1, w2, w3, w4) = (
                 format!("{worker}-pull"),
                 format!("{worker}-score"),
                 format!("{worker}-plan"),
+                format!("{worker}-retrain"),
             );
-            let (s1, s2, s3) = ($pull.clone(), $score.clone(), $plan.clone());
+            let (s1, s2, s3, s4) = (
+                $pull.clone(),
+                $score.clone(),
+                $plan.clone(),
+                $retrain.clone(),
+            );
+            // One job at a time per queue: a second scoring run must not start beside
+            // the first in this process (leases hold it across processes).
+            let one = || tower::limit::ConcurrencyLimitLayer::new(1);
             Monitor::new()
                 .shutdown_timeout(grace)
                 .register(move |_| {
                     WorkerBuilder::new(w1.as_str())
                         .backend(s1.clone().poll_with_interval(poll))
+                        .layer(one())
                         .data(c1.clone())
+                        .data(q1.clone())
                         .build(handle_pull)
                 })
                 .register(move |_| {
                     WorkerBuilder::new(w2.as_str())
                         .backend(s2.clone().poll_with_interval(poll))
+                        .layer(one())
                         .data(c2.clone())
-                        .data(q.clone())
+                        .data(q2.clone())
                         .build(handle_score)
                 })
                 .register(move |_| {
                     WorkerBuilder::new(w3.as_str())
                         .backend(s3.clone().poll_with_interval(poll))
+                        .layer(one())
                         .data(c3.clone())
+                        .data(q3.clone())
                         .build(handle_plan)
                 })
                 .register(move |_| {
                     WorkerBuilder::new(w4.as_str())
                         .backend(s4.clone().poll_with_interval(poll))
+                        .layer(one())
                         .data(c4.clone())
+                        .data(q4.clone())
                         .build(handle_retrain)
                 })
                 .run_with_signal(shutdown)
@@ -497,7 +839,7 @@ where
             retrain,
         } => monitor!(pull, score, plan, retrain),
     };
-    for s in schedules {
+    for s in background {
         s.abort();
     }
     tracing::info!(%worker, "daemon stopped");

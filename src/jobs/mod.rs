@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod import;
+pub mod lease;
 pub mod par;
 pub mod plan;
 pub mod predict;
@@ -32,15 +33,19 @@ use crate::store::Db;
 pub struct JobContext {
     pub db: Db,
     pub config: Arc<Config>,
+    /// This process's name as a holder of leases and a worker: unique to it.
+    pub worker: Arc<str>,
     kinds: Arc<tokio::sync::OnceCell<Arc<EventKinds>>>,
     features: Arc<tokio::sync::OnceCell<Arc<FeatureSpec>>>,
 }
 
 impl JobContext {
     pub fn new(db: Db, config: Config) -> Self {
+        let worker = unique_worker_name(&config.worker.name).into();
         Self {
             db,
             config: Arc::new(config),
+            worker,
             kinds: Default::default(),
             features: Default::default(),
         }
@@ -175,6 +180,30 @@ pub fn feature_spec(config: &Config, kinds: &EventKinds) -> anyhow::Result<Featu
             spec
         }
     })
+}
+
+/// An error no retry can fix (bad input, a bad config or playbook, too little history):
+/// the job ends at once with the reason instead of being tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct Permanent(pub anyhow::Error);
+
+impl Permanent {
+    /// Wraps an error as one retrying cannot fix.
+    pub fn from(e: anyhow::Error) -> anyhow::Error {
+        anyhow::Error::new(Permanent(e))
+    }
+}
+
+/// A name no other process will have: prefix, host, pid and a random suffix.
+pub fn unique_worker_name(prefix: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let suffix: u32 = rand::random();
+    format!("{prefix}-{host}-{}-{suffix:08x}", std::process::id())
 }
 
 pub fn today() -> NaiveDate {

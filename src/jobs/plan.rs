@@ -367,6 +367,12 @@ async fn plan_all(
 ) -> anyhow::Result<(PlanReport, PlanOutput)> {
     // The catalog first: it writes the kinds' meanings the event readers select by.
     ctx.kinds().await?;
+    // One planning run at a time, across every daemon (a simulation writes nothing).
+    let lease = if dry_run {
+        None
+    } else {
+        Some(super::lease::Lease::take(ctx, "plan", "a planning run").await?)
+    };
     let as_of = job.as_of.unwrap_or_else(super::today);
     let db = &ctx.db;
     let run_id = match job.run_id {
@@ -436,6 +442,9 @@ async fn plan_all(
         report.queued = summary.totals.queued();
     }
     report.summary = summary;
+    if let Some(l) = lease {
+        l.release().await;
+    }
     Ok((report, kept))
 }
 

@@ -19,6 +19,8 @@ pub struct PullReport {
     pub sources: Vec<SourceReport>,
     /// Sources that failed, with the error.
     pub failed: Vec<(String, String)>,
+    /// Sources another pull was pulling already, with who and since when.
+    pub skipped: Vec<(String, String)>,
 }
 
 impl PullReport {
@@ -42,6 +44,10 @@ pub async fn run_with(ctx: &JobContext, opts: PullOptions) -> anyhow::Result<Pul
             Ok(r) => {
                 tracing::info!(source = %r.source, stored = r.stored, duplicate = r.duplicate, quarantined = r.quarantined, seconds = r.seconds, "pulled");
                 report.sources.push(r);
+            }
+            Err(e) if e.downcast_ref::<super::lease::Busy>().is_some() => {
+                tracing::info!(source = %source.name, reason = %e, "source skipped");
+                report.skipped.push((source.name.clone(), e.to_string()));
             }
             Err(e) => {
                 tracing::error!(source = %source.name, error = %format!("{e:#}"), "pull failed");

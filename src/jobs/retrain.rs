@@ -210,6 +210,7 @@ async fn champion_rows(
 }
 
 pub async fn run(ctx: &JobContext, job: &RetrainJob) -> anyhow::Result<Decision> {
+    let lease = super::lease::Lease::take(ctx, "retrain", "retraining").await?;
     let t = &ctx.config.training;
     let h = HistoryOptions::from_config(t, ctx.churn().await?, super::today());
     let opts = TrainOptions::from_config(t);
@@ -224,7 +225,9 @@ pub async fn run(ctx: &JobContext, job: &RetrainJob) -> anyhow::Result<Decision>
         .as_deref()
         .map(|_| "retrain")
         .unwrap_or("retrain (manual)");
-    decide(ctx, &trained, actor).await
+    let decision = decide(ctx, &trained, actor).await;
+    lease.release().await;
+    decision
 }
 
 #[cfg(test)]

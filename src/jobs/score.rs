@@ -300,9 +300,12 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
     } else {
         None
     };
+    let clock = std::time::Instant::now();
+    // One scoring run at a time (full or changed), across every daemon.
+    let lease = super::lease::Lease::take(ctx, "score", "a scoring run").await?;
     let (run_id, started_at) = ctx
         .db
-        .start_scoring_run(&model.version, as_of, &trigger, scope)
+        .start_scoring_run(&model.version, as_of, &trigger, scope, lease.holder())
         .await?;
     let threshold = ctx.config.scoring.risk_threshold;
     let (mut customers, mut at_risk) = (0usize, 0usize);
@@ -365,12 +368,19 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
             .await
             .context("writing drift")?;
     }
+    if lease.lost() {
+        anyhow::bail!(
+            "scoring run {run_id} lost its lease (this process stalled for longer than [worker] lease_secs); it is not finished"
+        );
+    }
     ctx.db.finish_scoring_run(run_id, customers).await?;
     // Changes made after this run started stay marked for the next one.
     ctx.db
         .clear_changes(changed.as_deref(), started_at)
         .await
         .context("clearing the re-score marks")?;
+    lease.release().await;
+    crate::metrics::get().scored(scope, customers, clock.elapsed().as_secs_f64());
     tracing::info!(run_id, model_version = %model.version, %as_of, scope, customers, at_risk, "scored");
     Ok(ScoreReport {
         run_id,

@@ -500,6 +500,7 @@ impl Db {
                     let _ = checkpoint.await;
                 }
                 sqlite::truncate_wal(p).await?;
+                crate::metrics::get().ingested(counts.stored, counts.duplicate, counts.quarantined);
                 Ok(Some(counts))
             }
             Db::Postgres(p) => {
@@ -510,6 +511,7 @@ impl Db {
                 forwarded?;
                 let counts = counts
                     .map_err(|e| StoreError::Data(format!("the ingest writer stopped: {e}")))??;
+                crate::metrics::get().ingested(counts.stored, counts.duplicate, counts.quarantined);
                 Ok(Some(counts))
             }
         }

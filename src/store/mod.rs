@@ -12,6 +12,7 @@
 mod customers;
 mod drift;
 mod events;
+mod jobs;
 mod kinds;
 mod models;
 mod nudges;
@@ -38,6 +39,7 @@ pub use customers::{CustomerRow, UpsertCounts};
 pub use events::{
     CustomerIds, FailPoint, IngestBatch, IngestCounts, Progress, RefusedRow, SourceFile,
 };
+pub use jobs::{JobRunRow, LeaseRow};
 pub use kinds::KindCount;
 pub use models::PromotionRow;
 pub use models::StoredModel;
@@ -160,6 +162,31 @@ pub enum Db {
 }
 
 impl Db {
+    /// A second, small pool to the same database, for the job queue: bulk work holding
+    /// the main pool's connections never makes a worker wait to poll or heartbeat.
+    pub async fn queue_pool(&self) -> Result<Db> {
+        match self {
+            Db::Sqlite(p) => {
+                let opts = (*p.connect_options()).clone();
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db::Sqlite(pool))
+            }
+            Db::Postgres(p) => {
+                let opts = (*p.connect_options()).clone();
+                let pool = PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts)
+                    .await?;
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
     /// Opens the database, creating a SQLite file if it is missing. SQLite settings are
     /// per connection, so they are set on the connect options and hold for every
     /// connection the pool opens: WAL, `synchronous = NORMAL`, a busy timeout, foreign keys.

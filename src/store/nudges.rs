@@ -87,6 +87,12 @@ const SQLITE_INSERT_NUDGE: &str =
     ON CONFLICT (customer_id, kind, occasion) DO NOTHING";
 
 impl Db {
+    /// Nudges counted by status.
+    pub async fn nudge_status_counts(&self) -> Result<Vec<(String, i64)>> {
+        let sql = "SELECT status, COUNT(*) FROM nudges GROUP BY status ORDER BY status";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?))
+    }
+
     /// Queues nudges, skipping any already queued for the same customer, kind and
     /// occasion, in one transaction. Returns how many were new.
     pub async fn insert_nudges(&self, nudges: Vec<NewNudge>) -> Result<u64> {

@@ -38,16 +38,19 @@ pub struct ScoringRun {
 
 impl Db {
     /// Opens a run; `scope` is `full` or `changed`. Returns its id and start time.
+    /// `holder` holds the scoring lease while the run goes on: a run left unfinished by a
+    /// holder that lost it was interrupted ([`Db::sweep_jobs`]).
     pub async fn start_scoring_run(
         &self,
         model_version: &str,
         as_of: NaiveDate,
         trigger: &str,
         scope: &str,
+        holder: &str,
     ) -> Result<(i64, i64)> {
-        let sql = "INSERT INTO scoring_runs (model_version, as_of, trigger, started_at, scope) VALUES ($1, $2, $3, $4, $5) RETURNING id, started_at";
+        let sql = "INSERT INTO scoring_runs (model_version, as_of, trigger, started_at, scope, holder) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, started_at";
         Ok(on_pool!(self, p => sqlx::query_as(sql)
-            .bind(model_version).bind(as_of).bind(trigger).bind(now_secs()).bind(scope)
+            .bind(model_version).bind(as_of).bind(trigger).bind(now_secs()).bind(scope).bind(holder)
             .fetch_one(p).await?))
     }
 

@@ -654,7 +654,7 @@ async fn export_scores_models_and_the_document(t: &TestDb) {
     // Scores of a run, paged, and a customer's history.
     let cust = ids[0];
     let (run, _) =
-        t.db.start_scoring_run("m1", attune::jobs::today(), "test", "full")
+        t.db.start_scoring_run("m1", attune::jobs::today(), "test", "full", "test")
             .await
             .unwrap();
     let scores: Vec<attune::store::NewScore> = ids

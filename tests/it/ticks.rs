@@ -24,20 +24,50 @@ async fn same_tick_twice_enqueues_once(t: &TestDb) {
             .unwrap()
     );
     assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 1);
-    // The next tick is a different identity.
+    let queued = t.db.job_runs(Some("queued"), 10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].job_key, tick_id(JobKind::Score, at));
+    // The next tick is a different identity; it finds the first still queued and would
+    // only wait behind it: it is claimed and recorded as skipped, with the reason.
     assert!(
         fire_tick(&t.db, &queues, JobKind::Score, at + 86_400, "daemon-b")
             .await
             .unwrap()
     );
-    assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 2);
+    assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 1);
+    let skipped = t.db.job_runs(Some("skipped"), 10).await.unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].job_key, tick_id(JobKind::Score, at + 86_400));
+    assert!(
+        skipped[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("a score job (score@"),
+        "{:?}",
+        skipped[0].error
+    );
+    // A changed-customers re-score waits behind any scoring: skipped too.
+    assert!(
+        fire_tick(&t.db, &queues, JobKind::Rescore, at + 60, "daemon-a")
+            .await
+            .unwrap()
+    );
+    assert_eq!(t.db.job_runs(Some("skipped"), 10).await.unwrap().len(), 2);
+    // A pull is other work: it is queued.
+    assert!(
+        fire_tick(&t.db, &queues, JobKind::Pull, at + 60, "daemon-a")
+            .await
+            .unwrap()
+    );
+    assert_eq!(t.apalis_jobs(attune::jobs::pull::QUEUE).await, 1);
 
     // Enqueueing is idempotent by the tick's key, so a repeat push is a no-op.
     queues
         .enqueue(JobKind::Score, &tick_id(JobKind::Score, at))
         .await
         .unwrap();
-    assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 2);
+    assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 1);
 }
 both_backends!(
     same_tick_twice_gives_one_job,

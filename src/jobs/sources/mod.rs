@@ -131,6 +131,13 @@ pub async fn pull_source(
     opts: PullOptions,
 ) -> anyhow::Result<SourceReport> {
     let started = std::time::Instant::now();
+    // One pull of a source at a time, across every daemon: a file is taken by one pull.
+    let lease = super::lease::Lease::take(
+        ctx,
+        &format!("pull:{}", source.name),
+        &format!("a pull of source {}", source.name),
+    )
+    .await?;
     let mut report = match source.kind.as_str() {
         "files" => files::pull(ctx, source, opts).await,
         "sql" => sql::pull(ctx, source, opts).await,
@@ -141,6 +148,7 @@ pub async fn pull_source(
     report.source = source.name.clone();
     report.kind = source.kind.clone();
     report.seconds = started.elapsed().as_secs_f64();
+    lease.release().await;
     Ok(report)
 }
 
