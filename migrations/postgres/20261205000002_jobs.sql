@@ -16,6 +16,7 @@ CREATE TABLE job_runs (
     started_ms   BIGINT,
     heartbeat_at BIGINT,
     finished_at  BIGINT,
+    finished_ms  BIGINT,
     retry_at     BIGINT,
     error        TEXT,
     detail       TEXT

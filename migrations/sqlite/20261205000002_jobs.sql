@@ -16,6 +16,7 @@ CREATE TABLE job_runs (
     started_ms   INTEGER,
     heartbeat_at INTEGER,
     finished_at  INTEGER,
+    finished_ms  INTEGER,
     retry_at     INTEGER,
     error        TEXT,
     detail       TEXT

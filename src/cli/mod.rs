@@ -93,6 +93,16 @@ pub enum Command {
     /// Reports: uplift (does a rule's nudging change churn?).
     #[command(subcommand)]
     Report(playbook::ReportCommand),
+    /// The daemon's jobs: executions by kind and status, leases held now, and the latest
+    /// executions with their lag behind their tick and their errors.
+    Jobs {
+        /// Only executions of this status: queued, running, succeeded, skipped, failed,
+        /// aborted, dead, interrupted or lost.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 30)]
+        limit: i64,
+    },
     /// Show the audit log, newest first.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -503,6 +513,81 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             out.plan(&report)
         }
         Command::Nudges(cmd) => nudges(&config, cmd, &out).await,
+        Command::Jobs { status, limit } => {
+            const STATUSES: &[&str] = &[
+                "queued",
+                "running",
+                "succeeded",
+                "skipped",
+                "failed",
+                "aborted",
+                "dead",
+                "interrupted",
+                "lost",
+            ];
+            if let Some(s) = status.as_deref()
+                && !STATUSES.contains(&s)
+            {
+                anyhow::bail!("--status {s:?}: expected one of {}", STATUSES.join(", "));
+            }
+            let db = open(&config).await?;
+            let counts = db.job_run_counts().await?;
+            let leases = db.live_leases().await?;
+            let runs = db.job_runs(status.as_deref(), limit).await?;
+            if out.json {
+                return out.message(
+                    &serde_json::json!({
+                        "counts": counts.iter().map(|(k, s, n)| serde_json::json!({"kind": k, "status": s, "count": n})).collect::<Vec<_>>(),
+                        "leases": leases,
+                        "runs": runs,
+                    }),
+                    "",
+                );
+            }
+            println!("executions by kind and status:");
+            for (kind, status, n) in &counts {
+                println!("  {kind:<8} {status:<12} {n:>8}");
+            }
+            if counts.is_empty() {
+                println!("  none yet");
+            }
+            println!("leases held now:");
+            for l in &leases {
+                println!(
+                    "  {:<16} {} (until {})",
+                    l.name,
+                    l.holder,
+                    fmt_time(l.expires_at)
+                );
+            }
+            if leases.is_empty() {
+                println!("  none");
+            }
+            println!("latest executions:");
+            for r in &runs {
+                let lag = r
+                    .lag_ms()
+                    .map(|l| format!("lag {:.1} s", l as f64 / 1000.0))
+                    .unwrap_or_default();
+                println!(
+                    "  {:>6}  {:<8} {:<12} {}  attempt {}  {}  {}",
+                    r.id,
+                    r.kind,
+                    r.status,
+                    r.job_key,
+                    r.attempt,
+                    lag,
+                    r.worker.as_deref().unwrap_or("")
+                );
+                if let Some(e) = &r.error {
+                    println!("          {e}");
+                }
+                if let Some(at) = r.retry_at {
+                    println!("          next attempt at {}", fmt_time(at));
+                }
+            }
+            Ok(())
+        }
         Command::Audit { limit } => {
             let db = open(&config).await?;
             out.audit(&db.audit_entries(limit).await?)
@@ -928,4 +1013,11 @@ async fn demo(
         );
     }
     jobs::daemon::run_serving(ctx, desk, jobs::daemon::shutdown_signal()).await
+}
+
+/// Unix seconds as UTC, for people.
+fn fmt_time(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
+        .unwrap_or_else(|| secs.to_string())
 }

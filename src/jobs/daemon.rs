@@ -640,11 +640,21 @@ async fn run_schedule(db: Db, queues: Queues, kind: JobKind, expr: String, worke
         }
     };
     let mut ticks = std::pin::pin!(tick_times(schedule));
+    // This schedule's ticks are handled one after another, in order (a fair lock), so a
+    // tick sees what the one before it queued.
+    let in_order = std::sync::Arc::new(tokio::sync::Mutex::new(()));
     while let Some(at) = ticks.next().await {
         crate::metrics::get().tick(kind.as_str());
-        if let Err(e) = fire_tick(&db, &queues, kind, at, &worker).await {
-            tracing::error!(schedule = kind.as_str(), error = %format!("{e:#}"), "tick failed");
-        }
+        // Fired beside the stream, so a tick waiting for its turn to write never makes
+        // the scheduler miss the next one.
+        let (db, queues, worker) = (db.clone(), queues.clone(), worker.clone());
+        let in_order = in_order.clone().lock_owned();
+        tokio::spawn(async move {
+            let _turn = in_order.await;
+            if let Err(e) = fire_tick(&db, &queues, kind, at, &worker).await {
+                tracing::error!(schedule = kind.as_str(), error = %format!("{e:#}"), "tick failed");
+            }
+        });
     }
 }
 
@@ -653,7 +663,7 @@ async fn run_schedule(db: Db, queues: Queues, kind: JobKind, expr: String, worke
 async fn run_sweeper(ctx: JobContext, queues: Queues) {
     let lease = ctx.config.worker.lease_secs.max(3) as i64;
     loop {
-        if let Err(e) = sweep_stranded_ticks(&ctx.db, &queues, 60).await {
+        if let Err(e) = sweep_stranded_ticks(&ctx.db, &queues, lease * 2).await {
             tracing::warn!(error = %format!("{e:#}"), "sweeping stranded ticks failed");
         }
         match ctx.db.sweep_jobs(lease, 3600).await {

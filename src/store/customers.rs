@@ -136,6 +136,7 @@ impl Db {
     /// Inserts new customers and refreshes known ones, in one transaction. If the same id
     /// appears twice, the later record wins and counts as an update.
     pub async fn upsert_customers(&self, customers: &[Customer]) -> Result<UpsertCounts> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         // Last record per id wins; a statement may not touch one row twice.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(customers.len());

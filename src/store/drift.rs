@@ -29,6 +29,7 @@ impl Db {
         rows: &[DriftRow],
         score_shares: &[f64],
     ) -> Result<()> {
+        let _turn = self.write_turn().await;
         let mut seen = HashSet::new();
         for r in rows {
             if !seen.insert(r.feature.as_str()) {

@@ -16,7 +16,7 @@ use crate::features::{Activity, DayCount, Lookback};
 use crate::ingest::mapping::RejectCode;
 
 mod postgres;
-pub(super) mod sqlite;
+pub(crate) mod sqlite;
 
 /// What the caller sends the transaction's writer (SQLite's writer thread, PostgreSQL's
 /// writer task) while it reads, parses, resolves and sorts the next batch.

@@ -64,9 +64,12 @@ impl Db {
                        acquired_at = CASE WHEN run_leases.holder = excluded.holder THEN run_leases.acquired_at ELSE excluded.acquired_at END,
                        expires_at = excluded.expires_at
                    WHERE run_leases.expires_at < $3 OR run_leases.holder = excluded.holder";
-        let n = on_pool!(self, p => sqlx::query(sql)
-            .bind(name).bind(holder).bind(now).bind(now + ttl_secs)
-            .execute(p).await?.rows_affected());
+        let n = {
+            let _turn = self.write_turn().await;
+            on_pool!(self, p => sqlx::query(sql)
+                .bind(name).bind(holder).bind(now).bind(now + ttl_secs)
+                .execute(p).await?.rows_affected())
+        };
         if n == 1 {
             return Ok(Ok(()));
         }
@@ -79,6 +82,7 @@ impl Db {
 
     /// Extends `holder`'s lease; false when it no longer holds it.
     pub async fn renew_lease(&self, name: &str, holder: &str, ttl_secs: i64) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let sql = "UPDATE run_leases SET expires_at = $1 WHERE name = $2 AND holder = $3";
         let n = on_pool!(self, p => sqlx::query(sql)
             .bind(now_secs() + ttl_secs).bind(name).bind(holder)
@@ -87,6 +91,7 @@ impl Db {
     }
 
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
         let sql = "DELETE FROM run_leases WHERE name = $1 AND holder = $2";
         on_pool!(self, p => { sqlx::query(sql).bind(name).bind(holder).execute(p).await?; });
         Ok(())
@@ -111,6 +116,7 @@ impl Db {
         attempt: i32,
         due_ms: i64,
     ) -> Result<i64> {
+        let _turn = self.write_turn().await;
         let sql = "INSERT INTO job_runs (kind, job_key, attempt, status, due_ms, queued_at) VALUES ($1, $2, $3, 'queued', $4, $5) RETURNING id";
         let (id,): (i64,) = on_pool!(self, p => sqlx::query_as(sql)
             .bind(kind).bind(key).bind(attempt).bind(due_ms).bind(now_secs())
@@ -138,6 +144,7 @@ impl Db {
     /// Marks a queued run as started by `worker`; false when it is not queued (another
     /// execution took it, or it ended).
     pub async fn start_job_run(&self, id: i64, worker: &str, started_ms: i64) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let sql = "UPDATE job_runs SET status = 'running', worker = $1, started_ms = $2, heartbeat_at = $3
                    WHERE id = $4 AND status = 'queued'";
         let n = on_pool!(self, p => sqlx::query(sql)
@@ -157,6 +164,7 @@ impl Db {
         worker: &str,
         started_ms: i64,
     ) -> Result<i64> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         let sql = "INSERT INTO job_runs (kind, job_key, attempt, status, worker, due_ms, queued_at, started_ms, heartbeat_at)
                    VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $6) RETURNING id";
@@ -175,6 +183,7 @@ impl Db {
         worker: &str,
         reason: &str,
     ) -> Result<i64> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         let sql = "INSERT INTO job_runs (kind, job_key, attempt, status, worker, due_ms, queued_at, finished_at, error)
                    VALUES ($1, $2, 1, 'skipped', $3, $4, $5, $5, $6) RETURNING id";
@@ -186,6 +195,7 @@ impl Db {
 
     /// Heartbeats of running executions.
     pub async fn beat_job_runs(&self, ids: &[i64]) -> Result<()> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         for id in ids {
             let sql = "UPDATE job_runs SET heartbeat_at = $1 WHERE id = $2 AND status = 'running'";
@@ -204,10 +214,12 @@ impl Db {
         detail: Option<&str>,
         retry_at: Option<i64>,
     ) -> Result<()> {
-        let sql = "UPDATE job_runs SET status = $1, error = $2, detail = $3, retry_at = $4, finished_at = $5
-                   WHERE id = $6";
+        let _turn = self.write_turn().await;
+        let sql = "UPDATE job_runs SET status = $1, error = $2, detail = $3, retry_at = $4, finished_at = $5,
+                       finished_ms = $6 WHERE id = $7";
+        let now_ms = chrono::Utc::now().timestamp_millis();
         on_pool!(self, p => { sqlx::query(sql)
-            .bind(status).bind(error).bind(detail).bind(retry_at).bind(now_secs()).bind(id)
+            .bind(status).bind(error).bind(detail).bind(retry_at).bind(now_ms / 1000).bind(now_ms).bind(id)
             .execute(p).await?; });
         Ok(())
     }
@@ -236,6 +248,7 @@ impl Db {
     /// marked failed. Queued runs older than `lost_secs` that never started: lost. Returns
     /// (interrupted executions, failed scoring runs).
     pub async fn sweep_jobs(&self, stale_secs: i64, lost_secs: i64) -> Result<(u64, u64)> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         let why = format!(
             "its worker stopped (no heartbeat for {stale_secs} s); the job is taken back and run again"

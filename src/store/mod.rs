@@ -207,8 +207,11 @@ impl Db {
                     .row_buffer_size(1024)
                     // Reading a million rows takes seconds by design; not a warning.
                     .log_slow_statements(tracing::log::LevelFilter::Debug, Duration::from_secs(1));
+                // WAL readers never block each other: enough connections that a scoring
+                // scan, planning's reads, an ingest's customer lookups and the desk all
+                // get one while the single writer ([`Db::write_turn`]) holds its own.
                 let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(8)
                     .acquire_timeout(Duration::from_secs(60))
                     .connect_with(opts)
                     .await
@@ -236,6 +239,21 @@ impl Db {
                     })?;
                 Ok(Db::Postgres(pool))
             }
+        }
+    }
+
+    /// SQLite: this process's turn to write, taken before a write takes a connection.
+    ///
+    /// SQLite has one writer at a time. Without a turn, a write waits for SQLite's lock
+    /// inside its busy handler while holding a pooled connection; a few of those waiting
+    /// behind an ingest whose reader side needs a connection to resolve customers left the
+    /// pool empty, and every job stood still until the busy timeout (30 s) failed them.
+    /// With it, writers queue here in the order they came, holding nothing, and at most
+    /// one connection of the pool is ever writing. PostgreSQL: no turn (`None`).
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+        match self {
+            Db::Sqlite(_) => Some(events::sqlite::WRITER.lock().await),
+            Db::Postgres(_) => None,
         }
     }
 
@@ -311,6 +329,7 @@ impl Db {
         subject: &str,
         detail: &serde_json::Value,
     ) -> Result<()> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         on_pool!(self, p => {
             sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)")

@@ -96,6 +96,7 @@ impl Db {
     /// Queues nudges, skipping any already queued for the same customer, kind and
     /// occasion, in one transaction. Returns how many were new.
     pub async fn insert_nudges(&self, nudges: Vec<NewNudge>) -> Result<u64> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         if let Db::Sqlite(p) = self {
             // One prepared statement stepped per row through SQLite's own API (`raw`).
@@ -229,6 +230,7 @@ impl Db {
         actor: &str,
         reason: Option<&str>,
     ) -> Result<DecideOutcome> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         let mut out = DecideOutcome::default();
         on_pool!(self, p => {

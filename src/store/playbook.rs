@@ -380,6 +380,7 @@ impl Db {
     /// nudge is still in the state planning saw (a reviewer's decision is never
     /// overwritten). Returns how many rows changed.
     pub async fn apply_nudge_changes(&self, changes: &[Change]) -> Result<u64> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         let mut done = 0;
         let releases: Vec<(i64, &str, i64)> = changes
@@ -445,6 +446,7 @@ impl Db {
         as_of: NaiveDate,
         dry_run: bool,
     ) -> Result<Vec<(String, i64)>> {
+        let _turn = self.write_turn().await;
         let select = format!(
             "SELECT n.kind, COUNT(*) FROM nudges n JOIN customers c ON c.id = n.customer_id
              WHERE c.churned_on <= $1 AND n.status IN {OPEN_STATUSES} GROUP BY n.kind ORDER BY n.kind"
@@ -480,6 +482,7 @@ impl Db {
         &self,
         contacts: &[(i64, ContactRecord)],
     ) -> Result<ContactCounts> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         // The last record of a contact wins; a statement may not touch one row twice.
         let mut last: HashMap<(i64, &str, &str), usize> = HashMap::new();

@@ -5,8 +5,8 @@
 //! The connection comes from the same pool (same WAL, `busy_timeout` and cache settings),
 //! is locked out of sqlx's worker with [`sqlx::sqlite::SqliteConnection::lock_handle`], and
 //! is driven on a blocking thread. Statements are finalized when dropped, and a
-//! transaction left open by an error or a panic is rolled back before the connection goes
-//! back to the pool.
+//! transaction left open by an error or a panic is rolled back (in a guard's `Drop`)
+//! before the connection goes back to the pool.
 //!
 //! The only module allowed `unsafe`: each block is one FFI call, with why it is sound.
 #![allow(unsafe_code)]
@@ -37,9 +37,14 @@ where
         let raw = Raw {
             db: locked.as_raw_handle().as_ptr(),
         };
-        let out = work(&raw);
-        // Whatever happened, the connection goes back to the pool outside a transaction.
-        raw.rollback_if_open();
+        // Whatever happens, a panic included, the connection goes back to the pool
+        // outside a transaction: the guard rolls back when dropped, before `locked` is.
+        let guard = Cleanup {
+            raw: &raw,
+            then: None,
+        };
+        let out = work(guard.raw);
+        drop(guard);
         out
     })
     .await
@@ -56,11 +61,33 @@ where
 {
     with_connection(pool, move |raw| {
         raw.execute(SCAN_CACHE)?;
-        let out = work(raw);
-        raw.execute(super::NORMAL_CACHE)?;
-        out
+        // The cache is given back when the guard drops, a panic in `work` included.
+        let guard = Cleanup {
+            raw,
+            then: Some(super::NORMAL_CACHE),
+        };
+        work(guard.raw)
     })
     .await
+}
+
+/// Puts a connection back as the pool expects it, on every way out of a closure (a
+/// return, an error or a panic): a transaction left open is rolled back, then `then` (a
+/// setting restored) runs.
+struct Cleanup<'r> {
+    raw: &'r Raw,
+    then: Option<&'static str>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        self.raw.rollback_if_open();
+        if let Some(sql) = self.then
+            && let Err(e) = self.raw.execute(sql)
+        {
+            tracing::warn!(error = %e, sql, "restoring a connection setting");
+        }
+    }
 }
 
 const SCAN_CACHE: &str = "PRAGMA cache_size = -16384";
@@ -138,6 +165,16 @@ impl Raw {
     }
 }
 
+/// A text's length as SQLite's `int`: text over 2 GiB is an error, never cut short.
+fn text_len(value: &str) -> Result<c_int> {
+    c_int::try_from(value.len()).map_err(|_| {
+        StoreError::Data(format!(
+            "a text of {} bytes is longer than SQLite takes",
+            value.len()
+        ))
+    })
+}
+
 /// A prepared statement; finalized when dropped.
 pub(super) struct Stmt<'r> {
     stmt: *mut ffi::sqlite3_stmt,
@@ -192,7 +229,7 @@ impl<'r> Stmt<'r> {
                 self.stmt,
                 index,
                 value.as_ptr().cast(),
-                value.len() as c_int,
+                text_len(value)?,
                 ffi::SQLITE_TRANSIENT(),
             )
         };
@@ -284,7 +321,8 @@ impl<'r> Stmt<'r> {
             if ptr.is_null() {
                 return Ok(None);
             }
-            let len = ffi::sqlite3_column_bytes(self.stmt, column) as usize;
+            // Never negative; SQLite's lengths are at most its `int`.
+            let len = usize::try_from(ffi::sqlite3_column_bytes(self.stmt, column)).unwrap_or(0);
             let bytes = std::slice::from_raw_parts(ptr, len);
             std::str::from_utf8(bytes)
                 .map(Some)
@@ -319,7 +357,7 @@ impl<'d> Borrowing<'_, '_, 'd> {
                 self.stmt.stmt,
                 index,
                 value.as_ptr().cast(),
-                value.len() as c_int,
+                text_len(value)?,
                 ffi::SQLITE_STATIC(),
             )
         };
@@ -350,5 +388,68 @@ impl Drop for Stmt<'_> {
         unsafe {
             ffi::sqlite3_finalize(self.stmt);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn one_connection_pool() -> (tempfile::TempDir, SqlitePool) {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::from_millis(200));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        (dir, pool)
+    }
+
+    /// A panic inside a transaction: the connection goes back to the pool rolled back
+    /// (before the guard, it went back inside the open transaction, holding the write
+    /// lock, and its next user's BEGIN failed).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_mid_transaction_rolls_back_and_restores_the_cache() {
+        let (_dir, pool) = one_connection_pool().await;
+        let out: Result<()> = with_scan(&pool, |raw| {
+            raw.execute("BEGIN IMMEDIATE")?;
+            raw.execute("INSERT INTO t VALUES (1)")?;
+            #[allow(unreachable_code)]
+            {
+                panic!("a bug in the middle of a write");
+                Ok(())
+            }
+        })
+        .await;
+        assert!(out.is_err(), "the panic is an error, not a crash");
+        let (n, cache) = with_connection(&pool, |raw| {
+            // A transaction still open would make this BEGIN fail.
+            raw.execute("BEGIN IMMEDIATE")?;
+            let mut s = raw.prepare("SELECT COUNT(*) FROM t")?;
+            s.step()?;
+            let n = s.i64(0);
+            drop(s);
+            raw.execute("COMMIT")?;
+            let mut s = raw.prepare("PRAGMA cache_size")?;
+            s.step()?;
+            Ok((n, s.i64(0)))
+        })
+        .await
+        .unwrap();
+        assert_eq!(n, 0, "the insert was rolled back");
+        assert_eq!(cache, -65536, "the scan's smaller cache was given back");
+    }
+
+    #[test]
+    fn text_lengths_convert_without_truncation() {
+        assert_eq!(text_len("abc").unwrap(), 3);
     }
 }

@@ -48,6 +48,7 @@ impl Db {
         scope: &str,
         holder: &str,
     ) -> Result<(i64, i64)> {
+        let _turn = self.write_turn().await;
         let sql = "INSERT INTO scoring_runs (model_version, as_of, trigger, started_at, scope, holder) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, started_at";
         Ok(on_pool!(self, p => sqlx::query_as(sql)
             .bind(model_version).bind(as_of).bind(trigger).bind(now_secs()).bind(scope).bind(holder)
@@ -62,6 +63,7 @@ impl Db {
         model_version: &str,
         scores: Vec<NewScore>,
     ) -> Result<()> {
+        let _turn = self.write_turn().await;
         let now = now_secs();
         if let Db::Sqlite(p) = self {
             // One prepared statement stepped per row through SQLite's own API (`raw`).
@@ -110,6 +112,7 @@ impl Db {
 
     /// Closes a run: from now on it is the latest run readers see.
     pub async fn finish_scoring_run(&self, run_id: i64, customers: usize) -> Result<()> {
+        let _turn = self.write_turn().await;
         on_pool!(self, p => {
             sqlx::query("UPDATE scoring_runs SET finished_at = $1, customers = $2 WHERE id = $3")
                 .bind(now_secs())

@@ -20,6 +20,7 @@ impl Db {
         fire_at: i64,
         worker: &str,
     ) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let sql = "INSERT INTO ticks (id, schedule, fire_at, claimed_by, claimed_at) VALUES ($1, $2, $3, $4, $5)
                    ON CONFLICT (id) DO NOTHING";
         let n = on_pool!(self, p => sqlx::query(sql)
@@ -29,6 +30,7 @@ impl Db {
     }
 
     pub async fn mark_tick_enqueued(&self, id: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
         on_pool!(self, p => { sqlx::query("UPDATE ticks SET enqueued_at = $1 WHERE id = $2")
             .bind(now_secs()).bind(id).execute(p).await?; });
         Ok(())

@@ -134,7 +134,7 @@ both_backends!(
 );
 
 /// The rollups of every customer with events in `events` are exactly those events'.
-async fn assert_rollups_match(db: &Db, events: &[ActivityEvent], today: NaiveDate) {
+pub(super) async fn assert_rollups_match(db: &Db, events: &[ActivityEvent], today: NaiveDate) {
     let ids = db.customer_ids().await.unwrap();
     let mut by_customer: HashMap<i64, Vec<ActivityEvent>> = HashMap::new();
     for e in events {

@@ -11,6 +11,8 @@ use chrono::NaiveDate;
 
 pub struct TestDb {
     pub db: Db,
+    /// The database's URL, for a process of its own (`attune --db URL`).
+    pub url: String,
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
 }
@@ -32,6 +34,7 @@ impl TestDb {
         db.migrate().await.unwrap();
         TestDb {
             db,
+            url: dir.path().join("attune.db").display().to_string(),
             _dir: Some(dir),
             pg: None,
         }
@@ -73,6 +76,7 @@ impl TestDb {
         db.migrate().await.unwrap();
         Some(TestDb {
             db,
+            url: format!("{base}/{name}"),
             _dir: None,
             pg: Some((admin_url, name)),
         })

@@ -3,6 +3,7 @@ mod helpers;
 mod api;
 mod api_desk;
 mod business;
+mod chaos;
 
 mod cycle;
 mod docs;

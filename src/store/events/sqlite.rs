@@ -248,9 +248,10 @@ const AUTO_CHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 1000";
 /// WAL frames (4 KiB pages) past which an ingest truncates the WAL before returning.
 const WAL_LIMIT: i64 = 262_144;
 
-/// One ingest transaction at a time in this process, first come first served (a fair
-/// queue: SQLite's busy handler would have the others sleep and retry).
-pub(super) static WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// One write transaction at a time in this process, first come first served (a fair
+/// queue: SQLite's busy handler would have the others sleep and retry, each holding a
+/// pooled connection while it sleeps). See [`crate::store::Db::write_turn`].
+pub(crate) static WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One checkpoint at a time in this process; an ingest that finds one running skips its
 /// own (the next ingest, or SQLite's automatic checkpoint on other connections, catches up).
