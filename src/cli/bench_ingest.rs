@@ -201,7 +201,7 @@ pub async fn ingest(
 async fn count(db: &Db, table: &str) -> anyhow::Result<i64> {
     let sql = format!("SELECT COUNT(*) FROM {table}");
     Ok(match db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, ..) => {
             sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .fetch_one(p)
                 .await?

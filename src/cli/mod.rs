@@ -911,7 +911,7 @@ async fn is_demo_database(path: &Path) -> bool {
         return false;
     };
     let found: Result<(i64,), _> = match &db {
-        Db::Sqlite(p) => {
+        Db::Sqlite(p, ..) => {
             sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'demo.created'")
                 .fetch_one(p)
                 .await

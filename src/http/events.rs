@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -28,11 +28,8 @@ pub fn routes() -> Router<AppState> {
 
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-async fn ingest(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+async fn ingest(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let headers: HeaderMap = req.headers().clone();
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -47,6 +44,25 @@ async fn ingest(
     let configured = sources::configured(&state.ctx);
     let source = http::source_for_token(&configured, token)
         .ok_or_else(|| Problem::unauthenticated("no http source has this token"))?;
+    let format = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(http::BodyFormat::from_content_type)
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send a JSON array with Content-Type: application/json, or NDJSON with Content-Type: application/x-ndjson",
+            )
+        })?;
+    // Past the limit: 413 with the JSON error every other refusal has.
+    let body = Bytes::from_request(req, &state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::too_large(MAX_BODY)
+        } else {
+            Problem::bad_request("unreadable_body", format!("could not read the body: {e}"))
+        }
+    })?;
     let ids = state.ingest_ids().await.map_err(|e| {
         tracing::error!(error = %format!("{e:#}"), "loading customer ids");
         Problem::internal()
@@ -56,7 +72,7 @@ async fn ingest(
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
         REQUESTS.fetch_add(1, Ordering::Relaxed)
     );
-    match http::ingest_body(&state.ctx, source, &ids, &body, &request).await {
+    match http::ingest_body(&state.ctx, source, &ids, &body, format, &request).await {
         Ok(Ok(report)) => {
             tracing::info!(source = %source.name, accepted = report.accepted, duplicate = report.duplicate, rejected = report.rejected, "events received");
             Ok((StatusCode::OK, axum::Json(report)).into_response())

@@ -232,7 +232,7 @@ impl Queues {
             };
         }
         match db {
-            Db::Sqlite(pool) => Queues::Sqlite {
+            Db::Sqlite(pool, ..) => Queues::Sqlite {
                 pull: SqliteStorage::new(pool)
                     .with_config(config!(apalis_sqlite::Config, pull::QUEUE)),
                 score: SqliteStorage::new(pool)
@@ -357,8 +357,10 @@ pub async fn fire_tick(
         return Ok(true);
     }
     queue_job(db, queues, AnyJob::of(kind, &id), &id, due_ms, None).await?;
+    // How long the tick took to reach the queue (its part of the job's lag).
+    let enqueue_ms = now_ms() - due_ms;
     db.mark_tick_enqueued(&id).await?;
-    tracing::info!(tick = %id, "tick enqueued");
+    tracing::info!(tick = %id, enqueue_ms, "tick enqueued");
     Ok(true)
 }
 

@@ -136,7 +136,7 @@ impl Db {
     /// Inserts new customers and refreshes known ones, in one transaction. If the same id
     /// appears twice, the later record wins and counts as an update.
     pub async fn upsert_customers(&self, customers: &[Customer]) -> Result<UpsertCounts> {
-        let _turn = self.write_turn().await;
+        let _turn = self.bulk_turn().await;
         let now = now_secs();
         // Last record per id wins; a statement may not touch one row twice.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(customers.len());
@@ -238,7 +238,7 @@ impl Db {
         match self {
             // Rows are stepped through SQLite's own API (`raw`): sqlx would hand each one
             // across threads with a wake-up.
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, ..) => {
                 let day = day.to_string();
                 super::raw::with_scan(p, move |raw| {
                     let mut stmt = raw.prepare(SQLITE_ACTIVE_PAGE)?;
@@ -302,7 +302,7 @@ impl Db {
         match self {
             // Stepped through SQLite's own API: sqlx hands each of a million rows across
             // threads one at a time.
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, ..) => {
                 super::raw::with_scan(p, |raw| {
                     let mut stmt = raw.prepare(SQL)?;
                     let mut map = super::IdMap::default();

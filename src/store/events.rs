@@ -477,20 +477,20 @@ impl Db {
         let (tx, rx) = tokio::sync::mpsc::channel::<Message>(1);
         let forward = self.forward(ids, batches, first, commit_rows, tx);
         match self {
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, shared) => {
                 // One writer thread stores what this side reads, resolves and sorts: the
                 // batches of one transaction, up to `commit_rows` rows, while the source
                 // reads the next.
                 // Writers of this process take turns here, in the order they came, instead
                 // of polling SQLite's write lock with its busy handler's sleeps.
-                let _turn = sqlite::WRITER.lock().await;
+                let _turn = self.bulk_turn().await;
                 let writer = {
                     let mut rx = rx;
                     super::raw::with_connection(p, move |raw| {
                         sqlite::ingest(raw, &mut rx, &source, now, fail)
                     })
                 };
-                let checkpoint = sqlite::start_checkpoint(p);
+                let checkpoint = sqlite::start_checkpoint(p, shared);
                 let (counts, forwarded) = tokio::join!(writer, forward);
                 forwarded?;
                 let counts = counts?;
@@ -499,7 +499,7 @@ impl Db {
                 {
                     let _ = checkpoint.await;
                 }
-                sqlite::truncate_wal(p).await?;
+                sqlite::truncate_wal(p, shared).await?;
                 crate::metrics::get().ingested(counts.stored, counts.duplicate, counts.quarantined);
                 Ok(Some(counts))
             }
@@ -572,7 +572,7 @@ impl Db {
     pub async fn insert_events_raw(&self, rows: &[(i64, ActivityEvent)]) -> Result<()> {
         let now = now_secs();
         match self {
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, ..) => {
                 let rows = rows.to_vec();
                 super::raw::with_connection(p, move |raw| sqlite::insert_raw(raw, &rows, now))
                     .await?;
@@ -670,7 +670,7 @@ impl Db {
             // on two connections and threads at once: sqlx would hand each row across
             // threads with a wake-up. Rollups are keyed by day first, so each half seeks
             // its slice of every day.
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, ..) => {
                 let Some(first_day) = self.first_rollup_day().await? else {
                     return Ok(HashMap::new());
                 };
@@ -793,8 +793,9 @@ impl Db {
         const KEEP_LATEST: &str = "ON CONFLICT (customer_id) DO UPDATE SET changed_at = CASE
             WHEN excluded.changed_at > activity_changes.changed_at THEN excluded.changed_at
             ELSE activity_changes.changed_at END";
+        let _turn = self.bulk_turn().await;
         match self {
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, ..) => {
                 let mut tx = p.begin().await?;
                 // In the log's own order, the latest change winning: grouping by customer
                 // would sort the whole log in memory (600 MB for a 7M-row log).
@@ -836,6 +837,7 @@ impl Db {
     /// that stays marked for the next run.
     pub async fn clear_changes(&self, ids: Option<&[i64]>, started_at: i64) -> Result<u64> {
         self.fold_changes().await?;
+        let _turn = self.bulk_turn().await;
         let mut cleared = 0;
         on_pool!(self, p => {
             match ids {

@@ -91,7 +91,7 @@ impl Db {
             .collect();
         let key = match self {
             Db::Postgres(_) => "name",
-            Db::Sqlite(_) => "code",
+            Db::Sqlite(..) => "code",
         };
         format!(
             "{column} IN (SELECT {key} FROM event_kinds WHERE meaning IN ({}))",
@@ -103,7 +103,7 @@ impl Db {
     pub(crate) fn kind_meaning(&self, column: &str) -> String {
         let key = match self {
             Db::Postgres(_) => "name",
-            Db::Sqlite(_) => "code",
+            Db::Sqlite(..) => "code",
         };
         format!("(SELECT k.meaning FROM event_kinds k WHERE k.{key} = {column})")
     }
@@ -150,7 +150,7 @@ impl Db {
     pub(crate) fn kind_name(&self, column: &str) -> String {
         match self {
             Db::Postgres(_) => column.to_owned(),
-            Db::Sqlite(_) => {
+            Db::Sqlite(..) => {
                 format!("(SELECT k.name FROM event_kinds k WHERE k.code = {column})")
             }
         }

@@ -27,6 +27,7 @@ mod users;
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::ConnectOptions as _;
@@ -60,7 +61,7 @@ pub use users::{Principal, Role, SessionRow, TokenInfo, TokenRow, UserRow, valid
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Sqlite($pool, ..) => $body,
             $crate::store::Db::Postgres($pool) => $body,
         }
     };
@@ -154,11 +155,37 @@ impl FromStr for DatabaseUrl {
     }
 }
 
-/// An open database: attune's tables and apalis's job tables, one pool for both.
+/// An open database: attune's tables and apalis's job tables, one pool for both. A SQLite
+/// database carries what its connections in this process share ([`Shared`]).
 #[derive(Debug, Clone)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, Arc<Shared>),
     Postgres(PgPool),
+}
+
+/// What every pool of one SQLite file in this process shares (the main pool and the
+/// queue's): whose turn it is to write, and the WAL checkpoint's state. It lives in the
+/// [`Db`] value, not in statics, so two databases in one process never wait for each other.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// One write transaction at a time, first come first served (SQLite's busy handler
+    /// would have the others sleep and retry, each holding a pooled connection).
+    turn: Arc<tokio::sync::Mutex<()>>,
+    /// Bulk writers (a page of scores, an ingest, an import) queue here before they queue
+    /// for `turn`, so at most one of them is ever ahead of a short write: a tick's
+    /// bookkeeping waits for the bulk transaction under way, not for every one behind it.
+    bulk: Arc<tokio::sync::Mutex<()>>,
+    /// One checkpoint at a time; an ingest that finds one running skips its own.
+    pub(crate) checkpointing: Arc<tokio::sync::Mutex<()>>,
+    /// Frames the WAL held at the last checkpoint an ingest ran.
+    pub(crate) wal_frames: std::sync::atomic::AtomicI64,
+}
+
+/// A writer's turn (SQLite): held for the length of one write transaction.
+#[derive(Debug)]
+pub struct WriteTurn {
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+    _bulk: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Db {
@@ -166,14 +193,14 @@ impl Db {
     /// the main pool's connections never makes a worker wait to poll or heartbeat.
     pub async fn queue_pool(&self) -> Result<Db> {
         match self {
-            Db::Sqlite(p) => {
+            Db::Sqlite(p, shared) => {
                 let opts = (*p.connect_options()).clone();
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(opts)
                     .await?;
-                Ok(Db::Sqlite(pool))
+                Ok(Db::Sqlite(pool, shared.clone()))
             }
             Db::Postgres(p) => {
                 let opts = (*p.connect_options()).clone();
@@ -219,7 +246,7 @@ impl Db {
                         url: url.redacted(),
                         source,
                     })?;
-                Ok(Db::Sqlite(pool))
+                Ok(Db::Sqlite(pool, Arc::default()))
             }
             DatabaseUrl::Postgres(u) => {
                 let opts = PgConnectOptions::from_str(u)
@@ -242,7 +269,8 @@ impl Db {
         }
     }
 
-    /// SQLite: this process's turn to write, taken before a write takes a connection.
+    /// SQLite: this process's turn to write a short transaction (a tick claimed, a job
+    /// started, a nudge decided), taken before the write takes a connection.
     ///
     /// SQLite has one writer at a time. Without a turn, a write waits for SQLite's lock
     /// inside its busy handler while holding a pooled connection; a few of those waiting
@@ -250,16 +278,34 @@ impl Db {
     /// pool empty, and every job stood still until the busy timeout (30 s) failed them.
     /// With it, writers queue here in the order they came, holding nothing, and at most
     /// one connection of the pool is ever writing. PostgreSQL: no turn (`None`).
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    pub(crate) async fn write_turn(&self) -> Option<WriteTurn> {
         match self {
-            Db::Sqlite(_) => Some(events::sqlite::WRITER.lock().await),
+            Db::Sqlite(_, shared) => Some(WriteTurn {
+                _turn: shared.turn.clone().lock_owned().await,
+                _bulk: None,
+            }),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// [`Db::write_turn`] for a long transaction (a page of scores, an ingest, an import):
+    /// bulk writers wait for each other first, so a short write waits behind at most one.
+    pub(crate) async fn bulk_turn(&self) -> Option<WriteTurn> {
+        match self {
+            Db::Sqlite(_, shared) => {
+                let bulk = shared.bulk.clone().lock_owned().await;
+                Some(WriteTurn {
+                    _turn: shared.turn.clone().lock_owned().await,
+                    _bulk: Some(bulk),
+                })
+            }
             Db::Postgres(_) => None,
         }
     }
 
     pub fn backend(&self) -> &'static str {
         match self {
-            Db::Sqlite(_) => "sqlite",
+            Db::Sqlite(..) => "sqlite",
             Db::Postgres(_) => "postgres",
         }
     }
@@ -291,7 +337,7 @@ impl Db {
             }};
         }
         match self {
-            Db::Sqlite(pool) => run!(
+            Db::Sqlite(pool, ..) => run!(
                 pool,
                 sqlx::migrate!("./migrations/sqlite"),
                 apalis_sqlite::SqliteStorage::migrations()
@@ -316,7 +362,7 @@ impl Db {
     /// nothing to do.
     pub async fn checkpoint(&self) -> Result<()> {
         match self {
-            Db::Sqlite(p) => events::sqlite::empty_wal(p).await,
+            Db::Sqlite(p, shared) => events::sqlite::empty_wal(p, shared).await,
             Db::Postgres(_) => Ok(()),
         }
     }

@@ -96,9 +96,9 @@ impl Db {
     /// Queues nudges, skipping any already queued for the same customer, kind and
     /// occasion, in one transaction. Returns how many were new.
     pub async fn insert_nudges(&self, nudges: Vec<NewNudge>) -> Result<u64> {
-        let _turn = self.write_turn().await;
+        let _turn = self.bulk_turn().await;
         let now = now_secs();
-        if let Db::Sqlite(p) = self {
+        if let Db::Sqlite(p, ..) = self {
             // One prepared statement stepped per row through SQLite's own API (`raw`).
             return super::raw::with_connection(p, move |raw| {
                 raw.execute("BEGIN IMMEDIATE")?;

@@ -158,7 +158,7 @@ impl Db {
             score_join(basis, "$4", "$5")
         );
         let (from, to) = basis.unwrap_or((-1, -1));
-        if let Db::Sqlite(p) = self {
+        if let Db::Sqlite(p, ..) = self {
             // Stepped through SQLite's own API (`raw`): sqlx would hand each row across
             // threads with a wake-up. `?N` is parameter N, as `$N` is above.
             let sql = sql.replace('$', "?");
@@ -323,7 +323,7 @@ impl Db {
         let sql = format!(
             "SELECT {EXISTING_COLUMNS} FROM nudges WHERE customer_id BETWEEN $1 AND $2 ORDER BY customer_id, id"
         );
-        if let Db::Sqlite(p) = self {
+        if let Db::Sqlite(p, ..) = self {
             // Stepped through SQLite's own API (`raw`), in the column order above.
             let sql = sql.replace('$', "?");
             return super::raw::with_scan(p, move |raw| {
@@ -380,7 +380,7 @@ impl Db {
     /// nudge is still in the state planning saw (a reviewer's decision is never
     /// overwritten). Returns how many rows changed.
     pub async fn apply_nudge_changes(&self, changes: &[Change]) -> Result<u64> {
-        let _turn = self.write_turn().await;
+        let _turn = self.bulk_turn().await;
         let now = now_secs();
         let mut done = 0;
         let releases: Vec<(i64, &str, i64)> = changes
@@ -446,7 +446,7 @@ impl Db {
         as_of: NaiveDate,
         dry_run: bool,
     ) -> Result<Vec<(String, i64)>> {
-        let _turn = self.write_turn().await;
+        let _turn = self.bulk_turn().await;
         let select = format!(
             "SELECT n.kind, COUNT(*) FROM nudges n JOIN customers c ON c.id = n.customer_id
              WHERE c.churned_on <= $1 AND n.status IN {OPEN_STATUSES} GROUP BY n.kind ORDER BY n.kind"
@@ -482,7 +482,7 @@ impl Db {
         &self,
         contacts: &[(i64, ContactRecord)],
     ) -> Result<ContactCounts> {
-        let _turn = self.write_turn().await;
+        let _turn = self.bulk_turn().await;
         let now = now_secs();
         // The last record of a contact wins; a statement may not touch one row twice.
         let mut last: HashMap<(i64, &str, &str), usize> = HashMap::new();

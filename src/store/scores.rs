@@ -63,9 +63,9 @@ impl Db {
         model_version: &str,
         scores: Vec<NewScore>,
     ) -> Result<()> {
-        let _turn = self.write_turn().await;
+        let _turn = self.bulk_turn().await;
         let now = now_secs();
-        if let Db::Sqlite(p) = self {
+        if let Db::Sqlite(p, ..) = self {
             // One prepared statement stepped per row through SQLite's own API (`raw`).
             let model_version = model_version.to_owned();
             return super::raw::with_connection(p, move |raw| {

@@ -165,7 +165,7 @@ fn json_of(events: &[ActivityEvent], kind_name: impl Fn(&ActivityEvent) -> &'sta
 
 async fn scalar(db: &Db, sql: &str) -> i64 {
     match db {
-        Db::Sqlite(p) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        Db::Sqlite(p, ..) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .fetch_one(p)
             .await
             .unwrap(),
@@ -394,7 +394,7 @@ async fn check_invariants(
     let running = scalar(db, "SELECT COUNT(*) FROM job_runs WHERE status = 'running'").await;
     assert_eq!(running, 0, "executions still marked running\n{}", tail(log));
     let apalis_running = match db {
-        Db::Sqlite(_) => scalar(db, "SELECT COUNT(*) FROM Jobs WHERE status = 'Running'").await,
+        Db::Sqlite(..) => scalar(db, "SELECT COUNT(*) FROM Jobs WHERE status = 'Running'").await,
         Db::Postgres(_) => {
             scalar(
                 db,

@@ -105,11 +105,13 @@ impl TestDb {
     /// Counts jobs of a queue in apalis's own table.
     pub async fn apalis_jobs(&self, queue: &str) -> i64 {
         match &self.db {
-            Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM Jobs WHERE job_type = $1")
-                .bind(queue)
-                .fetch_one(p)
-                .await
-                .unwrap(),
+            Db::Sqlite(p, ..) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM Jobs WHERE job_type = $1")
+                    .bind(queue)
+                    .fetch_one(p)
+                    .await
+                    .unwrap()
+            }
             Db::Postgres(p) => {
                 sqlx::query_scalar("SELECT COUNT(*) FROM apalis.jobs WHERE job_type = $1")
                     .bind(queue)

@@ -36,7 +36,7 @@ async fn event_count(db: &Db) -> i64 {
 async fn rollup_total(db: &Db) -> i64 {
     let sql = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM activity_daily";
     match db {
-        Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        Db::Sqlite(p, ..) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
         Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
     }
 }
@@ -159,7 +159,7 @@ both_backends!(
 async fn billing_table(t: &TestDb, dir: &Path) -> (SourceConfig, String) {
     let ddl = "CREATE TABLE billing_events (id INTEGER PRIMARY KEY, acct TEXT, type TEXT, ts TEXT, amount DOUBLE PRECISION)";
     let url = match &t.db {
-        Db::Sqlite(_) => {
+        Db::Sqlite(..) => {
             let path = dir.join("billing.db");
             let url = format!("sqlite://{}", path.display());
             let opts = sqlx::sqlite::SqliteConnectOptions::new()
@@ -218,7 +218,7 @@ async fn insert_billing(t: &TestDb, url: &str, from: i64, to: i64, acct: &str) {
         .collect();
     let sql = "INSERT INTO billing_events (id, acct, type, ts, amount) VALUES ($1, $2, $3, $4, $5)";
     match &t.db {
-        Db::Sqlite(_) => {
+        Db::Sqlite(..) => {
             let pool = sqlx::SqlitePool::connect(url).await.unwrap();
             for r in rows {
                 sqlx::query(sql)
@@ -284,7 +284,7 @@ async fn sql_crash_and_resume(t: &TestDb) {
     assert_eq!((r.stored, r.duplicate, r.quarantined), (2, 0, 1));
     assert_eq!(r.cursor.as_deref(), Some("13"));
     let kinds: Vec<(String, String)> = match &t.db {
-        Db::Sqlite(p) => sqlx::query_as(
+        Db::Sqlite(p, ..) => sqlx::query_as(
             "SELECT k.name, e.source FROM events e JOIN event_kinds k ON k.code = e.kind ORDER BY e.id LIMIT 2",
         )
             .fetch_all(p)
@@ -323,7 +323,7 @@ async fn http_batches(t: &TestDb) {
         {"customer_id": "c1", "kind": "usage", "occurred_at": "2026-03-01", "value": "lots", "source_event_id": "u2"},
         "not an object"
     ]"#;
-    let r = sources::http::ingest_body(&ctx, &src, &ids, body, "request 1")
+    let r = sources::http::ingest_body(&ctx, &src, &ids, body, JSON, "request 1")
         .await
         .unwrap()
         .unwrap();
@@ -335,7 +335,7 @@ async fn http_batches(t: &TestDb) {
     );
     assert!(r.rejections.iter().all(|x| x.quarantined));
     // The client retries the same request: nothing is stored or quarantined twice.
-    let r = sources::http::ingest_body(&ctx, &src, &ids, body, "request 2")
+    let r = sources::http::ingest_body(&ctx, &src, &ids, body, JSON, "request 2")
         .await
         .unwrap()
         .unwrap();
@@ -343,23 +343,33 @@ async fn http_batches(t: &TestDb) {
     assert_eq!(event_count(&t.db).await, 2);
     assert_eq!(t.db.quarantined(false, None, 100).await.unwrap().len(), 3);
     // A body that is not JSON at all is refused whole, with the reason.
-    let e = sources::http::ingest_body(&ctx, &src, &ids, b"[{", "request 3")
+    let e = sources::http::ingest_body(&ctx, &src, &ids, b"[{", JSON, "request 3")
         .await
         .unwrap()
         .unwrap_err();
-    assert!(e.0.contains("not a JSON array"), "{e}");
+    assert!(e.0.contains("not valid JSON"), "{e}");
 }
 both_backends!(http_batches_answer_per_event, super::http_batches);
+
+const JSON: sources::http::BodyFormat = sources::http::BodyFormat::JsonArray;
 
 async fn post_events(
     router: &axum::Router,
     token: Option<&str>,
     body: Vec<u8>,
 ) -> (u16, serde_json::Value) {
+    post_events_as(router, token, "application/json", body).await
+}
+
+async fn post_events_as(
+    router: &axum::Router,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, serde_json::Value) {
     use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
-    let mut req =
-        axum::http::Request::post("/v1/events").header("content-type", "application/json");
+    let mut req = axum::http::Request::post("/v1/events").header("content-type", content_type);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
@@ -397,7 +407,7 @@ async fn http_endpoint(t: &TestDb) {
     assert_eq!(v["rejections"][0]["index"], 1);
     // NDJSON with the same events: the accepted one is a duplicate now.
     let nd = b"{\"customer_id\":\"c1\",\"kind\":\"login\",\"occurred_at\":\"2026-03-01\",\"source_event_id\":\"a\"}\n".to_vec();
-    let (status, v) = post_events(&router, Some("attune"), nd).await;
+    let (status, v) = post_events_as(&router, Some("attune"), "application/x-ndjson", nd).await;
     assert_eq!((status, v["duplicate"].as_u64()), (200, Some(1)));
     // No token, a wrong token, a body that is not JSON, a body that is too large: refused
     // with a reason, and nothing stored.
@@ -417,8 +427,50 @@ async fn http_endpoint(t: &TestDb) {
         "{v}"
     );
     let huge = vec![b' '; attune::http::events::MAX_BODY + 1];
-    let (status, _) = post_events(&router, Some("attune"), huge).await;
-    assert_eq!(status, 413);
+    let (status, v) = post_events(&router, Some("attune"), huge).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (413, Some("body_too_large")),
+        "a JSON error, as every refusal: {v}"
+    );
+    // The contract the README documents: a body sent as anything but JSON or NDJSON is
+    // 415; an object where the array belongs, or a line of NDJSON that is not JSON, is
+    // 400, and nothing of the request is stored.
+    let (status, v) = post_events_as(&router, Some("attune"), "text/plain", body.to_vec()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (415, Some("unsupported_media_type")),
+        "{v}"
+    );
+    let object =
+        br#"{"customer_id":"c1","kind":"login","occurred_at":"2026-03-02","source_event_id":"o"}"#;
+    let (status, v) = post_events(&router, Some("attune"), object.to_vec()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an array"),
+        "{v}"
+    );
+    let nd = b"{\"customer_id\":\"c1\",\"kind\":\"login\",\"occurred_at\":\"2026-03-02\",\"source_event_id\":\"n\"}\n{\"customer_id\": \n".to_vec();
+    let (status, v) = post_events_as(&router, Some("attune"), "application/x-ndjson", nd).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2 "),
+        "{v}"
+    );
     assert_eq!(event_count(&t.db).await, before);
 }
 both_backends!(

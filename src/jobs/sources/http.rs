@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::map_rows;
 use crate::config::SourceConfig;
 use crate::ingest::mapping::Rejection;
-use crate::ingest::record::{Problem, Record, json_record};
+use crate::ingest::record::{Record, json_record};
 use crate::jobs::JobContext;
 use crate::store::{CustomerIds, FailPoint, IngestBatch};
 
@@ -38,37 +38,90 @@ pub struct HttpRejection {
 #[error("{0}")]
 pub struct BodyError(pub String);
 
+/// How a request's body is framed, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/json`: one JSON array of event objects.
+    JsonArray,
+    /// `application/x-ndjson` (or `application/ndjson`, `application/jsonl`): one JSON
+    /// object per line.
+    Ndjson,
+}
+
+impl BodyFormat {
+    /// The format a `Content-Type` value names; `None` for any other type (answered 415).
+    pub fn from_content_type(value: &str) -> Option<Self> {
+        let media = value.split(';').next()?.trim().to_ascii_lowercase();
+        match media.as_str() {
+            "application/json" => Some(Self::JsonArray),
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/x-jsonlines"
+            | "application/jsonlines" => Some(Self::Ndjson),
+            _ => None,
+        }
+    }
+}
+
 /// Splits a body into items: a JSON array of objects, or NDJSON (one object per line).
-pub(crate) fn parse_body(body: &[u8]) -> Result<Vec<Result<Record, Rejection>>, BodyError> {
+///
+/// Text that is not JSON refuses the whole request ([`BodyError`], a 400 naming where),
+/// so a body garbled in transit is never half-stored; a well-formed item that is not a
+/// valid event (a missing field, a number for an object) is one rejection among the rest.
+pub(crate) fn parse_body(
+    body: &[u8],
+    format: BodyFormat,
+) -> Result<Vec<Result<Record, Rejection>>, BodyError> {
     let text = std::str::from_utf8(body)
         .map_err(|e| BodyError(format!("the body is not valid UTF-8 ({e})")))?;
-    let trimmed = text.trim_start();
-    let items: Vec<Result<Record, Rejection>> = if trimmed.starts_with('[') {
-        let values: Vec<serde_json::Value> = serde_json::from_str(trimmed).map_err(|e| {
-            BodyError(format!(
-                "the body starts with [ but is not a JSON array ({e}); send a JSON array of event objects, or NDJSON"
-            ))
-        })?;
-        values
-            .into_iter()
-            .map(|v| {
-                let text = v.to_string();
-                json_record(v, "item").map_err(|p| Rejection::malformed(p.with_raw(text)))
-            })
-            .collect()
-    } else {
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
-                Ok(v) => json_record(v, "line").map_err(|p| Rejection::malformed(p.with_raw(l))),
-                Err(e) => Err(Rejection::malformed(
-                    Problem::row(format!(
-                        "not valid JSON ({e}); expected one JSON object per line"
+    if text.trim().is_empty() {
+        return Err(BodyError(
+            "the body holds no events; send a JSON array of event objects, or NDJSON".into(),
+        ));
+    }
+    let items: Vec<Result<Record, Rejection>> = match format {
+        BodyFormat::JsonArray => {
+            let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                BodyError(format!(
+                    "the body is not valid JSON (line {}, column {}: {e}); send a JSON array of event objects",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            let serde_json::Value::Array(values) = value else {
+                return Err(BodyError(format!(
+                    "the body is a JSON {}, not an array; send a JSON array of event objects \
+                     (or NDJSON with Content-Type: application/x-ndjson)",
+                    crate::ingest::record::json_kind(&value)
+                )));
+            };
+            values
+                .into_iter()
+                .map(|v| {
+                    let text = v.to_string();
+                    json_record(v, "item").map_err(|p| Rejection::malformed(p.with_raw(text)))
+                })
+                .collect()
+        }
+        BodyFormat::Ndjson => {
+            let mut items = Vec::new();
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                    BodyError(format!(
+                        "line {} is not valid JSON ({e}); send one JSON object per line; nothing was stored",
+                        i + 1
                     ))
-                    .with_raw(l),
-                )),
-            })
-            .collect()
+                })?;
+                items.push(
+                    json_record(v, "line").map_err(|p| Rejection::malformed(p.with_raw(line))),
+                );
+            }
+            items
+        }
     };
     if items.is_empty() {
         return Err(BodyError(
@@ -91,10 +144,11 @@ pub async fn ingest_body(
     source: &SourceConfig,
     ids: &CustomerIds,
     body: &[u8],
+    format: BodyFormat,
     request: &str,
 ) -> anyhow::Result<Result<HttpIngestReport, BodyError>> {
     let started = std::time::Instant::now();
-    let items = match parse_body(body) {
+    let items = match parse_body(body, format) {
         Ok(items) => items,
         Err(e) => return Ok(Err(e)),
     };
@@ -152,7 +206,14 @@ pub async fn ingest_body(
 /// Fuzzing entry point: parses `data` as a request body and maps every item with a source
 /// that renames columns and kinds; ignores the result.
 pub fn fuzz_body(data: &[u8]) {
-    let Ok(items) = parse_body(data) else { return };
+    let format = if data.trim_ascii_start().starts_with(b"[") {
+        BodyFormat::JsonArray
+    } else {
+        BodyFormat::Ndjson
+    };
+    let Ok(items) = parse_body(data, format) else {
+        return;
+    };
     let mapping = crate::ingest::mapping::EventMapping {
         source: "fuzz".into(),
         columns: [("customer_id".to_owned(), "acct".to_owned())].into(),
@@ -189,8 +250,9 @@ mod tests {
 
     #[test]
     fn bodies_are_json_arrays_or_ndjson_and_bad_items_stay_apart() {
+        use BodyFormat::*;
         let arr = br#"[{"customer_id":"c1","kind":"login","occurred_at":"2026-01-01"}, 7]"#;
-        let items = parse_body(arr).unwrap();
+        let items = parse_body(arr, JsonArray).unwrap();
         assert_eq!(items.len(), 2);
         assert!(items[0].is_ok());
         assert!(
@@ -200,24 +262,63 @@ mod tests {
                 .problem
                 .contains("item is a JSON number")
         );
-        let nd = b"{\"customer_id\":\"c1\"}\n\n{oops\n";
-        let items = parse_body(nd).unwrap();
+        let nd = b"{\"customer_id\":\"c1\"}\n\n7\n";
+        let items = parse_body(nd, Ndjson).unwrap();
         assert_eq!(items.len(), 2);
         assert!(
             items[1]
                 .as_ref()
                 .unwrap_err()
                 .problem
-                .starts_with("not valid JSON")
+                .contains("line is a JSON number")
         );
-        assert!(parse_body(b"  ").unwrap_err().0.contains("no events"));
         assert!(
-            parse_body(b"[1,")
+            parse_body(b"  ", JsonArray)
                 .unwrap_err()
                 .0
-                .contains("not a JSON array")
+                .contains("no events")
         );
-        assert!(parse_body(b"\xff").unwrap_err().0.contains("UTF-8"));
+        assert!(
+            parse_body(b"  ", Ndjson)
+                .unwrap_err()
+                .0
+                .contains("no events")
+        );
+        assert!(
+            parse_body(b"\xff", JsonArray)
+                .unwrap_err()
+                .0
+                .contains("UTF-8")
+        );
+    }
+
+    /// Text that is not JSON refuses the request whole, naming where; an object where an
+    /// array belongs is refused, not read as one line of NDJSON.
+    #[test]
+    fn text_that_is_not_json_refuses_the_request() {
+        use BodyFormat::*;
+        let e = parse_body(b"[1,", JsonArray).unwrap_err().0;
+        assert!(e.contains("not valid JSON (line 1, column 3"), "{e}");
+        let e = parse_body(br#"{"customer_id": "c1"}"#, JsonArray)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("is a JSON object, not an array"), "{e}");
+        let e = parse_body(b"{\"a\":1}\n{oops\n", Ndjson).unwrap_err().0;
+        assert!(e.starts_with("line 2 is not valid JSON"), "{e}");
+        let e = parse_body(br#"{"customer_id": "#, JsonArray).unwrap_err().0;
+        assert!(e.contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn content_types_name_the_format() {
+        use BodyFormat::*;
+        let f = BodyFormat::from_content_type;
+        assert_eq!(f("application/json"), Some(JsonArray));
+        assert_eq!(f("Application/JSON; charset=utf-8"), Some(JsonArray));
+        assert_eq!(f("application/x-ndjson"), Some(Ndjson));
+        assert_eq!(f("application/jsonl"), Some(Ndjson));
+        assert_eq!(f("text/plain"), None);
+        assert_eq!(f(""), None);
     }
 
     #[test]

@@ -16,7 +16,9 @@ use super::{
 };
 use crate::store::raw::{Raw, Stmt};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::store::Shared;
 
 // Conflict clauses: `OR IGNORE` and `OR FAIL` where they say what is meant. A statement
 // of many rows that may *abort* (the default for `NOT NULL`, including a key's columns)
@@ -248,16 +250,6 @@ const AUTO_CHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 1000";
 /// WAL frames (4 KiB pages) past which an ingest truncates the WAL before returning.
 const WAL_LIMIT: i64 = 262_144;
 
-/// One write transaction at a time in this process, first come first served (a fair
-/// queue: SQLite's busy handler would have the others sleep and retry, each holding a
-/// pooled connection while it sleeps). See [`crate::store::Db::write_turn`].
-pub(crate) static WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// One checkpoint at a time in this process; an ingest that finds one running skips its
-/// own (the next ingest, or SQLite's automatic checkpoint on other connections, catches up).
-static CHECKPOINTING: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
-    std::sync::LazyLock::new(Arc::default);
-
 /// Copies the WAL frames earlier transactions left into the database: a `PASSIVE`
 /// checkpoint on another connection, in the background, beside the transaction being
 /// written (on the other core). It records how many frames the WAL held for
@@ -269,9 +261,12 @@ static CHECKPOINTING: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
 /// A large transaction ([`super::LARGE_TRANSACTION`]) waits for it after its commit, so the WAL's copy keeps pace with a
 /// long import; a request of a few thousand events does not, so it never waits for the
 /// copy of what the requests before it wrote.
-pub(super) fn start_checkpoint(pool: &sqlx::SqlitePool) -> Option<tokio::task::JoinHandle<()>> {
-    let running = CHECKPOINTING.clone().try_lock_owned().ok()?;
-    let pool = pool.clone();
+pub(super) fn start_checkpoint(
+    pool: &sqlx::SqlitePool,
+    shared: &Arc<Shared>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let running = shared.checkpointing.clone().try_lock_owned().ok()?;
+    let (pool, shared) = (pool.clone(), shared.clone());
     Some(tokio::spawn(async move {
         let _running = running;
         let frames = crate::store::raw::with_connection(&pool, |raw| {
@@ -280,32 +275,29 @@ pub(super) fn start_checkpoint(pool: &sqlx::SqlitePool) -> Option<tokio::task::J
         })
         .await;
         match frames {
-            Ok(frames) => WAL_FRAMES.store(frames, Ordering::Relaxed),
+            Ok(frames) => shared.wal_frames.store(frames, Ordering::Relaxed),
             // Nothing is lost: the frames stay in the WAL for the next checkpoint.
             Err(e) => tracing::warn!(error = %e, "checkpointing the WAL after an ingest"),
         }
     }))
 }
 
-/// Frames the WAL held at the last checkpoint [`start_checkpoint`] ran.
-static WAL_FRAMES: AtomicI64 = AtomicI64::new(0);
-
 /// Empties the WAL once the last checkpoint found it holding more than [`WAL_LIMIT`]
 /// frames, after an ingest's commit, before the next ingest's turn: the frames left to
 /// copy are then mostly that transaction's.
-pub(super) async fn truncate_wal(pool: &sqlx::SqlitePool) -> Result<()> {
-    if WAL_FRAMES.load(Ordering::Relaxed) <= WAL_LIMIT {
+pub(super) async fn truncate_wal(pool: &sqlx::SqlitePool, shared: &Shared) -> Result<()> {
+    if shared.wal_frames.load(Ordering::Relaxed) <= WAL_LIMIT {
         return Ok(());
     }
-    empty_wal(pool).await
+    empty_wal(pool, shared).await
 }
 
 /// Copies the whole WAL into the database and empties it, after any checkpoint running.
-pub(crate) async fn empty_wal(pool: &sqlx::SqlitePool) -> Result<()> {
-    let _running = CHECKPOINTING.lock().await;
+pub(crate) async fn empty_wal(pool: &sqlx::SqlitePool, shared: &Shared) -> Result<()> {
+    let _running = shared.checkpointing.lock().await;
     crate::store::raw::with_connection(pool, |raw| raw.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
         .await?;
-    WAL_FRAMES.store(0, Ordering::Relaxed);
+    shared.wal_frames.store(0, Ordering::Relaxed);
     Ok(())
 }
 
