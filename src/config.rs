@@ -403,6 +403,17 @@ pub struct Http {
     pub session_hours: u64,
     /// The largest request body accepted, in bytes; larger ones are refused with 413.
     pub body_limit_bytes: usize,
+    /// Failed sign-ins for one name (a user's or not) within `login_window_minutes` that
+    /// lock the name for `login_lockout_minutes` (an admin lifts it sooner with `attune
+    /// users unlock NAME`).
+    pub login_max_failures: u32,
+    /// Failed sign-ins from one address within the window that lock the address.
+    pub login_max_failures_per_address: u32,
+    pub login_window_minutes: u64,
+    pub login_lockout_minutes: u64,
+    /// Take the client's address from the last entry of `X-Forwarded-For` (set this only
+    /// behind a reverse proxy that appends it); otherwise the connection's peer address.
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -573,6 +584,11 @@ impl Default for Http {
             cookie_secure: true,
             session_hours: 12,
             body_limit_bytes: 256 * 1024,
+            login_max_failures: 5,
+            login_max_failures_per_address: 20,
+            login_window_minutes: 15,
+            login_lockout_minutes: 15,
+            trust_forwarded_for: false,
         }
     }
 }
@@ -866,6 +882,25 @@ impl Config {
                     self.http.body_limit_bytes
                 ),
             ));
+        }
+        for (key, v) in [
+            (
+                "http.login_max_failures",
+                self.http.login_max_failures as u64,
+            ),
+            (
+                "http.login_max_failures_per_address",
+                self.http.login_max_failures_per_address as u64,
+            ),
+            ("http.login_window_minutes", self.http.login_window_minutes),
+            (
+                "http.login_lockout_minutes",
+                self.http.login_lockout_minutes,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1".into()));
+            }
         }
         self.playbook.validate(&invalid)?;
         if self.worker.name.trim().is_empty() {

@@ -43,6 +43,15 @@ pub enum UsersCommand {
         #[arg(long)]
         enable: bool,
     },
+    /// Names and addresses locked after repeated failed sign-ins, with when each lock ends.
+    Locks,
+    /// Lift the sign-in lock on a name (or on an address, with --address) now.
+    Unlock {
+        /// The user name, or the address with --address.
+        target: String,
+        #[arg(long)]
+        address: bool,
+    },
 }
 
 /// Reads a password from standard input's first line, or asks for it twice on the
@@ -146,6 +155,43 @@ pub async fn run(config: &Config, cmd: UsersCommand, out: &Printer) -> anyhow::R
             out.message(
                 &serde_json::json!({"name": name, "password_changed": true}),
                 &format!("changed the password of {name}; their sessions have ended"),
+            )
+        }
+        UsersCommand::Locks => {
+            let locks = db.login_locks().await?;
+            if out.json {
+                let v: Vec<_> = locks
+                    .iter()
+                    .map(|(k, until)| serde_json::json!({"key": k, "locked_until": until}))
+                    .collect();
+                return out.message(&serde_json::Value::Array(v), "");
+            }
+            if locks.is_empty() {
+                println!("nothing is locked");
+            }
+            for (key, until) in locks {
+                println!("{key:<40} until {}", super::fmt_time(until));
+            }
+            Ok(())
+        }
+        UsersCommand::Unlock { target, address } => {
+            let key = if address {
+                format!("addr:{target}")
+            } else {
+                format!("user:{target}")
+            };
+            let lifted = db.clear_login_failures(&key).await?;
+            if lifted {
+                db.audit(&actor, "login.unlocked", &key, &serde_json::json!({}))
+                    .await?;
+            }
+            out.message(
+                &serde_json::json!({"key": key, "lifted": lifted}),
+                &if lifted {
+                    format!("{key} may sign in again")
+                } else {
+                    format!("{key} had no failed sign-ins or lock to lift")
+                },
             )
         }
         UsersCommand::Set {

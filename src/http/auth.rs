@@ -56,6 +56,29 @@ pub fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password(&random_hex(16)).unwrap_or_default())
 }
 
+/// The address a request came from, for throttling: the connection's peer, or with
+/// `trust_forwarded_for` the last `X-Forwarded-For` entry (the one the reverse proxy in
+/// front appended). `unknown` when neither is there (a request made in-process).
+pub fn client_address(req: &Request, trust_forwarded_for: bool) -> String {
+    if trust_forwarded_for
+        && let Some(last) = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .last()
+        && let Ok(ip) = last.parse::<std::net::IpAddr>()
+    {
+        return ip.to_string();
+    }
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string())
+}
+
 /// Checks a new password: 8 to 1024 characters.
 pub fn validate_password(password: &str) -> Result<(), String> {
     let n = password.chars().count();
@@ -357,6 +380,18 @@ mod tests {
         assert!(!verify_password("correct horsE", &h));
         assert!(!verify_password("correct horse", "not a hash"));
         assert!(!verify_password("anything", decoy_hash()));
+    }
+
+    /// Signing in as an unknown name verifies one hash exactly as costly as a user's
+    /// (same algorithm, version and parameters), so the answer takes as long either way.
+    #[test]
+    fn the_decoy_costs_what_a_users_hash_costs() {
+        let params = |h: &str| {
+            let h = PasswordHash::new(h).unwrap();
+            (h.algorithm.to_string(), h.version, h.params.to_string())
+        };
+        let user = hash_password("correct horse").unwrap();
+        assert_eq!(params(decoy_hash()), params(&user));
     }
 
     #[test]

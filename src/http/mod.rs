@@ -427,7 +427,11 @@ impl Application {
         F: Future<Output = ()> + Send + 'static,
     {
         tracing::info!(url = %self.url(), "review desk listening");
-        axum::serve(self.listener, self.router)
+        // The peer's address reaches handlers (sign-in throttling per address).
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
     }

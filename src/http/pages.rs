@@ -149,6 +149,7 @@ async fn login_page(
 
 async fn login(State(state): State<AppState>, req: Request) -> PageResult {
     let headers = req.headers().clone();
+    let address = auth::client_address(&req, state.ctx.config.http.trust_forwarded_for);
     let bytes = body_bytes(req, &state).await?;
     let fields = parse_form(&bytes)?;
     let sent = field(&fields, "csrf").unwrap_or_default();
@@ -163,6 +164,22 @@ async fn login(State(state): State<AppState>, req: Request) -> PageResult {
         .find(|(k, _)| k == "password")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
+    // Throttled per name (a user's or not: the answer never tells which) and per address;
+    // a locked name or address is refused before any password is checked.
+    let cfg = &state.ctx.config.http;
+    let keys = [
+        (format!("user:{name}"), cfg.login_max_failures),
+        (
+            format!("addr:{address}"),
+            cfg.login_max_failures_per_address,
+        ),
+    ];
+    for (key, _) in &keys {
+        if let Some(until) = state.ctx.db.login_locked_until(key).await? {
+            tracing::info!(name = %name, %address, key = %key, "sign-in refused: locked");
+            return locked_form(&state, next, name, until);
+        }
+    }
     let creds = state.ctx.db.user_credentials(&name).await?;
     let hash = creds
         .as_ref()
@@ -175,7 +192,38 @@ async fn login(State(state): State<AppState>, req: Request) -> PageResult {
     let user = match creds {
         Some((user, _)) if matches && !user.disabled => user,
         _ => {
-            tracing::info!(name = %name, "sign-in refused");
+            tracing::info!(name = %name, %address, "sign-in refused");
+            let mut locked = None;
+            for (key, max) in &keys {
+                let until = state
+                    .ctx
+                    .db
+                    .record_login_failure(
+                        key,
+                        *max,
+                        cfg.login_window_minutes as i64 * 60,
+                        cfg.login_lockout_minutes as i64 * 60,
+                    )
+                    .await?;
+                if let Some(until) = until {
+                    tracing::warn!(key = %key, %address, until, failures = max, "sign-in locked after repeated failures");
+                    let detail = serde_json::json!({
+                        "failures": max,
+                        "window_minutes": cfg.login_window_minutes,
+                        "locked_until": until,
+                        "address": address,
+                    });
+                    state
+                        .ctx
+                        .db
+                        .audit("system", "login.locked", key, &detail)
+                        .await?;
+                    locked = Some(until);
+                }
+            }
+            if let Some(until) = locked {
+                return locked_form(&state, next, name, until);
+            }
             return login_form(
                 &state,
                 StatusCode::UNAUTHORIZED,
@@ -198,6 +246,11 @@ async fn login(State(state): State<AppState>, req: Request) -> PageResult {
             crate::store::now_secs() + max_age,
         )
         .await?;
+    state
+        .ctx
+        .db
+        .clear_login_failures(&format!("user:{name}"))
+        .await?;
     tracing::info!(user = %user.name, "signed in");
     let secure = state.ctx.config.http.cookie_secure;
     let mut r = see_other(&next);
@@ -209,6 +262,29 @@ async fn login(State(state): State<AppState>, req: Request) -> PageResult {
         header::SET_COOKIE,
         set_cookie(LOGIN_COOKIE, "", "/login", 0, secure),
     );
+    Ok(r)
+}
+
+/// The sign-in form answered 429 while a name or address is locked, saying until when
+/// and how to lift it, with `Retry-After`.
+fn locked_form(state: &AppState, next: String, name: String, until: i64) -> PageResult {
+    let now = crate::store::now_secs();
+    let minutes = ((until - now).max(0) + 59) / 60;
+    let at = chrono::DateTime::from_timestamp(until, 0)
+        .map(|t| t.format("%H:%M UTC").to_string())
+        .unwrap_or_default();
+    let mut r = login_form(
+        state,
+        StatusCode::TOO_MANY_REQUESTS,
+        next,
+        name,
+        Some(format!(
+            "Too many failed sign-ins: signing in with this name or from this address is paused until {at} (about {minutes} min). An admin can lift it sooner with `attune users unlock NAME`."
+        )),
+    )?;
+    if let Ok(v) = header::HeaderValue::from_str(&(until - now).max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
     Ok(r)
 }
 

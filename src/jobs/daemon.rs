@@ -217,9 +217,9 @@ impl Queues {
         Ok(Self::on(&queue_db, heartbeat))
     }
 
-    /// The queues on `db`'s own pool (tests, and enqueueing from one-off commands).
-    pub fn new(db: &Db) -> Self {
-        Self::on(db, Duration::from_secs(5))
+    /// [`Queues::open`] with a 5-second heartbeat (tests).
+    pub async fn new(db: &Db) -> anyhow::Result<Self> {
+        Self::open(db, Duration::from_secs(5)).await
     }
 
     fn on(db: &Db, heartbeat: Duration) -> Self {

@@ -155,8 +155,17 @@ impl FromStr for DatabaseUrl {
     }
 }
 
-/// An open database: attune's tables and apalis's job tables, one pool for both. A SQLite
-/// database carries what its connections in this process share ([`Shared`]).
+/// The file the job queue of the SQLite database at `db` lives in: `attune.db` →
+/// `attune.db.queue` (see [`Db::queue_pool`]).
+pub fn queue_path(db: &std::path::Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".queue");
+    PathBuf::from(name)
+}
+
+/// An open database (attune's tables; on PostgreSQL apalis's job tables too, in their own
+/// schema; on SQLite those are in the queue's file, [`Db::queue_pool`]). A SQLite database
+/// carries what its connections in this process share ([`Shared`]).
 #[derive(Debug, Clone)]
 pub enum Db {
     Sqlite(SqlitePool, Arc<Shared>),
@@ -189,18 +198,40 @@ pub struct WriteTurn {
 }
 
 impl Db {
-    /// A second, small pool to the same database, for the job queue: bulk work holding
-    /// the main pool's connections never makes a worker wait to poll or heartbeat.
+    /// The job queue's own small pool: bulk work holding the main pool's connections never
+    /// makes a worker wait for a connection to poll, heartbeat or acknowledge.
+    ///
+    /// On SQLite the queue (apalis's tables) lives in a file of its own beside the
+    /// database ([`queue_path`]), with its own migrations: SQLite has one writer per file,
+    /// and a worker taking its next job must not wait in SQLite's busy handler behind a
+    /// scoring run's pages or an ingest (the cause of jobs starting seconds after their
+    /// tick). The file holds only jobs waiting or running; attune's record of every
+    /// execution (`job_runs`) stays in the database. On PostgreSQL the queue is apalis's
+    /// schema in the same database.
     pub async fn queue_pool(&self) -> Result<Db> {
         match self {
-            Db::Sqlite(p, shared) => {
-                let opts = (*p.connect_options()).clone();
+            Db::Sqlite(p, _) => {
+                let path = queue_path(p.connect_options().get_filename());
+                let opts = (*p.connect_options()).clone().filename(&path);
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(opts)
-                    .await?;
-                Ok(Db::Sqlite(pool, shared.clone()))
+                    .await
+                    .map_err(|source| StoreError::Connect {
+                        url: format!("sqlite://{}", path.display()),
+                        source,
+                    })?;
+                let mut theirs = apalis_sqlite::SqliteStorage::<()>::migrations();
+                theirs.set_ignore_missing(true);
+                theirs
+                    .run(&pool)
+                    .await
+                    .map_err(|source| StoreError::Migrate {
+                        which: "apalis",
+                        source,
+                    })?;
+                Ok(Db::Sqlite(pool, Arc::default()))
             }
             Db::Postgres(p) => {
                 let opts = (*p.connect_options()).clone();
@@ -337,11 +368,15 @@ impl Db {
             }};
         }
         match self {
-            Db::Sqlite(pool, ..) => run!(
-                pool,
-                sqlx::migrate!("./migrations/sqlite"),
-                apalis_sqlite::SqliteStorage::migrations()
-            ),
+            Db::Sqlite(pool, ..) => {
+                // apalis's tables are in the queue's own file ([`Db::queue_pool`]).
+                let mut ours = sqlx::migrate!("./migrations/sqlite");
+                ours.dangerous_set_table_name("attune_migrations");
+                ours.run(pool).await.map_err(|source| StoreError::Migrate {
+                    which: "attune",
+                    source,
+                })?;
+            }
             Db::Postgres(pool) => {
                 run!(
                     pool,

@@ -211,6 +211,57 @@ impl Db {
     }
 
     /// The user and their password hash, for signing in.
+    /// When `key` (`user:NAME` or `addr:IP`) is locked until, if it is locked now.
+    pub async fn login_locked_until(&self, key: &str) -> Result<Option<i64>> {
+        let sql = "SELECT locked_until FROM login_failures WHERE key = $1 AND locked_until > $2";
+        let row: Option<(Option<i64>,)> = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(key).bind(now_secs()).fetch_optional(p).await?);
+        Ok(row.and_then(|(t,)| t))
+    }
+
+    /// Counts a failed sign-in for `key` within a window of `window_secs`; the failure
+    /// that reaches `max` locks the key for `lock_secs` and starts the count over.
+    /// Returns when the key is locked until, if this failure locked it.
+    pub async fn record_login_failure(
+        &self,
+        key: &str,
+        max: u32,
+        window_secs: i64,
+        lock_secs: i64,
+    ) -> Result<Option<i64>> {
+        let _turn = self.write_turn().await;
+        let now = now_secs();
+        let sql = "INSERT INTO login_failures (key, failures, window_start) VALUES ($1, 1, $2)
+                   ON CONFLICT (key) DO UPDATE SET
+                     failures = CASE WHEN login_failures.window_start <= $3 THEN 1 ELSE login_failures.failures + 1 END,
+                     window_start = CASE WHEN login_failures.window_start <= $3 THEN $2 ELSE login_failures.window_start END
+                   RETURNING failures";
+        let (failures,): (i64,) = on_pool!(self, p => sqlx::query_as(sql)
+            .bind(key).bind(now).bind(now - window_secs).fetch_one(p).await?);
+        if failures < max as i64 {
+            return Ok(None);
+        }
+        let until = now + lock_secs;
+        on_pool!(self, p => { sqlx::query("UPDATE login_failures SET locked_until = $1, failures = 0, window_start = $2 WHERE key = $3")
+            .bind(until).bind(now).bind(key).execute(p).await?; });
+        Ok(Some(until))
+    }
+
+    /// Forgets `key`'s failures and lifts its lock; true if there was anything to forget.
+    pub async fn clear_login_failures(&self, key: &str) -> Result<bool> {
+        let _turn = self.write_turn().await;
+        let n = on_pool!(self, p => sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key).execute(p).await?.rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Keys locked now, with when each lock ends.
+    pub async fn login_locks(&self) -> Result<Vec<(String, i64)>> {
+        let sql =
+            "SELECT key, locked_until FROM login_failures WHERE locked_until > $1 ORDER BY key";
+        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(now_secs()).fetch_all(p).await?))
+    }
+
     pub async fn user_credentials(&self, name: &str) -> Result<Option<(UserRow, String)>> {
         let sql = "SELECT id, name, role, disabled, created_at, updated_at, password_hash FROM users WHERE name = $1";
         let row: Option<(i64, String, String, bool, i64, i64, String)> =

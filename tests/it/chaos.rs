@@ -394,7 +394,12 @@ async fn check_invariants(
     let running = scalar(db, "SELECT COUNT(*) FROM job_runs WHERE status = 'running'").await;
     assert_eq!(running, 0, "executions still marked running\n{}", tail(log));
     let apalis_running = match db {
-        Db::Sqlite(..) => scalar(db, "SELECT COUNT(*) FROM Jobs WHERE status = 'Running'").await,
+        Db::Sqlite(..) => {
+            let queue = db.queue_pool().await.unwrap();
+            let n = scalar(&queue, "SELECT COUNT(*) FROM Jobs WHERE status = 'Running'").await;
+            queue.close().await;
+            n
+        }
         Db::Postgres(_) => {
             scalar(
                 db,

@@ -104,7 +104,8 @@ impl TestDb {
 
     /// Counts jobs of a queue in apalis's own table.
     pub async fn apalis_jobs(&self, queue: &str) -> i64 {
-        match &self.db {
+        let queue_db = self.db.queue_pool().await.unwrap();
+        let n = match &queue_db {
             Db::Sqlite(p, ..) => {
                 sqlx::query_scalar("SELECT COUNT(*) FROM Jobs WHERE job_type = $1")
                     .bind(queue)
@@ -119,7 +120,9 @@ impl TestDb {
                     .await
                     .unwrap()
             }
-        }
+        };
+        queue_db.close().await;
+        n
     }
 }
 

@@ -6,7 +6,7 @@ use super::helpers::TestDb;
 use crate::both_backends;
 
 async fn same_tick_twice_enqueues_once(t: &TestDb) {
-    let queues = Queues::new(&t.db);
+    let queues = Queues::new(&t.db).await.unwrap();
     let at = 1_795_000_000;
     assert!(
         fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-a")
@@ -82,7 +82,7 @@ async fn stranded_tick_is_enqueued_by_the_sweep(t: &TestDb) {
             .await
             .unwrap()
     );
-    let queues = Queues::new(&t.db);
+    let queues = Queues::new(&t.db).await.unwrap();
     assert_eq!(sweep_stranded_ticks(&t.db, &queues, 0).await.unwrap(), 1);
     assert_eq!(t.apalis_jobs(attune::jobs::pull::QUEUE).await, 1);
     assert_eq!(sweep_stranded_ticks(&t.db, &queues, 0).await.unwrap(), 0);

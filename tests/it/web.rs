@@ -775,3 +775,84 @@ both_backends!(
     web_the_daemon_serves_the_desk_and_stops_with_it,
     super::the_daemon_serves_the_desk_and_stops_with_it
 );
+
+/// One sign-in attempt from `ip`, with a fresh sign-in page's token.
+async fn sign_in_from(d: &Desk, name: &str, password: &str, ip: [u8; 4]) -> Answer {
+    let a = page(d, "/login", "").await;
+    let login = pair(&set_cookie(&a, "attune_login").unwrap());
+    let csrf = hidden(&a.text(), "csrf").unwrap();
+    let body = serde_urlencoded::to_string([
+        ("csrf", csrf.as_str()),
+        ("name", name),
+        ("password", password),
+    ])
+    .unwrap();
+    let mut req = Request::post("/login")
+        .header("cookie", login)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            ip, 40000,
+        ))));
+    send(&d.app, req).await
+}
+
+/// Before: 40 wrong passwords in a row were all answered 401 and the right one worked at
+/// once. Now the fifth failure for a name locks it (429, a message saying until when and
+/// how to lift it, Retry-After, an audit entry), known and unknown names alike; twenty
+/// failures from one address lock the address whatever the names; an admin lifts a lock.
+async fn sign_in_throttling(t: &TestDb) {
+    let d = desk(t).await;
+    let home = [10, 0, 0, 1];
+    for name in ["reviewer", "ghost"] {
+        for i in 1..=5 {
+            let a = sign_in_from(&d, name, "wrong-password", home).await;
+            if i < 5 {
+                assert_eq!(a.status, 401, "{name} attempt {i}");
+            } else {
+                assert_eq!(a.status, 429, "{name} attempt {i}: {}", a.text());
+                assert!(
+                    a.text().contains("Too many failed sign-ins"),
+                    "{}",
+                    a.text()
+                );
+                assert!(a.text().contains("attune users unlock NAME"));
+                let wait: i64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((800..=900).contains(&wait), "about 15 minutes: {wait}");
+            }
+        }
+    }
+    // Locked: even the right password is refused, and no session is made.
+    let a = sign_in_from(&d, "reviewer", "reviewer-password", home).await;
+    assert_eq!(a.status, 429);
+    assert!(set_cookie(&a, "attune_session").is_none());
+    let audit = t.db.audit_entries(50).await.unwrap();
+    let locked: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.action == "login.locked")
+        .map(|e| e.subject.as_str())
+        .collect();
+    assert_eq!(locked.len(), 2, "{locked:?}");
+    assert!(locked.contains(&"user:reviewer") && locked.contains(&"user:ghost"));
+    // An admin lifts it; the right password works again and clears the count.
+    assert!(t.db.clear_login_failures("user:reviewer").await.unwrap());
+    let a = sign_in_from(&d, "reviewer", "reviewer-password", home).await;
+    assert_eq!(a.status, 303, "{}", a.text());
+    // Another address is not held back by this one's failures; twenty failures from one
+    // address, spread over names, lock the address for every name.
+    let other = [10, 0, 0, 2];
+    for i in 1..=20 {
+        let a = sign_in_from(&d, &format!("name{i}"), "wrong-password", other).await;
+        assert_eq!(a.status, if i < 20 { 401 } else { 429 }, "attempt {i}");
+    }
+    let a = sign_in_from(&d, "viewer", "viewer-password", other).await;
+    assert_eq!(a.status, 429, "the address is locked");
+    let a = sign_in_from(&d, "viewer", "viewer-password", home).await;
+    assert_eq!(a.status, 303, "another address is not: {}", a.text());
+    let locks = t.db.login_locks().await.unwrap();
+    let keys: Vec<&str> = locks.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["addr:10.0.0.2", "user:ghost"]);
+}
+both_backends!(web_sign_in_is_throttled, super::sign_in_throttling);
