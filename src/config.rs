@@ -42,6 +42,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     pub worker: Worker,
     pub http: Http,
+    /// How long ids and text values of events may be.
+    pub input: crate::ingest::mapping::InputLimits,
     pub log: Log,
 }
 
@@ -286,6 +288,7 @@ impl SourceConfig {
             columns: self.columns.clone(),
             kinds,
             catalog: catalog.clone(),
+            limits: Default::default(),
         })
     }
 
@@ -441,6 +444,7 @@ impl Default for Config {
             sources: Vec::new(),
             worker: Worker::default(),
             http: Http::default(),
+            input: Default::default(),
             log: Log::default(),
         }
     }
@@ -901,6 +905,9 @@ impl Config {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1".into()));
             }
+        }
+        if let Err((key, m)) = self.input.validate() {
+            return Err(invalid(key, m));
         }
         self.playbook.validate(&invalid)?;
         if self.worker.name.trim().is_empty() {

@@ -103,6 +103,12 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         limit: i64,
     },
+    /// Copy the SQLite database to PATH while the daemon keeps running (SQLite's online
+    /// `VACUUM INTO`: one consistent snapshot, compacted). PostgreSQL: use pg_dump.
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        path: PathBuf,
+    },
     /// Show the audit log, newest first.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -391,6 +397,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             jobs::plan::load_playbook(config.playbook.file.as_deref())?;
             out.config(&config)
         }
+        Command::Backup { path } => {
+            let db = open(&config).await?;
+            let started = std::time::Instant::now();
+            let bytes = db.backup_to(&path).await?;
+            out.message(
+                &serde_json::json!({"path": path, "bytes": bytes, "seconds": started.elapsed().as_secs_f64()}),
+                &format!(
+                    "wrote a consistent copy of the database to {} ({:.1} MB in {:.1} s); restore by stopping the daemon and putting it in place of the database file",
+                    path.display(),
+                    bytes as f64 / 1e6,
+                    started.elapsed().as_secs_f64()
+                ),
+            )
+        }
         Command::Migrate => {
             let db = open(&config).await?;
             out.message(
@@ -514,17 +534,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Nudges(cmd) => nudges(&config, cmd, &out).await,
         Command::Jobs { status, limit } => {
-            const STATUSES: &[&str] = &[
-                "queued",
-                "running",
-                "succeeded",
-                "skipped",
-                "failed",
-                "aborted",
-                "dead",
-                "interrupted",
-                "lost",
-            ];
+            use crate::store::JOB_STATUSES as STATUSES;
             if let Some(s) = status.as_deref()
                 && !STATUSES.contains(&s)
             {

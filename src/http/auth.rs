@@ -68,8 +68,7 @@ pub fn client_address(req: &Request, trust_forwarded_for: bool) -> String {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .last()
+            .rfind(|v| !v.is_empty())
         && let Ok(ip) = last.parse::<std::net::IpAddr>()
     {
         return ip.to_string();

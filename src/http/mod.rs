@@ -165,10 +165,10 @@ impl AppState {
                 if at.elapsed() > COUNTS_TTL && self.start_refresh(status) {
                     let (me, status) = (self.clone(), status.to_owned());
                     tokio::spawn(async move {
-                        if let Ok(fresh) = me.ctx.db.rule_counts(&status).await {
-                            if let Ok(mut m) = me.cache.counts.lock() {
-                                m.insert(status.clone(), (Instant::now(), fresh));
-                            }
+                        if let Ok(fresh) = me.ctx.db.rule_counts(&status).await
+                            && let Ok(mut m) = me.cache.counts.lock()
+                        {
+                            m.insert(status.clone(), (Instant::now(), fresh));
                         }
                         me.end_refresh(&status);
                     });
@@ -202,10 +202,10 @@ impl AppState {
                 if at.elapsed() > LABELS_TTL && self.start_refresh("\0labels") {
                     let me = self.clone();
                     tokio::spawn(async move {
-                        if let Ok(fresh) = me.load_labels().await {
-                            if let Ok(mut l) = me.cache.labels.lock() {
-                                *l = Some((Instant::now(), fresh));
-                            }
+                        if let Ok(fresh) = me.load_labels().await
+                            && let Ok(mut l) = me.cache.labels.lock()
+                        {
+                            *l = Some((Instant::now(), fresh));
                         }
                         me.end_refresh("\0labels");
                     });

@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/overview", get(overview))
         .route("/model", get(model))
         .route("/audit", get(audit))
+        .route("/jobs", get(jobs))
         .route("/users", get(users).post(add_user))
         .route("/users/{name}", post(update_user))
         .route("/tokens/{id}/revoke", post(revoke_token))
@@ -321,14 +322,14 @@ fn options(values: impl IntoIterator<Item = String>, selected: Option<&str>) -> 
             value: v,
         })
         .collect();
-    if let Some(s) = selected {
-        if !out.iter().any(|o| o.value == s) {
-            out.push(Opt {
-                value: s.to_owned(),
-                label: s.replace('_', " "),
-                selected: true,
-            });
-        }
+    if let Some(s) = selected
+        && !out.iter().any(|o| o.value == s)
+    {
+        out.push(Opt {
+            value: s.to_owned(),
+            label: s.replace('_', " "),
+            selected: true,
+        });
     }
     out
 }
@@ -785,10 +786,10 @@ async fn nudge(
             .get("drivers")
             .unwrap_or(&serde_json::Value::Null),
     );
-    if drivers.is_empty() {
-        if let Some(latest) = scores.first() {
-            drivers = views::drivers(&latest.drivers.0);
-        }
+    if drivers.is_empty()
+        && let Some(latest) = scores.first()
+    {
+        drivers = views::drivers(&latest.drivers.0);
     }
     scores.reverse();
     let points: Vec<(i64, f64)> = scores
@@ -1248,6 +1249,96 @@ struct AuditView {
     link: Option<String>,
     before: String,
     after: String,
+}
+
+#[derive(Template)]
+#[template(path = "jobs.html")]
+struct JobsPage {
+    nav: Nav,
+    status: String,
+    statuses: Vec<Opt>,
+    counts: Vec<(String, String, i64)>,
+    leases: Vec<(String, String, String)>,
+    runs: Vec<JobView>,
+}
+
+struct JobView {
+    id: i64,
+    kind: String,
+    key: String,
+    attempt: i32,
+    status: String,
+    worker: String,
+    due: String,
+    lag: String,
+    took: String,
+    note: String,
+}
+
+/// The daemon's jobs, as `attune jobs` shows them: executions by kind and status, leases
+/// held now, the latest executions with their lag, outcome and error.
+async fn jobs(
+    State(state): State<AppState>,
+    PageUser(s): PageUser,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let pairs = query::pairs(raw.as_deref(), &["status"])?;
+    let status = query::get(&pairs, "status");
+    if let Some(v) = status
+        && !crate::store::JOB_STATUSES.contains(&v)
+    {
+        return Err(Problem::bad_request(
+            "invalid_parameter",
+            format!(
+                "status: {v:?} is not a job status; expected one of {}",
+                crate::store::JOB_STATUSES.join(", ")
+            ),
+        )
+        .into());
+    }
+    let db = &state.ctx.db;
+    let counts = db.job_run_counts().await?;
+    let leases = db.live_leases().await?;
+    let runs = db.job_runs(status, 100).await?;
+    let page = JobsPage {
+        nav: nav(&s, "jobs"),
+        status: status.unwrap_or_default().to_owned(),
+        statuses: options(
+            crate::store::JOB_STATUSES.iter().map(|s| s.to_string()),
+            status,
+        ),
+        counts,
+        leases: leases
+            .into_iter()
+            .map(|l| (l.name, l.holder, views::time(l.expires_at)))
+            .collect(),
+        runs: runs
+            .iter()
+            .map(|r| JobView {
+                id: r.id,
+                kind: r.kind.clone(),
+                key: r.job_key.clone(),
+                attempt: r.attempt,
+                status: r.status.clone(),
+                worker: r.worker.clone().unwrap_or_default(),
+                due: views::time(r.due_ms / 1000),
+                lag: r
+                    .lag_ms()
+                    .map(|l| format!("{:.1} s", l.max(0) as f64 / 1000.0))
+                    .unwrap_or_default(),
+                took: match (r.started_ms, r.finished_at) {
+                    (Some(s), Some(f)) => format!("{} s", (f - s / 1000).max(0)),
+                    _ => String::new(),
+                },
+                note: r
+                    .error
+                    .clone()
+                    .or_else(|| r.detail.clone())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    };
+    render(&page)
 }
 
 #[derive(Template)]

@@ -159,13 +159,13 @@ pub fn queue_query(pairs: &[(String, String)]) -> Result<ListQuery, Problem> {
         .transpose()?;
     f.from = get(pairs, "from").map(|v| date("from", v)).transpose()?;
     f.to = get(pairs, "to").map(|v| date("to", v)).transpose()?;
-    if let (Some(from), Some(to)) = (f.from, f.to) {
-        if from > to {
-            return Err(invalid(
-                "to",
-                format!("{to} is before from ({from}); the range is from..to, both days included"),
-            ));
-        }
+    if let (Some(from), Some(to)) = (f.from, f.to)
+        && from > to
+    {
+        return Err(invalid(
+            "to",
+            format!("{to} is before from ({from}); the range is from..to, both days included"),
+        ));
     }
     let cursor = get(pairs, "cursor")
         .map(|v| QueueCursor::decode(v).map_err(|e| invalid("cursor", e)))

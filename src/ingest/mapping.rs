@@ -37,6 +37,48 @@ pub struct EventMapping {
     pub kinds: BTreeMap<String, String>,
     /// The kinds the business records, with their codes.
     pub catalog: Arc<EventKinds>,
+    /// How long ids and text values may be (`[input]`).
+    pub limits: InputLimits,
+}
+
+/// How long an event's ids and text values may be, in bytes (`[input]` in the config):
+/// longer ones are refused (`too_long`, kept in quarantine), so one runaway field (a
+/// 10 MB id) never lands in the database. Customer ids have their own fixed limit
+/// ([`CustomerId::MAX_LEN`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputLimits {
+    /// `source_event_id` and `source`.
+    pub max_id_bytes: usize,
+    /// Each attribute's value (columns beyond the event's own, NDJSON `attributes`).
+    pub max_text_bytes: usize,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        Self {
+            max_id_bytes: 256,
+            max_text_bytes: 8192,
+        }
+    }
+}
+
+impl InputLimits {
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(16..=65_536).contains(&self.max_id_bytes) {
+            return Err((
+                "input.max_id_bytes",
+                format!("{} is outside 16 to 65536", self.max_id_bytes),
+            ));
+        }
+        if !(64..=16 << 20).contains(&self.max_text_bytes) {
+            return Err((
+                "input.max_text_bytes",
+                format!("{} is outside 64 to 16777216", self.max_text_bytes),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl EventMapping {
@@ -98,6 +140,8 @@ pub enum RejectCode {
     BadValue,
     /// Everything else about the event is fine; attune does not know its customer yet.
     UnknownCustomer,
+    /// An id or text value longer than `[input]` allows.
+    TooLong,
 }
 
 impl RejectCode {
@@ -109,6 +153,7 @@ impl RejectCode {
             RejectCode::BadTimestamp => "bad_timestamp",
             RejectCode::BadValue => "bad_value",
             RejectCode::UnknownCustomer => "unknown_customer",
+            RejectCode::TooLong => "too_long",
         }
     }
 }
@@ -242,12 +287,53 @@ pub(crate) fn map_event(
         Some(id) => id.to_owned(),
         None => derived_event_id(&customer, &kind.name, occurred_at, value),
     };
+    let too_long = |column: &str, what: &str, len: usize, max: usize, key: &str| {
+        Rejection::new(
+            RejectCode::TooLong,
+            Problem::at(
+                column,
+                format!("{what} is {len} bytes long; at most {max} are allowed ([input] {key})"),
+            ),
+        )
+    };
+    let max_id = m.limits.max_id_bytes;
+    if source_event_id.len() > max_id {
+        let len = source_event_id.len();
+        return Err(too_long(
+            col("source_event_id"),
+            "the event id",
+            len,
+            max_id,
+            "max_id_bytes",
+        ));
+    }
+    if source.len() > max_id {
+        return Err(too_long(
+            col("source"),
+            "the source",
+            source.len(),
+            max_id,
+            "max_id_bytes",
+        ));
+    }
+    let attributes = r.others(&m.mapped_columns());
+    let max_text = m.limits.max_text_bytes;
+    if let Some((k, v)) = attributes
+        .iter()
+        .find(|(k, v)| v.len() > max_text || k.len() > max_id)
+    {
+        return Err(if k.len() > max_id {
+            too_long(k, "the attribute's name", k.len(), max_id, "max_id_bytes")
+        } else {
+            too_long(k, "the value", v.len(), max_text, "max_text_bytes")
+        });
+    }
     Ok(ActivityEvent {
         customer,
         kind: kind.code,
         occurred_at,
         value,
-        attributes: r.others(&m.mapped_columns()).into_iter().collect(),
+        attributes: attributes.into_iter().collect(),
         source,
         source_event_id,
     })
@@ -353,6 +439,48 @@ mod tests {
         }
     }
 
+    /// Before: a 10 MB `source_event_id` was stored. Ids and values past `[input]`'s
+    /// limits are refused with `too_long`, naming the column; at the limit they pass.
+    #[test]
+    fn ids_and_text_past_the_limits_are_refused() {
+        let mut m = EventMapping::standard("s");
+        m.limits = InputLimits {
+            max_id_bytes: 16,
+            max_text_bytes: 64,
+        };
+        let now = chrono::Utc::now();
+        let row = |id: &str, note: &str| {
+            rec(&[
+                ("customer_id", "c"),
+                ("kind", "login"),
+                ("occurred_at", "2026-01-01"),
+                ("source_event_id", id),
+                ("note", note),
+            ])
+        };
+        assert!(map_event(&row(&"a".repeat(16), &"n".repeat(64)), &m, now).is_ok());
+        let e = map_event(&row(&"a".repeat(17), "fine"), &m, now).unwrap_err();
+        assert_eq!(
+            (e.code, e.column.as_deref()),
+            (RejectCode::TooLong, Some("source_event_id"))
+        );
+        assert!(
+            e.problem.contains("17 bytes long; at most 16"),
+            "{}",
+            e.problem
+        );
+        let e = map_event(&row("id", &"n".repeat(65)), &m, now).unwrap_err();
+        assert_eq!(
+            (e.code, e.column.as_deref()),
+            (RejectCode::TooLong, Some("note"))
+        );
+        assert!(e.problem.contains("max_text_bytes"), "{}", e.problem);
+        // The default limits refuse the 10 MB id of the report.
+        let m = EventMapping::standard("s");
+        let e = map_event(&row(&"x".repeat(10 << 20), "fine"), &m, now).unwrap_err();
+        assert_eq!(e.code, RejectCode::TooLong);
+    }
+
     fn now() -> DateTime<Utc> {
         "2026-01-10T00:00:00Z".parse().unwrap()
     }
@@ -373,6 +501,7 @@ mod tests {
             .collect(),
             kinds: [("bill".to_owned(), "invoice_issued".to_owned())].into(),
             catalog: Default::default(),
+            limits: Default::default(),
         };
         let r = rec(&[
             ("id", "991"),

@@ -489,7 +489,10 @@ pub async fn execute(
     let seconds = clock.elapsed().as_secs_f64();
     let (outcome, error, detail, retry) = match result {
         Ok(detail) => (Outcome::Succeeded, None, Some(detail), None),
-        Err(e) if e.downcast_ref::<super::lease::Busy>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<super::lease::Busy>().is_some()
+                || e.downcast_ref::<Superseded>().is_some() =>
+        {
             (Outcome::Skipped, Some(e.to_string()), None, None)
         }
         Err(e) if e.downcast_ref::<super::Permanent>().is_some() => {
@@ -530,6 +533,11 @@ pub async fn execute(
     Ok(outcome)
 }
 
+/// Work another queued job covers: the execution ends as skipped, with the reason.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Superseded(pub String);
+
 /// Runs the job itself; a scoring run that scored someone queues the planning after it.
 async fn run_job(ctx: &JobContext, queues: &Queues, job: &AnyJob) -> anyhow::Result<String> {
     match job {
@@ -543,6 +551,17 @@ async fn run_job(ctx: &JobContext, queues: &Queues, job: &AnyJob) -> anyhow::Res
             .to_string())
         }
         AnyJob::Score(j) => {
+            // A full run queued behind this re-score scores everyone anyway: the re-score
+            // gives way rather than make it wait (it would start late by a re-score).
+            if j.changed_only
+                && let Some(full) = ctx.db.job_due(&["score"], now_ms()).await?
+            {
+                return Err(Superseded(format!(
+                    "a full scoring run ({}) is queued and re-scores everyone; this re-score gives way",
+                    full.job_key
+                ))
+                .into());
+            }
             let r = score::run(ctx, j).await?;
             // A run that scored nobody (nothing changed) has nothing new to plan from.
             if r.customers > 0 {
@@ -748,12 +767,55 @@ pub fn tick_times(schedule: cron::Schedule) -> impl futures::Stream<Item = i64> 
 /// Missed ticks fired late after the daemon fell behind; older ones are skipped.
 pub const MAX_CATCH_UP: usize = 100;
 
+/// SQLite: an exclusive lock on `DATABASE.daemon.lock` (the operating system's file lock,
+/// released when the process ends, kill -9 included), so a second daemon on the same file
+/// refuses to start with the first one's process id instead of running beside it.
+/// PostgreSQL: `None`; several daemons share one database by design (leases and ticks).
+pub fn daemon_lock(db: &Db) -> anyhow::Result<Option<std::fs::File>> {
+    let Db::Sqlite(pool, _) = db else {
+        return Ok(None);
+    };
+    let mut path = pool.connect_options().get_filename().as_os_str().to_owned();
+    path.push(".daemon.lock");
+    let path = std::path::PathBuf::from(path);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("opening the daemon lock {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            use std::io::{Seek as _, Write as _};
+            file.set_len(0)?;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(Some(file))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            anyhow::bail!(
+                "another attune daemon (process {}) is running on this SQLite database ({} is locked); \
+                 stop it first, or run several daemons on PostgreSQL, where they share the work",
+                holder.trim(),
+                path.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::anyhow!("locking {}: {e}", path.display()))
+        }
+    }
+}
+
 /// Runs the daemon until `shutdown` completes.
 pub async fn run<F>(ctx: JobContext, shutdown: F) -> anyhow::Result<()>
 where
     F: Future<Output = std::io::Result<()>> + Send + 'static,
 {
     let worker = ctx.worker.to_string();
+    // One daemon per SQLite file: held until this process ends, however it ends.
+    let _lock = daemon_lock(&ctx.db)?;
     let heartbeat = Duration::from_secs((ctx.config.worker.lease_secs / 3).max(1));
     let queues = Queues::open(&ctx.db, heartbeat).await?;
     tracing::info!(%worker, backend = ctx.db.backend(), "daemon starting");

@@ -11,16 +11,33 @@ pub fn in_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) ->
     }
     let size = items.len().div_ceil(threads);
     let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(size)
-            .map(|chunk| scope.spawn(move || f(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a worker thread panicked"))
-            .collect()
+    off_runtime(|| {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = items
+                .chunks(size)
+                .map(|chunk| scope.spawn(move || f(chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a worker thread panicked"))
+                .collect()
+        })
     })
+}
+
+/// Runs blocking work called from async code without holding up the tasks queued on this
+/// runtime thread: on a multi-threaded runtime the thread first hands them to another
+/// (`block_in_place`). Without it, a planning page (seconds of CPU on every core) held a
+/// worker thread whose queued tasks (a queue's poll, a tick) could not be stolen, and
+/// jobs started seconds after their tick. Elsewhere (a current-thread runtime, a
+/// blocking thread, no runtime) it just runs `work`.
+pub fn off_runtime<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }
 
 /// Maps `items` with `f` on every core, keeping their order.

@@ -248,10 +248,10 @@ impl ModelArtifact {
                 self.training.positives, self.training.rows
             ));
         }
-        if let Some(h) = self.training.holdout {
-            if !(h.is_finite() && h > 0.0 && h < 1.0) {
-                return bad(format!("training holdout {h} is not within (0, 1)"));
-            }
+        if let Some(h) = self.training.holdout
+            && !(h.is_finite() && h > 0.0 && h < 1.0)
+        {
+            return bad(format!("training holdout {h} is not within (0, 1)"));
         }
         self.train_metrics
             .check()

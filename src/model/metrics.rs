@@ -142,10 +142,10 @@ impl Metrics {
     /// Every number is finite and the areas are within `[0, 1]`.
     pub(crate) fn check(&self) -> Result<(), String> {
         for (name, v) in [("auc", self.auc), ("pr_auc", self.pr_auc)] {
-            if let Some(v) = v {
-                if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
-                    return Err(format!("{name} {v} is not within [0, 1]"));
-                }
+            if let Some(v) = v
+                && !(v.is_finite() && (0.0..=1.0).contains(&v))
+            {
+                return Err(format!("{name} {v} is not within [0, 1]"));
             }
         }
         for (name, v) in [("log_loss", self.log_loss), ("brier", self.brier)] {

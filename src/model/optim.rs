@@ -290,13 +290,13 @@ where
         // A NaN or infinite value in X always makes the gradient non-finite (its term
         // r * x is infinite or NaN, r included), so the first pass doubles as the check
         // and the data is only scanned again to name the culprit.
-        if !(f.is_finite() && g.iter().all(|v| v.is_finite())) {
-            if let Some(i) = xs.iter().position(|v| !v.is_finite()) {
-                return Err(ModelError::NonFinite {
-                    feature: format!("column {}", i % d.max(1)),
-                    row: i / d.max(1),
-                });
-            }
+        if !(f.is_finite() && g.iter().all(|v| v.is_finite()))
+            && let Some(i) = xs.iter().position(|v| !v.is_finite())
+        {
+            return Err(ModelError::NonFinite {
+                feature: format!("column {}", i % d.max(1)),
+                row: i / d.max(1),
+            });
         }
         let outcome = lbfgs(
             &mut objective,

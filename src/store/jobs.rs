@@ -46,6 +46,19 @@ impl JobRunRow {
     }
 }
 
+/// Every status an execution can have, in the order they are shown.
+pub const JOB_STATUSES: &[&str] = &[
+    "queued",
+    "running",
+    "succeeded",
+    "skipped",
+    "failed",
+    "aborted",
+    "dead",
+    "interrupted",
+    "lost",
+];
+
 const JOB_RUN_COLUMNS: &str = "id, kind, job_key, attempt, status, worker, due_ms, queued_at, started_ms, heartbeat_at, finished_at, retry_at, error, detail";
 
 impl Db {

@@ -40,7 +40,7 @@ pub use customers::{CustomerRow, UpsertCounts};
 pub use events::{
     CustomerIds, FailPoint, IngestBatch, IngestCounts, Progress, RefusedRow, SourceFile,
 };
-pub use jobs::{JobRunRow, LeaseRow};
+pub use jobs::{JOB_STATUSES, JobRunRow, LeaseRow};
 pub use kinds::KindCount;
 pub use models::PromotionRow;
 pub use models::StoredModel;
@@ -386,6 +386,31 @@ impl Db {
             }
         }
         Ok(())
+    }
+
+    /// SQLite: writes a consistent copy of the database to `path` (`VACUUM INTO`, which
+    /// reads one snapshot while writers go on) and returns its size. Refuses a path that
+    /// exists. PostgreSQL: an error pointing at `pg_dump`.
+    pub async fn backup_to(&self, path: &std::path::Path) -> Result<u64> {
+        let Db::Sqlite(p, _) = self else {
+            return Err(StoreError::Data(
+                "attune backup copies a SQLite database; back up PostgreSQL with its own tools (pg_dump -Fc DATABASE > FILE, or continuous archiving)".into(),
+            ));
+        };
+        if path.exists() {
+            return Err(StoreError::Data(format!(
+                "{} exists already; give a new file name (nothing was overwritten)",
+                path.display()
+            )));
+        }
+        let target = path
+            .to_str()
+            .ok_or_else(|| StoreError::Data(format!("{} is not a UTF-8 path", path.display())))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(p)
+            .await?;
+        Ok(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0))
     }
 
     pub async fn close(&self) {

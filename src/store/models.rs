@@ -192,13 +192,12 @@ impl Db {
                     ("data window", data_window, stored_window.as_deref()),
                     ("feature spec hash", feature_spec_hash, stored_hash.as_deref()),
                 ] {
-                    if let (Some(g), Some(s)) = (given, stored) {
-                        if g != s {
+                    if let (Some(g), Some(s)) = (given, stored)
+                        && g != s {
                             return Err(StoreError::Data(format!(
                                 "model version {version:?} is already registered with {what} {s:?}, not {g:?}"
                             )));
                         }
-                    }
                 }
                 sqlx::query(
                     "UPDATE models SET data_window = COALESCE(data_window, $2),

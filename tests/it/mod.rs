@@ -11,6 +11,7 @@ mod features;
 mod import;
 mod models;
 mod nudges;
+mod ops;
 mod playbook;
 mod sources;
 mod tables;

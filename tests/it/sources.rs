@@ -20,7 +20,7 @@ fn files_source(dir: &Path, batch: usize) -> SourceConfig {
     .unwrap()
 }
 
-async fn add_customers(db: &Db, ids: &[&str]) {
+pub(crate) async fn add_customers(db: &Db, ids: &[&str]) {
     let cs: Vec<_> = ids
         .iter()
         .map(|id| customer(id, d("2025-01-01"), email_only()))

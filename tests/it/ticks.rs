@@ -92,3 +92,43 @@ both_backends!(
     stranded_tick_is_enqueued_once,
     super::stranded_tick_is_enqueued_by_the_sweep
 );
+
+/// A re-score whose full run is queued behind it gives way (skipped, with the reason)
+/// instead of making the full run start late by a whole re-score.
+async fn a_rescore_gives_way_to_a_queued_full_run(t: &TestDb) {
+    let queues = Queues::new(&t.db).await.unwrap();
+    let ctx = t.ctx(|_| {});
+    let now = chrono::Utc::now().timestamp_millis();
+    t.db.queue_job_run("score", "score@2026-12-05T10:00:00Z", 1, now - 10)
+        .await
+        .unwrap();
+    let job = attune::jobs::daemon::AnyJob::Score(attune::jobs::score::ScoreJob {
+        tick: Some("rescore@2026-12-05T10:00:00Z".into()),
+        as_of: None,
+        changed_only: true,
+    });
+    let outcome = attune::jobs::daemon::execute(
+        &ctx,
+        &queues,
+        job,
+        Some("rescore@2026-12-05T10:00:00Z".into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome, attune::jobs::daemon::Outcome::Skipped);
+    let run = t.db.job_runs(Some("skipped"), 10).await.unwrap();
+    assert_eq!(run.len(), 1);
+    assert!(
+        run[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("a full scoring run (score@2026-12-05T10:00:00Z) is queued"),
+        "{:?}",
+        run[0].error
+    );
+}
+both_backends!(
+    rescore_gives_way_to_a_queued_full_run,
+    super::a_rescore_gives_way_to_a_queued_full_run
+);

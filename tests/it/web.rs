@@ -856,3 +856,68 @@ async fn sign_in_throttling(t: &TestDb) {
     assert_eq!(keys, ["addr:10.0.0.2", "user:ghost"]);
 }
 both_backends!(web_sign_in_is_throttled, super::sign_in_throttling);
+
+/// The desk shows the daemon's jobs as `attune jobs` does: counts by kind and status, the
+/// leases held, and each execution with its lag and its error or reason; a status filter
+/// narrows the list and an unknown status is refused naming the choices.
+async fn jobs_page(t: &TestDb) {
+    let d = desk(t).await;
+    let (cookie, _) = sign_in(&d, "viewer").await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let id =
+        t.db.queue_job_run("pull", "pull@2026-12-05T10:00:00Z", 1, now_ms - 1500)
+            .await
+            .unwrap();
+    assert!(t.db.start_job_run(id, "host-1-pull", now_ms).await.unwrap());
+    t.db.finish_job_run(
+        id,
+        "failed",
+        Some("the inbox /srv/in is not readable"),
+        None,
+        Some(now_ms / 1000 + 5),
+    )
+    .await
+    .unwrap();
+    t.db.skip_job_run(
+        "score",
+        "score@2026-12-05T10:00:07Z",
+        now_ms,
+        "host-1",
+        "a score job is still running",
+    )
+    .await
+    .unwrap();
+    assert!(
+        t.db.take_lease("score", "host-1", 60)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    let a = page(&d, "/jobs", &cookie).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let html = a.text();
+    for words in [
+        "data-kind=\"pull\" data-status=\"failed\"",
+        "the inbox /srv/in is not readable",
+        "a score job is still running",
+        "1.5 s",
+        "<td>score</td><td>host-1</td>",
+        "href=\"/jobs\" class=\"on\"",
+    ] {
+        assert!(html.contains(words), "the jobs page shows {words:?}");
+    }
+    let html = page(&d, "/jobs?status=skipped", &cookie).await.text();
+    assert!(html.contains("a score job is still running"));
+    assert!(
+        !html.contains("not readable"),
+        "only skipped executions are listed"
+    );
+    let a = page(&d, "/jobs?status=bogus", &cookie).await;
+    assert_eq!(a.status, 400);
+    assert!(
+        a.text().contains("expected one of queued, running"),
+        "{}",
+        a.text()
+    );
+}
+both_backends!(web_jobs_page_shows_executions, super::jobs_page);

@@ -219,6 +219,7 @@ pub fn fuzz_body(data: &[u8]) {
         columns: [("customer_id".to_owned(), "acct".to_owned())].into(),
         kinds: [("bill".to_owned(), "invoice_issued".to_owned())].into(),
         catalog: Default::default(),
+        limits: Default::default(),
     };
     let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
     let rows = items.into_iter().enumerate().map(|(i, r)| (i as u64, r));

@@ -105,12 +105,14 @@ pub fn configured(ctx: &JobContext) -> Vec<SourceConfig> {
 /// business's ([`JobContext::kinds`]).
 pub async fn mapping_for(ctx: &JobContext, source: &str) -> anyhow::Result<EventMapping> {
     let kinds = ctx.kinds().await?;
-    match configured(ctx).into_iter().find(|s| s.name == source) {
+    let mut m = match configured(ctx).into_iter().find(|s| s.name == source) {
         Some(s) => s
             .mapping(&kinds)
-            .map_err(|m| anyhow::anyhow!("source {source}: {m}")),
-        None => Ok(EventMapping::standard_with(source, kinds)),
-    }
+            .map_err(|m| anyhow::anyhow!("source {source}: {m}"))?,
+        None => EventMapping::standard_with(source, kinds),
+    };
+    m.limits = ctx.config.input;
+    Ok(m)
 }
 
 /// The mapping of a configured source, with the business's kinds.
@@ -119,9 +121,11 @@ pub async fn source_mapping(
     source: &SourceConfig,
 ) -> anyhow::Result<EventMapping> {
     let kinds = ctx.kinds().await?;
-    source
+    let mut m = source
         .mapping(&kinds)
-        .map_err(|m| anyhow::anyhow!("source {}: {m}", source.name))
+        .map_err(|m| anyhow::anyhow!("source {}: {m}", source.name))?;
+    m.limits = ctx.config.input;
+    Ok(m)
 }
 
 /// Pulls one source until it has nothing new.
