@@ -939,7 +939,7 @@ fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<St
     }
     let sections = [
         "schedule", "scoring", "training", "retrain", "playbook", "pull", "features", "worker",
-        "http", "log",
+        "http", "input", "log",
     ];
     let Some(section) = sections
         .iter()

@@ -816,9 +816,32 @@ where
     let worker = ctx.worker.to_string();
     // One daemon per SQLite file: held until this process ends, however it ends.
     let _lock = daemon_lock(&ctx.db)?;
+    // A SQLite queue file that is not there (removed, or a restore without it) holds
+    // none of the jobs `job_runs` says are queued: left so, they would read as busy and
+    // every tick of their kind would be skipped until the sweeper called them lost.
+    let new_queue = match &ctx.db {
+        Db::Sqlite(pool, _) => {
+            !crate::store::queue_path(pool.connect_options().get_filename()).exists()
+        }
+        Db::Postgres(_) => false,
+    };
     let heartbeat = Duration::from_secs((ctx.config.worker.lease_secs / 3).max(1));
     let queues = Queues::open(&ctx.db, heartbeat).await?;
     tracing::info!(%worker, backend = ctx.db.backend(), "daemon starting");
+    if new_queue {
+        let lost = ctx
+            .db
+            .mark_queued_lost(
+                "queued but never started: the queue file was new when the daemon started",
+            )
+            .await?;
+        if lost > 0 {
+            tracing::warn!(
+                lost,
+                "the queue file was new: executions recorded as queued are marked lost"
+            );
+        }
+    }
     let mut background = vec![tokio::spawn(run_sweeper(ctx.clone(), queues.clone()))];
     for (kind, expr) in [
         (JobKind::Pull, &ctx.config.schedule.pull),

@@ -287,6 +287,15 @@ impl Db {
         Ok((interrupted, failed))
     }
 
+    /// Every execution recorded as queued, marked lost with `why` (its queue is gone).
+    pub async fn mark_queued_lost(&self, why: &str) -> Result<u64> {
+        let _turn = self.write_turn().await;
+        Ok(on_pool!(self, p => sqlx::query(
+            "UPDATE job_runs SET status = 'lost', finished_at = $1, error = $2 WHERE status = 'queued'")
+            .bind(now_secs()).bind(why)
+            .execute(p).await?.rows_affected()))
+    }
+
     /// The latest executions, newest first; of one status if asked.
     pub async fn job_runs(&self, status: Option<&str>, limit: i64) -> Result<Vec<JobRunRow>> {
         let sql = format!(

@@ -485,3 +485,64 @@ async fn check_invariants(
 }
 
 both_backends!(kill_9_at_random_moments, super::kill9_chaos);
+
+/// A SQLite queue file that is gone (removed, or a restore without it) while `job_runs`
+/// says a pull is queued: the daemon marks that execution lost at start and pulls on its
+/// schedule. Before, the orphan read as "a pull job is already queued" and every pull
+/// tick was skipped until the sweeper's one-hour bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_queue_file_does_not_stop_the_schedule() {
+    let t = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = dir.path().join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let config = dir.path().join("attune.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[schedule]\npull = \"* * * * * *\"\n[pull]\ninbox = \"{}\"\n[http]\nlisten = \"127.0.0.1:{}\"\ncookie_secure = false\n[[sources]]\nname = \"app\"\ntype = \"http\"\ntoken_env = \"ATTUNE_CHAOS_TOKEN\"\n",
+            inbox.display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let due = chrono::Utc::now().timestamp_millis() - 60_000;
+    sqlx::query(
+        "INSERT INTO job_runs (kind, job_key, attempt, status, due_ms, queued_at) VALUES ('pull', 'pull@orphan', 1, 'queued', ?1, ?2)",
+    )
+    .bind(due)
+    .bind(due / 1000)
+    .execute(match &t.db {
+        Db::Sqlite(p, _) => p,
+        Db::Postgres(_) => unreachable!(),
+    })
+    .await
+    .unwrap();
+    let queue = attune::store::queue_path(std::path::Path::new(&t.url));
+    assert!(!queue.exists(), "no queue file yet: {}", queue.display());
+    let log = dir.path().join("daemon.log");
+    let daemon = Daemon::start(&t.url, &config, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pulled = 0;
+    while Instant::now() < deadline && pulled < 3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        pulled = scalar(
+            &t.db,
+            "SELECT COUNT(*) FROM job_runs WHERE kind = 'pull' AND status = 'succeeded'",
+        )
+        .await;
+    }
+    daemon.stop();
+    assert!(
+        pulled >= 3,
+        "pulls ran on schedule: {pulled}\n{}",
+        tail(&log)
+    );
+    let lost = scalar(
+        &t.db,
+        "SELECT COUNT(*) FROM job_runs WHERE job_key = 'pull@orphan' AND status = 'lost'",
+    )
+    .await;
+    assert_eq!(lost, 1, "the orphan is marked lost");
+    t.cleanup().await;
+}

@@ -289,7 +289,7 @@ pub(super) async fn truncate_wal(pool: &sqlx::SqlitePool, shared: &Shared) -> Re
     if shared.wal_frames.load(Ordering::Relaxed) <= WAL_LIMIT {
         return Ok(());
     }
-    empty_wal(pool, shared).await
+    try_empty_wal(pool, shared).await
 }
 
 /// Copies the whole WAL into the database and empties it, after any checkpoint running.
@@ -300,6 +300,35 @@ pub(crate) async fn empty_wal(pool: &sqlx::SqlitePool, shared: &Shared) -> Resul
     shared.wal_frames.store(0, Ordering::Relaxed);
     Ok(())
 }
+
+/// [`empty_wal`] if no reader is in the way: one try, no waiting. A `TRUNCATE` checkpoint
+/// holds the write lock while it waits for readers of older snapshots; waiting there for
+/// a long read (planning's, a scoring run's) held every writer of the daemon for the
+/// busy timeout (two 30 s stalls in a 10-minute run). Frames it could not reset stay in
+/// the WAL for the next try.
+async fn try_empty_wal(pool: &sqlx::SqlitePool, shared: &Shared) -> Result<()> {
+    let Ok(_running) = shared.checkpointing.clone().try_lock_owned() else {
+        return Ok(());
+    };
+    let busy = crate::store::raw::with_connection(pool, |raw| {
+        raw.execute("PRAGMA busy_timeout = 0")?;
+        let busy: Result<bool> = (|| {
+            let mut s = raw.prepare("PRAGMA wal_checkpoint(TRUNCATE)")?;
+            Ok(if s.step()? { s.i64(0) != 0 } else { true })
+        })();
+        raw.execute(BUSY_TIMEOUT)?;
+        // SQLITE_BUSY as an error is the same answer as busy = 1.
+        Ok(busy.unwrap_or(true))
+    })
+    .await?;
+    if !busy {
+        shared.wal_frames.store(0, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// The busy timeout every connection has (`Db::connect`), given back after a try.
+const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 30000";
 
 fn transaction(
     raw: &Raw,
@@ -560,4 +589,67 @@ pub(super) fn insert_raw(
         raw.execute("COMMIT")?;
     }
     raw.execute(crate::store::NORMAL_CACHE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{DatabaseUrl, Db};
+
+    /// A reader holding an old snapshot (planning's long read) while the WAL is past its
+    /// limit: the truncation after an ingest gives up at once and leaves the frames for
+    /// the next try, instead of holding the write lock for the busy timeout (30 s),
+    /// during which every writer of the daemon stood still.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_truncation_never_waits_for_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&DatabaseUrl::Sqlite(dir.path().join("t.db")))
+            .await
+            .unwrap();
+        let Db::Sqlite(pool, shared) = &db else {
+            unreachable!()
+        };
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(pool)
+            .await
+            .unwrap();
+        let mut reader = pool.begin().await.unwrap();
+        let _: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut *reader)
+            .await
+            .unwrap();
+        // Written after the reader's snapshot: the WAL cannot start over under it.
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(pool)
+            .await
+            .unwrap();
+        shared.wal_frames.store(WAL_LIMIT + 1, Ordering::Relaxed);
+        // Bounded well under the busy timeout: waiting at all is the defect.
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            truncate_wal(pool, shared),
+        )
+        .await
+        .expect("the truncation waited for the reader")
+        .unwrap();
+        assert!(
+            shared.wal_frames.load(Ordering::Relaxed) > WAL_LIMIT,
+            "blocked by the reader, so the frames are left for the next try"
+        );
+        reader.rollback().await.unwrap();
+        truncate_wal(pool, shared).await.unwrap();
+        assert_eq!(shared.wal_frames.load(Ordering::Relaxed), 0);
+        let wal = dir.path().join("t.db-wal");
+        assert_eq!(std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0), 0);
+        // The connection's busy timeout is given back.
+        let (ms,): (i64,) = sqlx::query_as("PRAGMA busy_timeout")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(ms, 30_000);
+    }
 }
