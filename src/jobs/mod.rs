@@ -132,8 +132,11 @@ impl JobContext {
     }
 
     /// The playbook: `[playbook] file`, or the default built into attune.
+    /// The playbook the config names, or the built-in one. One that fails to load is
+    /// [`Permanent`]: a planning run aborts with the reason rather than retry it.
     pub fn playbook(&self) -> anyhow::Result<crate::playbook::Playbook> {
         crate::jobs::plan::load_playbook(self.config.playbook.file.as_deref())
+            .map_err(Permanent::from)
     }
 
     /// The model to score with: the configured file, else the registry's champion, else
@@ -141,19 +144,24 @@ impl JobContext {
     pub async fn scoring_model(&self) -> anyhow::Result<ModelArtifact> {
         use anyhow::Context as _;
         if let Some(path) = &self.config.scoring.model {
+            // A file that cannot be read may be there on the next try (a deploy under
+            // way); one that does not parse will not.
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading model {}", path.display()))?;
-            return parse_model(&text).with_context(|| format!("loading model {}", path.display()));
+            return parse_model(&text)
+                .with_context(|| format!("loading model {}", path.display()))
+                .map_err(Permanent::from);
         }
         if let Some(stored) = self.db.champion_model().await? {
-            let model: ModelArtifact =
-                serde_json::from_value(stored.artifact.0).with_context(|| {
+            let model: ModelArtifact = serde_json::from_value(stored.artifact.0)
+                .with_context(|| {
                     format!(
                         "decoding champion model {} from the registry",
                         stored.version
                     )
-                })?;
-            model.validate()?;
+                })
+                .map_err(Permanent::from)?;
+            model.validate().map_err(|e| Permanent::from(e.into()))?;
             return Ok(model);
         }
         parse_model(DEFAULT_MODEL).context("loading the shipped default model")

@@ -176,16 +176,17 @@ pub async fn model_spec(
             let kinds = ctx.kinds().await?;
             let spec = FeatureSpec::parse_with(text, &format!("model {}", model.version), &kinds)
                 .with_context(|| {
-                format!(
-                    "reading the features model {} was trained on",
-                    model.version
-                )
-            })?;
+                    format!(
+                        "reading the features model {} was trained on",
+                        model.version
+                    )
+                })
+                .map_err(super::Permanent::from)?;
             Ok(std::sync::Arc::new(spec))
         }
         None => {
             let spec = ctx.planning_spec().await?;
-            check_model_against_spec(model, &spec)?;
+            check_model_against_spec(model, &spec).map_err(super::Permanent::from)?;
             Ok(spec)
         }
     }

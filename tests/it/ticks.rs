@@ -132,3 +132,82 @@ both_backends!(
     rescore_gives_way_to_a_queued_full_run,
     super::a_rescore_gives_way_to_a_queued_full_run
 );
+
+/// A failure a retry may fix (the model file is not there yet) is retried after a
+/// backoff, as a run of its own; one no retry can fix (a playbook that does not parse)
+/// ends at once as aborted with the reason, and nothing is queued after it. Before, every
+/// failure was retried three times at once, bad input included.
+async fn retries_back_off_and_permanent_errors_abort(t: &TestDb) {
+    use attune::jobs::daemon::{AnyJob, Outcome, execute};
+    let dir = tempfile::tempdir().unwrap();
+    let queues = Queues::new(&t.db).await.unwrap();
+    let missing = dir.path().join("not-yet.json");
+    let ctx = t.ctx(|c| c.scoring.model = Some(missing.clone()));
+    let key = "score@2026-12-05T10:00:00Z";
+    t.db.queue_job_run("score", key, 1, chrono::Utc::now().timestamp_millis())
+        .await
+        .unwrap();
+    let before = chrono::Utc::now().timestamp();
+    let outcome = execute(
+        &ctx,
+        &queues,
+        AnyJob::of(JobKind::Score, key),
+        Some(key.into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome, Outcome::Failed);
+    let runs = t.db.job_runs(None, 10).await.unwrap();
+    let failed = runs.iter().find(|r| r.job_key == key).unwrap();
+    assert_eq!(failed.status, "failed");
+    assert!(
+        failed.error.as_deref().unwrap().contains("not-yet.json"),
+        "{failed:?}"
+    );
+    // The first retry waits 5 s, give or take a quarter.
+    let retry_at = failed.retry_at.expect("a retry time");
+    assert!(
+        (before + 3..=before + 7).contains(&retry_at),
+        "{retry_at} vs {before}"
+    );
+    let next = runs
+        .iter()
+        .find(|r| r.job_key != key)
+        .expect("the retry is queued");
+    assert_eq!(
+        (next.status.as_str(), next.attempt),
+        ("queued", 2),
+        "{next:?}"
+    );
+    assert!(next.due_ms >= (before + 3) * 1000, "{next:?}");
+
+    let playbook = dir.path().join("playbook.toml");
+    std::fs::write(&playbook, "[[rules]\nname = = broken\n").unwrap();
+    let ctx = t.ctx(|c| c.playbook.file = Some(playbook.clone()));
+    let key = "plan@run-7";
+    let outcome = execute(
+        &ctx,
+        &queues,
+        AnyJob::of(JobKind::Plan, key),
+        Some(key.into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome, Outcome::Aborted);
+    let runs = t.db.job_runs(None, 10).await.unwrap();
+    let aborted = runs.iter().find(|r| r.job_key == key).unwrap();
+    assert_eq!(aborted.status, "aborted");
+    assert!(aborted.retry_at.is_none());
+    assert!(
+        aborted.error.as_deref().unwrap().contains("playbook.toml"),
+        "the reason names the file: {aborted:?}"
+    );
+    assert!(
+        !runs.iter().any(|r| r.job_key.starts_with("plan@run-7#")),
+        "nothing queued after an abort"
+    );
+}
+both_backends!(
+    retries_back_off_and_permanent_errors_abort_at_once,
+    super::retries_back_off_and_permanent_errors_abort
+);
