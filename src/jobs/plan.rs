@@ -337,10 +337,19 @@ async fn store_rows(
     changes: Vec<Change>,
 ) -> anyhow::Result<(u64, u64)> {
     let given = nudges.len() as u64;
+    let t = std::time::Instant::now();
     let inserted = db.insert_nudges(nudges).await.context("queueing nudges")?;
+    let inserting = t.elapsed().as_secs_f64();
     db.apply_nudge_changes(&changes)
         .await
         .context("updating stored nudges")?;
+    tracing::debug!(
+        inserted,
+        inserting,
+        changes = changes.len(),
+        changing = t.elapsed().as_secs_f64() - inserting,
+        "stored a page's nudges"
+    );
     Ok((inserted, given))
 }
 
@@ -393,6 +402,7 @@ async fn plan_all(
     };
     let mut kept = PlanOutput::default();
     let mut summary = PlanSummary::default();
+    let t = std::time::Instant::now();
     for (rule, n) in db
         .withdraw_for_departed(as_of, dry_run)
         .await
@@ -400,6 +410,10 @@ async fn plan_all(
     {
         summary.add_withdrawn(&rule, n as u64);
     }
+    tracing::debug!(
+        seconds = t.elapsed().as_secs_f64(),
+        "withdrew the nudges of customers who left"
+    );
     let basis = db.score_basis(run_id).await?;
     // A pipeline: the next page loads while this one is planned, and the previous
     // one's rows are written meanwhile (one write in flight, pages in order).
@@ -410,6 +424,7 @@ async fn plan_all(
     let mut writing: Option<Write> = None;
     let mut next = Some(load(i64::MIN));
     while let Some(loading) = next.take() {
+        let t = std::time::Instant::now();
         let page = loading
             .await
             .context("loading customers")?
@@ -420,6 +435,11 @@ async fn plan_all(
         if page.len() as i64 == PAGE {
             next = Some(load(last));
         }
+        tracing::debug!(
+            seconds = t.elapsed().as_secs_f64(),
+            customers = page.len(),
+            "waited for a page of customers"
+        );
         let mut out = PlanOutput::default();
         let mut drivers = HashMap::new();
         let t = std::time::Instant::now();
@@ -430,7 +450,12 @@ async fn plan_all(
             kept.changes.append(&mut out.changes);
         } else {
             let (nudges, changes) = page_rows(pb, run_id, &mut out, &drivers);
+            let w = std::time::Instant::now();
             finish_write(writing.take(), &mut report).await?;
+            tracing::debug!(
+                seconds = w.elapsed().as_secs_f64(),
+                "waited for the previous page's write"
+            );
             writing = Some(tokio::spawn(store_rows(db.clone(), nudges, changes)));
         }
         tracing::debug!(page = ?t.elapsed(), "page planned");
