@@ -25,6 +25,7 @@
 //!   and exit cleanly.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -533,6 +534,54 @@ pub async fn execute(
     Ok(outcome)
 }
 
+/// Wakes an idle worker to poll its queue every `interval`.
+///
+/// apalis 1.0's `IntervalStrategy` makes a new timer when its timer fires but does not
+/// poll it, so the worker's waker is not registered with it: unless the fetch that follows
+/// happens to be polled again, the next wake-up is the worker's heartbeat (every third of
+/// `[worker] lease_secs`, 5 s). Jobs sat in the queue for 2-4.6 s behind their ticks in a
+/// 10-minute run, at whole seconds past the poll's phase. This one polls the new timer at
+/// once, so a wake-up is always due within `interval`.
+#[derive(Debug)]
+pub struct Every {
+    interval: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Every {
+    pub fn new(interval: Duration) -> Self {
+        Every {
+            interval,
+            timer: Box::pin(tokio::time::sleep(interval)),
+        }
+    }
+}
+
+impl Clone for Every {
+    fn clone(&self) -> Self {
+        Every::new(self.interval)
+    }
+}
+
+impl PollStrategy for Every {
+    fn poll_drive(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        _snapshot: &PollSnapshot,
+    ) -> std::task::Poll<Option<()>> {
+        match self.timer.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => {
+                let next = tokio::time::Instant::now() + self.interval;
+                self.timer.as_mut().reset(next);
+                // Registers the waker for the next wake-up (this is what apalis's misses).
+                let _ = self.timer.as_mut().poll(cx);
+                std::task::Poll::Ready(Some(()))
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
 /// Work another queued job covers: the execution ends as skipped, with the reason.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -888,7 +937,7 @@ where
                 .shutdown_timeout(grace)
                 .register(move |_| {
                     WorkerBuilder::new(w1.as_str())
-                        .backend(s1.clone().poll_with_interval(poll))
+                        .backend(s1.clone().poll_with_strategy(Every::new(poll)))
                         .layer(one())
                         .data(c1.clone())
                         .data(q1.clone())
@@ -896,7 +945,7 @@ where
                 })
                 .register(move |_| {
                     WorkerBuilder::new(w2.as_str())
-                        .backend(s2.clone().poll_with_interval(poll))
+                        .backend(s2.clone().poll_with_strategy(Every::new(poll)))
                         .layer(one())
                         .data(c2.clone())
                         .data(q2.clone())
@@ -904,7 +953,7 @@ where
                 })
                 .register(move |_| {
                     WorkerBuilder::new(w3.as_str())
-                        .backend(s3.clone().poll_with_interval(poll))
+                        .backend(s3.clone().poll_with_strategy(Every::new(poll)))
                         .layer(one())
                         .data(c3.clone())
                         .data(q3.clone())
@@ -912,7 +961,7 @@ where
                 })
                 .register(move |_| {
                     WorkerBuilder::new(w4.as_str())
-                        .backend(s4.clone().poll_with_interval(poll))
+                        .backend(s4.clone().poll_with_strategy(Every::new(poll)))
                         .layer(one())
                         .data(c4.clone())
                         .data(q4.clone())
@@ -1003,6 +1052,35 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A worker's waker, counting its wake-ups.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// The poll strategy wakes an idle worker once every interval, each time, polled only
+    /// when woken (as a worker whose fetch came back at once is). apalis's own interval
+    /// strategy wakes it once and then leaves it to the heartbeat.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_worker_is_woken_every_interval() {
+        let count = std::sync::Arc::new(Count(Default::default()));
+        let waker = std::task::Waker::from(count.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut every = Every::new(Duration::from_millis(20));
+        let snapshot = PollSnapshot::default();
+        assert!(every.poll_drive(&mut cx, &snapshot).is_pending());
+        for n in 1..=5 {
+            // Ten intervals: woken at least once, whatever the machine's load.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let woken = count.0.load(std::sync::atomic::Ordering::SeqCst);
+            assert!(woken >= n, "woken {woken} times by interval {n}");
+            count.0.store(n, std::sync::atomic::Ordering::SeqCst);
+            assert!(every.poll_drive(&mut cx, &snapshot).is_ready());
+        }
+    }
 
     /// A consumer that falls behind gets the missed ticks late, in order, once each, and
     /// the stream goes on (apalis-cron's own stream repeats its error forever here).

@@ -316,9 +316,18 @@ token_env = "ATTUNE_CHAOS_TOKEN"
         }
         // The last run: every unconfirmed batch goes through, every file is taken, then
         // the schedule is watched for a while before a clean stop.
-        let deadline = Instant::now() + Duration::from_secs(120);
+        // Two minutes, and a second for each batch left over from the kills (after 200
+        // kills there are hundreds, each a request of its own).
+        let left = unconfirmed.len();
+        let deadline = Instant::now() + Duration::from_secs(120 + left as u64);
         while !unconfirmed.is_empty() {
-            assert!(Instant::now() < deadline, "HTTP batches never accepted");
+            assert!(
+                Instant::now() < deadline,
+                "HTTP batches never accepted: {} of {left} left (last answer {:?})\n{}",
+                unconfirmed.len(),
+                post_events(port, "[]"),
+                tail(&log)
+            );
             let body = unconfirmed.pop().unwrap();
             posted += 1;
             if post_events(port, &body) == Some(200) {
