@@ -41,6 +41,10 @@ impl Daemon {
             .arg(config)
             .args(["--log-format", "json", "run"])
             .env("ATTUNE_CHAOS_TOKEN", TOKEN)
+            // The harness's own settings are not the daemon's: it refuses unknown
+            // ATTUNE_* variables, so with these inherited it never started at all.
+            .env_remove("ATTUNE_CHAOS_KILLS")
+            .env_remove("ATTUNE_CHAOS_SEED")
             .env("RUST_LOG", "info,sqlx=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
