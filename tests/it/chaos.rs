@@ -20,7 +20,7 @@ use attune::store::Db;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use super::helpers::TestDb;
+use super::helpers::{TestDb, scalar};
 use crate::both_backends;
 
 const TOKEN: &str = "chaos-token-0123456789";
@@ -165,19 +165,6 @@ fn json_of(events: &[ActivityEvent], kind_name: impl Fn(&ActivityEvent) -> &'sta
         })
         .collect();
     serde_json::Value::Array(items).to_string()
-}
-
-async fn scalar(db: &Db, sql: &str) -> i64 {
-    match db {
-        Db::Sqlite(p, ..) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(p)
-            .await
-            .unwrap(),
-        Db::Postgres(p) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(p)
-            .await
-            .unwrap(),
-    }
 }
 
 fn files_in(dir: &Path) -> Vec<String> {

@@ -177,3 +177,17 @@ pub fn email_only() -> Consent {
         ..Consent::default()
     }
 }
+
+/// One integer from `sql` (a count, a sum), on either backend.
+pub async fn scalar(db: &Db, sql: &str) -> i64 {
+    match db {
+        Db::Sqlite(p, ..) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(p)
+            .await
+            .unwrap(),
+        Db::Postgres(p) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(p)
+            .await
+            .unwrap(),
+    }
+}

@@ -2,20 +2,7 @@
 
 use attune::store::{DatabaseUrl, Db};
 
-use super::helpers::TestDb;
-
-async fn count(db: &Db, sql: &str) -> i64 {
-    match db {
-        Db::Sqlite(p, ..) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(p)
-            .await
-            .unwrap(),
-        Db::Postgres(p) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(p)
-            .await
-            .unwrap(),
-    }
-}
+use super::helpers::{TestDb, scalar};
 
 /// `attune backup PATH` writes a database that opens and holds what the original holds;
 /// it never overwrites a file; on PostgreSQL it points at pg_dump.
@@ -37,9 +24,9 @@ async fn a_backup_opens_and_holds_everything() {
         "SELECT COUNT(*) FROM customers",
         "SELECT COUNT(*) FROM audit_log",
     ] {
-        assert_eq!(count(&copy, sql).await, count(&t.db, sql).await, "{sql}");
+        assert_eq!(scalar(&copy, sql).await, scalar(&t.db, sql).await, "{sql}");
     }
-    assert_eq!(count(&copy, "SELECT COUNT(*) FROM customers").await, 3);
+    assert_eq!(scalar(&copy, "SELECT COUNT(*) FROM customers").await, 3);
     // The copy is at the same migration: migrating it changes nothing.
     copy.migrate().await.unwrap();
     copy.close().await;
