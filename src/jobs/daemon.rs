@@ -333,8 +333,32 @@ async fn busy_reason(db: &Db, kind: JobKind, now: i64) -> anyhow::Result<Option<
     }))
 }
 
+/// Why a tick of `kind` at `fire_at` (unix seconds) is covered by the full scoring
+/// schedule's tick on the same second, if it is: a re-score due with a full run would
+/// only wait behind it and then re-score customers the full run just scored.
+///
+/// Decided from the schedules, not from what happens to be queued yet: the two ticks
+/// are handled concurrently, so a check of the queue could see either order.
+pub fn covered_by_full_run(
+    kind: JobKind,
+    fire_at: i64,
+    full_score: &cron::Schedule,
+) -> Option<String> {
+    if kind != JobKind::Rescore {
+        return None;
+    }
+    let at = chrono::DateTime::from_timestamp(fire_at, 0)?;
+    full_score.includes(at).then(|| {
+        format!(
+            "a full scoring run ({}) is due at the same second and re-scores everyone",
+            tick_id(JobKind::Score, fire_at)
+        )
+    })
+}
+
 /// Handles one cron tick: claims it and, if this process won, enqueues its job, or
-/// records it as skipped when the same work is already queued or running. Returns
+/// records it as skipped when the same work is already queued or running, or when
+/// `covered` says why another tick's work covers it ([`covered_by_full_run`]). Returns
 /// whether this process claimed it.
 pub async fn fire_tick(
     db: &Db,
@@ -342,6 +366,7 @@ pub async fn fire_tick(
     kind: JobKind,
     fire_at: i64,
     worker: &str,
+    covered: Option<String>,
 ) -> anyhow::Result<bool> {
     let id = tick_id(kind, fire_at);
     if !db.claim_tick(&id, kind.as_str(), fire_at, worker).await? {
@@ -349,7 +374,11 @@ pub async fn fire_tick(
         return Ok(false);
     }
     let due_ms = fire_at * 1000;
-    if let Some(reason) = busy_reason(db, kind, now_ms()).await? {
+    let reason = match covered {
+        Some(reason) => Some(reason),
+        None => busy_reason(db, kind, now_ms()).await?,
+    };
+    if let Some(reason) = reason {
         db.skip_job_run(kind.as_str(), &id, due_ms, worker, &reason)
             .await?;
         db.mark_tick_enqueued(&id).await?;
@@ -700,8 +729,16 @@ async fn handle_retrain(
         .map_err(job_error)
 }
 
-/// Runs the schedules for `kind` until the task is aborted.
-async fn run_schedule(db: Db, queues: Queues, kind: JobKind, expr: String, worker: String) {
+/// Runs the schedules for `kind` until the task is aborted. `full_score` is the full
+/// scoring run's schedule: a re-score tick on one of its seconds is skipped.
+async fn run_schedule(
+    db: Db,
+    queues: Queues,
+    kind: JobKind,
+    expr: String,
+    full_score: Option<cron::Schedule>,
+    worker: String,
+) {
     let schedule = match cron::Schedule::from_str(&expr) {
         Ok(s) => s,
         Err(e) => {
@@ -718,10 +755,13 @@ async fn run_schedule(db: Db, queues: Queues, kind: JobKind, expr: String, worke
         // Fired beside the stream, so a tick waiting for its turn to write never makes
         // the scheduler miss the next one.
         let (db, queues, worker) = (db.clone(), queues.clone(), worker.clone());
+        let covered = full_score
+            .as_ref()
+            .and_then(|full| covered_by_full_run(kind, at, full));
         let in_order = in_order.clone().lock_owned();
         tokio::spawn(async move {
             let _turn = in_order.await;
-            if let Err(e) = fire_tick(&db, &queues, kind, at, &worker).await {
+            if let Err(e) = fire_tick(&db, &queues, kind, at, &worker, covered).await {
                 tracing::error!(schedule = kind.as_str(), error = %format!("{e:#}"), "tick failed");
             }
         });
@@ -892,6 +932,7 @@ where
         }
     }
     let mut background = vec![tokio::spawn(run_sweeper(ctx.clone(), queues.clone()))];
+    let full_score = cron::Schedule::from_str(&ctx.config.schedule.score).ok();
     for (kind, expr) in [
         (JobKind::Pull, &ctx.config.schedule.pull),
         (JobKind::Score, &ctx.config.schedule.score),
@@ -903,6 +944,7 @@ where
             queues.clone(),
             kind,
             expr.clone(),
+            full_score.clone(),
             worker.clone(),
         )));
     }
@@ -1052,6 +1094,35 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Re-score every 3 s, full score every 7 s: the two coincide every 21 s, and only
+    /// there is the re-score covered; other kinds never are.
+    #[test]
+    fn a_rescore_on_a_full_runs_second_is_covered() {
+        let full = cron::Schedule::from_str("*/7 * * * * *").unwrap();
+        let minute = 1_795_000_020; // a whole minute (divisible by 60)
+        assert_eq!(minute % 60, 0);
+        let covered: Vec<i64> = (0..60)
+            .map(|s| minute + s)
+            .filter(|&at| at % 3 == 0)
+            .filter(|&at| covered_by_full_run(JobKind::Rescore, at, &full).is_some())
+            .map(|at| at - minute)
+            .collect();
+        assert_eq!(covered, vec![0, 21, 42]);
+        let reason = covered_by_full_run(JobKind::Rescore, minute + 21, &full).unwrap();
+        assert!(
+            reason.contains("score@") && reason.contains("re-scores everyone"),
+            "{reason}"
+        );
+        for kind in [
+            JobKind::Pull,
+            JobKind::Score,
+            JobKind::Plan,
+            JobKind::Retrain,
+        ] {
+            assert_eq!(covered_by_full_run(kind, minute, &full), None, "{kind:?}");
+        }
+    }
 
     /// A worker's waker, counting its wake-ups.
     struct Count(std::sync::atomic::AtomicUsize);

@@ -109,6 +109,109 @@ both_backends!(
     super::import_to_queued_nudges
 );
 
+/// Planning after a re-score of a few changed customers (basis: the full run and the
+/// re-score) reads every other customer's score from the full run, so it changes none
+/// of their nudges: only the re-scored customers' nudges may be withdrawn or added.
+async fn planning_after_a_rescore_keeps_the_others(t: &TestDb) {
+    use attune::jobs::{plan, score};
+    let inbox = tempfile::tempdir().unwrap();
+    let ctx = t.ctx(|c| c.pull.inbox = Some(inbox.path().to_owned()));
+    let today = attune::jobs::today();
+    let summary = attune::demo::run_cycle(&ctx, 1500, 11, today)
+        .await
+        .unwrap();
+    let before: std::collections::HashMap<i64, (i64, String)> =
+        t.db.list_nudges(&NudgeFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.id, (n.customer_id, n.status.clone())))
+            .collect();
+    assert!(before.len() as u64 == summary.plan.queued && !before.is_empty());
+
+    // Ten customers log in now; nothing else changes.
+    let ids = t.db.customer_id_map().await.unwrap();
+    let mut names: Vec<(&String, &i64)> = ids.iter().collect();
+    names.sort();
+    let changed: Vec<(String, i64)> = names
+        .iter()
+        .step_by(150)
+        .map(|(n, id)| ((*n).clone(), **id))
+        .collect();
+    assert_eq!(changed.len(), 10);
+    let now = chrono::Utc::now();
+    let events: Vec<attune::domain::ActivityEvent> = changed
+        .iter()
+        .map(|(name, _)| attune::domain::ActivityEvent {
+            customer: attune::domain::CustomerId::parse(name).unwrap(),
+            kind: attune::domain::Meaning::Login.code(),
+            occurred_at: now - chrono::Duration::minutes(5),
+            value: None,
+            attributes: Default::default(),
+            source: "app".into(),
+            source_event_id: format!("rescore-{name}"),
+        })
+        .collect();
+    let stored = t.db.insert_events(&events).await.unwrap();
+    assert_eq!(stored.customers_changed, 10);
+    let rescore = score::run(
+        &ctx,
+        &score::ScoreJob {
+            tick: None,
+            as_of: Some(today),
+            changed_only: true,
+        },
+    )
+    .await
+    .unwrap();
+    // Customers who left before today are not scored.
+    assert_eq!(rescore.scope, "changed");
+    assert!((1..=10).contains(&rescore.customers), "{rescore:?}");
+    assert_eq!(
+        t.db.score_basis(Some(rescore.run_id)).await.unwrap(),
+        Some((summary.score.run_id, rescore.run_id))
+    );
+    let report = plan::run(
+        &ctx,
+        &plan::PlanJob {
+            run_id: Some(rescore.run_id),
+            as_of: Some(today),
+        },
+    )
+    .await
+    .unwrap();
+    let rescored: std::collections::HashSet<i64> = changed.iter().map(|c| c.1).collect();
+    let after = t.db.list_nudges(&NudgeFilter::default()).await.unwrap();
+    let mut moved = Vec::new();
+    for n in &after {
+        if rescored.contains(&n.customer_id) {
+            continue;
+        }
+        match before.get(&n.id) {
+            Some((_, status)) if *status == n.status => {}
+            was => moved.push((
+                n.id,
+                n.customer_id,
+                n.kind.clone(),
+                was.cloned(),
+                n.status.clone(),
+            )),
+        }
+    }
+    assert!(
+        moved.is_empty(),
+        "{} nudges of customers the re-score did not touch changed (of {}; plan {:?}): {:?}",
+        moved.len(),
+        after.len(),
+        report.summary.totals,
+        &moved[..moved.len().min(10)]
+    );
+}
+both_backends!(
+    planning_after_a_rescore_changes_only_the_rescored_customers_nudges,
+    super::planning_after_a_rescore_keeps_the_others
+);
+
 /// The daemon on a one-second schedule: ticks become apalis jobs, workers score and then
 /// plan, and a shutdown signal stops it cleanly.
 async fn daemon_runs_scheduled_jobs(t: &TestDb) {

@@ -9,17 +9,17 @@ async fn same_tick_twice_enqueues_once(t: &TestDb) {
     let queues = Queues::new(&t.db).await.unwrap();
     let at = 1_795_000_000;
     assert!(
-        fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-a")
+        fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-a", None)
             .await
             .unwrap()
     );
     assert!(
-        !fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-b")
+        !fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-b", None)
             .await
             .unwrap()
     );
     assert!(
-        !fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-a")
+        !fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-a", None)
             .await
             .unwrap()
     );
@@ -30,9 +30,16 @@ async fn same_tick_twice_enqueues_once(t: &TestDb) {
     // The next tick is a different identity; it finds the first still queued and would
     // only wait behind it: it is claimed and recorded as skipped, with the reason.
     assert!(
-        fire_tick(&t.db, &queues, JobKind::Score, at + 86_400, "daemon-b")
-            .await
-            .unwrap()
+        fire_tick(
+            &t.db,
+            &queues,
+            JobKind::Score,
+            at + 86_400,
+            "daemon-b",
+            None
+        )
+        .await
+        .unwrap()
     );
     assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 1);
     let skipped = t.db.job_runs(Some("skipped"), 10).await.unwrap();
@@ -49,14 +56,14 @@ async fn same_tick_twice_enqueues_once(t: &TestDb) {
     );
     // A changed-customers re-score waits behind any scoring: skipped too.
     assert!(
-        fire_tick(&t.db, &queues, JobKind::Rescore, at + 60, "daemon-a")
+        fire_tick(&t.db, &queues, JobKind::Rescore, at + 60, "daemon-a", None)
             .await
             .unwrap()
     );
     assert_eq!(t.db.job_runs(Some("skipped"), 10).await.unwrap().len(), 2);
     // A pull is other work: it is queued.
     assert!(
-        fire_tick(&t.db, &queues, JobKind::Pull, at + 60, "daemon-a")
+        fire_tick(&t.db, &queues, JobKind::Pull, at + 60, "daemon-a", None)
             .await
             .unwrap()
     );
@@ -91,6 +98,52 @@ async fn stranded_tick_is_enqueued_by_the_sweep(t: &TestDb) {
 both_backends!(
     stranded_tick_is_enqueued_once,
     super::stranded_tick_is_enqueued_by_the_sweep
+);
+
+/// A re-score due on the same second as a full run is skipped with the reason however
+/// the two ticks are ordered: with nothing queued yet, and before the full tick fires.
+async fn a_rescore_on_a_full_runs_second_is_skipped(t: &TestDb) {
+    use attune::jobs::daemon::covered_by_full_run;
+    use std::str::FromStr;
+    let queues = Queues::new(&t.db).await.unwrap();
+    let full = cron::Schedule::from_str("*/7 * * * * *").unwrap();
+    let at = 1_795_000_020 + 21;
+    let covered = covered_by_full_run(JobKind::Rescore, at, &full);
+    assert!(covered.is_some());
+    assert!(
+        fire_tick(&t.db, &queues, JobKind::Rescore, at, "daemon-a", covered)
+            .await
+            .unwrap()
+    );
+    assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 0);
+    let skipped = t.db.job_runs(Some("skipped"), 10).await.unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].job_key, tick_id(JobKind::Rescore, at));
+    assert_eq!(
+        skipped[0].error.as_deref(),
+        Some(
+            format!(
+                "a full scoring run ({}) is due at the same second and re-scores everyone",
+                tick_id(JobKind::Score, at)
+            )
+            .as_str()
+        )
+    );
+    // The full run's tick is then queued as usual.
+    assert!(
+        fire_tick(&t.db, &queues, JobKind::Score, at, "daemon-a", None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(t.apalis_jobs(attune::jobs::score::QUEUE).await, 1);
+    // A re-score on another second is queued (nothing covers it but the queued full
+    // run, which busy_reason finds).
+    let other = at + 3;
+    assert_eq!(covered_by_full_run(JobKind::Rescore, other, &full), None);
+}
+both_backends!(
+    a_rescore_on_a_full_runs_second_is_skipped_whatever_the_order,
+    super::a_rescore_on_a_full_runs_second_is_skipped
 );
 
 /// A re-score whose full run is queued behind it gives way (skipped, with the reason)
