@@ -12,17 +12,25 @@ cd "$DIR"
 echo "workdir $DIR" >&2
 "$BIN" simulate --customers "$CUSTOMERS" --out export >/dev/null
 months=$(ls export/events-*.csv | sort)
-last2=$(echo "$months" | tail -2)
+# Held back for the inbox: the newest months, enough for a file every second of the run
+# (the current month is partial, so two months can be too few).
+need=$((SECONDS_RUN * 2500))
+held=0; have=0
+for f in $(echo "$months" | sort -r); do
+  held=$((held + 1)); have=$((have + $(wc -l < "$f") - 1))
+  [ "$have" -ge "$need" ] && break
+done
+held_back=$(echo "$months" | tail -n "$held")
 DB="$DIR/attune.db"
 "$BIN" --db "$DB" import customers export/customers.csv >/dev/null
-for f in $(echo "$months" | head -n -2); do "$BIN" --db "$DB" import events "$f" >/dev/null; done
+for f in $(echo "$months" | head -n -"$held"); do "$BIN" --db "$DB" import events "$f" >/dev/null; done
 "$BIN" --db "$DB" train --from-db >/dev/null 2>&1
-# The last two months, in files of 2,500 events, dropped one a second.
+# The held-back months, in files of 2,500 events, dropped one a second.
 mkdir -p chunks inbox
-for f in $last2; do
+for f in $held_back; do
   tail -n +2 "$f" | split -l 2500 -d -a 4 - "chunks/$(basename "$f" .csv)-"
 done
-header=$(head -1 $(echo "$last2" | head -1))
+header=$(head -1 $(echo "$held_back" | head -1))
 PORT=$((20000 + RANDOM % 20000))
 cat > attune.toml <<TOML
 database_url = "$DB"
@@ -41,6 +49,11 @@ PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 for i in $(seq 1 60); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 1; done
 start=$(date +%s)
+# The write-ahead log's size every second: readers that always overlap keep SQLite's
+# checkpoints from finishing, and a long log makes every read slower.
+( while kill -0 $PID 2>/dev/null; do
+    echo "$(date +%s) $(stat -c %s "$DB-wal" 2>/dev/null || echo 0)"; sleep 1
+  done > wal_sizes.txt ) &
 n=0
 for c in $(ls chunks | sort); do
   now=$(date +%s); [ $((now - start)) -ge "$SECONDS_RUN" ] && break
@@ -53,6 +66,8 @@ curl -sf "http://127.0.0.1:$PORT/metrics" > metrics.txt
 kill -TERM $PID; wait $PID || true
 trap - EXIT
 echo "files dropped: $n in ${SECONDS_RUN} s; customers: $CUSTOMERS"
+sort -k2 -n wal_sizes.txt | tail -1 | awk '{printf "largest write-ahead log: %.0f MB\n", $2 / 1e6}'
+awk '{s += $2; n++} END {if (n) printf "mean write-ahead log: %.0f MB over %d samples\n", s / n / 1e6, n}' wal_sizes.txt
 python3 - "$DB" metrics.txt <<'PY'
 import sqlite3, sys, re, collections
 db, metrics = sys.argv[1], sys.argv[2]

@@ -768,6 +768,48 @@ async fn run_schedule(
     }
 }
 
+/// WAL bytes past which the daemon empties SQLite's WAL (a full run over 100,000
+/// customers writes ~50 MB of it).
+const WAL_KEEP_BYTES: u64 = 64 << 20;
+
+/// How long emptying the WAL waits for readers of older snapshots (every read is a page,
+/// well under a second) before it leaves the WAL for the next look.
+const WAL_KEEP_WAIT_MS: u32 = 1_000;
+
+/// Every second (SQLite): empties the WAL once it has grown past [`WAL_KEEP_BYTES`]
+/// ([`Db::keep_wal_short`]); readers that always overlap keep SQLite's own checkpoints
+/// from ever starting it over.
+async fn run_wal_keeper(db: Db) {
+    let mut in_the_way = 0u32;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t = std::time::Instant::now();
+        match db.keep_wal_short(WAL_KEEP_BYTES, WAL_KEEP_WAIT_MS).await {
+            Ok(crate::store::WalKept::Emptied(bytes)) => {
+                in_the_way = 0;
+                tracing::debug!(
+                    bytes,
+                    seconds = t.elapsed().as_secs_f64(),
+                    "emptied the WAL"
+                );
+            }
+            Ok(crate::store::WalKept::ReadersInTheWay(bytes)) => {
+                in_the_way += 1;
+                // Once is normal (a read under way); many in a row are worth a look.
+                if in_the_way.is_multiple_of(30) {
+                    tracing::warn!(
+                        bytes,
+                        tries = in_the_way,
+                        "readers keep the WAL from being emptied"
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "emptying the WAL failed"),
+        }
+    }
+}
+
 /// Every few seconds: ticks stranded by a dead daemon are enqueued, executions whose
 /// worker stopped beating are marked interrupted, scoring runs they left are marked failed.
 async fn run_sweeper(ctx: JobContext, queues: Queues) {
@@ -932,6 +974,9 @@ where
         }
     }
     let mut background = vec![tokio::spawn(run_sweeper(ctx.clone(), queues.clone()))];
+    if ctx.db.backend() == "sqlite" {
+        background.push(tokio::spawn(run_wal_keeper(ctx.db.clone())));
+    }
     let full_score = cron::Schedule::from_str(&ctx.config.schedule.score).ok();
     for (kind, expr) in [
         (JobKind::Pull, &ctx.config.schedule.pull),

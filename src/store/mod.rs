@@ -37,6 +37,7 @@ use sqlx::sqlite::{
 };
 
 pub use customers::{CustomerRow, UpsertCounts};
+pub use events::sqlite::WalKept;
 pub use events::{
     CustomerIds, FailPoint, IngestBatch, IngestCounts, Progress, RefusedRow, SourceFile,
 };
@@ -425,6 +426,22 @@ impl Db {
             Db::Sqlite(p, shared) => events::sqlite::empty_wal(p, shared).await,
             Db::Postgres(_) => Ok(()),
         }
+    }
+
+    /// SQLite: empties the WAL once it has grown past `limit` bytes, in a bulk writer's
+    /// turn, waiting at most `wait_ms` for readers of older snapshots (see
+    /// [`events::sqlite::keep_wal_short`]). PostgreSQL: nothing to do.
+    pub async fn keep_wal_short(&self, limit: u64, wait_ms: u32) -> Result<WalKept> {
+        let Db::Sqlite(p, shared) = self else {
+            return Ok(WalKept::Short);
+        };
+        let path = p.connect_options().get_filename().to_owned();
+        // Looked at before queueing for a turn: most of the time there is nothing to do.
+        if events::sqlite::wal_bytes(&path) <= limit {
+            return Ok(WalKept::Short);
+        }
+        let _turn = self.bulk_turn().await;
+        events::sqlite::keep_wal_short(p, shared, &path, limit, wait_ms).await
     }
 
     /// Records who did what; every decision a person makes goes through here.
