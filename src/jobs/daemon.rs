@@ -334,24 +334,39 @@ async fn busy_reason(db: &Db, kind: JobKind, now: i64) -> anyhow::Result<Option<
 }
 
 /// Why a tick of `kind` at `fire_at` (unix seconds) is covered by the full scoring
-/// schedule's tick on the same second, if it is: a re-score due with a full run would
-/// only wait behind it and then re-score customers the full run just scored.
+/// schedule's next tick, if it is: a re-score whose full run is due before the re-score
+/// would finish (`takes_ms`, how long recent re-scores took) would make the full run
+/// start late, and the full run re-scores everyone anyway, a few seconds later.
 ///
-/// Decided from the schedules, not from what happens to be queued yet: the two ticks
-/// are handled concurrently, so a check of the queue could see either order.
+/// Decided from the schedules, not from what happens to be queued yet: ticks of the two
+/// schedules are handled concurrently, so a check of the queue could see either order.
 pub fn covered_by_full_run(
     kind: JobKind,
     fire_at: i64,
+    takes_ms: i64,
     full_score: &cron::Schedule,
 ) -> Option<String> {
     if kind != JobKind::Rescore {
         return None;
     }
     let at = chrono::DateTime::from_timestamp(fire_at, 0)?;
-    full_score.includes(at).then(|| {
+    let full = if full_score.includes(at) {
+        at
+    } else {
+        full_score.after(&at).next()?
+    };
+    let wait_ms = (full - at).num_milliseconds();
+    if wait_ms > takes_ms.max(0) {
+        return None;
+    }
+    let tick = tick_id(JobKind::Score, full.timestamp());
+    Some(if wait_ms == 0 {
+        format!("a full scoring run ({tick}) is due at the same second and re-scores everyone")
+    } else {
         format!(
-            "a full scoring run ({}) is due at the same second and re-scores everyone",
-            tick_id(JobKind::Score, fire_at)
+            "a full scoring run ({tick}) is due in {} s, before this re-score would finish (recent re-scores took up to {:.1} s), and re-scores everyone",
+            wait_ms / 1000,
+            takes_ms as f64 / 1000.0
         )
     })
 }
@@ -755,12 +770,18 @@ async fn run_schedule(
         // Fired beside the stream, so a tick waiting for its turn to write never makes
         // the scheduler miss the next one.
         let (db, queues, worker) = (db.clone(), queues.clone(), worker.clone());
-        let covered = full_score
-            .as_ref()
-            .and_then(|full| covered_by_full_run(kind, at, full));
+        let full_score = full_score.clone();
         let in_order = in_order.clone().lock_owned();
         tokio::spawn(async move {
             let _turn = in_order.await;
+            let covered = match (&full_score, kind) {
+                (Some(full), JobKind::Rescore) => {
+                    // The longest of the last few: a re-score's length follows the changes.
+                    let takes_ms = db.recent_job_ms("rescore", 5).await.ok().flatten();
+                    covered_by_full_run(kind, at, takes_ms.unwrap_or(0), full)
+                }
+                _ => None,
+            };
             if let Err(e) = fire_tick(&db, &queues, kind, at, &worker, covered).await {
                 tracing::error!(schedule = kind.as_str(), error = %format!("{e:#}"), "tick failed");
             }
@@ -1140,23 +1161,33 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// Re-score every 3 s, full score every 7 s: the two coincide every 21 s, and only
-    /// there is the re-score covered; other kinds never are.
+    /// Re-score every 3 s, full score every 7 s: they coincide every 21 s, where the
+    /// re-score is always covered; a re-score that takes 2 s is also covered when a full
+    /// run is due within 2 s of it. Other kinds never are.
     #[test]
-    fn a_rescore_on_a_full_runs_second_is_covered() {
+    fn a_rescore_the_full_run_would_wait_for_is_covered() {
         let full = cron::Schedule::from_str("*/7 * * * * *").unwrap();
         let minute = 1_795_000_020; // a whole minute (divisible by 60)
         assert_eq!(minute % 60, 0);
-        let covered: Vec<i64> = (0..60)
-            .map(|s| minute + s)
-            .filter(|&at| at % 3 == 0)
-            .filter(|&at| covered_by_full_run(JobKind::Rescore, at, &full).is_some())
-            .map(|at| at - minute)
-            .collect();
-        assert_eq!(covered, vec![0, 21, 42]);
-        let reason = covered_by_full_run(JobKind::Rescore, minute + 21, &full).unwrap();
+        let covered = |takes_ms: i64| -> Vec<i64> {
+            (0..60)
+                .map(|s| minute + s)
+                .filter(|&at| at % 3 == 0)
+                .filter(|&at| covered_by_full_run(JobKind::Rescore, at, takes_ms, &full).is_some())
+                .map(|at| at - minute)
+                .collect()
+        };
+        // Re-scores at 0, 3, 6, ...; full runs at 0, 7, 14, ..., 56, then 0.
+        assert_eq!(covered(0), vec![0, 21, 42]);
+        assert_eq!(covered(2_000), vec![0, 6, 12, 21, 27, 33, 42, 48, 54]);
+        let reason = covered_by_full_run(JobKind::Rescore, minute + 21, 0, &full).unwrap();
         assert!(
-            reason.contains("score@") && reason.contains("re-scores everyone"),
+            reason.contains("score@") && reason.contains("same second"),
+            "{reason}"
+        );
+        let reason = covered_by_full_run(JobKind::Rescore, minute + 27, 2_000, &full).unwrap();
+        assert!(
+            reason.contains(&tick_id(JobKind::Score, minute + 28)) && reason.contains("due in 1 s"),
             "{reason}"
         );
         for kind in [
@@ -1165,7 +1196,11 @@ mod tests {
             JobKind::Plan,
             JobKind::Retrain,
         ] {
-            assert_eq!(covered_by_full_run(kind, minute, &full), None, "{kind:?}");
+            assert_eq!(
+                covered_by_full_run(kind, minute, 60_000, &full),
+                None,
+                "{kind:?}"
+            );
         }
     }
 

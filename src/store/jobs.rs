@@ -237,6 +237,15 @@ impl Db {
         Ok(())
     }
 
+    /// The longest of the last `n` successful executions of `kind`, in milliseconds.
+    pub async fn recent_job_ms(&self, kind: &str, n: i64) -> Result<Option<i64>> {
+        let sql = "SELECT MAX(finished_ms - started_ms) FROM (SELECT finished_ms, started_ms FROM job_runs
+                   WHERE status = 'succeeded' AND kind = $1 ORDER BY id DESC LIMIT $2) recent";
+        let (ms,): (Option<i64>,) =
+            on_pool!(self, p => sqlx::query_as(sql).bind(kind).bind(n).fetch_one(p).await?);
+        Ok(ms)
+    }
+
     /// Whether a run of `kind` is queued and due (a tick of it would only queue behind it).
     /// `kinds` are job kinds (`pull`, `score`, ...): lowercase words, written inline.
     pub async fn job_due(&self, kinds: &[&str], due_by_ms: i64) -> Result<Option<JobRunRow>> {

@@ -108,7 +108,7 @@ async fn a_rescore_on_a_full_runs_second_is_skipped(t: &TestDb) {
     let queues = Queues::new(&t.db).await.unwrap();
     let full = cron::Schedule::from_str("*/7 * * * * *").unwrap();
     let at = 1_795_000_020 + 21;
-    let covered = covered_by_full_run(JobKind::Rescore, at, &full);
+    let covered = covered_by_full_run(JobKind::Rescore, at, 0, &full);
     assert!(covered.is_some());
     assert!(
         fire_tick(&t.db, &queues, JobKind::Rescore, at, "daemon-a", covered)
@@ -139,7 +139,7 @@ async fn a_rescore_on_a_full_runs_second_is_skipped(t: &TestDb) {
     // A re-score on another second is queued (nothing covers it but the queued full
     // run, which busy_reason finds).
     let other = at + 3;
-    assert_eq!(covered_by_full_run(JobKind::Rescore, other, &full), None);
+    assert_eq!(covered_by_full_run(JobKind::Rescore, other, 0, &full), None);
 }
 both_backends!(
     a_rescore_on_a_full_runs_second_is_skipped_whatever_the_order,
