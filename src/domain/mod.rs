@@ -12,6 +12,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+pub mod complaint;
 pub mod kinds;
 pub use kinds::{DeclaredKind, EventKinds, KindCode, KindDef, KindSet};
 

@@ -23,6 +23,8 @@ use chrono::{DateTime, Days, Months, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
+pub use crate::domain::complaint::Complaint;
+use crate::domain::complaint::{ComplaintEvent, Step};
 use crate::domain::{Channel, Consent, Customer, Meaning, NudgeStatus, RuleName};
 use crate::features::{FeatureRow, FeatureValue};
 pub use file::{
@@ -330,60 +332,17 @@ fn add_months(d: NaiveDate, m: u32) -> Option<NaiveDate> {
     d.checked_add_months(Months::new(m))
 }
 
-/// A complaint from its opening: reopened after a resolution, it is the same complaint
-/// (its age counts from the first opening). Events carry no complaint id, so each
-/// resolution closes the oldest open complaint (the count the features keep) and a
-/// reopening reopens the most recently resolved one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Complaint {
-    pub opened_id: i64,
-    pub opened_at: i64,
-    pub reopened_at: Option<i64>,
-    pub resolved_at: Option<i64>,
-    pub open: bool,
-}
-
+/// The customer's complaints from the events planning read, by the one definition of a
+/// complaint's lifecycle (`domain::complaint`).
 pub fn complaints(events: &[EventFact]) -> Vec<Complaint> {
-    let mut out: Vec<Complaint> = Vec::new();
-    for e in events {
-        match e.kind {
-            Meaning::ComplaintOpened => out.push(Complaint {
-                opened_id: e.id,
-                opened_at: e.at,
-                reopened_at: None,
-                resolved_at: None,
-                open: true,
-            }),
-            Meaning::ComplaintResolved => {
-                if let Some(c) = out.iter_mut().find(|c| c.open) {
-                    c.open = false;
-                    c.resolved_at = Some(e.at);
-                }
-            }
-            Meaning::ComplaintReopened => {
-                match out
-                    .iter_mut()
-                    .filter(|c| !c.open)
-                    .max_by_key(|c| c.resolved_at)
-                {
-                    Some(c) => {
-                        c.open = true;
-                        c.reopened_at = Some(e.at);
-                    }
-                    // Its opening is older than the history planning reads.
-                    None => out.push(Complaint {
-                        opened_id: e.id,
-                        opened_at: e.at,
-                        reopened_at: Some(e.at),
-                        resolved_at: None,
-                        open: true,
-                    }),
-                }
-            }
-            _ => {}
-        }
-    }
-    out
+    crate::domain::complaint::lifecycle(events.iter().filter_map(|e| {
+        Some(ComplaintEvent {
+            id: e.id,
+            at: e.at,
+            step: Step::of(e.kind)?,
+            satisfaction: e.value,
+        })
+    }))
 }
 
 fn money(x: f64) -> String {
@@ -655,7 +614,7 @@ pub fn occasions(
                 .filter(|k| k.open && k.opened_at <= now)
             {
                 let opened = day_of(k.opened_at);
-                let age = (as_of - opened).num_days();
+                let age = k.days_open(as_of);
                 if age >= *min_age_days as i64 && max_age_days.is_none_or(|m| age <= m as i64) {
                     push(
                         format!("complaint:{}", k.opened_id),
@@ -676,7 +635,7 @@ pub fn occasions(
                     && r <= now
                 {
                     let opened = day_of(k.opened_at);
-                    let age = (as_of - opened).num_days();
+                    let age = k.days_open(as_of);
                     push(
                         format!("complaint:{}", k.opened_id),
                         format!(

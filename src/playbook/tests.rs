@@ -672,3 +672,62 @@ fn stale_nudges_expire() {
         vec![("welcome".to_owned(), Change::Expire { id: 1 })]
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// The complaint triggers (the follow-up up to 14 days, the ombudsman notice from 56)
+    /// find exactly the open complaints of `domain::complaint::lifecycle`, with its ages:
+    /// the playbook keeps no complaint rule of its own (issue 19).
+    #[test]
+    fn complaint_triggers_follow_the_one_lifecycle(
+        history in proptest::collection::vec((0usize..3, 0i64..90), 0..10)
+    ) {
+        use crate::domain::complaint::{self, ComplaintEvent, Step};
+        let steps = [Step::Opened, Step::Resolved, Step::Reopened];
+        let meanings = [
+            Meaning::ComplaintOpened,
+            Meaning::ComplaintResolved,
+            Meaning::ComplaintReopened,
+        ];
+        let events: Vec<EventFact> = history
+            .iter()
+            .enumerate()
+            .map(|(i, &(s, day))| EventFact {
+                id: i as i64 + 1,
+                kind: meanings[s],
+                at: at("2026-01-01", 10) + day * DAY + i as i64 * 60,
+                value: None,
+            })
+            .collect();
+        let want = complaint::lifecycle(history.iter().enumerate().map(|(i, &(s, _))| {
+            ComplaintEvent {
+                id: events[i].id,
+                at: events[i].at,
+                step: steps[s],
+                satisfaction: None,
+            }
+        }));
+        let mut w = World::new(customer("c1", "2025-01-01"));
+        w.events = events;
+        let as_of = d("2026-04-02"); // day 91
+        let now = planning_instant(as_of, 0);
+        let book = pb();
+        for (rule, keep) in [
+            ("complaint_follow_up", (0, 14)),
+            ("ombudsman_notice", (56, i64::MAX)),
+        ] {
+            let got: std::collections::BTreeSet<(String, String)> =
+                occasions(&book, book.rule(rule).unwrap(), &w.facts(), &settings(9), as_of, now)
+                    .into_iter()
+                    .map(|o| (o.key, o.values["complaint_days"].clone()))
+                    .collect();
+            let expected: std::collections::BTreeSet<(String, String)> = want
+                .iter()
+                .filter(|c| c.open && (keep.0..=keep.1).contains(&c.days_open(as_of)))
+                .map(|c| (format!("complaint:{}", c.opened_id), c.days_open(as_of).to_string()))
+                .collect();
+            proptest::prop_assert_eq!(got, expected, "rule {}", rule);
+        }
+    }
+}

@@ -15,6 +15,8 @@ use sqlx::types::Json;
 use super::users::audit_in_tx;
 use super::{BATCH_ROWS, Db, Result, day_start, now_secs, on_pool};
 use crate::domain::Meaning;
+pub use crate::domain::complaint::Complaint;
+use crate::domain::complaint::{ComplaintEvent, Step, lifecycle, oldest_open};
 
 /// Writes one audit entry per decided id inside the open transaction `$tx`, in batched
 /// multi-row inserts.
@@ -215,55 +217,18 @@ pub struct ScorePoint {
     pub drivers: Json<serde_json::Value>,
 }
 
-/// A complaint and where it stands, from its opened/resolved/reopened events.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Complaint {
-    pub opened_at: i64,
-    pub open: bool,
-    pub resolved_at: Option<i64>,
-    /// The customer's satisfaction at resolution, 1 to 5.
-    pub satisfaction: Option<f64>,
-    pub reopened: u32,
-}
-
-/// Pairs complaint events (oldest first) into complaints: a resolution closes the latest
-/// open complaint, a reopening reopens the latest closed one.
+/// The complaints in a customer's complaint events (`kind` the meaning's name), by the one
+/// definition of a complaint's lifecycle (`domain::complaint`).
 pub fn complaints_from_events(events: &[TimelineEvent]) -> Vec<Complaint> {
-    let mut out: Vec<Complaint> = Vec::new();
-    for e in events {
-        match e.kind.as_str() {
-            "complaint_opened" => out.push(Complaint {
-                opened_at: e.occurred_at,
-                open: true,
-                resolved_at: None,
-                satisfaction: None,
-                reopened: 0,
-            }),
-            "complaint_resolved" => {
-                if let Some(c) = out.iter_mut().rev().find(|c| c.open) {
-                    c.open = false;
-                    c.resolved_at = Some(e.occurred_at);
-                    c.satisfaction = e.value;
-                }
-            }
-            "complaint_reopened" => match out.iter_mut().rev().find(|c| !c.open) {
-                Some(c) => {
-                    c.open = true;
-                    c.reopened += 1;
-                    c.resolved_at = None;
-                }
-                None => out.push(Complaint {
-                    opened_at: e.occurred_at,
-                    open: true,
-                    resolved_at: None,
-                    satisfaction: None,
-                    reopened: 1,
-                }),
-            },
-            _ => {}
-        }
-    }
-    out
+    lifecycle(events.iter().filter_map(|e| {
+        let meaning: Meaning = e.kind.parse().ok()?;
+        Some(ComplaintEvent {
+            id: e.id,
+            at: e.occurred_at,
+            step: Step::of(meaning)?,
+            satisfaction: e.value,
+        })
+    }))
 }
 
 /// A reviewer's decision on a proposed nudge.
@@ -351,7 +316,10 @@ pub struct Overview {
 pub struct OpenProblem {
     pub customer_id: i64,
     pub external_id: String,
+    /// When the oldest unresolved complaint was opened.
     pub opened_at: i64,
+    /// How many of the customer's complaints are unresolved.
+    pub complaints_open: i64,
     pub monthly_charge: f64,
 }
 
@@ -873,7 +841,6 @@ impl Db {
     /// Counts for the overview page. `threshold` is the churn probability at which a
     /// customer counts as at risk; `week_start` (unix seconds) begins "this week".
     pub async fn overview(&self, threshold: f64, week_start: i64) -> Result<Overview> {
-        let open_complaints = self.open_complaints();
         let mut o = Overview {
             week_start,
             ..Default::default()
@@ -902,11 +869,6 @@ impl Db {
                 o.monthly_revenue = revenue.unwrap_or(0.0);
                 o.monthly_revenue_at_risk = revenue_at_risk.unwrap_or(0.0);
             }
-            let (open,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(DISTINCT customer_id) FROM ({open_complaints}) open_problems"
-            )))
-            .fetch_one(p).await?;
-            o.customers_with_open_complaints = open;
             o.week = sqlx::query_as(
                 "SELECT stage, status, COUNT(*) FROM nudges WHERE created_at >= $1
                  GROUP BY stage, status ORDER BY stage, status",
@@ -926,21 +888,61 @@ impl Db {
         if let Some(run) = &run {
             o.score_shares = self.score_distribution(run.id).await?.unwrap_or_default();
         }
+        o.customers_with_open_complaints = self.open_problems(i64::MAX).await?.len() as i64;
         Ok(o)
     }
 
-    /// Active customers with an unresolved complaint, most valuable first.
+    /// Active customers with an unresolved complaint, most valuable first, at most
+    /// `limit`: every complaint event of active customers, paired by the one definition of
+    /// a complaint's lifecycle (`domain::complaint::lifecycle`), never by a rule of SQL's own.
     pub async fn open_problems(&self, limit: i64) -> Result<Vec<OpenProblem>> {
-        let open_complaints = self.open_complaints();
         let sql = format!(
-            "SELECT o.customer_id, c.external_id, MIN(o.occurred_at) AS opened_at, c.monthly_charge
-             FROM ({open_complaints}) o JOIN customers c ON c.id = o.customer_id
-             GROUP BY o.customer_id, c.external_id, c.monthly_charge
-             ORDER BY c.monthly_charge DESC, o.customer_id LIMIT $1"
+            "SELECT e.customer_id, c.external_id, c.monthly_charge, e.id, {} AS kind, e.occurred_at, e.value
+             FROM events e JOIN customers c ON c.id = e.customer_id AND c.churned_on IS NULL
+             WHERE {}",
+            self.kind_meaning("e.kind"),
+            self.kinds_meaning("e.kind", &Meaning::COMPLAINTS),
         );
-        Ok(
-            on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(limit).fetch_all(p).await?),
-        )
+        type Row = (i64, String, f64, i64, String, i64, Option<f64>);
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).fetch_all(p).await?);
+        let mut by_customer: std::collections::BTreeMap<i64, (String, f64, Vec<ComplaintEvent>)> =
+            Default::default();
+        for (customer_id, external_id, charge, id, kind, at, value) in rows {
+            let Some(step) = kind.parse::<Meaning>().ok().and_then(Step::of) else {
+                continue;
+            };
+            by_customer
+                .entry(customer_id)
+                .or_insert_with(|| (external_id, charge, Vec::new()))
+                .2
+                .push(ComplaintEvent {
+                    id,
+                    at,
+                    step,
+                    satisfaction: value,
+                });
+        }
+        let mut open: Vec<OpenProblem> = by_customer
+            .into_iter()
+            .filter_map(|(customer_id, (external_id, monthly_charge, events))| {
+                let complaints = lifecycle(events);
+                let oldest = oldest_open(&complaints)?;
+                Some(OpenProblem {
+                    customer_id,
+                    external_id,
+                    opened_at: oldest.opened_at,
+                    complaints_open: complaints.iter().filter(|c| c.open).count() as i64,
+                    monthly_charge,
+                })
+            })
+            .collect();
+        open.sort_by(|a, b| {
+            b.monthly_charge
+                .total_cmp(&a.monthly_charge)
+                .then(a.customer_id.cmp(&b.customer_id))
+        });
+        open.truncate(limit.max(0).try_into().unwrap_or(usize::MAX));
+        Ok(open)
     }
 
     /// A page of one run's scores by score id.
@@ -1011,28 +1013,6 @@ impl Db {
             tx.commit().await?;
         });
         Ok(inserted)
-    }
-}
-
-impl Db {
-    /// Unresolved complaints of active customers: (customer_id, occurred_at) of each
-    /// opening or reopening that no later resolution closed (the customer's last
-    /// resolution, if any, came before it). Two passes over the complaint events, joined
-    /// by customer: events have no index that starts with the customer.
-    fn open_complaints(&self) -> String {
-        format!(
-            "SELECT e.customer_id, e.occurred_at FROM events e
-    JOIN customers oc ON oc.id = e.customer_id AND oc.churned_on IS NULL
-    LEFT JOIN (SELECT customer_id, MAX(occurred_at) AS last_resolved FROM events
-               WHERE {} GROUP BY customer_id) r ON r.customer_id = e.customer_id
-    WHERE {}
-      AND (r.last_resolved IS NULL OR r.last_resolved < e.occurred_at)",
-            self.kinds_meaning("kind", &[Meaning::ComplaintResolved]),
-            self.kinds_meaning(
-                "e.kind",
-                &[Meaning::ComplaintOpened, Meaning::ComplaintReopened]
-            ),
-        )
     }
 }
 

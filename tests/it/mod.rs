@@ -5,6 +5,7 @@ mod api_desk;
 mod business;
 mod chaos;
 
+mod complaints;
 mod cycle;
 mod docs;
 mod features;
