@@ -1093,6 +1093,41 @@ async fn uplift_section(state: &AppState, horizon: u32) -> anyhow::Result<Vec<Up
         .collect())
 }
 
+/// Where the overview's risk figures come from: the full run, the re-scores after it, and
+/// what the latest re-score did (most re-scores find nobody whose activity changed).
+fn run_note(o: &crate::store::Overview) -> String {
+    let (Some(id), Some(day)) = (o.run_id, o.run_as_of) else {
+        return "no scoring run yet".into();
+    };
+    let mut note = format!("current scores: full scoring run {id}, as of {day}");
+    if o.rescores_since > 0 {
+        note.push_str(&format!(
+            ", and {} since by {}",
+            views::counted(
+                o.rescored_customers,
+                "customer re-scored",
+                "customers re-scored"
+            ),
+            views::counted(o.rescores_since, "re-score", "re-scores"),
+        ));
+    }
+    if let Some((at, customers)) = o.latest_rescore {
+        note.push_str(&if customers == 0 {
+            format!(
+                "; the latest re-score ({}) found no customer whose activity had changed",
+                views::time(at)
+            )
+        } else {
+            format!(
+                "; the latest re-score ({}) scored {}",
+                views::time(at),
+                views::counted(customers, "customer", "customers")
+            )
+        });
+    }
+    note
+}
+
 async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageResult {
     let threshold = state.ctx.config.scoring.risk_threshold;
     let week = week_start(crate::jobs::today());
@@ -1152,10 +1187,7 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
         .unwrap_or(0);
     let page = OverviewPage {
         nav: nav(&s, "overview"),
-        run_note: match (o.run_id, o.run_as_of) {
-            (Some(id), Some(day)) => format!("scoring run {id}, as of {day}"),
-            _ => "no scoring run yet".into(),
-        },
+        run_note: run_note(&o),
         threshold: views::percent(threshold),
         at_risk_share: share(o.at_risk as f64, o.scored as f64),
         at_risk: views::count(o.at_risk),
@@ -1168,7 +1200,7 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
         proposed_value: views::money(o.proposed_value),
         proposed: views::count(proposed),
         risk_chart: views::histogram(
-            "Share of scored customers by churn probability",
+            "Share of customers by churn probability in the full scoring run",
             &o.score_shares,
         ),
         status_chart: views::bar_chart(
@@ -1618,4 +1650,32 @@ fn join(ids: &[i64]) -> String {
         .map(|i| i.to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overview says where its figures come from, and that a re-score found nobody
+    /// changed rather than showing an empty run (issue 19).
+    #[test]
+    fn the_run_note_names_the_full_run_and_a_rescore_that_changed_nothing() {
+        let mut o = crate::store::Overview::default();
+        assert_eq!(run_note(&o), "no scoring run yet");
+        o.run_id = Some(12);
+        o.run_as_of = "2026-12-05".parse().ok();
+        assert_eq!(
+            run_note(&o),
+            "current scores: full scoring run 12, as of 2026-12-05"
+        );
+        o.rescores_since = 3;
+        o.rescored_customers = 1;
+        o.latest_rescore = Some((1_796_000_000, 0));
+        let note = run_note(&o);
+        assert!(
+            note.contains("and 1 customer re-scored since by 3 re-scores")
+                && note.contains("found no customer whose activity had changed"),
+            "{note}"
+        );
+    }
 }

@@ -56,6 +56,11 @@ pub fn count(n: i64) -> String {
 }
 
 /// `12.3%`.
+/// A count with its noun, singular for one: `1 customer`, `1,204 customers`.
+pub fn counted(n: i64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
+}
+
 pub fn percent(share: f64) -> String {
     if share.is_finite() {
         format!("{:.1}%", share * 100.0)

@@ -291,15 +291,24 @@ pub enum Refused {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Overview {
     pub active_customers: i64,
-    /// The latest finished scoring run, if any.
+    /// The latest finished full scoring run, if any: the figures are every customer's
+    /// current score, from it or from a re-score after it (as planning reads them).
     pub run_id: Option<i64>,
     pub run_as_of: Option<NaiveDate>,
+    /// Customers with a current score, and those at risk.
     pub scored: i64,
     pub at_risk: i64,
     /// Monthly revenue of every scored customer, and of those at risk.
     pub monthly_revenue: f64,
     pub monthly_revenue_at_risk: f64,
-    /// Shares of the latest run's scores in ten equal-width bins.
+    /// Finished re-scores after the full run, and the customers whose current score one
+    /// of them gave.
+    pub rescores_since: i64,
+    pub rescored_customers: i64,
+    /// The latest of those re-scores: when it finished and how many customers it scored
+    /// (0 when nobody's activity had changed).
+    pub latest_rescore: Option<(i64, i64)>,
+    /// Shares of the full run's scores in ten equal-width bins.
     pub score_shares: Vec<f64>,
     pub customers_with_open_complaints: i64,
     /// (stage, status, count) of nudges queued since `week_start`.
@@ -845,7 +854,8 @@ impl Db {
             week_start,
             ..Default::default()
         };
-        let run = self.latest_scoring_run().await?;
+        let run = self.latest_full_scoring_run().await?;
+        let base = run.as_ref().map_or(0, |r| r.id);
         on_pool!(self, p => {
             let (active,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM customers WHERE churned_on IS NULL")
                 .fetch_one(p).await?;
@@ -868,6 +878,51 @@ impl Db {
                 o.at_risk = at_risk.unwrap_or(0);
                 o.monthly_revenue = revenue.unwrap_or(0.0);
                 o.monthly_revenue_at_risk = revenue_at_risk.unwrap_or(0.0);
+            }
+            // Re-scores after the full run replace their customers' scores: newest first
+            // per customer, beside the full run's score it replaces.
+            let later: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT finished_at, customers FROM scoring_runs
+                 WHERE id > $1 AND finished_at IS NOT NULL ORDER BY id",
+            )
+            .bind(base)
+            .fetch_all(p)
+            .await?;
+            o.rescores_since = later.len() as i64;
+            o.latest_rescore = later.last().copied();
+            let rows: Vec<(i64, f64, f64, Option<f64>)> = sqlx::query_as(
+                "SELECT s.customer_id, s.probability, c.monthly_charge,
+                        (SELECT f.probability FROM scores f WHERE f.run_id = $1 AND f.customer_id = s.customer_id)
+                 FROM scores s JOIN customers c ON c.id = s.customer_id
+                 WHERE s.run_id > $1 AND s.run_id IN (SELECT id FROM scoring_runs WHERE finished_at IS NOT NULL)
+                 ORDER BY s.customer_id, s.run_id DESC",
+            )
+            .bind(base)
+            .fetch_all(p)
+            .await?;
+            let mut last = None;
+            for (customer, probability, charge, replaced) in rows {
+                if last == Some(customer) {
+                    continue; // an older re-score of the same customer
+                }
+                last = Some(customer);
+                o.rescored_customers += 1;
+                let risky = |p: f64| p >= threshold;
+                match replaced {
+                    Some(old) if risky(old) => {
+                        o.at_risk -= 1;
+                        o.monthly_revenue_at_risk -= charge;
+                    }
+                    Some(_) => {}
+                    None => {
+                        o.scored += 1;
+                        o.monthly_revenue += charge;
+                    }
+                }
+                if risky(probability) {
+                    o.at_risk += 1;
+                    o.monthly_revenue_at_risk += charge;
+                }
             }
             o.week = sqlx::query_as(
                 "SELECT stage, status, COUNT(*) FROM nudges WHERE created_at >= $1

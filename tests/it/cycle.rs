@@ -212,6 +212,132 @@ both_backends!(
     super::planning_after_a_rescore_keeps_the_others
 );
 
+/// The overview counts every customer's current score (the full run, replaced by any
+/// re-score after it), agreeing with `current_scores`, the definition planning reads; a
+/// re-score that found nobody changed leaves the figures as they were and says so.
+async fn the_overview_reads_current_scores(t: &TestDb) {
+    use attune::jobs::score;
+    let inbox = tempfile::tempdir().unwrap();
+    let ctx = t.ctx(|c| c.pull.inbox = Some(inbox.path().to_owned()));
+    let today = attune::jobs::today();
+    let summary = attune::demo::run_cycle(&ctx, 600, 5, today).await.unwrap();
+    let agree = |threshold: f64| {
+        let db = t.db.clone();
+        async move {
+            let o = db.overview(threshold, 0).await.unwrap();
+            let current = db.current_scores().await.unwrap();
+            let risky: Vec<_> = current
+                .iter()
+                .filter(|s| s.probability >= threshold)
+                .collect();
+            assert_eq!(o.scored, current.len() as i64);
+            assert_eq!(o.at_risk, risky.len() as i64, "threshold {threshold}");
+            let sum = |xs: &mut dyn Iterator<Item = f64>| xs.sum::<f64>();
+            assert!(
+                (o.monthly_revenue - sum(&mut current.iter().map(|s| s.monthly_charge))).abs()
+                    < 1e-6
+            );
+            assert!(
+                (o.monthly_revenue_at_risk - sum(&mut risky.iter().map(|s| s.monthly_charge)))
+                    .abs()
+                    < 1e-6
+            );
+            o
+        }
+    };
+    let before: std::collections::HashMap<i64, f64> =
+        t.db.current_scores()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.customer_id, s.probability))
+            .collect();
+    let o = agree(0.5).await;
+    assert_eq!(o.run_id, Some(summary.score.run_id));
+    assert_eq!((o.rescores_since, o.latest_rescore), (0, None));
+
+    // Twenty customers logged in yesterday (arriving now) and are re-scored: features
+    // see the days before the day scored.
+    let ids = t.db.customer_id_map().await.unwrap();
+    let mut names: Vec<&String> = ids.keys().collect();
+    names.sort();
+    let now = chrono::Utc::now();
+    let events: Vec<attune::domain::ActivityEvent> = names
+        .iter()
+        .step_by(30)
+        .map(|name| attune::domain::ActivityEvent {
+            customer: attune::domain::CustomerId::parse(name).unwrap(),
+            kind: attune::domain::Meaning::Login.code(),
+            occurred_at: now - chrono::Duration::days(1),
+            value: None,
+            attributes: Default::default(),
+            source: "app".into(),
+            source_event_id: format!("overview-{name}"),
+        })
+        .collect();
+    t.db.insert_events(&events).await.unwrap();
+    let rescore = |tag: &'static str| {
+        let ctx = ctx.clone();
+        async move {
+            score::run(
+                &ctx,
+                &score::ScoreJob {
+                    tick: None,
+                    as_of: Some(today),
+                    changed_only: true,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{tag}: {e:#}"))
+        }
+    };
+    let first = rescore("first").await;
+    assert!(first.customers > 0, "{first:?}");
+    // A threshold between a re-scored customer's old and new score, so one crosses it.
+    let after: std::collections::HashMap<i64, f64> =
+        t.db.current_scores()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.customer_id, s.probability))
+            .collect();
+    let moved = after
+        .iter()
+        .filter_map(|(c, p)| Some((*p, *before.get(c)?)))
+        .max_by(|a, b| (a.0 - a.1).abs().total_cmp(&(b.0 - b.1).abs()))
+        .unwrap();
+    assert!(
+        moved.0 != moved.1,
+        "a login changed nobody's score: {moved:?}"
+    );
+    let threshold = (moved.0 + moved.1) / 2.0;
+    let o = agree(threshold).await;
+    assert_eq!(o.run_id, Some(summary.score.run_id), "still the full run");
+    assert_eq!(o.rescores_since, 1);
+    assert_eq!(o.rescored_customers, first.customers as i64);
+    assert_eq!(o.latest_rescore.map(|r| r.1), Some(first.customers as i64));
+
+    // Nobody changed since: the next re-score scores no one, and the figures stay.
+    let second = rescore("second").await;
+    assert_eq!(second.customers, 0, "{second:?}");
+    let o2 = agree(threshold).await;
+    assert_eq!(o2.latest_rescore.map(|r| r.1), Some(0));
+    assert_eq!(
+        (
+            o2.run_id,
+            o2.scored,
+            o2.at_risk,
+            o2.rescored_customers,
+            o2.rescores_since
+        ),
+        (o.run_id, o.scored, o.at_risk, o.rescored_customers, 2)
+    );
+}
+both_backends!(
+    the_overview_counts_current_scores_and_a_rescore_that_changed_nothing_leaves_it,
+    super::the_overview_reads_current_scores
+);
+
 /// The daemon on a one-second schedule: ticks become apalis jobs, workers score and then
 /// plan, and a shutdown signal stops it cleanly.
 async fn daemon_runs_scheduled_jobs(t: &TestDb) {
