@@ -215,7 +215,7 @@ impl Printer {
         }
         let t = &r.summary.totals;
         println!(
-            "planned {} customers as of {} with {}: {} nudges queued ({} proposed, {} approved with their rule, {} deferred by the contact cap, {} held out); {} already queued, {} without a consented channel",
+            "planned {} customers as of {} with {}: {} nudges queued ({} proposed, {} approved with their rule, {} deferred by the contact cap, {} offers held while a complaint is open, {} held out); {} already queued, {} without a consented channel",
             r.summary.customers,
             r.as_of,
             r.playbook,
@@ -223,13 +223,14 @@ impl Printer {
             t.proposed,
             t.approved,
             t.deferred,
+            t.held,
             t.holdout,
             r.already_queued,
             t.no_consented_channel
         );
         println!(
-            "stored nudges: {} released from deferral, {} deferred again, {} withdrawn, {} expired",
-            t.released, t.redeferred, t.withdrawn, t.expired
+            "stored nudges: {} released from deferral, {} deferred again, {} held while a complaint is open, {} withdrawn, {} expired",
+            t.released, t.redeferred, t.held_stored, t.withdrawn, t.expired
         );
         Ok(())
     }

@@ -321,8 +321,10 @@ fn page_rows(
                 expires_at: Some(p.expires_at),
                 planned_at: p.planned_at,
                 decided_by: (approved && by_rule).then(|| playbook::RULE_APPROVER.to_owned()),
-                decision_reason: (approved && by_rule)
-                    .then(|| "approved with its rule (review = \"rule\")".to_owned()),
+                decision_reason: p.held.clone().or_else(|| {
+                    (approved && by_rule)
+                        .then(|| "approved with its rule (review = \"rule\")".to_owned())
+                }),
             }
         })
         .collect();
@@ -607,6 +609,10 @@ pub enum Outcome {
     Withdrawn {
         reason: String,
     },
+    /// Held by a guardrail now (an offer while a complaint is open), with the reason.
+    Held {
+        reason: String,
+    },
     /// Past `expires_at`: expired now.
     Expired,
     /// Already decided, withdrawn, expired or a holdout: left as it is.
@@ -689,6 +695,7 @@ pub async fn recheck_nudge(ctx: &JobContext, id: i64) -> anyhow::Result<Outcome>
     tracing::info!(nudge = id, ?change, "rechecked");
     Ok(match change {
         Change::Withdraw { reason, .. } => Outcome::Withdrawn { reason },
+        Change::Hold { reason, .. } => Outcome::Held { reason },
         _ => Outcome::Expired,
     })
 }

@@ -324,6 +324,30 @@ pub struct Playbook {
     pub plans: Vec<PlanOffer>,
     pub contact_roles: Vec<String>,
     pub placeholders: BTreeMap<String, String>,
+    pub guardrails: Guardrails,
+}
+
+/// Guardrails a playbook may turn off, each on by default (`[guardrails]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guardrails {
+    /// While the customer has an unresolved complaint, nudges of `offer = true` rules are
+    /// held (deferred, the reason recorded) and proposed again once it is resolved: the
+    /// first disagreement is answered by a person, not a sale.
+    #[serde(default = "yes")]
+    pub hold_offers_while_complaint_open: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Guardrails {
+    fn default() -> Self {
+        Guardrails {
+            hold_offers_while_complaint_open: true,
+        }
+    }
 }
 
 impl Playbook {
@@ -365,6 +389,8 @@ struct RawFile {
     plans: Vec<Spanned<RawPlan>>,
     #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    guardrails: Guardrails,
 }
 
 #[derive(Debug, Deserialize)]
@@ -602,6 +628,7 @@ pub fn parse(file: &str, text: &str) -> Result<Playbook, CheckErrors> {
             plans,
             contact_roles,
             placeholders,
+            guardrails: raw.guardrails.clone(),
         })
     } else {
         c.errors.sort_by_key(|e| e.line);

@@ -28,8 +28,8 @@ use crate::domain::complaint::{ComplaintEvent, Step};
 use crate::domain::{Channel, Consent, Customer, Meaning, NudgeStatus, RuleName};
 use crate::features::{FeatureRow, FeatureValue};
 pub use file::{
-    Action, ChannelPref, CheckError, CheckErrors, Condition, Op, Playbook, Review, RiskBand, Rule,
-    Source,
+    Action, ChannelPref, CheckError, CheckErrors, Condition, Guardrails, Op, Playbook, Review,
+    RiskBand, Rule, Source,
 };
 
 /// The nudge channel of a task for a team (not a way of reaching the customer).
@@ -144,6 +144,11 @@ impl Existing {
     }
 
     /// When it takes its place under the contact cap, if it does.
+    /// Held by a guardrail: deferred with no time to wait for.
+    pub fn is_held(&self) -> bool {
+        self.status == NudgeStatus::Deferred && self.send_after.is_none()
+    }
+
     fn slot(&self) -> Option<i64> {
         match self.status {
             NudgeStatus::Snoozed => self.snoozed_until.or(self.send_after).or(self.planned_at),
@@ -181,6 +186,8 @@ pub struct Planned {
     pub delivery_note: Option<String>,
     /// For tasks: the team.
     pub team: Option<String>,
+    /// Why a guardrail holds it (status `deferred`, no `send_after`), if one does.
+    pub held: Option<String>,
 }
 
 /// A change to a stored nudge.
@@ -197,6 +204,9 @@ pub enum Change {
     Defer { id: i64, send_after: i64 },
     /// Its trigger no longer holds.
     Withdraw { id: i64, reason: String },
+    /// Held by a guardrail (an offer while a complaint is open): deferred with no time,
+    /// the reason recorded, until the guardrail lets it go.
+    Hold { id: i64, reason: String },
     /// Past `expires_at` before it could go out.
     Expire { id: i64 },
 }
@@ -207,6 +217,7 @@ impl Change {
             Change::Release { id, .. }
             | Change::Defer { id, .. }
             | Change::Withdraw { id, .. }
+            | Change::Hold { id, .. }
             | Change::Expire { id } => *id,
         }
     }
@@ -231,12 +242,16 @@ pub struct RuleCounts {
     pub redeferred: u64,
     pub withdrawn: u64,
     pub expired: u64,
+    /// New nudges held by a guardrail (offers while a complaint is open), and stored ones
+    /// held now.
+    pub held: u64,
+    pub held_stored: u64,
 }
 
 impl RuleCounts {
     /// New nudges stored.
     pub fn queued(&self) -> u64 {
-        self.proposed + self.approved + self.deferred + self.holdout
+        self.proposed + self.approved + self.deferred + self.holdout + self.held
     }
 
     fn add(&mut self, o: &RuleCounts) {
@@ -251,6 +266,8 @@ impl RuleCounts {
         self.redeferred += o.redeferred;
         self.withdrawn += o.withdrawn;
         self.expired += o.expired;
+        self.held += o.held;
+        self.held_stored += o.held_stored;
     }
 }
 
@@ -300,6 +317,7 @@ impl PlanSummary {
             Change::Release { .. } => c.released += 1,
             Change::Defer { .. } => c.redeferred += 1,
             Change::Withdraw { .. } => c.withdrawn += 1,
+            Change::Hold { .. } => c.held_stored += 1,
             Change::Expire { .. } => c.expired += 1,
         }
     }
@@ -1003,9 +1021,26 @@ pub fn recheck(
                 reason: format!("its trigger no longer holds: {reason}"),
             }),
             Ok(()) if e.expires_at.is_some_and(|x| x <= now) => Some(Change::Expire { id: e.id }),
-            Ok(()) => None,
+            Ok(()) => match offer_hold(pb, rule, f) {
+                Some(reason) if !e.is_held() => Some(Change::Hold { id: e.id, reason }),
+                _ => None,
+            },
         },
     }
+}
+
+/// Why a nudge of `rule` must wait now, if it must: an offer while the customer has an
+/// unresolved complaint (`[guardrails] hold_offers_while_complaint_open`).
+pub fn offer_hold(pb: &Playbook, rule: &Rule, f: &Facts<'_>) -> Option<String> {
+    if !(rule.offer && pb.guardrails.hold_offers_while_complaint_open) {
+        return None;
+    }
+    let complaints = complaints(f.events);
+    let open = crate::domain::complaint::oldest_open(&complaints)?;
+    Some(format!(
+        "held while the complaint opened {} is unresolved: an offer waits until it is resolved",
+        day_of(open.opened_at)
+    ))
 }
 
 /// Plans one customer: rechecks their open nudges, finds new occasions, and applies the
@@ -1065,6 +1100,7 @@ pub fn plan_customer(
     let band = s.risk_band(f.probability);
     let segment = f.customer.attributes.get("segment").cloned();
     let mut treated: Vec<Planned> = Vec::new();
+    let mut held_new: Vec<Planned> = Vec::new();
     for (rule, found) in found_all {
         for occ in found {
             let counts = out.summary.rule(rule.name.as_str());
@@ -1123,10 +1159,19 @@ pub fn plan_customer(
                     Action::Task { team } => Some(team.clone()),
                     Action::Message => None,
                 },
+                held: None,
             };
             if held {
                 counts.holdout += 1;
                 out.inserts.push(p);
+            } else if let Some(reason) = offer_hold(pb, rule, f) {
+                counts.held += 1;
+                held_new.push(Planned {
+                    status: NudgeStatus::Deferred,
+                    send_after: None,
+                    held: Some(reason),
+                    ..p
+                });
             } else {
                 treated.push(p);
             }
@@ -1155,10 +1200,17 @@ pub fn plan_customer(
             Item::New(Box::new(p)),
         ));
     }
+    let still_held = |e: &Existing| {
+        e.is_held()
+            && pb
+                .rule(&e.kind)
+                .is_some_and(|r| offer_hold(pb, r, f).is_some())
+    };
     for e in existing.iter().filter(|e| {
         e.status == NudgeStatus::Deferred
             && !closed.contains(&e.id)
             && e.send_after.is_none_or(|t| t <= now)
+            && !still_held(e)
     }) {
         items.push((
             regulatory(&e.kind),
@@ -1239,6 +1291,8 @@ pub fn plan_customer(
             }
         }
     }
+    // Offers held by a guardrail take no slot; stored after the rest.
+    out.inserts.append(&mut held_new);
 }
 
 /// The planning instant for a plan as of `as_of`: now if it is today (UTC), else noon UTC

@@ -433,14 +433,23 @@ fn a_resolved_complaint_withdraws_its_follow_up() {
         .push(complaint(9, Meaning::ComplaintResolved, "2026-11-24"));
     let next = w.plan(&settings(2), &existing, "2026-11-25");
     assert_eq!(
-        next.changes,
-        vec![(
+        next.changes[0],
+        (
             "complaint_follow_up".to_owned(),
             Change::Withdraw {
                 id: 1,
                 reason: "its trigger no longer holds: the complaint opened 2026-11-20 was resolved on 2026-11-24".into()
             }
-        )]
+        )
+    );
+    // The loyalty offer held while the complaint was open is proposed now; nothing else.
+    assert!(
+        matches!(
+            &next.changes[1..],
+            [(k, Change::Release { id: 2, status: NudgeStatus::Proposed, .. })] if k == "loyalty_price_match"
+        ),
+        "{:?}",
+        next.changes
     );
     // A customer who left: every open nudge is withdrawn.
     w.customer.churned_on = Some(d("2026-11-24"));
@@ -562,6 +571,122 @@ fn better_tariff_and_loyalty_price_act_in_the_customers_interest() {
         out.inserts
             .iter()
             .all(|p| p.rule.as_str() != "loyalty_price_match")
+    );
+}
+
+/// While a complaint is open, offers wait (held, with the reason) and the follow-up goes
+/// first; once it is resolved, the held offers are proposed. A stored offer is held when a
+/// complaint opens after it was queued. The playbook can turn the guardrail off.
+#[test]
+fn offers_are_held_while_a_complaint_is_open() {
+    let mut w = World::new(customer("c1", "2024-01-15"));
+    w.usage = Some(120.0);
+    w.events = vec![complaint(7, Meaning::ComplaintOpened, "2026-11-20")];
+    let out = w.plan(&settings(5), &[], "2026-11-23");
+    let by_rule = |out: &PlanOutput, rule: &str| {
+        out.inserts
+            .iter()
+            .find(|p| p.rule.as_str() == rule)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {rule}: {:?}", out.inserts))
+    };
+    assert_eq!(
+        by_rule(&out, "complaint_follow_up").status,
+        NudgeStatus::Proposed
+    );
+    for rule in ["better_tariff", "loyalty_price_match"] {
+        let p = by_rule(&out, rule);
+        assert_eq!(
+            (p.status, p.send_after),
+            (NudgeStatus::Deferred, None),
+            "{rule}"
+        );
+        assert_eq!(
+            p.held.as_deref(),
+            Some(
+                "held while the complaint opened 2026-11-20 is unresolved: an offer waits until it is resolved"
+            )
+        );
+    }
+    assert_eq!(out.summary.totals.held, 2);
+    // Planned again with the complaint still open: nothing moves.
+    let existing = stored(&out);
+    let again = w.plan(&settings(5), &existing, "2026-11-24");
+    assert!(
+        again.changes.is_empty() && again.inserts.is_empty(),
+        "{:?}",
+        again.changes
+    );
+    // Resolved: the held offers are released for review.
+    w.events
+        .push(complaint(9, Meaning::ComplaintResolved, "2026-11-24"));
+    let next = w.plan(&settings(5), &existing, "2026-11-25");
+    let released: Vec<&str> = next
+        .changes
+        .iter()
+        .filter(|(_, c)| {
+            matches!(
+                c,
+                Change::Release {
+                    status: NudgeStatus::Proposed,
+                    ..
+                }
+            )
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        released,
+        ["better_tariff", "loyalty_price_match"],
+        "{:?}",
+        next.changes
+    );
+
+    // Queued before the complaint, held when it opens.
+    let mut w = World::new(customer("c2", "2024-01-15"));
+    w.usage = Some(120.0);
+    let out = w.plan(&settings(5), &[], "2026-11-20");
+    let existing = stored(&out);
+    assert!(existing.iter().all(|e| e.status == NudgeStatus::Proposed));
+    w.events = vec![complaint(11, Meaning::ComplaintOpened, "2026-11-21")];
+    let next = w.plan(&settings(5), &existing, "2026-11-23");
+    let held: Vec<&str> = next
+        .changes
+        .iter()
+        .filter(|(_, c)| matches!(c, Change::Hold { .. }))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        held,
+        ["better_tariff", "loyalty_price_match"],
+        "{:?}",
+        next.changes
+    );
+    assert_eq!(next.summary.totals.held_stored, 2);
+
+    // Turned off in the playbook: offers are proposed beside the complaint.
+    let text = format!("{RULES}\n[guardrails]\nhold_offers_while_complaint_open = false\n");
+    let off = file::parse("t.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!off.guardrails.hold_offers_while_complaint_open);
+    assert!(pb().guardrails.hold_offers_while_complaint_open);
+    let mut w = World::new(customer("c3", "2024-01-15"));
+    w.usage = Some(120.0);
+    w.events = vec![complaint(7, Meaning::ComplaintOpened, "2026-11-20")];
+    let mut out = PlanOutput::default();
+    let as_of = d("2026-11-23");
+    plan_customer(
+        &off,
+        &settings(5),
+        &w.facts(),
+        &[],
+        as_of,
+        planning_instant(as_of, 0),
+        &mut out,
+    );
+    assert!(
+        out.inserts
+            .iter()
+            .all(|p| p.held.is_none() && p.status == NudgeStatus::Proposed)
     );
 }
 

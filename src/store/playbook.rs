@@ -416,6 +416,13 @@ impl Db {
                 _ => None,
             })
             .collect();
+        let holds: Vec<(i64, &str)> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Hold { id, reason } => Some((*id, reason.as_str())),
+                _ => None,
+            })
+            .collect();
         on_pool!(self, p => {
             let mut tx = p.begin().await?;
             for chunk in releases.chunks(BATCH_ROWS) {
@@ -423,7 +430,8 @@ impl Db {
                 q.push_values(chunk, |mut b, (id, status, at)| {
                     b.push_bind(*id).push_bind(*status).push_bind(*at);
                 });
-                q.push(") UPDATE nudges SET status = v.status, send_after = v.send_after, updated_at = ")
+                // A deferred nudge's only reason is a guardrail's hold, over once it moves.
+                q.push(") UPDATE nudges SET status = v.status, send_after = v.send_after, decision_reason = NULL, updated_at = ")
                     .push_bind(now)
                     .push(", decided_by = CASE WHEN v.status = 'approved' THEN ")
                     .push_bind(RULE_APPROVER)
@@ -438,6 +446,19 @@ impl Db {
                     b.push_bind(*id).push_bind(*status).push_bind(*reason);
                 });
                 q.push(") UPDATE nudges SET status = v.status, decision_reason = COALESCE(v.reason, nudges.decision_reason), updated_at = ")
+                    .push_bind(now)
+                    .push(" FROM v WHERE nudges.id = v.id AND nudges.status IN ")
+                    .push(OPEN_STATUSES);
+                done += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            // Held: deferred with no time and the reason; an approval given before the
+            // guardrail applied is taken back (the nudge is reviewed again once released).
+            for chunk in holds.chunks(BATCH_ROWS) {
+                let mut q = sqlx::QueryBuilder::new("WITH v (id, reason) AS (");
+                q.push_values(chunk, |mut b, (id, reason)| {
+                    b.push_bind(*id).push_bind(*reason);
+                });
+                q.push(") UPDATE nudges SET status = 'deferred', send_after = NULL, decision_reason = v.reason, decided_by = NULL, decided_at = NULL, updated_at = ")
                     .push_bind(now)
                     .push(" FROM v WHERE nudges.id = v.id AND nudges.status IN ")
                     .push(OPEN_STATUSES);

@@ -209,6 +209,80 @@ both_backends!(
     super::quiet_hours_shift_the_send_time
 );
 
+/// An offer queued before a complaint is held once the complaint opens (by the recheck
+/// before a decision and by planning), with the reason stored; planning leaves it held
+/// while the complaint is open and proposes it again once it is resolved.
+async fn offers_wait_while_a_complaint_is_open(t: &TestDb) {
+    let today = attune::jobs::today();
+    let id = treated_id("loyal", &["loyalty_price_match", "complaint_follow_up"]);
+    let mut c = customer(&id, d("2023-01-10"), email_only());
+    c.monthly_charge = 60.0; // "standard" costs a new customer 45.00
+    t.db.upsert_customers(&[c]).await.unwrap();
+    let ctx = t.ctx(|_| {});
+    plan::run(&ctx, &PlanJob::default()).await.unwrap();
+    let offer = |rows: Vec<attune::playbook::Existing>| {
+        rows.into_iter()
+            .find(|n| n.kind == "loyalty_price_match")
+            .expect("the loyalty offer is queued")
+    };
+    let first = offer(stored(t, &id).await);
+    assert_eq!(first.status, NudgeStatus::Proposed);
+
+    let opened = today - Days::new(2);
+    t.db.insert_events(&[event(&id, Meaning::ComplaintOpened, opened, "h1")])
+        .await
+        .unwrap();
+    let reason = format!(
+        "held while the complaint opened {opened} is unresolved: an offer waits until it is resolved"
+    );
+    assert_eq!(
+        plan::recheck_nudge(&ctx, first.id).await.unwrap(),
+        Outcome::Held {
+            reason: reason.clone()
+        }
+    );
+    let row = |status: NudgeStatus| {
+        let db = t.db.clone();
+        async move {
+            db.list_nudges(&NudgeFilter {
+                status: Some(status),
+                kind: Some(attune::domain::RuleName::parse("loyalty_price_match").unwrap()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let held = row(NudgeStatus::Deferred).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].decision_reason.as_deref(), Some(reason.as_str()));
+    assert_eq!(offer(stored(t, &id).await).send_after, None);
+    let r = plan::run(&ctx, &PlanJob::default()).await.unwrap();
+    assert_eq!(r.summary.by_rule["loyalty_price_match"].released, 0);
+    assert_eq!(offer(stored(t, &id).await).status, NudgeStatus::Deferred);
+
+    t.db.insert_events(&[event(
+        &id,
+        Meaning::ComplaintResolved,
+        today - Days::new(1),
+        "h2",
+    )])
+    .await
+    .unwrap();
+    let r = plan::run(&ctx, &PlanJob::default()).await.unwrap();
+    assert_eq!(r.summary.by_rule["loyalty_price_match"].released, 1);
+    let back = row(NudgeStatus::Proposed).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(
+        (back[0].id, back[0].decision_reason.as_deref()),
+        (first.id, None)
+    );
+}
+both_backends!(
+    offers_are_held_while_a_complaint_is_open_and_released_after,
+    super::offers_wait_while_a_complaint_is_open
+);
+
 async fn resolved_complaint_withdraws_follow_up(t: &TestDb) {
     let today = attune::jobs::today();
     let id = treated_id("resolved", &["complaint_follow_up"]);
