@@ -184,6 +184,9 @@ pub struct Playbook {
     /// Risk bands: `medium` from this churn probability, `high` from `high_risk_from`.
     pub medium_risk_from: f64,
     pub high_risk_from: f64,
+    /// The business's help page (`https://...`), the `{help_url}` placeholder of playbook
+    /// messages. A playbook whose messages use it needs it set.
+    pub help_url: Option<String>,
 }
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -510,11 +513,39 @@ impl Default for Playbook {
             value_horizon_months: 12.0,
             medium_risk_from: 0.3,
             high_risk_from: 0.5,
+            help_url: None,
         }
     }
 }
 
 impl Playbook {
+    /// A web address customers can open: `http://` or `https://`, a host, no spaces, and
+    /// not a documentation placeholder such as `example.com`.
+    pub fn parse_help_url(raw: &str) -> Result<String, String> {
+        let url = raw.trim();
+        let host = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""))
+            .unwrap_or("");
+        if host.is_empty() || url.contains(char::is_whitespace) {
+            return Err(format!(
+                "{raw:?} is not a web address; write it in full, e.g. \"https://help.yourcompany.com\""
+            ));
+        }
+        let bare = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        if ["example", "example.com", "example.org", "example.net"]
+            .iter()
+            .any(|e| bare == *e || bare.ends_with(&format!(".{e}")))
+            || bare.ends_with(".example")
+        {
+            return Err(format!(
+                "{raw:?} is a placeholder address customers cannot use; give your help page"
+            ));
+        }
+        Ok(url.to_owned())
+    }
+
     /// A time of day `HH:MM`, explaining the expected shape when it is not one.
     pub fn parse_time_of_day(raw: &str) -> Result<chrono::NaiveTime, String> {
         chrono::NaiveTime::parse_from_str(raw.trim(), "%H:%M")
@@ -543,6 +574,9 @@ impl Playbook {
             .map_err(|m| invalid("playbook.quiet_hours_end", m))?;
         Self::parse_timezone(&self.default_timezone)
             .map_err(|m| invalid("playbook.default_timezone", m))?;
+        if let Some(url) = &self.help_url {
+            Self::parse_help_url(url).map_err(|m| invalid("playbook.help_url", m))?;
+        }
         if !(self.value_horizon_months.is_finite() && self.value_horizon_months > 0.0) {
             return Err(invalid(
                 "playbook.value_horizon_months",
@@ -1141,6 +1175,51 @@ token_env = "ATTUNE_APP_TOKEN"
             .unwrap_err()
             .to_string();
         assert!(e.contains("medium_risk_from < high_risk_from"), "{e}");
+    }
+
+    /// `[playbook] help_url` is a real address (issue 19: the default playbook said
+    /// `attune.example/help`); a playbook that says `{help_url}` needs it.
+    #[test]
+    fn the_help_url_is_a_real_address_and_required_by_messages_that_use_it() {
+        let ok = Config::from_toml(
+            "[playbook]\nhelp_url = \"https://help.acme.co.uk/billing\"\n",
+            "f.toml",
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.playbook.help_url.as_deref(),
+            Some("https://help.acme.co.uk/billing")
+        );
+        for bad in [
+            "attune.example/help",
+            "https://example.com/help",
+            "https://x.example/h",
+            "https:// a",
+        ] {
+            let e = Config::from_toml("", "f.toml", env(&[("ATTUNE_PLAYBOOK_HELP_URL", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("ATTUNE_PLAYBOOK_HELP_URL"), "{bad}: {e}");
+        }
+        let default = crate::playbook::Playbook::default_playbook();
+        assert!(
+            default.rules_using_help_url().is_empty(),
+            "no address in the default playbook"
+        );
+        assert!(crate::jobs::plan::check_help_url(&default, &Playbook::default()).is_ok());
+        let text = "[[rules]]\nname = \"welcome\"\nstage = \"early_days\"\ntrigger = { on = \"signup\", within_days = 7 }\nmessage = \"See {help_url}\"\n";
+        let pb = crate::playbook::file::parse("p.toml", text).unwrap();
+        assert_eq!(pb.rules_using_help_url(), ["welcome"]);
+        let e = crate::jobs::plan::check_help_url(&pb, &Playbook::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("playbook.help_url") && e.contains("welcome"),
+            "{e}"
+        );
+        assert!(crate::jobs::plan::check_help_url(&pb, &ok.playbook).is_ok());
+        assert!(!crate::playbook::file::DEFAULT_PLAYBOOK.contains(".example"));
     }
 
     #[test]

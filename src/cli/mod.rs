@@ -394,7 +394,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Config(ConfigCommand::Check) => {
             // The playbook file is configuration too: check it with the rest.
-            jobs::plan::load_playbook(config.playbook.file.as_deref())?;
+            let pb = jobs::plan::load_playbook(config.playbook.file.as_deref())?;
+            jobs::plan::check_help_url(&pb, &config.playbook)?;
             out.config(&config)
         }
         Command::Backup { path } => {

@@ -79,6 +79,9 @@ pub async fn playbook(config: Config, cmd: PlaybookCommand, out: &Printer) -> an
                     playbook::file::parse(&p.display().to_string(), &text)
                 }
             };
+            if let Ok(pb) = &pb {
+                jobs::plan::check_help_url(pb, &config.playbook)?;
+            }
             match pb {
                 Ok(pb) => out.message(
                     &serde_json::json!({

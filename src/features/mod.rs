@@ -435,6 +435,12 @@ pub fn render(template: &str, v: f64) -> String {
                 out.push_str(&s);
             }
             "up_down" => out.push_str(if v < 0.0 { "down" } else { "up" }),
+            // The plural ending of the noun it follows: none for one of it.
+            "s" => {
+                if v.abs().round() != 1.0 {
+                    out.push('s');
+                }
+            }
             _ => {
                 out.push('{');
                 out.push_str(inner);
@@ -496,14 +502,19 @@ pub fn describe(name: &str, value: &FeatureValue) -> String {
         .describe(name, value)
 }
 
+/// `0.4523` -> `0.45`, `3.0` -> `3`.
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
 /// Describes a value of a feature the spec gives no words for.
 fn describe_plain(name: &str, value: &FeatureValue) -> String {
     use FeatureValue::*;
     match (name.strip_prefix(ATTRIBUTE_PREFIX), value) {
-        (_, Missing) => format!("{name} unknown"),
-        (Some(attr), Num(v)) => format!("{attr} = {v}"),
+        (_, Missing) => format!("{} unknown", name.replace('_', " ")),
+        (Some(attr), Num(v)) => format!("{attr} = {}", round2(*v)),
         (Some(attr), Cat(c)) => format!("{attr} = {c}"),
-        (None, Num(v)) => format!("{} = {v}", name.replace('_', " ")),
+        (None, Num(v)) => format!("{} = {}", name.replace('_', " "), round2(*v)),
         (None, Cat(c)) => format!("{}: {}", name.replace('_', " "), c.replace('_', " ")),
     }
 }
@@ -633,6 +644,29 @@ mod tests {
             spec.describe("attr.SeniorCitizen", &Num(1.0)),
             "SeniorCitizen = 1"
         );
+    }
+
+    /// `{s}` is the plural ending: none for one (issue 19: "1 complaints open").
+    #[test]
+    fn descriptions_say_one_and_many() {
+        let spec = FeatureSpec::default_spec();
+        assert_eq!(
+            spec.describe("open_complaints", &Num(1.0)),
+            "1 complaint open"
+        );
+        assert_eq!(
+            spec.describe("open_complaints", &Num(2.0)),
+            "2 complaints open"
+        );
+        assert_eq!(
+            spec.describe("open_complaints", &Num(0.0)),
+            "0 complaints open"
+        );
+        assert_eq!(
+            spec.describe("tenure_months", &Num(1.0)),
+            "1 month a customer"
+        );
+        assert_eq!(render("{value:.0} login{s}", 1.2), "1 login");
     }
 
     #[test]

@@ -1013,7 +1013,7 @@ fn build_kind(
 }
 
 /// Placeholders a `describe` template may use.
-pub const PLACEHOLDERS: &[&str] = &["value", "pct", "abs_pct", "signed_pct", "up_down"];
+pub const PLACEHOLDERS: &[&str] = &["value", "pct", "abs_pct", "signed_pct", "up_down", "s"];
 
 fn check_template(t: &str) -> Result<(), String> {
     let mut rest = t;

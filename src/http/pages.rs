@@ -318,7 +318,7 @@ fn options(values: impl IntoIterator<Item = String>, selected: Option<&str>) -> 
         .into_iter()
         .map(|v| Opt {
             selected: selected == Some(v.as_str()),
-            label: v.replace('_', " "),
+            label: views::label(&v),
             value: v,
         })
         .collect();
@@ -327,7 +327,7 @@ fn options(values: impl IntoIterator<Item = String>, selected: Option<&str>) -> 
     {
         out.push(Opt {
             value: s.to_owned(),
-            label: s.replace('_', " "),
+            label: views::label(s),
             selected: true,
         });
     }
@@ -439,7 +439,7 @@ async fn queue(
             p.push(("rule", rule.clone()));
             RuleCount {
                 rule: rule.clone(),
-                label: rule.replace('_', " "),
+                label: views::label(rule),
                 count: views::count(*n),
                 link: format!("/queue?{}", query::encode(&p)),
                 active: f.rule.as_deref() == Some(rule.as_str()),
@@ -470,11 +470,15 @@ async fn queue(
                 id: n.id,
                 customer: n.external_id.clone(),
                 why: why_of(n),
-                rule: n.kind.replace('_', " "),
-                stage: n.stage.clone(),
+                rule: views::label(&n.kind),
+                stage: views::label(&n.stage),
                 channel: n.channel.clone(),
                 risk_band: dash(&n.risk_band),
-                segment: dash(&n.segment),
+                segment: n
+                    .segment
+                    .as_deref()
+                    .map(views::label)
+                    .unwrap_or_else(|| "—".into()),
                 value: views::money_opt(n.expected_value),
                 probability: views::percent_opt(n.probability),
                 queued: views::time(n.created_at),
@@ -556,7 +560,7 @@ fn describe(pairs: &[(&'static str, String)]) -> String {
     }
     pairs
         .iter()
-        .map(|(k, v)| format!("{} = {v}", k.replace('_', " ")))
+        .map(|(k, v)| format!("{} = {v}", views::label(k)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -892,7 +896,7 @@ async fn nudge(
             .take(10)
             .map(|e| EarlierView {
                 id: e.id,
-                rule: e.kind.replace('_', " "),
+                rule: views::label(&e.kind),
                 queued: views::day(e.created_at),
                 status: e.status.clone(),
                 outcome: decided_words(e),
@@ -924,15 +928,19 @@ async fn nudge(
             .collect(),
         n: NudgeView {
             id: n.id,
-            rule: n.kind.replace('_', " "),
+            rule: views::label(&n.kind),
             customer: n.external_id.clone(),
             status: n.status.clone(),
             channel: n.channel.clone(),
-            stage: n.stage.clone(),
+            stage: views::label(&n.stage),
             probability: views::percent_opt(n.probability),
             risk_band: n.risk_band.clone().unwrap_or_default(),
             value: views::money_opt(n.expected_value),
-            segment: dash(&n.segment),
+            segment: n
+                .segment
+                .as_deref()
+                .map(views::label)
+                .unwrap_or_else(|| "—".into()),
             queued: views::time(n.created_at),
             send_after: n.send_after.map(views::time).unwrap_or_default(),
             expires_at: n.expires_at.map(views::time).unwrap_or_default(),
@@ -1088,7 +1096,7 @@ async fn uplift_section(state: &AppState, horizon: u32) -> anyhow::Result<Vec<Up
                 _ => "too few customers",
             },
             note: r.note,
-            rule: r.rule,
+            rule: views::label(&r.rule),
         })
         .collect())
 }
@@ -1161,7 +1169,7 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
                 })
                 .collect();
             WeekRow {
-                stage: stage.replace('_', " "),
+                stage: views::label(stage),
                 total: views::count(counts.iter().sum()),
                 counts: counts.into_iter().map(views::count).collect(),
             }
@@ -1176,7 +1184,7 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
                 .filter(|(sg, _, _)| sg == stage)
                 .map(|(_, _, n)| n)
                 .sum();
-            (stage.replace('_', " "), total as f64)
+            (views::label(stage), total as f64)
         })
         .collect();
     let proposed = o

@@ -73,6 +73,13 @@ pub fn percent_opt(share: Option<f64>) -> String {
     share.map(percent).unwrap_or_else(|| "—".into())
 }
 
+/// A name from the playbook, the data or the database (a rule, stage, segment, event
+/// kind) as a reviewer reads it: `first_disagreement` -> `first disagreement`. Pages show
+/// names through this or [`words`], never as stored.
+pub fn label(name: &str) -> String {
+    name.replace('_', " ")
+}
+
 /// An event kind or rule name in words: `complaint_opened` -> `Complaint opened`.
 pub fn words(name: &str) -> String {
     let mut s = name.replace('_', " ");

@@ -128,6 +128,7 @@ impl JobContext {
             value_horizon_months: p.value_horizon_months,
             medium_risk_from: p.medium_risk_from,
             high_risk_from: p.high_risk_from,
+            help_url: p.help_url.clone(),
         }
     }
 
@@ -135,8 +136,10 @@ impl JobContext {
     /// The playbook the config names, or the built-in one. One that fails to load is
     /// [`Permanent`]: a planning run aborts with the reason rather than retry it.
     pub fn playbook(&self) -> anyhow::Result<crate::playbook::Playbook> {
-        crate::jobs::plan::load_playbook(self.config.playbook.file.as_deref())
-            .map_err(Permanent::from)
+        let pb = crate::jobs::plan::load_playbook(self.config.playbook.file.as_deref())
+            .map_err(Permanent::from)?;
+        crate::jobs::plan::check_help_url(&pb, &self.config.playbook).map_err(Permanent::from)?;
+        Ok(pb)
     }
 
     /// The model to score with: the configured file, else the registry's champion, else

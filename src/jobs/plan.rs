@@ -124,6 +124,19 @@ pub async fn planning_features(
     Ok(rows.into_iter().flatten().collect())
 }
 
+/// A playbook whose messages say `{help_url}` needs `[playbook] help_url`: checked wherever
+/// a playbook meets the config (`config check`, `playbook check`, planning).
+pub fn check_help_url(pb: &Playbook, config: &crate::config::Playbook) -> anyhow::Result<()> {
+    let using = pb.rules_using_help_url();
+    if !using.is_empty() && config.help_url.is_none() {
+        anyhow::bail!(
+            "playbook.help_url is not set, and the messages of {} say {{help_url}}: set [playbook] help_url (or ATTUNE_PLAYBOOK_HELP_URL) to your help page",
+            using.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Which event kinds the playbook's triggers read, and how many days back.
 fn event_needs(pb: &Playbook) -> (Vec<Meaning>, i64) {
     let mut kinds = Vec::new();
@@ -184,6 +197,8 @@ async fn plan_page(
             (c.id, c.customer)
         })
         .collect();
+    // The spec the features are computed with: conditions are said in its words.
+    let spec = ctx.planning_spec().await?;
     // The page's reads go out at once (each on a connection of its own).
     let (kinds, recent_days) = event_needs(pb);
     let features = async {
@@ -239,6 +254,7 @@ async fn plan_page(
                 events: events.get(id).map(Vec::as_slice).unwrap_or(&none_events),
                 usage_per_month: usage.get(id).copied(),
                 contacts: contacts.get(id).map(Vec::as_slice).unwrap_or(&[]),
+                spec: Some(&spec),
             };
             playbook::plan_customer(
                 pb,
@@ -649,6 +665,7 @@ pub async fn recheck_nudge(ctx: &JobContext, id: i64) -> anyhow::Result<Outcome>
     let probability = found.probability;
     let page = vec![(customer_id, found.customer)];
     let features = planning_features(ctx, as_of, &page).await?;
+    let spec = ctx.planning_spec().await?;
     let (kinds, recent_days) = event_needs(&pb);
     let events = db
         .planning_events(
@@ -676,6 +693,7 @@ pub async fn recheck_nudge(ctx: &JobContext, id: i64) -> anyhow::Result<Outcome>
         events: events.get(&customer_id).map(Vec::as_slice).unwrap_or(&[]),
         usage_per_month: usage.get(&customer_id).copied(),
         contacts: contacts.get(&customer_id).map(Vec::as_slice).unwrap_or(&[]),
+        spec: Some(&spec),
     };
     let Some(change) = playbook::recheck(&pb, &settings, &facts, &nudge, as_of, now) else {
         return Ok(Outcome::Holds);

@@ -216,6 +216,7 @@ const SOURCES: &[&str] = &[
 
 /// Placeholders every message may use.
 pub const COMMON_PLACEHOLDERS: &[&str] = &[
+    "help_url",
     "first_name",
     "customer_id",
     "plan",
@@ -351,6 +352,15 @@ impl Default for Guardrails {
 }
 
 impl Playbook {
+    /// Rules whose message says `{help_url}`: they need `[playbook] help_url`.
+    pub fn rules_using_help_url(&self) -> Vec<&str> {
+        self.rules
+            .iter()
+            .filter(|r| r.message.placeholders().any(|p| p == "help_url"))
+            .map(|r| r.name.as_str())
+            .collect()
+    }
+
     /// The playbook built into attune.
     pub fn default_playbook() -> Playbook {
         parse(DEFAULT_NAME, DEFAULT_PLAYBOOK).expect("the built-in playbook is valid")

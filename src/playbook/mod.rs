@@ -49,6 +49,8 @@ pub struct Settings {
     pub value_horizon_months: f64,
     pub medium_risk_from: f64,
     pub high_risk_from: f64,
+    /// The `{help_url}` placeholder (`[playbook] help_url`).
+    pub help_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -62,6 +64,7 @@ impl Default for Settings {
             value_horizon_months: 12.0,
             medium_risk_from: 0.3,
             high_risk_from: 0.5,
+            help_url: None,
         }
     }
 }
@@ -114,6 +117,9 @@ pub struct Facts<'a> {
     pub usage_per_month: Option<f64>,
     /// The customer's contacts, by name.
     pub contacts: &'a [Contact],
+    /// The feature spec the features were computed with: a condition's value is said in
+    /// its feature's `describe` words (the built-in spec's when `None`).
+    pub spec: Option<&'a crate::features::FeatureSpec>,
 }
 
 /// A nudge already stored for the customer.
@@ -420,6 +426,30 @@ fn condition_holds(c: &Condition, v: Value<'_>) -> bool {
     }
 }
 
+/// A condition's value in words: the feature's `describe` text, or what the value is.
+fn say(f: &Facts<'_>, s: &Settings, name: &str, v: Value<'_>) -> String {
+    let value = match v {
+        Value::Num(x) => FeatureValue::Num(x),
+        Value::Cat(c) => FeatureValue::Cat(c.to_owned()),
+        Value::Missing => FeatureValue::Missing,
+    };
+    match (name, &value) {
+        ("churn_probability", FeatureValue::Num(p)) => {
+            format!("{:.0}% churn probability", p * 100.0)
+        }
+        ("expected_value", FeatureValue::Num(x)) => format!(
+            "{} of revenue at risk over {} months",
+            money(*x),
+            s.value_horizon_months
+        ),
+        ("usage_per_month", FeatureValue::Num(x)) => format!("uses {x:.0} a month"),
+        _ => match f.spec {
+            Some(spec) => spec.describe(name, &value),
+            None => crate::features::describe(name, &value),
+        },
+    }
+}
+
 fn show(v: Value<'_>) -> String {
     match v {
         Value::Num(x) => {
@@ -476,7 +506,7 @@ fn conditions(rule: &Rule, f: &Facts<'_>, s: &Settings) -> Result<Vec<String>, S
     for c in &t.when {
         let v = value_of(f, s, &c.feature);
         if condition_holds(c, v) {
-            said.push(format!("{} is {}", c.feature, show(v)));
+            said.push(say(f, s, &c.feature, v));
         } else {
             return Err(format!(
                 "{} is now {}; the rule needs {}",
@@ -1122,6 +1152,9 @@ pub fn plan_customer(
             let tenure = crate::features::months_between(c.signup_date, as_of);
             values.insert("tenure_months", tenure.to_string());
             values.insert("tenure_years", (tenure / 12).to_string());
+            if let Some(url) = &s.help_url {
+                values.insert("help_url", url.clone());
+            }
             let mut rendered_values: BTreeMap<&str, String> =
                 values.iter().map(|(k, v)| (*k, v.clone())).collect();
             for (k, v) in &pb.placeholders {

@@ -180,6 +180,7 @@ impl World {
             events: &self.events,
             usage_per_month: self.usage,
             contacts: &self.contacts,
+            spec: None,
         }
     }
 
@@ -739,7 +740,7 @@ fn high_value_at_high_risk_is_a_task_for_a_person() {
     assert_eq!(p.risk_band, Some(RiskBand::High));
     assert!(
         p.why
-            .contains("high risk (70% churn probability); monthly_charge is 80"),
+            .contains("high risk (70% churn probability); pays 80.00 a month"),
         "{}",
         p.why
     );
