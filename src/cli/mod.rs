@@ -332,6 +332,9 @@ pub struct DemoArgs {
     /// benchmarks of the steps that follow.
     #[arg(long)]
     pub populate_only: bool,
+    /// Replace an earlier demo database even when people made decisions in it.
+    #[arg(long)]
+    pub reset: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -917,20 +920,47 @@ async fn review_desk(ctx: &JobContext) -> anyhow::Result<Option<crate::http::App
 }
 
 /// A demo database is recognisable by its audit entry; only such a file is replaced.
-async fn is_demo_database(path: &Path) -> bool {
+/// Returns `None` for any other file, else how many audit entries people made in it
+/// (decisions, users, edits: everything but what the demo, its training and the playbook
+/// recorded themselves).
+async fn demo_database_work(path: &Path) -> Option<i64> {
     let Ok(db) = Db::connect(&DatabaseUrl::Sqlite(path.to_owned())).await else {
-        return false;
+        return None;
     };
-    let found: Result<(i64,), _> = match &db {
+    let found: Result<(i64, i64), _> = match &db {
         Db::Sqlite(p, ..) => {
-            sqlx::query_as("SELECT COUNT(*) FROM audit_log WHERE action = 'demo.created'")
-                .fetch_one(p)
-                .await
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM audit_log WHERE action = 'demo.created'),
+                        (SELECT COUNT(*) FROM audit_log WHERE actor NOT IN ('demo', 'train', $1))",
+            )
+            .bind(crate::playbook::RULE_APPROVER)
+            .fetch_one(p)
+            .await
         }
-        Db::Postgres(_) => return false,
+        Db::Postgres(_) => return None,
     };
     db.close().await;
-    matches!(found, Ok((n,)) if n > 0)
+    match found {
+        Ok((created, work)) if created > 0 => Some(work),
+        _ => None,
+    }
+}
+
+/// How to run attune as this process was run: `attune` when it is on the PATH, else the
+/// path of this executable (`target/release/attune` after `cargo run --release`).
+fn this_command() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "attune".into();
+    };
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("attune") == exe));
+    if on_path {
+        return "attune".into();
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    exe.strip_prefix(&cwd)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| exe.display().to_string())
 }
 
 async fn demo(
@@ -951,11 +981,20 @@ async fn demo(
         PathBuf::from("attune-demo.db")
     };
     if path.exists() {
-        if !is_demo_database(&path).await {
-            bail!(
+        match demo_database_work(&path).await {
+            None => bail!(
                 "{} exists and is not a database the demo created; choose another path with --db",
                 path.display()
-            );
+            ),
+            Some(work) if work > 0 && !args.reset => bail!(
+                "{} holds work people did ({}: decisions, users, edits), which a new demo would erase. Keep it and serve the desk on it with `{} --db {} run`, or start over with `{} demo --reset`",
+                path.display(),
+                crate::http::views::counted(work, "audit entry", "audit entries"),
+                this_command(),
+                path.display(),
+                this_command()
+            ),
+            Some(_) => {}
         }
         for suffix in ["", "-wal", "-shm"] {
             let p = PathBuf::from(format!("{}{suffix}", path.display()));
@@ -1018,8 +1057,9 @@ async fn demo(
     }
     if !out.json {
         eprintln!(
-            "\nattune is now running as a daemon on {} (Ctrl-C to stop). Review nudges in the browser, or with:\n  attune --db {} nudges list",
+            "\nattune is now running as a daemon on {} (Ctrl-C to stop). Review nudges in the browser, or with:\n  {} --db {} nudges list\n(`cargo install --path .` puts `attune` on your PATH)",
             path.display(),
+            this_command(),
             path.display()
         );
     }

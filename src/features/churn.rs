@@ -79,7 +79,7 @@ impl ChurnDefinition {
     pub fn describe(&self) -> String {
         match self {
             Self::Contract { horizon_days } => {
-                format!("left (churned_on) within {horizon_days} days")
+                format!("left (the churn date on the customer record) within {horizon_days} days")
             }
             Self::Inactivity { kinds, days } => format!(
                 "no {} for {days} days",

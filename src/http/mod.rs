@@ -18,7 +18,7 @@ pub mod events;
 mod openapi;
 mod pages;
 mod query;
-mod views;
+pub mod views;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;

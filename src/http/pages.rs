@@ -1287,8 +1287,10 @@ struct AuditView {
     action: String,
     subject: String,
     link: Option<String>,
-    before: String,
-    after: String,
+    /// What happened, in a sentence.
+    what: String,
+    /// The entry's details in words, behind a toggle.
+    details: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -1394,30 +1396,6 @@ struct AuditPage {
 
 const AUDIT_PAGE: i64 = 100;
 
-/// A before/after state as `key: value` lines (nulls left out), or the JSON if it is not an
-/// object.
-fn compact(v: Option<&serde_json::Value>) -> String {
-    match v {
-        None | Some(serde_json::Value::Null) => "—".into(),
-        Some(serde_json::Value::Object(m)) => {
-            let lines: Vec<String> = m
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => format!("{k}: {s}"),
-                    v => format!("{k}: {v}"),
-                })
-                .collect();
-            if lines.is_empty() {
-                "—".into()
-            } else {
-                lines.join("\n")
-            }
-        }
-        Some(v) => v.to_string(),
-    }
-}
-
 async fn audit(
     State(state): State<AppState>,
     PageUser(s): PageUser,
@@ -1457,12 +1435,9 @@ async fn audit(
             .iter()
             .map(|e| {
                 let d = &e.detail.0;
-                let (before, after) = if d.get("before").is_some() || d.get("after").is_some() {
-                    (compact(d.get("before")), compact(d.get("after")))
-                } else {
-                    ("—".into(), compact(Some(d)))
-                };
                 AuditView {
+                    what: views::audit_sentence(&e.action, &e.subject, d),
+                    details: views::detail_lines(d),
                     id: e.id,
                     when: views::time(e.at),
                     actor: e.actor.clone(),
@@ -1473,8 +1448,6 @@ async fn audit(
                         .filter(|id| id.parse::<i64>().is_ok())
                         .map(|id| format!("/nudges/{id}")),
                     subject: e.subject.clone(),
-                    before,
-                    after,
                 }
             })
             .collect(),

@@ -106,6 +106,102 @@ pub fn event_value(kind: &str, value: Option<f64>) -> String {
     }
 }
 
+/// An audit entry as a sentence: who did what to which thing, with the reason when one
+/// was given (`approved nudge 12: fits her usage`). The entry's details are shown apart,
+/// behind a toggle ([`detail_lines`]).
+pub fn audit_sentence(action: &str, subject: &str, detail: &serde_json::Value) -> String {
+    let text = |v: Option<&serde_json::Value>| {
+        v.and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let reason = text(detail.get("reason"))
+        .or_else(|| text(detail.get("after").and_then(|a| a.get("decision_reason"))));
+    let with_reason = |s: String| match &reason {
+        Some(r) => format!("{s}: {r}"),
+        None => s,
+    };
+    let (kind, id) = subject.split_once(':').unwrap_or((subject, ""));
+    let thing = match kind {
+        "nudge" => format!("nudge {id}"),
+        "user" => format!("user {id}"),
+        "model" => format!("model {id}"),
+        _ => label(subject),
+    };
+    match action {
+        "nudge.edited" => format!("edited {thing}"),
+        "plan.approved_with_rule" => {
+            let counts: Vec<(String, i64)> = detail
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((label(k), v.as_i64()?)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let total = counts.iter().map(|(_, n)| n).sum();
+            format!(
+                "approved {} with their rule ({})",
+                counted(total, "nudge", "nudges"),
+                counts
+                    .iter()
+                    .map(|(k, n)| format!("{k} {}", count(*n)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        "model.promoted" => with_reason(format!("made {thing} the champion")),
+        "model.rolled_back" => with_reason(format!("rolled back to {thing}")),
+        "model.kept_champion" => with_reason(format!("kept the champion over {thing}")),
+        "user.created" => format!("added {thing}"),
+        "user.updated" => format!("changed {thing}"),
+        "user.password_changed" => format!("changed the password of {thing}"),
+        "token.created" => format!("made an API token for {thing}"),
+        "token.revoked" => format!("revoked an API token of {thing}"),
+        "login.locked" => format!("locked sign-in for {}", label(subject)),
+        "login.unlocked" => format!("unlocked sign-in for {}", label(subject)),
+        a => match a.strip_prefix("nudge.") {
+            Some(verb) => with_reason(format!("{} {thing}", label(verb))),
+            None => with_reason(format!("{} {thing}", label(&a.replace('.', " ")))),
+        },
+    }
+}
+
+/// An audit entry's details as (what, value) lines in words; nested values one line each.
+pub fn detail_lines(detail: &serde_json::Value) -> Vec<(String, String)> {
+    fn value(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) if is_name(s) => label(s),
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Object(m) => m
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| format!("{} {}", label(k), value(v)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            serde_json::Value::Array(a) => a.iter().map(value).collect::<Vec<_>>().join(", "),
+            serde_json::Value::Null => "—".into(),
+            v => v.to_string(),
+        }
+    }
+    match detail {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (words(k), value(v)))
+            .collect(),
+        serde_json::Value::Null => Vec::new(),
+        v => vec![("Detail".into(), value(v))],
+    }
+}
+
+/// A lowercase identifier such as `first_disagreement` (shown through [`label`]).
+fn is_name(s: &str) -> bool {
+    s.contains('_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 /// One of a score's top drivers, in words.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DriverView {
@@ -307,6 +403,31 @@ mod tests {
         assert_eq!(count(1_000_000), "1,000,000");
         assert_eq!(percent(0.1234), "12.3%");
         assert_eq!(words("complaint_opened"), "Complaint opened");
+        assert_eq!(
+            audit_sentence(
+                "nudge.approved",
+                "nudge:12",
+                &serde_json::json!({"from": "proposed", "to": "approved", "reason": "fits her usage"})
+            ),
+            "approved nudge 12: fits her usage"
+        );
+        assert_eq!(
+            audit_sentence(
+                "plan.approved_with_rule",
+                "run:3",
+                &serde_json::json!({"bill_explainer": 1, "welcome": 2})
+            ),
+            "approved 3 nudges with their rule (bill explainer 1, welcome 2)"
+        );
+        assert_eq!(
+            detail_lines(
+                &serde_json::json!({"to": "approved", "by_rule": {"bill_explainer": 1}, "x": null})
+            ),
+            vec![
+                ("By rule".to_owned(), "bill explainer 1".to_owned()),
+                ("To".to_owned(), "approved".to_owned())
+            ]
+        );
         assert_eq!(
             event_value("complaint_resolved", Some(4.0)),
             "satisfaction 4 of 5"

@@ -78,6 +78,18 @@ fn base_rate(eval: &Evaluation) -> Option<f64> {
 }
 
 /// Coefficients by name, largest first (ties by name).
+/// A feature's name as the page shows it: `contract=month_to_month` -> `contract: month to
+/// month`, `attr.SeniorCitizen` -> `SeniorCitizen` (the JSON keeps the names).
+fn feature_words(name: &str) -> String {
+    let name = name.strip_prefix("attr.").unwrap_or(name);
+    match name.split_once('=') {
+        Some((feature, level)) => {
+            format!("{}: {}", feature.replace('_', " "), level.replace('_', " "))
+        }
+        None => name.replace('_', " "),
+    }
+}
+
 fn sorted_coefficients(model: &ModelArtifact) -> Vec<(String, f64)> {
     let mut c: Vec<(String, f64)> = model
         .features
@@ -305,7 +317,8 @@ fn backtest_html(h: &mut String, b: &crate::model::backtest::Backtest) {
         let _ = write!(
             h,
             "<p class=\"warn\"><strong>Warning:</strong> {}</p>",
-            escape(w)
+            // The setting to change is set as code: a name to type, not a label.
+            escape(w).replace("min_test_churners", "<code>min_test_churners</code>")
         );
     }
     h.push_str("<div class=\"cards\">");
@@ -684,7 +697,12 @@ pub fn render_html(model: &ModelArtifact, eval: &Evaluation, title: &str) -> Str
          <span style=\"color:#2563eb\">blue lowers</span> the risk. Intercept {}.</p>\
          <figure>{}</figure></section>",
         fixed(model.intercept, COEF_DP),
-        svg::coefficient_chart(&sorted_coefficients(model))
+        svg::coefficient_chart(
+            &sorted_coefficients(model)
+                .into_iter()
+                .map(|(name, c)| (feature_words(&name), c))
+                .collect::<Vec<_>>()
+        )
     );
 
     let _ = writeln!(

@@ -510,7 +510,7 @@ async fn contract_business_backtest(t: &TestDb) {
     assert!(b.origins.len() >= 2, "{b:?}");
     assert_eq!(
         m.training.churn.as_deref(),
-        Some("left (churned_on) within 60 days")
+        Some("left (the churn date on the customer record) within 60 days")
     );
     assert!(
         b.pooled.test_churners >= b.min_test_churners && b.warning.is_none(),

@@ -69,3 +69,53 @@ async fn a_second_daemon_on_one_sqlite_file_is_refused() {
         pg.cleanup().await;
     }
 }
+
+/// `attune demo` again over a demo database people worked in refuses, says what would be
+/// lost and how to keep it or start over; `--reset` starts over. A demo nobody touched is
+/// simply made again (issue 19: a second `attune demo` erased users, decisions and the
+/// audit trail without a word).
+#[tokio::test]
+async fn the_demo_keeps_peoples_work_unless_told_to_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("d.db");
+    let demo = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_attune"))
+            .current_dir(dir.path())
+            .args([
+                "--db",
+                db.to_str().unwrap(),
+                "demo",
+                "--once",
+                "--customers",
+                "300",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = demo(&[]);
+    assert!(ok, "{err}");
+    // Untouched: made again.
+    let (ok, err) = demo(&[]);
+    assert!(ok, "{err}");
+    // A reviewer decides something.
+    let store = Db::connect(&DatabaseUrl::Sqlite(db.clone())).await.unwrap();
+    store
+        .audit("maria", "nudge.approved", "nudge:1", &serde_json::json!({}))
+        .await
+        .unwrap();
+    store.close().await;
+    let (ok, err) = demo(&[]);
+    assert!(!ok, "the demo replaced a database with decisions in it");
+    assert!(
+        err.contains("holds work people did (1 audit entry:") && err.contains("demo --reset"),
+        "{err}"
+    );
+    let (ok, err) = demo(&["--reset"]);
+    assert!(ok, "{err}");
+}
