@@ -33,6 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route("/queue", get(queue))
         .route("/queue/bulk", get(bulk_confirm).post(bulk_apply))
         .route("/nudges/{id}", get(nudge))
+        .route("/customers", get(find_customer))
+        .route("/customers/{id}", get(customer))
         .route("/nudges/{id}/decide", post(decide))
         .route("/overview", get(overview))
         .route("/model", get(model))
@@ -345,6 +347,7 @@ struct RuleCount {
 struct QueueRow {
     id: i64,
     customer: String,
+    customer_link: String,
     why: String,
     rule: String,
     stage: String,
@@ -469,6 +472,7 @@ async fn queue(
             .map(|n| QueueRow {
                 id: n.id,
                 customer: n.external_id.clone(),
+                customer_link: views::path_segment(&n.external_id),
                 why: why_of(n),
                 rule: views::label(&n.kind),
                 stage: views::label(&n.stage),
@@ -648,6 +652,163 @@ async fn bulk_apply(State(state): State<AppState>, form: CsrfForm) -> PageResult
     Ok(see_other(&format!("/queue?{}", query::encode(&p))))
 }
 
+// ---------------------------------------------------------------- one customer
+
+struct CustomerComplaintView {
+    opened: String,
+    state: String,
+    days: String,
+    resolved: String,
+    satisfaction: String,
+}
+
+#[derive(Template)]
+#[template(path = "customer.html")]
+struct CustomerPage {
+    nav: Nav,
+    c: CustomerView,
+    risk_note: String,
+    consent: String,
+    score_chart: String,
+    drivers: Vec<DriverView>,
+    complaints: Vec<CustomerComplaintView>,
+    nudges: Vec<EarlierView>,
+    events: Vec<EventView>,
+}
+
+/// The search box: `/customers?q=ID` goes to that customer's page.
+async fn find_customer(
+    State(state): State<AppState>,
+    PageUser(_s): PageUser,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let pairs = query::pairs(raw.as_deref(), &["q"])?;
+    let q = query::get(&pairs, "q").map(str::trim).unwrap_or_default();
+    if q.is_empty() {
+        return Err(Problem::bad_request("missing_id", "give a customer id to find").into());
+    }
+    match state.ctx.db.customer_by_external_id(q).await? {
+        Some(c) => Ok(see_other(&format!(
+            "/customers/{}",
+            views::path_segment(&c.external_id)
+        ))),
+        None => Err(Problem::not_found(format!("there is no customer {q:?}")).into()),
+    }
+}
+
+/// One customer: profile and consent, scores and drivers, complaints (by the one
+/// lifecycle), their nudges with decisions, recent activity.
+async fn customer(
+    State(state): State<AppState>,
+    PageUser(s): PageUser,
+    Path(external_id): Path<String>,
+) -> PageResult {
+    let db = &state.ctx.db;
+    let f = db
+        .customer_by_external_id(&external_id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("there is no customer {external_id:?}")))?;
+    let cid = f.id;
+    let events = db.customer_events(cid, 30).await?;
+    let complaints = db.customer_complaints(cid).await?;
+    let nudges = db.customer_nudges(cid, 50).await?;
+    let mut scores = db.customer_scores(cid, 24).await?;
+    let drivers = scores
+        .first()
+        .map(|latest| views::drivers(&latest.drivers.0))
+        .unwrap_or_default();
+    let risk_note = match scores.first() {
+        Some(latest) => format!(
+            "{} churn risk at the latest score ({})",
+            views::percent(latest.probability),
+            views::time(latest.scored_at)
+        ),
+        None => "not scored yet".into(),
+    };
+    scores.reverse();
+    let points: Vec<(i64, f64)> = scores
+        .iter()
+        .map(|p| (p.scored_at, p.probability))
+        .collect();
+    let today = crate::jobs::today();
+    let consented = f.consented();
+    let page = CustomerPage {
+        nav: nav(&s, "queue"),
+        consent: if consented.is_empty() {
+            "no channel (only notices the business must give, by post)".into()
+        } else {
+            consented.join(", ")
+        },
+        c: CustomerView {
+            external_id: f.external_id.clone(),
+            plan: f.plan.clone(),
+            monthly: views::money(f.monthly_charge),
+            contract: match f.contract_end {
+                Some(end) => format!("{}, ends {end}", views::words(&f.contract_type)),
+                None => views::words(&f.contract_type),
+            },
+            since: match f.churned_on {
+                Some(c) => format!("{} (left {c})", f.signup_date),
+                None => f.signup_date.to_string(),
+            },
+            preferred_channel: f.preferred_channel.clone(),
+            contact: String::new(),
+        },
+        risk_note,
+        score_chart: views::sparkline("Churn probability at each scoring run", &points),
+        drivers,
+        complaints: complaints
+            .iter()
+            .rev()
+            .map(|k| CustomerComplaintView {
+                opened: views::time(k.opened_at),
+                state: complaint_state(k, today),
+                days: views::count(k.days_open(today)),
+                resolved: views::time_opt(k.resolved_at),
+                satisfaction: k
+                    .satisfaction
+                    .map(|v| format!("{v:.0} of 5"))
+                    .unwrap_or_else(|| "—".into()),
+            })
+            .collect(),
+        nudges: nudges
+            .iter()
+            .map(|e| EarlierView {
+                id: e.id,
+                rule: views::label(&e.kind),
+                queued: views::day(e.created_at),
+                status: e.status.clone(),
+                outcome: decided_words(e),
+            })
+            .collect(),
+        events: events
+            .iter()
+            .map(|e| EventView {
+                when: views::time(e.occurred_at),
+                what: views::words(&e.kind),
+                value: views::event_value(&e.kind, e.value),
+            })
+            .collect(),
+    };
+    render(&page)
+}
+
+/// Where a complaint stands, in words: open (reopened), past the ombudsman point, resolved.
+fn complaint_state(k: &crate::store::Complaint, today: chrono::NaiveDate) -> String {
+    if !k.open {
+        return "resolved".into();
+    }
+    let mut s = if k.reopened > 0 {
+        "open (reopened)".to_owned()
+    } else {
+        "open".to_owned()
+    };
+    if k.past_ombudsman_point(today) {
+        s.push_str(", past the ombudsman's eight weeks");
+    }
+    s
+}
+
 // ---------------------------------------------------------------- one nudge
 
 struct NudgeView {
@@ -710,6 +871,7 @@ struct HistoryView {
 struct NudgePage {
     nav: Nav,
     notice: Option<String>,
+    customer_link: String,
     n: NudgeView,
     c: CustomerView,
     envelope: String,
@@ -849,6 +1011,7 @@ async fn nudge(
     let page = NudgePage {
         nav: nav(&s, "queue"),
         notice,
+        customer_link: views::path_segment(&n.external_id),
         envelope: envelope(&n),
         effective_message: effective,
         planned_message_if_edited: planned_if_edited,
@@ -874,15 +1037,7 @@ async fn nudge(
             .take(10)
             .map(|c| ComplaintView {
                 opened: views::time(c.opened_at),
-                state: if c.open {
-                    if c.reopened > 0 {
-                        "open (reopened)".into()
-                    } else {
-                        "open".into()
-                    }
-                } else {
-                    "resolved".into()
-                },
+                state: complaint_state(c, today),
                 resolved: views::time_opt(c.resolved_at),
                 satisfaction: c
                     .satisfaction

@@ -55,6 +55,20 @@ pub fn count(n: i64) -> String {
     m.trim_end_matches(".00").to_owned()
 }
 
+/// A value as one segment of a URL path: letters, digits and `-._~` as they are, every
+/// other byte percent-encoded (`C 1/2` -> `C%201%2F2`).
+pub fn path_segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `12.3%`.
 /// A count with its noun, singular for one: `1 customer`, `1,204 customers`.
 pub fn counted(n: i64, one: &str, many: &str) -> String {

@@ -196,6 +196,25 @@ pub struct CustomerFacts {
     pub contract_end: Option<NaiveDate>,
     pub preferred_channel: String,
     pub churned_on: Option<NaiveDate>,
+    pub consent_email: bool,
+    pub consent_sms: bool,
+    pub consent_phone: bool,
+    pub consent_post: bool,
+}
+
+impl CustomerFacts {
+    /// The channels the customer agreed to be contacted on, in words.
+    pub fn consented(&self) -> Vec<&'static str> {
+        [
+            (self.consent_email, "email"),
+            (self.consent_sms, "text message"),
+            (self.consent_phone, "phone"),
+            (self.consent_post, "post"),
+        ]
+        .into_iter()
+        .filter_map(|(yes, channel)| yes.then_some(channel))
+        .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
@@ -541,7 +560,8 @@ impl Db {
 
     pub async fn customer_facts(&self, customer_id: i64) -> Result<Option<CustomerFacts>> {
         let sql = "SELECT id, external_id, signup_date, plan, monthly_charge, contract_type, contract_end,
-                   preferred_channel, churned_on FROM customers WHERE id = $1";
+                   preferred_channel, churned_on, consent_email, consent_sms, consent_phone, consent_post
+                   FROM customers WHERE id = $1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).fetch_optional(p).await?))
     }
 
@@ -550,7 +570,8 @@ impl Db {
         external_id: &str,
     ) -> Result<Option<CustomerFacts>> {
         let sql = "SELECT id, external_id, signup_date, plan, monthly_charge, contract_type, contract_end,
-                   preferred_channel, churned_on FROM customers WHERE external_id = $1";
+                   preferred_channel, churned_on, consent_email, consent_sms, consent_phone, consent_post
+                   FROM customers WHERE external_id = $1";
         Ok(on_pool!(self, p => sqlx::query_as(sql).bind(external_id).fetch_optional(p).await?))
     }
 

@@ -980,7 +980,7 @@ fn raw_bits(text: &str) -> Vec<String> {
 }
 
 /// Every page of a demo cycle, walked as a reviewer would (the queue in three states, a
-/// nudge of each rule, the overview, the model, the audit log, jobs, users), reads in
+/// nudge of each rule, a customer, the overview, the model, the audit log, jobs, users), reads in
 /// words: no snake_case name, JSON object or placeholder address. A name set as code (a
 /// setting to type) and details behind a toggle are not running text.
 async fn every_page_reads_in_words(t: &TestDb) {
@@ -1017,6 +1017,13 @@ async fn every_page_reads_in_words(t: &TestDb) {
         }
     }
     assert!(seen_rules.len() >= 5, "{seen_rules:?}");
+    // The customer of the first nudge, through the search box.
+    let first = &t.db.list_nudges(&Default::default()).await.unwrap()[0];
+    let found = page(&d, &format!("/customers?q={}", first.external_id), &admin).await;
+    assert_eq!(found.status, 303);
+    let to = found.headers["location"].to_str().unwrap().to_owned();
+    assert_eq!(to, format!("/customers/{}", first.external_id));
+    uris.push(to);
     let mut offenders = Vec::new();
     for uri in &uris {
         let a = page(&d, uri, &admin).await;
@@ -1037,4 +1044,76 @@ async fn every_page_reads_in_words(t: &TestDb) {
 both_backends!(
     every_page_of_the_demo_reads_in_words,
     super::every_page_reads_in_words
+);
+
+/// The customer page: reached from the queue, a nudge and the search box; shows the
+/// profile with consent, the latest drivers, both complaints of a customer with two (the
+/// older resolved, by the one lifecycle), their nudges with decisions and their activity.
+async fn the_customer_page_tells_the_whole_story(t: &TestDb) {
+    use attune::domain::{ActivityEvent, CustomerId, Meaning};
+    let d = super::api_desk::desk(t).await;
+    let (admin, _) = sign_in(&d, "admin").await;
+    let at = |day: &str| {
+        chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap()
+            .and_utc()
+    };
+    let ev = |kind: Meaning, day: &str, n: &str, value: Option<f64>| ActivityEvent {
+        customer: CustomerId::parse("cust-0").unwrap(),
+        kind: kind.code(),
+        occurred_at: at(day),
+        value,
+        attributes: Default::default(),
+        source: "crm".into(),
+        source_event_id: n.into(),
+    };
+    // Opened t1, opened t2, resolved t3: the t1 complaint is the resolved one.
+    t.db.insert_events(&[
+        ev(Meaning::ComplaintOpened, "2026-10-03", "k1", None),
+        ev(Meaning::ComplaintOpened, "2026-11-09", "k2", None),
+        ev(Meaning::ComplaintResolved, "2026-11-20", "k3", Some(2.0)),
+    ])
+    .await
+    .unwrap();
+    let queue = page(&d, "/queue", &admin).await.text();
+    assert!(
+        queue.contains("href=\"/customers/cust-"),
+        "the queue links customers"
+    );
+    let nudge = page(&d, "/nudges/1", &admin).await.text();
+    assert!(
+        nudge.contains("id=\"customer-link\""),
+        "the nudge page links its customer"
+    );
+    let a = page(&d, "/customers/cust-0", &admin).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let html = a.text();
+    let complaints = &html[html.find("id=\"complaints\"").unwrap()..];
+    let complaints = &complaints[..complaints.find("</table>").unwrap()];
+    let rows: Vec<&str> = complaints.split("<tr>").skip(2).collect();
+    assert_eq!(rows.len(), 2, "{complaints}");
+    // Newest first: the 11-09 complaint is open, the 10-03 one resolved.
+    assert!(
+        rows[0].contains("2026-11-09") && rows[0].contains(">open"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].contains("2026-10-03")
+            && rows[1].contains("resolved")
+            && rows[1].contains("2 of 5"),
+        "{}",
+        rows[1]
+    );
+    assert!(html.contains("id=\"consent\">email<"), "consent in words");
+    assert!(html.contains("href=\"/nudges/1\""), "their nudges");
+    assert!(html.contains("Complaint opened"), "their activity");
+    assert_eq!(page(&d, "/customers/nobody", &admin).await.status, 404);
+    assert_eq!(page(&d, "/customers?q=nobody", &admin).await.status, 404);
+}
+both_backends!(
+    the_customer_page_shows_profile_complaints_nudges_and_activity,
+    super::the_customer_page_tells_the_whole_story
 );
