@@ -300,41 +300,65 @@ fn activity_value(
             }
         }
         FeatureKind::Balance { add, subtract } => {
-            let balance: i64 = days
-                .iter()
-                .map(|d| {
-                    if add.has(d.kind) {
-                        d.n as i64
-                    } else if subtract.has(d.kind) {
-                        -(d.n as i64)
-                    } else {
-                        0
+            // Never below 0 at any point: a subtraction with nothing to take from (a
+            // resolution with no complaint open) takes nothing. Within a day, additions
+            // first.
+            let mut balance: i64 = 0;
+            let mut i = 0;
+            while i < days.len() {
+                let day = days[i].day;
+                let (mut plus, mut minus) = (0i64, 0i64);
+                while i < days.len() && days[i].day == day {
+                    if add.has(days[i].kind) {
+                        plus += days[i].n as i64;
+                    } else if subtract.has(days[i].kind) {
+                        minus += days[i].n as i64;
                     }
-                })
-                .sum();
-            Num(balance.max(0) as f64)
+                    i += 1;
+                }
+                balance = (balance + plus - minus).max(0);
+            }
+            Num(balance as f64)
         }
-        FeatureKind::OpenAge { open, close } => {
-            let mut opened: std::collections::VecDeque<(i32, u32)> = Default::default();
-            for d in days {
-                if open.has(d.kind) {
-                    opened.push_back((d.day, d.n));
-                } else if close.has(d.kind) {
-                    let mut left = d.n;
-                    while left > 0 {
-                        let Some(front) = opened.front_mut() else {
-                            break;
-                        };
-                        let take = front.1.min(left);
-                        front.1 -= take;
-                        left -= take;
-                        if front.1 == 0 {
-                            opened.pop_front();
-                        }
+        FeatureKind::OpenAge {
+            open,
+            close,
+            reopen,
+        } => {
+            // Open items by the day they opened, oldest first; closed ones newest last.
+            let mut opened: Vec<i32> = Vec::new();
+            let mut closed: Vec<i32> = Vec::new();
+            let mut i = 0;
+            while i < days.len() {
+                let day = days[i].day;
+                let (mut opens, mut closes, mut reopens) = (0u32, 0u32, 0u32);
+                while i < days.len() && days[i].day == day {
+                    let d = &days[i];
+                    if open.has(d.kind) {
+                        opens += d.n;
+                    } else if close.has(d.kind) {
+                        closes += d.n;
+                    } else if reopen.as_ref().is_some_and(|r| r.has(d.kind)) {
+                        reopens += d.n;
                     }
+                    i += 1;
+                }
+                opened.extend(std::iter::repeat_n(day, opens as usize));
+                for _ in 0..closes {
+                    if opened.is_empty() {
+                        break;
+                    }
+                    closed.push(opened.remove(0));
+                }
+                for _ in 0..reopens {
+                    // The latest closed item, open again from its opening day; with none
+                    // closed, an item opened before the history read, from the reopening.
+                    let at = closed.pop().unwrap_or(day);
+                    let pos = opened.partition_point(|&d| d <= at);
+                    opened.insert(pos, at);
                 }
             }
-            Num(opened.front().map_or(0.0, |(day, _)| (today - day) as f64))
+            Num(opened.first().map_or(0.0, |day| (today - day) as f64))
         }
         FeatureKind::Change {
             stat,
@@ -646,6 +670,46 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The model's `oldest_open_complaint_days` and `open_complaints` say what
+        /// `domain::complaint::lifecycle` says, so a driver ("a complaint open for 138
+        /// days") never contradicts the Complaints panel beside it. One event a day (daily
+        /// rollups cannot order events within a day).
+        #[test]
+        fn complaint_features_follow_the_one_lifecycle(
+            steps in proptest::collection::vec((0usize..3, 1i64..4), 0..12)
+        ) {
+            use crate::domain::complaint::{self, ComplaintEvent, Step};
+            let kinds = [Meaning::ComplaintOpened, Meaning::ComplaintResolved, Meaning::ComplaintReopened];
+            let step = [Step::Opened, Step::Resolved, Step::Reopened];
+            let start = d("2025-01-01");
+            let mut day = start;
+            let mut events = Vec::new();
+            let mut facts = Vec::new();
+            for (i, &(k, gap)) in steps.iter().enumerate() {
+                day += chrono::Duration::days(gap);
+                let mut e = ev(kinds[k], &day.to_string(), None);
+                e.source_event_id = format!("e{i}");
+                facts.push(ComplaintEvent {
+                    id: i as i64,
+                    at: e.occurred_at.timestamp(),
+                    step: step[k],
+                    satisfaction: None,
+                });
+                events.push(e);
+            }
+            let as_of = day + chrono::Duration::days(1);
+            let row = features(&events, &as_of.to_string());
+            let all = complaint::lifecycle(facts);
+            let want_age = complaint::oldest_open(&all).map_or(0.0, |c| c.days_open(as_of) as f64);
+            let want_open = all.iter().filter(|c| c.open).count() as f64;
+            proptest::prop_assert_eq!(&row["oldest_open_complaint_days"], &Num(want_age), "{:?}", all);
+            proptest::prop_assert_eq!(&row["open_complaints"], &Num(want_open), "{:?}", all);
+        }
+    }
+
     /// `{s}` is the plural ending: none for one (issue 19: "1 complaints open").
     #[test]
     fn descriptions_say_one_and_many() {
@@ -679,8 +743,9 @@ mod tests {
         ];
         let row = features(&evs, "2025-09-30");
         assert_eq!(row["open_complaints"], Num(2.0));
-        // The resolution closed the oldest (June); July's is the oldest still open.
-        assert_eq!(row["oldest_open_complaint_days"], Num(91.0));
+        // The resolution closed the oldest (June); the reopening reopened it, so June's is
+        // the oldest open again, aged from its opening (as `domain::complaint` says).
+        assert_eq!(row["oldest_open_complaint_days"], Num(121.0));
         // June's and July's are more than 90 days back.
         assert_eq!(row["complaints_90d"], Num(0.0));
         assert_eq!(

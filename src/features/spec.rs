@@ -153,10 +153,14 @@ pub enum FeatureKind {
         add: Kinds,
         subtract: Kinds,
     },
-    /// Days the oldest still-open item has been open (each `close` closes the oldest).
+    /// Days the oldest still-open item has been open: each `close` closes the oldest, and
+    /// each `reopen` reopens the latest closed one, its age still counted from its opening
+    /// (`domain::complaint`'s rules; within a day: openings, then closings, then
+    /// reopenings).
     OpenAge {
         open: Kinds,
         close: Kinds,
+        reopen: Option<Kinds>,
     },
     /// Relative change of the daily rate of `stat` over `kinds`: the `recent_days` before
     /// the day against the `prior_days` before those, clamped.
@@ -324,6 +328,7 @@ struct RawFeature {
     subtract: Option<Vec<String>>,
     open: Option<Vec<String>>,
     close: Option<Vec<String>>,
+    reopen: Option<Vec<String>>,
     stat: Option<String>,
     recent_days: Option<u32>,
     prior_days: Option<u32>,
@@ -372,7 +377,7 @@ pub const FEATURE_TYPES: &[(&str, &str)] = &[
     ),
     (
         "open_age",
-        "days the oldest still-open item has been open: `open` kinds open one, `close` kinds close the oldest",
+        "days the oldest still-open item has been open: `open` kinds open one, `close` kinds close the oldest, `reopen` kinds (optional) reopen the latest closed one, aged from its opening",
     ),
     (
         "change",
@@ -601,9 +606,16 @@ impl FeatureSpec {
                     l.need(&add.set, None);
                     l.need(&subtract.set, None);
                 }
-                FeatureKind::OpenAge { open, close } => {
+                FeatureKind::OpenAge {
+                    open,
+                    close,
+                    reopen,
+                } => {
                     l.need(&open.set, None);
                     l.need(&close.set, None);
+                    if let Some(r) = reopen {
+                        l.need(&r.set, None);
+                    }
                 }
                 FeatureKind::LatestVsMean { kind, .. } => l.need(&kind.set, None),
                 FeatureKind::Tenure(_)
@@ -729,10 +741,17 @@ impl FeatureSpec {
                     kv("add", list(&add.names));
                     kv("subtract", list(&subtract.names));
                 }
-                FeatureKind::OpenAge { open, close } => {
+                FeatureKind::OpenAge {
+                    open,
+                    close,
+                    reopen,
+                } => {
                     kv("type", q("open_age"));
                     kv("open", list(&open.names));
                     kv("close", list(&close.names));
+                    if let Some(r) = reopen {
+                        kv("reopen", list(&r.names));
+                    }
                 }
                 FeatureKind::Change {
                     stat: s,
@@ -947,6 +966,11 @@ fn build_kind(
         "open_age" => FeatureKind::OpenAge {
             open: kinds("open", f.open.as_ref(), catalog)?,
             close: kinds("close", f.close.as_ref(), catalog)?,
+            reopen: f
+                .reopen
+                .as_ref()
+                .map(|r| kinds("reopen", Some(r), catalog))
+                .transpose()?,
         },
         "change" => FeatureKind::Change {
             stat: stat(f.stat.as_deref())?,

@@ -895,7 +895,12 @@ struct NudgePage {
 
 fn decided_words(n: &ReviewNudge) -> String {
     let Some(by) = &n.decided_by else {
-        return String::new();
+        // Planning's own reasons: held by a guardrail, withdrawn, expired.
+        return match (&n.decision_reason, n.status.as_str()) {
+            (Some(r), "deferred") => format!("held: {r}"),
+            (Some(r), _) => r.clone(),
+            (None, _) => String::new(),
+        };
     };
     let mut s = format!("{} by {by} at {}", n.status, views::time_opt(n.decided_at));
     if let Some(r) = &n.decision_reason {

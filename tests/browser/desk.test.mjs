@@ -261,3 +261,50 @@ test('the overview, model, users and sign-in pages render', async () => {
   await shot(login, '13-login-refused');
   await anon.close();
 });
+
+test('a reviewer finds a customer, reads their page, sees a held offer and an overview after a re-score that changed nothing', async () => {
+  const { context, page } = await signIn('maria');
+  // The search box in the header takes a customer id to their page: one with a complaint.
+  let customer;
+  for (const rule of ['ombudsman_notice', 'complaint_unresolved_task', 'complaint_reopened_task', 'bill_shock', 'usage_drop']) {
+    for (const status of ['proposed', 'approved', 'holdout', 'deferred']) {
+      await page.goto(`${base}/queue?rule=${rule}&status=${status}`);
+      const cells = await column(page, 2);
+      if (cells.length) { customer = cells[0].split(/\s/)[0]; break; }
+    }
+    if (customer) break;
+  }
+  assert.ok(customer, 'a demo customer with a nudge of their own');
+  await page.fill('input[name=q]', customer);
+  await page.press('input[name=q]', 'Enter');
+  await page.waitForURL(/\/customers\//);
+  assert.match(await page.textContent('h1'), new RegExp(customer));
+  assert.ok(await page.$('#profile'), 'the profile');
+  assert.ok(await page.$('#complaints, .card'), 'the complaints panel');
+  assert.ok(await page.$('#nudges'), 'their nudges');
+  await shot(page, '14-customer');
+
+  // An offer held while its customer's complaint is open says so.
+  await page.goto(`${base}/queue?status=deferred`);
+  const held = await page.$$eval('#queue tbody tr a[href^="/nudges/"]', (as) => as.map((a) => a.getAttribute('href')));
+  let found = false;
+  for (const href of held.slice(0, 60)) {
+    await page.goto(`${base}${href}`);
+    const decision = await page.$('#decision');
+    if (decision && /held while the complaint opened/.test(await decision.textContent())) {
+      found = true;
+      break;
+    }
+  }
+  assert.ok(found, 'a held offer with its reason among the deferred nudges');
+  await shot(page, '15-held-offer');
+
+  // A re-score that found nobody changed: the overview keeps the full run's figures and says so.
+  attune(['score', '--changed']);
+  await page.goto(`${base}/overview`);
+  const note = await page.textContent('h1');
+  assert.match(note, /current scores: full scoring run/);
+  assert.match(note, /found no customer whose activity had changed/);
+  assert.doesNotMatch(await page.textContent('#at-risk'), /of 0 scored/);
+  await context.close();
+});
