@@ -1188,6 +1188,7 @@ struct OverviewPage {
     active: String,
     proposed_value: String,
     proposed: String,
+    horizon_months: String,
     risk_chart: String,
     status_chart: String,
     stage_chart: String,
@@ -1268,7 +1269,7 @@ fn run_note(o: &crate::store::Overview) -> String {
         return "no scoring run yet".into();
     };
     let mut note = format!("current scores: full scoring run {id}, as of {day}");
-    if o.rescores_since > 0 {
+    if o.rescored_customers > 0 {
         note.push_str(&format!(
             ", and {} since by {}",
             views::counted(
@@ -1366,7 +1367,8 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
         open_problems: views::count(o.customers_with_open_complaints),
         active: views::count(o.active_customers),
         proposed_value: views::money(o.proposed_value),
-        proposed: views::count(proposed),
+        proposed: views::counted(proposed, "nudge", "nudges"),
+        horizon_months: views::count(state.ctx.config.playbook.value_horizon_months.round() as i64),
         risk_chart: views::histogram(
             "Share of customers by churn probability in the full scoring run",
             &o.score_shares,
@@ -1809,6 +1811,9 @@ mod tests {
             run_note(&o),
             "current scores: full scoring run 12, as of 2026-12-05"
         );
+        o.rescores_since = 1;
+        o.latest_rescore = Some((1_796_000_000, 0));
+        assert!(!run_note(&o).contains("0 customers"), "{}", run_note(&o));
         o.rescores_since = 3;
         o.rescored_customers = 1;
         o.latest_rescore = Some((1_796_000_000, 0));

@@ -306,5 +306,6 @@ test('a reviewer finds a customer, reads their page, sees a held offer and an ov
   assert.match(note, /current scores: full scoring run/);
   assert.match(note, /found no customer whose activity had changed/);
   assert.doesNotMatch(await page.textContent('#at-risk'), /of 0 scored/);
+  await shot(page, '16-overview-after-rescore');
   await context.close();
 });
