@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::domain::{NudgeStatus, RuleName};
 use crate::ingest::CustomerPreset;
 use crate::jobs::{self, JobContext};
-use crate::store::{DatabaseUrl, Db, NudgeFilter};
+use crate::store::{DatabaseUrl, Db};
 use output::Printer;
 
 #[derive(Debug, Parser)]
@@ -279,14 +279,17 @@ pub struct TrainArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NudgesCommand {
-    /// List nudges, riskiest first (--kind is a playbook rule's name).
+    /// List nudges as the desk's queue does: largest value at risk first, the same filters,
+    /// a page at a time, saying how many match.
     List {
-        #[arg(long)]
-        status: Option<NudgeStatus>,
-        #[arg(long)]
-        kind: Option<RuleName>,
+        #[command(flatten)]
+        filter: QueueArgs,
+        /// Nudges per page.
         #[arg(long, default_value_t = 50)]
         limit: i64,
+        /// The page after this cursor (printed under each page that has a next one).
+        #[arg(long)]
+        after: Option<String>,
     },
     /// Approve proposed nudges.
     Approve {
@@ -305,15 +308,48 @@ pub enum NudgesCommand {
         #[arg(long)]
         by: Option<String>,
     },
-    /// Export nudges as CSV.
+    /// Export every nudge the filters select as CSV: the same columns and order as the
+    /// desk's export (`/v1/nudges/export.csv`).
     Export {
         #[arg(long)]
         csv: PathBuf,
-        #[arg(long)]
-        status: Option<NudgeStatus>,
-        #[arg(long)]
-        kind: Option<RuleName>,
+        #[command(flatten)]
+        filter: QueueArgs,
     },
+}
+
+/// The desk's queue filters on the command line.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// proposed (default), deferred, approved, rejected, snoozed, withdrawn, expired or holdout.
+    #[arg(long, default_value = "proposed")]
+    pub status: NudgeStatus,
+    /// A playbook rule's name (`--kind` is the same).
+    #[arg(long, alias = "kind")]
+    pub rule: Option<RuleName>,
+    #[arg(long)]
+    pub stage: Option<String>,
+    #[arg(long)]
+    pub channel: Option<String>,
+    #[arg(long)]
+    pub risk_band: Option<String>,
+    #[arg(long)]
+    pub segment: Option<String>,
+}
+
+impl QueueArgs {
+    fn filter(&self) -> crate::store::QueueFilter {
+        crate::store::QueueFilter {
+            status: self.status.as_str().to_owned(),
+            rule: self.rule.as_ref().map(|r| r.as_str().to_owned()),
+            stage: self.stage.clone(),
+            channel: self.channel.clone(),
+            risk_band: self.risk_band.clone(),
+            segment: self.segment.clone(),
+            from: None,
+            to: None,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -866,18 +902,22 @@ async fn nudges(config: &Config, cmd: NudgesCommand, out: &Printer) -> anyhow::R
     let db = open(config).await?;
     match cmd {
         NudgesCommand::List {
-            status,
-            kind,
+            filter,
             limit,
+            after,
         } => {
-            let rows = db
-                .list_nudges(&NudgeFilter {
-                    status,
-                    kind,
-                    limit,
-                })
-                .await?;
-            out.nudges(&rows)
+            if !(1..=1000).contains(&limit) {
+                bail!("--limit {limit}: give 1 to 1000 nudges per page");
+            }
+            let cursor = after
+                .as_deref()
+                .map(crate::store::QueueCursor::decode)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--after: {e}"))?;
+            let f = filter.filter();
+            let (total, _) = db.count_selection(&f, None).await?;
+            let (rows, next) = db.queue_page(&f, cursor, limit).await?;
+            out.queue(&rows, total, &f.status, next.map(|c| c.encode()))
         }
         NudgesCommand::Approve { ids, by } => {
             let outcome = db
@@ -894,18 +934,25 @@ async fn nudges(config: &Config, cmd: NudgesCommand, out: &Printer) -> anyhow::R
                 .await?;
             out.decision(&outcome, "rejected")
         }
-        NudgesCommand::Export { csv, status, kind } => {
-            let rows = db
-                .list_nudges(&NudgeFilter {
-                    status,
-                    kind,
-                    limit: 0,
-                })
-                .await?;
-            output::write_nudges_csv(&csv, &rows)?;
+        NudgesCommand::Export { csv, filter } => {
+            let f = filter.filter();
+            let mut file = std::fs::File::create(&csv)
+                .with_context(|| format!("creating {}", csv.display()))?;
+            let (mut cursor, mut count, mut header) = (None, 0usize, true);
+            loop {
+                let (rows, next) = db.queue_page(&f, cursor, 1000).await?;
+                count += rows.len();
+                std::io::Write::write_all(&mut file, &crate::http::csv_rows(&rows, header)?)
+                    .with_context(|| format!("writing {}", csv.display()))?;
+                header = false;
+                match next {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
             out.message(
-                &serde_json::json!({"exported": rows.len(), "file": csv.display().to_string()}),
-                &format!("exported {} nudges to {}", rows.len(), csv.display()),
+                &serde_json::json!({"exported": count, "file": csv.display().to_string()}),
+                &format!("exported {count} nudges to {}", csv.display()),
             )
         }
     }

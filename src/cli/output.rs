@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -11,7 +10,7 @@ use crate::jobs::import::ImportReport;
 use crate::jobs::plan::PlanReport;
 use crate::jobs::score::ScoreReport;
 use crate::model::ModelArtifact;
-use crate::store::{AuditEntry, DecideOutcome, NudgeRow};
+use crate::store::{AuditEntry, DecideOutcome};
 
 pub struct Printer {
     pub json: bool,
@@ -343,32 +342,52 @@ impl Printer {
         Ok(())
     }
 
-    pub fn nudges(&self, rows: &[NudgeRow]) -> anyhow::Result<()> {
+    /// A page of the queue, as the desk orders it, with how many match and the next page.
+    pub fn queue(
+        &self,
+        rows: &[crate::store::ReviewNudge],
+        total: i64,
+        status: &str,
+        next: Option<String>,
+    ) -> anyhow::Result<()> {
         if self.json {
-            return print_json(rows);
+            return print_json(&serde_json::json!({"total": total, "nudges": rows, "next": next}));
         }
         if rows.is_empty() {
-            println!("no nudges match");
+            println!("no {status} nudges match");
             return Ok(());
         }
         println!(
-            "{:>6}  {:<10}  {:<24}  {:<6}  {:<9}  {:>5}  why",
-            "id", "customer", "kind", "via", "status", "risk"
+            "{:>6}  {:<10}  {:<24}  {:<18}  {:<6}  {:>10}  {:>5}  {:<17}  why",
+            "id", "customer", "rule", "stage", "via", "value", "risk", "not before"
         );
         for n in rows {
             let why = n.reason.0["why"].as_str().unwrap_or_default();
             println!(
-                "{:>6}  {:<10}  {:<24}  {:<6}  {:<9}  {:>5}  {}",
+                "{:>6}  {:<10}  {:<24}  {:<18}  {:<6}  {:>10}  {:>5}  {:<17}  {}",
                 n.id,
                 n.external_id,
-                n.kind,
+                n.kind.replace('_', " "),
+                n.stage.replace('_', " "),
                 n.channel,
-                n.status,
+                n.expected_value
+                    .map(|v| format!("{v:.2}"))
+                    .unwrap_or_else(|| "-".into()),
                 n.probability
                     .map(|p| format!("{:.0}%", p * 100.0))
                     .unwrap_or_else(|| "-".into()),
+                n.send_after.map(fmt_secs).unwrap_or_else(|| "-".into()),
                 why
             );
+        }
+        let plural = |n: i64| if n == 1 { "" } else { "s" };
+        println!(
+            "{} of {total} {status} nudge{}, largest value at risk first",
+            rows.len(),
+            plural(total)
+        );
+        if let Some(c) = next {
+            println!("next page: --after {c}");
         }
         Ok(())
     }
@@ -466,41 +485,9 @@ impl Printer {
     }
 }
 
-/// Writes nudges as CSV for tools outside attune.
-pub fn write_nudges_csv(path: &Path, rows: &[NudgeRow]) -> anyhow::Result<()> {
-    let mut w =
-        csv::Writer::from_path(path).with_context(|| format!("creating {}", path.display()))?;
-    w.write_record([
-        "id",
-        "customer_id",
-        "kind",
-        "occasion",
-        "channel",
-        "status",
-        "probability",
-        "why",
-        "created_at",
-        "decided_by",
-        "decided_at",
-        "decision_reason",
-    ])?;
-    for n in rows {
-        w.write_record([
-            n.id.to_string(),
-            n.external_id.clone(),
-            n.kind.clone(),
-            n.occasion.clone(),
-            n.channel.clone(),
-            n.status.clone(),
-            n.probability.map(|p| format!("{p:.4}")).unwrap_or_default(),
-            n.reason.0["why"].as_str().unwrap_or_default().to_owned(),
-            time(n.created_at),
-            n.decided_by.clone().unwrap_or_default(),
-            n.decided_at.map(time).unwrap_or_default(),
-            n.decision_reason.clone().unwrap_or_default(),
-        ])?;
-    }
-    w.flush()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+/// Unix seconds as `YYYY-MM-DD HH:MM` UTC.
+fn fmt_secs(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
 }

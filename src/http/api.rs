@@ -275,6 +275,8 @@ pub const CSV_COLUMNS: &[&str] = &[
     "expected_value",
     "probability",
     "queued_at",
+    "recipient",
+    "send_after",
     "message",
     "edited",
     "decided_by",
@@ -289,7 +291,9 @@ fn iso(secs: Option<i64>) -> String {
         .unwrap_or_default()
 }
 
-fn csv_rows(rows: &[ReviewNudge], header: bool) -> Result<Vec<u8>, csv::Error> {
+/// Nudges as CSV rows in [`CSV_COLUMNS`]: the web export and `attune nudges export` write
+/// the same file.
+pub fn csv_rows(rows: &[ReviewNudge], header: bool) -> Result<Vec<u8>, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
     if header {
         w.write_record(CSV_COLUMNS)?;
@@ -307,6 +311,12 @@ fn csv_rows(rows: &[ReviewNudge], header: bool) -> Result<Vec<u8>, csv::Error> {
             n.expected_value.map(|v| v.to_string()).unwrap_or_default(),
             n.probability.map(|v| v.to_string()).unwrap_or_default(),
             iso(Some(n.created_at)),
+            match (&n.contact_name, &n.contact_role) {
+                (Some(name), Some(role)) => format!("{name} ({role})"),
+                (Some(name), None) => name.clone(),
+                _ => format!("customer {}", n.external_id),
+            },
+            iso(n.send_after),
             n.effective_message().unwrap_or_default().to_owned(),
             n.edited_message.is_some().to_string(),
             n.decided_by.clone().unwrap_or_default(),

@@ -35,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tracing::Instrument as _;
 
-pub use api::{CSV_COLUMNS, MAX_IDS};
+pub use api::{CSV_COLUMNS, MAX_IDS, csv_rows};
 pub use auth::{
     CSRF_HEADER, LOGIN_COOKIE, SESSION_COOKIE, TOKEN_PREFIX, hash_password, new_api_token,
     validate_password, verify_password,
