@@ -45,6 +45,10 @@ pub struct Config {
     /// How long ids and text values of events may be.
     pub input: crate::ingest::mapping::InputLimits,
     pub log: Log,
+    /// The `ATTUNE_*` variables that set a setting when this config was loaded (not a key
+    /// of the file).
+    #[serde(skip)]
+    pub overridden_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -449,6 +453,7 @@ impl Default for Config {
             http: Http::default(),
             input: Default::default(),
             log: Log::default(),
+            overridden_by: Vec::new(),
         }
     }
 }
@@ -711,6 +716,16 @@ impl Config {
 
     /// Reads the file if given (or `./attune.toml` if it exists), then applies environment
     /// overrides from `vars`, then validates.
+    /// Where [`Config::load`] reads settings from, in words: the file given, else
+    /// `attune.toml` if it exists, else the built-in defaults.
+    pub fn origin(path: Option<&Path>) -> String {
+        match path {
+            Some(p) => p.display().to_string(),
+            None if Path::new("attune.toml").exists() => "attune.toml".into(),
+            None => "no file (attune.toml does not exist here): the built-in defaults".into(),
+        }
+    }
+
     pub fn load(
         path: Option<&Path>,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -776,16 +791,20 @@ impl Config {
             })?;
             from_env.insert(setting, key);
         }
-        let config: Config = table
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                path: origin.to_owned(),
-                message: e.to_string(),
-            })?;
+        let mut config: Config =
+            table
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: origin.to_owned(),
+                    message: e.to_string(),
+                })?;
         config.validate_with(&|key| match from_env.get(key) {
             Some(var) => format!("environment variable {var} ({key})"),
             None => format!("{origin}: {key}"),
         })?;
+        let mut vars: Vec<String> = from_env.into_values().collect();
+        vars.sort();
+        config.overridden_by = vars;
         Ok(config)
     }
 

@@ -50,6 +50,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: scheduled pull, scoring and planning until Ctrl-C or SIGTERM.
+    ///
+    /// It takes no options of its own: the schedule, sources, workers and the review desk
+    /// come from the config file (--config, else ./attune.toml) and ATTUNE_* variables;
+    /// `attune config check` shows them resolved. Use the global --db to pick the database.
     Run,
     /// Create or upgrade the database schema (also done at every start).
     Migrate,
@@ -435,7 +439,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             // The playbook file is configuration too: check it with the rest.
             let pb = jobs::plan::load_playbook(config.playbook.file.as_deref())?;
             jobs::plan::check_help_url(&pb, &config.playbook)?;
-            out.config(&config)
+            out.config(
+                &config,
+                &Config::origin(cli.config.as_deref()),
+                &config.overridden_by,
+            )
         }
         Command::Backup { path } => {
             let db = open(&config).await?;

@@ -41,12 +41,24 @@ impl Printer {
         }
     }
 
-    pub fn config(&self, config: &Config) -> anyhow::Result<()> {
+    pub fn config(
+        &self,
+        config: &Config,
+        origin: &str,
+        overrides: &[String],
+    ) -> anyhow::Result<()> {
         if self.json {
-            return print_json(&serde_json::json!({"valid": true, "config": config}));
+            return print_json(
+                &serde_json::json!({"valid": true, "read": origin, "environment": overrides, "config": config}),
+            );
         }
+        let env = if overrides.is_empty() {
+            "no ATTUNE_* variables".to_owned()
+        } else {
+            format!("overridden by {}", overrides.join(", "))
+        };
         println!(
-            "configuration is valid:\n\n{}",
+            "configuration is valid: read {origin}; {env}\n\n{}",
             toml::to_string_pretty(config)?
         );
         Ok(())

@@ -119,3 +119,45 @@ async fn the_demo_keeps_peoples_work_unless_told_to_reset() {
     let (ok, err) = demo(&["--reset"]);
     assert!(ok, "{err}");
 }
+
+/// `config check` says which file it read and which variables overrode it; `run --help`
+/// says where the daemon's settings come from.
+#[test]
+fn config_check_names_its_file_and_run_help_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mine.toml");
+    std::fs::write(&file, "[playbook]\nmax_nudges = 3\n").unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_attune"))
+            .current_dir(dir.path())
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run(
+        &["--config", file.to_str().unwrap(), "config", "check"],
+        &[("ATTUNE_PLAYBOOK_WINDOW_DAYS", "10")],
+    );
+    assert!(
+        text.contains(&format!("read {}", file.display()))
+            && text.contains("overridden by ATTUNE_PLAYBOOK_WINDOW_DAYS"),
+        "{text}"
+    );
+    let text = run(&["config", "check"], &[]);
+    assert!(
+        text.contains("read no file (attune.toml does not exist here)"),
+        "{text}"
+    );
+    let help = run(&["run", "--help"], &[]);
+    assert!(
+        help.contains("attune config check") && help.contains("ATTUNE_*"),
+        "{help}"
+    );
+}
