@@ -960,7 +960,11 @@ async fn nudges(config: &Config, cmd: NudgesCommand, out: &Printer) -> anyhow::R
             }
             out.message(
                 &serde_json::json!({"exported": count, "file": csv.display().to_string()}),
-                &format!("exported {count} nudges to {}", csv.display()),
+                &format!(
+                    "exported {} to {}",
+                    crate::http::views::counted(count as i64, "nudge", "nudges"),
+                    csv.display()
+                ),
             )
         }
     }

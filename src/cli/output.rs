@@ -408,7 +408,11 @@ impl Printer {
         if self.json {
             print_json(o)?;
         } else {
-            println!("{verb} {} nudges: {:?}", o.decided.len(), o.decided);
+            println!(
+                "{verb} {}: {:?}",
+                crate::http::views::counted(o.decided.len() as i64, "nudge", "nudges"),
+                o.decided
+            );
             if !o.not_found.is_empty() {
                 eprintln!("no nudge with id {:?}", o.not_found);
             }
