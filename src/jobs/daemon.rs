@@ -833,13 +833,25 @@ async fn run_wal_keeper(db: Db) {
 
 /// Every few seconds: ticks stranded by a dead daemon are enqueued, executions whose
 /// worker stopped beating are marked interrupted, scoring runs they left are marked failed.
+/// Leases after which a queued execution that never started is taken as lost.
+pub const QUEUED_LOST_LEASES: i64 = 20;
+
 async fn run_sweeper(ctx: JobContext, queues: Queues) {
     let lease = ctx.config.worker.lease_secs.max(3) as i64;
     loop {
         if let Err(e) = sweep_stranded_ticks(&ctx.db, &queues, lease * 2).await {
             tracing::warn!(error = %format!("{e:#}"), "sweeping stranded ticks failed");
         }
-        match ctx.db.sweep_jobs(lease, 3600).await {
+        // A queued execution that has not started long after it was due blocks every
+        // tick of its kind ("already queued"): after QUEUED_LOST_LEASES leases (at least
+        // a minute) it is marked lost and the next tick queues afresh. Seen once in CI's
+        // kill -9 test on PostgreSQL: a pull stayed queued for over two minutes after a
+        // restart, and with the old one-hour bound no file was taken in that time.
+        match ctx
+            .db
+            .sweep_jobs(lease, (lease * QUEUED_LOST_LEASES).max(60))
+            .await
+        {
             Ok((0, 0)) => {}
             Ok((jobs, runs)) => {
                 tracing::warn!(

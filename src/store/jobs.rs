@@ -267,8 +267,10 @@ impl Db {
 
     /// Executions whose worker stopped beating for `stale_secs`: marked interrupted. A
     /// scoring run left unfinished by a holder that no longer holds the scoring lease:
-    /// marked failed. Queued runs older than `lost_secs` that never started: lost. Returns
-    /// (interrupted executions, failed scoring runs).
+    /// marked failed. Queued runs due more than `lost_secs` ago that never started: lost
+    /// (a retry waiting for its backoff is not due yet). A lost run's job, should it still
+    /// come, runs as an execution of its own. Returns (interrupted executions, failed
+    /// scoring runs).
     pub async fn sweep_jobs(&self, stale_secs: i64, lost_secs: i64) -> Result<(u64, u64)> {
         let _turn = self.write_turn().await;
         let now = now_secs();
@@ -283,8 +285,8 @@ impl Db {
         on_pool!(self, p => { sqlx::query(
             "UPDATE job_runs SET status = 'lost', finished_at = $1,
                  error = 'queued but never started: its job is gone from the queue'
-             WHERE status = 'queued' AND queued_at < $2")
-            .bind(now).bind(now - lost_secs)
+             WHERE status = 'queued' AND queued_at < $2 AND due_ms < $3")
+            .bind(now).bind(now - lost_secs).bind((now - lost_secs) * 1000)
             .execute(p).await?; });
         let failed = on_pool!(self, p => sqlx::query(
             "UPDATE scoring_runs SET failed_at = $1,

@@ -264,3 +264,29 @@ both_backends!(
     retries_back_off_and_permanent_errors_abort_at_once,
     super::retries_back_off_and_permanent_errors_abort
 );
+
+/// A queued execution long past its due time that never started is marked lost (so ticks
+/// of its kind are no longer skipped behind it); a retry waiting for its backoff is not.
+async fn stale_queued_executions_are_lost_but_delayed_retries_wait(t: &TestDb) {
+    let now = chrono::Utc::now().timestamp_millis();
+    t.db.queue_job_run("pull", "pull@stuck", 1, now - 120_000)
+        .await
+        .unwrap();
+    t.db.queue_job_run("pull", "pull@later#2", 2, now + 600_000)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    t.db.sweep_jobs(3, 0).await.unwrap();
+    assert!(
+        t.db.queued_job_run("pull@stuck").await.unwrap().is_none(),
+        "stuck one is lost"
+    );
+    assert!(
+        t.db.queued_job_run("pull@later#2").await.unwrap().is_some(),
+        "the retry waits"
+    );
+}
+both_backends!(
+    a_stale_queued_execution_is_lost_and_a_delayed_retry_is_not,
+    super::stale_queued_executions_are_lost_but_delayed_retries_wait
+);
