@@ -654,14 +654,6 @@ async fn bulk_apply(State(state): State<AppState>, form: CsrfForm) -> PageResult
 
 // ---------------------------------------------------------------- one customer
 
-struct CustomerComplaintView {
-    opened: String,
-    state: String,
-    days: String,
-    resolved: String,
-    satisfaction: String,
-}
-
 #[derive(Template)]
 #[template(path = "customer.html")]
 struct CustomerPage {
@@ -671,7 +663,7 @@ struct CustomerPage {
     consent: String,
     score_chart: String,
     drivers: Vec<DriverView>,
-    complaints: Vec<CustomerComplaintView>,
+    complaints: Vec<ComplaintView>,
     nudges: Vec<EarlierView>,
     events: Vec<EventView>,
 }
@@ -739,56 +731,17 @@ async fn customer(
         } else {
             consented.join(", ")
         },
-        c: CustomerView {
-            external_id: f.external_id.clone(),
-            plan: f.plan.clone(),
-            monthly: views::money(f.monthly_charge),
-            contract: match f.contract_end {
-                Some(end) => format!("{}, ends {end}", views::words(&f.contract_type)),
-                None => views::words(&f.contract_type),
-            },
-            since: match f.churned_on {
-                Some(c) => format!("{} (left {c})", f.signup_date),
-                None => f.signup_date.to_string(),
-            },
-            preferred_channel: f.preferred_channel.clone(),
-            contact: String::new(),
-        },
+        c: CustomerView::of(&f, String::new()),
         risk_note,
         score_chart: views::sparkline("Churn probability at each scoring run", &points),
         drivers,
         complaints: complaints
             .iter()
             .rev()
-            .map(|k| CustomerComplaintView {
-                opened: views::time(k.opened_at),
-                state: complaint_state(k, today),
-                days: views::count(k.days_open(today)),
-                resolved: views::time_opt(k.resolved_at),
-                satisfaction: k
-                    .satisfaction
-                    .map(|v| format!("{v:.0} of 5"))
-                    .unwrap_or_else(|| "—".into()),
-            })
+            .map(|k| ComplaintView::of(k, today))
             .collect(),
-        nudges: nudges
-            .iter()
-            .map(|e| EarlierView {
-                id: e.id,
-                rule: views::label(&e.kind),
-                queued: views::day(e.created_at),
-                status: e.status.clone(),
-                outcome: decided_words(e),
-            })
-            .collect(),
-        events: events
-            .iter()
-            .map(|e| EventView {
-                when: views::time(e.occurred_at),
-                what: views::words(&e.kind),
-                value: views::event_value(&e.kind, e.value),
-            })
-            .collect(),
+        nudges: nudges.iter().map(EarlierView::of).collect(),
+        events: events.iter().map(EventView::of).collect(),
     };
     render(&page)
 }
@@ -841,8 +794,24 @@ struct CustomerView {
 struct ComplaintView {
     opened: String,
     state: String,
+    days: String,
     resolved: String,
     satisfaction: String,
+}
+
+impl ComplaintView {
+    fn of(k: &crate::store::Complaint, today: chrono::NaiveDate) -> Self {
+        ComplaintView {
+            opened: views::time(k.opened_at),
+            state: complaint_state(k, today),
+            days: views::count(k.days_open(today)),
+            resolved: views::time_opt(k.resolved_at),
+            satisfaction: k
+                .satisfaction
+                .map(|v| format!("{v:.0} of 5"))
+                .unwrap_or_else(|| "—".into()),
+        }
+    }
 }
 
 struct EarlierView {
@@ -853,10 +822,53 @@ struct EarlierView {
     outcome: String,
 }
 
+impl EarlierView {
+    fn of(e: &ReviewNudge) -> Self {
+        EarlierView {
+            id: e.id,
+            rule: views::label(&e.kind),
+            queued: views::day(e.created_at),
+            status: e.status.clone(),
+            outcome: decided_words(e),
+        }
+    }
+}
+
 struct EventView {
     when: String,
     what: String,
     value: String,
+}
+
+impl EventView {
+    fn of(e: &crate::store::TimelineEvent) -> Self {
+        EventView {
+            when: views::time(e.occurred_at),
+            what: views::words(&e.kind),
+            value: views::event_value(&e.kind, e.value),
+        }
+    }
+}
+
+impl CustomerView {
+    /// The customer's profile; `contact` is the person a nudge addresses, if any.
+    fn of(f: &crate::store::CustomerFacts, contact: String) -> Self {
+        CustomerView {
+            external_id: f.external_id.clone(),
+            plan: f.plan.clone(),
+            monthly: views::money(f.monthly_charge),
+            contract: match f.contract_end {
+                Some(end) => format!("{}, ends {end}", views::words(&f.contract_type)),
+                None => views::words(&f.contract_type),
+            },
+            since: match f.churned_on {
+                Some(c) => format!("{} (left {c})", f.signup_date),
+                None => f.signup_date.to_string(),
+            },
+            preferred_channel: f.preferred_channel.clone(),
+            contact,
+        }
+    }
 }
 
 struct HistoryView {
@@ -983,26 +995,15 @@ async fn nudge(
             .unwrap_or_else(|| "(none was planned)".into())
     });
     let c = match &facts {
-        Some(f) => CustomerView {
-            external_id: f.external_id.clone(),
-            plan: f.plan.clone(),
-            monthly: views::money(f.monthly_charge),
-            contract: match f.contract_end {
-                Some(end) => format!("{}, ends {end}", views::words(&f.contract_type)),
-                None => views::words(&f.contract_type),
-            },
-            since: match f.churned_on {
-                Some(c) => format!("{} (left {c})", f.signup_date),
-                None => f.signup_date.to_string(),
-            },
-            preferred_channel: f.preferred_channel.clone(),
-            contact: match (&n.contact_name, &n.contact_role) {
+        Some(f) => CustomerView::of(
+            f,
+            match (&n.contact_name, &n.contact_role) {
                 (Some(name), Some(role)) => format!("{name} ({role})"),
                 (Some(name), None) => name.clone(),
                 (None, Some(role)) => role.clone(),
                 (None, None) => String::new(),
             },
-        },
+        ),
         None => CustomerView {
             external_id: n.external_id.clone(),
             plan: "—".into(),
@@ -1040,36 +1041,15 @@ async fn nudge(
             .iter()
             .rev()
             .take(10)
-            .map(|c| ComplaintView {
-                opened: views::time(c.opened_at),
-                state: complaint_state(c, today),
-                resolved: views::time_opt(c.resolved_at),
-                satisfaction: c
-                    .satisfaction
-                    .map(|v| format!("{v:.0} of 5"))
-                    .unwrap_or_else(|| "—".into()),
-            })
+            .map(|c| ComplaintView::of(c, today))
             .collect(),
         earlier: earlier
             .iter()
             .filter(|e| e.id != n.id)
             .take(10)
-            .map(|e| EarlierView {
-                id: e.id,
-                rule: views::label(&e.kind),
-                queued: views::day(e.created_at),
-                status: e.status.clone(),
-                outcome: decided_words(e),
-            })
+            .map(EarlierView::of)
             .collect(),
-        events: events
-            .iter()
-            .map(|e| EventView {
-                when: views::time(e.occurred_at),
-                what: views::words(&e.kind),
-                value: views::event_value(&e.kind, e.value),
-            })
-            .collect(),
+        events: events.iter().map(EventView::of).collect(),
         history: history
             .iter()
             .map(|h| HistoryView {
