@@ -304,19 +304,14 @@ fn activity_value(
             // resolution with no complaint open) takes nothing. Within a day, additions
             // first.
             let mut balance: i64 = 0;
-            let mut i = 0;
-            while i < days.len() {
-                let day = days[i].day;
-                let (mut plus, mut minus) = (0i64, 0i64);
-                while i < days.len() && days[i].day == day {
-                    if add.has(days[i].kind) {
-                        plus += days[i].n as i64;
-                    } else if subtract.has(days[i].kind) {
-                        minus += days[i].n as i64;
-                    }
-                    i += 1;
-                }
-                balance = (balance + plus - minus).max(0);
+            for day in days.chunk_by(|a, b| a.day == b.day) {
+                let count = |set: &Kinds| -> i64 {
+                    day.iter()
+                        .filter(|d| set.has(d.kind))
+                        .map(|d| d.n as i64)
+                        .sum()
+                };
+                balance = (balance + count(add) - count(subtract)).max(0);
             }
             Num(balance as f64)
         }
@@ -328,21 +323,20 @@ fn activity_value(
             // Open items by the day they opened, oldest first; closed ones newest last.
             let mut opened: Vec<i32> = Vec::new();
             let mut closed: Vec<i32> = Vec::new();
-            let mut i = 0;
-            while i < days.len() {
-                let day = days[i].day;
-                let (mut opens, mut closes, mut reopens) = (0u32, 0u32, 0u32);
-                while i < days.len() && days[i].day == day {
-                    let d = &days[i];
-                    if open.has(d.kind) {
-                        opens += d.n;
-                    } else if close.has(d.kind) {
-                        closes += d.n;
-                    } else if reopen.as_ref().is_some_and(|r| r.has(d.kind)) {
-                        reopens += d.n;
-                    }
-                    i += 1;
-                }
+            for on_day in days.chunk_by(|a, b| a.day == b.day) {
+                let day = on_day[0].day;
+                let count = |set: Option<&Kinds>| -> u32 {
+                    on_day
+                        .iter()
+                        .filter(|d| set.is_some_and(|s| s.has(d.kind)))
+                        .map(|d| d.n)
+                        .sum()
+                };
+                let (opens, closes, reopens) = (
+                    count(Some(open)),
+                    count(Some(close)),
+                    count(reopen.as_ref()),
+                );
                 opened.extend(std::iter::repeat_n(day, opens as usize));
                 for _ in 0..closes {
                     if opened.is_empty() {

@@ -1281,7 +1281,6 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
     let threshold = state.ctx.config.scoring.risk_threshold;
     let week = week_start(crate::jobs::today());
     let o = state.ctx.db.overview(threshold, week).await?;
-    let problems = state.ctx.db.open_problems(10).await?;
     let horizon = state.ctx.config.training.horizon_days.clamp(1, 3650) as u32;
     let uplift = uplift_section(&state, horizon).await?;
     let share = |a: f64, b: f64| {
@@ -1367,7 +1366,8 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
         week_start: views::day(o.week_start),
         week_statuses: statuses,
         week_rows,
-        problems: problems
+        problems: o
+            .open_problems
             .iter()
             .map(|p| ProblemView {
                 customer: p.external_id.clone(),

@@ -330,6 +330,8 @@ pub struct Overview {
     /// Shares of the full run's scores in ten equal-width bins.
     pub score_shares: Vec<f64>,
     pub customers_with_open_complaints: i64,
+    /// The most valuable of them, at most [`OVERVIEW_PROBLEMS`].
+    pub open_problems: Vec<OpenProblem>,
     /// (stage, status, count) of nudges queued since `week_start`.
     pub week: Vec<(String, String, i64)>,
     pub week_start: i64,
@@ -338,6 +340,9 @@ pub struct Overview {
     /// Sum of value at risk over proposed nudges.
     pub proposed_value: f64,
 }
+
+/// Customers with an unresolved complaint the overview lists.
+pub const OVERVIEW_PROBLEMS: usize = 10;
 
 /// One customer with an unresolved complaint.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
@@ -964,7 +969,10 @@ impl Db {
         if let Some(run) = &run {
             o.score_shares = self.score_distribution(run.id).await?.unwrap_or_default();
         }
-        o.customers_with_open_complaints = self.open_problems(i64::MAX).await?.len() as i64;
+        let mut problems = self.open_problems(i64::MAX).await?;
+        o.customers_with_open_complaints = problems.len() as i64;
+        problems.truncate(OVERVIEW_PROBLEMS);
+        o.open_problems = problems;
         Ok(o)
     }
 
