@@ -45,6 +45,8 @@ pub struct Config {
     /// How long ids and text values of events may be.
     pub input: crate::ingest::mapping::InputLimits,
     pub log: Log,
+    /// The currency amounts are shown in.
+    pub money: Money,
     /// The `ATTUNE_*` variables that set a setting when this config was loaded (not a key
     /// of the file).
     #[serde(skip)]
@@ -426,6 +428,32 @@ pub struct Http {
     pub trust_forwarded_for: bool,
 }
 
+/// How amounts of money read on the desk, in messages and in the model's reasons.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Money {
+    /// An ISO 4217 code: `USD`, `EUR`, `GBP`.
+    pub currency: String,
+    /// The symbol written before amounts; unset: the currency's own (`$`, `€`, `£`).
+    pub symbol: Option<String>,
+}
+
+impl Default for Money {
+    fn default() -> Self {
+        Self {
+            currency: "USD".into(),
+            symbol: None,
+        }
+    }
+}
+
+impl Money {
+    pub fn parse(&self) -> Result<crate::domain::Currency, String> {
+        crate::domain::Currency::parse(&self.currency, self.symbol.as_deref())
+            .map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
@@ -453,6 +481,7 @@ impl Default for Config {
             http: Http::default(),
             input: Default::default(),
             log: Log::default(),
+            money: Money::default(),
             overridden_by: Vec::new(),
         }
     }
@@ -700,6 +729,12 @@ impl Config {
         Ok(out.into_values().map(|(d, _)| d).collect())
     }
 
+    /// The currency amounts are shown in (checked when the config was loaded; a config
+    /// built in code with a bad one reads in the default, US dollars).
+    pub fn currency(&self) -> crate::domain::Currency {
+        self.money.parse().unwrap_or_default()
+    }
+
     /// The churn definition, its kinds resolved in `catalog`.
     pub fn churn_definition(
         &self,
@@ -891,6 +926,14 @@ impl Config {
                 ),
             ));
         }
+        self.money.parse().map_err(|m| {
+            let key = if m.contains("symbol") {
+                "money.symbol"
+            } else {
+                "money.currency"
+            };
+            invalid(key, m)
+        })?;
         if !matches!(self.log.format.as_str(), "human" | "json") {
             return Err(invalid(
                 "log.format",
@@ -992,7 +1035,7 @@ fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<St
     }
     let sections = [
         "schedule", "scoring", "training", "retrain", "playbook", "pull", "features", "worker",
-        "http", "input", "log",
+        "http", "input", "log", "money",
     ];
     let Some(section) = sections
         .iter()
@@ -1198,6 +1241,34 @@ token_env = "ATTUNE_APP_TOKEN"
 
     /// `[playbook] help_url` is a real address (issue 19: the default playbook said
     /// `attune.example/help`); a playbook that says `{help_url}` needs it.
+    #[test]
+    fn money_has_an_iso_currency_and_errors_name_the_key_or_variable() {
+        let c = Config::from_toml("[money]\ncurrency = \"eur\"\n", "f.toml", env(&[])).unwrap();
+        assert_eq!(c.currency().format(80.0), "€80.00");
+        assert_eq!(Config::default().currency().format(80.0), "$80.00");
+        let c = Config::from_toml("", "f.toml", env(&[("ATTUNE_MONEY_CURRENCY", "GBP")])).unwrap();
+        assert_eq!(c.currency().code(), "GBP");
+        assert_eq!(c.overridden_by, ["ATTUNE_MONEY_CURRENCY"]);
+        let e = Config::from_toml("[money]\ncurrency = \"EURO\"\n", "f.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("f.toml: money.currency") && e.contains("ISO 4217"),
+            "{e}"
+        );
+        let e = Config::from_toml("", "f.toml", env(&[("ATTUNE_MONEY_CURRENCY", "dollars")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ATTUNE_MONEY_CURRENCY") && e.contains("\"dollars\""),
+            "{e}"
+        );
+        let e = Config::from_toml("[money]\nsymbol = \"\"\n", "f.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("f.toml: money.symbol"), "{e}");
+    }
+
     #[test]
     fn the_help_url_is_a_real_address_and_required_by_messages_that_use_it() {
         let ok = Config::from_toml(

@@ -925,7 +925,13 @@ async fn nudges(config: &Config, cmd: NudgesCommand, out: &Printer) -> anyhow::R
             let f = filter.filter();
             let (total, _) = db.count_selection(&f, None).await?;
             let (rows, next) = db.queue_page(&f, cursor, limit).await?;
-            out.queue(&rows, total, &f.status, next.map(|c| c.encode()))
+            out.queue(
+                &rows,
+                total,
+                &f.status,
+                next.map(|c| c.encode()),
+                &config.currency(),
+            )
         }
         NudgesCommand::Approve { ids, by } => {
             let outcome = db
@@ -1096,7 +1102,7 @@ async fn demo(
     let mut summary =
         crate::demo::run_cycle(&ctx, args.customers, args.seed, jobs::today()).await?;
     summary.database = path.display().to_string();
-    out.demo(&summary)?;
+    out.demo(&summary, &ctx.config.currency())?;
     if args.once {
         db.close().await;
         return Ok(());

@@ -354,6 +354,34 @@ impl Printer {
         Ok(())
     }
 
+    /// Per rule: nudges proposed a week, this week's budget and what waits.
+    pub fn budgets(
+        &self,
+        weeks: &[crate::store::RuleWeek],
+        budgets: &[crate::store::ReviewBudget],
+    ) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(&serde_json::json!({"rules": weeks, "budgets": budgets}));
+        }
+        println!(
+            "{:<26} {:>12} {:>10} {:>8} {:>8} {:>8}",
+            "rule", "a week (4w)", "this week", "budget", "taken", "waiting"
+        );
+        for w in weeks {
+            let budget = budgets.iter().find(|b| b.rule == w.rule);
+            println!(
+                "{:<26} {:>12.1} {:>10} {:>8} {:>8} {:>8}",
+                w.rule.replace('_', " "),
+                w.last_four_weeks as f64 / 4.0,
+                w.this_week,
+                budget.map_or("-".into(), |b| b.weekly.to_string()),
+                budget.map_or("-".into(), |_| w.used.to_string()),
+                w.waiting
+            );
+        }
+        Ok(())
+    }
+
     /// A page of the queue, as the desk orders it, with how many match and the next page.
     pub fn queue(
         &self,
@@ -361,6 +389,7 @@ impl Printer {
         total: i64,
         status: &str,
         next: Option<String>,
+        currency: &crate::domain::Currency,
     ) -> anyhow::Result<()> {
         if self.json {
             return print_json(&serde_json::json!({"total": total, "nudges": rows, "next": next}));
@@ -371,7 +400,14 @@ impl Printer {
         }
         println!(
             "{:>6}  {:<10}  {:<24}  {:<18}  {:<6}  {:>10}  {:>5}  {:<17}  why",
-            "id", "customer", "rule", "stage", "via", "value", "risk", "not before"
+            "id",
+            "customer",
+            "rule",
+            "stage",
+            "via",
+            format!("value {}", currency.code()),
+            "risk",
+            "not before"
         );
         for n in rows {
             let why = n.reason.0["why"].as_str().unwrap_or_default();
@@ -383,7 +419,7 @@ impl Printer {
                 n.stage.replace('_', " "),
                 n.channel,
                 n.expected_value
-                    .map(|v| format!("{v:.2}"))
+                    .map(|v| currency.amount(v))
                     .unwrap_or_else(|| "-".into()),
                 n.probability
                     .map(|p| format!("{:.0}%", p * 100.0))
@@ -447,7 +483,7 @@ impl Printer {
         Ok(())
     }
 
-    pub fn demo(&self, d: &DemoSummary) -> anyhow::Result<()> {
+    pub fn demo(&self, d: &DemoSummary, currency: &crate::domain::Currency) -> anyhow::Result<()> {
         if self.json {
             return print_json(d);
         }
@@ -489,10 +525,10 @@ impl Printer {
         println!("  the ten riskiest customers:");
         for r in &d.riskiest {
             println!(
-                "    {:<9} {:>4.0}%  {:>7.2}/month  {}",
+                "    {:<9} {:>4.0}%  {:>9}/month  {}",
                 r.customer,
                 r.probability * 100.0,
-                r.monthly_charge,
+                currency.format(r.monthly_charge),
                 r.drivers.join("; ")
             );
         }

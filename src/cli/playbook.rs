@@ -20,6 +20,22 @@ pub enum PlaybookCommand {
     Check { file: Option<PathBuf> },
     /// Show which nudges planning would queue, for whom and why, writing nothing.
     Simulate(SimulateArgs),
+    /// Weekly review budgets: with no arguments, each rule's nudges per week and its
+    /// budget; `RULE N` lets N nudges of the rule into review a week (the most valuable
+    /// first, the rest deferred until a place frees); `RULE none` removes the budget.
+    Budget(BudgetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BudgetArgs {
+    /// The rule (a name from the playbook).
+    pub rule: Option<crate::domain::RuleName>,
+    /// Nudges a week, or `none`.
+    #[arg(requires = "rule")]
+    pub weekly: Option<String>,
+    /// Who sets it, for the audit log.
+    #[arg(long, default_value = "cli")]
+    pub by: String,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +141,47 @@ pub async fn playbook(config: Config, cmd: PlaybookCommand, out: &Printer) -> an
                 sim.nudges.truncate(args.limit);
             }
             out.simulation(&sim)
+        }
+        PlaybookCommand::Budget(args) => {
+            let pb = read_playbook(None, &config)?;
+            let ctx = JobContext::new(super::open(&config).await?, config);
+            if let Some(rule) = &args.rule {
+                let Some(raw) = args.weekly.as_deref() else {
+                    bail!(
+                        "give the nudges a week after the rule (`attune playbook budget {rule} 20`), or `none` to remove its budget"
+                    );
+                };
+                let weekly = match raw.trim() {
+                    "none" => None,
+                    n => Some(n.parse::<u32>().map_err(|_| {
+                        anyhow::anyhow!("{raw:?} is not a number of nudges a week; give a whole number such as 20, or `none`")
+                    })?),
+                };
+                let applied =
+                    jobs::plan::set_budget(&ctx, &pb, rule.as_str(), weekly, &args.by).await?;
+                let said = match (weekly, &applied) {
+                    (None, Some(o)) => format!(
+                        "{rule}: no weekly review budget; {} waiting released to planning",
+                        o.released
+                    ),
+                    (None, None) => format!("{rule}: no weekly review budget"),
+                    (Some(n), Some(o)) => format!(
+                        "{rule}: {n} a week; {} of this week's places taken, {} deferred, {} released",
+                        o.used, o.deferred, o.released
+                    ),
+                    (Some(n), None) => format!(
+                        "{rule}: {n} a week, applied when the planning run now going finishes"
+                    ),
+                };
+                return out.message(
+                    &serde_json::json!({"rule": rule.as_str(), "weekly": weekly, "applied": applied}),
+                    &said,
+                );
+            }
+            let week = playbook::budget::week_start(jobs::today());
+            let weeks = ctx.db.budget_weeks(week).await?;
+            let budgets = ctx.db.review_budgets().await?;
+            out.budgets(&weeks, &budgets)
         }
     }
 }

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod complaint;
 pub mod kinds;
+pub mod money;
 pub use kinds::{DeclaredKind, EventKinds, KindCode, KindDef, KindSet};
+pub use money::Currency;
 
 /// Why a value from outside was refused. The message names the rule that was broken and,
 /// where it helps, the values that are accepted.

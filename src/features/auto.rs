@@ -63,7 +63,7 @@ pub fn derive(
         def(
             "monthly_charge".into(),
             FeatureKind::Field(CustomerField::MonthlyCharge),
-            Some("pays {value:.2} a month".into()),
+            Some("pays {money} a month".into()),
         ),
         def("plan".into(), FeatureKind::Field(CustomerField::Plan), None),
         def(

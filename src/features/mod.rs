@@ -416,15 +416,15 @@ impl FeatureSpec {
                 {
                     return at_cap.clone();
                 }
-                render(template, *v)
+                render(template, *v, &self.currency)
             }
             _ => describe_plain(name, value),
         }
     }
 }
 
-/// Fills a `describe` template's placeholders with `v`.
-pub fn render(template: &str, v: f64) -> String {
+/// Fills a `describe` template's placeholders with `v`; `{money}` is `v` in `currency`.
+pub fn render(template: &str, v: f64, currency: &crate::domain::Currency) -> String {
     let mut out = String::with_capacity(template.len() + 8);
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -443,6 +443,7 @@ pub fn render(template: &str, v: f64) -> String {
         };
         match name {
             "value" => out.push_str(&num(v)),
+            "money" => out.push_str(&currency.format(v)),
             "pct" => out.push_str(&num(v * 100.0)),
             "abs_pct" => out.push_str(&num((v * 100.0).abs())),
             "signed_pct" => {
@@ -724,7 +725,8 @@ mod tests {
             spec.describe("tenure_months", &Num(1.0)),
             "1 month a customer"
         );
-        assert_eq!(render("{value:.0} login{s}", 1.2), "1 login");
+        let usd = crate::domain::Currency::default();
+        assert_eq!(render("{value:.0} login{s}", 1.2, &usd), "1 login");
     }
 
     #[test]
@@ -820,14 +822,21 @@ mod tests {
 
     #[test]
     fn templates_render_every_placeholder() {
+        let usd = crate::domain::Currency::default();
         assert_eq!(
             render(
-                "{value:.1} / {pct:.0}% / {abs_pct:.0} / {signed_pct:.0} / {up_down}",
-                -0.25
+                "{value:.1} / {pct:.0}% / {abs_pct:.0} / {signed_pct:.0} / {up_down} / {money}",
+                -0.25,
+                &usd
             ),
-            "-0.2 / -25% / 25 / -25 / down"
+            "-0.2 / -25% / 25 / -25 / down / -$0.25"
         );
-        assert_eq!(render("{value}", 3.0), "3");
-        assert_eq!(render("no braces", 1.0), "no braces");
+        let eur = crate::domain::Currency::parse("EUR", None).unwrap();
+        assert_eq!(
+            render("pays {money} a month", 1234.5, &eur),
+            "pays €1,234.50 a month"
+        );
+        assert_eq!(render("{value}", 3.0, &usd), "3");
+        assert_eq!(render("no braces", 1.0, &usd), "no braces");
     }
 }

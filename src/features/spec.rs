@@ -31,6 +31,9 @@ pub struct FeatureSpec {
     /// The first 16 hex digits of the SHA-256 of the spec's text: recorded with every model
     /// trained on it.
     pub hash: String,
+    /// How `{money}` reads in `describe` texts (`[money]` in the config; not part of the
+    /// spec's text or hash).
+    pub currency: crate::domain::Currency,
 }
 
 /// Which of a customer's free-form attributes become features (named `attr.NAME`).
@@ -535,6 +538,7 @@ impl FeatureSpec {
             auto,
             max_levels,
             hash: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+            currency: Default::default(),
         })
     }
 
@@ -1037,7 +1041,15 @@ fn build_kind(
 }
 
 /// Placeholders a `describe` template may use.
-pub const PLACEHOLDERS: &[&str] = &["value", "pct", "abs_pct", "signed_pct", "up_down", "s"];
+pub const PLACEHOLDERS: &[&str] = &[
+    "value",
+    "money",
+    "pct",
+    "abs_pct",
+    "signed_pct",
+    "up_down",
+    "s",
+];
 
 fn check_template(t: &str) -> Result<(), String> {
     let mut rest = t;

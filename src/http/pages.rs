@@ -11,7 +11,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use chrono::{Datelike as _, Days, NaiveDate};
+use chrono::Days;
 
 use super::AppState;
 use super::auth::{
@@ -23,7 +23,7 @@ use super::error::{PageError, Problem};
 use super::query::{self, QUEUE_PARAMS};
 use super::views::{self, DriverView};
 use crate::domain::Channel;
-use crate::store::{BULK_MAX, Decision, Refused, ReviewNudge, Role, STATUSES, day_start};
+use crate::store::{BULK_MAX, Decision, Refused, ReviewNudge, Role, STATUSES};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .route("/customers/{id}", get(customer))
         .route("/nudges/{id}/decide", post(decide))
         .route("/overview", get(overview))
+        .route("/overview/budgets", post(set_budget))
         .route("/model", get(model))
         .route("/audit", get(audit))
         .route("/jobs", get(jobs))
@@ -408,6 +409,7 @@ async fn queue(
     PageUser(s): PageUser,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
+    let money = state.ctx.config.currency();
     let mut accepted = QUEUE_PARAMS.to_vec();
     accepted.extend(["done", "count", "skipped"]);
     let pairs = query::pairs(raw.as_deref(), &accepted)?;
@@ -483,7 +485,7 @@ async fn queue(
                     .as_deref()
                     .map(views::label)
                     .unwrap_or_else(|| "—".into()),
-                value: views::money_opt(n.expected_value),
+                value: views::money_opt(&money, n.expected_value),
                 probability: views::percent_opt(n.probability),
                 queued: views::time(n.created_at),
                 status: n.status.clone(),
@@ -695,6 +697,7 @@ async fn customer(
     PageUser(s): PageUser,
     Path(external_id): Path<String>,
 ) -> PageResult {
+    let money = state.ctx.config.currency();
     let db = &state.ctx.db;
     let f = db
         .customer_by_external_id(&external_id)
@@ -731,7 +734,7 @@ async fn customer(
         } else {
             consented.join(", ")
         },
-        c: CustomerView::of(&f, String::new()),
+        c: CustomerView::of(&f, String::new(), &money),
         risk_note,
         score_chart: views::sparkline("Churn probability at each scoring run", &points),
         drivers,
@@ -741,7 +744,7 @@ async fn customer(
             .map(|k| ComplaintView::of(k, today))
             .collect(),
         nudges: nudges.iter().map(EarlierView::of).collect(),
-        events: events.iter().map(EventView::of).collect(),
+        events: events.iter().map(|e| EventView::of(e, &money)).collect(),
     };
     render(&page)
 }
@@ -841,22 +844,26 @@ struct EventView {
 }
 
 impl EventView {
-    fn of(e: &crate::store::TimelineEvent) -> Self {
+    fn of(e: &crate::store::TimelineEvent, money: &crate::domain::Currency) -> Self {
         EventView {
             when: views::time(e.occurred_at),
             what: views::words(&e.kind),
-            value: views::event_value(&e.kind, e.value),
+            value: views::event_value(money, &e.kind, e.value),
         }
     }
 }
 
 impl CustomerView {
     /// The customer's profile; `contact` is the person a nudge addresses, if any.
-    fn of(f: &crate::store::CustomerFacts, contact: String) -> Self {
+    fn of(
+        f: &crate::store::CustomerFacts,
+        contact: String,
+        money: &crate::domain::Currency,
+    ) -> Self {
         CustomerView {
             external_id: f.external_id.clone(),
             plan: f.plan.clone(),
-            monthly: views::money(f.monthly_charge),
+            monthly: views::money(money, f.monthly_charge),
             contract: match f.contract_end {
                 Some(end) => format!("{}, ends {end}", views::words(&f.contract_type)),
                 None => views::words(&f.contract_type),
@@ -949,6 +956,7 @@ async fn nudge(
     Path(raw_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
+    let money = state.ctx.config.currency();
     let id = parse_id("nudge", &raw_id)?;
     let pairs = query::pairs(raw.as_deref(), &["done"])?;
     let db = &state.ctx.db;
@@ -1003,6 +1011,7 @@ async fn nudge(
                 (None, Some(role)) => role.clone(),
                 (None, None) => String::new(),
             },
+            &money,
         ),
         None => CustomerView {
             external_id: n.external_id.clone(),
@@ -1049,7 +1058,7 @@ async fn nudge(
             .take(10)
             .map(EarlierView::of)
             .collect(),
-        events: events.iter().map(EventView::of).collect(),
+        events: events.iter().map(|e| EventView::of(e, &money)).collect(),
         history: history
             .iter()
             .map(|h| HistoryView {
@@ -1075,7 +1084,7 @@ async fn nudge(
             stage: views::label(&n.stage),
             probability: views::percent_opt(n.probability),
             risk_band: n.risk_band.clone().unwrap_or_default(),
-            value: views::money_opt(n.expected_value),
+            value: views::money_opt(&money, n.expected_value),
             segment: n
                 .segment
                 .as_deref()
@@ -1152,6 +1161,18 @@ struct ProblemView {
     monthly: String,
 }
 
+/// One rule's line of the review budgets: what it proposes a week and what its budget lets
+/// through.
+struct BudgetRow {
+    rule: String,
+    name: String,
+    per_week: String,
+    this_week: String,
+    weekly: String,
+    taken: String,
+    waiting: String,
+}
+
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
@@ -1178,6 +1199,9 @@ struct OverviewPage {
     problems: Vec<ProblemView>,
     uplift_horizon: u32,
     uplift: Vec<UpliftView>,
+    budgets: Vec<BudgetRow>,
+    can_set_budgets: bool,
+    budget_notice: Option<String>,
 }
 
 /// One rule's row of the uplift table (`attune report uplift`'s figures).
@@ -1191,11 +1215,7 @@ struct UpliftView {
     note: String,
 }
 
-/// Monday 00:00 UTC of the week `today` is in.
-pub fn week_start(today: NaiveDate) -> i64 {
-    let back = today.weekday().num_days_from_monday() as u64;
-    day_start(today - Days::new(back))
-}
+pub use crate::playbook::budget::week_start;
 
 /// Customers in either group below which a rule's uplift is shown as "too few", as in
 /// `attune report uplift`'s default.
@@ -1277,10 +1297,90 @@ fn run_note(o: &crate::store::Overview) -> String {
     note
 }
 
-async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageResult {
+/// Each rule of the playbook (and any other with nudges) with its week and budget.
+async fn budget_rows(state: &AppState, week: i64) -> anyhow::Result<Vec<BudgetRow>> {
+    let weeks = state.ctx.db.budget_weeks(week).await?;
+    let budgets = state.ctx.db.review_budgets().await?;
+    let mut rules: Vec<String> = state
+        .ctx
+        .playbook()
+        .map(|pb| {
+            pb.rules
+                .iter()
+                .map(|r| r.name.as_str().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    for w in &weeks {
+        if !rules.contains(&w.rule) {
+            rules.push(w.rule.clone());
+        }
+    }
+    Ok(rules
+        .into_iter()
+        .map(|rule| {
+            let w = weeks.iter().find(|w| w.rule == rule);
+            let b = budgets.iter().find(|b| b.rule == rule);
+            let n = |f: fn(&crate::store::RuleWeek) -> i64| views::count(w.map_or(0, f));
+            BudgetRow {
+                name: views::label(&rule),
+                per_week: format!("{:.1}", w.map_or(0, |w| w.last_four_weeks) as f64 / 4.0),
+                this_week: n(|w| w.this_week),
+                weekly: b.map_or(String::new(), |b| b.weekly.to_string()),
+                taken: match b {
+                    Some(b) => format!("{} of {}", n(|w| w.used), views::count(b.weekly)),
+                    None => "no budget".into(),
+                },
+                waiting: n(|w| w.waiting),
+                rule,
+            }
+        })
+        .collect())
+}
+
+/// Sets or removes a rule's weekly review budget (reviewers and admins).
+async fn set_budget(State(state): State<AppState>, form: CsrfForm) -> PageResult {
+    let s = &form.session;
+    require(&s.principal, Role::Reviewer, "set review budgets")?;
+    let rule = form.get("rule").unwrap_or_default();
+    let raw = form.get("weekly").unwrap_or_default();
+    let weekly = match raw.trim() {
+        "" => None,
+        n => Some(n.parse::<u32>().map_err(|_| {
+            Problem::bad_request(
+                "invalid_budget",
+                format!("weekly: {n:?} is not a number of nudges a week; give a whole number such as 20, or leave it empty for no budget"),
+            )
+        })?),
+    };
+    let pb = state.ctx.playbook()?;
+    crate::jobs::plan::set_budget(&state.ctx, &pb, rule, weekly, &s.principal.name)
+        .await
+        .map_err(|e| Problem::bad_request("invalid_budget", format!("{e:#}")))?;
+    state.decisions_changed();
+    Ok(see_other(&format!(
+        "/overview?budget={}#budgets",
+        views::path_segment(rule)
+    )))
+}
+
+async fn overview(
+    State(state): State<AppState>,
+    PageUser(s): PageUser,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let params = query::pairs(raw.as_deref(), &["budget"])?;
+    let money = state.ctx.config.currency();
     let threshold = state.ctx.config.scoring.risk_threshold;
     let week = week_start(crate::jobs::today());
     let o = state.ctx.db.overview(threshold, week).await?;
+    let budgets = budget_rows(&state, week).await?;
+    let budget_notice = params.iter().find(|(k, _)| k == "budget").map(|(_, rule)| {
+        format!(
+            "The weekly review budget of {} is saved and applied.",
+            views::label(rule)
+        )
+    });
     let horizon = state.ctx.config.training.horizon_days.clamp(1, 3650) as u32;
     let uplift = uplift_section(&state, horizon).await?;
     let share = |a: f64, b: f64| {
@@ -1340,12 +1440,12 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
         at_risk_share: share(o.at_risk as f64, o.scored as f64),
         at_risk: views::count(o.at_risk),
         scored: views::count(o.scored),
-        revenue_at_risk: views::money(o.monthly_revenue_at_risk),
+        revenue_at_risk: views::money(&money, o.monthly_revenue_at_risk),
         revenue_share: share(o.monthly_revenue_at_risk, o.monthly_revenue),
-        revenue: views::money(o.monthly_revenue),
+        revenue: views::money(&money, o.monthly_revenue),
         open_problems: views::count(o.customers_with_open_complaints),
         active: views::count(o.active_customers),
-        proposed_value: views::money(o.proposed_value),
+        proposed_value: views::money(&money, o.proposed_value),
         proposed: views::counted(proposed, "nudge", "nudges"),
         horizon_months: views::count(state.ctx.config.playbook.value_horizon_months.round() as i64),
         risk_chart: views::histogram(
@@ -1372,11 +1472,14 @@ async fn overview(State(state): State<AppState>, PageUser(s): PageUser) -> PageR
             .map(|p| ProblemView {
                 customer: p.external_id.clone(),
                 since: views::day(p.opened_at),
-                monthly: views::money(p.monthly_charge),
+                monthly: views::money(&money, p.monthly_charge),
             })
             .collect(),
         uplift_horizon: horizon,
         uplift,
+        can_set_budgets: s.principal.role != Role::Viewer,
+        budgets,
+        budget_notice,
     };
     render(&page)
 }

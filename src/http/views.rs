@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use crate::domain::Currency;
 use crate::report::escape;
 
 /// `2026-11-24 13:05 UTC`.
@@ -24,35 +25,19 @@ pub fn day(secs: i64) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
-/// `12,345.67`.
-pub fn money(x: f64) -> String {
-    if !x.is_finite() {
-        return "—".into();
-    }
-    let cents = (x.abs() * 100.0).round() as u64;
-    let (whole, frac) = (cents / 100, cents % 100);
-    let digits = whole.to_string();
-    let mut grouped = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    format!(
-        "{}{grouped}.{frac:02}",
-        if x < 0.0 && cents > 0 { "-" } else { "" }
-    )
+/// `$12,345.67`, in the business's currency.
+pub fn money(currency: &Currency, x: f64) -> String {
+    currency.format(x)
 }
 
-pub fn money_opt(x: Option<f64>) -> String {
-    x.map(money).unwrap_or_else(|| "—".into())
+pub fn money_opt(currency: &Currency, x: Option<f64>) -> String {
+    x.map(|x| currency.format(x)).unwrap_or_else(|| "—".into())
 }
 
 /// `1,234`.
 pub fn count(n: i64) -> String {
-    let m = money(n as f64);
-    m.trim_end_matches(".00").to_owned()
+    let digits = crate::domain::money::grouped(n.unsigned_abs() as f64, 0);
+    if n < 0 { format!("-{digits}") } else { digits }
 }
 
 /// A value as one segment of a URL path: letters, digits and `-._~` as they are, every
@@ -105,14 +90,14 @@ pub fn words(name: &str) -> String {
 }
 
 /// What an event's value means, in words.
-pub fn event_value(kind: &str, value: Option<f64>) -> String {
+pub fn event_value(currency: &Currency, kind: &str, value: Option<f64>) -> String {
     let Some(v) = value else {
         return String::new();
     };
     match kind {
-        "invoice_issued" => format!("invoice of {}", money(v)),
-        "payment_made" => format!("paid {}", money(v)),
-        "payment_failed" => format!("{} not collected", money(v)),
+        "invoice_issued" => format!("invoice of {}", currency.format(v)),
+        "payment_made" => format!("paid {}", currency.format(v)),
+        "payment_failed" => format!("{} not collected", currency.format(v)),
         "complaint_resolved" => format!("satisfaction {v:.0} of 5"),
         "usage" => format!("usage {v:.1}"),
         "meter_reading" => format!("reading {v:.1}"),
@@ -411,10 +396,16 @@ mod tests {
 
     #[test]
     fn numbers_read_like_numbers() {
-        assert_eq!(money(1234567.891), "1,234,567.89");
-        assert_eq!(money(-5.5), "-5.50");
-        assert_eq!(money(0.0), "0.00");
+        let usd = Currency::default();
+        assert_eq!(money(&usd, 1234567.891), "$1,234,567.89");
+        assert_eq!(money_opt(&usd, None), "—");
+        assert_eq!(
+            event_value(&usd, "payment_failed", Some(-5.5)),
+            "-$5.50 not collected"
+        );
         assert_eq!(count(1_000_000), "1,000,000");
+        assert_eq!(count(-1_234), "-1,234");
+        assert_eq!(count(7), "7");
         assert_eq!(percent(0.1234), "12.3%");
         assert_eq!(words("complaint_opened"), "Complaint opened");
         assert_eq!(
@@ -443,7 +434,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            event_value("complaint_resolved", Some(4.0)),
+            event_value(&usd, "complaint_resolved", Some(4.0)),
             "satisfaction 4 of 5"
         );
     }

@@ -129,6 +129,7 @@ impl JobContext {
             medium_risk_from: p.medium_risk_from,
             high_risk_from: p.high_risk_from,
             help_url: p.help_url.clone(),
+            currency: self.config.currency(),
         }
     }
 
@@ -183,14 +184,16 @@ pub fn parse_model(text: &str) -> anyhow::Result<ModelArtifact> {
 /// The feature spec the config names, or the one built in (with auto features for a
 /// business that declares kinds of its own), its kinds resolved in `kinds`.
 pub fn feature_spec(config: &Config, kinds: &EventKinds) -> anyhow::Result<FeatureSpec> {
-    Ok(match &config.features.spec {
+    let mut spec = match &config.features.spec {
         Some(path) => FeatureSpec::load(path, kinds)?,
         None => {
             let mut spec = FeatureSpec::default_for(kinds);
             spec.auto = kinds.iter().any(|k| k.accepted && !k.built_in);
             spec
         }
-    })
+    };
+    spec.currency = config.currency();
+    Ok(spec)
 }
 
 /// An error no retry can fix (bad input, a bad config or playbook, too little history):

@@ -55,6 +55,99 @@ pub struct PlanReport {
     pub queued: u64,
     /// Occasions already queued before: not queued twice.
     pub already_queued: u64,
+    /// Weekly review budgets: nudges deferred to wait for a place, and waiting ones given
+    /// one (released to planning), per rule.
+    pub budgets: Vec<BudgetOutcome>,
+}
+
+/// One rule's budget pass.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BudgetOutcome {
+    pub rule: String,
+    /// Unset: the budget was removed and every waiting nudge goes back to planning.
+    pub weekly: Option<u64>,
+    /// Places of this week's budget taken after the pass.
+    pub used: u64,
+    pub deferred: u64,
+    pub released: u64,
+}
+
+/// The most a weekly review budget may be.
+pub const MAX_WEEKLY_BUDGET: u32 = 1_000_000;
+
+/// Sets (`Some`) or removes (`None`) a rule of `pb`'s weekly review budget for `by`, and
+/// applies it at once unless a planning run holds the plan lease (that run, or the next,
+/// applies it). Returns the outcome when applied now.
+pub async fn set_budget(
+    ctx: &JobContext,
+    pb: &Playbook,
+    rule: &str,
+    weekly: Option<u32>,
+    by: &str,
+) -> anyhow::Result<Option<BudgetOutcome>> {
+    if pb.rule(rule).is_none() {
+        anyhow::bail!(
+            "{rule:?} is not a rule of the playbook ({}); its rules are {}",
+            pb.origin,
+            pb.rules
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(n) = weekly
+        && n > MAX_WEEKLY_BUDGET
+    {
+        anyhow::bail!(
+            "a weekly review budget of {n} is more than {MAX_WEEKLY_BUDGET}; remove the budget instead"
+        );
+    }
+    ctx.db.set_review_budget(rule, weekly, by).await?;
+    let Ok(lease) = super::lease::Lease::take(ctx, "plan", "a planning run").await else {
+        return Ok(None);
+    };
+    let applied = apply_budgets(ctx, super::today()).await;
+    lease.release().await;
+    Ok(applied?.into_iter().find(|o| o.rule == rule))
+}
+
+/// Gives each budgeted rule's places for the week of `as_of` to its most valuable nudges
+/// ([`playbook::budget`]); a rule whose budget was removed releases what waits.
+pub async fn apply_budgets(
+    ctx: &JobContext,
+    as_of: NaiveDate,
+) -> anyhow::Result<Vec<BudgetOutcome>> {
+    let db = &ctx.db;
+    let week = playbook::budget::week_start(as_of);
+    let budgets: HashMap<String, u64> = db
+        .review_budgets()
+        .await?
+        .into_iter()
+        .map(|b| (b.rule, b.weekly.max(0) as u64))
+        .collect();
+    let mut rules: Vec<String> = budgets.keys().cloned().collect();
+    rules.extend(db.rules_waiting_for_budget().await?);
+    rules.sort();
+    rules.dedup();
+    let mut out = Vec::new();
+    for rule in rules {
+        let weekly = budgets.get(&rule).copied();
+        let nudges = db.budget_candidates(&rule, week, weekly.is_some()).await?;
+        let a = playbook::budget::allot(weekly, &nudges);
+        let reason = playbook::budget::waiting_reason(weekly.unwrap_or(0));
+        db.apply_budget(week, &a, &reason)
+            .await
+            .with_context(|| format!("applying the weekly review budget of rule {rule}"))?;
+        out.push(BudgetOutcome {
+            rule,
+            weekly,
+            used: a.used,
+            deferred: a.defer.len() as u64,
+            released: a.release.len() as u64,
+        });
+    }
+    Ok(out)
 }
 
 /// One nudge a simulation would queue, for people to read.
@@ -417,6 +510,7 @@ async fn plan_all(
         summary: PlanSummary::default(),
         queued: 0,
         already_queued: 0,
+        budgets: Vec::new(),
     };
     let mut kept = PlanOutput::default();
     let mut summary = PlanSummary::default();
@@ -479,6 +573,11 @@ async fn plan_all(
         tracing::debug!(page = ?t.elapsed(), "page planned");
     }
     finish_write(writing.take(), &mut report).await?;
+    if !dry_run {
+        report.budgets = apply_budgets(ctx, as_of)
+            .await
+            .context("applying the weekly review budgets")?;
+    }
     summary.total();
     report.already_queued += summary.totals.already_queued;
     if dry_run {

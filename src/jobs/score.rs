@@ -174,14 +174,16 @@ pub async fn model_spec(
     match &model.training.feature_spec {
         Some(text) => {
             let kinds = ctx.kinds().await?;
-            let spec = FeatureSpec::parse_with(text, &format!("model {}", model.version), &kinds)
-                .with_context(|| {
-                    format!(
-                        "reading the features model {} was trained on",
-                        model.version
-                    )
-                })
-                .map_err(super::Permanent::from)?;
+            let mut spec =
+                FeatureSpec::parse_with(text, &format!("model {}", model.version), &kinds)
+                    .with_context(|| {
+                        format!(
+                            "reading the features model {} was trained on",
+                            model.version
+                        )
+                    })
+                    .map_err(super::Permanent::from)?;
+            spec.currency = ctx.config.currency();
             Ok(std::sync::Arc::new(spec))
         }
         None => {

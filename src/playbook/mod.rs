@@ -11,6 +11,7 @@
 //! Pure: no I/O and no clock. The caller gathers the facts, passes the planning instant,
 //! and stores the decisions. Nothing here sends anything.
 
+pub mod budget;
 pub mod contacts;
 pub mod file;
 pub mod holdout;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub high_risk_from: f64,
     /// The `{help_url}` placeholder (`[playbook] help_url`).
     pub help_url: Option<String>,
+    /// How amounts read in messages and reasons (`[money]`).
+    pub currency: crate::domain::Currency,
 }
 
 impl Default for Settings {
@@ -65,6 +68,7 @@ impl Default for Settings {
             medium_risk_from: 0.3,
             high_risk_from: 0.5,
             help_url: None,
+            currency: crate::domain::Currency::default(),
         }
     }
 }
@@ -136,6 +140,9 @@ pub struct Existing {
     pub planned_at: Option<i64>,
     pub expires_at: Option<i64>,
     pub snoozed_until: Option<i64>,
+    /// Deferred by its rule's weekly review budget: only the budget pass
+    /// ([`budget`]) gives it a place.
+    pub over_budget: bool,
 }
 
 impl Existing {
@@ -369,8 +376,9 @@ pub fn complaints(events: &[EventFact]) -> Vec<Complaint> {
     }))
 }
 
-fn money(x: f64) -> String {
-    format!("{x:.2}")
+/// `1 day`, `3 days`.
+fn days(n: i64) -> String {
+    format!("{n} day{}", if n == 1 { "" } else { "s" })
 }
 
 /// A named value for conditions, borrowed where it can be.
@@ -439,7 +447,7 @@ fn say(f: &Facts<'_>, s: &Settings, name: &str, v: Value<'_>) -> String {
         }
         ("expected_value", FeatureValue::Num(x)) => format!(
             "{} of revenue at risk over {} months",
-            money(*x),
+            s.currency.format(*x),
             s.value_horizon_months
         ),
         ("usage_per_month", FeatureValue::Num(x)) => format!("uses {x:.0} a month"),
@@ -568,7 +576,7 @@ pub fn occasions(
             if (0..=*within_days as i64).contains(&ago) {
                 push(
                     format!("signup:{}", c.signup_date),
-                    format!("signed up on {} ({ago} days ago)", c.signup_date),
+                    format!("signed up on {} ({} ago)", c.signup_date, days(ago)),
                     vec![("signup_date", c.signup_date.to_string())],
                 );
             }
@@ -645,9 +653,9 @@ pub fn occasions(
                 push(
                     format!("{}:{}", kind.as_str(), e.id),
                     format!(
-                        "{} on {day} ({} days ago)",
+                        "{} on {day} ({} ago)",
                         kind.as_str().replace('_', " "),
-                        (as_of - day).num_days().max(0)
+                        days((as_of - day).num_days().max(0))
                     ),
                     vec![("event_date", day.to_string())],
                 );
@@ -666,7 +674,10 @@ pub fn occasions(
                 if age >= *min_age_days as i64 && max_age_days.is_none_or(|m| age <= m as i64) {
                     push(
                         format!("complaint:{}", k.opened_id),
-                        format!("complaint opened {opened} is unresolved after {age} days"),
+                        format!(
+                            "complaint opened {opened} is unresolved after {}",
+                            days(age)
+                        ),
                         vec![
                             ("complaint_date", opened.to_string()),
                             ("complaint_days", age.to_string()),
@@ -687,8 +698,9 @@ pub fn occasions(
                     push(
                         format!("complaint:{}", k.opened_id),
                         format!(
-                            "complaint opened {opened} was reopened on {} and is open after {age} days",
-                            day_of(r)
+                            "complaint opened {opened} was reopened on {} and is open after {}",
+                            day_of(r),
+                            days(age)
                         ),
                         vec![
                             ("complaint_date", opened.to_string()),
@@ -728,21 +740,21 @@ pub fn occasions(
                 push(
                     format!("better_plan:{}", p.name),
                     format!(
-                        "pays {} a month on {}; {} costs {} and includes {} for their {:.0} a month",
-                        money(c.monthly_charge),
+                        "pays {} a month on {}; {} costs {} a month and {}, enough for the {:.0} they use a month",
+                        s.currency.format(c.monthly_charge),
                         c.plan,
                         p.name,
-                        money(p.price),
+                        s.currency.format(p.price),
                         p.included_usage
-                            .map(|u| format!("{u:.0}"))
-                            .unwrap_or_else(|| "unlimited use".into()),
+                            .map(|u| format!("includes {u:.0} a month"))
+                            .unwrap_or_else(|| "has no limit on use".into()),
                         usage
                     ),
                     vec![
                         ("better_plan", p.name.clone()),
-                        ("better_plan_price", money(p.price)),
-                        ("monthly_saving", money(saving)),
-                        ("yearly_saving", money(saving * 12.0)),
+                        ("better_plan_price", s.currency.format(p.price)),
+                        ("monthly_saving", s.currency.format(saving)),
+                        ("yearly_saving", s.currency.format(saving * 12.0)),
                     ],
                 );
             }
@@ -761,14 +773,14 @@ pub fn occasions(
                         format!("loyalty_price:{}", p.name),
                         format!(
                             "a customer of {tenure} months pays {} a month on {}, where a new customer pays {}",
-                            money(c.monthly_charge),
+                            s.currency.format(c.monthly_charge),
                             p.name,
-                            money(p.price)
+                            s.currency.format(p.price)
                         ),
                         vec![
-                            ("new_customer_price", money(p.price)),
-                            ("monthly_saving", money(over)),
-                            ("yearly_saving", money(over * 12.0)),
+                            ("new_customer_price", s.currency.format(p.price)),
+                            ("monthly_saving", s.currency.format(over)),
+                            ("yearly_saving", s.currency.format(over * 12.0)),
                         ],
                     );
                 }
@@ -869,7 +881,7 @@ pub fn holds(
         Source::BetterPlan { min_saving } if better_plan(pb, f, *min_saving).is_none() => {
             return Err(format!(
                 "no plan in the catalogue is now cheaper than {} a month on {} and fits the customer's usage",
-                money(c.monthly_charge),
+                s.currency.format(c.monthly_charge),
                 c.plan
             ));
         }
@@ -880,7 +892,7 @@ pub fn holds(
             if !still || prefix == "loyalty_price" && rest != c.plan {
                 return Err(format!(
                     "the customer now pays {} on {}, no more than a new customer",
-                    money(c.monthly_charge),
+                    s.currency.format(c.monthly_charge),
                     c.plan
                 ));
             }
@@ -1148,7 +1160,7 @@ pub fn plan_customer(
             values.insert("first_name", first_name(c, d.contact));
             values.insert("customer_id", c.external_id.to_string());
             values.insert("plan", c.plan.clone());
-            values.insert("monthly_charge", money(c.monthly_charge));
+            values.insert("monthly_charge", s.currency.format(c.monthly_charge));
             let tenure = crate::features::months_between(c.signup_date, as_of);
             values.insert("tenure_months", tenure.to_string());
             values.insert("tenure_years", (tenure / 12).to_string());
@@ -1241,6 +1253,7 @@ pub fn plan_customer(
     };
     for e in existing.iter().filter(|e| {
         e.status == NudgeStatus::Deferred
+            && !e.over_budget
             && !closed.contains(&e.id)
             && e.send_after.is_none_or(|t| t <= now)
             && !still_held(e)

@@ -211,6 +211,7 @@ fn stored(out: &PlanOutput) -> Vec<Existing> {
             planned_at: Some(p.planned_at),
             expires_at: Some(p.expires_at),
             snoozed_until: None,
+            over_budget: false,
         })
         .collect()
 }
@@ -373,6 +374,7 @@ fn a_regulatory_notice_is_not_capped_and_goes_by_post_without_consent() {
             planned_at: Some(now - DAY),
             expires_at: None,
             snoozed_until: None,
+            over_budget: false,
         })
         .collect();
     let out = w.plan(&settings(2), &full, "2026-11-23");
@@ -556,8 +558,22 @@ fn better_tariff_and_loyalty_price_act_in_the_customers_interest() {
     let rules: Vec<&str> = out.inserts.iter().map(|p| p.rule.as_str()).collect();
     assert_eq!(rules, ["better_tariff", "loyalty_price_match"]);
     assert_eq!(out.inserts[0].occasion, "better_plan:basic");
-    assert_eq!(out.inserts[0].message, "basic saves you 240.00 a year");
-    assert_eq!(out.inserts[1].message, "New customers pay 40.00");
+    assert_eq!(out.inserts[0].message, "basic saves you $240.00 a year");
+    assert_eq!(out.inserts[1].message, "New customers pay $40.00");
+    // In the business's currency (`[money]`), in the message and in the reason.
+    let euros = Settings {
+        currency: crate::domain::Currency::parse("EUR", None).unwrap(),
+        ..settings(5)
+    };
+    let out = w.plan(&euros, &[], "2026-11-23");
+    assert_eq!(out.inserts[0].message, "basic saves you €240.00 a year");
+    assert!(
+        out.inserts[0]
+            .why
+            .contains("basic costs €25.00 a month and includes 150 a month, enough for the 120 they use a month"),
+        "{}",
+        out.inserts[0].why
+    );
     // Usage above what the cheaper plan includes: no better tariff.
     w.usage = Some(200.0);
     let out = w.plan(&settings(5), &[], "2026-11-23");
@@ -740,7 +756,7 @@ fn high_value_at_high_risk_is_a_task_for_a_person() {
     assert_eq!(p.risk_band, Some(RiskBand::High));
     assert!(
         p.why
-            .contains("high risk (70% churn probability); pays 80.00 a month"),
+            .contains("high risk (70% churn probability); pays $80.00 a month"),
         "{}",
         p.why
     );

@@ -46,7 +46,9 @@ pub use kinds::KindCount;
 pub use models::PromotionRow;
 pub use models::StoredModel;
 pub use nudges::{DecideOutcome, NewNudge, NudgeFilter, NudgeRow};
-pub use playbook::{ContactCounts, OPEN_STATUSES, PlanningCustomer, UpliftCohortRow};
+pub use playbook::{
+    ContactCounts, OPEN_STATUSES, PlanningCustomer, ReviewBudget, RuleWeek, UpliftCohortRow,
+};
 pub use quarantine::{QuarantineEntry, QuarantineRow, QuarantinedEvent, RetryOutcome};
 pub use review::{
     BULK_MAX, Complaint, CustomerFacts, Decision, OpenProblem, Overview, QueueCursor, QueueFilter,

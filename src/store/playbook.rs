@@ -63,6 +63,7 @@ struct ExistingRow {
     planned_at: Option<i64>,
     expires_at: Option<i64>,
     snoozed_until: Option<i64>,
+    over_budget: bool,
 }
 
 impl ExistingRow {
@@ -85,13 +86,37 @@ impl ExistingRow {
                 planned_at: self.planned_at,
                 expires_at: self.expires_at,
                 snoozed_until: self.snoozed_until,
+                over_budget: self.over_budget,
             },
         ))
     }
 }
 
+/// A rule's weekly review budget, as marketing set it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct ReviewBudget {
+    pub rule: String,
+    pub weekly: i64,
+    pub set_by: String,
+    pub set_at: i64,
+}
+
+/// One rule's week: what it proposes and what its budget let through.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuleWeek {
+    pub rule: String,
+    /// Nudges proposed in the four weeks before this one.
+    pub last_four_weeks: i64,
+    /// Nudges proposed this week so far.
+    pub this_week: i64,
+    /// Places of this week's budget taken.
+    pub used: i64,
+    /// Nudges deferred by the budget, waiting for a place.
+    pub waiting: i64,
+}
+
 const EXISTING_COLUMNS: &str = "id, customer_id, kind, occasion, status, priority, expected_value, \
-    channel, send_after, planned_at, expires_at, snoozed_until";
+    channel, send_after, planned_at, expires_at, snoozed_until, over_budget";
 
 /// The statuses of a nudge that may still go out.
 pub const OPEN_STATUSES: &str = "('proposed', 'deferred', 'approved', 'snoozed')";
@@ -359,6 +384,7 @@ impl Db {
                         planned_at: stmt.opt_i64(9),
                         expires_at: stmt.opt_i64(10),
                         snoozed_until: stmt.opt_i64(11),
+                        over_budget: stmt.i64(12) != 0,
                     };
                     let (customer, e) = row.into_existing()?;
                     out.entry(customer).or_default().push(e);
@@ -571,6 +597,175 @@ impl Db {
             tx.commit().await?;
         });
         Ok(counts)
+    }
+
+    /// Every rule's weekly review budget.
+    pub async fn review_budgets(&self) -> Result<Vec<ReviewBudget>> {
+        let sql = "SELECT rule, weekly, set_by, set_at FROM review_budgets ORDER BY rule";
+        Ok(on_pool!(self, p => sqlx::query_as::<_, ReviewBudget>(sql).fetch_all(p).await?))
+    }
+
+    /// Sets (or with `None`, removes) a rule's weekly review budget; the next planning run
+    /// applies it. Audited.
+    pub async fn set_review_budget(&self, rule: &str, weekly: Option<u32>, by: &str) -> Result<()> {
+        {
+            let _turn = self.write_turn().await;
+            let now = now_secs();
+            on_pool!(self, p => {
+                match weekly {
+                    Some(n) => {
+                        sqlx::query(
+                            "INSERT INTO review_budgets (rule, weekly, set_by, set_at) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (rule) DO UPDATE SET weekly = excluded.weekly, set_by = excluded.set_by, set_at = excluded.set_at",
+                        )
+                        .bind(rule).bind(n as i64).bind(by).bind(now)
+                        .execute(p).await?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM review_budgets WHERE rule = $1").bind(rule).execute(p).await?;
+                    }
+                }
+            });
+        }
+        self.audit(
+            by,
+            "budget.set",
+            &format!("rule:{rule}"),
+            &serde_json::json!({"rule": rule, "weekly": weekly}),
+        )
+        .await
+    }
+
+    /// A rule's nudges as its budget sees them in the week starting `week`: proposed ones
+    /// not yet counted, this week's, and those waiting. With `budgeted` false, only the
+    /// waiting ones (a budget removed lets them all go).
+    pub async fn budget_candidates(
+        &self,
+        rule: &str,
+        week: i64,
+        budgeted: bool,
+    ) -> Result<Vec<crate::playbook::budget::Candidate>> {
+        use crate::playbook::budget::{Candidate, Place};
+        type Row = (i64, String, Option<f64>, Option<i64>, bool);
+        let rows: Vec<Row> = if budgeted {
+            let sql = "SELECT id, status, expected_value, budget_week, over_budget FROM nudges
+                 WHERE kind = $1 AND (
+                     (status = 'proposed' AND budget_week IS NULL)
+                     OR budget_week = $2
+                     OR (status = 'deferred' AND over_budget))";
+            on_pool!(self, p => sqlx::query_as(sql).bind(rule).bind(week).fetch_all(p).await?)
+        } else {
+            let sql = "SELECT id, status, expected_value, budget_week, over_budget FROM nudges
+                 WHERE kind = $1 AND status = 'deferred' AND over_budget";
+            on_pool!(self, p => sqlx::query_as(sql).bind(rule).fetch_all(p).await?)
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, status, expected_value, budget_week, over_budget)| {
+                let place = match (status.as_str(), budget_week, over_budget) {
+                    ("deferred", _, true) => Place::Waiting,
+                    (_, _, true) => return None,
+                    ("proposed", None, _) => Place::New,
+                    ("proposed", Some(w), _) if w == week => Place::InReview,
+                    (_, Some(w), _) if w == week => Place::Used,
+                    _ => return None,
+                };
+                Some(Candidate {
+                    id,
+                    expected_value,
+                    place,
+                })
+            })
+            .collect())
+    }
+
+    /// Makes an [`Allotment`](crate::playbook::budget::Allotment) of the week starting
+    /// `week`, each change only if the nudge is still as the pass saw it (a reviewer's
+    /// decision meanwhile stands). Returns how many nudges changed.
+    pub async fn apply_budget(
+        &self,
+        week: i64,
+        a: &crate::playbook::budget::Allotment,
+        reason: &str,
+    ) -> Result<u64> {
+        let _turn = self.bulk_turn().await;
+        let now = now_secs();
+        let mut done = 0;
+        on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            for chunk in a.admit.chunks(BATCH_ROWS) {
+                let mut q = sqlx::QueryBuilder::new("UPDATE nudges SET budget_week = ");
+                q.push_bind(week).push(" WHERE status = 'proposed' AND budget_week IS NULL AND id IN (");
+                let mut ids = q.separated(", ");
+                for id in chunk {
+                    ids.push_bind(*id);
+                }
+                q.push(")");
+                done += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            // Released to planning, which proposes it once the customer's contact cap allows.
+            for chunk in a.release.chunks(BATCH_ROWS) {
+                let mut q = sqlx::QueryBuilder::new("UPDATE nudges SET over_budget = ");
+                q.push_bind(false)
+                    .push(", decision_reason = NULL, budget_week = ").push_bind(week)
+                    .push(", send_after = ").push_bind(now)
+                    .push(", updated_at = ").push_bind(now)
+                    .push(" WHERE status = 'deferred' AND over_budget AND id IN (");
+                let mut ids = q.separated(", ");
+                for id in chunk {
+                    ids.push_bind(*id);
+                }
+                q.push(")");
+                done += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            for chunk in a.defer.chunks(BATCH_ROWS) {
+                let mut q = sqlx::QueryBuilder::new("UPDATE nudges SET status = 'deferred', over_budget = ");
+                q.push_bind(true)
+                    .push(", budget_week = NULL, send_after = NULL, decision_reason = ").push_bind(reason)
+                    .push(", updated_at = ").push_bind(now)
+                    .push(" WHERE status = 'proposed' AND id IN (");
+                let mut ids = q.separated(", ");
+                for id in chunk {
+                    ids.push_bind(*id);
+                }
+                q.push(")");
+                done += q.build().execute(&mut *tx).await?.rows_affected();
+            }
+            tx.commit().await?;
+        });
+        Ok(done)
+    }
+
+    /// Rules with nudges waiting for a budget's place.
+    pub async fn rules_waiting_for_budget(&self) -> Result<Vec<String>> {
+        let sql = "SELECT DISTINCT kind FROM nudges WHERE status = 'deferred' AND over_budget ORDER BY kind";
+        Ok(on_pool!(self, p => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await?))
+    }
+
+    /// Per rule: nudges proposed in the four weeks before `week` and in `week` so far, places
+    /// of `week`'s budget taken, and nudges waiting for one.
+    pub async fn budget_weeks(&self, week: i64) -> Result<Vec<RuleWeek>> {
+        let sql = "SELECT kind,
+                SUM(CASE WHEN created_at >= $1 - 2419200 AND created_at < $1 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN created_at >= $1 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN budget_week = $1 AND NOT over_budget THEN 1 ELSE 0 END),
+                SUM(CASE WHEN status = 'deferred' AND over_budget THEN 1 ELSE 0 END)
+             FROM nudges WHERE status <> 'holdout' GROUP BY kind ORDER BY kind";
+        type Row = (String, i64, i64, i64, i64);
+        let rows: Vec<Row> =
+            on_pool!(self, p => sqlx::query_as(sql).bind(week).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(
+                |(rule, last_four_weeks, this_week, used, waiting)| RuleWeek {
+                    rule,
+                    last_four_weeks,
+                    this_week,
+                    used,
+                    waiting,
+                },
+            )
+            .collect())
     }
 }
 

@@ -143,8 +143,10 @@ test('a reviewer filters the queue, edits and approves a nudge, bulk-rejects a s
   assert.ok(rules.length > 0, 'some welcome emails are queued');
   assert.ok(rules.every((r) => r === 'welcome'), `only welcome nudges: ${rules}`);
   assert.ok(channels.every((c) => c === 'email'), `only email: ${channels}`);
-  const money = (await column(page, 8)).map((v) => Number(v.replace(/,/g, '')));
-  const known = money.filter((v) => !Number.isNaN(v));
+  const amounts = (await column(page, 8)).filter((v) => v.trim() !== '—');
+  assert.ok(amounts.length > 0, 'some nudges have a value at risk');
+  assert.ok(amounts.every((v) => /^\$[0-9,]+\.[0-9]{2}$/.test(v.trim())), `amounts in dollars: ${amounts}`);
+  const known = amounts.map((v) => Number(v.replace(/[$,]/g, '')));
   assert.deepEqual(known, [...known].sort((a, b) => b - a), 'sorted by value at risk, largest first');
   await shot(page, '02-queue-filtered');
 
@@ -307,5 +309,58 @@ test('a reviewer finds a customer, reads their page, sees a held offer and an ov
   assert.match(note, /found no customer whose activity had changed/);
   assert.doesNotMatch(await page.textContent('#at-risk'), /of 0 scored/);
   await shot(page, '16-overview-after-rescore');
+  await context.close();
+});
+
+test('a nudge whose customer has two complaints shows both, and a weekly review budget defers the rest', async () => {
+  const { context, page } = await signIn('maria');
+  // A complaint nudge whose customer has had two complaints: its page lists both.
+  let twice = null;
+  for (const rule of ['complaint_unresolved_task', 'ombudsman_notice', 'complaint_reopened_task', 'complaint_follow_up']) {
+    for (const status of ['proposed', 'approved', 'deferred', 'holdout']) {
+      await page.goto(`${base}/queue?rule=${rule}&status=${status}&limit=100`);
+      const hrefs = await page.$$eval('#queue tbody tr a[href^="/nudges/"]', (as) => as.map((a) => a.getAttribute('href')));
+      for (const href of hrefs.slice(0, 40)) {
+        await page.goto(`${base}${href}`);
+        if ((await page.$$('#complaints tbody tr')).length >= 2) { twice = href; break; }
+      }
+      if (twice) break;
+    }
+    if (twice) break;
+  }
+  assert.ok(twice, 'a complaint nudge whose customer has two complaints');
+  const rows = await page.$$eval('#complaints tbody tr', (trs) => trs.map((tr) => tr.textContent));
+  assert.ok(rows.length >= 2, `both complaints listed: ${rows}`);
+  assert.ok(rows.some((r) => /resolved|open/i.test(r)), `each with its state: ${rows}`);
+  await shot(page, '17-nudge-two-complaints');
+
+  // The overview says what each rule proposes a week; a budget of 2 for the rule with the
+  // most nudges in review leaves 2 in the queue and defers the rest with the reason.
+  await page.goto(`${base}/overview`);
+  const budgetRows = await page.$$eval('#budget-table tbody tr', (trs) => trs.map((tr) => [tr.dataset.rule, tr.children[2].textContent.trim()]));
+  assert.ok(budgetRows.length >= 5, `a row per rule: ${budgetRows}`);
+  let busiest = null;
+  let most = 0;
+  for (const [rule] of budgetRows) {
+    await page.goto(`${base}/queue?rule=${rule}&status=proposed&limit=100`);
+    const n = (await column(page, 1)).length;
+    if (n > most) { most = n; busiest = rule; }
+  }
+  assert.ok(most > 2, `a rule with more than 2 nudges in review (${busiest}: ${most})`);
+  await page.goto(`${base}/overview`);
+  await page.fill(`#budget-table tr[data-rule="${busiest}"] input[name=weekly]`, '2');
+  await page.click(`#budget-table tr[data-rule="${busiest}"] button[type=submit]`);
+  await page.waitForURL(/\/overview\?budget=/);
+  assert.match(await page.textContent('#budgets'), /is saved and applied/);
+  const row = await page.textContent(`#budget-table tr[data-rule="${busiest}"]`);
+  assert.match(row, /2 of 2/);
+  await shot(page, '18-overview-budgets');
+  await page.goto(`${base}/queue?rule=${busiest}&status=proposed&limit=100`);
+  assert.equal((await column(page, 1)).length, 2, 'two left in review');
+  await page.goto(`${base}/queue?rule=${busiest}&status=deferred&limit=100`);
+  const waiting = await page.$$eval('#queue tbody tr a[href^="/nudges/"]', (as) => as.map((a) => a.getAttribute('href')));
+  assert.ok(waiting.length >= most - 2, `the rest wait: ${waiting.length}`);
+  await page.goto(`${base}${waiting[0]}`);
+  assert.match(await page.textContent('#decision'), /weekly review budget \(2 a week\)/);
   await context.close();
 });

@@ -2,6 +2,7 @@ mod helpers;
 
 mod api;
 mod api_desk;
+mod budgets;
 mod business;
 mod chaos;
 

@@ -976,6 +976,28 @@ fn raw_bits(text: &str) -> Vec<String> {
             found.push(text[at..text.len().min(at + 60)].to_owned());
         }
     }
+    // A plural after one: "1 days", "1 complaints open".
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for pair in words.windows(2) {
+        let noun = pair[1].trim_end_matches([',', '.', ';', ')', ':']);
+        if pair[0] == "1"
+            && [
+                "days",
+                "months",
+                "complaints",
+                "nudges",
+                "customers",
+                "events",
+                "logins",
+                "contacts",
+                "payments",
+                "times",
+            ]
+            .contains(&noun)
+        {
+            found.push(format!("1 {noun}"));
+        }
+    }
     found
 }
 
@@ -985,7 +1007,11 @@ fn raw_bits(text: &str) -> Vec<String> {
 /// setting to type) and details behind a toggle are not running text.
 async fn every_page_reads_in_words(t: &TestDb) {
     let inbox = tempfile::tempdir().unwrap();
-    let ctx = t.ctx(|c| c.pull.inbox = Some(inbox.path().to_owned()));
+    // A business in euros: every amount says so, none in the default dollars.
+    let ctx = t.ctx(|c| {
+        c.pull.inbox = Some(inbox.path().to_owned());
+        c.money.currency = "EUR".into();
+    });
     let today = attune::jobs::today();
     attune::demo::run_cycle(&ctx, 1500, 7, today).await.unwrap();
     let hash = attune::http::hash_password("admin-password").unwrap();
@@ -1028,7 +1054,16 @@ async fn every_page_reads_in_words(t: &TestDb) {
     for uri in &uris {
         let a = page(&d, uri, &admin).await;
         assert_eq!(a.status, 200, "{uri}");
-        let mut bits = raw_bits(&visible_text(&a.text()));
+        let text = visible_text(&a.text());
+        let mut bits = raw_bits(&text);
+        if text.contains('$') {
+            bits.push("an amount in dollars".into());
+        }
+        if (uri == "/overview" || uri.starts_with("/customers/") || uri.starts_with("/nudges/"))
+            && !text.contains('€')
+        {
+            bits.push("no amount in euros".into());
+        }
         bits.sort();
         bits.dedup();
         if !bits.is_empty() {
