@@ -104,11 +104,17 @@ pub async fn set_budget(
         );
     }
     ctx.db.set_review_budget(rule, weekly, by).await?;
-    let Ok(lease) = super::lease::Lease::take(ctx, "plan", "a planning run").await else {
+    // A holder of its own: the lease is re-entrant for one holder, and this daemon's own
+    // planning run may hold it.
+    let holder = format!("{}/budget", ctx.worker);
+    let ttl = ctx.config.worker.lease_secs.max(3) as i64;
+    if ctx.db.take_lease("plan", &holder, ttl).await?.is_err() {
         return Ok(None);
-    };
+    }
     let applied = apply_budgets(ctx, super::today()).await;
-    lease.release().await;
+    if let Err(e) = ctx.db.release_lease("plan", &holder).await {
+        tracing::warn!(error = %e, "releasing the plan lease after a budget change failed; it expires by itself");
+    }
     Ok(applied?.into_iter().find(|o| o.rule == rule))
 }
 

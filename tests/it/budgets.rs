@@ -58,6 +58,25 @@ async fn budgets_defer_the_least_valuable(t: &TestDb) {
     let (rule, proposed) = busiest;
     assert!(proposed >= 8, "{rule}: {proposed}");
 
+    // While this daemon's own planning run holds the plan lease, a budget is saved but
+    // not applied (the run's lease is neither shared nor released).
+    let lease = attune::jobs::lease::Lease::take(&ctx, "plan", "a planning run")
+        .await
+        .unwrap();
+    let o = attune::jobs::plan::set_budget(&ctx, &pb, &rule, Some(3), "marketing")
+        .await
+        .unwrap();
+    assert_eq!(o, None);
+    assert_eq!(count(t, &rule, "over_budget").await, 0);
+    assert!(
+        t.db.take_lease("plan", "another-daemon", 60)
+            .await
+            .unwrap()
+            .is_err(),
+        "the planning run still holds its lease"
+    );
+    lease.release().await;
+
     // A budget of 3: the three most valuable stay, the rest wait with the reason.
     let o = attune::jobs::plan::set_budget(&ctx, &pb, &rule, Some(3), "marketing")
         .await
