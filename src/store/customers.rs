@@ -273,12 +273,9 @@ impl Db {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH_ROWS) {
             let rows: Vec<CustomerRow> = on_pool!(self, p => {
-                let mut q = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM customers WHERE id IN ("));
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(") ORDER BY id");
+                let mut q = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM customers WHERE id IN "));
+                super::push_ids(&mut q, chunk);
+                q.push(" ORDER BY id");
                 q.build_query_as().fetch_all(p).await?
             });
             for r in rows {

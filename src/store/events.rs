@@ -852,12 +852,8 @@ impl Db {
                     let mut tx = p.begin().await?;
                     for chunk in ids.chunks(BATCH_ROWS) {
                         let mut q = sqlx::QueryBuilder::new("DELETE FROM activity_changes WHERE changed_at <= ");
-                        q.push_bind(started_at).push(" AND customer_id IN (");
-                        let mut sep = q.separated(", ");
-                        for id in chunk {
-                            sep.push_bind(*id);
-                        }
-                        q.push(")");
+                        q.push_bind(started_at).push(" AND customer_id IN ");
+                        super::push_ids(&mut q, chunk);
                         cleared += q.build().execute(&mut *tx).await?.rows_affected();
                     }
                     tx.commit().await?;

@@ -71,6 +71,20 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Appends `(id, id, ...)` to `q`, each id a bound parameter: the list of an `id IN`.
+pub(crate) fn push_ids<DB>(q: &mut sqlx::QueryBuilder<DB>, ids: &[i64])
+where
+    DB: sqlx::Database,
+    for<'t> i64: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    q.push("(");
+    let mut sep = q.separated(", ");
+    for id in ids {
+        sep.push_bind(*id);
+    }
+    q.push(")");
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0}")]

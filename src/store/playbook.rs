@@ -695,12 +695,8 @@ impl Db {
             let mut tx = p.begin().await?;
             for chunk in a.admit.chunks(BATCH_ROWS) {
                 let mut q = sqlx::QueryBuilder::new("UPDATE nudges SET budget_week = ");
-                q.push_bind(week).push(" WHERE status = 'proposed' AND budget_week IS NULL AND id IN (");
-                let mut ids = q.separated(", ");
-                for id in chunk {
-                    ids.push_bind(*id);
-                }
-                q.push(")");
+                q.push_bind(week).push(" WHERE status = 'proposed' AND budget_week IS NULL AND id IN ");
+                super::push_ids(&mut q, chunk);
                 done += q.build().execute(&mut *tx).await?.rows_affected();
             }
             // Released to planning, which proposes it once the customer's contact cap allows.
@@ -710,12 +706,8 @@ impl Db {
                     .push(", decision_reason = NULL, budget_week = ").push_bind(week)
                     .push(", send_after = ").push_bind(now)
                     .push(", updated_at = ").push_bind(now)
-                    .push(" WHERE status = 'deferred' AND over_budget AND id IN (");
-                let mut ids = q.separated(", ");
-                for id in chunk {
-                    ids.push_bind(*id);
-                }
-                q.push(")");
+                    .push(" WHERE status = 'deferred' AND over_budget AND id IN ");
+                super::push_ids(&mut q, chunk);
                 done += q.build().execute(&mut *tx).await?.rows_affected();
             }
             for chunk in a.defer.chunks(BATCH_ROWS) {
@@ -723,12 +715,8 @@ impl Db {
                 q.push_bind(true)
                     .push(", budget_week = NULL, send_after = NULL, decision_reason = ").push_bind(reason)
                     .push(", updated_at = ").push_bind(now)
-                    .push(" WHERE status = 'proposed' AND id IN (");
-                let mut ids = q.separated(", ");
-                for id in chunk {
-                    ids.push_bind(*id);
-                }
-                q.push(")");
+                    .push(" WHERE status = 'proposed' AND id IN ");
+                super::push_ids(&mut q, chunk);
                 done += q.build().execute(&mut *tx).await?.rows_affected();
             }
             tx.commit().await?;

@@ -788,12 +788,9 @@ impl Db {
                     .push(", decision_reason = ").push_bind(decision.reason().map(str::to_owned))
                     .push(", snoozed_until = ").push_bind(decision.until())
                     .push(", updated_at = ").push_bind(now)
-                    .push(" WHERE status = 'proposed' AND id IN (");
-                let mut sep = q.separated(", ");
-                for id in chunk {
-                    sep.push_bind(*id);
-                }
-                q.push(") RETURNING id");
+                    .push(" WHERE status = 'proposed' AND id IN ");
+                super::push_ids(&mut q, chunk);
+                q.push(" RETURNING id");
                 let got: Vec<(i64,)> = q.build_query_as().fetch_all(&mut *tx).await?;
                 decided.extend(got.into_iter().map(|(id,)| id));
             }
