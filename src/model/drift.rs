@@ -218,17 +218,7 @@ pub fn profile<R: std::borrow::Borrow<FeatureRow>>(rows: &[R]) -> Vec<FeaturePro
                 drop(values);
                 categorical_profile(rows, source)
             } else {
-                let missing = n - values.len();
-                let edges = deciles(&mut values);
-                let mut counts = vec![0usize; edges.len() + 1];
-                for x in values {
-                    counts[bin(&edges, x)] += 1;
-                }
-                ProfileKind::Numeric {
-                    shares: shares_of(&counts, n),
-                    edges,
-                    missing_share: shares_of(&[missing], n)[0],
-                }
+                numeric_profile(&mut values, n)
             };
             out.push(FeatureProfile {
                 source: (*source).to_owned(),
@@ -262,6 +252,21 @@ fn feature_names<'a>(rows: &[&'a FeatureRow]) -> Vec<&'a str> {
         }
     }
     names
+}
+
+/// The decile bins of a numeric feature's finite `values` among `n` rows (the rest missing).
+fn numeric_profile(values: &mut [f64], n: usize) -> ProfileKind {
+    let missing = n - values.len();
+    let edges = deciles(values);
+    let mut counts = vec![0usize; edges.len() + 1];
+    for &x in values.iter() {
+        counts[bin(&edges, x)] += 1;
+    }
+    ProfileKind::Numeric {
+        shares: shares_of(&counts, n),
+        edges,
+        missing_share: shares_of(&[missing], n)[0],
+    }
 }
 
 fn categorical_profile(rows: &[&FeatureRow], source: &str) -> ProfileKind {
@@ -440,17 +445,7 @@ mod tests {
                         .iter()
                         .filter_map(|r| number(value(r, source)))
                         .collect();
-                    let missing = n - values.len();
-                    let edges = deciles(&mut values);
-                    let mut counts = vec![0usize; edges.len() + 1];
-                    for x in values {
-                        counts[bin(&edges, x)] += 1;
-                    }
-                    ProfileKind::Numeric {
-                        shares: shares_of(&counts, n),
-                        edges,
-                        missing_share: shares_of(&[missing], n)[0],
-                    }
+                    numeric_profile(&mut values, n)
                 };
                 FeatureProfile {
                     source: source.to_owned(),

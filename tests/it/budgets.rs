@@ -167,50 +167,36 @@ async fn budgets_defer_the_least_valuable(t: &TestDb) {
     assert!(waiting >= proposed - 5);
     assert!(row.contains(&format!(">{waiting}<")), "waiting: {row}");
     let (viewer, _) = sign_in(&d, "viewer").await;
-    let token = csrf_of(&d, &viewer).await;
-    let a = form(
-        &d,
-        "/overview/budgets",
-        &viewer,
-        &[("csrf", &token), ("rule", &rule), ("weekly", "")],
-    )
-    .await;
-    assert_eq!(a.status, 403);
-    let token = csrf_of(&d, &reviewer).await;
-    let a = form(
-        &d,
-        "/overview/budgets",
-        &reviewer,
-        &[("csrf", &token), ("rule", &rule), ("weekly", "lots")],
-    )
-    .await;
-    assert_eq!(a.status, 400);
-    assert!(
-        a.text().contains("weekly: &#34;lots&#34; is not a number"),
-        "{}",
-        a.text()
-    );
-    let a = form(
-        &d,
-        "/overview/budgets",
-        &reviewer,
-        &[("csrf", &token), ("rule", "no_such_rule"), ("weekly", "4")],
-    )
-    .await;
-    assert_eq!(a.status, 400);
-    assert!(
-        a.text().contains("is not a rule of the playbook"),
-        "{}",
-        a.text()
-    );
-    let a = form(
-        &d,
-        "/overview/budgets",
-        &reviewer,
-        &[("csrf", &token), ("rule", &rule), ("weekly", "")],
-    )
-    .await;
-    assert_eq!(a.status, 303, "{}", a.text());
+    // Who posts, which rule, what budget: the status and the words of the answer.
+    for (who, rule, weekly, status, words) in [
+        (&viewer, rule.as_str(), "", 403, ""),
+        (
+            &reviewer,
+            rule.as_str(),
+            "lots",
+            400,
+            "weekly: &#34;lots&#34; is not a number",
+        ),
+        (
+            &reviewer,
+            "no_such_rule",
+            "4",
+            400,
+            "is not a rule of the playbook",
+        ),
+        (&reviewer, rule.as_str(), "", 303, ""),
+    ] {
+        let token = csrf_of(&d, who).await;
+        let a = form(
+            &d,
+            "/overview/budgets",
+            who,
+            &[("csrf", &token), ("rule", rule), ("weekly", weekly)],
+        )
+        .await;
+        assert_eq!(a.status, status, "{rule} {weekly:?}: {}", a.text());
+        assert!(a.text().contains(words), "{}", a.text());
+    }
     assert_eq!(count(t, &rule, "over_budget").await, 0);
     attune::jobs::plan::run(&ctx, &Default::default())
         .await
