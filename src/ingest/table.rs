@@ -9,12 +9,12 @@
 //! value in every row, or a column of whole numbers nearly all different that is named
 //! like an id or counts up like one.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom};
 
-use crate::features::{FeatureRow, FeatureValue};
 use crate::ingest::record::{Problem, parse_with};
-use crate::ingest::{FileError, Format, Parsed};
+use crate::ingest::{FileError, Format, RowError};
+use crate::model::frame::{Column, Frame, Level, LevelIndex, MISSING, Values};
 
 /// How to read a table: which column is the target, and which are not features.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -27,21 +27,19 @@ pub struct TableOptions {
     pub group_column: Option<String>,
 }
 
-/// One row of a table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TableRow {
-    pub features: FeatureRow,
-    pub label: bool,
-    /// From the split column: `Some(true)` for a test row.
-    pub test: Option<bool>,
-    /// From the group column.
-    pub group: Option<String>,
-}
-
-/// A training table: rows with their labels, and how each column was read.
+/// A training table by column: the features as a [`Frame`], each row's label, side and
+/// group, the rows refused, and how each column was read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
-    pub parsed: Parsed<TableRow>,
+    /// The feature columns: numeric and categorical, never identifiers.
+    pub frame: Frame,
+    pub labels: Vec<bool>,
+    /// From the split column: `true` for a test row.
+    pub test: Option<Vec<bool>>,
+    /// From the group column.
+    pub groups: Option<Vec<String>>,
+    /// Rows that could not be read; a table with any is not trained on.
+    pub rejected: Vec<RowError>,
     pub numeric: Vec<String>,
     pub categorical: Vec<String>,
     /// Columns left out because they identify a row (an id), not describe it.
@@ -85,6 +83,35 @@ pub fn named_like_an_id(name: &str) -> bool {
         || n.ends_with("_key")
 }
 
+/// Reads the table at `path`: a plain CSV file (no quotes, no lone carriage returns, every line
+/// with the header's number of fields, every target given) is read by column on every core
+/// ([`read_plain_csv`]); anything else (NDJSON, gzip, quoted fields, a row to refuse) goes
+/// through the streamed reader ([`parse_table`]), which says what is wrong and where. Both
+/// give the same table.
+pub fn read_table(path: &std::path::Path, opts: &TableOptions) -> Result<Table, FileError> {
+    let name = path.display().to_string();
+    if Format::from_path(path)? == Format::Csv && !super::is_gzip(path) {
+        let file = std::fs::File::open(path).map_err(|e| FileError::Unreadable {
+            file: name.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(table) = read_plain_csv(&name, file, opts)? {
+            return Ok(table);
+        }
+    }
+    let (reader, format) = super::open(path)?;
+    parse_table(&name, reader, format, opts)
+}
+
+/// One row as the streamed reader gives it.
+struct RowIn {
+    features: Vec<(String, String)>,
+    label: bool,
+    test: Option<bool>,
+    group: Option<String>,
+}
+
+/// Reads any table (CSV or NDJSON) a row at a time, refusing rows with a reason and line.
 pub fn parse_table<R: Read>(
     file: &str,
     reader: R,
@@ -107,89 +134,556 @@ pub fn parse_table<R: Read>(
             Some(c) => Some(record.required(c, "the row's group")?.to_owned()),
             None => None,
         };
-        let features: FeatureRow = record
-            .others(&known)
-            .into_iter()
-            .map(|(k, v)| (k, FeatureValue::Cat(v)))
-            .collect();
-        Ok(TableRow {
-            features,
+        Ok(RowIn {
+            features: record.others(&known),
             label,
             test,
             group,
         })
     })?;
-    // A column is numeric when every value it has parses as a finite number.
-    struct Col {
-        numeric: bool,
-        integers: bool,
-        distinct: HashSet<String>,
-        count: usize,
-        min: f64,
-        max: f64,
-    }
-    let mut columns: BTreeMap<String, Col> = Default::default();
-    for (_, row) in &parsed.rows {
-        for (k, v) in &row.features {
-            let FeatureValue::Cat(s) = v else { continue };
-            let e = columns.entry(k.clone()).or_insert(Col {
-                numeric: true,
-                integers: true,
-                distinct: Default::default(),
-                count: 0,
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-            });
-            match s.parse::<f64>() {
-                Ok(x) if x.is_finite() => {
-                    e.integers &= x.fract() == 0.0;
-                    e.min = e.min.min(x);
-                    e.max = e.max.max(x);
-                }
-                _ => {
-                    e.numeric = false;
-                    e.integers = false;
-                }
-            }
-            e.distinct.insert(s.clone());
-            e.count += 1;
+    let rows: Vec<RowIn> = parsed.rows.into_iter().map(|(_, r)| r).collect();
+    let n = rows.len();
+    // A column is numeric when every value it has is a finite number.
+    let mut numeric: BTreeMap<&str, bool> = BTreeMap::new();
+    for r in &rows {
+        for (k, v) in &r.features {
+            *numeric.entry(k).or_insert(true) &= number(v).is_some();
         }
     }
+    let slot: HashMap<&str, usize> = numeric.keys().enumerate().map(|(j, k)| (*k, j)).collect();
+    let mut columns: Vec<Building> = numeric.values().map(|&num| Building::new(num, n)).collect();
+    for (i, r) in rows.iter().enumerate() {
+        for (k, v) in &r.features {
+            columns[slot[k.as_str()]].set(i, v);
+        }
+    }
+    let named = numeric
+        .keys()
+        .zip(columns)
+        .map(|(k, b)| ((*k).to_owned(), b.finish()))
+        .collect();
+    Ok(assemble(
+        n,
+        rows.iter().map(|r| r.label).collect(),
+        opts.split_column
+            .as_ref()
+            .map(|_| rows.iter().map(|r| r.test == Some(true)).collect()),
+        opts.group_column.as_ref().map(|_| {
+            rows.iter()
+                .map(|r| r.group.clone().unwrap_or_default())
+                .collect()
+        }),
+        named,
+        parsed.rejected,
+    ))
+}
+
+/// A value as a number, when it is a finite one.
+fn number(v: &str) -> Option<f64> {
+    v.parse::<f64>().ok().filter(|x| x.is_finite())
+}
+
+/// A column while rows are read into it.
+enum Building {
+    Num(Vec<f64>),
+    Text {
+        codes: Vec<u32>,
+        levels: Vec<Level>,
+        index: LevelIndex,
+    },
+}
+
+impl Building {
+    fn new(numeric: bool, n: usize) -> Self {
+        if numeric {
+            Building::Num(vec![f64::NAN; n])
+        } else {
+            Building::Text {
+                codes: vec![MISSING; n],
+                levels: Vec::new(),
+                index: LevelIndex::default(),
+            }
+        }
+    }
+
+    fn set(&mut self, i: usize, v: &str) {
+        match self {
+            Building::Num(xs) => xs[i] = number(v).expect("a numeric column's values are numbers"),
+            Building::Text {
+                codes,
+                levels,
+                index,
+            } => codes[i] = index.text_code(v, levels),
+        }
+    }
+
+    fn finish(self) -> Values {
+        match self {
+            Building::Num(xs) => Values::Num(xs),
+            Building::Text { codes, levels, .. } => Values::Cat { codes, levels },
+        }
+    }
+}
+
+/// The table from its columns: each column read as numeric, categorical or an identifier
+/// (the one rule both readers share), identifiers and columns never given left out.
+fn assemble(
+    n: usize,
+    labels: Vec<bool>,
+    test: Option<Vec<bool>>,
+    groups: Option<Vec<String>>,
+    columns: Vec<(String, Values)>,
+    rejected: Vec<RowError>,
+) -> Table {
     let mut table = Table {
-        parsed,
+        frame: Frame::default(),
+        labels,
+        test,
+        groups,
+        rejected,
         numeric: vec![],
         categorical: vec![],
         identifiers: vec![],
     };
-    for (name, c) in &columns {
-        let all_distinct = c.distinct.len() == c.count && c.count > 20;
-        let nearly_distinct = c.count > 20 && c.distinct.len() as f64 >= 0.9 * c.count as f64;
-        // Whole numbers counting up like row ids: their range is about their number.
-        let counts_up = c.integers && (c.max - c.min + 1.0) <= 2.0 * c.count as f64;
-        if c.numeric {
-            if c.integers && nearly_distinct && (named_like_an_id(name) || counts_up) {
-                table.identifiers.push(name.clone());
-            } else {
+    let mut kept = Vec::new();
+    for (name, values) in columns {
+        match &values {
+            Values::Num(xs) => {
+                let known: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+                if known.is_empty() {
+                    continue;
+                }
+                let count = known.len();
+                let integers = known.iter().all(|x| x.fract() == 0.0);
+                let min = known.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = known.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                // Whole numbers counting up like row ids: their range is about their number.
+                let counts_up = integers && (max - min + 1.0) <= 2.0 * count as f64;
+                let id_like = integers && count > 20 && (named_like_an_id(&name) || counts_up);
+                if id_like && distinct_numbers(known) as f64 >= 0.9 * count as f64 {
+                    table.identifiers.push(name);
+                    continue;
+                }
                 table.numeric.push(name.clone());
             }
-        } else if all_distinct || (nearly_distinct && named_like_an_id(name)) {
-            table.identifiers.push(name.clone());
-        } else {
-            table.categorical.push(name.clone());
+            Values::Cat { codes, levels } => {
+                let count = codes.iter().filter(|&&c| c != MISSING).count();
+                if count == 0 {
+                    continue;
+                }
+                let distinct = levels.len();
+                let all_distinct = distinct == count && count > 20;
+                let nearly_distinct = count > 20 && distinct as f64 >= 0.9 * count as f64;
+                if all_distinct || (nearly_distinct && named_like_an_id(&name)) {
+                    table.identifiers.push(name);
+                    continue;
+                }
+                table.categorical.push(name.clone());
+            }
         }
+        kept.push(Column { name, values });
     }
-    for (_, row) in &mut table.parsed.rows {
-        for name in &table.identifiers {
-            row.features.remove(name);
-        }
-        for name in &table.numeric {
-            if let Some(FeatureValue::Cat(s)) = row.features.get(name) {
-                let x = s.parse::<f64>().expect("checked numeric above");
-                row.features.insert(name.clone(), FeatureValue::Num(x));
+    table.numeric.sort();
+    table.categorical.sort();
+    table.identifiers.sort();
+    table.frame = Frame::new(n, kept);
+    table
+}
+
+/// How many different values `xs` holds.
+fn distinct_numbers(mut xs: Vec<f64>) -> usize {
+    xs.sort_unstable_by(f64::total_cmp);
+    xs.dedup();
+    xs.len()
+}
+
+/// Bytes read from the file per step of [`read_plain_csv`].
+const BLOCK_BYTES: usize = 16 << 20;
+
+/// What one column of the file is to the reader.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    Target,
+    Split,
+    Group,
+    Ignored,
+    Feature(usize),
+}
+
+/// How one attempt at a plain file ended.
+enum Attempt {
+    Done(Table),
+    /// Not a plain file: the streamed reader takes it.
+    NotPlain,
+    /// These feature columns hold text: read again with them as text.
+    Text(Vec<usize>),
+}
+
+/// Reads a plain CSV file by column, each block of rows split between the cores. `None`
+/// when the file is not plain (a quote, a carriage return not before a line end, a blank
+/// line, a line with
+/// another number of fields, text that is not UTF-8, a header with a duplicate, a required
+/// column missing, a row to refuse): the streamed reader then reads it and says what is
+/// wrong. A column is read as numbers until a value says otherwise, and then the file is
+/// read again with that column as text.
+pub fn read_plain_csv<R: Read + Seek>(
+    file: &str,
+    reader: R,
+    opts: &TableOptions,
+) -> Result<Option<Table>, FileError> {
+    read_plain_csv_in_blocks(file, reader, opts, BLOCK_BYTES)
+}
+
+fn read_plain_csv_in_blocks<R: Read + Seek>(
+    file: &str,
+    mut reader: R,
+    opts: &TableOptions,
+    block_bytes: usize,
+) -> Result<Option<Table>, FileError> {
+    let mut text: Vec<bool> = Vec::new();
+    loop {
+        reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| unreadable(file, e))?;
+        match attempt(file, &mut reader, opts, &text, block_bytes)? {
+            Attempt::Done(t) => return Ok(Some(t)),
+            Attempt::NotPlain => return Ok(None),
+            Attempt::Text(columns) => {
+                for j in columns {
+                    if text.len() <= j {
+                        text.resize(j + 1, false);
+                    }
+                    text[j] = true;
+                }
             }
         }
     }
-    Ok(table)
+}
+
+fn unreadable(file: &str, e: impl ToString) -> FileError {
+    FileError::Unreadable {
+        file: file.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Reads until `buf` holds `want` bytes or the file ends; false at the end.
+fn fill<R: Read>(
+    file: &str,
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    want: usize,
+) -> Result<bool, FileError> {
+    let need = want.saturating_sub(buf.len());
+    let got = reader
+        .take(need as u64)
+        .read_to_end(buf)
+        .map_err(|e| unreadable(file, e))?;
+    Ok(got == need)
+}
+
+fn attempt<R: Read>(
+    file: &str,
+    reader: &mut R,
+    opts: &TableOptions,
+    text: &[bool],
+    block_bytes: usize,
+) -> Result<Attempt, FileError> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut more = fill(file, reader, &mut buf, block_bytes)?;
+    let Some(end) = memchr::memchr(b'\n', &buf) else {
+        return Ok(Attempt::NotPlain);
+    };
+    let Ok(head) = std::str::from_utf8(&buf[..end]) else {
+        return Ok(Attempt::NotPlain);
+    };
+    if head.contains('"') || !carriage_returns_end_lines(&buf[..end + 1]) {
+        return Ok(Attempt::NotPlain);
+    }
+    let names: Vec<String> = head
+        .split(',')
+        .enumerate()
+        .map(|(i, n)| {
+            let n = n.trim_start_matches('\u{feff}').trim();
+            if n.is_empty() {
+                format!("column_{}", i + 1)
+            } else {
+                n.to_owned()
+            }
+        })
+        .collect();
+    let is = |name: &str, want: &str| name.eq_ignore_ascii_case(want);
+    let mut roles = Vec::with_capacity(names.len());
+    let mut features: Vec<String> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].iter().any(|m| is(m, name)) {
+            return Ok(Attempt::NotPlain);
+        }
+        roles.push(if is(name, &opts.target) {
+            Role::Target
+        } else if opts.split_column.as_deref().is_some_and(|c| is(name, c)) {
+            Role::Split
+        } else if opts.group_column.as_deref().is_some_and(|c| is(name, c)) {
+            Role::Group
+        } else if opts.ignore.iter().any(|c| is(name, c)) {
+            Role::Ignored
+        } else {
+            features.push(name.clone());
+            Role::Feature(features.len() - 1)
+        });
+    }
+    let has = |r: Role| roles.contains(&r);
+    if !has(Role::Target)
+        || (opts.split_column.is_some() && !has(Role::Split))
+        || (opts.group_column.is_some() && !has(Role::Group))
+    {
+        return Ok(Attempt::NotPlain);
+    }
+    let is_text = |k: usize| text.get(k).copied().unwrap_or(false);
+    let mut labels = Vec::new();
+    let mut test = opts.split_column.as_ref().map(|_| Vec::new());
+    let mut groups = opts.group_column.as_ref().map(|_| Vec::new());
+    let mut columns: Vec<Building> = (0..features.len())
+        .map(|k| Building::new(!is_text(k), 0))
+        .collect();
+    let threads = crate::model::frame::threads();
+    let mut start = end + 1;
+    loop {
+        // The block: every whole line read so far (the rest of the file at its end).
+        let stop = if more {
+            match memchr::memrchr(b'\n', &buf[start..]) {
+                Some(p) => start + p + 1,
+                None => {
+                    let want = buf.len() + block_bytes;
+                    more = fill(file, reader, &mut buf, want)?;
+                    continue;
+                }
+            }
+        } else {
+            buf.len()
+        };
+        let block = &buf[start..stop];
+        if memchr::memchr(b'"', block).is_some() || !carriage_returns_end_lines(block) {
+            return Ok(Attempt::NotPlain);
+        }
+        let Ok(block) = std::str::from_utf8(block) else {
+            return Ok(Attempt::NotPlain);
+        };
+        let parts = split_lines(block, threads);
+        let results: Vec<Option<Part>> = std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .iter()
+                .map(|p| {
+                    let (roles, features) = (&roles, features.len());
+                    s.spawn(move || read_part(p, roles, features, &is_text))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a reader thread panicked"))
+                .collect()
+        });
+        let mut flips: Vec<usize> = Vec::new();
+        for part in &results {
+            let Some(part) = part else {
+                return Ok(Attempt::NotPlain);
+            };
+            flips.extend(
+                part.flips
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| **f)
+                    .map(|(k, _)| k),
+            );
+        }
+        if !flips.is_empty() {
+            flips.sort_unstable();
+            flips.dedup();
+            return Ok(Attempt::Text(flips));
+        }
+        for part in results.into_iter().flatten() {
+            labels.extend(part.labels);
+            if let Some(t) = &mut test {
+                t.extend(part.test);
+            }
+            if let Some(g) = &mut groups {
+                g.extend(part.groups);
+            }
+            for (b, c) in columns.iter_mut().zip(part.columns) {
+                b.append(c);
+            }
+        }
+        if !more {
+            break;
+        }
+        buf.drain(..stop);
+        start = 0;
+        more = fill(file, reader, &mut buf, block_bytes)?;
+    }
+    let n = labels.len();
+    let named = features
+        .into_iter()
+        .zip(columns)
+        .map(|(k, b)| (k, b.finish()))
+        .collect();
+    Ok(Attempt::Done(assemble(
+        n,
+        labels,
+        test,
+        groups,
+        named,
+        Vec::new(),
+    )))
+}
+
+/// Whether every carriage return in `bytes` ends a line (CRLF); a lone one ends a row for
+/// the CSV reader but not here.
+fn carriage_returns_end_lines(bytes: &[u8]) -> bool {
+    memchr::memchr_iter(b'\r', bytes)
+        .all(|i| bytes.get(i + 1) == Some(&b'\n') || i + 1 == bytes.len())
+}
+
+/// `block` cut into up to `parts` pieces at line ends.
+fn split_lines(block: &str, parts: usize) -> Vec<&str> {
+    let mut out = Vec::with_capacity(parts);
+    let mut rest = block;
+    for k in (1..=parts).rev() {
+        if k == 1 || rest.len() < 1 << 12 {
+            out.push(rest);
+            break;
+        }
+        let at = rest.len() / k;
+        let cut = match memchr::memchr(b'\n', &rest.as_bytes()[at..]) {
+            Some(p) => at + p + 1,
+            None => rest.len(),
+        };
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out
+}
+
+/// The rows of one piece of a block, by column.
+struct Part<'a> {
+    labels: Vec<bool>,
+    test: Vec<bool>,
+    groups: Vec<String>,
+    columns: Vec<PartColumn<'a>>,
+    /// Numeric columns that met text, by feature.
+    flips: Vec<bool>,
+}
+
+enum PartColumn<'a> {
+    Num(Vec<f64>),
+    Text {
+        codes: Vec<u32>,
+        levels: Vec<&'a str>,
+        index: HashMap<&'a str, u32>,
+    },
+}
+
+impl Building {
+    /// Adds a piece's rows, its levels coded as this column's.
+    fn append(&mut self, part: PartColumn) {
+        match (self, part) {
+            (Building::Num(xs), PartColumn::Num(ys)) => xs.extend(ys),
+            (
+                Building::Text {
+                    codes,
+                    levels,
+                    index,
+                },
+                PartColumn::Text {
+                    codes: local,
+                    levels: local_levels,
+                    ..
+                },
+            ) => {
+                let to: Vec<u32> = local_levels
+                    .iter()
+                    .map(|l| index.text_code(l, levels))
+                    .collect();
+                codes.extend(
+                    local
+                        .into_iter()
+                        .map(|c| if c == MISSING { c } else { to[c as usize] }),
+                );
+            }
+            _ => unreachable!("a piece reads each column as the file is read"),
+        }
+    }
+}
+
+/// Reads one piece; `None` when a line is not plain or a row would be refused.
+fn read_part<'a>(
+    piece: &'a str,
+    roles: &[Role],
+    features: usize,
+    is_text: &dyn Fn(usize) -> bool,
+) -> Option<Part<'a>> {
+    let rows = memchr::memchr_iter(b'\n', piece.as_bytes()).count() + 1;
+    let mut part = Part {
+        labels: Vec::with_capacity(rows),
+        test: Vec::new(),
+        groups: Vec::new(),
+        columns: (0..features)
+            .map(|k| {
+                if is_text(k) {
+                    PartColumn::Text {
+                        codes: Vec::with_capacity(rows),
+                        levels: Vec::new(),
+                        index: HashMap::new(),
+                    }
+                } else {
+                    PartColumn::Num(Vec::with_capacity(rows))
+                }
+            })
+            .collect(),
+        flips: vec![false; features],
+    };
+    for line in piece.lines() {
+        if line.is_empty() {
+            return None;
+        }
+        let mut fields = line.split(',');
+        for role in roles {
+            let v = fields.next()?.trim();
+            match *role {
+                Role::Feature(k) => match &mut part.columns[k] {
+                    PartColumn::Num(xs) => xs.push(if v.is_empty() {
+                        f64::NAN
+                    } else {
+                        number(v).unwrap_or_else(|| {
+                            part.flips[k] = true;
+                            f64::NAN
+                        })
+                    }),
+                    PartColumn::Text {
+                        codes,
+                        levels,
+                        index,
+                    } => codes.push(if v.is_empty() {
+                        MISSING
+                    } else {
+                        *index.entry(v).or_insert_with(|| {
+                            levels.push(v);
+                            levels.len() as u32 - 1
+                        })
+                    }),
+                },
+                Role::Target => part.labels.push(parse_target("", v).ok()?),
+                Role::Split if v.is_empty() => return None,
+                Role::Split => part.test.push(parse_side("", v).ok()?),
+                Role::Group if v.is_empty() => return None,
+                Role::Group => part.groups.push(v.to_owned()),
+                Role::Ignored => {}
+            }
+        }
+        if fields.next().is_some() {
+            return None;
+        }
+    }
+    Some(part)
 }
 
 /// A random split that keeps each group on one side: a group is on the test side when a
@@ -216,6 +710,8 @@ pub fn group_split(groups: &[&str], share: f64, seed: u64) -> (Vec<usize>, Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::FeatureValue;
+    use std::collections::HashSet;
 
     fn opts(target: &str) -> TableOptions {
         TableOptions {
@@ -241,14 +737,21 @@ mod tests {
         assert_eq!(t.numeric, vec!["age"]);
         assert_eq!(t.categorical, vec!["plan"]);
         assert_eq!(t.identifiers, vec!["id", "user_id"]);
-        assert_eq!(t.parsed.rows.len(), 30);
-        assert_eq!(t.parsed.rejected.len(), 1);
-        assert_eq!(t.parsed.rejected[0].line, 32);
-        assert_eq!(t.parsed.rejected[0].column.as_deref(), Some("churn"));
-        let row = &t.parsed.rows[0].1;
-        assert_eq!(row.features["age"], FeatureValue::Num(20.0));
-        assert!(!row.features.contains_key("user_id"));
-        assert!(row.label);
+        assert_eq!(t.frame.rows(), 30);
+        assert_eq!(t.rejected.len(), 1);
+        assert_eq!(t.rejected[0].line, 32);
+        assert_eq!(t.rejected[0].column.as_deref(), Some("churn"));
+        let row = t.frame.row(0);
+        assert_eq!(row["age"], FeatureValue::Num(20.0));
+        assert!(!row.contains_key("user_id"));
+        assert!(t.labels[0]);
+        // A row to refuse: the plain reader leaves the file to the streamed one.
+        let plain = read_plain_csv(
+            "t.csv",
+            std::io::Cursor::new(csv.as_bytes()),
+            &opts("churn"),
+        );
+        assert_eq!(plain, Ok(None));
     }
 
     #[test]
@@ -271,12 +774,11 @@ mod tests {
             ..opts("churn")
         };
         let t = parse_table("t.csv", csv.as_bytes(), Format::Csv, &o).unwrap();
-        assert_eq!(t.parsed.rows.len(), 2);
-        let (a, b) = (&t.parsed.rows[0].1, &t.parsed.rows[1].1);
-        assert_eq!((a.test, b.test), (Some(false), Some(true)));
-        assert_eq!(a.group.as_deref(), Some("c1"));
-        assert_eq!(a.features.keys().collect::<Vec<_>>(), ["x"]);
-        let e = &t.parsed.rejected[0];
+        assert_eq!(t.frame.rows(), 2);
+        assert_eq!(t.test, Some(vec![false, true]));
+        assert_eq!(t.groups.as_deref().unwrap()[0], "c1");
+        assert_eq!(t.frame.row(0).keys().collect::<Vec<_>>(), ["x"]);
+        let e = &t.rejected[0];
         assert_eq!((e.line, e.column.as_deref()), (4, Some("split")));
         assert!(
             e.problem
@@ -306,5 +808,118 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("churn"), "{e}");
+    }
+
+    /// A plain CSV of up to eight columns: numbers (some blank), whole numbers counting
+    /// up, text, numbers with a little text among them, padded values, and a target.
+    fn plain_csv() -> impl proptest::strategy::Strategy<Value = (String, TableOptions)> {
+        use proptest::prelude::*;
+        let cell = prop_oneof![
+            4 => (-300i32..300).prop_map(|x| format!("{}", x as f64 / 8.0)),
+            1 => Just(String::new()),
+            1 => (0u8..3).prop_map(|c| format!(" t{c} ")),
+            1 => Just("1e3".to_owned()),
+            1 => Just("NaN".to_owned()),
+        ];
+        let kind = 0u8..4;
+        (
+            proptest::collection::vec(kind, 1..8),
+            1usize..80,
+            any::<bool>(),
+            any::<bool>(),
+            proptest::collection::vec(proptest::collection::vec(cell, 8), 80),
+            proptest::collection::vec(any::<bool>(), 80),
+        )
+            .prop_map(|(kinds, rows, crlf, ignore_first, cells, labels)| {
+                let mut out = String::new();
+                let names: Vec<String> = (0..kinds.len()).map(|j| format!("c{j}")).collect();
+                out.push_str(&names.join(","));
+                out.push_str(",Churn");
+                let end = if crlf { "\r\n" } else { "\n" };
+                out.push_str(end);
+                for i in 0..rows {
+                    for (j, k) in kinds.iter().enumerate() {
+                        let v = match k {
+                            0 => cells[i][j].clone(),
+                            1 => format!("{}", 1000 + i),
+                            2 => format!("p{}", (i * 7 + j) % 3),
+                            _ if i % 5 == 4 => format!("{}", i % 2),
+                            _ => "gold".to_owned(),
+                        };
+                        out.push_str(&v);
+                        out.push(',');
+                    }
+                    out.push_str(if labels[i] { "1" } else { "0" });
+                    out.push_str(end);
+                }
+                let mut o = opts("churn");
+                if ignore_first {
+                    o.ignore.push("C0".into());
+                }
+                (out, o)
+            })
+    }
+
+    proptest::proptest! {
+        /// The plain reader and the streamed reader give the same table.
+        #[test]
+        fn both_readers_give_the_same_table((csv, o) in plain_csv()) {
+            let streamed = parse_table("t.csv", csv.as_bytes(), Format::Csv, &o).unwrap();
+            let plain = read_plain_csv("t.csv", std::io::Cursor::new(csv.as_bytes()), &o)
+                .unwrap()
+                .expect("a plain file");
+            // The frame a table arrives in is the frame its rows would make: the history
+            // path's way in (`Frame::from_rows`).
+            let rows: Vec<_> = (0..plain.frame.rows()).map(|i| plain.frame.row(i)).collect();
+            proptest::prop_assert_eq!(&Frame::from_rows(&rows), &plain.frame);
+            proptest::prop_assert_eq!(plain, streamed);
+        }
+    }
+
+    #[test]
+    fn the_plain_reader_reads_columns_across_blocks_and_threads() {
+        // Text first seen far into the file, in a later block, and levels met in another
+        // order by each piece.
+        let mut csv = String::from("amount,plan,late,y\n");
+        for i in 0..200_000 {
+            let late = if i == 199_000 {
+                "vip".to_owned()
+            } else {
+                format!("{}", i % 9)
+            };
+            csv.push_str(&format!(
+                "{}.5,p{},{late},{}\n",
+                i % 1000,
+                (i * 13) % 17,
+                i % 3 == 0
+            ));
+        }
+        let o = opts("y");
+        let streamed = parse_table("t.csv", csv.as_bytes(), Format::Csv, &o).unwrap();
+        // Blocks of 256 KiB: about fifteen of them, the text in the last.
+        let plain =
+            read_plain_csv_in_blocks("t.csv", std::io::Cursor::new(csv.as_bytes()), &o, 1 << 18)
+                .unwrap()
+                .unwrap();
+        assert_eq!(plain.categorical, ["late", "plan"]);
+        assert_eq!(plain, streamed);
+    }
+
+    #[test]
+    fn files_that_are_not_plain_go_to_the_streamed_reader() {
+        let o = opts("y");
+        for csv in [
+            "a,y\n\"1\",1\n",
+            "a,y\n1,1\n\n2,0\n",
+            "a,y\n1,1,3\n",
+            "a,y\n1\n",
+            "a,y\n1,\n",
+            "a,y\n1\r2,1\n",
+            "a,A,y\n1,2,1\n",
+            "a,b\n1,1\n",
+        ] {
+            let plain = read_plain_csv("t.csv", std::io::Cursor::new(csv.as_bytes()), &o);
+            assert_eq!(plain, Ok(None), "{csv:?}");
+        }
     }
 }

@@ -140,31 +140,22 @@ pub fn train_from_table(
     opts: &TrainOptions,
 ) -> anyhow::Result<ModelArtifact> {
     let name = path.display().to_string();
-    let (file, format) = ingest::open(path)?;
-    let table = ingest::table::parse_table(&name, file, format, table_opts)?;
-    refuse_rejected(&name, &table.parsed.rejected)?;
+    let table = ingest::table::read_table(path, table_opts)?;
+    refuse_rejected(&name, &table.rejected)?;
     if !table.identifiers.is_empty() {
         tracing::info!(columns = ?table.identifiers, "left out columns that identify rows (identifiers)");
     }
     let mut test_rows = None;
-    if table_opts.split_column.is_some() {
+    if let Some(test) = &table.test {
         test_rows = Some(
-            table
-                .parsed
-                .rows
-                .iter()
+            test.iter()
                 .enumerate()
-                .filter(|(_, (_, r))| r.test == Some(true))
+                .filter(|(_, t)| **t)
                 .map(|(i, _)| i)
                 .collect::<Vec<_>>(),
         );
-    } else if let (Some(_), Some(h)) = (&table_opts.group_column, opts.holdout) {
-        let groups: Vec<&str> = table
-            .parsed
-            .rows
-            .iter()
-            .map(|(_, r)| r.group.as_deref().unwrap_or_default())
-            .collect();
+    } else if let (Some(groups), Some(h)) = (&table.groups, opts.holdout) {
+        let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
         let (_, test) = ingest::table::group_split(&groups, h, opts.seed.unwrap_or_default());
         test_rows = Some(test);
     }
@@ -175,16 +166,10 @@ pub fn train_from_table(
         .chain(table.identifiers.iter().cloned())
         .collect();
     not_features.dedup();
-    let (rows, labels): (Vec<FeatureRow>, Vec<bool>) = table
-        .parsed
-        .rows
-        .into_iter()
-        .map(|(_, r)| (r.features, r.label))
-        .unzip();
     let source = path.file_name().and_then(|n| n.to_str()).unwrap_or("table");
     let mut fo = fit_options(source, opts, None);
     fo.test_rows = test_rows;
-    let mut model = model::fit(&rows, &labels, &fo)?;
+    let mut model = model::fit_frame(&table.frame, &table.labels, &fo)?;
     model.training.not_features = not_features;
     Ok(model)
 }

@@ -162,6 +162,33 @@ impl ModelArtifact {
         rows.iter().map(|r| self.predict(r.borrow())).collect()
     }
 
+    /// P(churn) of the rows `rows` of `frame`, on every core: for each row, what
+    /// [`ModelArtifact::predict`] gives for [`Frame::row`] of it.
+    pub fn predict_frame(&self, frame: &super::Frame, rows: &[usize]) -> Vec<f64> {
+        use super::encoder::Reader;
+        let readers: Vec<(f64, Reader)> = self
+            .features
+            .iter()
+            .map(|f| {
+                (
+                    f.coefficient,
+                    Reader::new(&f.encoding, frame.column(&f.source)),
+                )
+            })
+            .collect();
+        let parts = super::frame::in_chunks(rows.len(), super::frame::threads(), |range| {
+            rows[range]
+                .iter()
+                .map(|&i| {
+                    let z =
+                        self.intercept + readers.iter().map(|(c, r)| c * r.value(i)).sum::<f64>();
+                    Probability::from_logit(z).get()
+                })
+                .collect::<Vec<f64>>()
+        });
+        parts.concat()
+    }
+
     /// The `k` columns adding most to this row's churn log-odds, largest first; only
     /// columns that push risk up are listed. Values are described in the built-in feature
     /// spec's words.

@@ -8,7 +8,7 @@
 //! fixed order: by feature name, then by level.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::features::{FeatureRow, FeatureValue};
 
 use super::ModelError;
+use super::frame::{Column as FrameColumn, Frame, Level, MISSING, Values};
 
 /// How one column is computed from its source feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,68 +79,50 @@ impl Encoder {
     /// Numbers that never vary, categories with a single level, and features never known
     /// are dropped (see [`Encoder::dropped`]). Fails on a non-finite number.
     pub fn fit<R: Borrow<FeatureRow>>(rows: &[R]) -> Result<Self, ModelError> {
-        let mut numbers: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-        let mut categories: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-        let mut names: BTreeSet<&str> = BTreeSet::new();
-        for (i, row) in rows.iter().enumerate() {
-            for (name, value) in row.borrow() {
-                names.insert(name);
-                match value {
-                    FeatureValue::Num(x) if !x.is_finite() => {
-                        return Err(ModelError::NonFinite {
-                            feature: name.clone(),
-                            row: i,
-                        });
-                    }
-                    FeatureValue::Num(x) => numbers.entry(name).or_default().push(*x),
-                    FeatureValue::Cat(c) => {
-                        categories.entry(name).or_default().insert(c.clone());
-                    }
-                    FeatureValue::Missing => {}
-                }
-            }
-        }
+        check_finite(rows)?;
+        let frame = Frame::from_rows(rows);
+        let all: Vec<usize> = (0..frame.rows()).collect();
+        Ok(Self::fit_frame(&frame, &all))
+    }
+
+    /// Learns the columns from the rows `rows` of `frame` (see [`Encoder::fit`]). A
+    /// categorical column whose values in these rows are all numbers is a number here.
+    pub fn fit_frame(frame: &Frame, rows: &[usize]) -> Self {
         let mut columns = Vec::new();
         let mut dropped = Vec::new();
-        for name in names {
-            if let Some(levels) = categories.get(name) {
-                let mut levels = levels.clone();
-                // Numbers mixed into a categorical feature become levels of their own.
-                for x in numbers.get(name).into_iter().flatten() {
-                    levels.insert(format!("{x}"));
+        for column in frame.columns() {
+            let name = column.name.as_str();
+            match seen(column, rows) {
+                Seen::Levels(levels) if levels.len() >= 2 => {
+                    for level in levels {
+                        columns.push(Column {
+                            name: format!("{name}={level}"),
+                            source: name.to_owned(),
+                            encoding: Encoding::OneHot { level },
+                        });
+                    }
                 }
-                if levels.len() < 2 {
-                    dropped.push(name.to_owned());
-                    continue;
-                }
-                for level in levels {
+                Seen::Numbers(xs) if !xs.is_empty() => {
+                    let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
+                    let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let n = xs.len() as f64;
+                    let mean = xs.iter().sum::<f64>() / n;
+                    let std = (xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
+                    if min == max || !(std.is_finite() && std > 0.0 && mean.is_finite()) {
+                        dropped.push(name.to_owned());
+                        continue;
+                    }
                     columns.push(Column {
-                        name: format!("{name}={level}"),
+                        name: name.to_owned(),
                         source: name.to_owned(),
-                        encoding: Encoding::OneHot { level },
+                        encoding: Encoding::Numeric { mean, std },
                     });
                 }
-            } else if let Some(xs) = numbers.get(name) {
-                let min = xs.iter().copied().fold(f64::INFINITY, f64::min);
-                let max = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let n = xs.len() as f64;
-                let mean = xs.iter().sum::<f64>() / n;
-                let std = (xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt();
-                if min == max || !(std.is_finite() && std > 0.0 && mean.is_finite()) {
-                    dropped.push(name.to_owned());
-                    continue;
-                }
-                columns.push(Column {
-                    name: name.to_owned(),
-                    source: name.to_owned(),
-                    encoding: Encoding::Numeric { mean, std },
-                });
-            } else {
-                // Missing in every row.
-                dropped.push(name.to_owned());
+                // A single level, or never known.
+                _ => dropped.push(name.to_owned()),
             }
         }
-        Ok(Self { columns, dropped })
+        Self { columns, dropped }
     }
 
     pub fn columns(&self) -> &[Column] {
@@ -166,6 +149,174 @@ impl Encoder {
             }
         }
         x
+    }
+
+    /// The design matrix of the rows `rows` of `frame`, filled on every core; the same
+    /// values [`Encoder::encode`] gives for those rows.
+    pub fn encode_frame(&self, frame: &Frame, rows: &[usize]) -> Array2<f64> {
+        let readers: Vec<Reader> = self
+            .columns
+            .iter()
+            .map(|c| Reader::new(&c.encoding, frame.column(&c.source)))
+            .collect();
+        let width = self.columns.len();
+        let mut x = Array2::zeros((rows.len(), width));
+        let threads = super::frame::threads();
+        let size = rows.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            for (part, mut block) in rows
+                .chunks(size)
+                .zip(x.axis_chunks_iter_mut(ndarray::Axis(0), size))
+            {
+                let readers = &readers;
+                s.spawn(move || {
+                    for (r, &i) in part.iter().enumerate() {
+                        for (j, reader) in readers.iter().enumerate() {
+                            block[[r, j]] = reader.value(i);
+                        }
+                    }
+                });
+            }
+        });
+        x
+    }
+}
+
+/// A frame's non-finite numbers are missing values, but training refuses them: the first
+/// one, by row and then name, is the error.
+pub(crate) fn check_finite<R: Borrow<FeatureRow>>(rows: &[R]) -> Result<(), ModelError> {
+    for (i, row) in rows.iter().enumerate() {
+        if let Some((name, _)) = row
+            .borrow()
+            .iter()
+            .find(|(_, v)| matches!(v, FeatureValue::Num(x) if !x.is_finite()))
+        {
+            return Err(ModelError::NonFinite {
+                feature: name.clone(),
+                row: i,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What a column holds in some rows: categories (any text; numbers spelled as levels,
+/// sorted, each once) or numbers (known values in row order).
+pub(crate) enum Seen {
+    Levels(BTreeSet<String>),
+    Numbers(Vec<f64>),
+}
+
+pub(crate) fn seen(column: &FrameColumn, rows: &[usize]) -> Seen {
+    match &column.values {
+        Values::Num(xs) => Seen::Numbers(
+            rows.iter()
+                .map(|&i| xs[i])
+                .filter(|x| !x.is_nan())
+                .collect(),
+        ),
+        Values::Cat { codes, levels } => {
+            let mut used = vec![false; levels.len()];
+            for &i in rows {
+                if codes[i] != MISSING {
+                    used[codes[i] as usize] = true;
+                }
+            }
+            let text = levels
+                .iter()
+                .zip(&used)
+                .any(|(l, &u)| u && matches!(l, Level::Text(_)));
+            if text {
+                Seen::Levels(
+                    levels
+                        .iter()
+                        .zip(&used)
+                        .filter(|(_, u)| **u)
+                        .map(|(l, _)| l.spelled())
+                        .collect(),
+                )
+            } else {
+                Seen::Numbers(
+                    rows.iter()
+                        .filter(|&&i| codes[i] != MISSING)
+                        .map(|&i| match levels[codes[i] as usize] {
+                            Level::Num(x) => x,
+                            Level::Text(_) => unreachable!("no text in these rows"),
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
+/// One encoded column read from a frame's column: [`Encoding::apply`] of each row's value.
+pub(crate) enum Reader<'a> {
+    Zero,
+    Standardised {
+        xs: &'a [f64],
+        mean: f64,
+        std: f64,
+    },
+    /// The encoded value of each level; missing gives 0.
+    ByCode {
+        codes: &'a [u32],
+        table: Vec<f64>,
+    },
+    /// A one-hot level over a numeric column: a number's decimal form against the level.
+    Spelled {
+        xs: &'a [f64],
+        level: &'a str,
+    },
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(encoding: &'a Encoding, column: Option<&'a FrameColumn>) -> Self {
+        let Some(column) = column else {
+            return Reader::Zero;
+        };
+        match (&column.values, encoding) {
+            (Values::Num(xs), Encoding::Numeric { mean, std }) => Reader::Standardised {
+                xs,
+                mean: *mean,
+                std: *std,
+            },
+            (Values::Num(xs), Encoding::OneHot { level }) => Reader::Spelled { xs, level },
+            (Values::Cat { codes, levels }, _) => Reader::ByCode {
+                codes,
+                table: levels
+                    .iter()
+                    .map(|l| {
+                        encoding.apply(Some(&match l {
+                            Level::Text(s) => FeatureValue::Cat(s.clone()),
+                            Level::Num(x) => FeatureValue::Num(*x),
+                        }))
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    pub(crate) fn value(&self, i: usize) -> f64 {
+        match self {
+            Reader::Zero => 0.0,
+            Reader::Standardised { xs, mean, std } => {
+                let x = xs[i];
+                if x.is_nan() { 0.0 } else { (x - mean) / std }
+            }
+            Reader::ByCode { codes, table } => match codes[i] {
+                MISSING => 0.0,
+                c => table[c as usize],
+            },
+            Reader::Spelled { xs, level } => {
+                let x = xs[i];
+                if !x.is_nan() && format!("{x}") == *level {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
     }
 }
 

@@ -12,12 +12,13 @@ use linfa::traits::Fit;
 use ndarray::{Array1, Array2};
 use sha2::{Digest, Sha256};
 
-use crate::features::{FeatureRow, FeatureValue};
+use crate::features::FeatureRow;
 
 use super::ModelError;
 use super::artifact::{EncodedFeature, FORMAT, ModelArtifact, SolverReport, TrainingInfo};
-use super::encoder::Encoder;
+use super::encoder::{Encoder, check_finite};
 use super::evaluation::Evaluation;
+use super::frame::{Frame, Level, MISSING, Values, in_chunks, threads};
 use super::metrics::Metrics;
 use super::optim::{ClassWeight, FastLogistic};
 use super::split::stratified_split;
@@ -89,36 +90,46 @@ impl FitOptions {
 /// written canonically (keys in order, missing values left out, numbers by their bits)
 /// with its label and hashed; the sorted row hashes are hashed together with the count.
 pub fn fingerprint<R: Borrow<FeatureRow>>(rows: &[R], labels: &[bool]) -> String {
-    let mut digests: Vec<[u8; 32]> = rows
-        .iter()
-        .zip(labels)
-        .map(|(row, &label)| {
-            let mut h = Sha256::new();
-            for (key, value) in row.borrow() {
-                let tag = match value {
-                    FeatureValue::Missing => continue,
-                    FeatureValue::Num(_) => b'n',
-                    FeatureValue::Cat(_) => b'c',
-                };
-                h.update((key.len() as u64).to_le_bytes());
-                h.update(key.as_bytes());
-                h.update([tag]);
-                match value {
-                    FeatureValue::Num(x) => {
-                        let x = if *x == 0.0 { 0.0f64 } else { *x };
-                        h.update(x.to_bits().to_le_bytes());
+    fingerprint_frame(&Frame::from_rows(rows), labels)
+}
+
+/// [`fingerprint`] of a frame's rows, hashed on every core.
+pub fn fingerprint_frame(frame: &Frame, labels: &[bool]) -> String {
+    let columns = frame.columns();
+    let parts = in_chunks(frame.rows(), threads(), |range| {
+        range
+            .map(|i| {
+                let mut h = Sha256::new();
+                for c in columns {
+                    let (tag, value): (u8, Result<f64, &str>) = match &c.values {
+                        Values::Num(xs) if xs[i].is_nan() => continue,
+                        Values::Num(xs) => (b'n', Ok(xs[i])),
+                        Values::Cat { codes, .. } if codes[i] == MISSING => continue,
+                        Values::Cat { codes, levels } => match &levels[codes[i] as usize] {
+                            Level::Num(x) => (b'n', Ok(*x)),
+                            Level::Text(t) => (b'c', Err(t.as_str())),
+                        },
+                    };
+                    h.update((c.name.len() as u64).to_le_bytes());
+                    h.update(c.name.as_bytes());
+                    h.update([tag]);
+                    match value {
+                        Ok(x) => {
+                            let x = if x == 0.0 { 0.0f64 } else { x };
+                            h.update(x.to_bits().to_le_bytes());
+                        }
+                        Err(t) => {
+                            h.update((t.len() as u64).to_le_bytes());
+                            h.update(t.as_bytes());
+                        }
                     }
-                    FeatureValue::Cat(c) => {
-                        h.update((c.len() as u64).to_le_bytes());
-                        h.update(c.as_bytes());
-                    }
-                    FeatureValue::Missing => {}
                 }
-            }
-            h.update([b'y', label as u8]);
-            h.finalize().into()
-        })
-        .collect();
+                h.update([b'y', labels[i] as u8]);
+                h.finalize().into()
+            })
+            .collect::<Vec<[u8; 32]>>()
+    });
+    let mut digests: Vec<[u8; 32]> = parts.concat();
     digests.sort_unstable();
     let mut h = Sha256::new();
     h.update(b"attune-training-rows-v1");
@@ -152,40 +163,49 @@ pub fn fit<R: Borrow<FeatureRow>>(
     if rows.is_empty() {
         return Err(ModelError::Empty);
     }
-    for (i, row) in rows.iter().enumerate() {
-        if let Some((name, _)) = row
-            .borrow()
-            .iter()
-            .find(|(_, v)| matches!(v, FeatureValue::Num(x) if !x.is_finite()))
-        {
-            return Err(ModelError::NonFinite {
-                feature: name.clone(),
-                row: i,
-            });
-        }
+    check_finite(rows)?;
+    fit_frame(&Frame::from_rows(rows), labels, opts)
+}
+
+/// [`fit`] on a training set held by column: the one code path both reach.
+pub fn fit_frame(
+    frame: &Frame,
+    labels: &[bool],
+    opts: &FitOptions,
+) -> Result<ModelArtifact, ModelError> {
+    check_options(opts)?;
+    if frame.rows() != labels.len() {
+        return Err(ModelError::LengthMismatch {
+            rows: frame.rows(),
+            labels: labels.len(),
+        });
     }
+    if labels.is_empty() {
+        return Err(ModelError::Empty);
+    }
+    let n = labels.len();
     let positives = labels.iter().filter(|&&y| y).count();
     if positives == 0 || positives == labels.len() {
         return Err(ModelError::OneClass {
             class: positives > 0,
-            rows: rows.len(),
+            rows: n,
         });
     }
 
     let (train, test, seed) = match (&opts.test_rows, opts.holdout) {
         (Some(test), _) => {
-            let mut is_test = vec![false; rows.len()];
+            let mut is_test = vec![false; n];
             for &i in test {
-                if i >= rows.len() {
+                if i >= n {
                     return Err(ModelError::InvalidOption(format!(
                         "test row {i} of {} rows does not exist",
-                        rows.len()
+                        n
                     )));
                 }
                 is_test[i] = true;
             }
-            let train: Vec<usize> = (0..rows.len()).filter(|&i| !is_test[i]).collect();
-            let test: Vec<usize> = (0..rows.len()).filter(|&i| is_test[i]).collect();
+            let train: Vec<usize> = (0..n).filter(|&i| !is_test[i]).collect();
+            let test: Vec<usize> = (0..n).filter(|&i| is_test[i]).collect();
             (train, Some(test), opts.seed)
         }
         (None, Some(h)) => {
@@ -193,15 +213,10 @@ pub fn fit<R: Borrow<FeatureRow>>(
             let (train, test) = stratified_split(labels, h, seed)?;
             (train, Some(test), Some(seed))
         }
-        (None, None) => ((0..rows.len()).collect(), None, opts.seed),
+        (None, None) => ((0..n).collect(), None, opts.seed),
     };
-    let pick = |idx: &[usize]| -> (Vec<&FeatureRow>, Vec<bool>) {
-        (
-            idx.iter().map(|&i| rows[i].borrow()).collect(),
-            idx.iter().map(|&i| labels[i]).collect(),
-        )
-    };
-    let (train_rows, train_labels) = pick(&train);
+    let labels_of = |idx: &[usize]| -> Vec<bool> { idx.iter().map(|&i| labels[i]).collect() };
+    let train_labels = labels_of(&train);
     let train_pos = train_labels.iter().filter(|&&y| y).count();
     let split = match &opts.test_rows {
         Some(t) => format!("the given split ({} test rows)", t.len()),
@@ -210,7 +225,7 @@ pub fn fit<R: Borrow<FeatureRow>>(
     if train_pos == 0 || train_pos == train_labels.len() {
         return Err(ModelError::InvalidOption(format!(
             "{split} leaves only one class in the {} training rows; use a smaller holdout or more data",
-            train_rows.len()
+            train.len()
         )));
     }
     if let Some(test) = &test
@@ -218,17 +233,17 @@ pub fn fit<R: Borrow<FeatureRow>>(
     {
         return Err(ModelError::InvalidOption(format!(
             "{split} of {} rows holds out no rows; use a larger holdout or more data",
-            rows.len()
+            n
         )));
     }
 
-    let encoder = Encoder::fit(&train_rows)?;
+    let encoder = Encoder::fit_frame(frame, &train);
     if encoder.columns().is_empty() {
         return Err(ModelError::NoFeatures {
             dropped: encoder.dropped().to_vec(),
         });
     }
-    let x = encoder.encode(&train_rows);
+    let x = encoder.encode_frame(frame, &train);
     let y = Array1::from(train_labels.clone());
     let solution = solve(&x, &y, opts)?;
     drop(x);
@@ -240,11 +255,11 @@ pub fn fit<R: Borrow<FeatureRow>>(
         attune_version: opts.attune_version.clone(),
         training: TrainingInfo {
             source: opts.source.clone(),
-            rows: rows.len(),
+            rows: n,
             train_rows: Some(train.len()),
             test_rows: test.as_ref().map(Vec::len),
             positives,
-            fingerprint: fingerprint(rows, labels),
+            fingerprint: fingerprint_frame(frame, labels),
             holdout: opts.holdout,
             seed,
             as_of: opts.as_of,
@@ -282,21 +297,17 @@ pub fn fit<R: Borrow<FeatureRow>>(
         metrics: None,
         train_metrics: evaluate_placeholder(),
         evaluation: None,
-        profiles: super::drift::profile(&train_rows),
+        profiles: super::drift::profile_frame(frame, &train),
         score_profile: Vec::new(),
         backtest: None,
     };
-    let probs = |rs: &[&FeatureRow], a: &ModelArtifact| -> Vec<f64> {
-        a.predict_many(rs).into_iter().map(|p| p.get()).collect()
-    };
-    let train_probs = probs(&train_rows, &artifact);
+    let train_probs = artifact.predict_frame(frame, &train);
     artifact.train_metrics = Metrics::compute(&train_labels, &train_probs);
     artifact.score_profile = super::drift::score_profile(&train_probs);
     if let Some(test) = &test {
-        let (test_rows, test_labels) = pick(test);
         let evaluation = Evaluation::compute(
-            &test_labels,
-            &probs(&test_rows, &artifact),
+            &labels_of(test),
+            &artifact.predict_frame(frame, test),
             &opts.capacities,
         );
         artifact.metrics = Some(evaluation.metrics.clone());

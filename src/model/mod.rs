@@ -14,6 +14,7 @@ pub mod drift;
 pub mod encoder;
 pub mod evaluation;
 mod fit;
+pub mod frame;
 pub mod metrics;
 pub mod optim;
 pub mod split;
@@ -21,7 +22,8 @@ pub mod synthetic;
 
 pub use artifact::{Driver, EncodedFeature, FORMAT, ModelArtifact, SolverReport, TrainingInfo};
 pub use encoder::{Column, Encoder, Encoding};
-pub use fit::{FitOptions, SOLVER_LIBRARY, fingerprint, fit};
+pub use fit::{FitOptions, SOLVER_LIBRARY, fingerprint, fingerprint_frame, fit, fit_frame};
+pub use frame::Frame;
 pub use metrics::Metrics;
 pub use split::stratified_split;
 

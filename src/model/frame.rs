@@ -1,0 +1,324 @@
+//! The training set by column: what the encoder, the drift profile, the fingerprint and
+//! the evaluation read. A table read from a file arrives in this shape directly
+//! (`ingest::table`), without a name-to-value map per row; rows computed from history are
+//! turned into it once ([`Frame::from_rows`]). Either way the model is fitted by one code
+//! path, so the two cannot disagree.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::features::{FeatureRow, FeatureValue};
+
+/// The code of a missing value in a categorical column.
+pub const MISSING: u32 = u32::MAX;
+
+/// One level of a categorical column: text, or a number found in a column that also holds
+/// text (a free-form attribute with "12" for some customers and "gold" for others).
+#[derive(Debug, Clone)]
+pub enum Level {
+    Text(String),
+    Num(f64),
+}
+
+impl Level {
+    /// The category the level stands for: a number counts as its decimal form (as
+    /// [`super::encoder::Encoding::apply`] reads a number in a one-hot feature).
+    pub fn spelled(&self) -> String {
+        match self {
+            Level::Text(s) => s.clone(),
+            Level::Num(x) => format!("{x}"),
+        }
+    }
+}
+
+/// The values of one column, one per row.
+#[derive(Debug, Clone)]
+pub enum Values {
+    /// Finite numbers; NaN marks a missing value.
+    Num(Vec<f64>),
+    /// A code per row into `levels` ([`MISSING`] when missing); levels in order of first
+    /// appearance, each once.
+    Cat { codes: Vec<u32>, levels: Vec<Level> },
+}
+
+/// Numbers are equal when their bits are, so missing values (NaN) are equal.
+fn same(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits()
+}
+
+impl PartialEq for Level {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Level::Text(a), Level::Text(b)) => a == b,
+            (Level::Num(a), Level::Num(b)) => same(*a, *b),
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Values {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Values::Num(a), Values::Num(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(*x, *y))
+            }
+            (
+                Values::Cat { codes, levels },
+                Values::Cat {
+                    codes: c2,
+                    levels: l2,
+                },
+            ) => codes == c2 && levels == l2,
+            _ => false,
+        }
+    }
+}
+
+/// A named column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub values: Values,
+}
+
+/// Columns of equal length, sorted by name, names unique.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Frame {
+    rows: usize,
+    columns: Vec<Column>,
+}
+
+impl Frame {
+    /// A frame of `rows` rows from `columns` (sorted here). Panics when a column's length
+    /// differs or a name repeats: the callers build columns row by row.
+    pub fn new(rows: usize, mut columns: Vec<Column>) -> Self {
+        columns.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in &columns {
+            let len = match &c.values {
+                Values::Num(v) => v.len(),
+                Values::Cat { codes, .. } => codes.len(),
+            };
+            assert_eq!(
+                len, rows,
+                "column {} has {len} values for {rows} rows",
+                c.name
+            );
+        }
+        assert!(
+            columns.windows(2).all(|w| w[0].name != w[1].name),
+            "column names repeat"
+        );
+        Self { rows, columns }
+    }
+
+    /// The frame of named rows: a column per name any row has. A feature with any text
+    /// value is categorical (its numbers become levels of their own); otherwise numeric. A
+    /// key absent from a row, a `Missing` value and a non-finite number are all missing.
+    pub fn from_rows<R: std::borrow::Borrow<FeatureRow>>(rows: &[R]) -> Self {
+        let n = rows.len();
+        // Names in order, and whether each has any text.
+        let mut names: BTreeMap<&str, bool> = BTreeMap::new();
+        for r in rows {
+            for (k, v) in r.borrow() {
+                let text = names.entry(k.as_str()).or_default();
+                *text |= matches!(v, FeatureValue::Cat(_));
+            }
+        }
+        let mut columns: Vec<Column> = names
+            .iter()
+            .map(|(name, &text)| Column {
+                name: (*name).to_owned(),
+                values: if text {
+                    Values::Cat {
+                        codes: vec![MISSING; n],
+                        levels: Vec::new(),
+                    }
+                } else {
+                    Values::Num(vec![f64::NAN; n])
+                },
+            })
+            .collect();
+        let mut index: Vec<LevelIndex> = columns.iter().map(|_| LevelIndex::default()).collect();
+        for (i, r) in rows.iter().enumerate() {
+            // Each row's keys are sorted, as the columns are: one merge per row.
+            let mut j = 0;
+            for (k, v) in r.borrow() {
+                while columns[j].name.as_str() != k.as_str() {
+                    j += 1;
+                }
+                match &mut columns[j].values {
+                    Values::Num(xs) => {
+                        if let FeatureValue::Num(x) = v
+                            && x.is_finite()
+                        {
+                            xs[i] = *x;
+                        }
+                    }
+                    Values::Cat { codes, levels } => {
+                        let level = match v {
+                            FeatureValue::Cat(s) => Level::Text(s.clone()),
+                            FeatureValue::Num(x) if x.is_finite() => Level::Num(*x),
+                            _ => continue,
+                        };
+                        codes[i] = index[j].code(level, levels);
+                    }
+                }
+            }
+        }
+        Self { rows: n, columns }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// The column named `name`.
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns
+            .binary_search_by(|c| c.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.columns[i])
+    }
+
+    /// Row `i` as named values (missing values left out): for tests and for a row's drivers.
+    pub fn row(&self, i: usize) -> FeatureRow {
+        let mut row = FeatureRow::new();
+        for c in &self.columns {
+            match &c.values {
+                Values::Num(xs) if !xs[i].is_nan() => {
+                    row.insert(c.name.clone(), FeatureValue::Num(xs[i]));
+                }
+                Values::Cat { codes, levels } if codes[i] != MISSING => {
+                    let v = match &levels[codes[i] as usize] {
+                        Level::Text(s) => FeatureValue::Cat(s.clone()),
+                        Level::Num(x) => FeatureValue::Num(*x),
+                    };
+                    row.insert(c.name.clone(), v);
+                }
+                _ => {}
+            }
+        }
+        row
+    }
+}
+
+/// Codes of levels by their value, for building a categorical column.
+#[derive(Debug, Default)]
+pub(crate) struct LevelIndex {
+    text: HashMap<String, u32>,
+    /// Numbers by their bits (+0 for -0).
+    num: HashMap<u64, u32>,
+}
+
+impl LevelIndex {
+    /// The code of `level`, added to `levels` when new.
+    pub(crate) fn code(&mut self, level: Level, levels: &mut Vec<Level>) -> u32 {
+        let next = levels.len() as u32;
+        let code = match &level {
+            Level::Text(s) => {
+                if let Some(&c) = self.text.get(s.as_str()) {
+                    return c;
+                }
+                self.text.insert(s.clone(), next);
+                next
+            }
+            Level::Num(x) => *self
+                .num
+                .entry(if *x == 0.0 { 0 } else { x.to_bits() })
+                .or_insert(next),
+        };
+        if code == next {
+            levels.push(level);
+        }
+        code
+    }
+
+    /// The code of the text `s`, added when new (no allocation when known).
+    pub(crate) fn text_code(&mut self, s: &str, levels: &mut Vec<Level>) -> u32 {
+        match self.text.get(s) {
+            Some(&c) => c,
+            None => self.code(Level::Text(s.to_owned()), levels),
+        }
+    }
+}
+
+/// Runs `f` over `0..n` in contiguous chunks on up to `threads` threads and returns the
+/// chunks' results in order.
+pub(crate) fn in_chunks<T: Send>(
+    n: usize,
+    threads: usize,
+    f: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let threads = threads.clamp(1, n.max(1));
+    if threads == 1 {
+        return vec![f(0..n)];
+    }
+    let size = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let f = &f;
+                let range = (t * size).min(n)..((t + 1) * size).min(n);
+                s.spawn(move || f(range))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The threads the batch work uses: the cores available.
+pub(crate) fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FeatureValue::{Cat, Missing, Num};
+
+    fn row(items: &[(&str, FeatureValue)]) -> FeatureRow {
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn rows_become_columns_and_back() {
+        let rows = vec![
+            row(&[("a", Num(1.0)), ("b", Cat("x".into())), ("c", Num(2.0))]),
+            row(&[("b", Num(12.0)), ("c", Missing)]),
+            row(&[("a", Num(f64::NAN)), ("b", Cat("x".into()))]),
+            row(&[("b", Num(-0.0)), ("d", Missing)]),
+            row(&[("b", Num(0.0))]),
+        ];
+        let f = Frame::from_rows(&rows);
+        let names: Vec<&str> = f.columns().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        assert_eq!(
+            f.column("b").unwrap().values,
+            Values::Cat {
+                codes: vec![0, 1, 0, 2, 2],
+                levels: vec![Level::Text("x".into()), Level::Num(12.0), Level::Num(-0.0)],
+            }
+        );
+        // Back to rows: missing and non-finite values are left out.
+        assert_eq!(f.row(0), rows[0]);
+        assert_eq!(f.row(1), row(&[("b", Num(12.0))]));
+        assert_eq!(f.row(2), row(&[("b", Cat("x".into()))]));
+        assert_eq!(f.row(4), row(&[("b", Num(-0.0))]), "0 and -0 are one level");
+    }
+
+    #[test]
+    fn chunks_cover_the_range_in_order() {
+        for n in [0, 1, 2, 7, 100] {
+            for t in 1..4 {
+                let parts = in_chunks(n, t, |r| r.collect::<Vec<_>>());
+                assert_eq!(parts.concat(), (0..n).collect::<Vec<_>>());
+            }
+        }
+    }
+}
