@@ -341,11 +341,14 @@ fn read_plain_csv_in_blocks<R: Read + Seek>(
     block_bytes: usize,
 ) -> Result<Option<Table>, FileError> {
     let mut text: Vec<bool> = Vec::new();
+    let len = reader
+        .seek(SeekFrom::End(0))
+        .map_err(|e| unreadable(file, e))?;
     loop {
         reader
             .seek(SeekFrom::Start(0))
             .map_err(|e| unreadable(file, e))?;
-        match attempt(file, &mut reader, opts, &text, block_bytes)? {
+        match attempt(file, &mut reader, opts, &text, (block_bytes, len))? {
             Attempt::Done(t) => return Ok(Some(t)),
             Attempt::NotPlain => return Ok(None),
             Attempt::Text(columns) => {
@@ -382,12 +385,13 @@ fn fill<R: Read>(
     Ok(got == need)
 }
 
+/// One read of the file (`len` bytes) in blocks of `block_bytes`.
 fn attempt<R: Read>(
     file: &str,
     reader: &mut R,
     opts: &TableOptions,
     text: &[bool],
-    block_bytes: usize,
+    (block_bytes, len): (usize, u64),
 ) -> Result<Attempt, FileError> {
     let mut buf: Vec<u8> = Vec::new();
     let mut more = fill(file, reader, &mut buf, block_bytes)?;
@@ -469,13 +473,39 @@ fn attempt<R: Read>(
         let Ok(block) = std::str::from_utf8(block) else {
             return Ok(Attempt::NotPlain);
         };
-        let parts = split_lines(block, threads);
-        let results: Vec<Option<Part>> = std::thread::scope(|s| {
-            let handles: Vec<_> = parts
+        let pieces = split_lines(block, threads);
+        let counts: Vec<usize> = pieces.iter().map(|p| rows_in(p)).collect();
+        let (before, added) = (labels.len(), counts.iter().sum::<usize>());
+        if before == 0 && more {
+            // Room for the whole file's rows at the first block's bytes per row, so the
+            // columns are not copied as they grow.
+            let per_row = (block.len() / added.max(1)).max(1) as u64;
+            let expect = (len / per_row) as usize + added / 50;
+            labels.reserve(expect);
+            for c in &mut columns {
+                c.reserve(expect);
+            }
+        }
+        // Each piece writes its rows into its own part of the columns' new rows.
+        labels.resize(before + added, false);
+        for c in &mut columns {
+            c.grow(before + added);
+        }
+        let mut label_parts = split_mut(&mut labels[before..], &counts);
+        let mut column_parts: Vec<Vec<Slot>> = counts.iter().map(|_| Vec::new()).collect();
+        for c in &mut columns {
+            for (k, slot) in c.tail_parts(before, &counts).into_iter().enumerate() {
+                column_parts[k].push(slot);
+            }
+        }
+        let results: Vec<Option<Piece>> = std::thread::scope(|s| {
+            let handles: Vec<_> = pieces
                 .iter()
-                .map(|p| {
-                    let (roles, features) = (&roles, features.len());
-                    s.spawn(move || read_part(p, roles, features, &is_text))
+                .zip(label_parts.iter_mut())
+                .zip(column_parts.iter_mut())
+                .map(|((p, labels), slots)| {
+                    let roles = &roles;
+                    s.spawn(move || read_piece(p, roles, labels, slots))
                 })
                 .collect();
             handles
@@ -483,35 +513,31 @@ fn attempt<R: Read>(
                 .map(|h| h.join().expect("a reader thread panicked"))
                 .collect()
         });
+        drop(column_parts);
         let mut flips: Vec<usize> = Vec::new();
-        for part in &results {
-            let Some(part) = part else {
+        for piece in &results {
+            let Some(piece) = piece else {
                 return Ok(Attempt::NotPlain);
             };
-            flips.extend(
-                part.flips
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| **f)
-                    .map(|(k, _)| k),
-            );
+            flips.extend(piece.flips.iter().copied());
         }
         if !flips.is_empty() {
             flips.sort_unstable();
             flips.dedup();
             return Ok(Attempt::Text(flips));
         }
-        for part in results.into_iter().flatten() {
-            labels.extend(part.labels);
+        let mut at = before;
+        for (piece, rows) in results.into_iter().flatten().zip(&counts) {
             if let Some(t) = &mut test {
-                t.extend(part.test);
+                t.extend(piece.test);
             }
             if let Some(g) = &mut groups {
-                g.extend(part.groups);
+                g.extend(piece.groups);
             }
-            for (b, c) in columns.iter_mut().zip(part.columns) {
-                b.append(c);
+            for (c, levels) in columns.iter_mut().zip(piece.levels) {
+                c.recode(at..at + rows, &levels);
             }
+            at += rows;
         }
         if !more {
             break;
@@ -563,127 +589,178 @@ fn split_lines(block: &str, parts: usize) -> Vec<&str> {
     out
 }
 
-/// The rows of one piece of a block, by column.
-struct Part<'a> {
-    labels: Vec<bool>,
-    test: Vec<bool>,
-    groups: Vec<String>,
-    columns: Vec<PartColumn<'a>>,
-    /// Numeric columns that met text, by feature.
-    flips: Vec<bool>,
+/// The rows of a piece: lines, as [`str::lines`] gives them (a blank line is one).
+fn rows_in(piece: &str) -> usize {
+    memchr::memchr_iter(b'\n', piece.as_bytes()).count()
+        + usize::from(!piece.is_empty() && !piece.ends_with('\n'))
 }
 
-enum PartColumn<'a> {
-    Num(Vec<f64>),
-    Text {
-        codes: Vec<u32>,
-        levels: Vec<&'a str>,
-        index: HashMap<&'a str, u32>,
-    },
+/// `all` cut into consecutive parts of `counts` lengths.
+fn split_mut<'a, T>(mut all: &'a mut [T], counts: &[usize]) -> Vec<&'a mut [T]> {
+    let mut out = Vec::with_capacity(counts.len());
+    for &n in counts {
+        let (head, rest) = std::mem::take(&mut all).split_at_mut(n);
+        out.push(head);
+        all = rest;
+    }
+    out
+}
+
+/// Where a piece writes one column's values: numbers, or codes of the piece's own levels
+/// (made the column's after the block, [`Building::recode`]).
+enum Slot<'a> {
+    Num(&'a mut [f64]),
+    Text(&'a mut [u32]),
 }
 
 impl Building {
-    /// Adds a piece's rows, its levels coded as this column's.
-    fn append(&mut self, part: PartColumn) {
-        match (self, part) {
-            (Building::Num(xs), PartColumn::Num(ys)) => xs.extend(ys),
-            (
-                Building::Text {
-                    codes,
-                    levels,
-                    index,
-                },
-                PartColumn::Text {
-                    codes: local,
-                    levels: local_levels,
-                    ..
-                },
-            ) => {
-                let to: Vec<u32> = local_levels
-                    .iter()
-                    .map(|l| index.text_code(l, levels))
-                    .collect();
-                codes.extend(
-                    local
-                        .into_iter()
-                        .map(|c| if c == MISSING { c } else { to[c as usize] }),
-                );
+    fn reserve(&mut self, rows: usize) {
+        match self {
+            Building::Num(xs) => xs.reserve(rows),
+            Building::Text { codes, .. } => codes.reserve(rows),
+        }
+    }
+
+    /// Adds missing values up to `rows`.
+    fn grow(&mut self, rows: usize) {
+        match self {
+            Building::Num(xs) => xs.resize(rows, f64::NAN),
+            Building::Text { codes, .. } => codes.resize(rows, MISSING),
+        }
+    }
+
+    /// The rows from `from` on, in parts of `counts` lengths.
+    fn tail_parts(&mut self, from: usize, counts: &[usize]) -> Vec<Slot<'_>> {
+        match self {
+            Building::Num(xs) => split_mut(&mut xs[from..], counts)
+                .into_iter()
+                .map(Slot::Num)
+                .collect(),
+            Building::Text { codes, .. } => split_mut(&mut codes[from..], counts)
+                .into_iter()
+                .map(Slot::Text)
+                .collect(),
+        }
+    }
+
+    /// Turns a piece's codes of its own `local` levels in `rows` into this column's codes.
+    fn recode(&mut self, rows: std::ops::Range<usize>, local: &[&str]) {
+        if let Building::Text {
+            codes,
+            levels,
+            index,
+        } = self
+        {
+            let to: Vec<u32> = local.iter().map(|l| index.text_code(l, levels)).collect();
+            for c in &mut codes[rows] {
+                if *c != MISSING {
+                    *c = to[*c as usize];
+                }
             }
-            _ => unreachable!("a piece reads each column as the file is read"),
         }
     }
 }
 
-/// Reads one piece; `None` when a line is not plain or a row would be refused.
-fn read_part<'a>(
+/// What a piece gives back besides the values it wrote.
+struct Piece<'a> {
+    test: Vec<bool>,
+    groups: Vec<String>,
+    /// Per feature column: the piece's levels, in the order of its codes (empty for numbers).
+    levels: Vec<Vec<&'a str>>,
+    /// Numeric columns that met text.
+    flips: Vec<usize>,
+}
+
+/// The comma-separated fields of a line: [`str::split`] with a plain byte loop, faster
+/// for fields of a few bytes.
+struct Fields<'a> {
+    line: &'a str,
+    /// Where the next field starts; `None` after the last.
+    at: Option<usize>,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let start = self.at?;
+        let bytes = self.line.as_bytes();
+        let mut end = start;
+        while end < bytes.len() && bytes[end] != b',' {
+            end += 1;
+        }
+        self.at = (end < bytes.len()).then_some(end + 1);
+        // Cut at ASCII commas, so on character boundaries.
+        Some(&self.line[start..end])
+    }
+}
+
+/// `v` trimmed as [`str::trim`] does, without its call when both ends are plain ASCII.
+fn trimmed(v: &str) -> &str {
+    // Above the space and ASCII: no character `trim` removes starts there.
+    let plain = |b: Option<&u8>| b.is_none_or(|&b| b > b' ' && b.is_ascii());
+    let b = v.as_bytes();
+    if plain(b.first()) && plain(b.last()) {
+        v
+    } else {
+        v.trim()
+    }
+}
+
+/// Reads one piece into its slots; `None` when a line is not plain or a row would be
+/// refused.
+fn read_piece<'a>(
     piece: &'a str,
     roles: &[Role],
-    features: usize,
-    is_text: &dyn Fn(usize) -> bool,
-) -> Option<Part<'a>> {
-    let rows = memchr::memchr_iter(b'\n', piece.as_bytes()).count() + 1;
-    let mut part = Part {
-        labels: Vec::with_capacity(rows),
+    labels: &mut [bool],
+    slots: &mut [Slot],
+) -> Option<Piece<'a>> {
+    let mut out = Piece {
         test: Vec::new(),
         groups: Vec::new(),
-        columns: (0..features)
-            .map(|k| {
-                if is_text(k) {
-                    PartColumn::Text {
-                        codes: Vec::with_capacity(rows),
-                        levels: Vec::new(),
-                        index: HashMap::new(),
-                    }
-                } else {
-                    PartColumn::Num(Vec::with_capacity(rows))
-                }
-            })
-            .collect(),
-        flips: vec![false; features],
+        levels: slots.iter().map(|_| Vec::new()).collect(),
+        flips: Vec::new(),
     };
-    for line in piece.lines() {
+    let mut index: Vec<HashMap<&'a str, u32>> = slots.iter().map(|_| HashMap::new()).collect();
+    for (r, line) in piece.lines().enumerate() {
         if line.is_empty() {
             return None;
         }
-        let mut fields = line.split(',');
+        let mut fields = Fields { line, at: Some(0) };
         for role in roles {
-            let v = fields.next()?.trim();
+            let v = trimmed(fields.next()?);
             match *role {
-                Role::Feature(k) => match &mut part.columns[k] {
-                    PartColumn::Num(xs) => xs.push(if v.is_empty() {
-                        f64::NAN
-                    } else {
-                        number(v).unwrap_or_else(|| {
-                            part.flips[k] = true;
-                            f64::NAN
-                        })
-                    }),
-                    PartColumn::Text {
-                        codes,
-                        levels,
-                        index,
-                    } => codes.push(if v.is_empty() {
-                        MISSING
-                    } else {
-                        *index.entry(v).or_insert_with(|| {
+                Role::Feature(_) if v.is_empty() => {}
+                Role::Feature(k) => match &mut slots[k] {
+                    Slot::Num(xs) => match number(v) {
+                        Some(x) => xs[r] = x,
+                        None => out.flips.push(k),
+                    },
+                    Slot::Text(codes) => {
+                        let levels = &mut out.levels[k];
+                        codes[r] = *index[k].entry(v).or_insert_with(|| {
                             levels.push(v);
                             levels.len() as u32 - 1
-                        })
-                    }),
+                        });
+                    }
                 },
-                Role::Target => part.labels.push(parse_target("", v).ok()?),
+                Role::Target => labels[r] = parse_target("", v).ok()?,
                 Role::Split if v.is_empty() => return None,
-                Role::Split => part.test.push(parse_side("", v).ok()?),
+                Role::Split => out.test.push(parse_side("", v).ok()?),
                 Role::Group if v.is_empty() => return None,
-                Role::Group => part.groups.push(v.to_owned()),
+                Role::Group => out.groups.push(v.to_owned()),
                 Role::Ignored => {}
             }
         }
         if fields.next().is_some() {
             return None;
         }
+        if out.flips.len() > 1024 {
+            out.flips.sort_unstable();
+            out.flips.dedup();
+        }
     }
-    Some(part)
+    Some(out)
 }
 
 /// A random split that keeps each group on one side: a group is on the test side when a
@@ -903,6 +980,32 @@ mod tests {
                 .unwrap();
         assert_eq!(plain.categorical, ["late", "plan"]);
         assert_eq!(plain, streamed);
+    }
+
+    #[test]
+    fn trimmed_is_trim() {
+        for v in [
+            "",
+            " ",
+            "a",
+            " a",
+            "a ",
+            "\u{b}a\u{b}",
+            "\u{a0}a",
+            "a\u{3000}",
+            "é",
+            "\ta\t",
+        ] {
+            assert_eq!(trimmed(v), v.trim(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn fields_split_as_str_split_does() {
+        for line in ["", ",", "a", "a,", ",b", "a,b,,c", " é ,ü,"] {
+            let ours: Vec<&str> = Fields { line, at: Some(0) }.collect();
+            assert_eq!(ours, line.split(',').collect::<Vec<_>>(), "{line:?}");
+        }
     }
 
     #[test]

@@ -177,14 +177,25 @@ impl ModelArtifact {
             })
             .collect();
         let parts = super::frame::in_chunks(rows.len(), super::frame::threads(), |range| {
-            rows[range]
-                .iter()
-                .map(|&i| {
-                    let z =
-                        self.intercept + readers.iter().map(|(c, r)| c * r.value(i)).sum::<f64>();
-                    Probability::from_logit(z).get()
-                })
-                .collect::<Vec<f64>>()
+            let mut out = Vec::with_capacity(range.len());
+            let (mut sums, mut values) = (Vec::new(), Vec::new());
+            for tile in rows[range].chunks(super::encoder::TILE) {
+                // Each row's terms added in feature order, as `logit` adds them (from
+                // -0.0, the sum's own start), a tile of rows at a time.
+                sums.clear();
+                sums.resize(tile.len(), -0.0f64);
+                for (c, r) in &readers {
+                    r.values(tile, &mut values);
+                    for (s, v) in sums.iter_mut().zip(&values) {
+                        *s += c * v;
+                    }
+                }
+                out.extend(
+                    sums.iter()
+                        .map(|s| Probability::from_logit(self.intercept + s).get()),
+                );
+            }
+            out
         });
         parts.concat()
     }

@@ -170,9 +170,15 @@ impl Encoder {
             {
                 let readers = &readers;
                 s.spawn(move || {
-                    for (r, &i) in part.iter().enumerate() {
+                    // A tile of rows at a time, column by column: one dispatch per column
+                    // and tile, and the tile stays in cache.
+                    let mut values = Vec::with_capacity(TILE);
+                    for (t, tile) in part.chunks(TILE).enumerate() {
                         for (j, reader) in readers.iter().enumerate() {
-                            block[[r, j]] = reader.value(i);
+                            reader.values(tile, &mut values);
+                            for (r, v) in values.iter().enumerate() {
+                                block[[t * TILE + r, j]] = *v;
+                            }
                         }
                     }
                 });
@@ -181,6 +187,9 @@ impl Encoder {
         x
     }
 }
+
+/// Rows read together by [`Encoder::encode_frame`] and predictions.
+pub(crate) const TILE: usize = 512;
 
 /// A frame's non-finite numbers are missing values, but training refuses them: the first
 /// one, by row and then name, is the error.
@@ -294,6 +303,23 @@ impl<'a> Reader<'a> {
                     })
                     .collect(),
             },
+        }
+    }
+
+    /// The values of `rows` into `out` (cleared first).
+    pub(crate) fn values(&self, rows: &[usize], out: &mut Vec<f64>) {
+        out.clear();
+        match self {
+            Reader::Zero => out.resize(rows.len(), 0.0),
+            Reader::Standardised { xs, mean, std } => out.extend(rows.iter().map(|&i| {
+                let x = xs[i];
+                if x.is_nan() { 0.0 } else { (x - mean) / std }
+            })),
+            Reader::ByCode { codes, table } => out.extend(rows.iter().map(|&i| match codes[i] {
+                MISSING => 0.0,
+                c => table[c as usize],
+            })),
+            Reader::Spelled { .. } => out.extend(rows.iter().map(|&i| self.value(i))),
         }
     }
 

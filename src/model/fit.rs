@@ -130,7 +130,11 @@ pub fn fingerprint_frame(frame: &Frame, labels: &[bool]) -> String {
             .collect::<Vec<[u8; 32]>>()
     });
     let mut digests: Vec<[u8; 32]> = parts.concat();
-    digests.sort_unstable();
+    // In byte order, compared as four big-endian words (no call per comparison).
+    digests.sort_unstable_by_key(|d| {
+        let word = |k: usize| u64::from_be_bytes(d[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+        [word(0), word(1), word(2), word(3)]
+    });
     let mut h = Sha256::new();
     h.update(b"attune-training-rows-v1");
     h.update((digests.len() as u64).to_le_bytes());
@@ -532,6 +536,45 @@ mod tests {
             max = max.max((g[j] + a.solver.alpha * f.coefficient).abs());
         }
         max / rows.len() as f64
+    }
+
+    #[test]
+    fn predictions_by_column_are_the_row_predictions() {
+        let (mut rows, labels) = synthetic(3000, -0.5, 11);
+        for (i, r) in rows.iter_mut().enumerate() {
+            match i % 4 {
+                0 => {
+                    r.insert("plan".into(), Cat(format!("p{}", i % 3)));
+                }
+                1 => {
+                    r.insert("plan".into(), Num((i % 2) as f64));
+                }
+                2 => {
+                    r.remove("x2");
+                }
+                _ => {}
+            }
+        }
+        let mut o = opts();
+        o.holdout = Some(0.3);
+        let a = fit(&rows, &labels, &o).unwrap();
+        assert!(
+            a.features.iter().any(|f| f.name == "plan=p1"),
+            "{:?}",
+            a.features
+        );
+        let frame = Frame::from_rows(&rows);
+        let all: Vec<usize> = (0..rows.len()).rev().collect();
+        let by_column = a.predict_frame(&frame, &all);
+        for (k, &i) in all.iter().enumerate() {
+            assert_eq!(by_column[k], a.predict(&rows[i]).get(), "row {i}");
+        }
+        // The design matrix by column is the one by row.
+        let enc = Encoder::fit(&rows).unwrap();
+        assert_eq!(
+            enc.encode_frame(&frame, &all),
+            enc.encode(&all.iter().map(|&i| &rows[i]).collect::<Vec<_>>())
+        );
     }
 
     #[test]
