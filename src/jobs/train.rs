@@ -183,9 +183,16 @@ pub async fn history_observations(
     spec: &FeatureSpec,
     churn: &ChurnDefinition,
     dates: &[NaiveDate],
-) -> anyhow::Result<Vec<Observation>> {
+) -> anyhow::Result<Observations> {
     let customers = db.all_customers().await?;
     history_observations_of(db, spec, churn, dates, &customers).await
+}
+
+/// Observations and their features: row `i` of `frame` is `obs[i]`'s.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observations {
+    pub obs: Vec<Observation>,
+    pub frame: model::Frame,
 }
 
 async fn history_observations_of(
@@ -194,14 +201,16 @@ async fn history_observations_of(
     churn: &ChurnDefinition,
     dates: &[NaiveDate],
     customers: &[(i64, crate::domain::Customer)],
-) -> anyhow::Result<Vec<Observation>> {
+) -> anyhow::Result<Observations> {
     let Some(&last) = dates.iter().max() else {
-        return Ok(Vec::new());
+        return Ok(Observations::default());
     };
     // Labels look at the horizon after each day (an inactivity label at its events).
     let read_until = churn.label_known_by(last);
     let none = Activity::default();
     let mut obs = Vec::new();
+    // Each observation's features go into the columns as they are computed: no row kept.
+    let mut frame = model::frame::FrameBuilder::default();
     for page in customers.chunks(50_000) {
         let (Some(first), Some(last_id)) = (page.first(), page.last()) else {
             continue;
@@ -215,20 +224,25 @@ async fn history_observations_of(
             )
             .await?;
         for &day in dates {
-            obs.extend(page.iter().filter_map(|(id, c)| {
+            for (id, c) in page {
                 let a = activity.get(id).unwrap_or(&none);
-                churn.is_active_on(c, a, day).then(|| Observation {
-                    customer_id: *id,
-                    as_of: day,
-                    row: compute(spec, c, a, day),
-                    label: churn.label(c, a, day),
-                })
-            }));
+                if churn.is_active_on(c, a, day) {
+                    frame.push(&compute(spec, c, a, day));
+                    obs.push(Observation {
+                        customer_id: *id,
+                        as_of: day,
+                        label: churn.label(c, a, day),
+                    });
+                }
+            }
         }
     }
     // Day by day, as the split expects.
-    obs.sort_by_key(|o| (o.as_of, o.customer_id));
-    Ok(obs)
+    let mut order: Vec<usize> = (0..obs.len()).collect();
+    order.sort_by_key(|&i| (obs[i].as_of, obs[i].customer_id));
+    let frame = frame.finish().gather(&order);
+    let obs = order.iter().map(|&i| obs[i].clone()).collect();
+    Ok(Observations { obs, frame })
 }
 
 /// Settings for training on history (the `[training]` and `[churn]` config sections).
@@ -409,7 +423,8 @@ pub async fn train_from_history(
     if !left_out.is_empty() {
         tracing::info!(left_out = ?left_out, "customer attributes left out of the features");
     }
-    let obs = history_observations_of(db, &spec, &h.churn, &dates, &customers).await?;
+    let Observations { obs, frame } =
+        history_observations_of(db, &spec, &h.churn, &dates, &customers).await?;
     drop(customers);
     let share = h.validation_customer_share;
     let test_side = |o: &Observation| dataset::is_validation_customer(o.customer_id, h.seed, share);
@@ -466,9 +481,7 @@ pub async fn train_from_history(
         fo.seed = Some(h.seed);
         fo
     };
-    let rows_of = |idx: &[usize]| -> (Vec<&FeatureRow>, Vec<bool>) {
-        idx.iter().map(|&i| (&obs[i].row, obs[i].label)).unzip()
-    };
+    let labels_of = |idx: &[usize]| -> Vec<bool> { idx.iter().map(|&i| obs[i].label).collect() };
 
     // The backtest: each origin tested by a model of the days known by then.
     struct ScoredOrigin {
@@ -491,20 +504,16 @@ pub async fn train_from_history(
             .copied()
             .filter(|&i| obs[i].as_of == *origin)
             .collect();
-        let (rows, labels) = rows_of(&train);
+        let labels = labels_of(&train);
         let positives = labels.iter().filter(|&&y| y).count();
         if test.is_empty() || positives == 0 || positives == labels.len() {
             tracing::info!(%origin, train = train.len(), positives, test = test.len(), "backtest day skipped: one class or no rows");
             continue;
         }
-        let m = model::fit(&rows, &labels, &fit_opts(Some(*origin)))
+        let m = model::fit_frame_rows(&frame, &train, &labels, &fit_opts(Some(*origin)))
             .with_context(|| format!("training the backtest model for {origin}"))?;
-        let (test_rows, test_labels) = rows_of(&test);
-        let probs: Vec<f64> = m
-            .predict_many(&test_rows)
-            .into_iter()
-            .map(|p| p.get())
-            .collect();
+        let test_labels = labels_of(&test);
+        let probs: Vec<f64> = m.predict_frame(&frame, &test);
         let customers: Vec<i64> = test.iter().map(|&i| obs[i].customer_id).collect();
         scored.push(ScoredOrigin {
             day: *origin,
@@ -517,26 +526,27 @@ pub async fn train_from_history(
     }
 
     // The model itself: the training side of every day.
-    let (rows, labels) = rows_of(&train_all);
-    let mut model = model::fit(&rows, &labels, &fit_opts(window.validation_date))?;
-    drop(rows);
+    let labels = labels_of(&train_all);
+    let mut model = model::fit_frame_rows(
+        &frame,
+        &train_all,
+        &labels,
+        &fit_opts(window.validation_date),
+    )?;
     model.training.feature_spec_hash = Some(spec.hash.clone());
     model.training.feature_spec = Some(spec.to_toml());
     model.training.churn = Some(h.churn.describe());
     model.training.left_out = left_out;
-    let (validation_rows, validation_labels) = rows_of(&validation);
+    let validation_labels = labels_of(&validation);
     let validation_customers: Vec<i64> = validation.iter().map(|&i| obs[i].customer_id).collect();
     let validation_days: Vec<NaiveDate> = validation.iter().map(|&i| obs[i].as_of).collect();
-    let probs: Vec<f64> = model
-        .predict_many(&validation_rows)
-        .into_iter()
-        .map(|p| p.get())
-        .collect();
+    let probs: Vec<f64> = model.predict_frame(&frame, &validation);
     let evaluation = Evaluation::compute(&validation_labels, &probs, &opts.capacities);
     model.metrics = Some(evaluation.metrics.clone());
     model.evaluation = Some(evaluation);
     model.training.test_rows = Some(validation.len());
-    let validation_rows: Vec<FeatureRow> = validation_rows.into_iter().cloned().collect();
+    let validation_rows: Vec<FeatureRow> = validation.iter().map(|&i| frame.row(i)).collect();
+    drop(frame);
 
     // Without an origin (a single day, or one class before it), the backtest is the
     // model's own test side.

@@ -9,13 +9,10 @@
 use chrono::{Datelike, Days, Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::features::FeatureRow;
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub customer_id: i64,
     pub as_of: NaiveDate,
-    pub row: FeatureRow,
     /// Churned within the horizon after `as_of`.
     pub label: bool,
 }
@@ -261,7 +258,6 @@ mod tests {
                 days.iter().map(move |&day| Observation {
                     customer_id: c,
                     as_of: day,
-                    row: FeatureRow::new(),
                     label: c % 5 == 0,
                 })
             })

@@ -90,15 +90,17 @@ impl FitOptions {
 /// written canonically (keys in order, missing values left out, numbers by their bits)
 /// with its label and hashed; the sorted row hashes are hashed together with the count.
 pub fn fingerprint<R: Borrow<FeatureRow>>(rows: &[R], labels: &[bool]) -> String {
-    fingerprint_frame(&Frame::from_rows(rows), labels)
+    let all: Vec<usize> = (0..rows.len()).collect();
+    fingerprint_frame(&Frame::from_rows(rows), &all, labels)
 }
 
-/// [`fingerprint`] of a frame's rows, hashed on every core.
-pub fn fingerprint_frame(frame: &Frame, labels: &[bool]) -> String {
+/// [`fingerprint`] of the rows `rows` of a frame (`labels` theirs), hashed on every core.
+pub fn fingerprint_frame(frame: &Frame, rows: &[usize], labels: &[bool]) -> String {
     let columns = frame.columns();
-    let parts = in_chunks(frame.rows(), threads(), |range| {
+    let parts = in_chunks(rows.len(), threads(), |range| {
         range
-            .map(|i| {
+            .map(|p| {
+                let i = rows[p];
                 let mut h = Sha256::new();
                 for c in columns {
                     let (tag, value): (u8, Result<f64, &str>) = match &c.values {
@@ -124,7 +126,7 @@ pub fn fingerprint_frame(frame: &Frame, labels: &[bool]) -> String {
                         }
                     }
                 }
-                h.update([b'y', labels[i] as u8]);
+                h.update([b'y', labels[p] as u8]);
                 h.finalize().into()
             })
             .collect::<Vec<[u8; 32]>>()
@@ -177,10 +179,22 @@ pub fn fit_frame(
     labels: &[bool],
     opts: &FitOptions,
 ) -> Result<ModelArtifact, ModelError> {
+    let all: Vec<usize> = (0..frame.rows()).collect();
+    fit_frame_rows(frame, &all, labels, opts)
+}
+
+/// [`fit`] on the rows `rows` of a frame, `labels` theirs (a test row named in
+/// `opts.test_rows` is a position in `rows`).
+pub fn fit_frame_rows(
+    frame: &Frame,
+    rows: &[usize],
+    labels: &[bool],
+    opts: &FitOptions,
+) -> Result<ModelArtifact, ModelError> {
     check_options(opts)?;
-    if frame.rows() != labels.len() {
+    if rows.len() != labels.len() {
         return Err(ModelError::LengthMismatch {
-            rows: frame.rows(),
+            rows: rows.len(),
             labels: labels.len(),
         });
     }
@@ -241,13 +255,16 @@ pub fn fit_frame(
         )));
     }
 
-    let encoder = Encoder::fit_frame(frame, &train);
+    // Positions in `rows` to the frame's rows.
+    let in_frame = |pos: &[usize]| -> Vec<usize> { pos.iter().map(|&p| rows[p]).collect() };
+    let (train_at, test_at) = (in_frame(&train), test.as_deref().map(in_frame));
+    let encoder = Encoder::fit_frame(frame, &train_at);
     if encoder.columns().is_empty() {
         return Err(ModelError::NoFeatures {
             dropped: encoder.dropped().to_vec(),
         });
     }
-    let x = encoder.encode_frame(frame, &train);
+    let x = encoder.encode_frame(frame, &train_at);
     let y = Array1::from(train_labels.clone());
     let solution = solve(&x, &y, opts)?;
     drop(x);
@@ -263,7 +280,7 @@ pub fn fit_frame(
             train_rows: Some(train.len()),
             test_rows: test.as_ref().map(Vec::len),
             positives,
-            fingerprint: fingerprint_frame(frame, labels),
+            fingerprint: fingerprint_frame(frame, rows, labels),
             holdout: opts.holdout,
             seed,
             as_of: opts.as_of,
@@ -301,17 +318,17 @@ pub fn fit_frame(
         metrics: None,
         train_metrics: evaluate_placeholder(),
         evaluation: None,
-        profiles: super::drift::profile_frame(frame, &train),
+        profiles: super::drift::profile_frame(frame, &train_at),
         score_profile: Vec::new(),
         backtest: None,
     };
-    let train_probs = artifact.predict_frame(frame, &train);
+    let train_probs = artifact.predict_frame(frame, &train_at);
     artifact.train_metrics = Metrics::compute(&train_labels, &train_probs);
     artifact.score_profile = super::drift::score_profile(&train_probs);
     if let Some(test) = &test {
         let evaluation = Evaluation::compute(
             &labels_of(test),
-            &artifact.predict_frame(frame, test),
+            &artifact.predict_frame(frame, test_at.as_deref().unwrap_or_default()),
             &opts.capacities,
         );
         artifact.metrics = Some(evaluation.metrics.clone());

@@ -4,7 +4,7 @@
 //! turned into it once ([`Frame::from_rows`]). Either way the model is fitted by one code
 //! path, so the two cannot disagree.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::features::{FeatureRow, FeatureValue};
 
@@ -114,57 +114,33 @@ impl Frame {
     /// value is categorical (its numbers become levels of their own); otherwise numeric. A
     /// key absent from a row, a `Missing` value and a non-finite number are all missing.
     pub fn from_rows<R: std::borrow::Borrow<FeatureRow>>(rows: &[R]) -> Self {
-        let n = rows.len();
-        // Names in order, and whether each has any text.
-        let mut names: BTreeMap<&str, bool> = BTreeMap::new();
+        let mut b = FrameBuilder::default();
         for r in rows {
-            for (k, v) in r.borrow() {
-                let text = names.entry(k.as_str()).or_default();
-                *text |= matches!(v, FeatureValue::Cat(_));
-            }
+            b.push(r.borrow());
         }
-        let mut columns: Vec<Column> = names
+        b.finish()
+    }
+
+    /// The rows `order` of this frame, in that order.
+    pub fn gather(&self, order: &[usize]) -> Self {
+        let columns = self
+            .columns
             .iter()
-            .map(|(name, &text)| Column {
-                name: (*name).to_owned(),
-                values: if text {
-                    Values::Cat {
-                        codes: vec![MISSING; n],
-                        levels: Vec::new(),
-                    }
-                } else {
-                    Values::Num(vec![f64::NAN; n])
+            .map(|c| Column {
+                name: c.name.clone(),
+                values: match &c.values {
+                    Values::Num(xs) => Values::Num(order.iter().map(|&i| xs[i]).collect()),
+                    Values::Cat { codes, levels } => Values::Cat {
+                        codes: order.iter().map(|&i| codes[i]).collect(),
+                        levels: levels.clone(),
+                    },
                 },
             })
             .collect();
-        let mut index: Vec<LevelIndex> = columns.iter().map(|_| LevelIndex::default()).collect();
-        for (i, r) in rows.iter().enumerate() {
-            // Each row's keys are sorted, as the columns are: one merge per row.
-            let mut j = 0;
-            for (k, v) in r.borrow() {
-                while columns[j].name.as_str() != k.as_str() {
-                    j += 1;
-                }
-                match &mut columns[j].values {
-                    Values::Num(xs) => {
-                        if let FeatureValue::Num(x) = v
-                            && x.is_finite()
-                        {
-                            xs[i] = *x;
-                        }
-                    }
-                    Values::Cat { codes, levels } => {
-                        let level = match v {
-                            FeatureValue::Cat(s) => Level::Text(s.clone()),
-                            FeatureValue::Num(x) if x.is_finite() => Level::Num(*x),
-                            _ => continue,
-                        };
-                        codes[i] = index[j].code(level, levels);
-                    }
-                }
-            }
+        Self {
+            rows: order.len(),
+            columns,
         }
-        Self { rows: n, columns }
     }
 
     pub fn rows(&self) -> usize {
@@ -202,6 +178,89 @@ impl Frame {
             }
         }
         row
+    }
+}
+
+/// A frame built a row at a time, so rows need not be held ([`Frame::from_rows`] is this
+/// over a slice): a column appears with the first row that names it (missing in the rows
+/// before), and a numeric column meeting text becomes categorical, its numbers levels of
+/// their own in the order they came.
+#[derive(Debug, Default)]
+pub struct FrameBuilder {
+    rows: usize,
+    slot: HashMap<String, usize>,
+    columns: Vec<(String, Values, LevelIndex)>,
+}
+
+impl FrameBuilder {
+    pub fn push(&mut self, row: &FeatureRow) {
+        let i = self.rows;
+        self.rows += 1;
+        for c in &mut self.columns {
+            match &mut c.1 {
+                Values::Num(xs) => xs.push(f64::NAN),
+                Values::Cat { codes, .. } => codes.push(MISSING),
+            }
+        }
+        for (k, v) in row {
+            let j = match self.slot.get(k.as_str()) {
+                Some(&j) => j,
+                None => {
+                    self.slot.insert(k.clone(), self.columns.len());
+                    self.columns.push((
+                        k.clone(),
+                        Values::Num(vec![f64::NAN; i + 1]),
+                        LevelIndex::default(),
+                    ));
+                    self.columns.len() - 1
+                }
+            };
+            let (_, values, index) = &mut self.columns[j];
+            if let (Values::Num(xs), FeatureValue::Cat(_)) = (&*values, v) {
+                // Text in a numeric column: its numbers become levels, first seen first.
+                let mut levels = Vec::new();
+                let codes = xs
+                    .iter()
+                    .map(|&x| {
+                        if x.is_nan() {
+                            MISSING
+                        } else {
+                            index.code(Level::Num(x), &mut levels)
+                        }
+                    })
+                    .collect();
+                *values = Values::Cat { codes, levels };
+            }
+            match values {
+                Values::Num(xs) => {
+                    if let FeatureValue::Num(x) = v
+                        && x.is_finite()
+                    {
+                        xs[i] = *x;
+                    }
+                }
+                Values::Cat { codes, levels } => {
+                    codes[i] = match v {
+                        FeatureValue::Cat(s) => index.text_code(s, levels),
+                        FeatureValue::Num(x) if x.is_finite() => index.code(Level::Num(*x), levels),
+                        _ => continue,
+                    };
+                }
+            }
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn finish(self) -> Frame {
+        let columns = self
+            .columns
+            .into_iter()
+            .map(|(name, values, _)| Column { name, values })
+            .collect();
+        Frame::new(self.rows, columns)
     }
 }
 

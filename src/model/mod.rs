@@ -22,7 +22,9 @@ pub mod synthetic;
 
 pub use artifact::{Driver, EncodedFeature, FORMAT, ModelArtifact, SolverReport, TrainingInfo};
 pub use encoder::{Column, Encoder, Encoding};
-pub use fit::{FitOptions, SOLVER_LIBRARY, fingerprint, fingerprint_frame, fit, fit_frame};
+pub use fit::{
+    FitOptions, SOLVER_LIBRARY, fingerprint, fingerprint_frame, fit, fit_frame, fit_frame_rows,
+};
 pub use frame::Frame;
 pub use metrics::Metrics;
 pub use split::stratified_split;

@@ -60,22 +60,26 @@ async fn planted_leak_is_not_seen(t: &TestDb) {
     let after = history_observations(&t.db, &FeatureSpec::default_spec(), &contract(60), &dates)
         .await
         .unwrap();
-    assert_eq!(before.len(), after.len());
+    assert_eq!(before.obs.len(), after.obs.len());
     assert_eq!(
         before, after,
         "observations must not change when events after their day arrive"
     );
     // On the first day, churners are labelled but their failed payments are invisible.
     let first = after
+        .obs
         .iter()
         .filter(|o| o.as_of == dates[0] && o.label)
         .count();
     assert!(first > 0);
     assert!(
         after
+            .obs
             .iter()
-            .filter(|o| o.as_of == dates[0])
-            .all(|o| o.row["payment_failures_90d"] == attune::features::FeatureValue::Num(0.0))
+            .enumerate()
+            .filter(|(_, o)| o.as_of == dates[0])
+            .all(|(i, _)| after.frame.row(i)["payment_failures_90d"]
+                == attune::features::FeatureValue::Num(0.0))
     );
 }
 both_backends!(
