@@ -210,20 +210,29 @@ impl<'a> Scored<'a> {
         if self.customers == 0 {
             return (auc, None, lift, None);
         }
-        let mut rng = SplitMix(seed ^ 0x5eed_ba5e);
-        let (mut aucs, mut lifts) = (Vec::with_capacity(resamples), Vec::new());
-        let mut weight = vec![0.0; self.customers];
-        for _ in 0..resamples {
-            weight.iter_mut().for_each(|w| *w = 0.0);
-            for _ in 0..self.customers {
-                weight[rng.below(self.customers)] += 1.0;
-            }
-            if let Some(a) = self.auc(&weight) {
-                aucs.push(a);
-            }
-            if let Some(l) = self.top_decile_lift(&weight) {
-                lifts.push(l);
-            }
+        // Resample r draws the r-th run of `customers` numbers from one SplitMix stream,
+        // which can start anywhere: the resamples are shared between the cores and give
+        // what drawing them one after another gives.
+        let start = SplitMix(seed ^ 0x5eed_ba5e);
+        let n = self.customers;
+        let parts = super::frame::in_chunks(resamples, super::frame::threads(), |range| {
+            let mut weight = vec![0.0; n];
+            range
+                .map(|r| {
+                    let mut rng = start.skip((r as u64).wrapping_mul(n as u64));
+                    weight.iter_mut().for_each(|w| *w = 0.0);
+                    for _ in 0..n {
+                        weight[rng.below(n)] += 1.0;
+                    }
+                    (self.auc(&weight), self.top_decile_lift(&weight))
+                })
+                .collect::<Vec<_>>()
+        });
+        let (mut aucs, mut lifts): (Vec<f64>, Vec<f64>) =
+            (Vec::with_capacity(resamples), Vec::new());
+        for (a, l) in parts.into_iter().flatten() {
+            aucs.extend(a);
+            lifts.extend(l);
         }
         (
             auc,
@@ -254,13 +263,20 @@ fn percentile_interval(values: &mut [f64], resamples: usize) -> Option<Interval>
 /// SplitMix64: a small, fast, seeded generator (the bootstrap needs no more).
 struct SplitMix(u64);
 
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
 impl SplitMix {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.0 = self.0.wrapping_add(GOLDEN_GAMMA);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+
+    /// The generator after `k` draws of this one (its state only ever adds a constant).
+    fn skip(&self, k: u64) -> SplitMix {
+        SplitMix(self.0.wrapping_add(k.wrapping_mul(GOLDEN_GAMMA)))
     }
 
     fn below(&mut self, n: usize) -> usize {
@@ -376,6 +392,33 @@ mod tests {
         let l2 = [true, true, false, true, false, false, true, false, true];
         let s2 = [0.9, 0.9, 0.9, 0.4, 0.2, 0.4, 0.7, 0.1, 0.2];
         assert!((s.auc(&w).unwrap() - roc_auc(&l2, &s2).unwrap()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn resamples_on_every_core_are_the_resamples_one_after_another() {
+        // Two rows per customer, ties among the scores.
+        let mut rng = SplitMix(3);
+        let labels: Vec<bool> = (0..3000).map(|_| rng.below(5) == 0).collect();
+        let scores: Vec<f64> = (0..3000).map(|i| (i % 97) as f64 / 97.0).collect();
+        let customers: Vec<i64> = (0..3000).map(|i| i / 2).collect();
+        let sc = Scored::new(&labels, &scores, &customers);
+        // The draws as they were made before: one stream, resample after resample.
+        let (resamples, seed) = (101, 9);
+        let mut rng = SplitMix(seed ^ 0x5eed_ba5e);
+        let (mut aucs, mut lifts) = (Vec::new(), Vec::new());
+        let mut weight = vec![0.0; sc.customers];
+        for _ in 0..resamples {
+            weight.iter_mut().for_each(|w| *w = 0.0);
+            for _ in 0..sc.customers {
+                weight[rng.below(sc.customers)] += 1.0;
+            }
+            aucs.extend(sc.auc(&weight));
+            lifts.extend(sc.top_decile_lift(&weight));
+        }
+        let (_, auc_iv, _, lift_iv) = sc.with_intervals(resamples, seed);
+        assert_eq!(auc_iv, percentile_interval(&mut aucs, resamples));
+        assert_eq!(lift_iv, percentile_interval(&mut lifts, resamples));
+        assert!(auc_iv.is_some());
     }
 
     #[test]
