@@ -411,12 +411,7 @@ mod tests {
         }
     }
 
-    fn row(items: &[(&str, FeatureValue)]) -> FeatureRow {
-        items
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
-    }
+    use crate::model::encoder::tests::row;
 
     #[test]
     fn predict_is_logistic_of_linear_score() {

@@ -354,11 +354,12 @@ pub(crate) fn encode_with(columns: &[Column], row: &FeatureRow) -> Vec<f64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use FeatureValue::{Cat, Missing, Num};
 
-    fn row(items: &[(&str, FeatureValue)]) -> FeatureRow {
+    /// A row from names and values (the model's tests share it).
+    pub(crate) fn row(items: &[(&str, FeatureValue)]) -> FeatureRow {
         items
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))

@@ -159,17 +159,11 @@ pub fn fit<R: Borrow<FeatureRow>>(
     labels: &[bool],
     opts: &FitOptions,
 ) -> Result<ModelArtifact, ModelError> {
+    // The frame's checks come first, as they did; a non-finite number is the rows' own.
     check_options(opts)?;
-    if rows.len() != labels.len() {
-        return Err(ModelError::LengthMismatch {
-            rows: rows.len(),
-            labels: labels.len(),
-        });
+    if rows.len() == labels.len() && !rows.is_empty() {
+        check_finite(rows)?;
     }
-    if rows.is_empty() {
-        return Err(ModelError::Empty);
-    }
-    check_finite(rows)?;
     fit_frame(&Frame::from_rows(rows), labels, opts)
 }
 

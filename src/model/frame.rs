@@ -338,12 +338,7 @@ mod tests {
     use super::*;
     use FeatureValue::{Cat, Missing, Num};
 
-    fn row(items: &[(&str, FeatureValue)]) -> FeatureRow {
-        items
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
-    }
+    use crate::model::encoder::tests::row;
 
     #[test]
     fn rows_become_columns_and_back() {
