@@ -249,18 +249,23 @@ fn assemble(
     for (name, values) in columns {
         match &values {
             Values::Num(xs) => {
-                let known: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
-                if known.is_empty() {
+                // One pass over the known values; a copy only to count distinct ones.
+                let known = || xs.iter().copied().filter(|x| !x.is_nan());
+                let (mut count, mut integers) = (0usize, true);
+                let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+                for x in known() {
+                    count += 1;
+                    integers &= x.fract() == 0.0;
+                    min = min.min(x);
+                    max = max.max(x);
+                }
+                if count == 0 {
                     continue;
                 }
-                let count = known.len();
-                let integers = known.iter().all(|x| x.fract() == 0.0);
-                let min = known.iter().copied().fold(f64::INFINITY, f64::min);
-                let max = known.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 // Whole numbers counting up like row ids: their range is about their number.
                 let counts_up = integers && (max - min + 1.0) <= 2.0 * count as f64;
                 let id_like = integers && count > 20 && (named_like_an_id(&name) || counts_up);
-                if id_like && distinct_numbers(known) as f64 >= 0.9 * count as f64 {
+                if id_like && distinct_numbers(known().collect()) as f64 >= 0.9 * count as f64 {
                     table.identifiers.push(name);
                     continue;
                 }
@@ -514,17 +519,18 @@ fn attempt<R: Read>(
                 .collect()
         });
         drop(column_parts);
-        let mut flips: Vec<usize> = Vec::new();
+        let mut flipped = vec![false; features.len()];
         for piece in &results {
             let Some(piece) = piece else {
                 return Ok(Attempt::NotPlain);
             };
-            flips.extend(piece.flips.iter().copied());
+            for (f, p) in flipped.iter_mut().zip(&piece.flipped) {
+                *f |= p;
+            }
         }
-        if !flips.is_empty() {
-            flips.sort_unstable();
-            flips.dedup();
-            return Ok(Attempt::Text(flips));
+        if flipped.contains(&true) {
+            let columns = (0..features.len()).filter(|&k| flipped[k]).collect();
+            return Ok(Attempt::Text(columns));
         }
         let mut at = before;
         for (piece, rows) in results.into_iter().flatten().zip(&counts) {
@@ -667,8 +673,8 @@ struct Piece<'a> {
     groups: Vec<String>,
     /// Per feature column: the piece's levels, in the order of its codes (empty for numbers).
     levels: Vec<Vec<&'a str>>,
-    /// Numeric columns that met text.
-    flips: Vec<usize>,
+    /// Numeric columns that met text, by feature.
+    flipped: Vec<bool>,
 }
 
 /// The comma-separated fields of a line: [`str::split`] with a plain byte loop, faster
@@ -719,7 +725,7 @@ fn read_piece<'a>(
         test: Vec::new(),
         groups: Vec::new(),
         levels: slots.iter().map(|_| Vec::new()).collect(),
-        flips: Vec::new(),
+        flipped: vec![false; slots.len()],
     };
     let mut index: Vec<HashMap<&'a str, u32>> = slots.iter().map(|_| HashMap::new()).collect();
     for (r, line) in piece.lines().enumerate() {
@@ -734,7 +740,7 @@ fn read_piece<'a>(
                 Role::Feature(k) => match &mut slots[k] {
                     Slot::Num(xs) => match number(v) {
                         Some(x) => xs[r] = x,
-                        None => out.flips.push(k),
+                        None => out.flipped[k] = true,
                     },
                     Slot::Text(codes) => {
                         let levels = &mut out.levels[k];
@@ -754,10 +760,6 @@ fn read_piece<'a>(
         }
         if fields.next().is_some() {
             return None;
-        }
-        if out.flips.len() > 1024 {
-            out.flips.sort_unstable();
-            out.flips.dedup();
         }
     }
     Some(out)

@@ -1,28 +1,14 @@
 //! Pure CPU work of a page spread over the cores: scoped threads, results in order.
 
 /// Runs `f` over `items` in one chunk per core (up to 8), results in chunk order. Fewer
-/// than 2,000 items run on the calling thread.
+/// than 2,000 items run on the calling thread. The threads are `model::frame`'s: one way
+/// of spreading pure work over the cores.
 pub fn in_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
+    let threads = crate::model::frame::threads().clamp(1, 8);
     if threads == 1 || items.len() < 2_000 {
         return vec![f(items)];
     }
-    let size = items.len().div_ceil(threads);
-    let f = &f;
-    off_runtime(|| {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = items
-                .chunks(size)
-                .map(|chunk| scope.spawn(move || f(chunk)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a worker thread panicked"))
-                .collect()
-        })
-    })
+    off_runtime(|| crate::model::frame::in_chunks(items.len(), threads, |r| f(&items[r])))
 }
 
 /// Runs blocking work called from async code without holding up the tasks queued on this

@@ -319,10 +319,10 @@ pub fn fit_frame_rows(
     let train_probs = artifact.predict_frame(frame, &train_at);
     artifact.train_metrics = Metrics::compute(&train_labels, &train_probs);
     artifact.score_profile = super::drift::score_profile(&train_probs);
-    if let Some(test) = &test {
+    if let (Some(test), Some(test_at)) = (&test, &test_at) {
         let evaluation = Evaluation::compute(
             &labels_of(test),
-            &artifact.predict_frame(frame, test_at.as_deref().unwrap_or_default()),
+            &artifact.predict_frame(frame, test_at),
             &opts.capacities,
         );
         artifact.metrics = Some(evaluation.metrics.clone());

@@ -324,7 +324,10 @@ pub(crate) fn in_chunks<T: Send>(
                 s.spawn(move || f(range))
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a worker thread panicked"))
+            .collect()
     })
 }
 
