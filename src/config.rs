@@ -73,6 +73,9 @@ pub struct Scoring {
     /// Log a warning when a feature's population stability index against the training
     /// data exceeds this (0.1 some shift, 0.25 a large shift).
     pub psi_warning: f64,
+    /// Retention: the scores of this many of the newest full runs are kept, with every
+    /// run after the oldest of them; older runs keep their counts and drift only.
+    pub keep_full_runs: u32,
 }
 
 /// What churn means: `contract` (the customer record's `churned_on`, which a `churned`
@@ -531,6 +534,7 @@ impl Default for Scoring {
             model: None,
             risk_threshold: 0.5,
             psi_warning: 0.2,
+            keep_full_runs: 30,
         }
     }
 }
@@ -872,6 +876,12 @@ impl Config {
                 ),
             ));
         }
+        if self.scoring.keep_full_runs == 0 {
+            return Err(invalid(
+                "scoring.keep_full_runs",
+                "0 would remove the scores every reader uses; keep at least 1 full run (30 by default)".into(),
+            ));
+        }
         if !(self.training.validation_customer_share > 0.0
             && self.training.validation_customer_share < 1.0)
         {
@@ -1211,6 +1221,13 @@ token_env = "ATTUNE_APP_TOKEN"
             .unwrap_err()
             .to_string();
         assert!(e.contains("scoring.risk_threshold"), "{e}");
+        let e = Config::from_toml("[scoring]\nkeep_full_runs = 0\n", "f.toml", env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scoring.keep_full_runs"), "{e}");
+        let c = Config::from_toml("", "f.toml", env(&[("ATTUNE_SCORING_KEEP_FULL_RUNS", "3")]))
+            .unwrap();
+        assert_eq!(c.scoring.keep_full_runs, 3);
         let e = Config::from_toml(
             "[playbook]\nquiet_hours_start = \"9pm\"\n",
             "f.toml",

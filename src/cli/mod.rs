@@ -176,6 +176,13 @@ pub enum ScoresCommand {
         #[arg(long)]
         run: Option<i64>,
     },
+    /// Remove the scores of runs older than the newest full runs kept (retention; the
+    /// runs, their counts and their drift stay). Each full scoring run does this too.
+    Prune {
+        /// Full runs whose scores to keep [default: [scoring] keep_full_runs].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -522,6 +529,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &format!(
                     "exported {} scores of run {} (model {}, as of {}) to {} ({})",
                     r.scores, r.run_id, r.model_version, r.as_of, r.file, r.format
+                ),
+            )
+        }
+        Command::Scores(ScoresCommand::Prune { keep }) => {
+            let db = open(&config).await?;
+            let keep = keep.unwrap_or(config.scoring.keep_full_runs);
+            let r = jobs::score::prune(&db, keep).await?;
+            out.message(
+                &serde_json::to_value(&r)?,
+                &format!(
+                    "pruned {} scoring runs ({} scores removed); the scores of the {} newest full runs are kept",
+                    r.runs, r.scores, r.keep_full_runs
                 ),
             )
         }

@@ -256,14 +256,7 @@ pub async fn run_cycle(
             customer: s.external_id.clone(),
             probability: s.probability,
             monthly_charge: s.monthly_charge,
-            drivers: s
-                .drivers
-                .0
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d["description"].as_str().map(str::to_owned))
-                .collect(),
+            drivers: s.drivers.iter().map(|d| d.description.clone()).collect(),
         })
         .collect();
     Ok(DemoSummary {

@@ -106,7 +106,7 @@ pub async fn populate(db: &Db, n: usize, seed: u64, as_of: NaiveDate) -> anyhow:
         db.upsert_customers(&chunk).await?;
     }
     let (run, _) = db
-        .start_scoring_run("bench", as_of, "bench", "full", "test")
+        .start_scoring_run("bench", as_of, "bench", "full", "test", None)
         .await?;
     let ids: Vec<i64> = {
         let mut v: Vec<i64> = db.customer_id_map().await?.into_values().collect();
@@ -123,13 +123,13 @@ pub async fn populate(db: &Db, n: usize, seed: u64, as_of: NaiveDate) -> anyhow:
                 NewScore {
                     customer_id: id,
                     probability: p,
-                    drivers:
-                        r#"[{"feature": "tenure_months", "description": "a synthetic driver"}]"#
-                            .into(),
+                    // Drivers as scores written before compact drivers held them.
+                    drivers: br#"[{"feature": "tenure_months", "source": "tenure_months", "contribution": 0.4, "description": "a synthetic driver"}]"#
+                        .to_vec(),
                 }
             })
             .collect();
-        db.insert_scores(run, "bench", scores).await?;
+        db.insert_scores(run, scores).await?;
     }
     db.finish_scoring_run(run, ids.len()).await?;
     Ok(Populated {

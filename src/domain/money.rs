@@ -58,6 +58,11 @@ impl Currency {
         self.code
     }
 
+    /// The symbol amounts are written with: `€`.
+    pub fn symbol(&self) -> &str {
+        &self.symbol
+    }
+
     /// `1234.567` -> `$1,234.57`; `-5.5` -> `-$5.50`. A symbol that ends in a letter is set
     /// apart by a space (`CHF 80.00`, `kr 80.00`).
     pub fn format(&self, x: f64) -> String {

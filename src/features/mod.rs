@@ -406,20 +406,66 @@ impl FeatureSpec {
     /// A feature's value in the feature's own words, for a reviewer: "3 complaints in 90
     /// days", "usage down 40% on the prior quarter".
     pub fn describe(&self, name: &str, value: &FeatureValue) -> String {
-        let Some(def) = self.get(name) else {
-            return describe_plain(name, value);
-        };
-        match (value, &def.describe) {
-            (FeatureValue::Num(v), Some(template)) => {
-                if let (Some(at_cap), Some(cap)) = (&def.describe_at_cap, def.kind.cap())
-                    && *v >= cap
-                {
-                    return at_cap.clone();
-                }
-                render(template, *v, &self.currency)
-            }
-            _ => describe_plain(name, value),
+        match self.get(name) {
+            None => describe_plain(name, value),
+            Some(def) => describe_in(
+                def.describe.as_deref(),
+                def.describe_at_cap.as_deref().zip(def.kind.cap()),
+                name,
+                value,
+                &self.currency,
+            ),
         }
+    }
+
+    /// The words [`FeatureSpec::describe`] puts feature `name`'s values in, to keep beside
+    /// values that are described later (a scoring run's drivers).
+    pub fn words(&self, name: &str) -> Words {
+        let def = self.get(name);
+        Words {
+            template: def.and_then(|d| d.describe.clone()),
+            at_cap: def.and_then(|d| d.describe_at_cap.clone().zip(d.kind.cap())),
+        }
+    }
+}
+
+/// How one feature's values are put into words: the spec's template for numbers, and the
+/// words for a value at or past the feature's cap ([`FeatureSpec::words`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Words {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_cap: Option<(String, f64)>,
+}
+
+impl Words {
+    /// `value` of feature `name` in these words: what the spec they came from says.
+    pub fn describe(
+        &self,
+        name: &str,
+        value: &FeatureValue,
+        currency: &crate::domain::Currency,
+    ) -> String {
+        let at_cap = self.at_cap.as_ref().map(|(w, cap)| (w.as_str(), *cap));
+        describe_in(self.template.as_deref(), at_cap, name, value, currency)
+    }
+}
+
+/// The one way a value is described: by its template (numbers), else plainly.
+fn describe_in(
+    template: Option<&str>,
+    at_cap: Option<(&str, f64)>,
+    name: &str,
+    value: &FeatureValue,
+    currency: &crate::domain::Currency,
+) -> String {
+    match (value, template) {
+        (FeatureValue::Num(v), Some(template)) => match at_cap {
+            Some((words, cap)) if *v >= cap => words.to_owned(),
+            _ => render(template, *v, currency),
+        },
+        _ => describe_plain(name, value),
     }
 }
 
@@ -818,6 +864,40 @@ mod tests {
         fuzz_spec(DEFAULT_SPEC.as_bytes());
         fuzz_spec(b"[[feature]]\nname = \"r\"\ntype = \"tenure\"\n[[feature]]\nname = \"q\"\ntype = \"ratio\"\nnumerator = \"r\"\ndenominator = \"r\"\n");
         fuzz_spec(b"\xff[[[");
+    }
+
+    #[test]
+    fn words_kept_apart_describe_as_the_spec_does() {
+        // A run keeps each feature's words (`FeatureSpec::words`) to describe its drivers'
+        // values when they are read: the same sentences as the spec makes, at and past caps
+        // too, in the spec's currency.
+        let mut spec = FeatureSpec::default_spec();
+        spec.currency = crate::domain::Currency::parse("GBP", None).unwrap();
+        let mut names: Vec<String> = spec.features.iter().map(|f| f.name.clone()).collect();
+        names.push("attr.plan_tier".into()); // no definition: plain words
+        let capped = spec
+            .features
+            .iter()
+            .filter(|f| f.describe_at_cap.is_some())
+            .count();
+        assert!(
+            capped > 0,
+            "the default spec has a feature with words at its cap"
+        );
+        let values = [0.0, 1.0, 2.5, -3.0, 364.0, 365.0, 366.0, 1e6]
+            .map(Num)
+            .into_iter()
+            .chain([Cat("month_to_month".into()), Missing]);
+        for name in &names {
+            let words = spec.words(name);
+            for v in values.clone() {
+                assert_eq!(
+                    words.describe(name, &v, &spec.currency),
+                    spec.describe(name, &v),
+                    "{name} = {v:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -461,7 +461,7 @@ async fn scores(
     let more = rows.len() as i64 > limit;
     let items: Vec<_> = rows.into_iter().take(limit as usize).collect();
     let next = more
-        .then(|| items.last().map(|r| r.id.to_string()))
+        .then(|| items.last().map(|r| r.customer_id.to_string()))
         .flatten();
     ok(json!({"run": run, "items": items, "next_cursor": next}))
 }

@@ -258,7 +258,7 @@ pub fn document() -> Value {
                 "responses": ok(json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/ScoringRun"}}}}), &[]),
             }},
             "/v1/scores": {"get": {
-                "summary": "A scoring run's scores with their drivers, a page at a time (by score id).", "operationId": "scores",
+                "summary": "A scoring run's scores with their drivers, a page at a time (in customer order).", "operationId": "scores",
                 "parameters": [
                     param("run", "query", "The scoring run (default the latest finished).", json!({"type": "integer", "format": "int64", "minimum": 1}), false),
                     param("min_probability", "query", "Only scores at or above this churn probability.", json!({"type": "number", "minimum": 0, "maximum": 1}), false),
@@ -267,8 +267,8 @@ pub fn document() -> Value {
                 ],
                 "responses": ok(json!({"type": "object", "required": ["run", "items", "next_cursor"], "properties": {
                     "run": {"$ref": "#/components/schemas/ScoringRun"},
-                    "items": {"type": "array", "items": {"type": "object", "required": ["id", "run_id", "customer", "probability", "scored_at", "model_version", "as_of", "drivers"], "properties": {
-                        "id": {"type": "integer"}, "run_id": {"type": "integer"}, "customer": {"type": "string"}, "probability": {"type": "number"},
+                    "items": {"type": "array", "items": {"type": "object", "required": ["run_id", "customer", "probability", "scored_at", "model_version", "as_of", "drivers"], "properties": {
+                        "run_id": {"type": "integer"}, "customer": {"type": "string"}, "probability": {"type": "number"},
                         "scored_at": {"type": "integer"}, "model_version": {"type": "string"}, "as_of": {"type": "string", "format": "date"}, "drivers": {}}}},
                     "next_cursor": {"type": "string", "nullable": true}}}), &[("404", "No such scoring run, or none has finished yet.")]),
             }},
@@ -280,8 +280,8 @@ pub fn document() -> Value {
                 ],
                 "responses": ok(json!({"type": "object", "required": ["customer", "items"], "properties": {
                     "customer": {"type": "string"},
-                    "items": {"type": "array", "items": {"type": "object", "required": ["id", "run_id", "scored_at", "probability", "model_version", "drivers"], "properties": {
-                        "id": {"type": "integer"}, "run_id": {"type": "integer"}, "scored_at": {"type": "integer"}, "probability": {"type": "number"},
+                    "items": {"type": "array", "items": {"type": "object", "required": ["run_id", "scored_at", "probability", "model_version", "drivers"], "properties": {
+                        "run_id": {"type": "integer"}, "scored_at": {"type": "integer"}, "probability": {"type": "number"},
                         "model_version": {"type": "string"}, "drivers": {}}}}}}), &[("404", "No such customer.")]),
             }},
             "/v1/models": {"get": {
@@ -325,7 +325,8 @@ pub fn document() -> Value {
                 "ScoringRun": {"type": "object", "required": ["id", "model_version", "as_of", "trigger", "started_at", "customers"], "properties": {
                     "id": {"type": "integer"}, "model_version": {"type": "string"}, "as_of": {"type": "string", "format": "date"}, "trigger": {"type": "string"},
                     "started_at": {"type": "integer"}, "finished_at": {"type": "integer", "nullable": true}, "customers": {"type": "integer"},
-                    "scope": {"type": "string", "enum": ["full", "changed"], "description": "full: everyone; changed: customers whose activity changed since their last score"}}},
+                    "scope": {"type": "string", "enum": ["full", "changed"], "description": "full: everyone; changed: customers whose activity changed since their last score"},
+                    "pruned_at": {"type": "integer", "nullable": true, "description": "When retention ([scoring] keep_full_runs) removed the run's scores; the run and its drift stay"}}},
                 "Nudge": {"type": "object",
                     "required": ["id", "customer", "rule", "occasion", "channel", "status", "stage", "reason", "created_at"],
                     "properties": {

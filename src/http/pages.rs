@@ -710,7 +710,7 @@ async fn customer(
     let mut scores = db.customer_scores(cid, 24).await?;
     let drivers = scores
         .first()
-        .map(|latest| views::drivers(&latest.drivers.0))
+        .map(|latest| views::score_drivers(&latest.drivers))
         .unwrap_or_default();
     let risk_note = match scores.first() {
         Some(latest) => format!(
@@ -980,7 +980,7 @@ async fn nudge(
     if drivers.is_empty()
         && let Some(latest) = scores.first()
     {
-        drivers = views::drivers(&latest.drivers.0);
+        drivers = views::score_drivers(&latest.drivers);
     }
     scores.reverse();
     let points: Vec<(i64, f64)> = scores

@@ -210,7 +210,16 @@ pub struct DriverView {
     pub width: u32,
 }
 
-/// Reads drivers as the model stores them (`[{description, contribution, ...}]`);
+/// A score's drivers, for the page.
+pub fn score_drivers(list: &[crate::model::Driver]) -> Vec<DriverView> {
+    bars(
+        list.iter()
+            .map(|d| (d.description.clone(), d.contribution))
+            .collect(),
+    )
+}
+
+/// Reads drivers as a nudge's reason keeps them (`[{description, contribution, ...}]`);
 /// anything else in the JSON is skipped.
 pub fn drivers(json: &serde_json::Value) -> Vec<DriverView> {
     let items: Vec<(String, f64)> = json
@@ -231,6 +240,11 @@ pub fn drivers(json: &serde_json::Value) -> Vec<DriverView> {
                 .collect()
         })
         .unwrap_or_default();
+    bars(items)
+}
+
+/// Drivers in words with their weights as bars, the largest full width.
+fn bars(items: Vec<(String, f64)>) -> Vec<DriverView> {
     let max = items.iter().map(|(_, c)| c.abs()).fold(0.0_f64, f64::max);
     items
         .into_iter()

@@ -278,6 +278,7 @@ async fn plan_page(
     now: i64,
     out: &mut PlanOutput,
     drivers: &mut HashMap<i64, String>,
+    keys: &mut crate::store::DriverKeys,
 ) -> anyhow::Result<()> {
     let (Some(first), Some(last)) = (page.first().map(|c| c.id), page.last().map(|c| c.id)) else {
         return Ok(());
@@ -372,9 +373,26 @@ async fn plan_page(
         out.inserts.extend(one.inserts);
         out.changes.extend(one.changes);
     }
-    for p in &out.inserts {
-        if let Some(d) = page_drivers.remove(&p.customer_id) {
-            drivers.insert(p.customer_id, d);
+    // The drivers of those who get a nudge are read (put into words) for its reason.
+    let nudged: Vec<(i64, crate::store::StoredDrivers)> = out
+        .inserts
+        .iter()
+        .filter_map(|p| {
+            page_drivers
+                .remove(&p.customer_id)
+                .map(|d| (p.customer_id, d))
+        })
+        .collect();
+    db.add_driver_keys(keys, nudged.iter().map(|(_, d)| d.run_id))
+        .await
+        .context("reading the scoring runs' drivers keys")?;
+    for (customer_id, d) in nudged {
+        match keys.drivers(d.run_id, &d.bytes) {
+            Ok(list) => {
+                drivers.insert(customer_id, serde_json::to_string(&list)?);
+            }
+            // The nudge is still worth planning; its reason says no drivers.
+            Err(e) => tracing::warn!(customer_id, error = %e, "a score's drivers are unreadable"),
         }
     }
     tracing::debug!(first, last, features = ?t_features, read = ?t_read, total = ?started.elapsed(), "planned a page");
@@ -540,6 +558,7 @@ async fn plan_all(
         tokio::spawn(async move { db.planning_page(as_of, basis, after, PAGE).await })
     };
     let mut writing: Option<Write> = None;
+    let mut keys = crate::store::DriverKeys::default();
     let mut next = Some(load(i64::MIN));
     while let Some(loading) = next.take() {
         let t = std::time::Instant::now();
@@ -561,7 +580,18 @@ async fn plan_all(
         let mut out = PlanOutput::default();
         let mut drivers = HashMap::new();
         let t = std::time::Instant::now();
-        plan_page(ctx, pb, &settings, page, as_of, now, &mut out, &mut drivers).await?;
+        plan_page(
+            ctx,
+            pb,
+            &settings,
+            page,
+            as_of,
+            now,
+            &mut out,
+            &mut drivers,
+            &mut keys,
+        )
+        .await?;
         summary.merge(&out.summary);
         if dry_run {
             kept.inserts.append(&mut out.inserts);

@@ -191,21 +191,11 @@ pub struct ExportReport {
     pub format: &'static str,
 }
 
-/// The drivers stored with a score (`[{"feature": .., "description": ..}, ..]`).
-pub fn stored_drivers(json: &serde_json::Value) -> Vec<(String, String)> {
-    json.as_array()
-        .into_iter()
-        .flatten()
+/// A score's drivers as exported: up to three (encoded column, words).
+pub fn exported_drivers(list: &[crate::model::Driver]) -> Vec<(String, String)> {
+    list.iter()
         .take(3)
-        .map(|d| {
-            let s = |k: &str| {
-                d.get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            (s("feature"), s("description"))
-        })
+        .map(|d| (d.feature.clone(), d.description.clone()))
         .collect()
 }
 
@@ -288,7 +278,7 @@ pub async fn export_scores(
     loop {
         let page = db.run_scores_page(run.id, after, None, 50_000).await?;
         let Some(last) = page.last() else { break };
-        after = Some(last.id);
+        after = Some(last.customer_id);
         let rows: Vec<ExportedScore> = page
             .into_iter()
             .map(|s| ExportedScore {
@@ -297,7 +287,7 @@ pub async fn export_scores(
                 model_version: s.model_version,
                 as_of: run.as_of,
                 run_id: run.id,
-                drivers: stored_drivers(&s.drivers.0),
+                drivers: exported_drivers(&s.drivers),
             })
             .collect();
         if let Some(w) = csv.as_mut() {

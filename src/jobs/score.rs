@@ -16,6 +16,7 @@ use crate::domain::Customer;
 use crate::features::{Activity, FeatureRow, FeatureSpec, Lookback, compute, day_number};
 use crate::model::ModelArtifact;
 use crate::model::drift::{self, DriftRow};
+use crate::model::explain::{self, DriverKey};
 use crate::store::NewScore;
 
 pub const QUEUE: &str = "attune.score";
@@ -23,6 +24,9 @@ pub const QUEUE: &str = "attune.score";
 /// Customers per page: large enough that per-page queries are cheap, small enough that a
 /// page's feature rows stay a few tens of megabytes.
 pub const PAGE: i64 = 25_000;
+
+/// Drivers kept with each score.
+pub const DRIVERS: usize = 3;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScoreJob {
@@ -138,11 +142,12 @@ fn score_page(
             .iter()
             .zip(&rows)
             .map(|((id, _), row)| {
-                let drivers = model.drivers_with(row, 3, &|n, v| spec.describe(n, v));
+                let mut drivers = Vec::with_capacity(16);
+                explain::encode(model, row, DRIVERS, &mut drivers);
                 NewScore {
                     customer_id: *id,
                     probability: model.predict(row).get(),
-                    drivers: serde_json::to_string(&drivers).unwrap_or_else(|_| "[]".into()),
+                    drivers,
                 }
             })
             .collect();
@@ -282,6 +287,36 @@ impl DriftTally {
     }
 }
 
+/// What retention removed ([`prune`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    pub keep_full_runs: u32,
+    /// Runs whose scores were removed.
+    pub runs: u64,
+    pub scores: u64,
+}
+
+/// Rows removed per transaction when pruning: other writers get their turn in between.
+const PRUNE_BATCH: i64 = 50_000;
+
+/// Retention: removes the scores of runs older than the `keep_full_runs` newest full runs
+/// ([`crate::store::Db::prune_scores`]). Run after each full run and by `attune scores
+/// prune`.
+pub async fn prune(db: &crate::store::Db, keep_full_runs: u32) -> anyhow::Result<PruneReport> {
+    let (runs, scores) = db
+        .prune_scores(keep_full_runs, PRUNE_BATCH)
+        .await
+        .context("pruning old scores")?;
+    if runs > 0 {
+        tracing::info!(runs, scores, keep_full_runs, "pruned old scoring runs");
+    }
+    Ok(PruneReport {
+        keep_full_runs,
+        runs,
+        scores,
+    })
+}
+
 pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport> {
     let as_of = job.as_of.unwrap_or_else(super::today);
     let model = std::sync::Arc::new(ctx.scoring_model().await?);
@@ -306,9 +341,18 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
     let clock = std::time::Instant::now();
     // One scoring run at a time (full or changed), across every daemon.
     let lease = super::lease::Lease::take(ctx, "score", "a scoring run").await?;
+    let key = DriverKey::new(&model, &|n| spec.words(n), &spec.currency);
+    let key = serde_json::to_string(&key).context("writing the drivers key")?;
     let (run_id, started_at) = ctx
         .db
-        .start_scoring_run(&model.version, as_of, &trigger, scope, lease.holder())
+        .start_scoring_run(
+            &model.version,
+            as_of,
+            &trigger,
+            scope,
+            lease.holder(),
+            Some(&key),
+        )
         .await?;
     let threshold = ctx.config.scoring.risk_threshold;
     let (mut customers, mut at_risk) = (0usize, 0usize);
@@ -340,9 +384,9 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
         if let Some(previous) = writing.take() {
             previous.await.context("writing scores")??;
         }
-        let (db, version) = (ctx.db.clone(), model.version.clone());
+        let db = ctx.db.clone();
         writing = Some(tokio::spawn(async move {
-            db.insert_scores(run_id, &version, scores)
+            db.insert_scores(run_id, scores)
                 .await
                 .context("writing scores")
         }));
@@ -384,6 +428,12 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
         .context("clearing the re-score marks")?;
     lease.release().await;
     crate::metrics::get().scored(scope, customers, clock.elapsed().as_secs_f64());
+    // The run is done either way: a failed prune is tried again after the next one.
+    if !job.changed_only
+        && let Err(e) = prune(&ctx.db, ctx.config.scoring.keep_full_runs).await
+    {
+        tracing::warn!(error = %format!("{e:#}"), "retention could not prune old scores");
+    }
     tracing::info!(run_id, model_version = %model.version, %as_of, scope, customers, at_risk, "scored");
     Ok(ScoreReport {
         run_id,
@@ -429,7 +479,7 @@ mod tests {
         let score = NewScore {
             customer_id: 1,
             probability: 0.2,
-            drivers: "[]".into(),
+            drivers: vec![],
         };
         tally.add(counts, &[score]);
         let (features, shares) = tally.finish(&model).unwrap();

@@ -214,26 +214,45 @@ impl ModelArtifact {
         k: usize,
         describe: &dyn Fn(&str, &FeatureValue) -> String,
     ) -> Vec<Driver> {
-        // Contributions first; only the top `k` are put into words.
-        let mut top: Vec<(f64, &EncodedFeature, Option<&FeatureValue>)> = self
-            .features
-            .iter()
-            .filter_map(|f| {
-                let value = row.get(&f.source);
-                let contribution = f.coefficient * f.encoding.apply(value);
-                (contribution > 0.0 && contribution.is_finite()).then_some((contribution, f, value))
-            })
-            .collect();
-        top.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
-        top.truncate(k);
-        top.into_iter()
-            .map(|(contribution, f, value)| Driver {
-                feature: f.name.clone(),
-                source: f.source.clone(),
-                contribution,
-                description: describe(&f.source, value.unwrap_or(&FeatureValue::Missing)),
+        self.top_drivers(row, k)
+            .into_iter()
+            .map(|(i, contribution, value)| {
+                let f = &self.features[i];
+                Driver {
+                    feature: f.name.clone(),
+                    source: f.source.clone(),
+                    contribution,
+                    description: describe(&f.source, value),
+                }
             })
             .collect()
+    }
+
+    /// The one definition of a row's drivers: the index of each of the `k` columns adding
+    /// most to the row's churn log-odds (largest first, ties by name), with what it adds
+    /// and the row's value. Only columns that push risk up, by a finite amount, are listed;
+    /// such a column always has a value (a missing one adds nothing).
+    pub fn top_drivers<'r>(
+        &self,
+        row: &'r FeatureRow,
+        k: usize,
+    ) -> Vec<(usize, f64, &'r FeatureValue)> {
+        let mut top: Vec<(usize, f64, &FeatureValue)> = self
+            .features
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                let value = row.get(&f.source)?;
+                let contribution = f.coefficient * f.encoding.apply(Some(value));
+                (contribution > 0.0 && contribution.is_finite()).then_some((i, contribution, value))
+            })
+            .collect();
+        top.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then_with(|| self.features[a.0].name.cmp(&self.features[b.0].name))
+        });
+        top.truncate(k);
+        top
     }
 
     /// Checks an artifact read from outside before it is used to score anyone.

@@ -13,6 +13,7 @@ pub mod dataset;
 pub mod drift;
 pub mod encoder;
 pub mod evaluation;
+pub mod explain;
 mod fit;
 pub mod frame;
 pub mod metrics;

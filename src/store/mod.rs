@@ -55,7 +55,7 @@ pub use review::{
     Refused, ReviewNudge, RunScore, STATUSES, ScorePoint, SeedNudge, TimelineEvent,
     complaints_from_events,
 };
-pub use scores::{NewScore, ScoreRow, ScoringRun};
+pub use scores::{DriverKeys, NewScore, ScoreRow, ScoringRun, StoredDrivers};
 pub use ticks::TickClaim;
 pub use users::{Principal, Role, SessionRow, TokenInfo, TokenRow, UserRow, validate_user_name};
 

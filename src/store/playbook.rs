@@ -18,22 +18,27 @@ struct PlanningRow {
     #[sqlx(flatten)]
     customer: CustomerRow,
     probability: Option<f64>,
-    drivers: Option<String>,
+    run_id: Option<i64>,
+    drivers: Option<Vec<u8>>,
 }
 
 /// A customer as planning reads them: with their score in the run, and the score's
-/// drivers as stored (JSON text, parsed only for customers who get a nudge).
+/// drivers as stored (read only for customers who get a nudge).
 #[derive(Debug, Clone)]
 pub struct PlanningCustomer {
     pub id: i64,
     pub customer: Customer,
     pub probability: Option<f64>,
-    pub drivers: Option<String>,
+    pub drivers: Option<super::StoredDrivers>,
 }
 
 impl PlanningRow {
     fn into_planning(self) -> Result<PlanningCustomer> {
-        let (probability, drivers) = (self.probability, self.drivers);
+        let probability = self.probability;
+        let drivers = self
+            .run_id
+            .zip(self.drivers)
+            .map(|(run_id, bytes)| super::StoredDrivers { run_id, bytes });
         let (id, customer) = self.customer.into_customer()?;
         Ok(PlanningCustomer {
             id,
@@ -150,7 +155,7 @@ fn score_join(basis: Option<(i64, i64)>, from: &str, to: &str) -> String {
             // range over to `s2.run_id` and scanning every score of the range for each
             // customer instead: 0.6 s for 200 customers where the seeks take 1 ms, and a
             // planning run's first page of 50,000 took 100-190 s in the daemon.
-            "s.id = (SELECT s2.id FROM scoring_runs r2 JOIN scores s2 ON s2.run_id = +r2.id AND s2.customer_id = c.id
+            "s.customer_id = c.id AND s.run_id = (SELECT r2.id FROM scoring_runs r2 JOIN scores s2 ON s2.run_id = +r2.id AND s2.customer_id = c.id
                      WHERE r2.id BETWEEN {from} AND {to} ORDER BY r2.id DESC LIMIT 1)"
         ),
         _ => format!("s.customer_id = c.id AND s.run_id = {to}"),
@@ -161,7 +166,7 @@ fn score_join(basis: Option<(i64, i64)>, from: &str, to: &str) -> String {
 /// `$4..=$5` the basis's runs.
 fn planning_page_sql(basis: Option<(i64, i64)>) -> String {
     format!(
-        "SELECT {CUSTOMER_COLUMNS}, s.probability, CAST(s.drivers AS TEXT) AS drivers FROM customers c
+        "SELECT {CUSTOMER_COLUMNS}, s.probability, s.run_id, s.drivers FROM customers c
          LEFT JOIN scores s ON {}
          WHERE c.id > $2 AND c.signup_date <= $1 AND (c.churned_on IS NULL OR c.churned_on > $1)
          ORDER BY c.id LIMIT $3",
@@ -211,7 +216,12 @@ impl Db {
                         id,
                         customer,
                         probability: stmt.opt_f64(15),
-                        drivers: stmt.text(16)?.map(str::to_owned),
+                        drivers: stmt.opt_i64(16).zip(stmt.blob(17)).map(|(run_id, b)| {
+                            super::StoredDrivers {
+                                run_id,
+                                bytes: b.to_vec(),
+                            }
+                        }),
                     });
                 }
                 Ok(out)
@@ -230,7 +240,7 @@ impl Db {
         basis: Option<(i64, i64)>,
     ) -> Result<Option<PlanningCustomer>> {
         let sql = format!(
-            "SELECT {CUSTOMER_COLUMNS}, s.probability, CAST(s.drivers AS TEXT) AS drivers FROM customers c
+            "SELECT {CUSTOMER_COLUMNS}, s.probability, s.run_id, s.drivers FROM customers c
              LEFT JOIN scores s ON {} WHERE c.id = $1",
             score_join(basis, "$2", "$3")
         );

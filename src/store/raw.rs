@@ -236,6 +236,23 @@ impl<'r> Stmt<'r> {
         self.check(rc, "binding a parameter")
     }
 
+    pub(super) fn bind_blob(&mut self, index: c_int, value: &[u8]) -> Result<()> {
+        let len = c_int::try_from(value.len()).map_err(|_| {
+            StoreError::Data(format!("a value of {} bytes is too long", value.len()))
+        })?;
+        // SAFETY: SQLITE_TRANSIENT makes SQLite copy the bytes before the call returns.
+        let rc = unsafe {
+            ffi::sqlite3_bind_blob(
+                self.stmt,
+                index,
+                value.as_ptr().cast(),
+                len,
+                ffi::SQLITE_TRANSIENT(),
+            )
+        };
+        self.check(rc, "binding a parameter")
+    }
+
     /// Binds text parameters that borrow from data living at least `'d` without copying
     /// them, through `bind`, then runs the statement once and unbinds every parameter
     /// before returning, so SQLite never holds a pointer past the borrow.
@@ -327,6 +344,24 @@ impl<'r> Stmt<'r> {
             std::str::from_utf8(bytes)
                 .map(Some)
                 .map_err(|_| StoreError::Data(format!("column {column} is not UTF-8 text")))
+        }
+    }
+
+    /// A blob (or text) column's bytes, `None` for NULL.
+    pub(super) fn blob(&self, column: c_int) -> Option<&[u8]> {
+        if self.is_null(column) {
+            return None;
+        }
+        // SAFETY: as in `text`; the bytes are asked for before their length, as SQLite
+        // documents, and a zero-length blob may come back as a null pointer.
+        unsafe {
+            let ptr = ffi::sqlite3_column_blob(self.stmt, column);
+            let len = usize::try_from(ffi::sqlite3_column_bytes(self.stmt, column)).unwrap_or(0);
+            Some(if ptr.is_null() || len == 0 {
+                &[]
+            } else {
+                std::slice::from_raw_parts(ptr.cast::<u8>(), len)
+            })
         }
     }
 

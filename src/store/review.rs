@@ -226,14 +226,15 @@ pub struct TimelineEvent {
     pub source: String,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+/// A customer's score in one run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ScorePoint {
-    pub id: i64,
     pub run_id: i64,
+    /// When the run started.
     pub scored_at: i64,
     pub probability: f64,
     pub model_version: String,
-    pub drivers: Json<serde_json::Value>,
+    pub drivers: Vec<crate::model::Driver>,
 }
 
 /// The complaints in a customer's complaint events (`kind` the meaning's name), by the one
@@ -357,17 +358,32 @@ pub struct OpenProblem {
 }
 
 /// A score of a run, for the API.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunScore {
-    pub id: i64,
+    /// The customer's number in attune: the cursor of [`Db::run_scores_page`].
+    #[serde(skip)]
+    pub customer_id: i64,
     pub run_id: i64,
     pub customer: String,
     pub probability: f64,
+    /// When the run started.
     pub scored_at: i64,
     pub model_version: String,
     /// The day the run scored as of.
     pub as_of: chrono::NaiveDate,
-    pub drivers: Json<serde_json::Value>,
+    pub drivers: Vec<crate::model::Driver>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RunScoreRow {
+    customer_id: i64,
+    run_id: i64,
+    customer: String,
+    probability: f64,
+    scored_at: i64,
+    model_version: String,
+    as_of: chrono::NaiveDate,
+    drivers: Vec<u8>,
 }
 
 /// A nudge as written by [`Db::insert_review_nudges`] (benchmarks and fixtures): every
@@ -634,12 +650,22 @@ impl Db {
     /// walk stops once `limit` are found (`+r.id` keeps SQLite's planner from scanning
     /// the scores index instead).
     pub async fn customer_scores(&self, customer_id: i64, limit: i64) -> Result<Vec<ScorePoint>> {
-        let sql = "SELECT s.id, s.run_id, s.scored_at, s.probability, s.model_version, s.drivers
+        let sql = "SELECT s.run_id, r.started_at, s.probability, r.model_version, s.drivers
                    FROM scoring_runs r JOIN scores s ON s.run_id = +r.id AND s.customer_id = $1
                    ORDER BY r.id DESC LIMIT $2";
-        Ok(
-            on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).bind(limit).fetch_all(p).await?),
-        )
+        let rows: Vec<(i64, i64, f64, String, Vec<u8>)> = on_pool!(self, p => sqlx::query_as(sql).bind(customer_id).bind(limit).fetch_all(p).await?);
+        let keys = self.driver_keys(rows.iter().map(|r| r.0)).await?;
+        rows.into_iter()
+            .map(|(run_id, scored_at, probability, model_version, drivers)| {
+                Ok(ScorePoint {
+                    run_id,
+                    scored_at,
+                    probability,
+                    model_version,
+                    drivers: keys.drivers(run_id, &drivers)?,
+                })
+            })
+            .collect()
     }
 
     /// Audit entries about one subject (`nudge:12`), newest first.
@@ -1026,36 +1052,55 @@ impl Db {
         Ok(open)
     }
 
-    /// A page of one run's scores by score id.
+    /// A page of one run's scores in customer order, after customer `after` (the
+    /// customer's number in attune, the page's cursor).
     pub async fn run_scores_page(
         &self,
         run_id: i64,
-        after_id: Option<i64>,
+        after: Option<i64>,
         min_probability: Option<f64>,
         limit: i64,
     ) -> Result<Vec<RunScore>> {
-        Ok(on_pool!(self, p => {
+        let rows: Vec<RunScoreRow> = on_pool!(self, p => {
             let mut q = sqlx::QueryBuilder::new(
-                "SELECT s.id, s.run_id, c.external_id AS customer, s.probability, s.scored_at, s.model_version, r.as_of, s.drivers
+                "SELECT s.customer_id, s.run_id, c.external_id AS customer, s.probability, r.started_at AS scored_at, r.model_version, r.as_of, s.drivers
                  FROM scores s JOIN customers c ON c.id = s.customer_id JOIN scoring_runs r ON r.id = s.run_id WHERE s.run_id = ",
             );
             q.push_bind(run_id);
-            if let Some(a) = after_id {
-                q.push(" AND s.id > ").push_bind(a);
+            if let Some(a) = after {
+                q.push(" AND s.customer_id > ").push_bind(a);
             }
             if let Some(m) = min_probability {
                 q.push(" AND s.probability >= ").push_bind(m);
             }
-            q.push(" ORDER BY s.id LIMIT ").push_bind(limit);
-            q.build_query_as::<RunScore>().fetch_all(p).await?
-        }))
+            q.push(" ORDER BY s.customer_id LIMIT ").push_bind(limit);
+            q.build_query_as().fetch_all(p).await?
+        });
+        let keys = self.driver_keys([run_id]).await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(RunScore {
+                    customer_id: r.customer_id,
+                    run_id: r.run_id,
+                    customer: r.customer,
+                    probability: r.probability,
+                    scored_at: r.scored_at,
+                    model_version: r.model_version,
+                    as_of: r.as_of,
+                    drivers: keys.drivers(r.run_id, &r.drivers)?,
+                })
+            })
+            .collect()
     }
 
     pub async fn scoring_runs(&self, limit: i64) -> Result<Vec<super::ScoringRun>> {
-        let sql =
-            "SELECT id, model_version, as_of, trigger, started_at, finished_at, customers, scope
-                   FROM scoring_runs ORDER BY id DESC LIMIT $1";
-        Ok(on_pool!(self, p => sqlx::query_as(sql).bind(limit).fetch_all(p).await?))
+        let sql = format!(
+            "SELECT {} FROM scoring_runs ORDER BY id DESC LIMIT $1",
+            super::scores::RUN_COLUMNS
+        );
+        Ok(
+            on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(limit).fetch_all(p).await?),
+        )
     }
 
     /// Writes nudges with every review column filled, in batched multi-row inserts, for

@@ -654,7 +654,7 @@ async fn export_scores_models_and_the_document(t: &TestDb) {
     // Scores of a run, paged, and a customer's history.
     let cust = ids[0];
     let (run, _) =
-        t.db.start_scoring_run("m1", attune::jobs::today(), "test", "full", "test")
+        t.db.start_scoring_run("m1", attune::jobs::today(), "test", "full", "test", None)
             .await
             .unwrap();
     let scores: Vec<attune::store::NewScore> = ids
@@ -662,11 +662,15 @@ async fn export_scores_models_and_the_document(t: &TestDb) {
         .map(|&c| attune::store::NewScore {
             customer_id: c,
             probability: 0.1 * (c % 7) as f64,
-            drivers: json!([{"description": "x", "contribution": 0.1}]).to_string(),
+            // As scores written before compact drivers held them.
+            drivers:
+                json!([{"feature": "f", "source": "f", "description": "x", "contribution": 0.1}])
+                    .to_string()
+                    .into_bytes(),
         })
         .collect();
     let n = scores.len();
-    t.db.insert_scores(run, "m1", scores).await.unwrap();
+    t.db.insert_scores(run, scores).await.unwrap();
     t.db.finish_scoring_run(run, n).await.unwrap();
     let v = d.get("/v1/scores?limit=4", "viewer").await.json();
     assert_eq!(v["run"]["id"].as_i64(), Some(run));

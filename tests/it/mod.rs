@@ -15,6 +15,7 @@ mod models;
 mod nudges;
 mod ops;
 mod playbook;
+mod scores;
 mod sources;
 mod tables;
 mod ticks;

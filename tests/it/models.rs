@@ -307,7 +307,7 @@ fn rows(offset: f64) -> Vec<FeatureRow> {
 
 async fn drift_round_trips(t: &TestDb) {
     let (run, _) =
-        t.db.start_scoring_run("v1", d("2026-11-24"), "test", "full", "test")
+        t.db.start_scoring_run("v1", d("2026-11-24"), "test", "full", "test", None)
             .await
             .unwrap();
     assert!(t.db.drift_for_run(run).await.unwrap().is_empty());
@@ -334,7 +334,7 @@ async fn drift_round_trips(t: &TestDb) {
 
     // Other runs are untouched; a bad value is refused before anything is written.
     let (other, _) =
-        t.db.start_scoring_run("v1", d("2026-11-25"), "test", "full", "test")
+        t.db.start_scoring_run("v1", d("2026-11-25"), "test", "full", "test", None)
             .await
             .unwrap();
     assert!(t.db.drift_for_run(other).await.unwrap().is_empty());
