@@ -65,6 +65,9 @@ pub async fn import_customers_file(
         .upsert_customers(&customers)
         .await
         .with_context(|| format!("storing customers from {name}"))?;
+    db.refresh_statistics(&["customers"], counts.inserted)
+        .await
+        .context("refreshing the database's statistics")?;
     let mut report = ImportReport {
         file: name,
         imported: counts.inserted,
@@ -136,5 +139,9 @@ pub async fn import_events_file_with(
     if let Some(e) = file.take_error() {
         return Err(e.into());
     }
+    ctx.db
+        .refresh_statistics(&["events", "activity_daily"], report.imported)
+        .await
+        .context("refreshing the database's statistics")?;
     Ok(report)
 }

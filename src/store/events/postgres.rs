@@ -370,7 +370,7 @@ async fn split<'a>(
 const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 /// The binary `COPY` encoding of one row at a time.
-struct CopyRows(Vec<u8>);
+pub(in crate::store) struct CopyRows(Vec<u8>);
 
 impl CopyRows {
     fn new() -> Self {
@@ -378,7 +378,7 @@ impl CopyRows {
         buf.extend_from_slice(COPY_HEADER);
         Self(buf)
     }
-    fn row(&mut self, fields: i16) {
+    pub(in crate::store) fn row(&mut self, fields: i16) {
         self.0.extend_from_slice(&fields.to_be_bytes());
     }
     fn i16(&mut self, v: i16) {
@@ -389,11 +389,11 @@ impl CopyRows {
         self.0.extend_from_slice(&4i32.to_be_bytes());
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn i64(&mut self, v: i64) {
+    pub(in crate::store) fn i64(&mut self, v: i64) {
         self.0.extend_from_slice(&8i32.to_be_bytes());
         self.0.extend_from_slice(&v.to_be_bytes());
     }
-    fn f64(&mut self, v: Option<f64>) {
+    pub(in crate::store) fn f64(&mut self, v: Option<f64>) {
         match v {
             Some(v) => {
                 self.0.extend_from_slice(&8i32.to_be_bytes());
@@ -405,6 +405,11 @@ impl CopyRows {
     fn text(&mut self, s: &str) {
         self.0.extend_from_slice(&(s.len() as i32).to_be_bytes());
         self.0.extend_from_slice(s.as_bytes());
+    }
+    /// bytea: the bytes as they are.
+    pub(in crate::store) fn bytes(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(&(b.len() as i32).to_be_bytes());
+        self.0.extend_from_slice(b);
     }
     /// jsonb: a version byte, then the JSON text.
     fn jsonb(&mut self, json: &str) {
@@ -422,7 +427,7 @@ impl CopyRows {
 }
 
 /// Copies `rows` into `table` (`columns`), `encode` writing each row.
-async fn copy_in<T>(
+pub(in crate::store) async fn copy_in<T>(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     statement: &'static str,
     rows: &[T],
