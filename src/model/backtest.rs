@@ -108,32 +108,47 @@ pub fn origins(
 /// Test rows with their scores and customers, ranked once for every resample.
 pub struct Scored<'a> {
     labels: &'a [bool],
-    scores: &'a [f64],
     /// Each row's customer as an index into `0..customers`.
     cluster: Vec<u32>,
     customers: usize,
-    /// Row indices by score, lowest first.
-    ascending: Vec<usize>,
+    /// The rows by score, lowest first (ties by row index): each row's score, customer
+    /// and label side by side, so a resample's walk reads memory in order.
+    ascending: Vec<Ranked>,
+}
+
+/// A row as the bootstrap walks it.
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    score: f64,
+    cluster: u32,
+    label: bool,
 }
 
 impl<'a> Scored<'a> {
     /// `customers[i]` identifies the customer of row `i` (any id; rows of one customer
     /// are resampled together).
-    pub fn new(labels: &'a [bool], scores: &'a [f64], customers: &[i64]) -> Self {
+    pub fn new(labels: &'a [bool], scores: &[f64], customers: &[i64]) -> Self {
         assert_eq!(labels.len(), scores.len());
         assert_eq!(labels.len(), customers.len());
         let mut ids: Vec<i64> = customers.to_vec();
         ids.sort_unstable();
         ids.dedup();
-        let cluster = customers
+        let cluster: Vec<u32> = customers
             .iter()
             .map(|c| ids.binary_search(c).expect("present") as u32)
             .collect();
-        let mut ascending: Vec<usize> = (0..scores.len()).collect();
-        ascending.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+        let ascending = order
+            .into_iter()
+            .map(|r| Ranked {
+                score: scores[r],
+                cluster: cluster[r],
+                label: labels[r],
+            })
+            .collect();
         Self {
             labels,
-            scores,
             cluster,
             customers: ids.len(),
             ascending,
@@ -150,12 +165,12 @@ impl<'a> Scored<'a> {
         let mut i = 0;
         let order = &self.ascending;
         while i < order.len() {
-            let s = self.scores[order[i]];
+            let s = order[i].score;
             let (mut gp, mut gn) = (0.0, 0.0);
-            while i < order.len() && self.scores[order[i]] == s {
+            while i < order.len() && order[i].score == s {
                 let r = order[i];
-                let w = weight[self.cluster[r] as usize];
-                if self.labels[r] {
+                let w = weight[r.cluster as usize];
+                if r.label {
                     gp += w;
                 } else {
                     gn += w;
@@ -181,13 +196,14 @@ impl<'a> Scored<'a> {
             return None;
         }
         let (mut taken, mut pos) = (0.0, 0.0);
-        for &r in self.ascending.iter().rev() {
+        for r in self.ascending.iter().rev() {
             if taken >= total / 10.0 {
                 break;
             }
-            taken += w(r);
-            if self.labels[r] {
-                pos += w(r);
+            let w = weight[r.cluster as usize];
+            taken += w;
+            if r.label {
+                pos += w;
             }
         }
         (taken > 0.0).then(|| (pos / taken) / (positives / total))
@@ -392,6 +408,72 @@ mod tests {
         let l2 = [true, true, false, true, false, false, true, false, true];
         let s2 = [0.9, 0.9, 0.9, 0.4, 0.2, 0.4, 0.7, 0.1, 0.2];
         assert!((s.auc(&w).unwrap() - roc_auc(&l2, &s2).unwrap()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_walk_in_rank_order_sums_as_the_walk_by_row_did() {
+        // The walk before rows were kept in rank order: indices sorted by score, each
+        // row's score, customer and label looked up by index. The same sums in the same
+        // order: equal to the bit, so no interval changes.
+        fn by_index(
+            labels: &[bool],
+            scores: &[f64],
+            cluster: &[u32],
+            w: &[f64],
+        ) -> (Option<f64>, Option<f64>) {
+            let mut order: Vec<usize> = (0..scores.len()).collect();
+            order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+            let (mut neg_below, mut num, mut pos_total, mut i) = (0.0, 0.0, 0.0, 0);
+            while i < order.len() {
+                let s = scores[order[i]];
+                let (mut gp, mut gn) = (0.0, 0.0);
+                while i < order.len() && scores[order[i]] == s {
+                    let r = order[i];
+                    let x = w[cluster[r] as usize];
+                    if labels[r] {
+                        gp += x
+                    } else {
+                        gn += x
+                    }
+                    i += 1;
+                }
+                num += gp * (neg_below + 0.5 * gn);
+                neg_below += gn;
+                pos_total += gp;
+            }
+            let auc = (pos_total > 0.0 && neg_below > 0.0).then(|| num / (pos_total * neg_below));
+            let wt = |r: usize| w[cluster[r] as usize];
+            let total: f64 = (0..labels.len()).map(wt).sum();
+            let positives: f64 = (0..labels.len()).filter(|&r| labels[r]).map(wt).sum();
+            let (mut taken, mut pos) = (0.0, 0.0);
+            for &r in order.iter().rev() {
+                if taken >= total / 10.0 {
+                    break;
+                }
+                taken += wt(r);
+                if labels[r] {
+                    pos += wt(r);
+                }
+            }
+            let lift = (total > 0.0 && positives > 0.0 && taken > 0.0)
+                .then(|| (pos / taken) / (positives / total));
+            (auc, lift)
+        }
+        let mut rng = SplitMix(11);
+        let labels: Vec<bool> = (0..5000).map(|_| rng.below(7) == 0).collect();
+        let scores: Vec<f64> = (0..5000).map(|_| rng.below(400) as f64 / 397.0).collect();
+        let customers: Vec<i64> = (0..5000).map(|i| (i * 7919 % 1700) as i64).collect();
+        let sc = Scored::new(&labels, &scores, &customers);
+        for _ in 0..20 {
+            let w: Vec<f64> = (0..sc.customers)
+                .map(|_| rng.below(4) as f64 * 0.75)
+                .collect();
+            let want = by_index(&labels, &scores, &sc.cluster, &w);
+            let got = (sc.auc(&w), sc.top_decile_lift(&w));
+            assert_eq!(got.0.map(f64::to_bits), want.0.map(f64::to_bits));
+            assert_eq!(got.1.map(f64::to_bits), want.1.map(f64::to_bits));
+            assert!(got.0.is_some() && got.1.is_some());
+        }
     }
 
     #[test]
