@@ -85,32 +85,16 @@ async fn retention_keeps_the_newest_full_runs(t: &TestDb) {
     let today = attune::jobs::today();
     let summary = attune::demo::run_cycle(&ctx, 600, 3, today).await.unwrap();
     let n = summary.score.customers as i64;
-    let full = || async {
-        score::run(
-            &ctx,
-            &ScoreJob {
-                tick: None,
-                as_of: Some(today),
-                changed_only: false,
-            },
-        )
-        .await
-        .unwrap()
-        .run_id
+    let run = |changed_only: bool| {
+        let job = ScoreJob {
+            tick: None,
+            as_of: Some(today),
+            changed_only,
+        };
+        let ctx = ctx.clone();
+        async move { score::run(&ctx, &job).await.unwrap().run_id }
     };
-    let changed = || async {
-        score::run(
-            &ctx,
-            &ScoreJob {
-                tick: None,
-                as_of: Some(today),
-                changed_only: true,
-            },
-        )
-        .await
-        .unwrap()
-        .run_id
-    };
+    let (full, changed) = (|| run(false), || run(true));
     let first = summary.score.run_id;
     let between = changed().await; // a changed run between two full runs
     let second = full().await;
