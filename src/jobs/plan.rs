@@ -399,12 +399,10 @@ async fn plan_page(
     Ok(())
 }
 
-/// The stored reason of a nudge, as JSON text. The score's drivers are already JSON text:
-/// they are checked and put in as they are, not parsed into values and written again.
+/// The stored reason of a nudge, as JSON text. The score's drivers arrive as JSON text
+/// (serialized once, when they were read for this nudge) and are put in as they are.
 fn reason(p: &Planned, drivers: Option<&str>) -> String {
-    let drivers = drivers
-        .filter(|d| serde_json::from_str::<serde::de::IgnoredAny>(d).is_ok())
-        .unwrap_or("[]");
+    let drivers = drivers.unwrap_or("[]");
     let rest = serde_json::json!({
         "rule": p.rule.as_str(),
         "stage": p.stage,

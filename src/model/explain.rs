@@ -3,7 +3,7 @@
 //! A scoring run writes one [`DriverKey`] (the model's columns with their coefficients,
 //! encodings and the feature spec's words for each) and, per customer, a few bytes: for
 //! each driver the column's index and the row's value ([`encode`]). Reading
-//! ([`DriverKey::decode`]) recomputes each contribution with the same arithmetic scoring
+//! ([`decode`]) recomputes each contribution with the same arithmetic scoring
 //! used and describes the value in the key's words, so the drivers read back are the ones
 //! [`ModelArtifact::drivers_with`] would have made, field for field (tested below), while
 //! a run of a million customers stores no sentence and no model version per customer.
@@ -91,20 +91,10 @@ pub struct KeyReader {
     currency: Currency,
 }
 
-impl KeyReader {
-    /// The drivers stored as `bytes` ([`encode`], or JSON text written before format 1).
-    pub fn decode(&self, bytes: &[u8]) -> Result<Vec<Driver>, DecodeError> {
-        decode_with(Some(self), bytes)
-    }
-}
-
-/// Drivers written before format 1 (JSON text), which need no key; `None` for bytes of
-/// format 1, which do.
-pub fn decode_legacy(bytes: &[u8]) -> Option<Result<Vec<Driver>, DecodeError>> {
-    (bytes.first() != Some(&FORMAT_1)).then(|| decode_with(None, bytes))
-}
-
-fn decode_with(key: Option<&KeyReader>, bytes: &[u8]) -> Result<Vec<Driver>, DecodeError> {
+/// The drivers stored as `bytes` with a score of a run whose key is `key` ([`encode`]'s
+/// format 1 needs the key; JSON text written before format 1, by a run without a key, is
+/// read as it is).
+pub fn decode(key: Option<&KeyReader>, bytes: &[u8]) -> Result<Vec<Driver>, DecodeError> {
     let Some((&first, mut rest)) = bytes.split_first() else {
         return Ok(Vec::new());
     };
@@ -238,7 +228,7 @@ mod tests {
         let key: DriverKey = serde_json::from_str(&serde_json::to_string(&key).unwrap()).unwrap();
         let mut bytes = Vec::new();
         encode(model, row, 3, &mut bytes);
-        key.reader().unwrap().decode(&bytes).unwrap()
+        decode(Some(&key.reader().unwrap()), &bytes).unwrap()
     }
 
     #[test]
@@ -312,10 +302,11 @@ mod tests {
     #[test]
     fn drivers_stored_as_json_before_format_1_are_read_as_they_are() {
         let json = br#"[{"feature":"complaints_90d","source":"complaints_90d","contribution":0.5,"description":"5 complaints in 90 days"}]"#;
-        let d = decode_legacy(json).unwrap().unwrap();
+        let d = decode(None, json).unwrap();
         assert_eq!(d[0].description, "5 complaints in 90 days");
-        assert_eq!(decode_legacy(b"").unwrap().unwrap(), Vec::<Driver>::new());
-        assert!(decode_legacy(&[FORMAT_1, 0, 2]).is_none());
+        assert_eq!(decode(None, b"").unwrap(), Vec::<Driver>::new());
+        // Format 1 without its run's key cannot be read.
+        assert!(decode(None, &[FORMAT_1, 0, 2]).is_err());
     }
 
     #[test]
@@ -332,7 +323,7 @@ mod tests {
             vec![FORMAT_1, 0x80],       // a varint cut short
             vec![b'[', b'{'],           // bad JSON
         ] {
-            assert!(reader.decode(&bad).is_err(), "{bad:?}");
+            assert!(decode(Some(&reader), &bad).is_err(), "{bad:?}");
         }
     }
 

@@ -62,18 +62,9 @@ pub struct DriverKeys(HashMap<i64, Option<KeyReader>>);
 impl DriverKeys {
     /// The drivers stored as `bytes` with a score of run `run_id`.
     pub fn drivers(&self, run_id: i64, bytes: &[u8]) -> Result<Vec<Driver>> {
-        let read = match explain::decode_legacy(bytes) {
-            Some(legacy) => legacy,
-            None => match self.0.get(&run_id) {
-                Some(Some(key)) => key.decode(bytes),
-                _ => {
-                    return Err(StoreError::Data(format!(
-                        "scoring run {run_id} has no drivers key for its scores"
-                    )));
-                }
-            },
-        };
-        read.map_err(|e| StoreError::Data(format!("a score of run {run_id}: {e}")))
+        let key = self.0.get(&run_id).and_then(Option::as_ref);
+        explain::decode(key, bytes)
+            .map_err(|e| StoreError::Data(format!("a score of run {run_id}: {e}")))
     }
 
     fn has(&self, run_id: i64) -> bool {
