@@ -11,12 +11,13 @@
 # Each run then copies the base database (customers, no events; on PostgreSQL, DATABASE is
 # made once with the customers and its activity tables are emptied), starts `attune run` with
 # one `http` source on 127.0.0.1:PORT, waits for /readyz (the customer ids loaded), and runs
-# `attune bench load`. The JSON report goes to OUT/load.json, the server's log to
+# `attune-bench load`. The JSON report goes to OUT/load.json, the server's log to
 # OUT/server.log.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${ATTUNE_BIN:-$root/target/release/attune}"
-unset ATTUNE_BIN   # attune refuses ATTUNE_* variables that are not its settings
+bench="${ATTUNE_BENCH_BIN:-$root/target/release/attune-bench}"   # cargo build --release --workspace
+unset ATTUNE_BIN ATTUNE_BENCH_BIN   # attune refuses ATTUNE_* variables that are not its settings
 sim="${1:-/tmp/sim1m}"
 rate="${RATE:-50}"
 duration="${DURATION:-20}"
@@ -92,7 +93,7 @@ for _ in $(seq 1 300); do
 done
 [ -n "$ready" ] || { echo "the server did not get ready; see $out/server.log" >&2; exit 1; }
 
-"$bin" --json bench load --url "http://127.0.0.1:$port/v1/events" --method POST --body "$out/bodies" \
+"$bench" --json load --url "http://127.0.0.1:$port/v1/events" --method POST --body "$out/bodies" \
     --header "Authorization: Bearer $BENCH_INGEST_TOKEN" --header "Content-Type: application/json" \
     --rate "$rate" --duration "$duration" --connections "$connections" --timeout 30 > "$out/load.json"
 python3 - "$out/load.json" <<'EOF'

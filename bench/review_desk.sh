@@ -3,15 +3,16 @@
 #
 #   bash bench/review_desk.sh [DATABASE]          # a SQLite path (default) or postgres://...
 #
-# Fills DATABASE once with COUNT nudges (`attune bench seed-nudges`) and a reviewer, starts
+# Fills DATABASE once with COUNT nudges (`attune-bench seed-nudges`) and a reviewer, starts
 # `attune run` on 127.0.0.1:PORT, signs in for a session cookie, makes an API token, and
-# runs `attune bench load` (open loop, RATE requests per second for DURATION seconds)
+# runs `attune-bench load` (open loop, RATE requests per second for DURATION seconds)
 # against the queue page and the API list: the first page, a page deep in the queue, and a
 # filtered page. Prints one line per target; the JSON of each run goes to OUT.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${ATTUNE_BIN:-$root/target/release/attune}"
-unset ATTUNE_BIN   # attune refuses ATTUNE_* variables that are not its settings
+bench="${ATTUNE_BENCH_BIN:-$root/target/release/attune-bench}"   # cargo build --release --workspace
+unset ATTUNE_BIN ATTUNE_BENCH_BIN   # attune refuses ATTUNE_* variables that are not its settings
 db="${1:-/tmp/attune-bench-desk.db}"
 count="${COUNT:-1000000}"
 rate="${RATE:-100}"
@@ -26,7 +27,7 @@ export ATTUNE_LOG_FILTER="${ATTUNE_LOG_FILTER:-warn}"
 
 if ! "$bin" --db "$db" users list 2>/dev/null | grep -q '^bench '; then
     echo "== seeding $count nudges into $db"
-    "$bin" --db "$db" bench seed-nudges --count "$count" --customers 20000
+    "$bench" --db "$db" seed-nudges --count "$count" --customers 20000
     echo "$password" | "$bin" --db "$db" users add bench --role reviewer --password-stdin
     # PostgreSQL answers counts from its indexes alone once the visibility map is set.
     case "$db" in postgres://*|postgresql://*) psql -q "$db" -c "VACUUM (ANALYZE)" ;; esac
@@ -63,7 +64,7 @@ run() {
     local cpu0 load
     cpu0="$(cpu_ms)"
     load="$(cut -d' ' -f1 /proc/loadavg)"
-    "$bin" --json bench load --url "$url" --rate "$rate" --duration "$duration" \
+    "$bench" --json load --url "$url" --rate "$rate" --duration "$duration" \
         --connections "$connections" --header "$header" > "$out/$name.json"
     python3 - "$name" "$out/$name.json" "$cpu0" "$(cpu_ms)" "$load" <<'PY'
 import json, sys

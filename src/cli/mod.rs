@@ -2,9 +2,6 @@
 //! result for people or, with `--json`, for scripts. Logic lives in the library modules;
 //! this is glue.
 
-mod bench;
-mod bench_ingest;
-mod bench_load;
 mod features;
 mod models;
 mod output;
@@ -130,9 +127,6 @@ pub enum Command {
     /// The model registry: versions, the champion, promotion, rollback, reports.
     #[command(subcommand)]
     Models(models::ModelsCommand),
-    /// Reproducible measurements for BENCHMARKS.md.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     /// The feature spec: check it, show a customer's features.
     #[command(subcommand)]
     Features(features::FeaturesCommand),
@@ -712,7 +706,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Bench(cmd) => bench::run(&config, cmd, &out).await,
         Command::Features(cmd) => features::run(&config, cmd, &out).await,
         Command::Sources => {
             let db = open(&config).await?;

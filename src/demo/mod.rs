@@ -1,10 +1,8 @@
 //! The demo: a realistic synthetic population run through one full cycle (pull, train,
 //! score, plan), so a new user sees attune work in a minute with nothing but Rust.
 
-pub mod planning;
 pub mod simulate;
 pub mod synth;
-pub mod uplift;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

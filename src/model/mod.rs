@@ -19,6 +19,8 @@ pub mod frame;
 pub mod metrics;
 pub mod optim;
 pub mod split;
+/// Synthetic rows for the trainer's tests and benchmarks (`attune-bench fit`); not shipped.
+#[cfg(any(test, feature = "testing"))]
 pub mod synthetic;
 
 pub use artifact::{Driver, EncodedFeature, FORMAT, ModelArtifact, SolverReport, TrainingInfo};

@@ -3,7 +3,7 @@
 //! # Why this exists: where linfa-logistic's time goes
 //!
 //! Measured on the development machine (2 cores, AMD EPYC, release build, no BLAS)
-//! on 200,000 x 45 standardised rows (`attune bench fit --solver linfa`, and
+//! on 200,000 x 45 standardised rows (`attune-bench fit --solver linfa`, and
 //! `cargo test --release --lib profile_linfa_ops -- --ignored --nocapture` for the
 //! parts), linfa-logistic 0.8.1 as `model::fit` used it (alpha 1, tolerance 1e-4 per row)
 //! takes 1.3-1.6 s for 6 L-BFGS iterations, against 0.11 s here. Counting calls with

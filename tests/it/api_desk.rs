@@ -9,7 +9,6 @@ use attune::store::{Role, SeedNudge};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tower::ServiceExt as _;
 
@@ -123,7 +122,10 @@ pub async fn send(app: &Router, req: Request<Body>) -> Answer {
     let res = app.clone().oneshot(req).await.unwrap();
     let status = res.status();
     let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec();
     Answer {
         status,
         headers,

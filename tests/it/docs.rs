@@ -69,7 +69,7 @@ fn readme_starts_with_the_two_commands() {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    assert_eq!(commands, ["cargo run --release -- demo", "cargo test"]);
+    assert_eq!(commands, ["cargo run -- demo", "cargo test"]);
     let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).unwrap();
     assert!(
         ci.lines().any(|l| l.trim() == "cargo test"),

@@ -40,21 +40,15 @@ impl TestDb {
         }
     }
 
-    /// None (and a note on stderr) when the PostgreSQL suite is not asked for.
-    pub async fn postgres() -> Option<TestDb> {
+    /// A fresh database on the server `ATTUNE_TEST_POSTGRES_URL` names. The PostgreSQL
+    /// variants are compiled as ignored when the variable is not set at build time
+    /// (`build.rs`), so they are reported as ignored, never as passed; run with
+    /// `--ignored` but no server, this panics naming the variable.
+    pub async fn postgres() -> TestDb {
         init_logs();
-        let admin_url = match std::env::var(PG_ENV) {
-            Ok(u) if !u.is_empty() => u,
-            _ => {
-                // Written past libtest's capture so that a passing run still shows it.
-                use std::io::Write as _;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipped: {PG_ENV} is not set, so this PostgreSQL test did not run"
-                );
-                return None;
-            }
-        };
+        let admin_url = std::env::var(PG_ENV).ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
+            panic!("{PG_ENV} is not set: it names the PostgreSQL server this test creates its database on, e.g. postgres://postgres@127.0.0.1:5432/test")
+        });
         let name = format!(
             "attune_test_{}_{:08x}",
             std::process::id(),
@@ -74,12 +68,12 @@ impl TestDb {
         let url = DatabaseUrl::Postgres(format!("{base}/{name}"));
         let db = Db::connect(&url).await.unwrap();
         db.migrate().await.unwrap();
-        Some(TestDb {
+        TestDb {
             db,
             url: format!("{base}/{name}"),
             _dir: None,
             pg: Some((admin_url, name)),
-        })
+        }
     }
 
     pub fn ctx(&self, tweak: impl FnOnce(&mut Config)) -> JobContext {
@@ -88,17 +82,12 @@ impl TestDb {
         JobContext::new(self.db.clone(), config)
     }
 
-    pub async fn cleanup(self) {
+    /// Closes the pool and drops the PostgreSQL database. A test that fails before it gets
+    /// here still leaves nothing behind: `Drop` drops the database.
+    pub async fn cleanup(mut self) {
         self.db.close().await;
-        if let Some((admin_url, name)) = self.pg {
-            let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&admin)
-            .await
-            .unwrap();
-            admin.close().await;
+        if let Some((admin_url, name)) = self.pg.take() {
+            drop_database(&admin_url, &name).await;
         }
     }
 
@@ -126,8 +115,36 @@ impl TestDb {
     }
 }
 
-/// Writes `test_name` twice, once per backend; the PostgreSQL one says it was skipped when
-/// the suite is not asked for.
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.pg.take() {
+            // Unwinding from a failed assertion, inside the test's runtime: a thread of its
+            // own with a runtime of its own. `WITH (FORCE)` ends the pool's connections.
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime to drop the test database")
+                    .block_on(drop_database(&admin_url, &name))
+            })
+            .join();
+        }
+    }
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    let admin = sqlx::PgPool::connect(admin_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+}
+
+/// Writes `test_name` twice, once per backend. The PostgreSQL variant is ignored (reported
+/// as such) unless `ATTUNE_TEST_POSTGRES_URL` was set when the tests were built.
 #[macro_export]
 macro_rules! both_backends {
     ($name:ident, $body:path) => {
@@ -140,10 +157,12 @@ macro_rules! both_backends {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(attune_test_postgres),
+                ignore = "PostgreSQL: build and run with ATTUNE_TEST_POSTGRES_URL set"
+            )]
             async fn postgres() {
-                let Some(t) = $crate::it::helpers::TestDb::postgres().await else {
-                    return;
-                };
+                let t = $crate::it::helpers::TestDb::postgres().await;
                 $body(&t).await;
                 t.cleanup().await;
             }

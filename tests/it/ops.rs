@@ -33,16 +33,24 @@ async fn a_backup_opens_and_holds_everything() {
     let e = t.db.backup_to(&path).await.unwrap_err().to_string();
     assert!(e.contains("exists already"), "{e}");
     t.cleanup().await;
-    if let Some(pg) = TestDb::postgres().await {
-        let e = pg
-            .db
-            .backup_to(&dir.path().join("pg.db"))
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("pg_dump"), "{e}");
-        pg.cleanup().await;
-    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(attune_test_postgres),
+    ignore = "PostgreSQL: build and run with ATTUNE_TEST_POSTGRES_URL set"
+)]
+async fn backup_on_postgresql_points_to_pg_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = TestDb::postgres().await;
+    let e = pg
+        .db
+        .backup_to(&dir.path().join("pg.db"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pg_dump"), "{e}");
+    pg.cleanup().await;
 }
 
 /// Before: a second daemon on the same SQLite file started without a word. Now the second
@@ -63,11 +71,18 @@ async fn a_second_daemon_on_one_sqlite_file_is_refused() {
     drop(first);
     assert!(attune::jobs::daemon::daemon_lock(&t.db).unwrap().is_some());
     t.cleanup().await;
-    if let Some(pg) = TestDb::postgres().await {
-        // Several daemons share one PostgreSQL database by design.
-        assert!(attune::jobs::daemon::daemon_lock(&pg.db).unwrap().is_none());
-        pg.cleanup().await;
-    }
+}
+
+/// Several daemons share one PostgreSQL database by design: no lock.
+#[tokio::test]
+#[cfg_attr(
+    not(attune_test_postgres),
+    ignore = "PostgreSQL: build and run with ATTUNE_TEST_POSTGRES_URL set"
+)]
+async fn daemons_share_one_postgresql_database() {
+    let pg = TestDb::postgres().await;
+    assert!(attune::jobs::daemon::daemon_lock(&pg.db).unwrap().is_none());
+    pg.cleanup().await;
 }
 
 /// `attune demo` again over a demo database people worked in refuses, says what would be

@@ -472,37 +472,6 @@ both_backends!(
     super::simulation_matches_planning
 );
 
-async fn uplift_recovers_a_planted_effect(t: &TestDb) {
-    let ctx = t.ctx(|_| {});
-    let r = attune::demo::uplift::simulate(&ctx, 12_000, 1, attune::jobs::today())
-        .await
-        .unwrap();
-    let m = |rule: &str| r.measured.iter().find(|m| m.rule == rule).unwrap().clone();
-    let effect = m("meter_thanks");
-    let none = m("usage_tips");
-    assert!(effect.held_out > 500 && effect.treated > 5000, "{effect:?}");
-    assert_eq!(effect.verdict, "significant", "{effect:?}");
-    assert!(
-        effect.ci_low.unwrap() <= -0.08 && -0.08 <= effect.ci_high.unwrap(),
-        "{effect:?}"
-    );
-    assert_eq!(none.verdict, "not_significant", "{none:?}");
-    assert!(r.planted_inside_interval && r.verdicts_right);
-    // Too few customers is said plainly.
-    let contract = attune::features::churn::ChurnDefinition::Contract { horizon_days: 60 };
-    let few = plan::uplift(&t.db, &contract, r.report_as_of, 60, 1000)
-        .await
-        .unwrap();
-    assert!(
-        few.iter()
-            .all(|u| u.verdict == "too_few" && u.difference.is_none())
-    );
-}
-both_backends!(
-    report_uplift_recovers_a_planted_effect,
-    super::uplift_recovers_a_planted_effect
-);
-
 #[test]
 fn readme_documents_every_default_rule_trigger_and_contact_column() {
     let readme =

@@ -367,7 +367,6 @@ async fn post_events_as(
     content_type: &str,
     body: Vec<u8>,
 ) -> (u16, serde_json::Value) {
-    use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
     let mut req = axum::http::Request::post("/v1/events").header("content-type", content_type);
     if let Some(t) = token {
@@ -379,7 +378,9 @@ async fn post_events_as(
         .await
         .unwrap();
     let status = res.status().as_u16();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
@@ -531,7 +532,6 @@ both_backends!(
 /// With an `http` source, `/readyz` answers 503 until the customer ids `/v1/events`
 /// resolves events with are loaded (the probe starts the load), then 200.
 async fn ready_once_ids_are_loaded(t: &TestDb) {
-    use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
     add_customers(&t.db, &["c1"]).await;
     let src: SourceConfig =
@@ -551,8 +551,12 @@ async fn ready_once_ids_are_loaded(t: &TestDb) {
             .await
             .unwrap();
         let status = res.status().as_u16();
-        let body: serde_json::Value =
-            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(
+            &axum::body::to_bytes(res.into_body(), usize::MAX)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
         seen.push(status);
         if status == 200 {
             assert_eq!(body["status"], "ready");

@@ -3,7 +3,8 @@
 # schemathesis from PyPI in a virtual environment this script makes (and reuses).
 #
 # It starts its own server: the attune binary (ATTUNE_BIN, default target/debug/attune) on
-# a temp SQLite database filled by `attune demo --once` and `attune bench seed-nudges`,
+# a temp SQLite database filled by `attune demo --once` and `attune-bench seed-nudges`
+# (ATTUNE_BENCH_BIN, default target/debug/attune-bench),
 # on a free port, with a reviewer's API token. Exits non-zero on any failed check.
 #
 #   bash tests/schemathesis/run.sh [extra schemathesis options]
@@ -16,7 +17,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 bin="${ATTUNE_BIN:-$root/target/debug/attune}"
-unset ATTUNE_BIN   # attune refuses ATTUNE_* variables that are not its settings
+bench="${ATTUNE_BENCH_BIN:-$root/target/debug/attune-bench}"
+unset ATTUNE_BIN ATTUNE_BENCH_BIN   # attune refuses ATTUNE_* variables that are not its settings
 venv="${SCHEMATHESIS_VENV:-$here/.venv}"
 checks="${CHECKS:-all}"
 exclude="${EXCLUDE:-positive_data_acceptance}"
@@ -29,6 +31,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
     "$venv/bin/pip" install -q -r "$here/requirements.txt"
 fi
 [ -x "$bin" ] || { echo "no attune binary at $bin; run cargo build first" >&2; exit 1; }
+[ -x "$bench" ] || { echo "no attune-bench binary at $bench; run cargo build --workspace first" >&2; exit 1; }
 
 work="$(mktemp -d)"
 server=""
@@ -44,7 +47,7 @@ trap cleanup EXIT
 db="$work/desk.db"
 export ATTUNE_LOG_FILTER=warn
 "$bin" --db "$db" demo --once --customers 200 > /dev/null
-"$bin" --db "$db" bench seed-nudges --count 500 --customers 200 --proposed-share 0.8 > /dev/null
+"$bench" --db "$db" seed-nudges --count 500 --customers 200 --proposed-share 0.8 > /dev/null
 echo 'schemathesis-password' | "$bin" --db "$db" users add fuzzer --role reviewer --password-stdin > /dev/null
 token="$("$bin" --db "$db" users token fuzzer 2>/dev/null)"
 

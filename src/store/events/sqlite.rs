@@ -624,7 +624,7 @@ fn release(raw: &Raw, ids: &[i64], now: i64) -> Result<()> {
 }
 
 /// Inserts events with no rollups, changed marks, quarantine or duplicate counting: the
-/// raw insert ceiling of `attune bench ingest`. The same statement, order and transaction
+/// raw insert ceiling of `attune-bench ingest`. The same statement, order and transaction
 /// size as [`ingest`].
 pub(super) fn insert_raw(
     raw: &Raw,

@@ -1,4 +1,4 @@
-//! `attune bench ingest` and `attune bench features`: the activity benchmarks of
+//! `attune-bench ingest` and `attune-bench features`: the activity benchmarks of
 //! BENCHMARKS.md. Ingest is measured end to end from files (parse, map, store, rollups)
 //! beside the raw insert ceiling of the same database in the same run (the same rows
 //! inserted with batched multi-row INSERT on SQLite or COPY on PostgreSQL, without
@@ -11,12 +11,12 @@ use anyhow::Context as _;
 use chrono::NaiveDate;
 use serde_json::json;
 
-use crate::config::Config;
-use crate::domain::ActivityEvent;
-use crate::features::{Activity, compute, day_number};
-use crate::ingest::{self, Format};
-use crate::jobs::{self, JobContext};
-use crate::store::{DatabaseUrl, Db};
+use attune::config::Config;
+use attune::domain::ActivityEvent;
+use attune::features::{Activity, compute, day_number};
+use attune::ingest::{self, Format};
+use attune::jobs::{self, JobContext};
+use attune::store::{DatabaseUrl, Db};
 
 /// A database made for one measurement and removed after it.
 struct Scratch {

@@ -1,4 +1,4 @@
-//! `attune bench load`: an open-loop HTTP load generator, and `attune bench seed-nudges`,
+//! `attune-bench load`: an open-loop HTTP load generator, and `attune-bench seed-nudges`,
 //! which fills the database with a realistic queue for it to measure.
 //!
 //! Open loop: request i is due at `start + i / rate` whatever happened to the ones before,
@@ -13,17 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use axum::body::Bytes;
 use clap::Args;
 use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::domain::{Channel, Consent, ContractType, Customer, CustomerId};
+use attune::config::Config;
+use attune::domain::{Channel, Consent, ContractType, Customer, CustomerId};
 
 /// Rules of the default playbook the seeded nudges carry, with why each was queued.
 const SEED_RULES: &[&str] = &[
@@ -33,7 +33,7 @@ const SEED_RULES: &[&str] = &[
     "risk_check_in",
     "renewal",
 ];
-use crate::store::SeedNudge;
+use attune::store::SeedNudge;
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -195,7 +195,7 @@ fn check_local(uri: &hyper::Uri) -> anyhow::Result<()> {
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !local {
         bail!(
-            "--url {uri}: attune bench load only sends to this machine (localhost, 127.0.0.0/8 or ::1)"
+            "--url {uri}: attune-bench load only sends to this machine (localhost, 127.0.0.0/8 or ::1)"
         );
     }
     if uri.scheme_str() != Some("http") {
@@ -509,12 +509,12 @@ pub async fn seed(config: &Config, args: &SeedArgs) -> anyhow::Result<SeedReport
         );
     }
     let started = Instant::now();
-    let db = super::open(config).await?;
+    let db = crate::open(config).await?;
     let mut ids: Vec<i64> = db.customer_id_map().await?.into_values().collect();
     ids.sort_unstable();
     let mut customers_added = 0;
     if ids.len() < args.customers {
-        let today = crate::jobs::today();
+        let today = attune::jobs::today();
         let new: Vec<Customer> = (ids.len()..args.customers)
             .map(|i| Customer {
                 external_id: CustomerId::parse(&format!("bench-{i:07}")).expect("a valid id"),
@@ -537,7 +537,7 @@ pub async fn seed(config: &Config, args: &SeedArgs) -> anyhow::Result<SeedReport
         ids.sort_unstable();
     }
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let now = crate::store::now_secs();
+    let now = attune::store::now_secs();
     let mut inserted = 0;
     let chunk = 50_000;
     let mut i = 0;

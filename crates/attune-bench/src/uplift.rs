@@ -13,10 +13,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::domain::{ActivityEvent, Consent, Customer, Meaning};
-use crate::jobs::JobContext;
-use crate::jobs::plan::{self, PlanJob};
-use crate::playbook::uplift::RuleUplift;
+use attune::domain::{ActivityEvent, Consent, Customer, Meaning};
+use attune::jobs::JobContext;
+use attune::jobs::plan::{self, PlanJob};
+use attune::playbook::uplift::RuleUplift;
 
 /// The simulation's playbook: two rules, the default 10% holdout.
 pub const PLAYBOOK: &str = r#"
@@ -76,9 +76,8 @@ pub async fn simulate(
     let mut population: Vec<Customer> = Vec::with_capacity(customers);
     let mut events = Vec::with_capacity(customers);
     for i in 0..customers {
-        let mut c =
-            crate::demo::planning::customer(i, &mut StdRng::seed_from_u64(seed ^ i as u64), d0);
-        c.external_id = crate::domain::CustomerId::parse(&format!("U{:07}", i + 1))?;
+        let mut c = crate::planning::customer(i, &mut StdRng::seed_from_u64(seed ^ i as u64), d0);
+        c.external_id = attune::domain::CustomerId::parse(&format!("U{:07}", i + 1))?;
         c.signup_date = signup;
         c.contract_end = None;
         c.first_invoice_due = None;
@@ -86,7 +85,7 @@ pub async fn simulate(
             email: true,
             ..Consent::default()
         };
-        c.preferred_channel = crate::domain::Channel::Email;
+        c.preferred_channel = attune::domain::Channel::Email;
         let kind = if i % 2 == 0 {
             Meaning::MeterReading
         } else {
@@ -111,7 +110,7 @@ pub async fn simulate(
         db.upsert_customers(chunk).await?;
     }
     db.insert_events(&events).await?;
-    let pb = crate::playbook::file::parse("uplift simulation playbook", PLAYBOOK)
+    let pb = attune::playbook::file::parse("uplift simulation playbook", PLAYBOOK)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     plan::run_with(
         ctx,
@@ -157,7 +156,7 @@ pub async fn simulate(
         db.upsert_customers(chunk).await?;
     }
     let report_as_of = d0 + Days::new(HORIZON_DAYS as u64 + 1);
-    let contract = crate::features::churn::ChurnDefinition::Contract {
+    let contract = attune::features::churn::ChurnDefinition::Contract {
         horizon_days: HORIZON_DAYS,
     };
     let measured = plan::uplift(db, &contract, report_as_of, HORIZON_DAYS, 100).await?;

@@ -1,151 +1,25 @@
-//! `attune bench`: reproducible measurements for BENCHMARKS.md, printed as JSON beside the
-//! anchors they are compared with (`../shared/bench/sklearn_baseline.py`).
+//! `attune-bench fit`: attune's trainer (or linfa-logistic) on synthetic rows, printed as
+//! JSON beside the anchor it is compared with (`../shared/bench/sklearn_baseline.py`).
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use clap::Subcommand;
 use linfa::DatasetBase;
 use linfa::traits::{Fit, Predict};
 use ndarray::{Array1, Array2};
 
-use crate::model::metrics;
-use crate::model::optim::FastLogistic;
-use crate::model::synthetic::synthetic;
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Fit a logistic regression on synthetic N x D standard-normal rows (the same
-    /// distribution as `sklearn_baseline.py synthetic`) and print AUC and fit time.
-    Fit {
-        #[arg(long, default_value_t = 1_000_000)]
-        rows: usize,
-        #[arg(long, default_value_t = 45)]
-        features: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// `fast` (attune's trainer) or `linfa` (linfa-logistic as it is).
-        #[arg(long, default_value = "fast")]
-        solver: String,
-        /// Also write the generated rows to DIR/x.npy and DIR/y.npy, so that
-        /// scikit-learn can be timed on exactly the same data
-        /// (`LogisticRegression(C=1.0, max_iter=1000).fit(np.load("x.npy"), np.load("y.npy"))`).
-        #[arg(long, value_name = "DIR")]
-        save_npy: Option<PathBuf>,
-        /// Converged when max |gradient| / rows is at most this: 1e-4 is scikit-learn's
-        /// `tol`; `attune train` uses 1e-5.
-        #[arg(long, default_value_t = 1e-4)]
-        tolerance: f64,
-    },
-    /// Ingest the files `attune simulate` wrote, end to end (parse, map, store, rollups),
-    /// and the same rows raw into a second fresh database: events per second of both.
-    Ingest {
-        #[arg(long)]
-        dir: PathBuf,
-        /// sqlite or postgres.
-        #[arg(long, default_value = "sqlite")]
-        backend: String,
-        /// PostgreSQL server to create the benchmark's databases on (dropped after).
-        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
-        pg_url: String,
-        /// Where the SQLite files go (removed after).
-        #[arg(long, default_value = "/tmp")]
-        work: PathBuf,
-    },
-    /// Compute every active customer's features as of a day from the database's rollups.
-    Features {
-        #[arg(long)]
-        as_of: Option<chrono::NaiveDate>,
-        /// Only read the customers and rollups (to see what reading costs).
-        #[arg(long)]
-        read_only: bool,
-    },
-    /// Send HTTP requests at a fixed rate (open loop) to a server on this machine and
-    /// print the latency percentiles, a histogram and the errors.
-    Load(super::bench_load::LoadArgs),
-    /// Fill the database with nudges (every review column set) for the load benchmarks.
-    SeedNudges(super::bench_load::SeedArgs),
-    /// Populate customers and a scoring run (once, when the database has none), then
-    /// time `plan` over them.
-    Plan(super::playbook::BenchPlanArgs),
-    /// Plant an effect for one rule and none for another, plan, churn, and measure it
-    /// with `report uplift`.
-    Uplift(super::playbook::BenchUpliftArgs),
-}
-
-pub async fn run(
-    config: &crate::config::Config,
-    cmd: BenchCommand,
-    out: &super::output::Printer,
-) -> anyhow::Result<()> {
-    match cmd {
-        BenchCommand::Plan(args) => super::playbook::bench_plan(config.clone(), args).await,
-        BenchCommand::Uplift(args) => super::playbook::bench_uplift(config.clone(), args).await,
-        BenchCommand::Ingest {
-            dir,
-            backend,
-            pg_url,
-            work,
-        } => {
-            let out = super::bench_ingest::ingest(&dir, &backend, &pg_url, &work).await?;
-            println!("{out}");
-            Ok(())
-        }
-        BenchCommand::Features { as_of, read_only } => {
-            let ctx = crate::jobs::JobContext::new(super::open(config).await?, config.clone());
-            let out = super::bench_ingest::features(
-                &ctx,
-                as_of.unwrap_or_else(crate::jobs::today),
-                read_only,
-            )
-            .await?;
-            println!("{out}");
-            Ok(())
-        }
-        BenchCommand::Load(args) => {
-            let report = super::bench_load::load(&args).await?;
-            super::bench_load::print_load(&report, out.json)
-        }
-        BenchCommand::SeedNudges(args) => {
-            let r = super::bench_load::seed(config, &args).await?;
-            out.message(
-                &serde_json::to_value(&r)?,
-                &format!(
-                    "added {} nudges ({} new customers) on {} in {:.1} s",
-                    r.inserted, r.customers_added, r.backend, r.seconds
-                ),
-            )
-        }
-        BenchCommand::Fit {
-            rows,
-            features,
-            seed,
-            solver,
-            save_npy,
-            tolerance,
-        } => {
-            let out = bench_fit(
-                rows,
-                features,
-                seed,
-                &solver,
-                save_npy.as_deref(),
-                tolerance,
-            )?;
-            println!("{out}");
-            Ok(())
-        }
-    }
-}
+use attune::model::metrics;
+use attune::model::optim::FastLogistic;
+use attune::model::synthetic::synthetic;
 
 /// Alpha 1 (scikit-learn's C = 1) and 1000 iterations, as `model::fit` uses them.
 const ALPHA: f64 = 1.0;
 const MAX_ITERATIONS: u64 = 1000;
 
 /// Generates the data, times only the fit, predicts on the same rows and scores them.
-fn bench_fit(
+pub fn bench_fit(
     rows: usize,
     features: usize,
     seed: u64,
@@ -243,7 +117,7 @@ fn bench_fit(
 }
 
 enum Fitted {
-    Fast(crate::model::optim::FastLogisticFit),
+    Fast(attune::model::optim::FastLogisticFit),
     Linfa(linfa_logistic::FittedLogisticRegression<f64, bool>),
 }
 

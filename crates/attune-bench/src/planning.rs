@@ -7,8 +7,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::domain::{Channel, Consent, ContractType, Customer, CustomerId};
-use crate::store::{Db, NewScore};
+use attune::domain::{Channel, Consent, ContractType, Customer, CustomerId};
+use attune::store::{Db, NewScore};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Populated {
