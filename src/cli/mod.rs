@@ -267,6 +267,10 @@ pub struct TrainArgs {
     /// `none` or `balanced` [default: [training] class_weight].
     #[arg(long)]
     pub class_weight: Option<String>,
+    /// The solver: `attune` (attune's L-BFGS on every core) or `linfa-logistic` (linfa's,
+    /// single threaded; no class weights). Both fit the same penalised log-loss.
+    #[arg(long, default_value = "attune", value_parser = clap::builder::PossibleValuesParser::new(crate::model::Solver::NAMES))]
+    pub solver: String,
     /// Version label; default SOURCE-TIMESTAMP.
     #[arg(long)]
     pub version: Option<String>,
@@ -789,6 +793,7 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
         seed: args.seed.or(args.holdout.map(|_| config.training.seed)),
         version: args.version.clone(),
         class_weight,
+        solver: crate::model::Solver::parse(&args.solver).expect("clap checked the name"),
         ..defaults
     };
     let as_of = args.as_of.unwrap_or_else(jobs::today);

@@ -26,6 +26,7 @@ pub struct TrainOptions {
     pub class_weight: ClassWeight,
     /// Top-k sizes for precision and recall in the evaluation.
     pub capacities: Vec<usize>,
+    pub solver: model::Solver,
 }
 
 impl Default for TrainOptions {
@@ -36,6 +37,7 @@ impl Default for TrainOptions {
             version: None,
             class_weight: ClassWeight::None,
             capacities: vec![100, 500, 1000],
+            solver: model::Solver::Attune,
         }
     }
 }
@@ -76,6 +78,7 @@ fn fit_options(source: &str, opts: &TrainOptions, as_of: Option<NaiveDate>) -> F
     fo.as_of = as_of;
     fo.class_weight = opts.class_weight;
     fo.capacities = opts.capacities.clone();
+    fo.solver = opts.solver;
     fo
 }
 

@@ -26,6 +26,33 @@ use super::split::stratified_split;
 /// The solver recorded in artifacts, followed by ` (fused, N threads)`.
 pub const SOLVER_LIBRARY: &str = "attune L-BFGS";
 
+/// linfa-logistic as recorded in artifacts it fitted.
+pub const LINFA_LIBRARY: &str = "linfa-logistic 0.8.1";
+
+/// Which solver fits the coefficients: attune's fused L-BFGS (the default), or
+/// linfa-logistic as it is, for a team that wants the reference implementation. Both
+/// minimise the same penalised log-loss; linfa-logistic has no sample weights, is single
+/// threaded, and at a million rows about fifty times slower (BENCHMARKS.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Solver {
+    #[default]
+    Attune,
+    LinfaLogistic,
+}
+
+impl Solver {
+    /// The names `attune train --solver` takes.
+    pub const NAMES: [&str; 2] = ["attune", "linfa-logistic"];
+
+    pub fn parse(name: &str) -> Option<Solver> {
+        match name {
+            "attune" => Some(Solver::Attune),
+            "linfa-logistic" => Some(Solver::LinfaLogistic),
+            _ => None,
+        }
+    }
+}
+
 /// Each rerun after a non-converged run gets this many times the previous budget...
 const BUDGET_GROWTH: u64 = 4;
 /// ...until a run's budget would exceed `max_iterations` times this.
@@ -58,6 +85,7 @@ pub struct FitOptions {
     /// The rows to measure on, given (a team's own split, a split by group): nothing else
     /// is held out, and `holdout` is not used.
     pub test_rows: Option<Vec<usize>>,
+    pub solver: Solver,
 }
 
 impl FitOptions {
@@ -82,6 +110,7 @@ impl FitOptions {
             class_weight: ClassWeight::None,
             capacities: vec![100, 500, 1000],
             test_rows: None,
+            solver: Solver::Attune,
         }
     }
 }
@@ -298,11 +327,14 @@ pub fn fit_frame_rows(
         dropped_features: encoder.dropped().to_vec(),
         intercept: solution.intercept,
         solver: SolverReport {
-            library: format!(
-                "{SOLVER_LIBRARY} (fused, {} thread{})",
-                solution.threads,
-                if solution.threads == 1 { "" } else { "s" }
-            ),
+            library: match opts.solver {
+                Solver::Attune => format!(
+                    "{SOLVER_LIBRARY} (fused, {} thread{})",
+                    solution.threads,
+                    if solution.threads == 1 { "" } else { "s" }
+                ),
+                Solver::LinfaLogistic => LINFA_LIBRARY.to_owned(),
+            },
             alpha: opts.alpha,
             max_iterations: opts.max_iterations,
             iterations_allowed_used: solution.iterations,
@@ -376,6 +408,50 @@ pub(crate) struct Solution {
     pub threads: usize,
 }
 
+/// linfa-logistic's fit of the same objective: one run with the whole budget (it cannot be
+/// warm-started through its own iteration count), the gradient then measured by attune
+/// independently of it, and the same convergence test as attune's solver.
+fn solve_linfa(
+    x: &Array2<f64>,
+    y: &Array1<bool>,
+    opts: &FitOptions,
+) -> Result<Solution, ModelError> {
+    if opts.class_weight != ClassWeight::None {
+        return Err(ModelError::Solver(
+            "linfa-logistic has no class weights; train with --solver attune, or without class weights".into(),
+        ));
+    }
+    let budget = opts.max_iterations.saturating_mul(BUDGET_CAP_FACTOR);
+    let rows = x.nrows() as f64;
+    // linfa's tolerance is on its summed gradient; attune's is per row.
+    let fitted = linfa_logistic::LogisticRegression::default()
+        .alpha(opts.alpha)
+        .max_iterations(budget)
+        .gradient_tolerance(opts.gradient_tolerance * rows)
+        .fit(&DatasetBase::new(x.view(), y.view()))
+        .map_err(|e| ModelError::Solver(format!("linfa-logistic: {e}")))?;
+    // linfa makes the majority class its positive one: turn its parameters into the
+    // log-odds of churn.
+    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+    let w: Array1<f64> = fitted.params().mapv(|v| v * sign);
+    let b = fitted.intercept() * sign;
+    let gradient_norm = relative_gradient(x, y, opts.alpha, &w, b);
+    if gradient_norm.is_nan() || gradient_norm > opts.gradient_tolerance {
+        return Err(ModelError::NotConverged {
+            iterations: budget,
+            gradient_norm,
+        });
+    }
+    Ok(Solution {
+        coefficients: w.to_vec(),
+        intercept: b,
+        // linfa-logistic does not report its iterations: the budget it was allowed.
+        iterations: budget,
+        gradient_norm,
+        threads: 1,
+    })
+}
+
 /// Runs [`FastLogistic`], rerunning from where it stopped with a larger budget until it
 /// converges or the budget cap is reached.
 pub(crate) fn solve(
@@ -383,6 +459,9 @@ pub(crate) fn solve(
     y: &Array1<bool>,
     opts: &FitOptions,
 ) -> Result<Solution, ModelError> {
+    if opts.solver == Solver::LinfaLogistic {
+        return solve_linfa(x, y, opts);
+    }
     let cap = opts.max_iterations.saturating_mul(BUDGET_CAP_FACTOR);
     let mut budget = opts.max_iterations;
     let mut total = 0u64;
@@ -457,7 +536,6 @@ fn run_linfa(
 /// Max |gradient| / rows of `sum log-loss + alpha/2 |w|^2` (intercept not penalised) at
 /// `(w, b)`, with `w` and `b` giving the log-odds of `y = true`, computed independently
 /// of the solver.
-#[cfg(test)]
 pub(crate) fn relative_gradient(
     x: &Array2<f64>,
     y: &Array1<bool>,
@@ -1019,6 +1097,47 @@ mod tests {
             "fit() holdout AUC {prod_auc}, linfa {linfa_auc}"
         );
         assert!(a.solver.library.starts_with("attune L-BFGS (fused, "));
+    }
+
+    /// `attune train --solver linfa-logistic`: the same rows fitted by linfa-logistic through
+    /// `fit`, recorded as such, landing on attune's holdout AUC; class weights are refused
+    /// with a reason, not ignored.
+    #[test]
+    fn linfa_logistic_is_a_solver_users_can_choose() {
+        let (rows, labels) = synthetic(2000, -0.5, 3);
+        let with = |solver| FitOptions {
+            holdout: Some(0.25),
+            seed: Some(5),
+            solver,
+            ..opts()
+        };
+        let ours = fit(&rows, &labels, &with(Solver::Attune)).unwrap();
+        let theirs = fit(&rows, &labels, &with(Solver::LinfaLogistic)).unwrap();
+        assert_eq!(theirs.solver.library, LINFA_LIBRARY);
+        assert!(theirs.solver.converged && theirs.solver.gradient_norm <= 1e-5);
+        let auc = |a: &ModelArtifact| a.metrics.as_ref().unwrap().auc.unwrap();
+        assert!(
+            (auc(&ours) - auc(&theirs)).abs() <= 1e-3,
+            "attune {} linfa {}",
+            auc(&ours),
+            auc(&theirs)
+        );
+        for (a, b) in ours.features.iter().zip(&theirs.features) {
+            assert_eq!(a.name, b.name);
+            assert!(
+                (a.coefficient - b.coefficient).abs() <= 1e-2 * a.coefficient.abs().max(0.1),
+                "{}: attune {} linfa {}",
+                a.name,
+                a.coefficient,
+                b.coefficient
+            );
+        }
+        let weighted = FitOptions {
+            class_weight: ClassWeight::Balanced,
+            ..with(Solver::LinfaLogistic)
+        };
+        let e = fit(&rows, &labels, &weighted).unwrap_err().to_string();
+        assert!(e.contains("class weights"), "{e}");
     }
 
     #[test]

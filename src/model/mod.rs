@@ -26,7 +26,8 @@ pub mod synthetic;
 pub use artifact::{Driver, EncodedFeature, FORMAT, ModelArtifact, SolverReport, TrainingInfo};
 pub use encoder::{Column, Encoder, Encoding};
 pub use fit::{
-    FitOptions, SOLVER_LIBRARY, fingerprint, fingerprint_frame, fit, fit_frame, fit_frame_rows,
+    FitOptions, LINFA_LIBRARY, SOLVER_LIBRARY, Solver, fingerprint, fingerprint_frame, fit,
+    fit_frame, fit_frame_rows,
 };
 pub use frame::Frame;
 pub use metrics::Metrics;
