@@ -6,6 +6,7 @@ mod features;
 mod models;
 mod output;
 mod playbook;
+mod progress;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -484,8 +485,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     jobs::import::import_customers_file(&db, &file, preset, jobs::today()).await?
                 }
                 ImportCommand::Events { file, source } => {
-                    let ctx = JobContext::new(db, config);
-                    jobs::import::import_events_file(&ctx, &file, source.as_deref()).await?
+                    let ctx =
+                        JobContext::new(db, config).with_progress(progress::reporter(out.json));
+                    let report =
+                        jobs::import::import_events_file(&ctx, &file, source.as_deref()).await;
+                    ctx.progress.finish();
+                    report?
                 }
                 ImportCommand::Contacts { file } => {
                     playbook::import_contacts(&config, &file).await?
@@ -583,13 +588,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Score { as_of, changed } => {
-            let ctx = JobContext::new(open(&config).await?, config);
+            let ctx = JobContext::new(open(&config).await?, config)
+                .with_progress(progress::reporter(out.json));
             let job = jobs::score::ScoreJob {
                 tick: None,
                 as_of,
                 changed_only: changed,
             };
-            let report = jobs::score::run(&ctx, &job).await?;
+            let report = jobs::score::run(&ctx, &job).await;
+            ctx.progress.finish();
+            let report = report?;
             out.score(&report)
         }
         Command::Plan { as_of, run } => {
@@ -763,7 +771,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 today: args.today.unwrap_or_else(jobs::today),
                 months: args.months,
             };
-            let s = crate::demo::simulate::simulate_to_dir(&opts, &args.out, format)?;
+            let shown = progress::reporter(out.json);
+            let s = crate::demo::simulate::simulate_to_dir(&opts, &args.out, format, &shown);
+            shown.finish();
+            let s = s?;
             out.message(
                 &serde_json::to_value(&s)?,
                 &format!(
@@ -845,7 +856,13 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
             );
             let kinds = ctx.kinds().await?;
             let spec = ctx.feature_spec().await?;
-            let trained = jobs::train::train_from_history(&db, &kinds, &spec, &h, &opts).await?;
+            let opts = jobs::train::TrainOptions {
+                progress: progress::reporter(out.json),
+                ..opts
+            };
+            let trained = jobs::train::train_from_history(&db, &kinds, &spec, &h, &opts).await;
+            opts.progress.finish();
+            let trained = trained?;
             if let Some(obs_path) = &args.write_observations {
                 jobs::train::write_observations(&db, &trained, obs_path).await?;
             }

@@ -3,6 +3,7 @@
 //! can reproduce the ingest, feature and scoring benchmarks. Customers are generated one at
 //! a time; events are kept in a compact form (32 bytes each) to be sorted by time.
 
+use crate::domain::money::grouped;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -106,6 +107,7 @@ pub fn simulate_to_dir(
     opts: &SynthOptions,
     out: &Path,
     format: FileFormat,
+    progress: &crate::jobs::progress::Reporter,
 ) -> anyhow::Result<Simulated> {
     let started = std::time::Instant::now();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -124,10 +126,15 @@ pub fn simulate_to_dir(
     let mut ids: Vec<String> = Vec::with_capacity(opts.customers);
     let mut events: Vec<Compact> = Vec::with_capacity(opts.customers * 10);
     let mut failed: Option<std::io::Error> = None;
+    progress.stage(
+        &format!("generating {} customers", grouped(opts.customers as f64, 0)),
+        "customers",
+    );
     synth::generate_each(opts, |c, evs| {
         if failed.is_some() {
             return;
         }
+        progress.advance(1);
         if let Err(e) = write_customer(&mut cw, &c, format) {
             failed = Some(e);
             return;
@@ -155,7 +162,15 @@ pub fn simulate_to_dir(
         return Err(e).with_context(|| format!("writing {}", customers_path.display()));
     }
     cw.flush()?;
+    progress.stage("sorting events by time", "");
     events.sort_unstable_by_key(|e| (e.at, e.customer, e.seq));
+    progress.stage(
+        &format!(
+            "writing {} events by month",
+            grouped(events.len() as f64, 0)
+        ),
+        "events",
+    );
     let mut files = vec![customers_path.display().to_string()];
     let mut current: Option<(String, std::io::BufWriter<std::fs::File>)> = None;
     // Event ids are the source system's running number, in time order, as an
@@ -179,6 +194,9 @@ pub fn simulate_to_dir(
             current = Some((month, w));
         }
         let (_, w) = current.as_mut().expect("opened above");
+        if (n + 1) % 65_536 == 0 {
+            progress.advance(65_536);
+        }
         let id = &ids[e.customer as usize];
         let ts = at.to_rfc3339_opts(SecondsFormat::Secs, true);
         match format {
@@ -202,6 +220,7 @@ pub fn simulate_to_dir(
             }
         }
     }
+    progress.advance((events.len() % 65_536) as u64);
     if let Some((_, mut w)) = current.take() {
         w.flush()?;
     }
@@ -230,7 +249,7 @@ mod tests {
         let want = synth::generate(&opts);
         for format in [FileFormat::Csv, FileFormat::Ndjson] {
             let dir = tempfile::tempdir().unwrap();
-            let sim = simulate_to_dir(&opts, dir.path(), format).unwrap();
+            let sim = simulate_to_dir(&opts, dir.path(), format, &Default::default()).unwrap();
             assert_eq!((sim.customers, sim.events), (300, want.events.len()));
             let fmt = if format == FileFormat::Csv {
                 Format::Csv
@@ -280,5 +299,39 @@ mod tests {
             }
             assert_eq!(got.len(), want_events.len());
         }
+    }
+
+    /// `attune simulate` says what it is doing and counts every customer and event.
+    #[test]
+    fn simulating_reports_its_progress() {
+        use crate::jobs::progress::{Reporter, tests::Recorded};
+        let opts = SynthOptions {
+            customers: 200,
+            seed: 5,
+            today: "2026-06-30".parse().unwrap(),
+            months: 2,
+        };
+        let seen = std::sync::Arc::new(Recorded::default());
+        let dir = tempfile::tempdir().unwrap();
+        let sim = simulate_to_dir(
+            &opts,
+            dir.path(),
+            FileFormat::Csv,
+            &Reporter::new(seen.clone()),
+        )
+        .unwrap();
+        let stages = seen.0.lock().unwrap().clone();
+        assert_eq!(
+            stages,
+            [
+                ("generating 200 customers".to_owned(), "customers", 200),
+                ("sorting events by time".to_owned(), "", 0),
+                (
+                    format!("writing {} events by month", grouped(sim.events as f64, 0)),
+                    "events",
+                    sim.events as u64
+                ),
+            ]
+        );
     }
 }

@@ -117,6 +117,8 @@ pub async fn import_events_file_with(
         0,
         |_| Progress::None,
     );
+    ctx.progress
+        .stage(&format!("importing {name}"), "events read");
     while let Some(c) = ctx
         .db
         .ingest_stream(ids, &mut file.batches, COMMIT_ROWS, FailPoint::Never)
@@ -126,6 +128,9 @@ pub async fn import_events_file_with(
         report.imported += c.stored;
         report.duplicate += c.duplicate;
         report.quarantined += c.unknown_customer.len() as u64;
+        ctx.progress.advance(
+            c.stored + c.duplicate + c.unknown_customer.len() as u64 + c.refused.len() as u64,
+        );
         for (location, code, reason) in &c.refused {
             report.rejected += 1;
             report.errors.push(format!("{location}: {reason} [{code}]"));

@@ -11,6 +11,7 @@ pub mod lease;
 pub mod par;
 pub mod plan;
 pub mod predict;
+pub mod progress;
 pub mod pull;
 pub mod retrain;
 pub mod score;
@@ -35,6 +36,9 @@ pub struct JobContext {
     pub config: Arc<Config>,
     /// This process's name as a holder of leases and a worker: unique to it.
     pub worker: Arc<str>,
+    /// Where long work says how far it has got; shows nothing unless the command line
+    /// gives it a terminal display.
+    pub progress: progress::Reporter,
     kinds: Arc<tokio::sync::OnceCell<Arc<EventKinds>>>,
     features: Arc<tokio::sync::OnceCell<Arc<FeatureSpec>>>,
 }
@@ -46,9 +50,16 @@ impl JobContext {
             db,
             config: Arc::new(config),
             worker,
+            progress: Default::default(),
             kinds: Default::default(),
             features: Default::default(),
         }
+    }
+
+    /// The same context, reporting progress to `progress`.
+    pub fn with_progress(mut self, progress: progress::Reporter) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// The event kinds this business records: attune's own and those the config declares,

@@ -359,6 +359,8 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
     let mut drift = DriftTally::new(&model);
     let mut writing: Option<tokio::task::JoinHandle<anyhow::Result<()>>> = None;
     let mut pages = read_pages(ctx.db.clone(), as_of, changed.clone(), lookback);
+    ctx.progress
+        .stage(&format!("scoring run {run_id}"), "customers scored");
     while let Some(page) = pages.recv().await {
         let (mut page, activity) = page?;
         // Customers as the churn definition has them (an inactivity definition leaves
@@ -380,6 +382,7 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
         drift = tally;
         at_risk += scores.iter().filter(|s| s.probability >= threshold).count();
         customers += scores.len();
+        ctx.progress.advance(scores.len() as u64);
         // A page is written while the next one is scored; one write at a time, in order.
         if let Some(previous) = writing.take() {
             previous.await.context("writing scores")??;
@@ -394,6 +397,8 @@ pub async fn run(ctx: &JobContext, job: &ScoreJob) -> anyhow::Result<ScoreReport
     if let Some(previous) = writing.take() {
         previous.await.context("writing scores")??;
     }
+    ctx.progress
+        .stage("writing drift and finishing the run", "");
     if let Some((features, score_shares)) = drift.finish(&model) {
         let warn_at = ctx.config.scoring.psi_warning;
         for f in features.iter().filter(|f| f.psi > warn_at) {

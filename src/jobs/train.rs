@@ -2,6 +2,7 @@
 //! attune's own history, point in time (features as of a cut-off day, label = churned in
 //! the horizon after it, so nothing known only after the cut-off leaks in).
 
+use crate::domain::money::grouped;
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -27,6 +28,8 @@ pub struct TrainOptions {
     /// Top-k sizes for precision and recall in the evaluation.
     pub capacities: Vec<usize>,
     pub solver: model::Solver,
+    /// Where training from history says how far it has got.
+    pub progress: super::progress::Reporter,
 }
 
 impl Default for TrainOptions {
@@ -38,6 +41,7 @@ impl Default for TrainOptions {
             class_weight: ClassWeight::None,
             capacities: vec![100, 500, 1000],
             solver: model::Solver::Attune,
+            progress: Default::default(),
         }
     }
 }
@@ -421,11 +425,21 @@ pub async fn train_from_history(
         .map(|d| crate::features::day_from_number(d as i32));
     let (dates, before_history) =
         dataset::observation_days(&h.days, h.today, horizon as u64, h.count, first_activity);
+    let progress = &opts.progress;
+    progress.stage("reading customers", "");
     let customers = db.all_customers().await?;
     let (spec, left_out) = training_spec(db, spec, kinds, &customers).await?;
     if !left_out.is_empty() {
         tracing::info!(left_out = ?left_out, "customer attributes left out of the features");
     }
+    progress.stage(
+        &format!(
+            "features of {} customers on {} observation days",
+            grouped(customers.len() as f64, 0),
+            dates.len()
+        ),
+        "",
+    );
     let Observations { obs, frame } =
         history_observations_of(db, &spec, &h.churn, &dates, &customers).await?;
     drop(customers);
@@ -496,6 +510,13 @@ pub async fn train_from_history(
         customers: Vec<i64>,
     }
     let mut scored: Vec<ScoredOrigin> = Vec::new();
+    progress.stage(
+        &format!(
+            "backtest: a model per origin day ({} of them)",
+            origins.len()
+        ),
+        "models fitted",
+    );
     for (origin, known) in &origins {
         let train: Vec<usize> = train_all
             .iter()
@@ -515,6 +536,7 @@ pub async fn train_from_history(
         }
         let m = model::fit_frame_rows(&frame, &train, &labels, &fit_opts(Some(*origin)))
             .with_context(|| format!("training the backtest model for {origin}"))?;
+        progress.advance(1);
         let test_labels = labels_of(&test);
         let probs: Vec<f64> = m.predict_frame(&frame, &test);
         let customers: Vec<i64> = test.iter().map(|&i| obs[i].customer_id).collect();
@@ -529,6 +551,13 @@ pub async fn train_from_history(
     }
 
     // The model itself: the training side of every day.
+    progress.stage(
+        &format!(
+            "fitting the model on {} observations",
+            grouped(train_all.len() as f64, 0)
+        ),
+        "",
+    );
     let labels = labels_of(&train_all);
     let mut model = model::fit_frame_rows(
         &frame,
@@ -583,6 +612,7 @@ pub async fn train_from_history(
         origin_rows.len(),
         horizon
     );
+    progress.stage("backtest: bootstrap intervals", "");
     let bt = backtest::summarize(
         &origin_rows,
         h.min_test_churners,

@@ -76,15 +76,25 @@ const SELECT: &str =
     n.probability, n.created_at, n.decided_by, n.decided_at, n.decision_reason
     FROM nudges n JOIN customers c ON c.id = n.customer_id";
 
-/// [`Db::insert_nudges`]'s row on SQLite, parameters in the column order.
-const SQLITE_INSERT_NUDGE: &str =
-    "INSERT INTO nudges (customer_id, kind, occasion, channel, status,
-        reason, probability, created_at, run_id, stage, priority, holdout, expected_value, segment,
-        risk_band, message, contact_role, contact_name, send_after, expires_at, planned_at,
-        updated_at, decided_by, decided_at, decision_reason)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-        ?20, ?21, ?22, ?23, ?24, ?25)
-    ON CONFLICT (customer_id, kind, occasion) DO NOTHING";
+/// The columns [`Db::insert_nudges`] writes, in the order both backends bind them: the one
+/// list for SQLite's prepared statement and PostgreSQL's multi-row insert.
+const INSERT_NUDGE_COLUMNS: &str = "customer_id, kind, occasion, channel, status, reason, \
+    probability, created_at, run_id, stage, priority, holdout, expected_value, segment, risk_band, \
+    message, contact_role, contact_name, send_after, expires_at, planned_at, updated_at, \
+    decided_by, decided_at, decision_reason";
+
+/// The identity of a nudge: planning twice never queues it twice.
+const ON_NUDGE_CONFLICT: &str = " ON CONFLICT (customer_id, kind, occasion) DO NOTHING";
+
+/// [`Db::insert_nudges`]'s row on SQLite: `?1` ... `?N`, one per column.
+fn sqlite_insert_nudge() -> String {
+    let n = INSERT_NUDGE_COLUMNS.split(',').count();
+    let params: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO nudges ({INSERT_NUDGE_COLUMNS}) VALUES ({}){ON_NUDGE_CONFLICT}",
+        params.join(", ")
+    )
+}
 
 impl Db {
     /// Nudges counted by status.
@@ -103,7 +113,7 @@ impl Db {
             return super::raw::with_connection(p, move |raw| {
                 raw.execute("BEGIN IMMEDIATE")?;
                 let mut inserted = 0;
-                let mut stmt = raw.prepare(SQLITE_INSERT_NUDGE)?;
+                let mut stmt = raw.prepare(&sqlite_insert_nudge())?;
                 stmt.bind_i64(8, now)?;
                 stmt.bind_i64(22, now)?;
                 for n in &nudges {
@@ -144,11 +154,8 @@ impl Db {
             let mut tx = p.begin().await?;
             // 25 values a row: 1,000 rows stay under SQLite's 32,766 bound values.
             for chunk in nudges.chunks(BATCH_ROWS) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO nudges (customer_id, kind, occasion, channel, status, reason, probability, created_at, \
-                     run_id, stage, priority, holdout, expected_value, segment, risk_band, message, contact_role, \
-                     contact_name, send_after, expires_at, planned_at, updated_at, decided_by, decided_at, decision_reason) ",
-                );
+                let mut q =
+                    sqlx::QueryBuilder::new(format!("INSERT INTO nudges ({INSERT_NUDGE_COLUMNS}) "));
                 q.push_values(chunk, |mut b, n| {
                     b.push_bind(n.customer_id)
                         .push_bind(n.kind.as_str())
@@ -177,7 +184,7 @@ impl Db {
                         .push_bind(n.decided_by.as_ref().map(|_| now))
                         .push_bind(n.decision_reason.as_deref());
                 });
-                q.push(" ON CONFLICT (customer_id, kind, occasion) DO NOTHING");
+                q.push(ON_NUDGE_CONFLICT);
                 inserted += q.build().execute(&mut *tx).await?.rows_affected();
             }
             tx.commit().await?;

@@ -72,6 +72,9 @@ impl DriverKeys {
     }
 }
 
+/// The columns a score is written with, in the order both backends bind them.
+const SCORE_COLUMNS: &str = "run_id, customer_id, probability, drivers";
+
 impl Db {
     /// Opens a run; `scope` is `full` or `changed`; `drivers_key` is the JSON of the
     /// [`DriverKey`] its scores' drivers are read with (none when every score holds its
@@ -102,9 +105,9 @@ impl Db {
             // One prepared statement stepped per row through SQLite's own API (`raw`).
             return super::raw::with_connection(p, move |raw| {
                 raw.execute("BEGIN IMMEDIATE")?;
-                let mut stmt = raw.prepare(
-                    "INSERT INTO scores (run_id, customer_id, probability, drivers) VALUES (?1, ?2, ?3, ?4)",
-                )?;
+                let mut stmt = raw.prepare(&format!(
+                    "INSERT INTO scores ({SCORE_COLUMNS}) VALUES (?1, ?2, ?3, ?4)"
+                ))?;
                 stmt.bind_i64(1, run_id)?;
                 for s in &scores {
                     stmt.bind_i64(2, s.customer_id)?;
@@ -123,7 +126,7 @@ impl Db {
             let mut tx = p.begin().await?;
             super::events::postgres::copy_in(
                 &mut tx,
-                "COPY scores (run_id, customer_id, probability, drivers) FROM STDIN (FORMAT binary)",
+                &format!("COPY scores ({SCORE_COLUMNS}) FROM STDIN (FORMAT binary)"),
                 &scores,
                 |row, s| {
                     row.row(4);

@@ -429,7 +429,7 @@ impl CopyRows {
 /// Copies `rows` into `table` (`columns`), `encode` writing each row.
 pub(in crate::store) async fn copy_in<T>(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    statement: &'static str,
+    statement: &str,
     rows: &[T],
     mut encode: impl FnMut(&mut CopyRows, &T),
 ) -> Result<()> {
