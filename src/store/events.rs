@@ -212,12 +212,25 @@ fn sum_rollups(parts: &mut [RollupPart]) -> Vec<[i64; 5]> {
 }
 
 /// Failing on purpose after every write of a batch but before its commit: how the tests
-/// show that a crash there loses and duplicates nothing.
+/// show that a crash there loses and duplicates nothing. Only builds with the `testing`
+/// feature (the tests, `attune-bench`) can ask for it; the daemon cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FailPoint {
     #[default]
     Never,
+    #[cfg(any(test, feature = "testing"))]
     BeforeCommit,
+}
+
+impl FailPoint {
+    /// Whether to fail now, after the writes and before the commit.
+    pub(crate) fn fails_before_commit(self) -> bool {
+        #[cfg(any(test, feature = "testing"))]
+        if self == FailPoint::BeforeCommit {
+            return true;
+        }
+        false
+    }
 }
 
 /// What a transaction has gathered so far, batch by batch.

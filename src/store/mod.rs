@@ -50,10 +50,11 @@ pub use playbook::{
     ContactCounts, OPEN_STATUSES, PlanningCustomer, ReviewBudget, RuleWeek, UpliftCohortRow,
 };
 pub use quarantine::{QuarantineEntry, QuarantineRow, QuarantinedEvent, RetryOutcome};
+#[cfg(any(test, feature = "testing"))]
+pub use review::SeedNudge;
 pub use review::{
     BULK_MAX, Complaint, CustomerFacts, Decision, OpenProblem, Overview, QueueCursor, QueueFilter,
-    Refused, ReviewNudge, RunScore, STATUSES, ScorePoint, SeedNudge, TimelineEvent,
-    complaints_from_events,
+    Refused, ReviewNudge, RunScore, STATUSES, ScorePoint, TimelineEvent, complaints_from_events,
 };
 pub use scores::{DriverKeys, NewScore, ScoreRow, ScoringRun, StoredDrivers};
 pub use ticks::TickClaim;

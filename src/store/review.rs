@@ -387,7 +387,8 @@ struct RunScoreRow {
 }
 
 /// A nudge as written by [`Db::insert_review_nudges`] (benchmarks and fixtures): every
-/// column the playbook fills.
+/// column the playbook fills. Only with the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeedNudge {
     pub customer_id: i64,
@@ -1105,6 +1106,7 @@ impl Db {
 
     /// Writes nudges with every review column filled, in batched multi-row inserts, for
     /// benchmarks and test fixtures. Existing (customer, kind, occasion) are skipped.
+    #[cfg(any(test, feature = "testing"))]
     pub async fn insert_review_nudges(&self, nudges: &[SeedNudge]) -> Result<u64> {
         let mut inserted = 0;
         on_pool!(self, p => {

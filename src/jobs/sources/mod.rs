@@ -55,21 +55,24 @@ impl SourceReport {
     }
 }
 
-/// Options for a pull; tests use them to simulate a crash before a batch commits.
+/// Options for a pull; tests use them (with the `testing` feature) to simulate a crash
+/// before a batch commits.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PullOptions {
     /// Fail (as a crash would) after writing the batch with this index (0 is the first of
     /// the pull) and before committing it.
+    #[cfg(any(test, feature = "testing"))]
     pub fail_at_batch: Option<u64>,
 }
 
 impl PullOptions {
     pub(crate) fn fail_point(&self, batch: u64) -> FailPoint {
+        #[cfg(any(test, feature = "testing"))]
         if self.fail_at_batch == Some(batch) {
-            FailPoint::BeforeCommit
-        } else {
-            FailPoint::Never
+            return FailPoint::BeforeCommit;
         }
+        let _ = batch;
+        FailPoint::Never
     }
 }
 

@@ -121,7 +121,7 @@ macro_rules! finish_transaction {
                 .execute(&mut *$tx)
                 .await?;
         }
-        if $fail == FailPoint::BeforeCommit {
+        if $fail.fails_before_commit() {
             return Err(StoreError::Data("failing before commit, as asked".into()));
         }
         $tx.commit().await?;

@@ -458,7 +458,7 @@ fn transaction(
     write_progress(raw, source, &pending, now)?;
     release(raw, &pending.released, now)?;
     set_churned(raw, &pending.churned)?;
-    if fail == FailPoint::BeforeCommit {
+    if fail.fails_before_commit() {
         return Err(StoreError::Data("failing before commit, as asked".into()));
     }
     raw.execute("COMMIT")?;
