@@ -7,8 +7,6 @@
 
 mod svg;
 
-use std::fmt::Write as _;
-
 use chrono::SecondsFormat;
 use serde_json::{Value, json};
 
@@ -231,41 +229,6 @@ footer{color:var(--muted);font-size:12px;text-align:center}
 @media (max-width:900px){.grid{grid-template-columns:1fr}.cards{grid-template-columns:repeat(2,1fr)}}
 ";
 
-/// One labelled fact; `class` is empty, `full` (a whole row) or `full mono`.
-fn fact(out: &mut String, label: &str, value: &str, class: &str) {
-    let _ = write!(
-        out,
-        "<div class=\"{class}\"><dt>{}</dt><dd>{}</dd></div>",
-        escape(label),
-        escape(value)
-    );
-}
-
-fn card(out: &mut String, label: &str, value: &str) {
-    let _ = write!(
-        out,
-        "<div class=\"card\"><div class=\"k\">{}</div><div class=\"v\">{}</div></div>",
-        escape(label),
-        escape(value)
-    );
-}
-
-fn table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
-    out.push_str("<table><thead><tr>");
-    for h in head {
-        let _ = write!(out, "<th>{}</th>", escape(h));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for row in rows {
-        out.push_str("<tr>");
-        for cell in row {
-            let _ = write!(out, "<td>{}</td>", escape(cell));
-        }
-        out.push_str("</tr>");
-    }
-    out.push_str("</tbody></table>");
-}
-
 /// The report as one self-contained HTML page.
 fn interval(i: Option<crate::model::backtest::Interval>, dp: usize) -> Value {
     i.map_or(Value::Null, |i| json!([num(i.low, dp), num(i.high, dp)]))
@@ -305,413 +268,388 @@ fn backtest_json(b: &crate::model::backtest::Backtest) -> Value {
     })
 }
 
-/// The backtest section: rolling origins with intervals, and the warning in words.
-fn backtest_html(h: &mut String, b: &crate::model::backtest::Backtest) {
-    let _ = write!(
-        h,
-        "<section><h2>Backtest</h2><p class=\"note\">{}. 95% intervals from {} resamples of customers.</p>",
-        escape(&b.design),
-        b.resamples
-    );
-    if let Some(w) = &b.warning {
-        let _ = write!(
-            h,
-            "<p class=\"warn\"><strong>Warning:</strong> {}</p>",
-            // The setting to change is set as code: a name to type, not a label.
-            escape(w).replace("min_test_churners", "<code>min_test_churners</code>")
-        );
-    }
-    h.push_str("<div class=\"cards\">");
-    card(
-        h,
-        "Pooled ROC AUC",
-        &format!(
-            "{}{}",
-            fixed_opt(b.pooled.auc, METRIC_DP),
-            interval_text(b.pooled.auc_interval, METRIC_DP)
-        ),
-    );
-    card(
-        h,
-        "Pooled top-decile lift",
-        &format!(
-            "{}{}",
-            fixed_opt(b.pooled.top_decile_lift, LIFT_DP),
-            interval_text(b.pooled.lift_interval, LIFT_DP)
-        ),
-    );
-    card(
-        h,
-        "Test rows / customers / churners",
-        &format!(
-            "{} / {} / {}",
-            b.pooled.test_rows, b.pooled.test_customers, b.pooled.test_churners
-        ),
-    );
-    h.push_str("</div>");
-    let rows: Vec<Vec<String>> = b
-        .origins
-        .iter()
-        .map(|o| {
-            vec![
-                o.day.to_string(),
-                format!("{} rows of {} days", o.train_rows, o.trained_on.len()),
-                o.test_rows.to_string(),
-                o.test_churners.to_string(),
-                format!(
-                    "{}{}",
-                    fixed_opt(o.auc, METRIC_DP),
-                    interval_text(o.auc_interval, METRIC_DP)
-                ),
-                fixed_opt(o.top_decile_lift, LIFT_DP),
-            ]
-        })
-        .collect();
-    table(
-        h,
-        &[
-            "Tested day",
-            "Trained on",
-            "Test rows",
-            "Churners",
-            "ROC AUC [95%]",
-            "Top-decile lift",
-        ],
-        &rows,
-    );
-    h.push_str("</section>");
+/// One labelled fact; `class` is empty, `full` (a whole row) or `full mono`; `value_class`
+/// colours the value (`ok`, `warn`) or is empty.
+struct Fact {
+    label: String,
+    value: String,
+    class: &'static str,
+    value_class: &'static str,
 }
 
-pub fn render_html(model: &ModelArtifact, eval: &Evaluation, title: &str) -> String {
-    let m = &eval.metrics;
-    let tm = &model.train_metrics;
-    let t = &model.training;
-    let mut h = String::with_capacity(64 * 1024);
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><style>{CSS}</style></head><body><main>",
-        escape(title)
-    );
-
-    // Header and provenance.
-    let _ = write!(
-        h,
-        "<header><h1>{}</h1><p class=\"sub\">Model <code>{}</code> · created {} · \
-         trained by attune {}</p></header>",
-        escape(title),
-        escape(&model.version),
-        escape(&created_at(model)),
-        escape(&model.attune_version)
-    );
-    h.push_str("<section><h2>Model</h2><p class=\"note\">Where the model came from and how the solver did.</p><dl class=\"facts\">");
-    fact(&mut h, "Version", &model.version, "");
-    fact(&mut h, "Created at", &created_at(model), "");
-    fact(&mut h, "attune version", &model.attune_version, "");
-    fact(&mut h, "Training source", &t.source, "");
-    fact(
-        &mut h,
-        "Rows fitted on / tested on",
-        &format!(
-            "{} / {}",
-            t.train_rows.unwrap_or(t.rows),
-            t.test_rows.map_or("none".into(), |n| n.to_string())
-        ),
-        "",
-    );
-    fact(
-        &mut h,
-        "Rows supplied / churners",
-        &format!(
-            "{} / {} ({})",
-            t.rows,
-            t.positives,
-            if t.rows > 0 {
-                fixed(t.positives as f64 / t.rows as f64, RATE_DP)
-            } else {
-                "—".into()
-            }
-        ),
-        "",
-    );
-    if let Some(c) = &t.churn {
-        fact(&mut h, "Churn means", c, "");
+fn fact(label: impl Into<String>, value: impl Into<String>, class: &'static str) -> Fact {
+    Fact {
+        label: label.into(),
+        value: value.into(),
+        class,
+        value_class: "",
     }
-    fact(
-        &mut h,
-        "Holdout / seed",
-        &format!(
-            "{} / {}",
-            t.holdout.map_or("none".into(), |x| x.to_string()),
-            t.seed.map_or("none".into(), |x| x.to_string())
-        ),
-        "",
-    );
-    fact(
-        &mut h,
-        "Features as of",
-        &t.as_of.map_or("—".into(), |d| d.to_string()),
-        "",
-    );
+}
+
+struct Table {
+    head: &'static [&'static str],
+    rows: Vec<Vec<String>>,
+}
+
+/// A label and its figure.
+type Card = (&'static str, String);
+
+struct BacktestView {
+    design: String,
+    resamples: usize,
+    /// Escaped already: the setting it names is set as code.
+    warning: Option<String>,
+    cards: Vec<Card>,
+    origins: Table,
+}
+
+/// The page `templates/report.html` renders: every figure already in words and digits.
+#[derive(askama::Template)]
+#[template(path = "report.html")]
+struct ReportPage<'a> {
+    title: &'a str,
+    css: &'static str,
+    version: &'a str,
+    created: String,
+    attune_version: &'a str,
+    facts: Vec<Fact>,
+    backtest: Option<BacktestView>,
+    rows: usize,
+    positives: usize,
+    base_rate: String,
+    metric_cards: Vec<Card>,
+    metrics: Table,
+    roc: String,
+    calibration: String,
+    lift: String,
+    deciles: Table,
+    at_k: Option<Table>,
+    bins: Table,
+    intercept: String,
+    coefficients: String,
+    generated_by: &'static str,
+}
+
+/// The backtest section: rolling origins with intervals, and the warning in words.
+fn backtest_view(b: &crate::model::backtest::Backtest) -> BacktestView {
+    BacktestView {
+        design: b.design.clone(),
+        resamples: b.resamples,
+        // The setting to change is set as code: a name to type, not a label.
+        warning: b
+            .warning
+            .as_ref()
+            .map(|w| escape(w).replace("min_test_churners", "<code>min_test_churners</code>")),
+        cards: vec![
+            (
+                "Pooled ROC AUC",
+                format!(
+                    "{}{}",
+                    fixed_opt(b.pooled.auc, METRIC_DP),
+                    interval_text(b.pooled.auc_interval, METRIC_DP)
+                ),
+            ),
+            (
+                "Pooled top-decile lift",
+                format!(
+                    "{}{}",
+                    fixed_opt(b.pooled.top_decile_lift, LIFT_DP),
+                    interval_text(b.pooled.lift_interval, LIFT_DP)
+                ),
+            ),
+            (
+                "Test rows / customers / churners",
+                format!(
+                    "{} / {} / {}",
+                    b.pooled.test_rows, b.pooled.test_customers, b.pooled.test_churners
+                ),
+            ),
+        ],
+        origins: Table {
+            head: &[
+                "Tested day",
+                "Trained on",
+                "Test rows",
+                "Churners",
+                "ROC AUC [95%]",
+                "Top-decile lift",
+            ],
+            rows: b
+                .origins
+                .iter()
+                .map(|o| {
+                    vec![
+                        o.day.to_string(),
+                        format!("{} rows of {} days", o.train_rows, o.trained_on.len()),
+                        o.test_rows.to_string(),
+                        o.test_churners.to_string(),
+                        format!(
+                            "{}{}",
+                            fixed_opt(o.auc, METRIC_DP),
+                            interval_text(o.auc_interval, METRIC_DP)
+                        ),
+                        fixed_opt(o.top_decile_lift, LIFT_DP),
+                    ]
+                })
+                .collect(),
+        },
+    }
+}
+
+/// Where the model came from and how the solver did.
+fn model_facts(model: &ModelArtifact) -> Vec<Fact> {
+    let t = &model.training;
     let s = &model.solver;
-    fact(&mut h, "Solver", &s.library, "");
-    fact(
-        &mut h,
-        "Alpha / max iterations",
-        &format!("{} / {}", s.alpha, s.max_iterations),
-        "",
-    );
-    let _ = write!(
-        h,
-        "<div><dt>Converged</dt><dd class=\"{}\">{} (gradient {:.2e}, {} iterations)</dd></div>",
-        if s.converged { "ok" } else { "warn" },
-        if s.converged { "yes" } else { "no" },
-        s.gradient_norm,
-        s.iterations_allowed_used
-    );
-    fact(
-        &mut h,
-        "Features used / dropped",
-        &format!(
-            "{} / {}",
-            model.features.len(),
-            model.dropped_features.len()
-        ),
-        "",
-    );
-    fact(&mut h, "Intercept", &fixed(model.intercept, COEF_DP), "");
-    fact(
-        &mut h,
-        "Training fingerprint (SHA-256)",
-        &t.fingerprint,
-        "full mono",
-    );
-    if !model.dropped_features.is_empty() {
+    let mut facts = vec![
+        fact("Version", &model.version, ""),
+        fact("Created at", created_at(model), ""),
+        fact("attune version", &model.attune_version, ""),
+        fact("Training source", &t.source, ""),
         fact(
-            &mut h,
+            "Rows fitted on / tested on",
+            format!(
+                "{} / {}",
+                t.train_rows.unwrap_or(t.rows),
+                t.test_rows.map_or("none".into(), |n| n.to_string())
+            ),
+            "",
+        ),
+        fact(
+            "Rows supplied / churners",
+            format!(
+                "{} / {} ({})",
+                t.rows,
+                t.positives,
+                if t.rows > 0 {
+                    fixed(t.positives as f64 / t.rows as f64, RATE_DP)
+                } else {
+                    "—".into()
+                }
+            ),
+            "",
+        ),
+    ];
+    if let Some(c) = &t.churn {
+        facts.push(fact("Churn means", c, ""));
+    }
+    facts.extend([
+        fact(
+            "Holdout / seed",
+            format!(
+                "{} / {}",
+                t.holdout.map_or("none".into(), |x| x.to_string()),
+                t.seed.map_or("none".into(), |x| x.to_string())
+            ),
+            "",
+        ),
+        fact(
+            "Features as of",
+            t.as_of.map_or("—".into(), |d| d.to_string()),
+            "",
+        ),
+        fact("Solver", &s.library, ""),
+        fact(
+            "Alpha / max iterations",
+            format!("{} / {}", s.alpha, s.max_iterations),
+            "",
+        ),
+        Fact {
+            value_class: if s.converged { "ok" } else { "warn" },
+            ..fact(
+                "Converged",
+                format!(
+                    "{} (gradient {:.2e}, {} iterations)",
+                    if s.converged { "yes" } else { "no" },
+                    s.gradient_norm,
+                    s.iterations_allowed_used
+                ),
+                "",
+            )
+        },
+        fact(
+            "Features used / dropped",
+            format!(
+                "{} / {}",
+                model.features.len(),
+                model.dropped_features.len()
+            ),
+            "",
+        ),
+        fact("Intercept", fixed(model.intercept, COEF_DP), ""),
+        fact(
+            "Training fingerprint (SHA-256)",
+            &t.fingerprint,
+            "full mono",
+        ),
+    ]);
+    if !model.dropped_features.is_empty() {
+        facts.push(fact(
             "Dropped features (no information in training)",
-            &model.dropped_features.join(", "),
+            model.dropped_features.join(", "),
             "full",
-        );
+        ));
     }
     if !t.not_features.is_empty() {
-        fact(
-            &mut h,
+        facts.push(fact(
             "Columns that are not features",
-            &t.not_features.join(", "),
+            t.not_features.join(", "),
             "full",
-        );
+        ));
     }
     for l in &t.left_out {
-        fact(
-            &mut h,
-            &format!("Attribute {} left out", l.attribute),
+        facts.push(fact(
+            format!("Attribute {} left out", l.attribute),
             &l.why,
             "full",
-        );
+        ));
     }
-    h.push_str("</dl></section>");
-    if let Some(b) = &model.backtest {
-        backtest_html(&mut h, b);
-    }
+    facts
+}
 
-    // Metrics.
-    let _ = write!(
-        h,
-        "<section><h2>Metrics</h2><p class=\"note\">Evaluated on {} rows with {} churners \
-         (base rate {}); training rows shown for comparison.</p><div class=\"cards\">",
-        m.rows,
-        m.positives,
-        fixed_opt(base_rate(eval), RATE_DP)
-    );
-    card(&mut h, "ROC AUC", &fixed_opt(m.auc, METRIC_DP));
-    card(&mut h, "PR AUC", &fixed_opt(m.pr_auc, METRIC_DP));
-    card(&mut h, "Log loss", &fixed(m.log_loss, METRIC_DP));
-    card(&mut h, "Brier score", &fixed(m.brier, METRIC_DP));
-    card(
-        &mut h,
-        "Top-decile lift",
-        &fixed_opt(eval.top_decile_lift, LIFT_DP),
-    );
-    h.push_str("</div>");
-    let metric_rows = vec![
-        vec![
-            "ROC AUC (higher is better)".to_owned(),
-            fixed_opt(m.auc, METRIC_DP),
-            fixed_opt(tm.auc, METRIC_DP),
+/// The report as one self-contained HTML page.
+pub fn render_html(model: &ModelArtifact, eval: &Evaluation, title: &str) -> String {
+    use askama::Template as _;
+    let m = &eval.metrics;
+    let tm = &model.train_metrics;
+    let page = ReportPage {
+        title,
+        css: CSS,
+        version: &model.version,
+        created: created_at(model),
+        attune_version: &model.attune_version,
+        facts: model_facts(model),
+        backtest: model.backtest.as_ref().map(backtest_view),
+        rows: m.rows,
+        positives: m.positives,
+        base_rate: fixed_opt(base_rate(eval), RATE_DP),
+        metric_cards: vec![
+            ("ROC AUC", fixed_opt(m.auc, METRIC_DP)),
+            ("PR AUC", fixed_opt(m.pr_auc, METRIC_DP)),
+            ("Log loss", fixed(m.log_loss, METRIC_DP)),
+            ("Brier score", fixed(m.brier, METRIC_DP)),
+            ("Top-decile lift", fixed_opt(eval.top_decile_lift, LIFT_DP)),
         ],
-        vec![
-            "PR AUC / average precision (higher is better)".to_owned(),
-            fixed_opt(m.pr_auc, METRIC_DP),
-            fixed_opt(tm.pr_auc, METRIC_DP),
-        ],
-        vec![
-            "Log loss (lower is better)".to_owned(),
-            fixed(m.log_loss, METRIC_DP),
-            fixed(tm.log_loss, METRIC_DP),
-        ],
-        vec![
-            "Brier score (lower is better)".to_owned(),
-            fixed(m.brier, METRIC_DP),
-            fixed(tm.brier, METRIC_DP),
-        ],
-        vec![
-            "Top-decile lift".to_owned(),
-            fixed_opt(eval.top_decile_lift, LIFT_DP),
-            "—".to_owned(),
-        ],
-        vec![
-            "Rows / churners".to_owned(),
-            format!("{} / {}", m.rows, m.positives),
-            format!("{} / {}", tm.rows, tm.positives),
-        ],
-    ];
-    table(&mut h, &["Metric", "Evaluation", "Training"], &metric_rows);
-    h.push_str("</section>");
-
-    // Plots.
-    h.push_str("<div class=\"grid\">");
-    let _ = write!(
-        h,
-        "<section><h2>ROC curve</h2><p class=\"note\">How well the model ranks churners \
-         above stayers at every threshold; the diagonal is a random ranking.</p>\
-         <figure>{}</figure></section>",
-        svg::roc_chart(&eval.roc_curve, m.auc)
-    );
-    let _ = write!(
-        h,
-        "<section><h2>Calibration</h2><p class=\"note\">Observed churn rate against the \
-         predicted probability, in ten bins of width 0.1; points on the diagonal mean the \
-         probabilities can be taken at face value.</p><figure>{}</figure></section>",
-        svg::calibration_chart(&eval.calibration)
-    );
-    let _ = write!(
-        h,
-        "<section><h2>Lift by decile</h2><p class=\"note\">Customers ranked by risk and cut \
-         into ten equal groups; lift is a group's churn rate over the overall rate.</p>\
-         <figure>{}</figure>",
-        svg::lift_chart(&eval.deciles)
-    );
-    h.push_str(
-        "<h2 class=\"next\">Deciles</h2><p class=\"note\">Rows ranked by probability (ties by \
-         row order), riskiest first. Capture is the share of all churners found in this \
-         and the riskier deciles.</p>",
-    );
-    let deciles: Vec<Vec<String>> = eval
-        .deciles
-        .iter()
-        .map(|d| {
-            vec![
-                d.decile.to_string(),
-                d.count.to_string(),
-                d.positives.to_string(),
-                match (d.min_probability, d.max_probability) {
-                    (Some(lo), Some(hi)) => {
-                        format!("{} – {}", fixed(lo, RATE_DP), fixed(hi, RATE_DP))
-                    }
-                    _ => "—".to_owned(),
-                },
-                fixed_opt(d.churn_rate, RATE_DP),
-                fixed_opt(d.lift, LIFT_DP),
-                fixed_opt(d.cumulative_positives_share, RATE_DP),
-            ]
-        })
-        .collect();
-    table(
-        &mut h,
-        &[
-            "Decile",
-            "Rows",
-            "Churners",
-            "Probabilities",
-            "Churn rate",
-            "Lift",
-            "Capture",
-        ],
-        &deciles,
-    );
-    h.push_str("</section>");
-    h.push_str(
-        "<section><h2>Precision and recall at capacity</h2><p class=\"note\">Contacting the \
-         k riskiest customers: the share of them who churned (precision) and the share of \
-         all churners reached (recall).</p>",
-    );
-    let at_k: Vec<Vec<String>> = eval
-        .at_k
-        .iter()
-        .map(|a| {
-            vec![
-                a.k.to_string(),
-                a.selected.to_string(),
-                a.positives.to_string(),
-                fixed_opt(a.precision, RATE_DP),
-                fixed_opt(a.recall, RATE_DP),
-            ]
-        })
-        .collect();
-    if at_k.is_empty() {
-        h.push_str("<p class=\"note\">No capacities were asked for.</p>");
-    } else {
-        table(
-            &mut h,
-            &["k", "Selected", "Churners", "Precision", "Recall"],
-            &at_k,
-        );
-    }
-    h.push_str(
-        "<h2 class=\"next\">Calibration bins</h2><p class=\"note\">Rows by predicted probability; \
-         the last bin includes 1.</p>",
-    );
-    let bins: Vec<Vec<String>> = eval
-        .calibration
-        .iter()
-        .map(|b| {
-            vec![
-                format!("{} – {}", fixed(b.lower, 1), fixed(b.upper, 1)),
-                b.count.to_string(),
-                b.positives.to_string(),
-                fixed_opt(b.mean_predicted, RATE_DP),
-                fixed_opt(b.observed_rate, RATE_DP),
-            ]
-        })
-        .collect();
-    table(
-        &mut h,
-        &[
-            "Predicted",
-            "Rows",
-            "Churners",
-            "Mean predicted",
-            "Observed rate",
-        ],
-        &bins,
-    );
-    h.push_str("</section></div>");
-
-    let _ = write!(
-        h,
-        "<section style=\"margin-top:18px\"><h2>Coefficients</h2><p class=\"note\">Change in \
-         the log-odds of churn per standard deviation of a number, or for being in a \
-         category level; <span style=\"color:#dc2626\">red raises</span> and \
-         <span style=\"color:#2563eb\">blue lowers</span> the risk. Intercept {}.</p>\
-         <figure>{}</figure></section>",
-        fixed(model.intercept, COEF_DP),
-        svg::coefficient_chart(
+        metrics: Table {
+            head: &["Metric", "Evaluation", "Training"],
+            rows: vec![
+                vec![
+                    "ROC AUC (higher is better)".to_owned(),
+                    fixed_opt(m.auc, METRIC_DP),
+                    fixed_opt(tm.auc, METRIC_DP),
+                ],
+                vec![
+                    "PR AUC / average precision (higher is better)".to_owned(),
+                    fixed_opt(m.pr_auc, METRIC_DP),
+                    fixed_opt(tm.pr_auc, METRIC_DP),
+                ],
+                vec![
+                    "Log loss (lower is better)".to_owned(),
+                    fixed(m.log_loss, METRIC_DP),
+                    fixed(tm.log_loss, METRIC_DP),
+                ],
+                vec![
+                    "Brier score (lower is better)".to_owned(),
+                    fixed(m.brier, METRIC_DP),
+                    fixed(tm.brier, METRIC_DP),
+                ],
+                vec![
+                    "Top-decile lift".to_owned(),
+                    fixed_opt(eval.top_decile_lift, LIFT_DP),
+                    "—".to_owned(),
+                ],
+                vec![
+                    "Rows / churners".to_owned(),
+                    format!("{} / {}", m.rows, m.positives),
+                    format!("{} / {}", tm.rows, tm.positives),
+                ],
+            ],
+        },
+        roc: svg::roc_chart(&eval.roc_curve, m.auc),
+        calibration: svg::calibration_chart(&eval.calibration),
+        lift: svg::lift_chart(&eval.deciles),
+        deciles: Table {
+            head: &[
+                "Decile",
+                "Rows",
+                "Churners",
+                "Probabilities",
+                "Churn rate",
+                "Lift",
+                "Capture",
+            ],
+            rows: eval
+                .deciles
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.decile.to_string(),
+                        d.count.to_string(),
+                        d.positives.to_string(),
+                        match (d.min_probability, d.max_probability) {
+                            (Some(lo), Some(hi)) => {
+                                format!("{} – {}", fixed(lo, RATE_DP), fixed(hi, RATE_DP))
+                            }
+                            _ => "—".to_owned(),
+                        },
+                        fixed_opt(d.churn_rate, RATE_DP),
+                        fixed_opt(d.lift, LIFT_DP),
+                        fixed_opt(d.cumulative_positives_share, RATE_DP),
+                    ]
+                })
+                .collect(),
+        },
+        at_k: (!eval.at_k.is_empty()).then(|| Table {
+            head: &["k", "Selected", "Churners", "Precision", "Recall"],
+            rows: eval
+                .at_k
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.k.to_string(),
+                        a.selected.to_string(),
+                        a.positives.to_string(),
+                        fixed_opt(a.precision, RATE_DP),
+                        fixed_opt(a.recall, RATE_DP),
+                    ]
+                })
+                .collect(),
+        }),
+        bins: Table {
+            head: &[
+                "Predicted",
+                "Rows",
+                "Churners",
+                "Mean predicted",
+                "Observed rate",
+            ],
+            rows: eval
+                .calibration
+                .iter()
+                .map(|b| {
+                    vec![
+                        format!("{} – {}", fixed(b.lower, 1), fixed(b.upper, 1)),
+                        b.count.to_string(),
+                        b.positives.to_string(),
+                        fixed_opt(b.mean_predicted, RATE_DP),
+                        fixed_opt(b.observed_rate, RATE_DP),
+                    ]
+                })
+                .collect(),
+        },
+        intercept: fixed(model.intercept, COEF_DP),
+        coefficients: svg::coefficient_chart(
             &sorted_coefficients(model)
                 .into_iter()
                 .map(|(name, c)| (feature_words(&name), c))
-                .collect::<Vec<_>>()
-        )
-    );
-
-    let _ = writeln!(
-        h,
-        "<footer>Generated by attune {} from model {}.</footer></main></body></html>",
-        escape(env!("CARGO_PKG_VERSION")),
-        escape(&model.version)
-    );
-    h
+                .collect::<Vec<_>>(),
+        ),
+        generated_by: env!("CARGO_PKG_VERSION"),
+    };
+    let mut html = page
+        .render()
+        .expect("the report's template renders from plain fields");
+    html.push('\n');
+    html
 }
 
 #[cfg(test)]
