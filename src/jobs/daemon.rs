@@ -143,9 +143,41 @@ pub fn attempt_of(key: &str) -> u32 {
         .unwrap_or(1)
 }
 
+/// The database error under a queue's push error, on either backend.
+trait StorageError {
+    fn database(&self) -> Option<&sqlx::Error>;
+}
+
+impl StorageError for apalis_sqlite::Error {
+    fn database(&self) -> Option<&sqlx::Error> {
+        match self {
+            apalis_sqlite::Error::Database(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl StorageError for apalis_postgres::Error {
+    fn database(&self) -> Option<&sqlx::Error> {
+        match self {
+            apalis_postgres::Error::Database(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a push was refused because a task with its idempotency key is queued already
+/// (the database's unique index on the key said so, by its error code, not its text).
+fn already_queued<E: StorageError>(e: &TaskSinkError<E>) -> bool {
+    matches!(e, TaskSinkError::PushError(e) if e
+        .database()
+        .and_then(|d| d.as_database_error())
+        .is_some_and(|d| d.is_unique_violation()))
+}
+
 /// Pushes a task with idempotency key `$key` onto `$storage`, after `$delay` if given. A
 /// key already queued is success: SQLite's insert skips it; PostgreSQL's unique index
-/// refuses it (the one error text apalis gives for it).
+/// refuses it ([`already_queued`]).
 macro_rules! push_once {
     ($storage:expr, $job:expr, $key:expr, $delay:expr) => {{
         let mut s = $storage.clone();
@@ -161,14 +193,8 @@ macro_rules! push_once {
         }
         match s.push_task(b.build()).await {
             Ok(()) => Ok(()),
-            Err(e) => {
-                let msg = e.to_string();
-                if msg.contains("idx_jobs_idempotency_key") || msg.contains("duplicate key") {
-                    Ok(())
-                } else {
-                    Err(anyhow::anyhow!("enqueueing {}: {msg}", $key))
-                }
-            }
+            Err(e) if already_queued(&e) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("enqueueing {}: {e}", $key)),
         }
     }};
 }
