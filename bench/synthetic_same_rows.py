@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""scikit-learn on exactly the rows `attune bench fit --save-npy DIR` generated.
+"""scikit-learn on exactly the rows `attune-bench fit --save-npy DIR` generated.
 
-  attune bench fit --rows 1000000 --features 45 --save-npy /tmp/rows
+  attune-bench fit --rows 1000000 --features 45 --save-npy /tmp/rows
   python3 bench/synthetic_same_rows.py /tmp/rows
 
 The two generators draw from the same distribution but not the same random stream, so

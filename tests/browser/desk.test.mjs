@@ -2,7 +2,8 @@
 //
 // The test starts its own server: the `attune` binary (ATTUNE_BIN, default
 // target/debug/attune) on a temp SQLite database filled by `attune demo --once` and
-// `attune bench seed-nudges`, listening on a free port. Screenshots of every page are kept
+// `attune-bench seed-nudges` (ATTUNE_BENCH_BIN, default beside ATTUNE_BIN), listening on
+// a free port. Screenshots of every page are kept
 // in tests/browser/artifacts/ (or ATTUNE_ARTIFACTS).
 //
 //   cd tests/browser && npm ci && node --test desk.test.mjs
@@ -19,6 +20,8 @@ import { chromium } from 'playwright-core';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
 const bin = process.env.ATTUNE_BIN || path.join(root, 'target', 'debug', 'attune');
+const benchBin =
+  process.env.ATTUNE_BENCH_BIN || path.join(path.dirname(bin), 'attune-bench');
 const artifacts = process.env.ATTUNE_ARTIFACTS || path.join(here, 'artifacts');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -33,11 +36,21 @@ let dir, db, server, base, browser, serverLog = '';
 // attune refuses ATTUNE_* variables that are not its settings, so this test's own are kept
 // from it.
 const childEnv = Object.fromEntries(
-  Object.entries(process.env).filter(([k]) => k !== 'ATTUNE_BIN' && k !== 'ATTUNE_ARTIFACTS'),
+  Object.entries(process.env).filter(
+    ([k]) => k !== 'ATTUNE_BIN' && k !== 'ATTUNE_BENCH_BIN' && k !== 'ATTUNE_ARTIFACTS',
+  ),
 );
 
 function attune(args, input) {
-  return execFileSync(bin, ['--db', db, ...args], {
+  return run(bin, args, input);
+}
+
+function attuneBench(args) {
+  return run(benchBin, args);
+}
+
+function run(program, args, input) {
+  return execFileSync(program, ['--db', db, ...args], {
     input,
     encoding: 'utf8',
     env: { ...childEnv, ATTUNE_LOG_FILTER: 'warn' },
@@ -101,7 +114,7 @@ before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'attune-browser-'));
   db = path.join(dir, 'desk.db');
   attune(['demo', '--once', '--customers', '300']);
-  attune(['bench', 'seed-nudges', '--count', '600', '--customers', '300', '--proposed-share', '0.9']);
+  attuneBench(['seed-nudges', '--count', '600', '--customers', '300', '--proposed-share', '0.9']);
   for (const [name, u] of Object.entries(USERS)) {
     attune(['users', 'add', name, '--role', u.role, '--password-stdin'], `${u.password}\n`);
   }
