@@ -420,7 +420,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-pub(crate) async fn open(config: &Config) -> anyhow::Result<Db> {
+/// The configured database, migrated (also what `attune-bench` opens).
+pub async fn open(config: &Config) -> anyhow::Result<Db> {
     let url = DatabaseUrl::parse(&config.database_url)?;
     let db = Db::connect(&url).await?;
     db.migrate()

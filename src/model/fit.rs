@@ -536,7 +536,7 @@ fn run_linfa(
 /// Max |gradient| / rows of `sum log-loss + alpha/2 |w|^2` (intercept not penalised) at
 /// `(w, b)`, with `w` and `b` giving the log-odds of `y = true`, computed independently
 /// of the solver.
-pub(crate) fn relative_gradient(
+pub fn relative_gradient(
     x: &Array2<f64>,
     y: &Array1<bool>,
     alpha: f64,

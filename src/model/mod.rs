@@ -27,7 +27,7 @@ pub use artifact::{Driver, EncodedFeature, FORMAT, ModelArtifact, SolverReport, 
 pub use encoder::{Column, Encoder, Encoding};
 pub use fit::{
     FitOptions, LINFA_LIBRARY, SOLVER_LIBRARY, Solver, fingerprint, fingerprint_frame, fit,
-    fit_frame, fit_frame_rows,
+    fit_frame, fit_frame_rows, relative_gradient,
 };
 pub use frame::Frame;
 pub use metrics::Metrics;

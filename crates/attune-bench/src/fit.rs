@@ -10,9 +10,9 @@ use linfa::DatasetBase;
 use linfa::traits::{Fit, Predict};
 use ndarray::{Array1, Array2};
 
-use attune::model::metrics;
 use attune::model::optim::FastLogistic;
 use attune::model::synthetic::synthetic;
+use attune::model::{metrics, relative_gradient};
 
 /// Alpha 1 (scikit-learn's C = 1) and 1000 iterations, as `model::fit` uses them.
 const ALPHA: f64 = 1.0;
@@ -132,25 +132,6 @@ impl Fitted {
             }),
         }
     }
-}
-
-/// Max |gradient| / rows of `sum log-loss + alpha/2 |w|^2` at `(w, b)` (log-odds of true).
-fn relative_gradient(
-    x: &Array2<f64>,
-    y: &Array1<bool>,
-    alpha: f64,
-    w: &Array1<f64>,
-    b: f64,
-) -> f64 {
-    let mut g = w * alpha;
-    let mut gb = 0.0;
-    for (row, &yi) in x.rows().into_iter().zip(y) {
-        let z = row.dot(w) + b;
-        let r = 1.0 / (1.0 + (-z).exp()) - if yi { 1.0 } else { 0.0 };
-        g.scaled_add(r, &row);
-        gb += r;
-    }
-    g.iter().fold(gb.abs(), |m, v| m.max(v.abs())) / x.nrows() as f64
 }
 
 /// NumPy's `.npy` format, version 1.0: magic, header length, a Python dict literal padded

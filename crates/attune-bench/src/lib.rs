@@ -11,16 +11,5 @@ pub mod planning;
 pub mod playbook;
 pub mod uplift;
 
-use anyhow::Context as _;
-use attune::config::Config;
-use attune::store::{DatabaseUrl, Db};
-
-/// The configured database, migrated.
-pub async fn open(config: &Config) -> anyhow::Result<Db> {
-    let url = DatabaseUrl::parse(&config.database_url)?;
-    let db = Db::connect(&url).await?;
-    db.migrate()
-        .await
-        .with_context(|| format!("migrating {}", url.redacted()))?;
-    Ok(db)
-}
+/// The configured database, migrated: the one `attune` opens.
+pub use attune::cli::open;
