@@ -5,7 +5,7 @@
 //! wherever they like. Numbers shown in both outputs are rounded once, by [`fixed`], so
 //! the page and the JSON always agree digit for digit.
 
-mod svg;
+pub mod svg;
 
 use chrono::SecondsFormat;
 use serde_json::{Value, json};

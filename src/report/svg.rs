@@ -1,5 +1,7 @@
-//! Hand-drawn SVG charts: a small frame with axes, ticks and labels, and the four plots
-//! of the model report. Every string that reaches the markup goes through [`escape`].
+//! attune's one chart module, hand-drawn SVG: a small frame with axes, ticks and labels, the
+//! four plots of the model report, and the review desk's charts (bars, a histogram of
+//! scores, a customer's probability over time). Every string that reaches the markup goes
+//! through [`escape`]; callers say how numbers and days read.
 
 use std::fmt::Write as _;
 
@@ -527,6 +529,160 @@ pub(crate) fn coefficient_chart(coefficients: &[(String, f64)]) -> String {
         f.top + f.plot_height()
     );
     s += "</svg>";
+    s
+}
+
+// ---------------------------------------------------------------- the desk's charts
+
+/// The width of the desk's charts (they scale to their box).
+const W: f64 = 560.0;
+
+fn open_svg(h: f64, title: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {W} {h}\" width=\"100%\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>",
+        t = escape(title)
+    )
+}
+
+/// Horizontal bars, one per (label, value), with the value written beside each bar.
+pub fn bar_chart(title: &str, items: &[(String, f64)], show: impl Fn(f64) -> String) -> String {
+    if items.is_empty() {
+        return "<p class=\"muted\">Nothing to show yet.</p>".into();
+    }
+    let row = 24.0;
+    let label_w = 170.0;
+    let value_w = 90.0;
+    let h = row * items.len() as f64 + 8.0;
+    let max = items.iter().map(|(_, v)| *v).fold(0.0_f64, f64::max);
+    let mut s = open_svg(h, title);
+    for (i, (label, v)) in items.iter().enumerate() {
+        let y = 4.0 + row * i as f64;
+        let w = if max > 0.0 {
+            (W - label_w - value_w) * v / max
+        } else {
+            0.0
+        };
+        let _ = write!(
+            s,
+            "<text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\" class=\"lbl\">{label}</text>\
+             <rect x=\"{label_w}\" y=\"{y}\" width=\"{w:.1}\" height=\"{bh}\" class=\"bar\"/>\
+             <text x=\"{vx:.1}\" y=\"{ty}\" class=\"val\">{value}</text>",
+            lx = label_w - 6.0,
+            ty = y + 15.0,
+            bh = row - 6.0,
+            vx = label_w + w + 6.0,
+            label = escape(label),
+            value = escape(&show(*v)),
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Ten vertical bars: the shares of scores in each tenth of the probability range, each
+/// share in words by `percent`.
+pub fn histogram(title: &str, shares: &[f64], percent: impl Fn(f64) -> String) -> String {
+    if shares.is_empty() {
+        return "<p class=\"muted\">No scoring run yet.</p>".into();
+    }
+    let h = 190.0;
+    let (left, bottom, top) = (40.0, 30.0, 10.0);
+    let plot_h = h - bottom - top;
+    let bw = (W - left - 10.0) / shares.len() as f64;
+    let max = shares.iter().copied().fold(0.0_f64, f64::max).max(1e-9);
+    let mut s = open_svg(h, title);
+    let _ = write!(
+        s,
+        "<line x1=\"{left}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" class=\"axis\"/>",
+        y = h - bottom,
+        x2 = W - 10.0
+    );
+    for (i, share) in shares.iter().enumerate() {
+        let bh = plot_h * share / max;
+        let x = left + bw * i as f64;
+        let _ = write!(
+            s,
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{bh:.1}\" class=\"{cls}\"><title>{lo:.1}–{hi:.1}: {p}</title></rect>\
+             <text x=\"{tx:.1}\" y=\"{ly}\" text-anchor=\"middle\" class=\"lbl\">{lo:.1}</text>",
+            y = h - bottom - bh,
+            w = bw - 4.0,
+            cls = if i >= 5 { "bar risk" } else { "bar" },
+            lo = i as f64 / shares.len() as f64,
+            hi = (i + 1) as f64 / shares.len() as f64,
+            p = percent(*share),
+            tx = x + 2.0,
+            ly = h - bottom + 16.0,
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// A line of churn probability over time (oldest to newest), from 0 to 1: times in words by
+/// `day`, probabilities by `percent`.
+pub fn sparkline(
+    title: &str,
+    points: &[(i64, f64)],
+    day: impl Fn(i64) -> String,
+    percent: impl Fn(f64) -> String,
+) -> String {
+    if points.is_empty() {
+        return "<p class=\"muted\">Not scored yet.</p>".into();
+    }
+    let h = 120.0;
+    let (left, right, top, bottom) = (40.0, 10.0, 10.0, 24.0);
+    let (t0, t1) = (
+        points.first().map(|p| p.0).unwrap_or(0),
+        points.last().map(|p| p.0).unwrap_or(0),
+    );
+    let span = (t1 - t0).max(1) as f64;
+    let x = |t: i64| {
+        if points.len() == 1 {
+            left + (W - left - right) / 2.0
+        } else {
+            left + (W - left - right) * (t - t0) as f64 / span
+        }
+    };
+    let y = |p: f64| top + (h - top - bottom) * (1.0 - p.clamp(0.0, 1.0));
+    let mut s = open_svg(h, title);
+    for tick in [0.0, 0.5, 1.0] {
+        let _ = write!(
+            s,
+            "<line x1=\"{left}\" y1=\"{yy:.1}\" x2=\"{x2}\" y2=\"{yy:.1}\" class=\"grid\"/><text x=\"{tx}\" y=\"{ty:.1}\" text-anchor=\"end\" class=\"lbl\">{tick:.1}</text>",
+            yy = y(tick),
+            x2 = W - right,
+            tx = left - 6.0,
+            ty = y(tick) + 4.0
+        );
+    }
+    let path: Vec<String> = points
+        .iter()
+        .map(|(t, p)| format!("{:.1},{:.1}", x(*t), y(*p)))
+        .collect();
+    let _ = write!(
+        s,
+        "<polyline points=\"{}\" class=\"line\"/>",
+        path.join(" ")
+    );
+    for (t, p) in points {
+        let _ = write!(
+            s,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" class=\"dot\"><title>{}: {}</title></circle>",
+            x(*t),
+            y(*p),
+            day(*t),
+            percent(*p)
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{left}\" y=\"{ty}\" class=\"lbl\">{}</text><text x=\"{x2}\" y=\"{ty}\" text-anchor=\"end\" class=\"lbl\">{}</text>",
+        day(t0),
+        day(t1),
+        ty = h - 6.0,
+        x2 = W - right
+    );
+    s.push_str("</svg>");
     s
 }
 
