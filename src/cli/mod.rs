@@ -31,7 +31,7 @@ use output::Printer;
 pub struct Cli {
     /// Database: a SQLite file path, sqlite://PATH, or postgres://... [default: ./attune.db]
     #[arg(long, global = true, env = "ATTUNE_DATABASE_URL")]
-    pub db: Option<String>,
+    pub db: Option<DatabaseUrl>,
     /// Config file (TOML); ./attune.toml is read if present.
     #[arg(long, global = true, env = "ATTUNE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -40,7 +40,7 @@ pub struct Cli {
     pub json: bool,
     /// Log format on stderr: human or json.
     #[arg(long, global = true)]
-    pub log_format: Option<String>,
+    pub log_format: Option<crate::config::LogFormat>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -414,7 +414,7 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
         config.database_url = db.clone();
     }
     if let Some(f) = &cli.log_format {
-        config.log.format = f.clone();
+        config.log.format = *f;
     }
     config.validate("command line")?;
     Ok(config)
@@ -422,8 +422,8 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 
 /// The configured database, migrated (also what `attune-bench` opens).
 pub async fn open(config: &Config) -> anyhow::Result<Db> {
-    let url = DatabaseUrl::parse(&config.database_url)?;
-    let db = Db::connect(&url).await?;
+    let url = &config.database_url;
+    let db = Db::connect(url).await?;
     db.migrate()
         .await
         .with_context(|| format!("migrating {}", url.redacted()))?;
@@ -439,7 +439,7 @@ pub(crate) fn actor(by: Option<String>) -> String {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // `demo` may be told its own database with --db as the examples do.
     let config = load_config(&cli)?;
-    crate::telemetry::init(&config.log.format, &config.log.filter);
+    crate::telemetry::init(config.log.format, &config.log.filter);
     let out = Printer { json: cli.json };
     match cli.command {
         Command::Config(ConfigCommand::Check) => {
@@ -797,7 +797,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Result<()> {
     let defaults = jobs::train::TrainOptions::from_config(&config.training);
     let class_weight = match &args.class_weight {
-        Some(raw) => jobs::train::parse_class_weight(raw).context("--class-weight")?,
+        Some(raw) => crate::config::parse_class_weight(raw)
+            .map_err(anyhow::Error::msg)
+            .context("--class-weight")?,
         None => defaults.class_weight,
     };
     let opts = jobs::train::TrainOptions {
@@ -900,7 +902,7 @@ async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Resul
     let db = match db {
         Some(db) => Some(db),
         None if std::env::var_os("ATTUNE_DATABASE_URL").is_some()
-            || config.database_url != DatabaseUrl::DEFAULT =>
+            || !config.database_url.is_default() =>
         {
             Some(open(config).await?)
         }
@@ -1071,8 +1073,8 @@ async fn demo(
 ) -> anyhow::Result<()> {
     // The demo's database is created afresh: ./attune-demo.db unless --db names a file.
     let path = if db_given {
-        match DatabaseUrl::parse(&config.database_url)? {
-            DatabaseUrl::Sqlite(p) => p,
+        match &config.database_url {
+            DatabaseUrl::Sqlite(p) => p.clone(),
             DatabaseUrl::Postgres(_) => {
                 bail!("the demo creates a fresh SQLite file; give --db PATH, not a PostgreSQL URL")
             }
@@ -1108,7 +1110,7 @@ async fn demo(
     if inbox.exists() {
         std::fs::remove_dir_all(&inbox).with_context(|| format!("clearing {}", inbox.display()))?;
     }
-    config.database_url = path.display().to_string();
+    config.database_url = DatabaseUrl::Sqlite(path.clone());
     config.pull.inbox = Some(inbox);
     let db = open(&config).await?;
     db.audit(

@@ -106,7 +106,7 @@ impl AppState {
     fn takes_events(&self) -> bool {
         crate::jobs::sources::configured(&self.ctx)
             .iter()
-            .any(|s| s.kind == "http")
+            .any(|s| s.kind == crate::config::SourceKind::Http)
     }
 
     /// Loads the customer id map in the background when an `http` source is configured,
@@ -394,8 +394,8 @@ impl Application {
     pub async fn build(ctx: JobContext) -> anyhow::Result<Self> {
         // The catalog first: the pages read complaints by the meanings it writes.
         ctx.kinds().await?;
-        let listen = ctx.config.http.listen.clone();
-        let listener = tokio::net::TcpListener::bind(&listen)
+        let listen = ctx.config.http.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding the review desk to {listen} ([http] listen)"))?;
         let addr = listener.local_addr()?;

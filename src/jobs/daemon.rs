@@ -26,7 +26,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::str::FromStr;
 use std::time::Duration;
 
 use apalis::prelude::*;
@@ -544,7 +543,7 @@ pub async fn execute(
     // Beats while it runs: a silent execution is one whose worker died.
     let beating = {
         let db = db.clone();
-        let every = Duration::from_secs((ctx.config.worker.lease_secs / 3).max(1));
+        let every = (ctx.config.worker.lease / 3).max(Duration::from_secs(1));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -776,17 +775,11 @@ async fn run_schedule(
     db: Db,
     queues: Queues,
     kind: JobKind,
-    expr: String,
+    expr: crate::config::Cron,
     full_score: Option<cron::Schedule>,
     worker: String,
 ) {
-    let schedule = match cron::Schedule::from_str(&expr) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(schedule = kind.as_str(), %expr, error = %e, "invalid cron expression; schedule disabled");
-            return;
-        }
-    };
+    let schedule = expr.schedule().clone();
     let mut ticks = std::pin::pin!(tick_times(schedule));
     // This schedule's ticks are handled one after another, in order (a fair lock), so a
     // tick sees what the one before it queued.
@@ -863,7 +856,7 @@ async fn run_wal_keeper(db: Db) {
 pub const QUEUED_LOST_LEASES: i64 = 20;
 
 async fn run_sweeper(ctx: JobContext, queues: Queues) {
-    let lease = ctx.config.worker.lease_secs.max(3) as i64;
+    let lease = ctx.config.worker.lease.as_secs().max(3) as i64;
     loop {
         if let Err(e) = sweep_stranded_ticks(&ctx.db, &queues, lease * 2).await {
             tracing::warn!(error = %format!("{e:#}"), "sweeping stranded ticks failed");
@@ -1015,7 +1008,7 @@ where
         }
         Db::Postgres(_) => false,
     };
-    let heartbeat = Duration::from_secs((ctx.config.worker.lease_secs / 3).max(1));
+    let heartbeat = (ctx.config.worker.lease / 3).max(Duration::from_secs(1));
     let queues = Queues::open(&ctx.db, heartbeat).await?;
     tracing::info!(%worker, backend = ctx.db.backend(), "daemon starting");
     if new_queue {
@@ -1036,7 +1029,7 @@ where
     if ctx.db.backend() == "sqlite" {
         background.push(tokio::spawn(run_wal_keeper(ctx.db.clone())));
     }
-    let full_score = cron::Schedule::from_str(&ctx.config.schedule.score).ok();
+    let full_score = Some(ctx.config.schedule.score.schedule().clone());
     for (kind, expr) in [
         (JobKind::Pull, &ctx.config.schedule.pull),
         (JobKind::Score, &ctx.config.schedule.score),
@@ -1052,9 +1045,13 @@ where
             worker.clone(),
         )));
     }
-    let grace = Duration::from_secs(ctx.config.worker.shutdown_grace_secs);
+    let grace = ctx.config.worker.shutdown_grace;
     // apalis parks an idle worker until its heartbeat unless told to poll.
-    let poll = Duration::from_millis(ctx.config.worker.poll_interval_ms.max(10));
+    let poll = ctx
+        .config
+        .worker
+        .poll_interval
+        .max(Duration::from_millis(10));
     macro_rules! monitor {
         ($pull:expr, $score:expr, $plan:expr, $retrain:expr) => {{
             let (c1, c2, c3, c4) = (ctx.clone(), ctx.clone(), ctx.clone(), ctx.clone());
@@ -1154,7 +1151,7 @@ where
     let Some(desk) = desk else {
         return run(ctx, shutdown).await;
     };
-    let grace = Duration::from_secs(ctx.config.worker.shutdown_grace_secs);
+    let grace = ctx.config.worker.shutdown_grace;
     let stop = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
     let mut stopped = stop.subscribe();
     let server = tokio::spawn(desk.run_until(async move {
@@ -1204,7 +1201,7 @@ mod tests {
     /// run is due within 2 s of it. Other kinds never are.
     #[test]
     fn a_rescore_the_full_run_would_wait_for_is_covered() {
-        let full = cron::Schedule::from_str("*/7 * * * * *").unwrap();
+        let full = <cron::Schedule as std::str::FromStr>::from_str("*/7 * * * * *").unwrap();
         let minute = 1_795_000_020; // a whole minute (divisible by 60)
         assert_eq!(minute % 60, 0);
         let covered = |takes_ms: i64| -> Vec<i64> {
@@ -1275,7 +1272,7 @@ mod tests {
     /// the stream goes on (apalis-cron's own stream repeats its error forever here).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ticks_missed_while_behind_are_fired_late_and_the_stream_goes_on() {
-        let schedule = cron::Schedule::from_str("* * * * * *").unwrap();
+        let schedule = <cron::Schedule as std::str::FromStr>::from_str("* * * * * *").unwrap();
         let mut ticks = std::pin::pin!(tick_times(schedule));
         let got = tokio::time::timeout(Duration::from_secs(20), async {
             let mut got = vec![ticks.next().await.unwrap()];

@@ -125,21 +125,17 @@ impl JobContext {
     }
 
     pub fn playbook_settings(&self) -> crate::playbook::Settings {
-        use crate::config::Playbook as P;
         let p = &self.config.playbook;
-        let d = crate::playbook::Settings::default();
-        // The config was validated when it was loaded; the defaults only cover a config
-        // built in code.
         crate::playbook::Settings {
             max_nudges: p.max_nudges,
             window_days: p.window_days,
-            quiet_start: P::parse_time_of_day(&p.quiet_hours_start).unwrap_or(d.quiet_start),
-            quiet_end: P::parse_time_of_day(&p.quiet_hours_end).unwrap_or(d.quiet_end),
-            default_timezone: P::parse_timezone(&p.default_timezone).unwrap_or(d.default_timezone),
+            quiet_start: p.quiet_hours_start.0,
+            quiet_end: p.quiet_hours_end.0,
+            default_timezone: p.default_timezone.0,
             value_horizon_months: p.value_horizon_months,
             medium_risk_from: p.medium_risk_from,
             high_risk_from: p.high_risk_from,
-            help_url: p.help_url.clone(),
+            help_url: p.help_url.as_ref().map(|u| u.as_str().to_owned()),
             currency: self.config.currency(),
         }
     }

@@ -37,7 +37,7 @@ pub async fn run(ctx: &JobContext, _job: &PullJob) -> anyhow::Result<PullReport>
 pub async fn run_with(ctx: &JobContext, opts: PullOptions) -> anyhow::Result<PullReport> {
     let mut report = PullReport::default();
     for source in sources::configured(ctx) {
-        if source.kind == "http" {
+        if source.kind == crate::config::SourceKind::Http {
             continue;
         }
         match sources::pull_source(ctx, &source, opts).await {

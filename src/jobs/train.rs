@@ -51,19 +51,10 @@ impl TrainOptions {
     pub fn from_config(t: &crate::config::Training) -> Self {
         Self {
             seed: Some(t.seed),
-            class_weight: parse_class_weight(&t.class_weight).unwrap_or(ClassWeight::None),
+            class_weight: t.class_weight,
             capacities: t.capacities.clone(),
             ..Self::default()
         }
-    }
-}
-
-/// `none` or `balanced`.
-pub fn parse_class_weight(raw: &str) -> anyhow::Result<ClassWeight> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "none" => Ok(ClassWeight::None),
-        "balanced" => Ok(ClassWeight::Balanced),
-        other => anyhow::bail!("{other:?} is not a class weighting; use none or balanced"),
     }
 }
 
@@ -280,10 +271,12 @@ impl HistoryOptions {
             churn,
             days: match &t.observation_days {
                 crate::config::ObservationDays::Dates(d) => DaySeries::Dates(d.clone()),
-                crate::config::ObservationDays::Every(e) if e == "week_starts" => {
+                crate::config::ObservationDays::Every(crate::config::DayEvery::WeekStart) => {
                     DaySeries::WeekStarts
                 }
-                crate::config::ObservationDays::Every(_) => DaySeries::MonthStarts,
+                crate::config::ObservationDays::Every(crate::config::DayEvery::MonthStart) => {
+                    DaySeries::MonthStarts
+                }
             },
             count: t.observation_count,
             validation_customer_share: t.validation_customer_share,

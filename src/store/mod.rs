@@ -110,8 +110,9 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Where the database is, as the user wrote it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the database is, as the user wrote it. Its password never prints: `Debug` shows
+/// [`DatabaseUrl::redacted`].
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
     Postgres(String),
@@ -119,6 +120,11 @@ pub enum DatabaseUrl {
 
 impl DatabaseUrl {
     pub const DEFAULT: &'static str = "./attune.db";
+
+    /// Whether this is [`DatabaseUrl::DEFAULT`], the database nobody chose.
+    pub fn is_default(&self) -> bool {
+        matches!(self, Self::Sqlite(p) if p.as_os_str() == Self::DEFAULT)
+    }
 
     /// Accepts `sqlite://PATH`, `sqlite:PATH`, a plain file path, or `postgres://...`.
     pub fn parse(raw: &str) -> Result<Self> {
@@ -163,6 +169,14 @@ impl DatabaseUrl {
                 _ => url.clone(),
             },
         }
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
     }
 }
 

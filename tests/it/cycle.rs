@@ -342,9 +342,9 @@ both_backends!(
 /// plan, and a shutdown signal stops it cleanly.
 async fn daemon_runs_scheduled_jobs(t: &TestDb) {
     let ctx = t.ctx(|c| {
-        c.schedule.score = "* * * * * *".into();
-        c.schedule.pull = "0 0 0 1 1 *".into();
-        c.worker.shutdown_grace_secs = 5;
+        c.schedule.score = "* * * * * *".parse().unwrap();
+        c.schedule.pull = "0 0 0 1 1 *".parse().unwrap();
+        c.worker.shutdown_grace = std::time::Duration::from_secs(5);
     });
     let today = attune::jobs::today();
     t.db.upsert_customers(&[super::helpers::customer(

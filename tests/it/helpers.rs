@@ -21,7 +21,7 @@ pub const PG_ENV: &str = "ATTUNE_TEST_POSTGRES_URL";
 
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        attune::telemetry::init("human", "info,sqlx=warn");
+        attune::telemetry::init(attune::config::LogFormat::Human, "info,sqlx=warn");
     }
 }
 

@@ -14,7 +14,7 @@ async fn drivers_read_back_are_those_scoring_computed(t: &TestDb) {
     let inbox = tempfile::tempdir().unwrap();
     let ctx = t.ctx(|c| {
         c.pull.inbox = Some(inbox.path().to_owned());
-        c.money.currency = "EUR".into();
+        c.money = attune::domain::Currency::parse("EUR", None).unwrap();
     });
     let today = attune::jobs::today();
     let summary = attune::demo::run_cycle(&ctx, 1200, 5, today).await.unwrap();

@@ -736,10 +736,10 @@ async fn get_over_tcp(port: u16, path: &str) -> String {
 
 async fn the_daemon_serves_the_desk_and_stops_with_it(t: &TestDb) {
     let ctx = t.ctx(|c| {
-        c.http.listen = "127.0.0.1:0".into();
-        c.schedule.pull = "0 0 0 1 1 *".into();
-        c.schedule.score = "0 0 0 1 1 *".into();
-        c.worker.shutdown_grace_secs = 5;
+        c.http.listen = "127.0.0.1:0".parse().unwrap();
+        c.schedule.pull = "0 0 0 1 1 *".parse().unwrap();
+        c.schedule.score = "0 0 0 1 1 *".parse().unwrap();
+        c.worker.shutdown_grace = std::time::Duration::from_secs(5);
     });
     let app = attune::http::Application::build(ctx.clone()).await.unwrap();
     let port = app.port();
@@ -1010,7 +1010,7 @@ async fn every_page_reads_in_words(t: &TestDb) {
     // A business in euros: every amount says so, none in the default dollars.
     let ctx = t.ctx(|c| {
         c.pull.inbox = Some(inbox.path().to_owned());
-        c.money.currency = "EUR".into();
+        c.money = attune::domain::Currency::parse("EUR", None).unwrap();
     });
     let today = attune::jobs::today();
     attune::demo::run_cycle(&ctx, 1500, 7, today).await.unwrap();

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// Database: a SQLite file path, sqlite://PATH, or postgres://... [default: ./attune.db]
     #[arg(long, global = true, env = "ATTUNE_DATABASE_URL")]
-    db: Option<String>,
+    db: Option<attune::store::DatabaseUrl>,
     /// Config file (TOML); ./attune.toml is read if present.
     #[arg(long, global = true, env = "ATTUNE_CONFIG")]
     config: Option<PathBuf>,
@@ -36,7 +36,7 @@ async fn main() -> std::process::ExitCode {
             config.database_url = db.clone();
         }
         config.validate("command line")?;
-        attune::telemetry::init(&config.log.format, &config.log.filter);
+        attune::telemetry::init(config.log.format, &config.log.filter);
         run(&config, cli.command, cli.json).await
     }
     .await;

@@ -107,7 +107,7 @@ pub async fn bench_uplift(config: Config, args: BenchUpliftArgs) -> anyhow::Resu
     let (mut covered, mut detected, mut false_positive) = (0u64, 0u64, 0u64);
     for seed in args.seed..args.seed + args.seeds {
         let mut c = config.clone();
-        c.database_url = dir.join(format!("seed-{seed}.db")).display().to_string();
+        c.database_url = attune::store::DatabaseUrl::Sqlite(dir.join(format!("seed-{seed}.db")));
         let db = crate::open(&c).await?;
         let ctx = JobContext::new(db.clone(), c);
         let r = crate::uplift::simulate(&ctx, args.customers, seed, jobs::today()).await?;

@@ -109,15 +109,15 @@ pub(super) async fn login(State(state): State<AppState>, req: Request) -> PageRe
                     .record_login_failure(
                         key,
                         *max,
-                        cfg.login_window_minutes as i64 * 60,
-                        cfg.login_lockout_minutes as i64 * 60,
+                        cfg.login_window.as_secs() as i64,
+                        cfg.login_lockout.as_secs() as i64,
                     )
                     .await?;
                 if let Some(until) = until {
                     tracing::warn!(key = %key, %address, until, failures = max, "sign-in locked after repeated failures");
                     let detail = serde_json::json!({
                         "failures": max,
-                        "window_minutes": cfg.login_window_minutes,
+                        "window_minutes": cfg.login_window.as_secs() / 60,
                         "locked_until": until,
                         "address": address,
                     });
@@ -142,8 +142,7 @@ pub(super) async fn login(State(state): State<AppState>, req: Request) -> PageRe
         }
     };
     let raw = random_hex(32);
-    let hours = state.ctx.config.http.session_hours as i64;
-    let max_age = hours * 3600;
+    let max_age = state.ctx.config.http.session.as_secs() as i64;
     state
         .ctx
         .db

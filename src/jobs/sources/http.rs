@@ -229,13 +229,16 @@ pub fn fuzz_body(data: &[u8]) {
 
 /// The http source a bearer token belongs to, comparing in constant time.
 pub fn source_for_token<'a>(sources: &'a [SourceConfig], token: &str) -> Option<&'a SourceConfig> {
-    sources.iter().filter(|s| s.kind == "http").find(|s| {
-        s.token_env
-            .as_deref()
-            .and_then(|var| std::env::var(var).ok())
-            .filter(|t| !t.is_empty())
-            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
-    })
+    sources
+        .iter()
+        .filter(|s| s.kind == crate::config::SourceKind::Http)
+        .find(|s| {
+            s.token_env
+                .as_deref()
+                .and_then(|var| std::env::var(var).ok())
+                .filter(|t| !t.is_empty())
+                .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+        })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use serde::Serialize;
 
 use super::JobContext;
-use crate::config::{INBOX_SOURCE, SourceConfig};
+use crate::config::{INBOX_SOURCE, SourceConfig, SourceKind};
 use crate::ingest::mapping::{
     EventMapping, Rejection, Repeats, derives_id, map_event, quarantine_id, raw_json,
 };
@@ -84,7 +84,7 @@ pub fn configured(ctx: &JobContext) -> Vec<SourceConfig> {
             0,
             SourceConfig {
                 name: INBOX_SOURCE.into(),
-                kind: "files".into(),
+                kind: crate::config::SourceKind::Files,
                 url: None,
                 url_env: None,
                 query: None,
@@ -145,15 +145,15 @@ pub async fn pull_source(
         &format!("a pull of source {}", source.name),
     )
     .await?;
-    let mut report = match source.kind.as_str() {
-        "files" => files::pull(ctx, source, opts).await,
-        "sql" => sql::pull(ctx, source, opts).await,
+    let mut report = match source.kind {
+        SourceKind::Files => files::pull(ctx, source, opts).await,
+        SourceKind::Sql => sql::pull(ctx, source, opts).await,
         // HTTP sources push; there is nothing to pull.
-        _ => Ok(SourceReport::default()),
+        SourceKind::Http => Ok(SourceReport::default()),
     }
     .with_context(|| format!("pulling source {}", source.name))?;
     report.source = source.name.clone();
-    report.kind = source.kind.clone();
+    report.kind = source.kind.to_string();
     report.seconds = started.elapsed().as_secs_f64();
     lease.release().await;
     Ok(report)

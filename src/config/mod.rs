@@ -3,9 +3,16 @@
 //! `ATTUNE_SCHEDULE_SCORE`, ...). Unknown keys are errors, not silently ignored.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+mod values;
+
+pub use values::class_weight::parse as parse_class_weight;
+pub use values::{Cron, DayEvery, HelpUrl, LogFormat, SourceKind, TimeOfDay, TimeZone};
+
+use crate::model::optim::ClassWeight;
+use crate::store::DatabaseUrl;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -24,8 +31,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// `sqlite://PATH`, a plain file path, or `postgres://...`.
-    pub database_url: String,
+    /// `sqlite://PATH`, a plain file path, or `postgres://...` (its password never printed).
+    #[serde(with = "values::database_url")]
+    pub database_url: DatabaseUrl,
     pub schedule: Schedules,
     pub scoring: Scoring,
     pub training: Training,
@@ -45,8 +53,10 @@ pub struct Config {
     /// How long ids and text values of events may be.
     pub input: crate::ingest::mapping::InputLimits,
     pub log: Log,
-    /// The currency amounts are shown in.
-    pub money: Money,
+    /// The currency amounts are shown in (`currency`, an ISO 4217 code, and `symbol`,
+    /// unset: the currency's own).
+    #[serde(with = "values::money")]
+    pub money: crate::domain::Currency,
     /// The `ATTUNE_*` variables that set a setting when this config was loaded (not a key
     /// of the file).
     #[serde(skip)]
@@ -57,10 +67,10 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct Schedules {
     /// Cron expressions with seconds: `sec min hour day-of-month month day-of-week`, in UTC.
-    pub pull: String,
-    pub score: String,
+    pub pull: Cron,
+    pub score: Cron,
     /// Re-score customers whose activity changed since their last score.
-    pub rescore: String,
+    pub rescore: Cron,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -120,10 +130,13 @@ impl Default for Churn {
 
 /// Which days training observes customers on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "\"month_starts\", \"week_starts\" or a list of dates such as [\"2026-01-01\", \"2026-02-15\"]"
+)]
 pub enum ObservationDays {
     /// `"month_starts"` (the first of each month) or `"week_starts"` (Mondays).
-    Every(String),
+    Every(DayEvery),
     /// These days (`["2026-01-01", "2026-02-15"]`).
     Dates(Vec<chrono::NaiveDate>),
 }
@@ -153,7 +166,8 @@ pub struct Training {
     pub seed: u64,
     /// `none` keeps probabilities calibrated (imbalance is handled by ranking: the risk
     /// threshold and top-k capacity); `balanced` weights churners up, as scikit-learn does.
-    pub class_weight: String,
+    #[serde(with = "values::class_weight")]
+    pub class_weight: ClassWeight,
     /// Marketing's capacity: precision and recall are reported at these top-k sizes.
     pub capacities: Vec<usize>,
     /// Where trained artifacts are written.
@@ -164,7 +178,7 @@ pub struct Training {
 #[serde(deny_unknown_fields, default)]
 pub struct Retrain {
     /// When to train a challenger (cron with seconds, UTC); default Mondays 03:00.
-    pub schedule: String,
+    pub schedule: Cron,
     /// The challenger is promoted only if its validation AUC is at least the champion's
     /// minus this, on the same rows.
     pub auc_tolerance: f64,
@@ -184,10 +198,10 @@ pub struct Playbook {
     pub window_days: u32,
     /// No customer is contacted between these times of day in their own time zone
     /// (`HH:MM`); a send time inside them moves to the end.
-    pub quiet_hours_start: String,
-    pub quiet_hours_end: String,
+    pub quiet_hours_start: TimeOfDay,
+    pub quiet_hours_end: TimeOfDay,
     /// The time zone of customers without a `timezone` attribute (an IANA name).
-    pub default_timezone: String,
+    pub default_timezone: TimeZone,
     /// Expected value = churn probability x monthly charge x this many months.
     pub value_horizon_months: f64,
     /// Risk bands: `medium` from this churn probability, `high` from `high_risk_from`.
@@ -195,7 +209,7 @@ pub struct Playbook {
     pub high_risk_from: f64,
     /// The business's help page (`https://...`), the `{help_url}` placeholder of playbook
     /// messages. A playbook whose messages use it needs it set.
-    pub help_url: Option<String>,
+    pub help_url: Option<HelpUrl>,
 }
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -220,7 +234,7 @@ pub struct SourceConfig {
     pub name: String,
     /// `sql`, `files` or `http`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: SourceKind,
     /// sql: the database URL (sqlite://PATH or postgres://...). Prefer `url_env`: a URL with
     /// a password belongs in the environment, not in this file.
     pub url: Option<String>,
@@ -259,6 +273,10 @@ pub struct SourceConfig {
     /// the business's declared kinds).
     #[serde(default)]
     pub kinds: std::collections::BTreeMap<String, String>,
+}
+
+fn cron(expr: &str) -> Cron {
+    expr.parse().expect("a built-in schedule parses")
 }
 
 fn default_cursor_start() -> String {
@@ -339,8 +357,8 @@ impl SourceConfig {
                 Err(format!("a {} source needs `{key}`: {hint}", self.kind))
             }
         };
-        match self.kind.as_str() {
-            "sql" => {
+        match self.kind {
+            SourceKind::Sql => {
                 need(
                     self.url.is_some() || self.url_env.is_some(),
                     "url_env",
@@ -364,21 +382,16 @@ impl SourceConfig {
                     "the column whose largest value read becomes the cursor, e.g. \"id\"",
                 )?;
             }
-            "files" => need(
+            SourceKind::Files => need(
                 self.dir.is_some(),
                 "dir",
                 "the drop directory to take files from",
             )?,
-            "http" => need(
+            SourceKind::Http => need(
                 self.token_env.is_some(),
                 "token_env",
                 "the environment variable holding the bearer token its clients send",
             )?,
-            other => {
-                return Err(format!(
-                    "type {other:?} is not a source type; use sql, files or http"
-                ));
-            }
         }
         Ok(())
     }
@@ -390,14 +403,17 @@ pub struct Worker {
     /// Prefix of this process's worker names; a unique suffix is always added.
     pub name: String,
     /// Seconds to let running jobs finish after Ctrl-C or SIGTERM.
-    pub shutdown_grace_secs: u64,
+    #[serde(rename = "shutdown_grace_secs", with = "values::secs")]
+    pub shutdown_grace: std::time::Duration,
     /// How often an idle worker looks for new jobs, in milliseconds.
-    pub poll_interval_ms: u64,
+    #[serde(rename = "poll_interval_ms", with = "values::millis")]
+    pub poll_interval: std::time::Duration,
     /// How long a lease (the right to run a scoring run, planning, a source's pull) lasts
     /// without renewal; its holder renews it every third of that while it works. A holder
     /// that dies blocks for at most this long. Also how long a job's worker may be silent
     /// before the job is taken back (three times its heartbeat).
-    pub lease_secs: u64,
+    #[serde(rename = "lease_secs", with = "values::secs")]
+    pub lease: std::time::Duration,
     /// A failed job is tried again up to this many attempts in all, after 5 s, 10 s, 20 s,
     /// ... (doubling, with jitter, at most 10 minutes); an error retrying cannot fix ends
     /// it at once.
@@ -411,11 +427,13 @@ pub struct Http {
     /// Serve the review desk beside the workers.
     pub enabled: bool,
     /// The address to listen on, `HOST:PORT`; port 0 picks a free port.
-    pub listen: String,
+    #[serde(with = "values::listen")]
+    pub listen: std::net::SocketAddr,
     /// Mark the session cookie `Secure` (sent only over HTTPS, and to localhost).
     pub cookie_secure: bool,
     /// How long a sign-in lasts, in hours.
-    pub session_hours: u64,
+    #[serde(rename = "session_hours", with = "values::hours")]
+    pub session: std::time::Duration,
     /// The largest request body accepted, in bytes; larger ones are refused with 413.
     pub body_limit_bytes: usize,
     /// Failed sign-ins for one name (a user's or not) within `login_window_minutes` that
@@ -424,44 +442,20 @@ pub struct Http {
     pub login_max_failures: u32,
     /// Failed sign-ins from one address within the window that lock the address.
     pub login_max_failures_per_address: u32,
-    pub login_window_minutes: u64,
-    pub login_lockout_minutes: u64,
+    #[serde(rename = "login_window_minutes", with = "values::minutes")]
+    pub login_window: std::time::Duration,
+    #[serde(rename = "login_lockout_minutes", with = "values::minutes")]
+    pub login_lockout: std::time::Duration,
     /// Take the client's address from the last entry of `X-Forwarded-For` (set this only
     /// behind a reverse proxy that appends it); otherwise the connection's peer address.
     pub trust_forwarded_for: bool,
-}
-
-/// How amounts of money read on the desk, in messages and in the model's reasons.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Money {
-    /// An ISO 4217 code: `USD`, `EUR`, `GBP`.
-    pub currency: String,
-    /// The symbol written before amounts; unset: the currency's own (`$`, `€`, `£`).
-    pub symbol: Option<String>,
-}
-
-impl Default for Money {
-    fn default() -> Self {
-        Self {
-            currency: "USD".into(),
-            symbol: None,
-        }
-    }
-}
-
-impl Money {
-    pub fn parse(&self) -> Result<crate::domain::Currency, String> {
-        crate::domain::Currency::parse(&self.currency, self.symbol.as_deref())
-            .map_err(|e| e.to_string())
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// `human` or `json`.
-    pub format: String,
+    pub format: LogFormat,
     /// A tracing filter such as `info` or `attune=debug,sqlx=warn`.
     pub filter: String,
 }
@@ -469,7 +463,7 @@ pub struct Log {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            database_url: crate::store::DatabaseUrl::DEFAULT.to_owned(),
+            database_url: DatabaseUrl::parse(DatabaseUrl::DEFAULT).expect("the default parses"),
             schedule: Schedules::default(),
             scoring: Scoring::default(),
             training: Training::default(),
@@ -484,7 +478,7 @@ impl Default for Config {
             http: Http::default(),
             input: Default::default(),
             log: Log::default(),
-            money: Money::default(),
+            money: Default::default(),
             overridden_by: Vec::new(),
         }
     }
@@ -493,9 +487,9 @@ impl Default for Config {
 impl Default for Schedules {
     fn default() -> Self {
         Self {
-            pull: "0 */5 * * * *".into(),
-            score: "0 0 2 * * *".into(),
-            rescore: "0 */10 * * * *".into(),
+            pull: cron("0 */5 * * * *"),
+            score: cron("0 0 2 * * *"),
+            rescore: cron("0 */10 * * * *"),
         }
     }
 }
@@ -504,14 +498,14 @@ impl Default for Training {
     fn default() -> Self {
         Self {
             horizon_days: 60,
-            observation_days: ObservationDays::Every("month_starts".into()),
+            observation_days: ObservationDays::Every(DayEvery::MonthStart),
             observation_count: 12,
             validation_customer_share: 0.25,
             backtest_days: 3,
             min_test_churners: 50,
             bootstrap_resamples: 1000,
             seed: 42,
-            class_weight: "none".into(),
+            class_weight: ClassWeight::None,
             capacities: vec![100, 500, 1000],
             models_dir: PathBuf::from("models"),
         }
@@ -521,7 +515,7 @@ impl Default for Training {
 impl Default for Retrain {
     fn default() -> Self {
         Self {
-            schedule: "0 0 3 * * Mon".into(),
+            schedule: cron("0 0 3 * * Mon"),
             auc_tolerance: 0.0,
             lift_tolerance: 0.0,
         }
@@ -545,9 +539,11 @@ impl Default for Playbook {
             file: None,
             max_nudges: 2,
             window_days: 14,
-            quiet_hours_start: "21:00".into(),
-            quiet_hours_end: "08:00".into(),
-            default_timezone: "UTC".into(),
+            quiet_hours_start: TimeOfDay(
+                chrono::NaiveTime::from_hms_opt(21, 0, 0).expect("a time"),
+            ),
+            quiet_hours_end: TimeOfDay(chrono::NaiveTime::from_hms_opt(8, 0, 0).expect("a time")),
+            default_timezone: TimeZone(chrono_tz::UTC),
             value_horizon_months: 12.0,
             medium_risk_from: 0.3,
             high_risk_from: 0.5,
@@ -557,63 +553,12 @@ impl Default for Playbook {
 }
 
 impl Playbook {
-    /// A web address customers can open: `http://` or `https://`, a host, no spaces, and
-    /// not a documentation placeholder such as `example.com`.
-    pub fn parse_help_url(raw: &str) -> Result<String, String> {
-        let url = raw.trim();
-        let host = url
-            .strip_prefix("https://")
-            .or_else(|| url.strip_prefix("http://"))
-            .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""))
-            .unwrap_or("");
-        if host.is_empty() || url.contains(char::is_whitespace) {
-            return Err(format!(
-                "{raw:?} is not a web address; write it in full, e.g. \"https://help.yourcompany.com\""
-            ));
-        }
-        let bare = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
-        if ["example", "example.com", "example.org", "example.net"]
-            .iter()
-            .any(|e| bare == *e || bare.ends_with(&format!(".{e}")))
-            || bare.ends_with(".example")
-        {
-            return Err(format!(
-                "{raw:?} is a placeholder address customers cannot use; give your help page"
-            ));
-        }
-        Ok(url.to_owned())
-    }
-
-    /// A time of day `HH:MM`, explaining the expected shape when it is not one.
-    pub fn parse_time_of_day(raw: &str) -> Result<chrono::NaiveTime, String> {
-        chrono::NaiveTime::parse_from_str(raw.trim(), "%H:%M")
-            .map_err(|_| format!("{raw:?} is not a time of day; write HH:MM, e.g. \"21:00\""))
-    }
-
-    /// An IANA time zone name such as `Europe/London`.
-    pub fn parse_timezone(raw: &str) -> Result<chrono_tz::Tz, String> {
-        raw.trim().parse::<chrono_tz::Tz>().map_err(|_| {
-            format!(
-                "{raw:?} is not an IANA time zone name; write e.g. \"Europe/London\" or \"UTC\""
-            )
-        })
-    }
-
     fn validate(&self, invalid: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
         if self.max_nudges == 0 || self.window_days == 0 {
             return Err(invalid(
                 "playbook.max_nudges",
                 "max_nudges and window_days must be at least 1 (e.g. 2 nudges in 14 days)".into(),
             ));
-        }
-        Self::parse_time_of_day(&self.quiet_hours_start)
-            .map_err(|m| invalid("playbook.quiet_hours_start", m))?;
-        Self::parse_time_of_day(&self.quiet_hours_end)
-            .map_err(|m| invalid("playbook.quiet_hours_end", m))?;
-        Self::parse_timezone(&self.default_timezone)
-            .map_err(|m| invalid("playbook.default_timezone", m))?;
-        if let Some(url) = &self.help_url {
-            Self::parse_help_url(url).map_err(|m| invalid("playbook.help_url", m))?;
         }
         if !(self.value_horizon_months.is_finite() && self.value_horizon_months > 0.0) {
             return Err(invalid(
@@ -644,9 +589,9 @@ impl Default for Worker {
     fn default() -> Self {
         Self {
             name: "attune".into(),
-            shutdown_grace_secs: 30,
-            poll_interval_ms: 1000,
-            lease_secs: 15,
+            shutdown_grace: std::time::Duration::from_secs(30),
+            poll_interval: std::time::Duration::from_millis(1000),
+            lease: std::time::Duration::from_secs(15),
             max_attempts: 5,
         }
     }
@@ -656,14 +601,14 @@ impl Default for Http {
     fn default() -> Self {
         Self {
             enabled: true,
-            listen: "127.0.0.1:8080".into(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
             cookie_secure: true,
-            session_hours: 12,
+            session: std::time::Duration::from_secs(12 * 3600),
             body_limit_bytes: 256 * 1024,
             login_max_failures: 5,
             login_max_failures_per_address: 20,
-            login_window_minutes: 15,
-            login_lockout_minutes: 15,
+            login_window: std::time::Duration::from_secs(15 * 60),
+            login_lockout: std::time::Duration::from_secs(15 * 60),
             trust_forwarded_for: false,
         }
     }
@@ -672,7 +617,7 @@ impl Default for Http {
 impl Default for Log {
     fn default() -> Self {
         Self {
-            format: "human".into(),
+            format: LogFormat::Human,
             filter: "info,sqlx=warn".into(),
         }
     }
@@ -733,10 +678,9 @@ impl Config {
         Ok(out.into_values().map(|(d, _)| d).collect())
     }
 
-    /// The currency amounts are shown in (checked when the config was loaded; a config
-    /// built in code with a bad one reads in the default, US dollars).
+    /// The currency amounts are shown in.
     pub fn currency(&self) -> crate::domain::Currency {
-        self.money.parse().unwrap_or_default()
+        self.money.clone()
     }
 
     /// The churn definition, its kinds resolved in `catalog`.
@@ -830,17 +774,24 @@ impl Config {
             })?;
             from_env.insert(setting, key);
         }
-        let mut config: Config =
-            table
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: origin.to_owned(),
-                    message: e.to_string(),
-                })?;
-        config.validate_with(&|key| match from_env.get(key) {
+        let origin_of = |key: &str| match from_env.get(key) {
             Some(var) => format!("environment variable {var} ({key})"),
             None => format!("{origin}: {key}"),
+        };
+        let mut config: Config = table.try_into().map_err(|e: toml::de::Error| {
+            // A value that does not parse is named by its key (and its variable).
+            match value_error(&e.to_string()) {
+                Some((key, message)) => ConfigError::Invalid {
+                    origin: origin_of(&key),
+                    message,
+                },
+                None => ConfigError::Parse {
+                    path: origin.to_owned(),
+                    message: e.to_string().trim_end().to_owned(),
+                },
+            }
         })?;
+        config.validate_with(&origin_of)?;
         let mut vars: Vec<String> = from_env.into_values().collect();
         vars.sort();
         config.overridden_by = vars;
@@ -857,16 +808,6 @@ impl Config {
             origin: origin_of(key),
             message,
         };
-        crate::store::DatabaseUrl::parse(&self.database_url)
-            .map_err(|e| invalid("database_url", e.to_string()))?;
-        for (key, expr) in [
-            ("schedule.pull", &self.schedule.pull),
-            ("schedule.score", &self.schedule.score),
-            ("schedule.rescore", &self.schedule.rescore),
-            ("retrain.schedule", &self.retrain.schedule),
-        ] {
-            parse_cron(expr).map_err(|m| invalid(key, m))?;
-        }
         if !(0.0..=1.0).contains(&self.scoring.risk_threshold) {
             return Err(invalid(
                 "scoring.risk_threshold",
@@ -899,23 +840,13 @@ impl Config {
                 "horizon_days and observation_count must be at least 1".into(),
             ));
         }
-        match &self.training.observation_days {
-            ObservationDays::Every(e) if e == "month_starts" || e == "week_starts" => {}
-            ObservationDays::Every(e) => {
-                return Err(invalid(
-                    "training.observation_days",
-                    format!(
-                        "{e:?} is not a series of days; use \"month_starts\", \"week_starts\" or a list of dates such as [\"2026-01-01\", \"2026-02-15\"]"
-                    ),
-                ));
-            }
-            ObservationDays::Dates(d) if d.is_empty() => {
-                return Err(invalid(
-                    "training.observation_days",
-                    "the list of dates is empty; give at least one, or use \"month_starts\"".into(),
-                ));
-            }
-            ObservationDays::Dates(_) => {}
+        if let ObservationDays::Dates(d) = &self.training.observation_days
+            && d.is_empty()
+        {
+            return Err(invalid(
+                "training.observation_days",
+                "the list of dates is empty; give at least one, or use \"month_starts\"".into(),
+            ));
         }
         if self.training.backtest_days == 0 || self.training.bootstrap_resamples < 100 {
             return Err(invalid(
@@ -927,32 +858,6 @@ impl Config {
         let catalog = std::sync::Arc::new(crate::domain::EventKinds::provisional(&declared));
         self.churn_definition(&catalog)
             .map_err(|m| invalid("churn", m))?;
-        if !matches!(self.training.class_weight.as_str(), "none" | "balanced") {
-            return Err(invalid(
-                "training.class_weight",
-                format!(
-                    "{:?} is not a class weighting; use \"none\" or \"balanced\"",
-                    self.training.class_weight
-                ),
-            ));
-        }
-        self.money.parse().map_err(|m| {
-            let key = if m.contains("symbol") {
-                "money.symbol"
-            } else {
-                "money.currency"
-            };
-            invalid(key, m)
-        })?;
-        if !matches!(self.log.format.as_str(), "human" | "json") {
-            return Err(invalid(
-                "log.format",
-                format!(
-                    "{:?} is not a log format; use \"human\" or \"json\"",
-                    self.log.format
-                ),
-            ));
-        }
         let mut names = std::collections::BTreeSet::new();
         for (i, src) in self.sources.iter().enumerate() {
             let key = format!("sources[{i}] ({})", src.name);
@@ -969,16 +874,7 @@ impl Config {
                 ));
             }
         }
-        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid(
-                "http.listen",
-                format!(
-                    "{:?} is not an address to listen on; write HOST:PORT with an IP address, e.g. \"127.0.0.1:8080\" (port 0 picks a free port)",
-                    self.http.listen
-                ),
-            ));
-        }
-        if self.http.session_hours == 0 {
+        if self.http.session.is_zero() {
             return Err(invalid(
                 "http.session_hours",
                 "must be at least 1 (hours a sign-in lasts)".into(),
@@ -1002,10 +898,13 @@ impl Config {
                 "http.login_max_failures_per_address",
                 self.http.login_max_failures_per_address as u64,
             ),
-            ("http.login_window_minutes", self.http.login_window_minutes),
+            (
+                "http.login_window_minutes",
+                self.http.login_window.as_secs(),
+            ),
             (
                 "http.login_lockout_minutes",
-                self.http.login_lockout_minutes,
+                self.http.login_lockout.as_secs(),
             ),
         ] {
             if v == 0 {
@@ -1026,13 +925,22 @@ impl Config {
     }
 }
 
-/// Parses a cron expression with seconds, explaining the expected shape when it fails.
-pub fn parse_cron(expr: &str) -> Result<cron::Schedule, String> {
-    cron::Schedule::from_str(expr).map_err(|e| {
-        format!(
-            "{expr:?} is not a cron expression ({e}); write six fields `sec min hour day-of-month month day-of-week`, e.g. \"0 */5 * * * *\" for every five minutes"
-        )
-    })
+/// The key and the message of an error in one value, from the text of a deserialization
+/// error (`MESSAGE\nin `section.key``); `None` when the error is not about one value.
+fn value_error(text: &str) -> Option<(String, String)> {
+    let text = text.trim_end();
+    let (message, key) = text.rsplit_once("\nin `")?;
+    let key = key.strip_suffix('`')?;
+    if message.starts_with("unknown field") || message.starts_with("missing field") {
+        return None;
+    }
+    // `[money]` is read as one value: name the key the message is about.
+    let key = match key {
+        "money" if message.contains("symbol") => "money.symbol",
+        "money" => "money.currency",
+        k => k,
+    };
+    Some((key.to_owned(), message.to_owned()))
 }
 
 /// `DATABASE_URL` sets `database_url`; `SCHEDULE_SCORE` sets `[schedule] score`.
@@ -1043,10 +951,13 @@ fn apply_override(table: &mut toml::Table, rest: &str, value: &str) -> Result<St
         table.insert("database_url".into(), toml::Value::String(value.into()));
         return Ok("database_url".into());
     }
-    let sections = [
-        "schedule", "scoring", "training", "retrain", "playbook", "pull", "features", "worker",
-        "http", "input", "log", "money",
-    ];
+    // The sections are the config's own tables: no second list to keep in step.
+    let defaults = toml::Table::try_from(Config::default()).expect("the defaults serialize");
+    let sections: Vec<&str> = defaults
+        .iter()
+        .filter(|(_, v)| v.is_table())
+        .map(|(k, _)| k.as_str())
+        .collect();
     let Some(section) = sections
         .iter()
         .find(|s| lower.starts_with(&format!("{s}_")))
@@ -1106,7 +1017,7 @@ mod tests {
 
     #[test]
     fn example_file_parses_to_the_defaults() {
-        let text = include_str!("../attune.example.toml");
+        let text = include_str!("../../attune.example.toml");
         let c = Config::from_toml(text, "attune.example.toml", env(&[])).unwrap();
         assert_eq!(c, Config::default());
     }
@@ -1125,7 +1036,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.playbook.max_nudges, 9);
-        assert_eq!(c.database_url, "x.db");
+        assert_eq!(c.database_url, DatabaseUrl::Sqlite("x.db".into()));
         assert_eq!(c.training.capacities, vec![50, 200]);
     }
 
@@ -1179,6 +1090,118 @@ token_env = "ATTUNE_APP_TOKEN"
             "[[sources]]\nname = \"x\"\ntype = \"http\"\ntoken_env = \"T\"\n[[sources]]\nname = \"x\"\ntype = \"http\"\ntoken_env = \"T\"\n",
         );
         assert!(e.contains("used twice"), "{e}");
+    }
+
+    /// Issue 21: each value is parsed once into its type; a value that does not parse is
+    /// named by its key, or by the variable that set it, with the fix.
+    #[test]
+    fn values_are_typed_once_and_bad_ones_name_their_key_or_variable() {
+        let c = Config::from_toml(
+            "[training]\nclass_weight = \"balanced\"\nobservation_days = \"week_starts\"\n[log]\nformat = \"json\"\n[worker]\nlease_secs = 9\npoll_interval_ms = 250\n[http]\nlisten = \"0.0.0.0:9000\"\nsession_hours = 2\n",
+            "f.toml",
+            env(&[("ATTUNE_PLAYBOOK_QUIET_HOURS_START", "22:30")]),
+        )
+        .unwrap();
+        assert_eq!(c.training.class_weight, ClassWeight::Balanced);
+        assert_eq!(
+            c.training.observation_days,
+            ObservationDays::Every(DayEvery::WeekStart)
+        );
+        assert_eq!(c.log.format, LogFormat::Json);
+        assert_eq!(c.worker.lease, std::time::Duration::from_secs(9));
+        assert_eq!(
+            c.worker.poll_interval,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(c.http.listen.port(), 9000);
+        assert_eq!(c.http.session, std::time::Duration::from_secs(7200));
+        assert_eq!(c.playbook.quiet_hours_start.to_string(), "22:30");
+        for (file, vars, starts, says) in [
+            (
+                "[training]\nclass_weight = \"heavy\"\n",
+                vec![],
+                "f.toml: training.class_weight",
+                "\"none\" or \"balanced\"",
+            ),
+            (
+                "",
+                vec![("ATTUNE_TRAINING_CLASS_WEIGHT", "heavy")],
+                "environment variable ATTUNE_TRAINING_CLASS_WEIGHT (training.class_weight)",
+                "\"none\" or \"balanced\"",
+            ),
+            (
+                "",
+                vec![("ATTUNE_LOG_FORMAT", "xml")],
+                "environment variable ATTUNE_LOG_FORMAT (log.format)",
+                "\"human\" or \"json\"",
+            ),
+            (
+                "[[sources]]\nname = \"x\"\ntype = \"ftp\"\n",
+                vec![],
+                "f.toml: sources.type",
+                "sql, files or http",
+            ),
+            (
+                "[training]\nobservation_days = \"fortnightly\"\n",
+                vec![],
+                "f.toml: training.observation_days",
+                "\"month_starts\", \"week_starts\" or a list of dates",
+            ),
+            (
+                "database_url = \"mysql://db\"\n",
+                vec![],
+                "f.toml: database_url",
+                "unsupported database scheme",
+            ),
+        ] {
+            let e = Config::from_toml(file, "f.toml", env(&vars))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(starts) && e.contains(says),
+                "{file:?} {vars:?}: {e}"
+            );
+        }
+        // Every section of the config can be set from the environment: the list of
+        // sections is the config's own tables, not a second list.
+        let c = Config::from_toml(
+            "[churn]\nkinds = [\"payment\"]\n",
+            "f.toml",
+            env(&[
+                ("ATTUNE_CHURN_DEFINITION", "inactivity"),
+                ("ATTUNE_CHURN_DAYS", "30"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.churn.definition, c.churn.days),
+            (ChurnKind::Inactivity, Some(30))
+        );
+    }
+
+    /// A database password never prints: not in `config check`'s output, not in `Debug`.
+    #[test]
+    fn the_database_password_never_prints() {
+        let c = Config::from_toml(
+            "",
+            "f.toml",
+            env(&[(
+                "ATTUNE_DATABASE_URL",
+                "postgres://app:s3cret@db:5432/attune",
+            )]),
+        )
+        .unwrap();
+        assert!(matches!(&c.database_url, DatabaseUrl::Postgres(u) if u.contains("s3cret")));
+        let shown = toml::to_string_pretty(&c).unwrap();
+        assert!(
+            shown.contains("postgres://app:***@db:5432/attune"),
+            "{shown}"
+        );
+        let json = serde_json::to_string(&c).unwrap();
+        let debug = format!("{c:?}");
+        for text in [shown, json, debug] {
+            assert!(!text.contains("s3cret"), "{text}");
+        }
     }
 
     #[test]
@@ -1295,7 +1318,7 @@ token_env = "ATTUNE_APP_TOKEN"
         )
         .unwrap();
         assert_eq!(
-            ok.playbook.help_url.as_deref(),
+            ok.playbook.help_url.as_ref().map(HelpUrl::as_str),
             Some("https://help.acme.co.uk/billing")
         );
         for bad in [
