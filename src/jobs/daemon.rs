@@ -55,28 +55,102 @@ pub struct Queued<T> {
     pub key: Option<String>,
 }
 
-/// The job queues in the database's apalis tables.
+/// What a backend brings to the queues: apalis's storage of jobs of each type, on a
+/// pool of its own. The one seam between the daemon and the two storage crates.
+pub trait QueueBackend {
+    /// The storage of jobs of type `T`.
+    type Storage<T>: Clone;
+    type Pool;
+    /// The storage of queue `queue`, polled and kept alive every `heartbeat`.
+    fn storage<T>(pool: &Self::Pool, queue: &str, heartbeat: Duration) -> Self::Storage<T>;
+}
+
+/// apalis-sqlite's storage (the queue's own file, [`Db::queue_pool`]).
+pub struct OnSqlite;
+
+impl QueueBackend for OnSqlite {
+    type Storage<T> = SqliteStorage<T>;
+    type Pool = sqlx::SqlitePool;
+    fn storage<T>(pool: &Self::Pool, queue: &str, heartbeat: Duration) -> SqliteStorage<T> {
+        SqliteStorage::new(pool).with_config(
+            apalis_sqlite::Config::default()
+                .queue(queue)
+                .batch_size(1)
+                .heartbeat_interval(heartbeat),
+        )
+    }
+}
+
+/// apalis-postgres's storage (its own schema of attune's database).
+pub struct OnPostgres;
+
+impl QueueBackend for OnPostgres {
+    type Storage<T> = PostgresStorage<T>;
+    type Pool = sqlx::PgPool;
+    fn storage<T>(pool: &Self::Pool, queue: &str, heartbeat: Duration) -> PostgresStorage<T> {
+        PostgresStorage::new(pool).with_config(
+            apalis_postgres::Config::default()
+                .queue(queue)
+                .batch_size(1)
+                .heartbeat_interval(heartbeat),
+        )
+    }
+}
+
+/// One queue per job type, on backend `B`.
+pub struct QueueSet<B: QueueBackend> {
+    pull: B::Storage<Queued<PullJob>>,
+    score: B::Storage<Queued<ScoreJob>>,
+    plan: B::Storage<Queued<PlanJob>>,
+    retrain: B::Storage<Queued<RetrainJob>>,
+}
+
+impl<B: QueueBackend> QueueSet<B> {
+    fn new(pool: &B::Pool, heartbeat: Duration) -> Self {
+        Self {
+            pull: B::storage(pool, pull::QUEUE, heartbeat),
+            score: B::storage(pool, score::QUEUE, heartbeat),
+            plan: B::storage(pool, plan::QUEUE, heartbeat),
+            retrain: B::storage(pool, retrain::QUEUE, heartbeat),
+        }
+    }
+}
+
+impl<B: QueueBackend> Clone for QueueSet<B> {
+    fn clone(&self) -> Self {
+        Self {
+            pull: self.pull.clone(),
+            score: self.score.clone(),
+            plan: self.plan.clone(),
+            retrain: self.retrain.clone(),
+        }
+    }
+}
+
+/// The job queues in the database's apalis tables, on whichever backend it is.
 #[derive(Clone)]
 pub enum Queues {
-    Sqlite {
-        pull: SqliteStorage<Queued<PullJob>>,
-        score: SqliteStorage<Queued<ScoreJob>>,
-        plan: SqliteStorage<Queued<PlanJob>>,
-        retrain: SqliteStorage<Queued<RetrainJob>>,
-    },
-    Postgres {
-        pull: PostgresStorage<Queued<PullJob>>,
-        score: PostgresStorage<Queued<ScoreJob>>,
-        plan: PostgresStorage<Queued<PlanJob>>,
-        retrain: PostgresStorage<Queued<RetrainJob>>,
-    },
+    Sqlite(QueueSet<OnSqlite>),
+    Postgres(QueueSet<OnPostgres>),
+}
+
+/// `$body` with `$set` bound to the backend's [`QueueSet`]: the only place the daemon
+/// matches on the backend (the storages' traits differ in their error and id types, so
+/// the body is written once and compiled for each).
+macro_rules! on_backend {
+    ($queues:expr, $set:ident => $body:expr) => {
+        match $queues {
+            Queues::Sqlite($set) => $body,
+            Queues::Postgres($set) => $body,
+        }
+    };
 }
 
 impl std::fmt::Debug for Queues {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Queues::Sqlite { .. } => "Queues::Sqlite",
-            Queues::Postgres { .. } => "Queues::Postgres",
+            Queues::Sqlite(_) => "Queues::Sqlite",
+            Queues::Postgres(_) => "Queues::Postgres",
         })
     }
 }
@@ -249,56 +323,20 @@ impl Queues {
     }
 
     fn on(db: &Db, heartbeat: Duration) -> Self {
-        macro_rules! config {
-            ($c:ty, $q:expr) => {
-                <$c>::default()
-                    .queue($q)
-                    .batch_size(1)
-                    .heartbeat_interval(heartbeat)
-            };
-        }
         match db {
-            Db::Sqlite(pool, ..) => Queues::Sqlite {
-                pull: SqliteStorage::new(pool)
-                    .with_config(config!(apalis_sqlite::Config, pull::QUEUE)),
-                score: SqliteStorage::new(pool)
-                    .with_config(config!(apalis_sqlite::Config, score::QUEUE)),
-                plan: SqliteStorage::new(pool)
-                    .with_config(config!(apalis_sqlite::Config, plan::QUEUE)),
-                retrain: SqliteStorage::new(pool)
-                    .with_config(config!(apalis_sqlite::Config, retrain::QUEUE)),
-            },
-            Db::Postgres(pool) => Queues::Postgres {
-                pull: PostgresStorage::new(pool)
-                    .with_config(config!(apalis_postgres::Config, pull::QUEUE)),
-                score: PostgresStorage::new(pool)
-                    .with_config(config!(apalis_postgres::Config, score::QUEUE)),
-                plan: PostgresStorage::new(pool)
-                    .with_config(config!(apalis_postgres::Config, plan::QUEUE)),
-                retrain: PostgresStorage::new(pool)
-                    .with_config(config!(apalis_postgres::Config, retrain::QUEUE)),
-            },
+            Db::Sqlite(pool, ..) => Queues::Sqlite(QueueSet::new(pool, heartbeat)),
+            Db::Postgres(pool) => Queues::Postgres(QueueSet::new(pool, heartbeat)),
         }
     }
 
     /// Pushes `job` under `key` (once per key, however often asked), after `delay`.
     async fn push(&self, job: AnyJob, key: &str, delay: Option<Duration>) -> anyhow::Result<()> {
-        match (self, job) {
-            (Queues::Sqlite { pull, .. }, AnyJob::Pull(j)) => push_once!(pull, j, key, delay),
-            (Queues::Sqlite { score, .. }, AnyJob::Score(j)) => push_once!(score, j, key, delay),
-            (Queues::Sqlite { plan, .. }, AnyJob::Plan(j)) => push_once!(plan, j, key, delay),
-            (Queues::Sqlite { retrain, .. }, AnyJob::Retrain(j)) => {
-                push_once!(retrain, j, key, delay)
-            }
-            (Queues::Postgres { pull, .. }, AnyJob::Pull(j)) => push_once!(pull, j, key, delay),
-            (Queues::Postgres { score, .. }, AnyJob::Score(j)) => {
-                push_once!(score, j, key, delay)
-            }
-            (Queues::Postgres { plan, .. }, AnyJob::Plan(j)) => push_once!(plan, j, key, delay),
-            (Queues::Postgres { retrain, .. }, AnyJob::Retrain(j)) => {
-                push_once!(retrain, j, key, delay)
-            }
-        }
+        on_backend!(self, q => match job {
+            AnyJob::Pull(j) => push_once!(q.pull, j, key, delay),
+            AnyJob::Score(j) => push_once!(q.score, j, key, delay),
+            AnyJob::Plan(j) => push_once!(q.plan, j, key, delay),
+            AnyJob::Retrain(j) => push_once!(q.retrain, j, key, delay),
+        })
     }
 
     /// Enqueues a job once per `key`, however often it is asked.
@@ -1114,20 +1152,7 @@ where
                 .await
         }};
     }
-    let result = match &queues {
-        Queues::Sqlite {
-            pull,
-            score,
-            plan,
-            retrain,
-        } => monitor!(pull, score, plan, retrain),
-        Queues::Postgres {
-            pull,
-            score,
-            plan,
-            retrain,
-        } => monitor!(pull, score, plan, retrain),
-    };
+    let result = on_backend!(&queues, q => monitor!(q.pull, q.score, q.plan, q.retrain));
     for s in background {
         s.abort();
     }
