@@ -5,13 +5,17 @@
 #
 # Fills DATABASE once with COUNT nudges (`attune-bench seed-nudges`) and a reviewer, starts
 # `attune run` on 127.0.0.1:PORT, signs in for a session cookie, makes an API token, and
-# runs `attune-bench load` (open loop, RATE requests per second for DURATION seconds)
-# against the queue page and the API list: the first page, a page deep in the queue, and a
-# filtered page. Prints one line per target; the JSON of each run goes to OUT.
+# runs oha (`cargo install oha`; open loop with latency correction, RATE requests per second
+# for DURATION seconds) against the queue page and the API list: the first page, a page deep
+# in the queue, and a filtered page. Prints one line per target; the JSON of each run goes
+# to OUT. (oha replaced attune-bench's own load generator here once the two were measured
+# side by side, bench/load_vs_oha.sh; attune-bench load stays for HTTP ingest, whose bodies
+# must differ from request to request.)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${ATTUNE_BIN:-$root/target/release/attune}"
 bench="${ATTUNE_BENCH_BIN:-$root/target/release/attune-bench}"   # cargo build --release --workspace
+oha="${OHA:-$(command -v oha || echo oha)}"                         # cargo install oha
 unset ATTUNE_BIN ATTUNE_BENCH_BIN   # attune refuses ATTUNE_* variables that are not its settings
 db="${1:-/tmp/attune-bench-desk.db}"
 count="${COUNT:-1000000}"
@@ -64,14 +68,18 @@ run() {
     local cpu0 load
     cpu0="$(cpu_ms)"
     load="$(cut -d' ' -f1 /proc/loadavg)"
-    "$bench" --json load --url "$url" --rate "$rate" --duration "$duration" \
-        --connections "$connections" --header "$header" > "$out/$name.json"
+    "$oha" --no-tui --output-format json -o "$out/$name.json" -q "$rate" -z "${duration}s" \
+        -c "$connections" --latency-correction -H "$header" "$url"
     python3 - "$name" "$out/$name.json" "$cpu0" "$(cpu_ms)" "$load" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[2]))
-l = r["latency_ms"]
-cpu = (float(sys.argv[4]) - float(sys.argv[3])) / r["requests"]
-print(f"{sys.argv[1]:<14} {r['requests']:>6} req {r['achieved_rate']:6.1f}/s  p50 {l['p50']:6.2f} ms  p90 {l['p90']:6.2f}  p99 {l['p99']:6.2f}  max {l['max']:7.2f}  errors {r['errors']}  server CPU {cpu:5.2f} ms/req  load {sys.argv[5]}")
+r = json.load(open(sys.argv[2])); p = r["latencyPercentiles"]; s = r["summary"]
+n = sum(r.get("statusCodeDistribution", {}).values())
+# A request still in flight when the duration ends is oha stopping, not a server error.
+errors = sum(v for k, v in r.get("errorDistribution", {}).items() if k != "aborted due to deadline")
+errors += sum(v for k, v in r.get("statusCodeDistribution", {}).items() if not k.startswith("2"))
+cpu = (float(sys.argv[4]) - float(sys.argv[3])) / max(n, 1)
+ms = lambda x: x * 1000
+print(f"{sys.argv[1]:<14} {n:>6} req {s['requestsPerSec']:6.1f}/s  p50 {ms(p['p50']):6.2f} ms  p90 {ms(p['p90']):6.2f}  p99 {ms(p['p99']):6.2f}  max {ms(s['slowest']):7.2f}  errors {errors}  server CPU {cpu:5.2f} ms/req  load {sys.argv[5]}")
 PY
 }
 echo "== $rate requests/s for $duration s each, $connections connections, against $db"

@@ -5,17 +5,13 @@
 // The OpenAPI document in `http::openapi` is one large `json!` literal.
 #![recursion_limit = "256"]
 
+pub use attune_core::{domain, features, ingest, model, playbook, report};
+
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod domain;
-pub mod features;
 pub mod http;
-pub mod ingest;
 pub mod jobs;
 pub mod metrics;
-pub mod model;
-pub mod playbook;
-pub mod report;
 pub mod store;
 pub mod telemetry;

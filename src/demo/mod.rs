@@ -2,7 +2,7 @@
 //! score, plan), so a new user sees attune work in a minute with nothing but Rust.
 
 pub mod simulate;
-pub mod synth;
+pub use attune_core::synth;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

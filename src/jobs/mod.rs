@@ -179,8 +179,7 @@ impl JobContext {
     }
 }
 
-/// The Telco model trained by `attune train --csv tests/fixtures/telco.csv --preset telco`.
-pub const DEFAULT_MODEL: &str = include_str!("../../models/telco-default.json");
+pub use crate::model::DEFAULT_MODEL;
 
 pub fn parse_model(text: &str) -> anyhow::Result<ModelArtifact> {
     let model: ModelArtifact = serde_json::from_str(text)?;

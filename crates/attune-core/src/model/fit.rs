@@ -397,7 +397,7 @@ fn check_options(opts: &FitOptions) -> Result<(), ModelError> {
 
 /// Coefficients giving the log-odds of churn = true.
 #[derive(Debug, Clone)]
-pub(crate) struct Solution {
+pub struct Solution {
     pub coefficients: Vec<f64>,
     pub intercept: f64,
     /// Iterations used across runs.
@@ -454,11 +454,7 @@ fn solve_linfa(
 
 /// Runs [`FastLogistic`], rerunning from where it stopped with a larger budget until it
 /// converges or the budget cap is reached.
-pub(crate) fn solve(
-    x: &Array2<f64>,
-    y: &Array1<bool>,
-    opts: &FitOptions,
-) -> Result<Solution, ModelError> {
+pub fn solve(x: &Array2<f64>, y: &Array1<bool>, opts: &FitOptions) -> Result<Solution, ModelError> {
     if opts.solver == Solver::LinfaLogistic {
         return solve_linfa(x, y, opts);
     }
@@ -1152,7 +1148,7 @@ mod tests {
         use crate::ingest::{CustomerPreset, Format, parse_customers};
         let csv = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/telco.csv"
+            "/../../tests/fixtures/telco.csv"
         ))
         .unwrap();
         let as_of: NaiveDate = "2025-06-30".parse().unwrap();

@@ -287,7 +287,7 @@ mod tests {
     fn telco_fixture() -> String {
         std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/telco.csv"
+            "/../../tests/fixtures/telco.csv"
         ))
         .unwrap()
     }

@@ -266,7 +266,7 @@ impl FrameBuilder {
 
 /// Codes of levels by their value, for building a categorical column.
 #[derive(Debug, Default)]
-pub(crate) struct LevelIndex {
+pub struct LevelIndex {
     text: HashMap<String, u32>,
     /// Numbers by their bits (+0 for -0).
     num: HashMap<u64, u32>,
@@ -274,7 +274,7 @@ pub(crate) struct LevelIndex {
 
 impl LevelIndex {
     /// The code of `level`, added to `levels` when new.
-    pub(crate) fn code(&mut self, level: Level, levels: &mut Vec<Level>) -> u32 {
+    pub fn code(&mut self, level: Level, levels: &mut Vec<Level>) -> u32 {
         let next = levels.len() as u32;
         let code = match &level {
             Level::Text(s) => {
@@ -296,7 +296,7 @@ impl LevelIndex {
     }
 
     /// The code of the text `s`, added when new (no allocation when known).
-    pub(crate) fn text_code(&mut self, s: &str, levels: &mut Vec<Level>) -> u32 {
+    pub fn text_code(&mut self, s: &str, levels: &mut Vec<Level>) -> u32 {
         match self.text.get(s) {
             Some(&c) => c,
             None => self.code(Level::Text(s.to_owned()), levels),
@@ -306,7 +306,7 @@ impl LevelIndex {
 
 /// Runs `f` over `0..n` in contiguous chunks on up to `threads` threads and returns the
 /// chunks' results in order.
-pub(crate) fn in_chunks<T: Send>(
+pub fn in_chunks<T: Send>(
     n: usize,
     threads: usize,
     f: impl Fn(std::ops::Range<usize>) -> T + Sync,
@@ -332,7 +332,7 @@ pub(crate) fn in_chunks<T: Send>(
 }
 
 /// The threads the batch work uses: the cores available.
-pub(crate) fn threads() -> usize {
+pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

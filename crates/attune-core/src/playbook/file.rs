@@ -14,7 +14,7 @@ use crate::domain::{Channel, Meaning, RuleName};
 use crate::features;
 
 /// The default playbook, shipped in the repository as `playbook.toml`.
-pub const DEFAULT_PLAYBOOK: &str = include_str!("../../playbook.toml");
+pub const DEFAULT_PLAYBOOK: &str = include_str!("../../../../playbook.toml");
 /// How the default playbook is named in messages.
 pub const DEFAULT_NAME: &str = "playbook.toml (built in)";
 

@@ -27,7 +27,7 @@
 mod customers;
 mod events;
 pub mod mapping;
-pub(crate) mod record;
+pub mod record;
 pub mod table;
 
 use std::fmt;

@@ -140,7 +140,7 @@ impl Metrics {
     }
 
     /// Every number is finite and the areas are within `[0, 1]`.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
         for (name, v) in [("auc", self.auc), ("pr_auc", self.pr_auc)] {
             if let Some(v) = v
                 && !(v.is_finite() && (0.0..=1.0).contains(&v))

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::{EventKinds, KindCode, KindSet};
 
 /// The spec attune uses when none is configured.
-pub const DEFAULT_SPEC: &str = include_str!("../../features.toml");
+pub const DEFAULT_SPEC: &str = include_str!("../../../../features.toml");
 
 /// A parsed, checked feature spec.
 #[derive(Debug, Clone, PartialEq)]

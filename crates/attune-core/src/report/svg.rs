@@ -18,7 +18,7 @@ const FONT: &str =
 
 /// A plot area inside an SVG canvas, mapping data coordinates to pixels.
 #[derive(Debug, Clone)]
-pub(crate) struct Frame {
+pub struct Frame {
     pub width: f64,
     pub height: f64,
     pub left: f64,
@@ -31,7 +31,7 @@ pub(crate) struct Frame {
 }
 
 /// A tick: where (in data units) and what it says.
-pub(crate) type Tick = (f64, String);
+pub type Tick = (f64, String);
 
 impl Frame {
     pub fn plot_width(&self) -> f64 {
@@ -146,7 +146,7 @@ impl Frame {
 
 /// About `target` round tick values (steps of 1, 2 or 5 times a power of ten) covering
 /// `[lo, hi]`.
-pub(crate) fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
     if !(lo.is_finite() && hi.is_finite()) || hi <= lo || target == 0 {
         return vec![lo];
     }
@@ -177,7 +177,7 @@ fn nice_step(raw: f64) -> f64 {
 }
 
 /// Ticks with labels showing just enough decimals for their step.
-pub(crate) fn labelled(ticks: &[f64]) -> Vec<Tick> {
+pub fn labelled(ticks: &[f64]) -> Vec<Tick> {
     let step = if ticks.len() >= 2 {
         (ticks[1] - ticks[0]).abs()
     } else {
@@ -242,7 +242,7 @@ fn square_frame() -> Frame {
 }
 
 /// ROC curve with the chance diagonal and the AUC.
-pub(crate) fn roc_chart(points: &[(f64, f64)], auc: Option<f64>) -> String {
+pub fn roc_chart(points: &[(f64, f64)], auc: Option<f64>) -> String {
     let f = square_frame();
     let mut s = f.open("ROC curve");
     s += &f.axes(
@@ -290,7 +290,7 @@ pub(crate) fn roc_chart(points: &[(f64, f64)], auc: Option<f64>) -> String {
 
 /// Observed churn rate against mean predicted probability per bin, point area by row
 /// count, with a histogram of counts along the bottom.
-pub(crate) fn calibration_chart(bins: &[CalibrationBin]) -> String {
+pub fn calibration_chart(bins: &[CalibrationBin]) -> String {
     let f = square_frame();
     let mut s = f.open("Calibration curve");
     s += &f.axes(
@@ -371,7 +371,7 @@ pub(crate) fn calibration_chart(bins: &[CalibrationBin]) -> String {
 }
 
 /// Lift of each decile as bars with value labels, and the baseline at 1.
-pub(crate) fn lift_chart(deciles: &[DecileRow]) -> String {
+pub fn lift_chart(deciles: &[DecileRow]) -> String {
     let max_lift = deciles.iter().filter_map(|d| d.lift).fold(1.0f64, f64::max);
     let yticks = nice_ticks(0.0, max_lift * 1.12, 5);
     let top = yticks.last().copied().unwrap_or(1.0).max(max_lift * 1.12);
@@ -443,7 +443,7 @@ pub(crate) fn lift_chart(deciles: &[DecileRow]) -> String {
 const MAX_NAME_CHARS: usize = 44;
 
 /// Horizontal bars of coefficients, largest first, red where they raise churn risk.
-pub(crate) fn coefficient_chart(coefficients: &[(String, f64)]) -> String {
+pub fn coefficient_chart(coefficients: &[(String, f64)]) -> String {
     const ROW: f64 = 20.0;
     let longest = coefficients
         .iter()

@@ -219,7 +219,7 @@ fn write_telco_report() {
     let today = NaiveDate::from_ymd_opt(2025, 6, 30).unwrap();
     let file = std::fs::File::open(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/telco.csv"
+        "/../../tests/fixtures/telco.csv"
     ))
     .unwrap();
     let parsed = parse_customers("telco", file, Format::Csv, CustomerPreset::Telco, today).unwrap();

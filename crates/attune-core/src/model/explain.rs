@@ -214,7 +214,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn model() -> ModelArtifact {
-        serde_json::from_str(crate::jobs::DEFAULT_MODEL).unwrap()
+        serde_json::from_str(crate::model::DEFAULT_MODEL).unwrap()
     }
 
     /// What scoring stored before format 1: the drivers in the spec's words.
@@ -233,8 +233,8 @@ mod tests {
 
     #[test]
     fn drivers_read_back_are_the_drivers_scoring_computed_on_a_simulated_population() {
-        use crate::demo::synth::{SynthOptions, generate};
         use crate::features::{Activity, compute};
+        use crate::synth::{SynthOptions, generate};
         let model = model();
         let mut spec = FeatureSpec::default_spec();
         spec.currency = Currency::parse("EUR", Some("€")).unwrap();

@@ -9,7 +9,7 @@ use super::{FileError, Format, Parsed, RowError};
 
 /// One cell as read from the file, before interpretation.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Cell {
+pub enum Cell {
     /// CSV text, or a JSON string, number or boolean written as text.
     Text(String),
     /// JSON `null`: the same as an absent key.
@@ -21,14 +21,14 @@ pub(crate) enum Cell {
 /// One data row: its named cells in file order, plus the entries of an NDJSON
 /// `attributes` object.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Record {
+pub struct Record {
     pub fields: Vec<(std::sync::Arc<str>, Cell)>,
     pub nested_attributes: Vec<(String, String)>,
 }
 
 /// What is wrong with one row: the column (if one is to blame) and the explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Problem {
+pub struct Problem {
     pub column: Option<String>,
     pub problem: String,
     /// The row's text, for a row that could not be read as fields (kept in quarantine).
@@ -120,7 +120,7 @@ impl Record {
 /// number of CSV fields, a line that is not a JSON object or not UTF-8) and rows `map`
 /// refuses become [`RowError`]s; nothing is dropped. For CSV, `required` columns must be in
 /// the header.
-pub(crate) fn parse_with<R: Read, T>(
+pub fn parse_with<R: Read, T>(
     file: &str,
     reader: R,
     format: Format,
@@ -160,13 +160,13 @@ fn unreadable(file: &str, reason: impl ToString) -> FileError {
 }
 
 /// One framed row: its 1-based line number and the record, or why it could not be framed.
-pub(crate) type Framed = (u64, Result<Record, Problem>);
+pub type Framed = (u64, Result<Record, Problem>);
 
 /// Reads a CSV or NDJSON file a batch of rows at a time, so a file of any size is read in
 /// bounded memory. CSV is cut into segments at line endings outside quotes, and each
 /// segment is parsed whole, which keeps line numbers exact (the csv crate's own line
 /// counter lags behind after CRLF endings and blank lines).
-pub(crate) struct RecordStream<R> {
+pub struct RecordStream<R> {
     file: String,
     format: Format,
     reader: R,
@@ -714,7 +714,7 @@ fn ndjson_record(text: &str) -> Result<Record, Problem> {
 
 /// A JSON object as a record; anything else is a problem. `noun` names what held it
 /// (a line, an item).
-pub(crate) fn json_record(value: serde_json::Value, noun: &str) -> Result<Record, Problem> {
+pub fn json_record(value: serde_json::Value, noun: &str) -> Result<Record, Problem> {
     let serde_json::Value::Object(map) = value else {
         return Err(Problem::row(format!(
             "{noun} is a JSON {}, not an object; expected one JSON object per {noun}",
@@ -758,7 +758,7 @@ pub(crate) fn json_record(value: serde_json::Value, noun: &str) -> Result<Record
     Ok(record)
 }
 
-pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "boolean",
@@ -781,7 +781,7 @@ fn json_to_text(v: &serde_json::Value) -> Option<String> {
 
 // ---- value parsers -------------------------------------------------------------------
 
-pub(crate) fn parse_date(column: &str, raw: &str) -> Result<NaiveDate, Problem> {
+pub fn parse_date(column: &str, raw: &str) -> Result<NaiveDate, Problem> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
         Problem::at(
             column,
@@ -790,17 +790,14 @@ pub(crate) fn parse_date(column: &str, raw: &str) -> Result<NaiveDate, Problem> 
     })
 }
 
-pub(crate) fn parse_optional_date(
-    record: &Record,
-    column: &str,
-) -> Result<Option<NaiveDate>, Problem> {
+pub fn parse_optional_date(record: &Record, column: &str) -> Result<Option<NaiveDate>, Problem> {
     record
         .text(column)?
         .map(|raw| parse_date(column, raw))
         .transpose()
 }
 
-pub(crate) fn parse_number(column: &str, raw: &str) -> Result<f64, Problem> {
+pub fn parse_number(column: &str, raw: &str) -> Result<f64, Problem> {
     match raw.parse::<f64>() {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err(Problem::at(
@@ -810,7 +807,7 @@ pub(crate) fn parse_number(column: &str, raw: &str) -> Result<f64, Problem> {
     }
 }
 
-pub(crate) fn parse_non_negative(column: &str, raw: &str) -> Result<f64, Problem> {
+pub fn parse_non_negative(column: &str, raw: &str) -> Result<f64, Problem> {
     let v = parse_number(column, raw)?;
     if v < 0.0 {
         return Err(Problem::at(
@@ -821,7 +818,7 @@ pub(crate) fn parse_non_negative(column: &str, raw: &str) -> Result<f64, Problem
     Ok(v)
 }
 
-pub(crate) fn parse_timestamp(column: &str, raw: &str) -> Result<DateTime<Utc>, Problem> {
+pub fn parse_timestamp(column: &str, raw: &str) -> Result<DateTime<Utc>, Problem> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -855,7 +852,7 @@ pub(crate) fn parse_timestamp(column: &str, raw: &str) -> Result<DateTime<Utc>, 
 
 /// 64-bit FNV-1a, written out so that derived event ids need no extra dependency and stay
 /// stable across versions and platforms.
-pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);

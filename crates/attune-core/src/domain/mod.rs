@@ -483,7 +483,7 @@ mod tests {
 
     #[test]
     fn event_kind_codes_are_stable_and_match_the_migration() {
-        let migration = include_str!("../../migrations/sqlite/20261125000001_activity.sql");
+        let migration = include_str!("../../../../migrations/sqlite/20261125000001_activity.sql");
         for k in Meaning::ALL {
             assert_eq!(Meaning::from_code(k.code()), Some(*k));
             let row = format!("({}, '{}')", k.code().0, k.as_str());

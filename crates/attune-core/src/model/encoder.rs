@@ -189,11 +189,11 @@ impl Encoder {
 }
 
 /// Rows read together by [`Encoder::encode_frame`] and predictions.
-pub(crate) const TILE: usize = 512;
+pub const TILE: usize = 512;
 
 /// A frame's non-finite numbers are missing values, but training refuses them: the first
 /// one, by row and then name, is the error.
-pub(crate) fn check_finite<R: Borrow<FeatureRow>>(rows: &[R]) -> Result<(), ModelError> {
+pub fn check_finite<R: Borrow<FeatureRow>>(rows: &[R]) -> Result<(), ModelError> {
     for (i, row) in rows.iter().enumerate() {
         if let Some((name, _)) = row
             .borrow()
@@ -211,12 +211,12 @@ pub(crate) fn check_finite<R: Borrow<FeatureRow>>(rows: &[R]) -> Result<(), Mode
 
 /// What a column holds in some rows: categories (any text; numbers spelled as levels,
 /// sorted, each once) or numbers (known values in row order).
-pub(crate) enum Seen {
+pub enum Seen {
     Levels(BTreeSet<String>),
     Numbers(Vec<f64>),
 }
 
-pub(crate) fn seen(column: &FrameColumn, rows: &[usize]) -> Seen {
+pub fn seen(column: &FrameColumn, rows: &[usize]) -> Seen {
     match &column.values {
         Values::Num(xs) => Seen::Numbers(
             rows.iter()
@@ -260,7 +260,7 @@ pub(crate) fn seen(column: &FrameColumn, rows: &[usize]) -> Seen {
 }
 
 /// One encoded column read from a frame's column: [`Encoding::apply`] of each row's value.
-pub(crate) enum Reader<'a> {
+pub enum Reader<'a> {
     Zero,
     Standardised {
         xs: &'a [f64],
@@ -280,7 +280,7 @@ pub(crate) enum Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(encoding: &'a Encoding, column: Option<&'a FrameColumn>) -> Self {
+    pub fn new(encoding: &'a Encoding, column: Option<&'a FrameColumn>) -> Self {
         let Some(column) = column else {
             return Reader::Zero;
         };
@@ -307,7 +307,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The values of `rows` into `out` (cleared first).
-    pub(crate) fn values(&self, rows: &[usize], out: &mut Vec<f64>) {
+    pub fn values(&self, rows: &[usize], out: &mut Vec<f64>) {
         out.clear();
         match self {
             Reader::Zero => out.resize(rows.len(), 0.0),
@@ -323,7 +323,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(crate) fn value(&self, i: usize) -> f64 {
+    pub fn value(&self, i: usize) -> f64 {
         match self {
             Reader::Zero => 0.0,
             Reader::Standardised { xs, mean, std } => {
@@ -346,7 +346,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub(crate) fn encode_with(columns: &[Column], row: &FeatureRow) -> Vec<f64> {
+pub fn encode_with(columns: &[Column], row: &FeatureRow) -> Vec<f64> {
     columns
         .iter()
         .map(|c| c.encoding.apply(row.get(&c.source)))
@@ -354,12 +354,12 @@ pub(crate) fn encode_with(columns: &[Column], row: &FeatureRow) -> Vec<f64> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+pub mod tests {
     use super::*;
     use FeatureValue::{Cat, Missing, Num};
 
     /// A row from names and values (the model's tests share it).
-    pub(crate) fn row(items: &[(&str, FeatureValue)]) -> FeatureRow {
+    pub fn row(items: &[(&str, FeatureValue)]) -> FeatureRow {
         items
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))

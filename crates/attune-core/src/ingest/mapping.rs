@@ -179,7 +179,7 @@ impl std::fmt::Display for Rejection {
 
 impl Rejection {
     /// A row that could not be framed.
-    pub(crate) fn malformed(p: Problem) -> Self {
+    pub fn malformed(p: Problem) -> Self {
         Self {
             code: RejectCode::Malformed,
             column: p.column,
@@ -203,7 +203,7 @@ impl Rejection {
 pub const FUTURE_TOLERANCE_SECS: i64 = 86_400;
 
 /// Maps one row onto an event, checking it as it goes.
-pub(crate) fn map_event(
+pub fn map_event(
     r: &Record,
     m: &EventMapping,
     now: DateTime<Utc>,
@@ -385,13 +385,13 @@ impl Repeats {
 }
 
 /// Whether the row's event id is derived (the row names none).
-pub(crate) fn derives_id(r: &Record, m: &EventMapping) -> bool {
+pub fn derives_id(r: &Record, m: &EventMapping) -> bool {
     !matches!(r.text(m.column("source_event_id")), Ok(Some(_)))
 }
 
 /// The row as received, as a JSON object of column -> text (null for JSON null), kept in
 /// quarantine so a retry can map it again.
-pub(crate) fn raw_json(r: &Record) -> serde_json::Value {
+pub fn raw_json(r: &Record) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for (k, c) in &r.fields {
         let v = match c {
@@ -417,7 +417,7 @@ pub(crate) fn raw_json(r: &Record) -> serde_json::Value {
 /// The identity under which a refused row is quarantined: the source's event id when the
 /// row has one, else one derived from the raw row, so reading the same file twice
 /// quarantines a bad row once.
-pub(crate) fn quarantine_id(r: &Record, m: &EventMapping) -> String {
+pub fn quarantine_id(r: &Record, m: &EventMapping) -> String {
     if let Ok(Some(id)) = r.text(m.column("source_event_id")) {
         return id.to_owned();
     }

@@ -30,6 +30,10 @@ pub use fit::{
     fit_frame, fit_frame_rows, relative_gradient,
 };
 pub use frame::Frame;
+
+/// The Telco model trained by `attune train --csv tests/fixtures/telco.csv --preset telco`,
+/// shipped in the binary: what the daemon scores with before a model of the business's own.
+pub const DEFAULT_MODEL: &str = include_str!("../../../../models/telco-default.json");
 pub use metrics::Metrics;
 pub use split::stratified_split;
 

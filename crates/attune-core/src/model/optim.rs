@@ -347,7 +347,7 @@ impl<D: Data<Elem = f64>> PredictInplace<ArrayBase<D, Ix2>, Array1<f64>> for Fas
 }
 
 /// Numerically stable logistic function.
-pub(crate) fn sigmoid(z: f64) -> f64 {
+pub fn sigmoid(z: f64) -> f64 {
     let e = (-z.abs()).exp();
     if z >= 0.0 {
         1.0 / (1.0 + e)
