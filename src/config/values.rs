@@ -28,6 +28,31 @@ macro_rules! text_value {
     };
 }
 
+/// An enum written as one of a few words: `$what` and `$hint` make the error.
+macro_rules! text_enum {
+    ($t:ident, $what:literal, $hint:literal, { $($v:ident => $word:literal),+ $(,)? }) => {
+        impl FromStr for $t {
+            type Err = String;
+            fn from_str(raw: &str) -> Result<Self, String> {
+                match raw.trim() {
+                    $($word => Ok(Self::$v),)+
+                    _ => Err(format!("{raw:?} is not {}; use {}", $what, $hint)),
+                }
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $(Self::$v => $word,)+
+                })
+            }
+        }
+
+        text_value!($t);
+    };
+}
+
 /// A cron expression with seconds (`sec min hour day-of-month month day-of-week`, UTC),
 /// kept beside the schedule it parses to.
 #[derive(Clone)]
@@ -192,29 +217,10 @@ pub enum LogFormat {
     Json,
 }
 
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, String> {
-        match raw.trim() {
-            "human" => Ok(Self::Human),
-            "json" => Ok(Self::Json),
-            _ => Err(format!(
-                "{raw:?} is not a log format; use \"human\" or \"json\""
-            )),
-        }
-    }
-}
-
-impl fmt::Display for LogFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Human => "human",
-            Self::Json => "json",
-        })
-    }
-}
-
-text_value!(LogFormat);
+text_enum!(LogFormat, "a log format", "\"human\" or \"json\"", {
+    Human => "human",
+    Json => "json",
+});
 
 /// Where a source's events come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,31 +233,11 @@ pub enum SourceKind {
     Http,
 }
 
-impl FromStr for SourceKind {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, String> {
-        match raw.trim() {
-            "sql" => Ok(Self::Sql),
-            "files" => Ok(Self::Files),
-            "http" => Ok(Self::Http),
-            _ => Err(format!(
-                "type {raw:?} is not a source type; use sql, files or http"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Sql => "sql",
-            Self::Files => "files",
-            Self::Http => "http",
-        })
-    }
-}
-
-text_value!(SourceKind);
+text_enum!(SourceKind, "a source type", "sql, files or http", {
+    Sql => "sql",
+    Files => "files",
+    Http => "http",
+});
 
 /// A repeating series of observation days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,29 +248,15 @@ pub enum DayEvery {
     WeekStart,
 }
 
-impl FromStr for DayEvery {
-    type Err = String;
-    fn from_str(raw: &str) -> Result<Self, String> {
-        match raw.trim() {
-            "month_starts" => Ok(Self::MonthStart),
-            "week_starts" => Ok(Self::WeekStart),
-            _ => Err(format!(
-                "{raw:?} is not a series of days; use \"month_starts\", \"week_starts\" or a list of dates such as [\"2026-01-01\", \"2026-02-15\"]"
-            )),
-        }
+text_enum!(
+    DayEvery,
+    "a series of days",
+    "\"month_starts\", \"week_starts\" or a list of dates such as [\"2026-01-01\", \"2026-02-15\"]",
+    {
+        MonthStart => "month_starts",
+        WeekStart => "week_starts",
     }
-}
-
-impl fmt::Display for DayEvery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::MonthStart => "month_starts",
-            Self::WeekStart => "week_starts",
-        })
-    }
-}
-
-text_value!(DayEvery);
+);
 
 /// The class weighting of `[training] class_weight`.
 pub mod class_weight {
