@@ -778,11 +778,12 @@ impl Config {
             Some(var) => format!("environment variable {var} ({key})"),
             None => format!("{origin}: {key}"),
         };
+        let sources = table.get("sources").cloned();
         let mut config: Config = table.try_into().map_err(|e: toml::de::Error| {
             // A value that does not parse is named by its key (and its variable).
             match value_error(&e.to_string()) {
                 Some((key, message)) => ConfigError::Invalid {
-                    origin: origin_of(&key),
+                    origin: origin_of(&in_which_source(&key, sources.as_ref())),
                     message,
                 },
                 None => ConfigError::Parse {
@@ -941,6 +942,25 @@ fn value_error(text: &str) -> Option<(String, String)> {
         k => k,
     };
     Some((key.to_owned(), message.to_owned()))
+}
+
+/// `sources.type` -> `sources[1] (crm).type`: which of the sources holds the bad value (the
+/// first that does not read on its own).
+fn in_which_source(key: &str, sources: Option<&toml::Value>) -> String {
+    let (Some(field), Some(toml::Value::Array(list))) = (key.strip_prefix("sources."), sources)
+    else {
+        return key.to_owned();
+    };
+    list.iter()
+        .enumerate()
+        .find(|(_, s)| SourceConfig::deserialize(toml::Value::clone(s)).is_err())
+        .map_or_else(
+            || key.to_owned(),
+            |(i, s)| {
+                let name = s.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                format!("sources[{i}] ({name}).{field}")
+            },
+        )
 }
 
 /// `DATABASE_URL` sets `database_url`; `SCHEDULE_SCORE` sets `[schedule] score`.
@@ -1136,9 +1156,9 @@ token_env = "ATTUNE_APP_TOKEN"
                 "\"human\" or \"json\"",
             ),
             (
-                "[[sources]]\nname = \"x\"\ntype = \"ftp\"\n",
+                "[[sources]]\nname = \"x\"\ntype = \"http\"\ntoken_env = \"T\"\n[[sources]]\nname = \"crm\"\ntype = \"ftp\"\n",
                 vec![],
-                "f.toml: sources.type",
+                "f.toml: sources[1] (crm).type",
                 "sql, files or http",
             ),
             (
