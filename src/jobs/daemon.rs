@@ -134,9 +134,10 @@ pub enum Queues {
     Postgres(QueueSet<OnPostgres>),
 }
 
-/// `$body` with `$set` bound to the backend's [`QueueSet`]: the only place the daemon
-/// matches on the backend (the storages' traits differ in their error and id types, so
-/// the body is written once and compiled for each).
+/// `$body` with `$set` bound to the backend's [`QueueSet`]: how the daemon's work with the
+/// queues (pushing, the workers) reaches them, once for both backends; only `Queues::on`,
+/// which picks the backend, names them. The storages' traits differ in their error and id
+/// types, so the body is written once and compiled for each.
 macro_rules! on_backend {
     ($queues:expr, $set:ident => $body:expr) => {
         match $queues {
