@@ -266,8 +266,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub as_of: Option<NaiveDate>,
     /// `none` or `balanced` [default: [training] class_weight].
-    #[arg(long)]
-    pub class_weight: Option<String>,
+    #[arg(long, value_parser = crate::config::parse_class_weight)]
+    pub class_weight: Option<crate::model::optim::ClassWeight>,
     /// The solver: `attune` (attune's L-BFGS on every core) or `linfa-logistic` (linfa's,
     /// single threaded; no class weights). Both fit the same penalised log-loss.
     #[arg(long, default_value = "attune", value_parser = clap::builder::PossibleValuesParser::new(crate::model::Solver::NAMES))]
@@ -796,12 +796,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn train(config: &Config, args: TrainArgs, out: &Printer) -> anyhow::Result<()> {
     let defaults = jobs::train::TrainOptions::from_config(&config.training);
-    let class_weight = match &args.class_weight {
-        Some(raw) => crate::config::parse_class_weight(raw)
-            .map_err(anyhow::Error::msg)
-            .context("--class-weight")?,
-        None => defaults.class_weight,
-    };
+    let class_weight = args.class_weight.unwrap_or(defaults.class_weight);
     let opts = jobs::train::TrainOptions {
         holdout: args.holdout,
         seed: args.seed.or(args.holdout.map(|_| config.training.seed)),

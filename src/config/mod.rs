@@ -585,6 +585,14 @@ impl Playbook {
     }
 }
 
+impl Worker {
+    /// How long a lease lasts, in whole seconds: `lease`, and never under 3 s (its holder
+    /// renews it every third of that).
+    pub fn lease_ttl_secs(&self) -> i64 {
+        self.lease.as_secs().max(3) as i64
+    }
+}
+
 impl Default for Worker {
     fn default() -> Self {
         Self {

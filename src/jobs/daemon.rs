@@ -895,7 +895,7 @@ async fn run_wal_keeper(db: Db) {
 pub const QUEUED_LOST_LEASES: i64 = 20;
 
 async fn run_sweeper(ctx: JobContext, queues: Queues) {
-    let lease = ctx.config.worker.lease.as_secs().max(3) as i64;
+    let lease = ctx.config.worker.lease_ttl_secs();
     loop {
         if let Err(e) = sweep_stranded_ticks(&ctx.db, &queues, lease * 2).await {
             tracing::warn!(error = %format!("{e:#}"), "sweeping stranded ticks failed");

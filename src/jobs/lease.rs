@@ -36,7 +36,7 @@ impl Lease {
     /// Takes the lease `name` for this process (`ctx.worker`), or fails with [`Busy`]
     /// (`what` names the work in the message: "a scoring run").
     pub async fn take(ctx: &JobContext, name: &str, what: &str) -> anyhow::Result<Lease> {
-        let ttl = ctx.config.worker.lease.as_secs().max(3) as i64;
+        let ttl = ctx.config.worker.lease_ttl_secs();
         let holder = ctx.worker.to_string();
         match ctx.db.take_lease(name, &holder, ttl).await? {
             Ok(()) => {}

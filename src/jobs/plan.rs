@@ -107,7 +107,7 @@ pub async fn set_budget(
     // A holder of its own: the lease is re-entrant for one holder, and this daemon's own
     // planning run may hold it.
     let holder = format!("{}/budget", ctx.worker);
-    let ttl = ctx.config.worker.lease.as_secs().max(3) as i64;
+    let ttl = ctx.config.worker.lease_ttl_secs();
     if ctx.db.take_lease("plan", &holder, ttl).await?.is_err() {
         return Ok(None);
     }
