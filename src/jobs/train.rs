@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
 
-use crate::domain::{EventKinds, KindSet};
+use crate::domain::{EventKinds, KindCode, KindSet};
 use crate::features::churn::ChurnDefinition;
 use crate::features::{Activity, FeatureRow, FeatureSpec, Lookback, compute, day_number};
 use crate::ingest::{self, CustomerPreset};
@@ -182,8 +182,15 @@ pub async fn history_observations(
     churn: &ChurnDefinition,
     dates: &[NaiveDate],
 ) -> anyhow::Result<Observations> {
-    let customers = db.all_customers().await?;
-    history_observations_of(db, spec, churn, dates, &customers).await
+    history_observations_of(
+        db,
+        spec,
+        churn,
+        dates,
+        &super::progress::Reporter::default(),
+        None,
+    )
+    .await
 }
 
 /// Observations and their features: row `i` of `frame` is `obs[i]`'s.
@@ -193,12 +200,21 @@ pub struct Observations {
     pub frame: model::Frame,
 }
 
+/// Customers read at a time with their activity when observations are made: memory holds
+/// a page of customers, not all of them (a million customers with their attributes take
+/// about 700 MB).
+const HISTORY_PAGE: i64 = 50_000;
+
+/// Observations of every customer, a page of customers at a time; `guard`, when given,
+/// sees every customer once, in id order, as the attributes' guard of the whole population
+/// would.
 async fn history_observations_of(
     db: &Db,
     spec: &FeatureSpec,
     churn: &ChurnDefinition,
     dates: &[NaiveDate],
-    customers: &[(i64, crate::domain::Customer)],
+    progress: &super::progress::Reporter,
+    mut guard: Option<&mut crate::features::auto::AttributeGuard>,
 ) -> anyhow::Result<Observations> {
     let Some(&last) = dates.iter().max() else {
         return Ok(Observations::default());
@@ -209,10 +225,18 @@ async fn history_observations_of(
     let mut obs = Vec::new();
     // Each observation's features go into the columns as they are computed: no row kept.
     let mut frame = model::frame::FrameBuilder::default();
-    for page in customers.chunks(50_000) {
+    let mut after = i64::MIN;
+    loop {
+        let page = db.customers_page(after, HISTORY_PAGE).await?;
         let (Some(first), Some(last_id)) = (page.first(), page.last()) else {
-            continue;
+            break;
         };
+        after = last_id.0;
+        if let Some(g) = guard.as_deref_mut() {
+            for (_, c) in &page {
+                g.add(c);
+            }
+        }
         let activity = db
             .activity_between(
                 first.0,
@@ -222,7 +246,7 @@ async fn history_observations_of(
             )
             .await?;
         for &day in dates {
-            for (id, c) in page {
+            for (id, c) in &page {
                 let a = activity.get(id).unwrap_or(&none);
                 if churn.is_active_on(c, a, day) {
                     frame.push(&compute(spec, c, a, day));
@@ -234,6 +258,7 @@ async fn history_observations_of(
                 }
             }
         }
+        progress.advance(page.len() as u64);
     }
     // Day by day, as the split expects.
     let mut order: Vec<usize> = (0..obs.len()).collect();
@@ -374,12 +399,8 @@ pub async fn rows_for(
 
 /// The spec a model is trained on from history: auto features derived for the kinds the
 /// data holds, attributes guarded. Returns what the guard left out.
-async fn training_spec(
-    db: &Db,
-    spec: &FeatureSpec,
-    kinds: &EventKinds,
-    customers: &[(i64, crate::domain::Customer)],
-) -> anyhow::Result<(FeatureSpec, Vec<crate::features::auto::LeftOut>)> {
+/// The kinds the data holds and those with values, for deriving auto features.
+async fn kinds_present(db: &Db, spec: &FeatureSpec) -> anyhow::Result<(Vec<KindCode>, KindSet)> {
     let counts = if spec.auto {
         db.kind_counts().await?
     } else {
@@ -391,13 +412,7 @@ async fn training_spec(
         .map(|c| c.code)
         .collect();
     let valued: KindSet = counts.iter().filter(|c| c.valued).map(|c| c.code).collect();
-    Ok(crate::features::auto::for_training(
-        spec,
-        kinds,
-        &present,
-        &valued,
-        customers.iter().map(|(_, c)| c),
-    ))
+    Ok((present, valued))
 }
 
 /// Trains point in time from history: observations on the configured days (never before
@@ -419,23 +434,30 @@ pub async fn train_from_history(
     let (dates, before_history) =
         dataset::observation_days(&h.days, h.today, horizon as u64, h.count, first_activity);
     let progress = &opts.progress;
-    progress.stage("reading customers", "");
-    let customers = db.all_customers().await?;
-    let (spec, left_out) = training_spec(db, spec, kinds, &customers).await?;
+    progress.stage(
+        &format!("features on {} observation days", dates.len()),
+        "customers",
+    );
+    // One pass over the customers: with `attributes = "all"`, every attribute is computed
+    // while the guard sees the customers, and the attributes it leaves out are dropped
+    // after (feature names cannot contain the attributes' `.`, so no other column goes).
+    let (present, valued) = kinds_present(db, spec).await?;
+    let derived = crate::features::auto::derive(spec, kinds, &present, &valued);
+    let mut guard = crate::features::auto::guards_attributes(spec)
+        .then(crate::features::auto::AttributeGuard::default);
+    let Observations { obs, mut frame } =
+        history_observations_of(db, &derived, &h.churn, &dates, progress, guard.as_mut()).await?;
+    let (spec, left_out) = crate::features::auto::for_training(
+        spec,
+        kinds,
+        &present,
+        &valued,
+        guard.unwrap_or_default(),
+    );
+    frame.retain_columns(|name| spec.defines(name));
     if !left_out.is_empty() {
         tracing::info!(left_out = ?left_out, "customer attributes left out of the features");
     }
-    progress.stage(
-        &format!(
-            "features of {} customers on {} observation days",
-            grouped(customers.len() as f64, 0),
-            dates.len()
-        ),
-        "",
-    );
-    let Observations { obs, frame } =
-        history_observations_of(db, &spec, &h.churn, &dates, &customers).await?;
-    drop(customers);
     let share = h.validation_customer_share;
     let test_side = |o: &Observation| dataset::is_validation_customer(o.customer_id, h.seed, share);
     let origins = backtest::origins(&dates, horizon, h.backtest_days);

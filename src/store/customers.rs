@@ -286,6 +286,28 @@ impl Db {
         Ok(out)
     }
 
+    /// One page of [`Db::all_customers`]: up to `limit` customers with ids above
+    /// `after_id`, in id order (training from history reads a page with its activity).
+    pub async fn customers_page(&self, after_id: i64, limit: i64) -> Result<Vec<(i64, Customer)>> {
+        let sql = format!("SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2");
+        if let Db::Sqlite(p, ..) = self {
+            // Stepped through SQLite's own API, as `all_customers` is.
+            return super::raw::with_scan(p, move |raw| {
+                let mut stmt = raw.prepare(&sql)?;
+                stmt.bind_i64(1, after_id)?;
+                stmt.bind_i64(2, limit)?;
+                let mut out = Vec::with_capacity(limit.clamp(0, 100_000) as usize);
+                while stmt.step()? {
+                    out.push(raw_customer(&stmt)?.into_customer()?);
+                }
+                Ok(out)
+            })
+            .await;
+        }
+        let rows: Vec<CustomerRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(after_id).bind(limit).fetch_all(p).await?);
+        rows.into_iter().map(CustomerRow::into_customer).collect()
+    }
+
     /// Every customer, churned or not (for training sets and exports).
     pub async fn all_customers(&self) -> Result<Vec<(i64, Customer)>> {
         let sql = format!("SELECT {COLUMNS} FROM customers ORDER BY id");

@@ -162,24 +162,39 @@ pub fn guard_attributes<'a>(
     customers: impl IntoIterator<Item = &'a Customer>,
     max_levels: usize,
 ) -> (BTreeSet<String>, Vec<LeftOut>) {
-    #[derive(Default)]
-    struct Col {
-        values: HashSet<String>,
-        present: usize,
-        numeric: bool,
-        integers: bool,
-        seen: bool,
-    }
-    let mut cols: BTreeMap<String, Col> = BTreeMap::new();
-    let mut customers_seen = 0usize;
+    let mut guard = AttributeGuard::default();
     for c in customers {
-        customers_seen += 1;
+        guard.add(c);
+    }
+    guard.finish(max_levels)
+}
+
+/// [`guard_attributes`] a customer at a time, so the customers need not be held together
+/// (training from history reads them a page at a time).
+#[derive(Debug, Default)]
+pub struct AttributeGuard {
+    cols: BTreeMap<String, GuardColumn>,
+    customers_seen: usize,
+}
+
+#[derive(Debug, Default)]
+struct GuardColumn {
+    values: HashSet<String>,
+    present: usize,
+    numeric: bool,
+    integers: bool,
+    seen: bool,
+}
+
+impl AttributeGuard {
+    pub fn add(&mut self, c: &Customer) {
+        self.customers_seen += 1;
         for (k, v) in &c.attributes {
             let v = v.trim();
             if v.is_empty() {
                 continue;
             }
-            let col = cols.entry(k.clone()).or_default();
+            let col = self.cols.entry(k.clone()).or_default();
             if !col.seen {
                 col.seen = true;
                 col.numeric = true;
@@ -194,48 +209,54 @@ pub fn guard_attributes<'a>(
                 }
             }
             // Enough to tell; a column with millions of distinct values stops growing here.
-            if col.values.len() <= customers_seen.min(1_000_000) {
+            if col.values.len() <= self.customers_seen.min(1_000_000) {
                 col.values.insert(v.to_owned());
             }
         }
     }
-    let mut kept = BTreeSet::new();
-    let mut left = Vec::new();
-    for (name, col) in cols {
-        let distinct = col.values.len();
-        let nearly_unique = col.present >= 20 && distinct as f64 >= 0.9 * col.present as f64;
-        if col.numeric {
-            if col.integers && (nearly_unique || (looks_like_id(&name) && distinct > max_levels)) {
+
+    /// The attributes kept, and those left out with the reason.
+    pub fn finish(self, max_levels: usize) -> (BTreeSet<String>, Vec<LeftOut>) {
+        let mut kept = BTreeSet::new();
+        let mut left = Vec::new();
+        for (name, col) in self.cols {
+            let distinct = col.values.len();
+            let nearly_unique = col.present >= 20 && distinct as f64 >= 0.9 * col.present as f64;
+            if col.numeric {
+                if col.integers
+                    && (nearly_unique || (looks_like_id(&name) && distinct > max_levels))
+                {
+                    left.push(LeftOut {
+                        attribute: name,
+                        why: format!(
+                            "a numeric identifier ({distinct} distinct whole numbers in {} customers)",
+                            col.present
+                        ),
+                    });
+                    continue;
+                }
+            } else if nearly_unique {
                 left.push(LeftOut {
                     attribute: name,
                     why: format!(
-                        "a numeric identifier ({distinct} distinct whole numbers in {} customers)",
+                        "an identifier ({distinct} distinct values in {} customers)",
                         col.present
                     ),
                 });
                 continue;
+            } else if distinct > max_levels {
+                left.push(LeftOut {
+                    attribute: name,
+                    why: format!(
+                        "{distinct} distinct values (more than max_levels = {max_levels}); one-hot levels this many would memorise customers"
+                    ),
+                });
+                continue;
             }
-        } else if nearly_unique {
-            left.push(LeftOut {
-                attribute: name,
-                why: format!(
-                    "an identifier ({distinct} distinct values in {} customers)",
-                    col.present
-                ),
-            });
-            continue;
-        } else if distinct > max_levels {
-            left.push(LeftOut {
-                attribute: name,
-                why: format!(
-                    "{distinct} distinct values (more than max_levels = {max_levels}); one-hot levels this many would memorise customers"
-                ),
-            });
-            continue;
+            kept.insert(name);
         }
-        kept.insert(name);
+        (kept, left)
     }
-    (kept, left)
 }
 
 fn looks_like_id(name: &str) -> bool {
@@ -250,19 +271,26 @@ fn looks_like_id(name: &str) -> bool {
         || n.ends_with("_key")
 }
 
+/// Whether training on `spec` passes the customers' attributes through the guard
+/// (`attributes = "all"`): the customers need reading only then.
+pub fn guards_attributes(spec: &FeatureSpec) -> bool {
+    spec.attributes == Attributes::All
+}
+
 /// The spec a model is trained on: auto features derived for the kinds the data holds, and
-/// `attributes = "all"` narrowed by the guard. Returns what the guard left out.
-pub fn for_training<'a>(
+/// `attributes = "all"` narrowed by `guard`, which has seen every customer (when
+/// [`guards_attributes`]). Returns what the guard left out.
+pub fn for_training(
     spec: &FeatureSpec,
     catalog: &EventKinds,
     kinds: &[KindCode],
     valued: &KindSet,
-    customers: impl IntoIterator<Item = &'a Customer>,
+    guard: AttributeGuard,
 ) -> (FeatureSpec, Vec<LeftOut>) {
     let mut out = derive(spec, catalog, kinds, valued);
     let mut left = Vec::new();
     if out.attributes == Attributes::All {
-        let (kept, l) = guard_attributes(customers, spec.max_levels);
+        let (kept, l) = guard.finish(spec.max_levels);
         out.attributes = Attributes::Only(kept);
         left = l;
     }

@@ -121,26 +121,26 @@ impl Frame {
         b.finish()
     }
 
-    /// The rows `order` of this frame, in that order.
-    pub fn gather(&self, order: &[usize]) -> Self {
-        let columns = self
-            .columns
-            .iter()
-            .map(|c| Column {
-                name: c.name.clone(),
-                values: match &c.values {
-                    Values::Num(xs) => Values::Num(order.iter().map(|&i| xs[i]).collect()),
-                    Values::Cat { codes, levels } => Values::Cat {
-                        codes: order.iter().map(|&i| codes[i]).collect(),
-                        levels: levels.clone(),
-                    },
+    /// The rows `order` of this frame, in that order. Column by column, each old column
+    /// freed as its new one is made: at most one column more than the frame is held, not
+    /// two frames (training from history reorders 1.9M observations at 1M customers).
+    pub fn gather(mut self, order: &[usize]) -> Self {
+        for c in &mut self.columns {
+            c.values = match std::mem::replace(&mut c.values, Values::Num(Vec::new())) {
+                Values::Num(xs) => Values::Num(order.iter().map(|&i| xs[i]).collect()),
+                Values::Cat { codes, levels } => Values::Cat {
+                    codes: order.iter().map(|&i| codes[i]).collect(),
+                    levels,
                 },
-            })
-            .collect();
-        Self {
-            rows: order.len(),
-            columns,
+            };
         }
+        self.rows = order.len();
+        self
+    }
+
+    /// Drops the columns whose names `keep` refuses.
+    pub fn retain_columns(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.columns.retain(|c| keep(&c.name));
     }
 
     pub fn rows(&self) -> usize {
@@ -342,6 +342,25 @@ mod tests {
     use FeatureValue::{Cat, Missing, Num};
 
     use crate::model::encoder::tests::row;
+
+    #[test]
+    fn gather_puts_rows_in_the_order_given_and_keeps_their_values() {
+        let rows = vec![
+            row(&[("a", Num(1.0)), ("b", Cat("x".into()))]),
+            row(&[("a", Num(2.0)), ("b", Num(12.0))]),
+            row(&[("b", Cat("y".into()))]),
+            row(&[("a", Num(-0.0))]),
+        ];
+        let frame = Frame::from_rows(&rows);
+        let order = [3, 0, 2, 0, 1];
+        let gathered = frame.clone().gather(&order);
+        assert_eq!(gathered.rows(), order.len());
+        for (k, &i) in order.iter().enumerate() {
+            assert_eq!(gathered.row(k), frame.row(i), "row {k} is row {i}");
+        }
+        assert_eq!(frame.clone().gather(&[0, 1, 2, 3]), frame);
+        assert_eq!(frame.gather(&[]).rows(), 0);
+    }
 
     #[test]
     fn rows_become_columns_and_back() {
