@@ -127,6 +127,17 @@ async fn retailer_with_inactivity_churn(t: &TestDb) {
         .map(|l| l.attribute.as_str())
         .collect();
     assert_eq!(left, ["crm_number", "email"]);
+    // ...and the model was fitted without them (the guard and the features are one pass
+    // over the customers; the columns it leaves out are dropped before the fit).
+    let sources: Vec<&str> = m.features.iter().map(|f| f.source.as_str()).collect();
+    assert!(
+        !sources.contains(&"attr.crm_number") && !sources.contains(&"attr.email"),
+        "{sources:?}"
+    );
+    assert!(
+        sources.iter().any(|s| s.starts_with("attr.")),
+        "the attributes the guard kept are features: {sources:?}"
+    );
     assert_eq!(m.training.churn.as_deref(), Some("no purchase for 90 days"));
     // Labels are "no purchase in the 90 days after": checked here from the raw file.
     let purchases: HashMap<&str, Vec<NaiveDate>> =
