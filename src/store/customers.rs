@@ -128,6 +128,16 @@ pub(super) fn raw_customer(stmt: &super::raw::Stmt<'_>) -> Result<CustomerRow> {
     })
 }
 
+/// Every customer `stmt` (bound, selecting [`COLUMNS`]) steps to; `expected` rows are
+/// room made first (up to 100,000).
+fn read_customers(stmt: &mut super::raw::Stmt<'_>, expected: i64) -> Result<Vec<(i64, Customer)>> {
+    let mut out = Vec::with_capacity(expected.clamp(0, 100_000) as usize);
+    while stmt.step()? {
+        out.push(raw_customer(stmt)?.into_customer()?);
+    }
+    Ok(out)
+}
+
 const COLUMNS: &str = "id, external_id, signup_date, plan, monthly_charge, contract_type, contract_end, \
     first_invoice_due, preferred_channel, consent_email, consent_sms, consent_phone, consent_post, \
     churned_on, attributes";
@@ -245,11 +255,7 @@ impl Db {
                     stmt.bind_text(1, &day)?;
                     stmt.bind_i64(2, after_id)?;
                     stmt.bind_i64(3, limit)?;
-                    let mut out = Vec::with_capacity(limit.clamp(0, 100_000) as usize);
-                    while stmt.step()? {
-                        out.push(raw_customer(&stmt)?.into_customer()?);
-                    }
-                    Ok(out)
+                    read_customers(&mut stmt, limit)
                 })
                 .await
             }
@@ -296,11 +302,7 @@ impl Db {
                 let mut stmt = raw.prepare(&sql)?;
                 stmt.bind_i64(1, after_id)?;
                 stmt.bind_i64(2, limit)?;
-                let mut out = Vec::with_capacity(limit.clamp(0, 100_000) as usize);
-                while stmt.step()? {
-                    out.push(raw_customer(&stmt)?.into_customer()?);
-                }
-                Ok(out)
+                read_customers(&mut stmt, limit)
             })
             .await;
         }
@@ -317,11 +319,7 @@ impl Db {
             // --from-db` at 1M customers).
             return super::raw::with_scan(p, move |raw| {
                 let mut stmt = raw.prepare(&sql)?;
-                let mut out = Vec::new();
-                while stmt.step()? {
-                    out.push(raw_customer(&stmt)?.into_customer()?);
-                }
-                Ok(out)
+                read_customers(&mut stmt, 0)
             })
             .await;
         }
