@@ -292,12 +292,13 @@ impl Db {
         Ok(out)
     }
 
-    /// One page of [`Db::all_customers`]: up to `limit` customers with ids above
-    /// `after_id`, in id order (training from history reads a page with its activity).
+    /// Every customer, churned or not, a page at a time: up to `limit` customers with ids
+    /// above `after_id`, in id order (training from history reads a page with its activity).
     pub async fn customers_page(&self, after_id: i64, limit: i64) -> Result<Vec<(i64, Customer)>> {
         let sql = format!("SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT $2");
         if let Db::Sqlite(p, ..) = self {
-            // Stepped through SQLite's own API, as `all_customers` is.
+            // Stepped through SQLite's own API (`raw`): sqlx copied every value of a
+            // million rows and handed each row across threads.
             return super::raw::with_scan(p, move |raw| {
                 let mut stmt = raw.prepare(&sql)?;
                 stmt.bind_i64(1, after_id)?;
@@ -307,23 +308,6 @@ impl Db {
             .await;
         }
         let rows: Vec<CustomerRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).bind(after_id).bind(limit).fetch_all(p).await?);
-        rows.into_iter().map(CustomerRow::into_customer).collect()
-    }
-
-    /// Every customer, churned or not (for training sets and exports).
-    pub async fn all_customers(&self) -> Result<Vec<(i64, Customer)>> {
-        let sql = format!("SELECT {COLUMNS} FROM customers ORDER BY id");
-        if let Db::Sqlite(p, ..) = self {
-            // Stepped through SQLite's own API (`raw`): sqlx copied every value of a
-            // million rows and handed each row across threads (a fifth of `train
-            // --from-db` at 1M customers).
-            return super::raw::with_scan(p, move |raw| {
-                let mut stmt = raw.prepare(&sql)?;
-                read_customers(&mut stmt, 0)
-            })
-            .await;
-        }
-        let rows: Vec<CustomerRow> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str())).fetch_all(p).await?);
         rows.into_iter().map(CustomerRow::into_customer).collect()
     }
 
