@@ -5,7 +5,7 @@
 // The OpenAPI document in `http::openapi` is one large `json!` literal.
 #![recursion_limit = "256"]
 
-pub use attune_core::{domain, features, ingest, model, playbook, report};
+pub use attune_core::{delivery, domain, features, ingest, model, playbook, report};
 
 pub mod cli;
 pub mod config;

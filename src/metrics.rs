@@ -23,6 +23,7 @@ pub struct Metrics {
     scoring_seconds: HistogramVec,
     http: IntCounterVec,
     http_seconds: HistogramVec,
+    deliveries: IntCounterVec,
     /// Gauges filled in at each scrape from the database.
     pub nudges: IntGaugeVec,
     pub job_runs: IntGaugeVec,
@@ -162,7 +163,26 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            deliveries: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "delivery_attempts_total",
+                        "Attempts to hand approved nudges to a configured channel, by channel and outcome (accepted, failed)",
+                    ),
+                    &["channel", "outcome"],
+                )
+                .expect("valid"),
+            ),
             registry,
+        }
+    }
+
+    pub fn delivered(&self, channel: &str, accepted: u64, failed: u64) {
+        for (o, n) in [("accepted", accepted), ("failed", failed)] {
+            if n > 0 {
+                self.deliveries.with_label_values(&[channel, o]).inc_by(n);
+            }
         }
     }
 

@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod channels;
 mod values;
+
+pub use channels::{
+    ChannelConfig, ChannelType, Delivery, NUDGE_CHANNELS, OutboxFormat, host_port, webhook_address,
+};
 
 pub use values::class_weight::parse as parse_class_weight;
 pub use values::{Cron, DayEvery, HelpUrl, LogFormat, SourceKind, TimeOfDay, TimeZone};
@@ -48,6 +53,10 @@ pub struct Config {
     pub churn: Churn,
     /// Where customer activity comes from: SQL databases, drop directories, HTTP clients.
     pub sources: Vec<SourceConfig>,
+    /// How approved nudges are claimed, retried and paused on their way out.
+    pub delivery: Delivery,
+    /// Where approved nudges go: webhooks, SMTP, outbox directories. None: they wait.
+    pub channels: Vec<ChannelConfig>,
     pub worker: Worker,
     pub http: Http,
     /// How long ids and text values of events may be.
@@ -474,6 +483,8 @@ impl Default for Config {
             kinds: Default::default(),
             churn: Churn::default(),
             sources: Vec::new(),
+            delivery: Delivery::default(),
+            channels: Vec::new(),
             worker: Worker::default(),
             http: Http::default(),
             input: Default::default(),
@@ -761,6 +772,7 @@ impl Config {
             .flat_map(|t| ["url_env", "token_env"].map(|k| t.get(k).and_then(|v| v.as_str())))
             .flatten()
             .map(str::to_owned)
+            .chain(channel_secret_vars(&table))
             .collect();
         // Which setting each environment variable set, so errors name the variable.
         let mut from_env: std::collections::HashMap<String, String> = Default::default();
@@ -883,6 +895,35 @@ impl Config {
                 ));
             }
         }
+        self.delivery
+            .validate()
+            .map_err(|(key, m)| invalid(&key, m))?;
+        let mut channel_names = std::collections::BTreeSet::new();
+        let mut carried: std::collections::BTreeMap<&str, &str> = Default::default();
+        for (i, ch) in self.channels.iter().enumerate() {
+            let key = |field: &str| format!("channels[{i}] ({}).{field}", ch.name);
+            ch.validate()
+                .map_err(|(field, m)| invalid(&key(&field), m))?;
+            if !channel_names.insert(ch.name.as_str()) {
+                return Err(invalid(
+                    &key("name"),
+                    format!(
+                        "the name {:?} is used twice; each channel needs its own",
+                        ch.name
+                    ),
+                ));
+            }
+            for c in &ch.carries {
+                if let Some(other) = carried.insert(c.as_str(), ch.name.as_str()) {
+                    return Err(invalid(
+                        &key("carries"),
+                        format!(
+                            "{c:?} is carried by {other:?} already; a nudge's channel goes one way"
+                        ),
+                    ));
+                }
+            }
+        }
         if self.http.session.is_zero() {
             return Err(invalid(
                 "http.session_hours",
@@ -932,6 +973,28 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Environment variables `[[channels]]` read secrets from: theirs, not settings.
+fn channel_secret_vars(table: &toml::Table) -> Vec<String> {
+    table
+        .get("channels")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_table())
+        .flat_map(|t| {
+            let list = t
+                .get("secret_env")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str());
+            list.chain(t.get("password_env").and_then(|v| v.as_str()))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The key and the message of an error in one value, from the text of a deserialization

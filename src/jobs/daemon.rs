@@ -1064,6 +1064,12 @@ where
             );
         }
     }
+    // Approved nudges leave through the configured channels; a channel that cannot be
+    // built (a secret missing, a rule's channel carried by none) stops the start here.
+    let receivers = super::deliver::receivers(&ctx.config, &|k| std::env::var(k).ok())?;
+    let (stop_delivery, delivery_stop) = tokio::sync::watch::channel(false);
+    let delivery = (!receivers.is_empty())
+        .then(|| tokio::spawn(super::deliver::run(ctx.clone(), receivers, delivery_stop)));
     let mut background = vec![tokio::spawn(run_sweeper(ctx.clone(), queues.clone()))];
     if ctx.db.backend() == "sqlite" {
         background.push(tokio::spawn(run_wal_keeper(ctx.db.clone())));
@@ -1154,6 +1160,14 @@ where
         }};
     }
     let result = on_backend!(&queues, q => monitor!(q.pull, q.score, q.plan, q.retrain));
+    let _ = stop_delivery.send(true);
+    if let Some(d) = delivery
+        && tokio::time::timeout(grace, d).await.is_err()
+    {
+        tracing::warn!(
+            "deliveries did not stop within the grace period; their claims run out by themselves"
+        );
+    }
     for s in background {
         s.abort();
     }

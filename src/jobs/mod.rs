@@ -6,6 +6,7 @@
 //! them. Job code here is glue: the decisions live in `features`, `model` and `playbook`.
 
 pub mod daemon;
+pub mod deliver;
 pub mod import;
 pub mod lease;
 pub mod par;

@@ -10,6 +10,7 @@
 //! rules live in `playbook`, `model` and `features`.
 
 mod customers;
+mod deliveries;
 mod drift;
 mod events;
 mod jobs;
@@ -37,6 +38,7 @@ use sqlx::sqlite::{
 };
 
 pub use customers::{CustomerRow, UpsertCounts};
+pub use deliveries::{ChannelState, DeliveryCounts, DeliveryFacts, DeliveryRow, Settle};
 pub use events::sqlite::WalKept;
 pub use events::{
     CustomerIds, FailPoint, IngestBatch, IngestCounts, Progress, RefusedRow, SourceFile,

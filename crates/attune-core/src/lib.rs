@@ -7,6 +7,7 @@
 //! crate depends on none of them), and every function is tested on values. The `attune`
 //! crate re-exports these modules under the same names and adds the I/O around them.
 
+pub mod delivery;
 pub mod domain;
 pub mod features;
 pub mod ingest;

@@ -338,6 +338,22 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Where an approved nudge's delivery is (`deliveries`, issue 20): `pending` waits for
+    /// its time, its first attempt or its next (a failed attempt waits here with the
+    /// receiver's answer); `sent` was accepted by the receiver (a 2xx, the SMTP server's
+    /// 250, or its file renamed into the outbox); `dead` ran out of attempts; `blocked` may
+    /// no longer go (consent withdrawn, expired, withdrawn, the customer left) and is never
+    /// sent; `cancelled` was stopped by a person.
+    DeliveryStatus, "delivery status" {
+        Pending => "pending",
+        Sent => "sent",
+        Dead => "dead",
+        Blocked => "blocked",
+        Cancelled => "cancelled",
+    }
+}
+
 /// The largest magnitude an event's value may have (rollups keep totals in thousandths in
 /// 64-bit integers).
 pub const MAX_EVENT_VALUE: f64 = 1e12;

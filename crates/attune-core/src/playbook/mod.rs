@@ -961,10 +961,41 @@ pub fn next_free(slots: &[i64], now: i64, window: i64, max: u32) -> i64 {
 /// The customer's time zone: the `timezone` attribute (an IANA name) or the default.
 /// `Err` carries the default when the attribute is not a time zone.
 pub fn timezone_of(c: &Customer, default: Tz) -> Result<Tz, Tz> {
-    match c.attributes.get("timezone").map(|s| s.trim()) {
+    timezone_in(&c.attributes, default)
+}
+
+/// [`timezone_of`] from a customer's attributes alone.
+pub fn timezone_in(attributes: &BTreeMap<String, String>, default: Tz) -> Result<Tz, Tz> {
+    match attributes.get("timezone").map(|s| s.trim()) {
         None | Some("") => Ok(default),
         Some(name) => name.parse::<Tz>().map_err(|_| default),
     }
+}
+
+/// The channels a rule's nudges can go out on: its fixed channels, all four when it
+/// takes the customer's preferred one, `task` for a task, `post` for a notice the business
+/// must give (its fallback).
+pub fn channels_of(rule: &Rule) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    let mut add = |c: &'static str| {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    };
+    if let Action::Task { .. } = rule.action {
+        add(TASK_CHANNEL);
+        return out;
+    }
+    for p in &rule.channels {
+        match p {
+            ChannelPref::Fixed(c) => add(c.as_str()),
+            ChannelPref::Preferred => Channel::ALL.iter().for_each(|c| add(c.as_str())),
+        }
+    }
+    if rule.regulatory {
+        add(Channel::Post.as_str());
+    }
+    out
 }
 
 /// The recipient's first name for `{first_name}`: a contact's first word, the customer's
