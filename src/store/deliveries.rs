@@ -140,7 +140,7 @@ impl Db {
             "UPDATE deliveries SET next_at = $1 + $2, claimed_by = $3, updated_at = $1
              WHERE nudge_id IN (SELECT nudge_id FROM deliveries
                  WHERE status = 'pending' AND next_at <= $1 AND channel IN ({list})
-                 ORDER BY next_at LIMIT $4{lock})
+                 ORDER BY next_at, nudge_id LIMIT $4{lock})
              RETURNING nudge_id"
         );
         let rows: Vec<(i64,)> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
