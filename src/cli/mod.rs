@@ -2,6 +2,7 @@
 //! result for people or, with `--json`, for scripts. Logic lives in the library modules;
 //! this is glue.
 
+mod deliveries;
 mod features;
 mod models;
 mod output;
@@ -89,6 +90,10 @@ pub enum Command {
     /// Review queued nudges.
     #[command(subcommand)]
     Nudges(NudgesCommand),
+    /// Approved nudges on their way out: list deliveries, retry a failed or cancelled one,
+    /// cancel one that waits.
+    #[command(subcommand)]
+    Deliveries(deliveries::DeliveriesCommand),
     /// The playbook: check a file, simulate planning without writing anything.
     #[command(subcommand)]
     Playbook(playbook::PlaybookCommand),
@@ -446,6 +451,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             // The playbook file is configuration too: check it with the rest.
             let pb = jobs::plan::load_playbook(config.playbook.file.as_deref())?;
             jobs::plan::check_help_url(&pb, &config.playbook)?;
+            // Every configured channel is built (secrets read, rules' channels carried)
+            // and its receiver reached: a webhook's host, the SMTP server with its login,
+            // the outbox directory.
+            if !config.channels.is_empty() {
+                let receivers = jobs::deliver::receivers(&config, &|k| std::env::var(k).ok())?;
+                for (i, (c, r)) in receivers.iter().enumerate() {
+                    let key = match c.kind {
+                        crate::config::ChannelType::Webhook => "url",
+                        crate::config::ChannelType::Email => "smtp",
+                        crate::config::ChannelType::Outbox => "dir",
+                    };
+                    r.probe()
+                        .await
+                        .map_err(|m| anyhow::anyhow!("channels[{i}] ({}).{key}: {m}", c.name))?;
+                }
+            }
             out.config(
                 &config,
                 &Config::origin(cli.config.as_deref()),
@@ -607,6 +628,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             out.plan(&report)
         }
         Command::Nudges(cmd) => nudges(&config, cmd, &out).await,
+        Command::Deliveries(cmd) => deliveries::run(&config, cmd, &out).await,
         Command::Jobs { status, limit } => {
             use crate::store::JOB_STATUSES as STATUSES;
             if let Some(s) = status.as_deref()

@@ -6,11 +6,13 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::demo::DemoSummary;
+use crate::domain::DeliveryStatus;
+use crate::http::{DeliveryAction, Problem, views};
 use crate::jobs::import::ImportReport;
 use crate::jobs::plan::PlanReport;
 use crate::jobs::score::ScoreReport;
 use crate::model::ModelArtifact;
-use crate::store::{AuditEntry, DecideOutcome};
+use crate::store::{AuditEntry, ChannelState, DecideOutcome, DeliveryCounts, DeliveryRow};
 
 pub struct Printer {
     pub json: bool,
@@ -350,6 +352,18 @@ impl Printer {
                 u.pending,
                 u.note
             );
+            if let Some(d) = &u.delivered {
+                println!(
+                    "  {:<26} delivered {:>4} ({:>6})  held out {:>6} ({:>6})  {:>14}  {}",
+                    "",
+                    d.treated,
+                    pct(d.treated_churn),
+                    d.held_out,
+                    pct(d.held_out_churn),
+                    "",
+                    d.note
+                );
+            }
         }
         Ok(())
     }
@@ -463,6 +477,116 @@ impl Printer {
                 "{} of the ids given were not decided",
                 o.not_found.len() + o.already_decided.len()
             )
+        }
+    }
+
+    /// Deliveries, newest change first, then every delivery counted by status and the
+    /// channels paused now.
+    pub fn deliveries(
+        &self,
+        rows: &[DeliveryRow],
+        counts: &DeliveryCounts,
+        paused: &[ChannelState],
+        status: Option<DeliveryStatus>,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(
+                &serde_json::json!({"items": rows, "counts": counts, "paused_channels": paused}),
+            );
+        }
+        if rows.is_empty() {
+            match status {
+                Some(s) => println!("no {s} deliveries"),
+                None => println!("no deliveries yet: each approved nudge gets one"),
+            }
+        } else {
+            println!(
+                "{:>6}  {:<10}  {:<24}  {:<6}  {:<9}  {:>5}  {:<22}  {:<16}  note",
+                "nudge", "customer", "rule", "via", "status", "tries", "when", "through"
+            );
+            for d in rows {
+                let when = match (d.status.as_str(), d.sent_at) {
+                    (_, Some(at)) => format!("sent {}", fmt_secs(at)),
+                    ("pending", _) => format!("due {}", fmt_secs(d.next_at)),
+                    _ => format!("since {}", fmt_secs(d.updated_at)),
+                };
+                let mut note = d.reason.clone().unwrap_or_default();
+                if let Some(o) = &d.outcome {
+                    note = format!("receiver reported: {o}");
+                }
+                println!(
+                    "{:>6}  {:<10}  {:<24}  {:<6}  {:<9}  {:>5}  {:<22}  {:<16}  {}",
+                    d.nudge_id,
+                    d.customer,
+                    views::label(&d.rule),
+                    d.channel,
+                    views::delivery_status(&d.status),
+                    d.attempts,
+                    when,
+                    d.route
+                        .as_deref()
+                        .map(views::label)
+                        .unwrap_or_else(|| "-".into()),
+                    note
+                );
+                if let Some(answer) = &d.last_error {
+                    println!("        the receiver answered: {answer}");
+                }
+            }
+            println!(
+                "{} shown, newest change first",
+                views::counted(rows.len() as i64, "delivery", "deliveries")
+            );
+        }
+        println!(
+            "in all: {} sent, {} pending, {} retrying, {} failed (dead), {} blocked, {} cancelled",
+            counts.sent,
+            counts.pending,
+            counts.retrying,
+            counts.dead,
+            counts.blocked,
+            counts.cancelled
+        );
+        for c in paused {
+            if let Some(until) = c.paused_until {
+                println!(
+                    "channel {}",
+                    views::channel_pause(&c.name, c.failures.into(), until, c.reason.as_deref())
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A retry or cancel: the delivery as it is now, or why nothing changed (an error, so
+    /// the command exits non-zero).
+    pub fn delivery_change(
+        &self,
+        id: i64,
+        action: DeliveryAction,
+        outcome: Result<DeliveryRow, Problem>,
+    ) -> anyhow::Result<()> {
+        match outcome {
+            Ok(d) => {
+                if self.json {
+                    return print_json(
+                        &serde_json::json!({"nudge_id": id, "changed": true, "delivery": d}),
+                    );
+                }
+                println!(
+                    "{} the delivery of nudge {id}: {}",
+                    action.done(),
+                    views::delivery_state(&d.status, d.attempts.into())
+                );
+                Ok(())
+            }
+            Err(p) => {
+                if self.json {
+                    print_json(&serde_json::json!({"nudge_id": id, "changed": false,
+                        "error": {"code": p.code, "message": p.message}}))?;
+                }
+                anyhow::bail!("{}", p.message)
+            }
         }
     }
 

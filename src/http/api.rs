@@ -1,5 +1,6 @@
 //! The JSON API under `/v1`, documented in [`super::openapi`]: list, read and decide on
-//! nudges, export them as CSV, read scores, models and the audit log.
+//! nudges, export them as CSV, list, read, retry and cancel their deliveries, read scores,
+//! models and the audit log.
 //!
 //! Callers send `Authorization: Bearer TOKEN` (or a browser session, whose unsafe calls
 //! carry `X-CSRF-Token`). Errors are `{"error": {"code", "message"}}` with the status
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{ApiUser, Credential, body_bytes};
-use super::decide::{self, Input};
+use super::decide::{self, DeliveryAction, Input};
 use super::error::{ApiError, Problem};
 use super::query::{self, QUEUE_PARAMS};
 use crate::store::{QueueCursor, QueueFilter, ReviewNudge, Role};
@@ -34,6 +35,10 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/nudges/decisions", post(decide_many))
         .route("/v1/nudges/{id}", get(get_one))
         .route("/v1/nudges/{id}/decision", post(decide_one))
+        .route("/v1/deliveries", get(deliveries))
+        .route("/v1/deliveries/{id}", get(delivery))
+        .route("/v1/deliveries/{id}/retry", post(retry_delivery))
+        .route("/v1/deliveries/{id}/cancel", post(cancel_delivery))
         .route("/v1/rules", get(rules))
         .route("/v1/scoring-runs", get(runs))
         .route("/v1/scores", get(scores))
@@ -381,6 +386,66 @@ async fn export_csv(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// Deliveries of approved nudges, newest change first, with every delivery counted by
+/// status.
+async fn deliveries(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let pairs = query::pairs(raw.as_deref(), query::DELIVERY_PARAMS)?;
+    query::no_blanks(&pairs)?;
+    let q = query::delivery_query(&pairs)?;
+    let db = &state.ctx.db;
+    let items = db
+        .deliveries(q.status, q.channel.as_deref(), q.limit)
+        .await?;
+    let counts = db.delivery_counts().await?;
+    ok(json!({"items": items, "counts": counts, "limit": q.limit}))
+}
+
+async fn delivery(
+    State(state): State<AppState>,
+    _user: ApiUser,
+    Path(raw): Path<String>,
+) -> ApiResult {
+    let id = nudge_id(&raw)?;
+    match state.ctx.db.delivery(id).await? {
+        Some(d) => ok(json!(d)),
+        None => Err(decide::no_delivery(&state.ctx.db, id).await?.into()),
+    }
+}
+
+async fn change_delivery(
+    state: &AppState,
+    user: &ApiUser,
+    raw: &str,
+    action: DeliveryAction,
+) -> ApiResult {
+    user.require(Role::Reviewer, "retry or cancel deliveries")?;
+    let id = nudge_id(raw)?;
+    match decide::change_delivery(&state.ctx.db, id, action, &user.principal.name).await? {
+        Ok(d) => ok(json!(d)),
+        Err(refused) => Err(refused.into()),
+    }
+}
+
+async fn retry_delivery(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(raw): Path<String>,
+) -> ApiResult {
+    change_delivery(&state, &user, &raw, DeliveryAction::Retry).await
+}
+
+async fn cancel_delivery(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(raw): Path<String>,
+) -> ApiResult {
+    change_delivery(&state, &user, &raw, DeliveryAction::Cancel).await
 }
 
 async fn rules(

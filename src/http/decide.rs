@@ -1,12 +1,13 @@
 //! What a person asked for when deciding on a nudge, read the same way from a page's form
-//! and from an API body, with each mistake named.
+//! and from an API body, with each mistake named; and a person's retry or cancel of a
+//! delivery, refused with the reason alike from a page, the API and the CLI.
 
 use chrono::{Days, NaiveDate};
 
 use super::AppState;
 use super::error::Problem;
 use super::views;
-use crate::store::{Decision, Refused, ReviewNudge, day_start};
+use crate::store::{Db, Decision, DeliveryRow, Refused, ReviewNudge, StoreError, day_start};
 
 /// The longest message and rejection reason accepted.
 pub const MAX_MESSAGE_CHARS: usize = 5000;
@@ -170,9 +171,138 @@ pub async fn refusal(state: &AppState, refused: Refused) -> Problem {
     }
 }
 
+/// What a person may do to a nudge's delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryAction {
+    /// Send a failed (dead) or cancelled delivery again: pending, due now, attempts from zero.
+    Retry,
+    /// Stop a pending delivery: it is never sent.
+    Cancel,
+}
+
+impl DeliveryAction {
+    /// Reads `retry` or `cancel` from the field `field`.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, Problem> {
+        match raw.trim() {
+            "retry" => Ok(Self::Retry),
+            "cancel" => Ok(Self::Cancel),
+            other => Err(Problem::unprocessable(format!(
+                "{field}: {other:?} is not something a delivery can be asked; use retry or cancel"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::Cancel => "cancel",
+        }
+    }
+
+    /// The past tense: `retried`, `cancelled`.
+    pub fn done(self) -> &'static str {
+        match self {
+            Self::Retry => "retried",
+            Self::Cancel => "cancelled",
+        }
+    }
+
+    /// The statuses a delivery may be in for this to change it.
+    pub fn allowed_from(self) -> &'static [&'static str] {
+        match self {
+            Self::Retry => &["dead", "cancelled"],
+            Self::Cancel => &["pending"],
+        }
+    }
+
+    /// Whether a delivery in `status` can be asked this.
+    pub fn allowed(self, status: &str) -> bool {
+        self.allowed_from().contains(&status)
+    }
+}
+
+/// Why nudge `id` has no delivery to show or change: there is no such nudge (404), or it
+/// is not approved (404, saying what it is).
+pub async fn no_delivery(db: &Db, id: i64) -> Result<Problem, StoreError> {
+    Ok(match db.review_nudge(id).await? {
+        None => Problem::not_found(format!("there is no nudge {id}")),
+        Some(n) => Problem::not_found(format!(
+            "nudge {id} has no delivery: it is {}, and only an approved nudge (not held out) is delivered",
+            n.status
+        )),
+    })
+}
+
+/// The delivery of nudge `id`, in `status` after `attempts`, as a refusal of `action`:
+/// 409 naming its status and what `action` needs.
+pub fn wrong_state(id: i64, action: DeliveryAction, status: &str, attempts: i64) -> Problem {
+    let needs = match action {
+        DeliveryAction::Retry => "only a failed (dead) or cancelled delivery can be retried",
+        DeliveryAction::Cancel => "only a pending delivery can be cancelled",
+    };
+    let state = views::delivery_state(status, attempts);
+    let state = if state.starts_with(status) {
+        state
+    } else {
+        format!("{status} ({state})")
+    };
+    Problem::conflict(format!(
+        "the delivery of nudge {id} is {state}; {needs}, so nothing was changed"
+    ))
+}
+
+/// Retries or cancels nudge `id`'s delivery as `actor` (audited in the store). The inner
+/// error says why nothing changed: no such nudge or no delivery (404), or a delivery in
+/// a status `action` does not apply to (409).
+pub async fn change_delivery(
+    db: &Db,
+    id: i64,
+    action: DeliveryAction,
+    actor: &str,
+) -> Result<Result<DeliveryRow, Problem>, StoreError> {
+    let changed = match action {
+        DeliveryAction::Retry => db.retry_delivery(id, actor).await?,
+        DeliveryAction::Cancel => db.cancel_delivery(id, actor).await?,
+    };
+    match db.delivery(id).await? {
+        Some(d) if changed => Ok(Ok(d)),
+        Some(d) => Ok(Err(wrong_state(id, action, &d.status, d.attempts.into()))),
+        None => Ok(Err(no_delivery(db, id).await?)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_actions_are_read_and_say_what_they_need() {
+        assert_eq!(
+            DeliveryAction::parse("action", " retry ").unwrap(),
+            DeliveryAction::Retry
+        );
+        let e = DeliveryAction::parse("action", "resend").unwrap_err();
+        assert!(e.message.starts_with("action: \"resend\""), "{}", e.message);
+        assert!(
+            DeliveryAction::Retry.allowed("dead") && DeliveryAction::Retry.allowed("cancelled")
+        );
+        assert!(!DeliveryAction::Retry.allowed("sent") && !DeliveryAction::Cancel.allowed("sent"));
+        assert!(DeliveryAction::Cancel.allowed("pending"));
+        let e = wrong_state(7, DeliveryAction::Cancel, "dead", 5);
+        assert_eq!(e.status, axum::http::StatusCode::CONFLICT);
+        assert_eq!(
+            e.message,
+            "the delivery of nudge 7 is dead (failed: no more attempts after 5 attempts); only a pending delivery can be cancelled, so nothing was changed"
+        );
+        let e = wrong_state(7, DeliveryAction::Retry, "sent", 1);
+        assert!(
+            e.message.starts_with(
+                "the delivery of nudge 7 is sent: the receiver accepted it; only a failed (dead) or cancelled delivery can be retried"
+            ),
+            "{}",
+            e.message
+        );
+    }
 
     fn input<'a>(action: &'a str, message: Option<&'a str>) -> Input<'a> {
         Input {

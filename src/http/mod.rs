@@ -40,9 +40,11 @@ pub use auth::{
     CSRF_HEADER, LOGIN_COOKIE, SESSION_COOKIE, TOKEN_PREFIX, hash_password, new_api_token,
     validate_password, verify_password,
 };
+pub use decide::{DeliveryAction, change_delivery};
 pub use error::Problem;
 pub use openapi::{document as openapi_document, operations as openapi_operations};
 pub use pages::week_start;
+pub use query::{nudge_channel, nudge_channels};
 
 use crate::jobs::JobContext;
 use crate::store::StoreError;

@@ -143,6 +143,23 @@ fn decision_body(many: bool) -> Value {
 /// The document itself.
 pub fn document() -> Value {
     let nudge = json!({"$ref": "#/components/schemas/Nudge"});
+    let delivery = json!({"$ref": "#/components/schemas/Delivery"});
+    const DELIVERY_403: &str = "The caller's role cannot retry or cancel deliveries, or a session call lacks its CSRF token.";
+    const DELIVERY_404: &str =
+        "No such nudge, or it has no delivery (only an approved nudge is delivered).";
+    let retry_errors: &[(&str, &str)] = &[
+        ("403", DELIVERY_403),
+        ("404", DELIVERY_404),
+        (
+            "409",
+            "The delivery is not failed (dead) or cancelled; nothing was changed.",
+        ),
+    ];
+    let cancel_errors: &[(&str, &str)] = &[
+        ("403", DELIVERY_403),
+        ("404", DELIVERY_404),
+        ("409", "The delivery is not pending; nothing was changed."),
+    ];
     let decision_errors: &[(&str, &str)] = &[
         (
             "403",
@@ -168,7 +185,7 @@ pub fn document() -> Value {
         "info": {
             "title": "attune review desk API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Review the nudges attune queued: list and filter them, read one, approve, reject, snooze or edit them (one or many), export them as CSV, and read scores, model reports and the audit log. Authenticate with `Authorization: Bearer TOKEN` (from `attune users token NAME`); a token carries its user's role: viewer reads, reviewer also decides. Times are unix seconds; days are YYYY-MM-DD. Errors are {\"error\": {\"code\", \"message\"}}.",
+            "description": "Review the nudges attune queued: list and filter them, read one, approve, reject, snooze or edit them (one or many), export them as CSV; follow the deliveries of approved nudges, retry a failed one or cancel a pending one; and read scores, model reports and the audit log. Authenticate with `Authorization: Bearer TOKEN` (from `attune users token NAME`); a token carries its user's role: viewer reads, reviewer also decides (and retries or cancels deliveries). Times are unix seconds; days are YYYY-MM-DD. Errors are {\"error\": {\"code\", \"message\"}}.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
@@ -244,6 +261,38 @@ pub fn document() -> Value {
                 "parameters": [nudge_id_param()],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": decision_body(false)}}},
                 "responses": ok(nudge.clone(), decision_errors),
+            }},
+            "/v1/deliveries": {"get": {
+                "summary": "Deliveries of approved nudges, newest change first, with every delivery counted by status.",
+                "operationId": "listDeliveries",
+                "parameters": [
+                    param("status", "query", "Only deliveries of this status: pending (waiting, or waiting for a retry after a failed attempt), sent, dead (out of attempts), blocked (may no longer go) or cancelled.",
+                        json!({"type": "string", "enum": super::query::delivery_statuses()}), false),
+                    param("channel", "query", "Only nudges of this channel.",
+                        json!({"type": "string", "enum": super::query::nudge_channels()}), false),
+                    limit(),
+                ],
+                "responses": ok(json!({"type": "object", "required": ["items", "counts", "limit"], "properties": {
+                    "items": {"type": "array", "items": delivery.clone()},
+                    "counts": {"$ref": "#/components/schemas/DeliveryCounts"},
+                    "limit": {"type": "integer"}}}), &[]),
+            }},
+            "/v1/deliveries/{id}": {"get": {
+                "summary": "One nudge's delivery.", "operationId": "getDelivery",
+                "parameters": [nudge_id_param()],
+                "responses": ok(delivery.clone(), &[("404", DELIVERY_404)]),
+            }},
+            "/v1/deliveries/{id}/retry": {"post": {
+                "summary": "Send a failed (dead) or cancelled delivery again: pending, due now, its attempts counted from zero. Audited.",
+                "operationId": "retryDelivery",
+                "parameters": [nudge_id_param()],
+                "responses": ok(delivery.clone(), retry_errors),
+            }},
+            "/v1/deliveries/{id}/cancel": {"post": {
+                "summary": "Stop a pending delivery: it is never sent. Audited.",
+                "operationId": "cancelDelivery",
+                "parameters": [nudge_id_param()],
+                "responses": ok(delivery.clone(), cancel_errors),
             }},
             "/v1/rules": {"get": {
                 "summary": "How many nudges of a status each playbook rule has.", "operationId": "ruleCounts",
@@ -327,6 +376,31 @@ pub fn document() -> Value {
                     "started_at": {"type": "integer"}, "finished_at": {"type": "integer", "nullable": true}, "customers": {"type": "integer"},
                     "scope": {"type": "string", "enum": ["full", "changed"], "description": "full: everyone; changed: customers whose activity changed since their last score"},
                     "pruned_at": {"type": "integer", "nullable": true, "description": "When retention ([scoring] keep_full_runs) removed the run's scores; the run and its drift stay"}}},
+                "Delivery": {"type": "object",
+                    "description": "An approved nudge handed to the system that sends it.",
+                    "required": ["nudge_id", "customer", "rule", "channel", "status", "attempts", "next_at", "created_at", "updated_at"],
+                    "properties": {
+                        "nudge_id": {"type": "integer", "description": "The nudge delivered; a nudge has at most one delivery."},
+                        "customer": {"type": "string", "description": "The customer's id in your systems."},
+                        "rule": {"type": "string", "description": "The playbook rule that queued the nudge."},
+                        "channel": {"type": "string", "description": "The nudge's channel."},
+                        "status": {"type": "string", "enum": super::query::delivery_statuses()},
+                        "attempts": {"type": "integer", "description": "Attempts made (since the last retry by a person)."},
+                        "next_at": {"type": "integer", "description": "When a pending delivery is due (while a worker holds it, the end of its claim)."},
+                        "route": {"type": "string", "nullable": true, "description": "The configured channel (`[[channels]] name`) that last took it."},
+                        "reason": {"type": "string", "nullable": true, "description": "Why it waits, or why it was blocked or cancelled, in words."},
+                        "last_error": {"type": "string", "nullable": true, "description": "The receiver's answer to the last failed attempt."},
+                        "created_at": {"type": "integer"},
+                        "updated_at": {"type": "integer"},
+                        "sent_at": {"type": "integer", "nullable": true, "description": "When the receiver accepted it."},
+                        "outcome": {"type": "string", "nullable": true, "description": "What the receiver reported afterwards (bounced, delivered, ...)."},
+                    }},
+                "DeliveryCounts": {"type": "object",
+                    "description": "Every delivery counted by status; a pending delivery that failed at least once counts as retrying, not pending.",
+                    "required": ["pending", "retrying", "sent", "dead", "blocked", "cancelled"],
+                    "properties": {
+                        "pending": {"type": "integer"}, "retrying": {"type": "integer"}, "sent": {"type": "integer"},
+                        "dead": {"type": "integer"}, "blocked": {"type": "integer"}, "cancelled": {"type": "integer"}}},
                 "Nudge": {"type": "object",
                     "required": ["id", "customer", "rule", "occasion", "channel", "status", "stage", "reason", "created_at"],
                     "properties": {

@@ -7,7 +7,7 @@ use std::str::FromStr as _;
 use chrono::NaiveDate;
 
 use super::error::Problem;
-use crate::domain::Channel;
+use crate::domain::{Channel, DeliveryStatus};
 use crate::store::{QueueCursor, QueueFilter, STATUSES};
 
 /// Rows per page unless `limit` says otherwise, and the most it may say.
@@ -128,6 +128,79 @@ pub fn status(value: &str) -> Result<String, Problem> {
     }
 }
 
+/// The channels a nudge may have: the ways of reaching a customer, and `task` (a task
+/// for a team).
+pub fn nudge_channels() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+    all.push(crate::playbook::TASK_CHANNEL);
+    all
+}
+
+/// A nudge's channel, as a filter of deliveries: a channel or one of its other spellings
+/// (`text` is `sms`), or `task`.
+pub fn nudge_channel(name: &str, value: &str) -> Result<String, Problem> {
+    if value.eq_ignore_ascii_case(crate::playbook::TASK_CHANNEL) {
+        return Ok(crate::playbook::TASK_CHANNEL.to_owned());
+    }
+    Channel::from_str(value)
+        .map(|c| c.as_str().to_owned())
+        .map_err(|_| {
+            invalid(
+                name,
+                format!(
+                    "unknown channel {value:?}; expected one of: {}",
+                    nudge_channels().join(", ")
+                ),
+            )
+        })
+}
+
+/// The statuses of a delivery, as the API names them.
+pub fn delivery_statuses() -> Vec<&'static str> {
+    DeliveryStatus::ALL.iter().map(|s| s.as_str()).collect()
+}
+
+pub fn delivery_status(value: &str) -> Result<DeliveryStatus, Problem> {
+    DeliveryStatus::ALL
+        .iter()
+        .copied()
+        .find(|s| s.as_str() == value)
+        .ok_or_else(|| {
+            invalid(
+                "status",
+                format!(
+                    "unknown delivery status {value:?}; expected one of: {}",
+                    delivery_statuses().join(", ")
+                ),
+            )
+        })
+}
+
+/// The query parameters of a list of deliveries.
+pub const DELIVERY_PARAMS: &[&str] = &["status", "channel", "limit"];
+
+/// A parsed list of deliveries: which status and channel, how many.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryQuery {
+    pub status: Option<DeliveryStatus>,
+    pub channel: Option<String>,
+    pub limit: i64,
+}
+
+/// Reads the parameters of a list of deliveries.
+pub fn delivery_query(pairs: &[(String, String)]) -> Result<DeliveryQuery, Problem> {
+    Ok(DeliveryQuery {
+        status: get(pairs, "status").map(delivery_status).transpose()?,
+        channel: get(pairs, "channel")
+            .map(|v| nudge_channel("channel", v))
+            .transpose()?,
+        limit: get(pairs, "limit")
+            .map(|v| integer("limit", v, 1, MAX_LIMIT))
+            .transpose()?
+            .unwrap_or(DEFAULT_LIMIT),
+    })
+}
+
 /// A parsed list request: the filter, where to start, how many.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListQuery {
@@ -231,6 +304,31 @@ mod tests {
         assert_eq!(again.filter, l.filter);
         assert_eq!(q("").unwrap().limit, DEFAULT_LIMIT);
         assert_eq!(q("").unwrap().filter.status, "proposed");
+    }
+
+    #[test]
+    fn delivery_filters_parse_and_name_the_bad_parameter() {
+        let d = |raw: &str| delivery_query(&pairs(Some(raw), DELIVERY_PARAMS)?);
+        let q = d("status=dead&channel=Text&limit=20").unwrap();
+        assert_eq!(q.status, Some(DeliveryStatus::Dead));
+        assert_eq!(q.channel.as_deref(), Some("sms"));
+        assert_eq!(q.limit, 20);
+        assert_eq!(d("channel=task").unwrap().channel.as_deref(), Some("task"));
+        assert_eq!(d("").unwrap().limit, DEFAULT_LIMIT);
+        for (raw, expect) in [
+            ("status=lost", "status: unknown delivery status \"lost\""),
+            ("status=Sent", "status: unknown delivery status"),
+            ("channel=pigeon", "channel: unknown channel \"pigeon\""),
+            (
+                "limit=0",
+                "limit: \"0\" is not a whole number from 1 to 200",
+            ),
+            ("route=x", "unknown query parameter \"route\""),
+        ] {
+            let e = d(raw).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{raw}");
+            assert!(e.message.contains(expect), "{raw}: {}", e.message);
+        }
     }
 
     #[test]

@@ -86,6 +86,50 @@ pub fn words(name: &str) -> String {
     s
 }
 
+/// A delivery's status as a word for its badge: `dead` reads `failed`.
+pub fn delivery_status(status: &str) -> String {
+    match status {
+        "dead" => "failed".into(),
+        other => label(other),
+    }
+}
+
+/// Where a delivery stands, in words: a pending one that failed before waits for its
+/// next attempt, a dead one gave up after its attempts.
+pub fn delivery_state(status: &str, attempts: i64) -> String {
+    match status {
+        "pending" if attempts > 0 => format!(
+            "waiting to be tried again after {}",
+            counted(attempts, "failed attempt", "failed attempts")
+        ),
+        "pending" => "waiting to be sent".into(),
+        "sent" => "sent: the receiver accepted it".into(),
+        "dead" => format!(
+            "failed: no more attempts after {}",
+            counted(attempts, "attempt", "attempts")
+        ),
+        "blocked" => "blocked: it may no longer go out and was not sent".into(),
+        "cancelled" => "cancelled: it will not be sent".into(),
+        other => label(other),
+    }
+}
+
+/// A configured channel's pause in a sentence: `crm webhook is paused until 2026-12-08
+/// 14:05 UTC after 5 failed attempts in a row: HTTP 503`.
+pub fn channel_pause(name: &str, failures: i64, until: i64, reason: Option<&str>) -> String {
+    let mut s = format!("{} is paused until {}", label(name), time(until));
+    if failures > 0 {
+        s.push_str(&format!(
+            " after {} in a row",
+            counted(failures, "failed attempt", "failed attempts")
+        ));
+    }
+    if let Some(r) = reason.map(str::trim).filter(|r| !r.is_empty()) {
+        s.push_str(&format!(": {r}"));
+    }
+    s
+}
+
 /// What an event's value means, in words.
 pub fn event_value(currency: &Currency, kind: &str, value: Option<f64>) -> String {
     let Some(v) = value else {
@@ -156,6 +200,8 @@ pub fn audit_sentence(action: &str, subject: &str, detail: &serde_json::Value) -
         "token.revoked" => format!("revoked an API token of {thing}"),
         "login.locked" => format!("locked sign-in for {}", label(subject)),
         "login.unlocked" => format!("unlocked sign-in for {}", label(subject)),
+        "delivery.retry" => format!("retried the delivery of {thing}"),
+        "delivery.cancel" => format!("cancelled the delivery of {thing}"),
         a => match a.strip_prefix("nudge.") {
             Some(verb) => with_reason(format!("{} {thing}", label(verb))),
             None => with_reason(format!("{} {thing}", label(&a.replace('.', " ")))),
@@ -317,6 +363,36 @@ mod tests {
         assert_eq!(
             event_value(&usd, "complaint_resolved", Some(4.0)),
             "satisfaction 4 of 5"
+        );
+    }
+
+    #[test]
+    fn deliveries_read_in_words() {
+        assert_eq!(delivery_state("pending", 0), "waiting to be sent");
+        assert_eq!(
+            delivery_state("pending", 1),
+            "waiting to be tried again after 1 failed attempt"
+        );
+        assert_eq!(
+            delivery_state("dead", 5),
+            "failed: no more attempts after 5 attempts"
+        );
+        assert_eq!(delivery_status("dead"), "failed");
+        let at = 1_796_000_000;
+        assert_eq!(
+            channel_pause("crm_webhook", 5, at, Some("HTTP 503 from the receiver")),
+            format!(
+                "crm webhook is paused until {} after 5 failed attempts in a row: HTTP 503 from the receiver",
+                time(at)
+            )
+        );
+        assert_eq!(
+            channel_pause("mail", 0, at, None),
+            format!("mail is paused until {}", time(at))
+        );
+        assert_eq!(
+            audit_sentence("delivery.cancel", "nudge:7", &serde_json::json!({})),
+            "cancelled the delivery of nudge 7"
         );
     }
 

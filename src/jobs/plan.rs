@@ -740,6 +740,7 @@ pub async fn uplift(
                     activity.get(&c.customer_id).unwrap_or(&none),
                     first_day,
                 ),
+                delivered: c.delivered == 1,
             }
         }),
         as_of,

@@ -136,6 +136,8 @@ pub struct UpliftCohortRow {
     pub min_holdout: i32,
     pub max_holdout: i32,
     pub churned_on: Option<NaiveDate>,
+    /// 1 when a nudge of the rule was delivered to the customer and not reported bounced.
+    pub delivered: i32,
 }
 
 /// A contact stored or refreshed.
@@ -536,8 +538,11 @@ impl Db {
         let sql =
             "SELECT n.kind, n.customer_id, MIN(COALESCE(n.planned_at, n.created_at)) AS first_at,
                        MIN(CASE WHEN n.holdout THEN 1 ELSE 0 END) AS min_holdout,
-                       MAX(CASE WHEN n.holdout THEN 1 ELSE 0 END) AS max_holdout, c.churned_on
+                       MAX(CASE WHEN n.holdout THEN 1 ELSE 0 END) AS max_holdout, c.churned_on,
+                       MAX(CASE WHEN d.status = 'sent' AND (d.outcome IS NULL OR d.outcome <> 'bounced')
+                           THEN 1 ELSE 0 END) AS delivered
                    FROM nudges n JOIN customers c ON c.id = n.customer_id
+                   LEFT JOIN deliveries d ON d.nudge_id = n.id
                    GROUP BY n.kind, n.customer_id, c.churned_on ORDER BY n.kind, n.customer_id";
         Ok(on_pool!(self, p => sqlx::query_as(sql).fetch_all(p).await?))
     }

@@ -208,6 +208,10 @@ async fn webhooks_are_signed_retried_and_checked_at_send_time(t: &TestDb) {
         "every request carries a valid signature"
     );
     assert!(got.iter().all(|g| g.id == format!("nudge_{}", g.nudge_id)));
+    assert!(
+        got.iter()
+            .all(|g| g.body["type"] == "nudge.approved" && g.body["data"]["channel"] == "email")
+    );
     let s = statuses(t).await;
     assert_eq!(s[&ids[2]].0, "blocked");
     assert_eq!(
@@ -458,6 +462,10 @@ async fn email_goes_through_smtp_with_a_text_part_and_list_unsubscribe() {
     run.once().await;
     let mails = sink.mails();
     assert_eq!(mails.len(), 3);
+    assert!(
+        mails.iter().all(|m| m.from == "<care@acme.example>"),
+        "{mails:?}"
+    );
     let m = mails
         .iter()
         .find(|m| m.to[0].contains("c0@example.com"))
@@ -527,7 +535,7 @@ async fn bad_channel_configuration_is_named_by_its_key() {
     let (ok, out) = config_check(&hook_channel(&hook.url()), &[secret.clone(), old.clone()]);
     assert!(ok, "{out}");
     // A missing secret.
-    let (ok, out) = config_check(&hook_channel(&hook.url()), &[secret.clone()]);
+    let (ok, out) = config_check(&hook_channel(&hook.url()), std::slice::from_ref(&secret));
     assert!(
         !ok && out.contains("channels[0] (hook).secret_env")
             && out.contains("HOOK_SECRET_OLD is not set"),

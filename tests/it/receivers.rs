@@ -28,10 +28,13 @@ pub struct Got {
     pub body: serde_json::Value,
 }
 
+/// Answers to give, in order: status and `Retry-After`.
+type Script = Arc<Mutex<VecDeque<(u16, Option<String>)>>>;
+
 #[derive(Clone, Default)]
 struct Shared {
     got: Arc<Mutex<Vec<Got>>>,
-    script: Arc<Mutex<VecDeque<(u16, Option<String>)>>>,
+    script: Script,
     /// Answer 500 to this share of requests, drawn at random (chaos).
     fail_share: Arc<Mutex<f64>>,
 }

@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod load;
 pub mod planning;
 pub mod playbook;
+pub mod receiver;
 pub mod uplift;
 
 /// The configured database, migrated: the one `attune` opens.

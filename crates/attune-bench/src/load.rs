@@ -76,6 +76,10 @@ pub struct SeedArgs {
     /// Share of them left `proposed`; the rest get the other statuses.
     #[arg(long, default_value_t = 1.0)]
     pub proposed_share: f64,
+    /// Give every nudge this status instead (`approved`: each gets a delivery, as approval
+    /// by its rule would; for delivery benchmarks).
+    #[arg(long)]
+    pub status: Option<String>,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }
@@ -427,6 +431,7 @@ fn seed_nudge(
     customer_id: i64,
     now: i64,
     proposed_share: f64,
+    status: Option<&str>,
 ) -> SeedNudge {
     let kind = SEED_RULES[rng.gen_range(0..SEED_RULES.len())];
     let channel = Channel::ALL[rng.gen_range(0..Channel::ALL.len())];
@@ -439,7 +444,9 @@ fn seed_nudge(
     } else {
         "low"
     };
-    let status = if rng.gen_bool(proposed_share.clamp(0.0, 1.0)) {
+    let status = if let Some(s) = status {
+        s
+    } else if rng.gen_bool(proposed_share.clamp(0.0, 1.0)) {
         "proposed"
     } else {
         OTHER_STATUSES[rng.gen_range(0..OTHER_STATUSES.len())]
@@ -552,6 +559,7 @@ pub async fn seed(config: &Config, args: &SeedArgs) -> anyhow::Result<SeedReport
                     ids[k % ids.len()],
                     now,
                     args.proposed_share,
+                    args.status.as_deref(),
                 )
             })
             .collect();

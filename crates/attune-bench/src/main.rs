@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use attune::config::Config;
-use attune_bench::{fit, ingest, load, open, playbook};
+use attune_bench::{fit, ingest, load, open, playbook, receiver};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -101,6 +101,9 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Fill the database with nudges (every review column set) for the load benchmarks.
     SeedNudges(load::SeedArgs),
+    /// A webhook receiver for delivery benchmarks: verifies signatures, counts, prints
+    /// the counts as JSON once idle.
+    Receiver(receiver::ReceiverArgs),
     /// Populate customers and a scoring run (once, when the database has none), then
     /// time `plan` over them.
     Plan(playbook::BenchPlanArgs),
@@ -134,6 +137,7 @@ pub async fn run(config: &attune::config::Config, cmd: Command, json: bool) -> a
             let report = load::load(&args).await?;
             load::print_load(&report, json)
         }
+        Command::Receiver(args) => receiver::run(args).await,
         Command::SeedNudges(args) => {
             let r = load::seed(config, &args).await?;
             if json {

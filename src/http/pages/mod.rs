@@ -18,7 +18,7 @@ use super::auth::{
     self, CsrfForm, LOGIN_COOKIE, PageUser, SESSION_COOKIE, Session, body_bytes, cookie, field,
     parse_form, random_hex, require, same_secret, session_of, set_cookie, sha256_hex,
 };
-use super::decide::{self, Input};
+use super::decide::{self, DeliveryAction, Input};
 use super::error::{PageError, Problem};
 use super::query::{self, QUEUE_PARAMS};
 use super::views::{self, DriverView};
@@ -59,6 +59,7 @@ pub fn routes() -> Router<AppState> {
         .route("/customers", get(find_customer))
         .route("/customers/{id}", get(customer))
         .route("/nudges/{id}/decide", post(decide))
+        .route("/nudges/{id}/delivery", post(delivery_action))
         .route("/overview", get(overview))
         .route("/overview/budgets", post(set_budget))
         .route("/model", get(model))

@@ -1,4 +1,5 @@
-//! One nudge: the customer behind it, why it was queued, its history, and the decision form.
+//! One nudge: the customer behind it, why it was queued, its history, the decision form,
+//! and once approved its delivery (with retry and cancel for reviewers).
 
 use super::*;
 
@@ -113,6 +114,52 @@ impl CustomerView {
     }
 }
 
+/// An approved nudge's delivery, in words.
+pub(super) struct DeliveryView {
+    /// The status as stored, for the badge's class.
+    pub(super) status: String,
+    /// The status as a word for the badge (`dead` reads `failed`).
+    pub(super) badge: String,
+    pub(super) state: String,
+    pub(super) attempts: String,
+    pub(super) channel: String,
+    /// The configured channel that last took it.
+    pub(super) route: String,
+    /// When a pending delivery is due.
+    pub(super) due: String,
+    pub(super) reason: String,
+    /// The receiver's answer to the last failed attempt.
+    pub(super) answer: String,
+    pub(super) sent: String,
+    pub(super) outcome: String,
+    pub(super) can_retry: bool,
+    pub(super) can_cancel: bool,
+}
+
+impl DeliveryView {
+    pub(super) fn of(d: &crate::store::DeliveryRow, can_decide: bool) -> Self {
+        DeliveryView {
+            status: d.status.clone(),
+            badge: views::delivery_status(&d.status),
+            state: views::delivery_state(&d.status, d.attempts.into()),
+            attempts: views::counted(d.attempts.into(), "attempt", "attempts"),
+            channel: views::label(&d.channel),
+            route: d.route.as_deref().map(views::label).unwrap_or_default(),
+            due: if d.status == "pending" {
+                views::time(d.next_at)
+            } else {
+                String::new()
+            },
+            reason: d.reason.clone().unwrap_or_default(),
+            answer: d.last_error.clone().unwrap_or_default(),
+            sent: d.sent_at.map(views::time).unwrap_or_default(),
+            outcome: d.outcome.as_deref().map(views::label).unwrap_or_default(),
+            can_retry: can_decide && DeliveryAction::Retry.allowed(&d.status),
+            can_cancel: can_decide && DeliveryAction::Cancel.allowed(&d.status),
+        }
+    }
+}
+
 pub(super) struct HistoryView {
     pub(super) when: String,
     pub(super) actor: String,
@@ -145,6 +192,7 @@ pub(super) struct NudgePage {
     pub(super) earlier: Vec<EarlierView>,
     pub(super) events: Vec<EventView>,
     pub(super) history: Vec<HistoryView>,
+    pub(super) delivery: Option<DeliveryView>,
 }
 
 pub(super) fn decided_words(n: &ReviewNudge) -> String {
@@ -206,6 +254,7 @@ pub(super) async fn nudge(
     let earlier = db.customer_nudges(cid, 11).await?;
     let mut scores = db.customer_scores(cid, 24).await?;
     let history = db.audit_for(&format!("nudge:{id}"), 20).await?;
+    let delivery = db.delivery(id).await?;
     let mut drivers = views::drivers(
         n.reason
             .0
@@ -229,6 +278,8 @@ pub(super) async fn nudge(
         "snoozed" => Some("Snoozed.".to_owned()),
         "edited" => Some("Your edit is saved; the planned message is kept beside it.".to_owned()),
         "unchanged" => Some("The message was not changed.".to_owned()),
+        "retried" => Some("The delivery will be tried again now.".to_owned()),
+        "cancelled" => Some("The delivery is cancelled; it will not be sent.".to_owned()),
         _ => None,
     });
     let effective = n.effective_message().map(str::to_owned);
@@ -310,6 +361,9 @@ pub(super) async fn nudge(
                     .to_owned(),
             })
             .collect(),
+        delivery: delivery
+            .as_ref()
+            .map(|d| DeliveryView::of(d, s.principal.role.can_decide())),
         n: NudgeView {
             id: n.id,
             rule: views::label(&n.kind),
@@ -379,5 +433,22 @@ pub(super) async fn decide(
             Ok(see_other(&format!("/nudges/{id}?done={done}")))
         }
         Err(refused) => Err(decide::refusal(&state, refused).await.into()),
+    }
+}
+
+/// A reviewer retries a failed or cancelled delivery, or cancels a pending one, from the
+/// nudge page; refused (404, 409) with the reason, as the API and the CLI are.
+pub(super) async fn delivery_action(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    form: CsrfForm,
+) -> PageResult {
+    let s = &form.session;
+    let id = parse_id("nudge", &raw_id)?;
+    require(&s.principal, Role::Reviewer, "retry or cancel deliveries")?;
+    let action = DeliveryAction::parse("action", form.get("action").unwrap_or_default())?;
+    match decide::change_delivery(&state.ctx.db, id, action, &s.principal.name).await? {
+        Ok(_) => Ok(see_other(&format!("/nudges/{id}?done={}", action.done()))),
+        Err(refused) => Err(refused.into()),
     }
 }

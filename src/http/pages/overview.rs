@@ -1,4 +1,5 @@
-//! The overview: current scores, the week's nudges, budgets, uplift and problems.
+//! The overview: current scores, the week's nudges, deliveries, budgets, uplift and
+//! problems.
 
 use super::*;
 
@@ -12,6 +13,47 @@ pub(super) struct ProblemView {
     customer: String,
     since: String,
     monthly: String,
+}
+
+/// One count of the deliveries' line: its status key, its name and how many.
+pub(super) struct DeliveryCount {
+    key: &'static str,
+    label: &'static str,
+    count: String,
+}
+
+/// Deliveries counted by status, in the order a reviewer reads them; `dead` reads failed.
+pub(super) fn delivery_counts(c: &crate::store::DeliveryCounts) -> Vec<DeliveryCount> {
+    [
+        ("sent", "Sent", c.sent),
+        ("pending", "Pending", c.pending),
+        ("retrying", "Retrying", c.retrying),
+        ("dead", "Failed", c.dead),
+        ("blocked", "Blocked", c.blocked),
+        ("cancelled", "Cancelled", c.cancelled),
+    ]
+    .into_iter()
+    .map(|(key, label, n)| DeliveryCount {
+        key,
+        label,
+        count: views::count(n),
+    })
+    .collect()
+}
+
+/// The configured channels paused now, each in a sentence with why, from their breakers'
+/// (name, failures in a row, paused until, reason).
+pub(super) fn paused_channels<'a>(
+    states: impl IntoIterator<Item = (&'a str, i64, Option<i64>, Option<&'a str>)>,
+    now: i64,
+) -> Vec<String> {
+    states
+        .into_iter()
+        .filter_map(|(name, failures, until, reason)| {
+            let until = until.filter(|t| *t > now)?;
+            Some(views::channel_pause(name, failures, until, reason))
+        })
+        .collect()
 }
 
 /// One rule's line of the review budgets: what it proposes a week and what its budget lets
@@ -55,6 +97,8 @@ pub(super) struct OverviewPage {
     budgets: Vec<BudgetRow>,
     can_set_budgets: bool,
     budget_notice: Option<String>,
+    delivery_counts: Vec<DeliveryCount>,
+    paused_channels: Vec<String>,
 }
 
 /// One rule's row of the uplift table (`attune report uplift`'s figures).
@@ -239,6 +283,8 @@ pub(super) async fn overview(
     });
     let horizon = state.ctx.config.training.horizon_days.clamp(1, 3650) as u32;
     let uplift = uplift_section(&state, horizon).await?;
+    let deliveries = state.ctx.db.delivery_counts().await?;
+    let channels = state.ctx.db.channel_states().await?;
     let share = |a: f64, b: f64| {
         if b > 0.0 {
             views::percent(a / b)
@@ -336,6 +382,18 @@ pub(super) async fn overview(
         can_set_budgets: s.principal.role != Role::Viewer,
         budgets,
         budget_notice,
+        delivery_counts: delivery_counts(&deliveries),
+        paused_channels: paused_channels(
+            channels.iter().map(|c| {
+                (
+                    c.name.as_str(),
+                    c.failures.into(),
+                    c.paused_until,
+                    c.reason.as_deref(),
+                )
+            }),
+            crate::store::now_secs(),
+        ),
     };
     render(&page)
 }
@@ -343,6 +401,36 @@ pub(super) async fn overview(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a channel paused until later is shown, in words with why.
+    #[test]
+    fn paused_channels_are_those_paused_until_later() {
+        let reason = Some("HTTP 503 from the receiver");
+        let state = |name, until| (name, 5, until, reason);
+        let now = 1_796_000_000;
+        let shown = paused_channels(
+            [
+                state("crm_webhook", Some(now + 60)),
+                state("mail", Some(now - 60)),
+                state("outbox", None),
+            ],
+            now,
+        );
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].starts_with("crm webhook is paused until ")
+                && shown[0]
+                    .ends_with("after 5 failed attempts in a row: HTTP 503 from the receiver"),
+            "{}",
+            shown[0]
+        );
+        let counts = delivery_counts(&crate::store::DeliveryCounts {
+            dead: 1_200,
+            ..Default::default()
+        });
+        let failed = counts.iter().find(|c| c.key == "dead").unwrap();
+        assert_eq!((failed.label, failed.count.as_str()), ("Failed", "1,200"));
+    }
 
     /// The overview says where its figures come from, and that a re-score found nobody
     /// changed rather than showing an empty run (issue 19).

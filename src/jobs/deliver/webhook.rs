@@ -105,7 +105,7 @@ impl Webhook {
         .await;
         match answer {
             Err(_) => Attempt::failed(format!("no answer within {} ms", self.timeout.as_millis())),
-            Ok(Err(e)) => Attempt::failed(format!("{}", error_chain(e.as_ref()))),
+            Ok(Err(e)) => Attempt::failed(error_chain(e.as_ref())),
             Ok(Ok((status, retry, body))) if status.is_success() => {
                 let _ = (retry, body);
                 Attempt::Accepted

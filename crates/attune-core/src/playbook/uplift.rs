@@ -60,6 +60,13 @@ pub struct RuleUplift {
     /// `significant`, `not_significant` or `too_few`.
     pub verdict: &'static str,
     pub note: String,
+    /// The same held-out customers against the nudged customers a nudge of the rule was
+    /// delivered to (accepted by the receiver, not reported bounced). Not randomised:
+    /// customers who could be reached differ from those who could not, so this reads
+    /// beside the comparison above, never instead of it. `None` when nothing was
+    /// delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<Box<RuleUplift>>,
 }
 
 /// Compares treated and held-out churn; below `min_per_group` customers in either
@@ -85,6 +92,7 @@ pub fn compare(
         ci_high: None,
         verdict: "too_few",
         note: String::new(),
+        delivered: None,
     };
     if treated < min_per_group || held_out < min_per_group {
         out.note = format!(
@@ -139,6 +147,8 @@ pub struct Cohort<'a> {
     pub held_out: Option<bool>,
     /// Churned within the horizon after `first_day`.
     pub churned: bool,
+    /// A nudge of the rule reached the customer (delivered, not bounced).
+    pub delivered: bool,
 }
 
 /// Churn within `horizon_days` of each customer's first nudge of each rule, nudged
@@ -153,6 +163,7 @@ pub fn report<'a>(
     #[derive(Default)]
     struct Tally {
         treated: (u64, u64),
+        delivered: (u64, u64),
         held: (u64, u64),
         pending: u64,
     }
@@ -169,10 +180,27 @@ pub fn report<'a>(
         let side = if held { &mut t.held } else { &mut t.treated };
         side.0 += 1;
         side.1 += churned as u64;
+        if !held && c.delivered {
+            t.delivered.0 += 1;
+            t.delivered.1 += churned as u64;
+        }
     }
     by_rule
         .into_iter()
-        .map(|(rule, t)| compare(rule, t.treated, t.held, t.pending, min_per_group))
+        .map(|(rule, t)| {
+            let mut u = compare(rule, t.treated, t.held, t.pending, min_per_group);
+            if t.delivered.0 > 0 {
+                let mut d = compare(rule, t.delivered, t.held, t.pending, min_per_group);
+                d.note = format!(
+                    "delivered against held out (not randomised: who could be reached differs): {}",
+                    d.note
+                        .replace("nudged customers", "customers delivered to")
+                        .replace("nudged and", "delivered to and")
+                );
+                u.delivered = Some(Box::new(d));
+            }
+            u
+        })
         .collect()
 }
 
@@ -228,6 +256,8 @@ mod tests {
                 &crate::features::Activity::default(),
                 d(first),
             ),
+            // The first nudged customer's nudge was delivered; the second's was not.
+            delivered: churned == Some("2026-02-01"),
         };
         let rows = vec![
             c(Some(false), "2026-01-01", Some("2026-02-01")),
@@ -245,5 +275,16 @@ mod tests {
             (2, 1, 1)
         );
         assert_eq!(r[0].difference, Some(0.0));
+        // Delivered against held out: the one delivered to (who churned), against the same
+        // held-out customers.
+        let d = r[0].delivered.as_ref().expect("one was delivered");
+        assert_eq!((d.treated, d.treated_churned, d.held_out), (1, 1, 2));
+        assert_eq!(d.difference, Some(0.5));
+        assert!(
+            d.note
+                .starts_with("delivered against held out (not randomised"),
+            "{}",
+            d.note
+        );
     }
 }
