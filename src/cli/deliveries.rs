@@ -33,6 +33,14 @@ pub enum DeliveriesCommand {
         #[arg(long)]
         by: Option<String>,
     },
+    /// Send what is due now through the configured channels (`[[channels]]`), until
+    /// nothing due is left: what the daemon does all the time, for a one-off run, a
+    /// cron job or a benchmark. Prints what each channel took and the counts after.
+    Send {
+        /// Only this configured channel (its `name`).
+        #[arg(long)]
+        channel: Option<String>,
+    },
     /// Stop a pending delivery: it is never sent.
     Cancel {
         /// The nudge's id.
@@ -69,6 +77,33 @@ pub async fn run(config: &Config, cmd: DeliveriesCommand, out: &Printer) -> anyh
                 .filter(|c| c.paused_until.is_some_and(|t| t > now))
                 .collect();
             return out.deliveries(&rows, &counts, &paused, status);
+        }
+        DeliveriesCommand::Send { channel } => {
+            if config.channels.is_empty() {
+                bail!(
+                    "no [[channels]] are configured: approved nudges have nowhere to go (see the README's \"Delivering nudges\")"
+                );
+            }
+            if let Some(c) = &channel
+                && !config.channels.iter().any(|x| &x.name == c)
+            {
+                bail!(
+                    "--channel {c:?}: no such channel; configured: {}",
+                    config
+                        .channels
+                        .iter()
+                        .map(|x| x.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            let receivers = crate::jobs::deliver::receivers(config, &|k| std::env::var(k).ok())?;
+            let ctx = crate::jobs::JobContext::new(db.clone(), config.clone());
+            let started = std::time::Instant::now();
+            let passes =
+                crate::jobs::deliver::send_due(&ctx, receivers, channel.as_deref()).await?;
+            let counts = db.delivery_counts().await?;
+            return out.deliveries_sent(&passes, &counts, started.elapsed().as_secs_f64());
         }
         DeliveriesCommand::Retry { id, by } => (id, by, DeliveryAction::Retry),
         DeliveriesCommand::Cancel { id, by } => (id, by, DeliveryAction::Cancel),

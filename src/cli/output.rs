@@ -368,6 +368,42 @@ impl Printer {
         Ok(())
     }
 
+    /// What `deliveries send` did: per channel, what it took; the counts after.
+    pub fn deliveries_sent(
+        &self,
+        passes: &[crate::jobs::deliver::ChannelPass],
+        counts: &crate::store::DeliveryCounts,
+        seconds: f64,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            return print_json(
+                &serde_json::json!({"channels": passes, "counts": counts, "seconds": seconds}),
+            );
+        }
+        for p in passes {
+            println!(
+                "{}: took {} due deliveries{}",
+                p.channel,
+                p.claimed,
+                p.paused
+                    .as_ref()
+                    .map(|r| format!("; {r}"))
+                    .unwrap_or_default()
+            );
+        }
+        println!(
+            "now: {} sent, {} pending, {} waiting to retry, {} failed (out of attempts), {} blocked, {} cancelled ({:.1} s)",
+            counts.sent,
+            counts.pending,
+            counts.retrying,
+            counts.dead,
+            counts.blocked,
+            counts.cancelled,
+            seconds
+        );
+        Ok(())
+    }
+
     /// Per rule: nudges proposed a week, this week's budget and what waits.
     pub fn budgets(
         &self,

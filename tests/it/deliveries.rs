@@ -579,3 +579,52 @@ async fn bad_channel_configuration_is_named_by_its_key() {
         "{out}"
     );
 }
+
+async fn deliveries_send_empties_what_is_due(t: &TestDb) {
+    approved(t, 5).await;
+    let hook = WebhookReceiver::start(Secret::from_bytes(&NEW_SECRET)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attune.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[playbook]\nquiet_hours_start = \"00:00\"\nquiet_hours_end = \"00:00\"\n{}",
+            hook_channel(&hook.url())
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_attune"))
+        .args(["--db", &t.url, "--config"])
+        .arg(&path)
+        .args(["--json", "deliveries", "send"])
+        .env("HOOK_SECRET_NEW", Secret::from_bytes(&NEW_SECRET).expose())
+        .env("HOOK_SECRET_OLD", Secret::from_bytes(&OLD_SECRET).expose())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["channels"][0]["channel"], "hook");
+    assert_eq!(v["channels"][0]["claimed"], 5);
+    assert_eq!(v["counts"]["sent"], 5);
+    assert_eq!(hook.got().len(), 5);
+    // Nothing is due now: a second run takes nothing and sends nothing again.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_attune"))
+        .args(["--db", &t.url, "--config"])
+        .arg(&path)
+        .args(["--json", "deliveries", "send", "--channel", "hook"])
+        .env("HOOK_SECRET_NEW", Secret::from_bytes(&NEW_SECRET).expose())
+        .env("HOOK_SECRET_OLD", Secret::from_bytes(&OLD_SECRET).expose())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v["channels"][0]["claimed"], 0);
+    assert_eq!(hook.got().len(), 5);
+}
+both_backends!(
+    deliveries_send_empties_what_is_due,
+    super::deliveries_send_empties_what_is_due
+);

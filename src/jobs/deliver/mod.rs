@@ -449,6 +449,64 @@ async fn settle_attempts(
     Ok(())
 }
 
+/// What [`send_due`] did on one channel.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChannelPass {
+    pub channel: String,
+    /// Deliveries taken (sent, waiting, blocked or failed by this pass).
+    pub claimed: usize,
+    /// Paused by its breaker when the pass ended, with why.
+    pub paused: Option<String>,
+}
+
+/// Delivers what is due now on every configured channel (or only `only`), each until
+/// nothing due is left or its breaker pauses it: `attune deliveries send`.
+pub async fn send_due(
+    ctx: &JobContext,
+    receivers: Vec<(ChannelConfig, Receiver)>,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<ChannelPass>> {
+    let pb = Arc::new(ctx.playbook()?);
+    let d = ctx.config.delivery.clone();
+    let passes = receivers
+        .into_iter()
+        .filter(|(c, _)| only.is_none_or(|o| o == c.name))
+        .map(|(c, mut r)| {
+            let (ctx, pb) = (ctx.clone(), pb.clone());
+            tokio::spawn(async move {
+                let mut breaker =
+                    Breaker::new(d.breaker_failures, d.breaker_pause.as_secs() as i64);
+                let mut claimed = 0;
+                loop {
+                    let n = deliver_once(&ctx, &pb, &c, &mut r, &mut breaker).await?;
+                    claimed += n;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                if let Receiver::Outbox(o) = &mut r {
+                    let done = o.flush_if_due(true).await;
+                    let worker = format!("{}-deliver-{}", ctx.worker, c.name);
+                    settle_attempts(&ctx, &c, &worker, &mut breaker, done).await?;
+                }
+                let paused = breaker
+                    .paused_until
+                    .map(|t| format!("paused until {} after failed attempts", delivery::iso(t)));
+                Ok::<_, anyhow::Error>(ChannelPass {
+                    channel: c.name.clone(),
+                    claimed,
+                    paused,
+                })
+            })
+        })
+        .collect::<Vec<_>>();
+    let mut out = Vec::new();
+    for p in passes {
+        out.push(p.await??);
+    }
+    Ok(out)
+}
+
 async fn run_channel(
     ctx: JobContext,
     pb: Arc<Playbook>,
