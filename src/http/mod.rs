@@ -12,6 +12,7 @@
 
 mod api;
 mod auth;
+pub mod callbacks;
 mod decide;
 mod error;
 pub mod events;
@@ -66,7 +67,13 @@ pub struct AppState {
     ingest_ids: Arc<tokio::sync::OnceCell<crate::store::CustomerIds>>,
     /// Whether a background load of `ingest_ids` is running.
     warming: Arc<std::sync::atomic::AtomicBool>,
+    /// Where secrets named by the config (`secret_env`) are read, at each request: the
+    /// process's environment, or what a test gives.
+    env: Env,
 }
+
+/// Reads a variable by name.
+type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// The labels the queue's filter menus offer.
 #[derive(Debug, Clone, Default)]
@@ -92,7 +99,22 @@ impl AppState {
             cache: Arc::default(),
             ingest_ids: Arc::default(),
             warming: Arc::default(),
+            env: Arc::new(|k| std::env::var(k).ok()),
         }
+    }
+
+    /// The same state, reading configured secrets from `env` instead of the environment.
+    pub fn with_env(
+        mut self,
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.env = Arc::new(env);
+        self
+    }
+
+    /// The value of a variable a configured secret is read from.
+    pub(crate) fn secret_var(&self, name: &str) -> Option<String> {
+        (self.env)(name)
     }
 
     /// The customer id map ingest resolves events with (ids it misses are looked up).
@@ -239,6 +261,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::routes())
         .merge(api::routes())
         .merge(events::routes())
+        .merge(callbacks::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

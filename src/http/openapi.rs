@@ -294,6 +294,27 @@ pub fn document() -> Value {
                 "parameters": [nudge_id_param()],
                 "responses": ok(delivery.clone(), cancel_errors),
             }},
+            "/v1/deliveries/callback/{channel}": {"post": {
+                "summary": "A webhook receiver reports what became of a nudge it accepted (delivered, bounced, complained), signed as Standard Webhooks describes with the channel's secret; the signature is the authentication.",
+                "operationId": "deliveryCallback",
+                "security": [],
+                "parameters": [
+                    param("channel", "path", "The configured webhook channel's name.", json!({"type": "string"}), true),
+                    param("webhook-id", "header", "A unique id of this callback.", json!({"type": "string"}), true),
+                    param("webhook-timestamp", "header", "Unix seconds, within 5 minutes of now.", json!({"type": "string"}), true),
+                    param("webhook-signature", "header", "`v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` under the channel's secret.", json!({"type": "string"}), true),
+                ],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["id", "outcome"], "properties": {
+                    "id": {"type": "string", "description": "The nudge's webhook-id, e.g. nudge_42."},
+                    "outcome": {"type": "string", "enum": crate::http::callbacks::OUTCOMES}}}}}},
+                "responses": {
+                    "204": {"description": "Recorded."},
+                    "400": error_response("The body is not JSON, or its id or outcome is not valid; the message names which."),
+                    "401": error_response("The signature headers are missing or do not match the channel's secret."),
+                    "404": error_response("No webhook channel of that name, or the nudge was not sent."),
+                    "413": error_response("The body is larger than the desk's body limit."),
+                },
+            }},
             "/v1/rules": {"get": {
                 "summary": "How many nudges of a status each playbook rule has.", "operationId": "ruleCounts",
                 "parameters": [param("status", "query", "One status (default proposed).", json!({"type": "string", "enum": crate::store::STATUSES}), false)],

@@ -628,3 +628,77 @@ both_backends!(
     deliveries_send_empties_what_is_due,
     super::deliveries_send_empties_what_is_due
 );
+
+/// POSTs a callback to the desk's router, signed with `secret`; the status.
+async fn callback(app: &axum::Router, channel: &str, body: &str, secret: &Secret) -> u16 {
+    use tower::ServiceExt as _;
+    let ts = attune::store::now_secs();
+    let sig = attune::delivery::signature::sign(
+        std::slice::from_ref(secret),
+        "cb_1",
+        ts,
+        body.as_bytes(),
+    );
+    let req = axum::http::Request::post(format!("/v1/deliveries/callback/{channel}"))
+        .header("content-type", "application/json")
+        .header("webhook-id", "cb_1")
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(axum::body::Body::from(body.to_owned()))
+        .unwrap();
+    app.clone().oneshot(req).await.unwrap().status().as_u16()
+}
+
+async fn a_signed_callback_records_a_bounce_and_uplift_counts_it_undelivered(t: &TestDb) {
+    let ids = approved(t, 2).await;
+    let hook = WebhookReceiver::start(Secret::from_bytes(&NEW_SECRET)).await;
+    let cfg = config(&hook_channel(&hook.url()));
+    let mut run = Run::new(t, cfg.clone());
+    run.once().await;
+    let state =
+        attune::http::AppState::new(JobContext::new(t.db.clone(), cfg)).with_env(|k| env(k));
+    let app = attune::http::router(state);
+    let good = Secret::from_bytes(&OLD_SECRET);
+    let body = format!(r#"{{"id": "nudge_{}", "outcome": "bounced"}}"#, ids[0]);
+    assert_eq!(
+        callback(&app, "hook", &body, &Secret::from_bytes(&[1; 32])).await,
+        401,
+        "a wrong secret"
+    );
+    assert_eq!(
+        callback(&app, "nope", &body, &good).await,
+        404,
+        "no such channel"
+    );
+    assert_eq!(
+        callback(
+            &app,
+            "hook",
+            r#"{"id": "nudge_1", "outcome": "lost"}"#,
+            &good
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        callback(
+            &app,
+            "hook",
+            r#"{"id": "nudge_999999", "outcome": "bounced"}"#,
+            &good
+        )
+        .await,
+        404
+    );
+    assert_eq!(callback(&app, "hook", &body, &good).await, 204);
+    let row = t.db.delivery(ids[0]).await.unwrap().unwrap();
+    assert_eq!(row.outcome.as_deref(), Some("bounced"));
+    // The bounced nudge was not delivered; the other was.
+    let cohorts = t.db.uplift_cohorts().await.unwrap();
+    let delivered: Vec<i32> = cohorts.iter().map(|c| c.delivered).collect();
+    assert_eq!(delivered, vec![0, 1]);
+}
+both_backends!(
+    a_signed_callback_records_a_bounce_and_uplift_counts_it_undelivered,
+    super::a_signed_callback_records_a_bounce_and_uplift_counts_it_undelivered
+);
