@@ -655,8 +655,7 @@ async fn a_signed_callback_records_a_bounce_and_uplift_counts_it_undelivered(t: 
     let cfg = config(&hook_channel(&hook.url()));
     let mut run = Run::new(t, cfg.clone());
     run.once().await;
-    let state =
-        attune::http::AppState::new(JobContext::new(t.db.clone(), cfg)).with_env(|k| env(k));
+    let state = attune::http::AppState::new(JobContext::new(t.db.clone(), cfg)).with_env(env);
     let app = attune::http::router(state);
     let good = Secret::from_bytes(&OLD_SECRET);
     let body = format!(r#"{{"id": "nudge_{}", "outcome": "bounced"}}"#, ids[0]);
