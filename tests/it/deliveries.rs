@@ -363,14 +363,12 @@ both_backends!(
     super::only_approved_nudges_that_are_not_held_out_are_delivered
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_outbox_holds_whole_files_only() {
-    let t = TestDb::sqlite().await;
-    approved(&t, 50).await;
+async fn the_outbox_holds_whole_files_only(t: &TestDb) {
+    approved(t, 50).await;
     let dir = tempfile::tempdir().unwrap();
     for (format, ext) in [("ndjson", "ndjson"), ("csv", "csv")] {
         exec(
-            &t,
+            t,
             "UPDATE deliveries SET status = 'pending', attempts = 0, next_at = 0",
         )
         .await;
@@ -382,7 +380,7 @@ async fn the_outbox_holds_whole_files_only() {
         );
         let mut cfg = config(&channel);
         cfg.delivery.batch = 20;
-        let mut run = Run::new(&t, cfg);
+        let mut run = Run::new(t, cfg);
         // Three claims fill the open file; none is sent before the file is renamed.
         for _ in 0..3 {
             run.once().await;
@@ -444,13 +442,14 @@ async fn the_outbox_holds_whole_files_only() {
                 .all(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
         );
     }
-    t.cleanup().await;
 }
+both_backends!(
+    the_outbox_holds_whole_files_only,
+    super::the_outbox_holds_whole_files_only
+);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_goes_through_smtp_with_a_text_part_and_list_unsubscribe() {
-    let t = TestDb::sqlite().await;
-    let ids = approved(&t, 3).await;
+async fn email_goes_through_smtp_with_a_text_part_and_list_unsubscribe(t: &TestDb) {
+    let ids = approved(t, 3).await;
     let sink = SmtpSink::start(false).await;
     let channel = format!(
         "[[channels]]\nname = \"mail\"\ntype = \"email\"\ncarries = [\"email\", \"sms\", \"phone\", \"post\", \"task\"]\n\
@@ -458,7 +457,7 @@ async fn email_goes_through_smtp_with_a_text_part_and_list_unsubscribe() {
          unsubscribe_url = \"https://acme.example/unsubscribe/{{customer}}\"\n",
         sink.addr
     );
-    let mut run = Run::new(&t, config(&channel));
+    let mut run = Run::new(t, config(&channel));
     run.once().await;
     let mails = sink.mails();
     assert_eq!(mails.len(), 3);
@@ -501,8 +500,11 @@ async fn email_goes_through_smtp_with_a_text_part_and_list_unsubscribe() {
         .await,
         3
     );
-    t.cleanup().await;
 }
+both_backends!(
+    email_goes_through_smtp_with_a_text_part_and_list_unsubscribe,
+    super::email_goes_through_smtp_with_a_text_part_and_list_unsubscribe
+);
 
 /// `attune config check` with a config file: its exit status and what it printed.
 fn config_check(config: &str, env: &[(&str, String)]) -> (bool, String) {

@@ -10,6 +10,7 @@ pub mod load;
 pub mod planning;
 pub mod playbook;
 pub mod receiver;
+pub mod smtp;
 pub mod uplift;
 
 /// The configured database, migrated: the one `attune` opens.

@@ -534,7 +534,8 @@ pub async fn seed(config: &Config, args: &SeedArgs) -> anyhow::Result<SeedReport
                 preferred_channel: Channel::Email,
                 consent: Consent::ALL,
                 churned_on: None,
-                attributes: Default::default(),
+                // An address, for the email side of the delivery benchmark.
+                attributes: [("email".to_owned(), format!("bench-{i:07}@example.com"))].into(),
             })
             .collect();
         for chunk in new.chunks(10_000) {

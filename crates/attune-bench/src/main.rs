@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use attune::config::Config;
-use attune_bench::{fit, ingest, load, open, playbook, receiver};
+use attune_bench::{fit, ingest, load, open, playbook, receiver, smtp};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -104,6 +104,11 @@ pub enum Command {
     /// A webhook receiver for delivery benchmarks: verifies signatures, counts, prints
     /// the counts as JSON once idle.
     Receiver(receiver::ReceiverArgs),
+    /// An SMTP sink for delivery benchmarks: accepts every message, counts, prints the
+    /// counts as JSON once idle.
+    SmtpSink(smtp::SinkArgs),
+    /// The SMTP sink's ceiling: sessions sending small messages one after another.
+    SmtpLoad(smtp::LoadArgs),
     /// Populate customers and a scoring run (once, when the database has none), then
     /// time `plan` over them.
     Plan(playbook::BenchPlanArgs),
@@ -138,6 +143,8 @@ pub async fn run(config: &attune::config::Config, cmd: Command, json: bool) -> a
             load::print_load(&report, json)
         }
         Command::Receiver(args) => receiver::run(args).await,
+        Command::SmtpSink(args) => smtp::sink(args).await,
+        Command::SmtpLoad(args) => smtp::load(args).await,
         Command::SeedNudges(args) => {
             let r = load::seed(config, &args).await?;
             if json {

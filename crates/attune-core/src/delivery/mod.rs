@@ -271,9 +271,13 @@ pub fn iso_ms(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// The type of event a webhook or outbox line carries.
+/// The type of event a webhook or outbox line carries: a call, a letter or a team's task
+/// is work for staff (`nudge.task`); the rest are messages to send (`nudge.approved`).
 pub fn event_type(o: &Outgoing) -> &'static str {
-    if o.channel == TASK_CHANNEL || o.channel == Channel::Phone.as_str() {
+    if o.channel == TASK_CHANNEL
+        || o.channel == Channel::Phone.as_str()
+        || o.channel == Channel::Post.as_str()
+    {
         "nudge.task"
     } else {
         "nudge.approved"
