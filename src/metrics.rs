@@ -1,7 +1,8 @@
 //! Prometheus metrics of this process, served at `/metrics` by the review desk: jobs by
 //! kind and outcome with their durations and their lag behind their tick, ticks, events
 //! ingested and quarantined, scoring runs, HTTP requests by route and status; nudges by
-//! status are read from the database when scraped (`http::metrics`).
+//! status and deliveries by status are read from the database when scraped (`http::metrics`);
+//! delivery attempts by channel and outcome are counted as they happen.
 //!
 //! One registry per process ([`get`]): the daemon and the desk it serves share it.
 
@@ -27,6 +28,9 @@ pub struct Metrics {
     /// Gauges filled in at each scrape from the database.
     pub nudges: IntGaugeVec,
     pub job_runs: IntGaugeVec,
+    /// Deliveries by status, and each configured channel's pause (1 while paused).
+    pub deliveries_by_status: IntGaugeVec,
+    pub channel_paused: IntGaugeVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -160,6 +164,28 @@ impl Metrics {
                         "Job executions recorded in the database, by kind and status",
                     ),
                     &["kind", "status"],
+                )
+                .expect("valid"),
+            ),
+            deliveries_by_status: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "deliveries",
+                        "Approved nudges' deliveries in the database, by status (retrying: pending after a failed attempt)",
+                    ),
+                    &["status"],
+                )
+                .expect("valid"),
+            ),
+            channel_paused: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "delivery_channel_paused",
+                        "1 while a configured channel is paused by its breaker after failed attempts",
+                    ),
+                    &["channel"],
                 )
                 .expect("valid"),
             ),

@@ -295,6 +295,30 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "counting job runs for /metrics"),
     }
+    match state.ctx.db.delivery_counts().await {
+        Ok(c) => {
+            for (status, n) in [
+                ("pending", c.pending),
+                ("retrying", c.retrying),
+                ("sent", c.sent),
+                ("dead", c.dead),
+                ("blocked", c.blocked),
+                ("cancelled", c.cancelled),
+            ] {
+                m.deliveries_by_status.with_label_values(&[status]).set(n);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "counting deliveries for /metrics"),
+    }
+    if let Ok(states) = state.ctx.db.channel_states().await {
+        let now = crate::store::now_secs();
+        m.channel_paused.reset();
+        for c in states {
+            m.channel_paused
+                .with_label_values(&[&c.name])
+                .set(c.paused_until.is_some_and(|t| t > now) as i64);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -8,28 +8,10 @@
 use serde_json::Value;
 
 use super::api_desk::{Desk, desk, send};
+use super::deliveries::exec;
 use super::helpers::TestDb;
 use super::web::{csrf_of, form, page, sign_in};
 use crate::both_backends;
-
-/// Runs one statement on either backend (to put a delivery in a state only a worker
-/// reaches).
-async fn exec(t: &TestDb, sql: &str) {
-    match &t.db {
-        attune::store::Db::Sqlite(p, ..) => {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(p)
-                .await
-                .unwrap();
-        }
-        attune::store::Db::Postgres(p) => {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(p)
-                .await
-                .unwrap();
-        }
-    }
-}
 
 /// Nudge 1 of the fixture (proposed, email, cust-0) approved through the API; its
 /// delivery is made by the trigger.

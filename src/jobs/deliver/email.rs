@@ -92,7 +92,7 @@ impl Email {
                 "{}: the SMTP server did not answer NOOP",
                 self.server
             )),
-            Err(e) => Err(format!("{}: {}", self.server, chain(&e))),
+            Err(e) => Err(format!("{}: {}", self.server, super::error_chain(&e))),
         }
     }
 
@@ -153,7 +153,7 @@ impl Email {
         match self.transport.send(m).await {
             Ok(_) => Attempt::Accepted,
             Err(e) => Attempt::Failed {
-                answer: chain(&e),
+                answer: super::error_chain(&e),
                 retry_at: None,
                 permanent: e.is_permanent(),
             },
@@ -166,15 +166,4 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(x) = src {
-        s.push_str(": ");
-        s.push_str(&x.to_string());
-        src = x.source();
-    }
-    s
 }

@@ -552,6 +552,18 @@ async fn run_channel(
     tracing::info!(channel = %c.name, "delivery stopped");
 }
 
+/// An error and its sources, `outer: inner: ...`: what a receiver's failure is kept as.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
 /// Sends `items` through `send` with at most `concurrency` in flight and at most
 /// `rate_per_second` started per second (0: no limit), skipping (releasing) any whose
 /// check is older than `deadline` when its turn comes.

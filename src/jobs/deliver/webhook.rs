@@ -105,7 +105,7 @@ impl Webhook {
         .await;
         match answer {
             Err(_) => Attempt::failed(format!("no answer within {} ms", self.timeout.as_millis())),
-            Ok(Err(e)) => Attempt::failed(error_chain(e.as_ref())),
+            Ok(Err(e)) => Attempt::failed(super::error_chain(e.as_ref())),
             Ok(Ok((status, retry, body))) if status.is_success() => {
                 let _ = (retry, body);
                 Attempt::Accepted
@@ -131,15 +131,4 @@ impl Webhook {
             }
         }
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
