@@ -312,6 +312,12 @@ async fn attempts_run_out_and_the_breaker_pauses_the_channel(t: &TestDb) {
     );
     assert_eq!(run.once().await, 0);
     assert_eq!(hook.got().len(), 3);
+    // Another process (`attune deliveries send`) keeps the stored pause: nothing goes.
+    let receivers = deliver::receivers(&run.ctx.config, &env).unwrap();
+    let passes = deliver::send_due(&run.ctx, receivers, None).await.unwrap();
+    assert_eq!(passes[0].claimed, 0);
+    assert!(passes[0].paused.is_some());
+    assert_eq!(hook.got().len(), 3);
 }
 both_backends!(
     attempts_run_out_and_the_breaker_pauses_the_channel,

@@ -368,13 +368,22 @@ async fn settle_attempts(
     }
     let d = &ctx.config.delivery;
     let now = crate::store::now_secs();
-    let facts_attempts: HashMap<i64, i32> = ctx
-        .db
-        .delivery_facts(&attempts.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .await?
-        .into_iter()
-        .map(|f| (f.nudge_id, f.attempts))
+    // Attempts made before, for the backoff: read only when something failed.
+    let failed_ids: Vec<i64> = attempts
+        .iter()
+        .filter(|(_, a)| matches!(a, Attempt::Failed { .. }))
+        .map(|(id, _)| *id)
         .collect();
+    let facts_attempts: HashMap<i64, i32> = if failed_ids.is_empty() {
+        HashMap::new()
+    } else {
+        ctx.db
+            .delivery_facts(&failed_ids)
+            .await?
+            .into_iter()
+            .map(|f| (f.nudge_id, f.attempts))
+            .collect()
+    };
     let mut settles = Vec::with_capacity(attempts.len());
     let (mut ok, mut failed) = (0u64, 0u64);
     let mut breaker_changed = false;
@@ -467,15 +476,13 @@ pub async fn send_due(
     only: Option<&str>,
 ) -> anyhow::Result<Vec<ChannelPass>> {
     let pb = Arc::new(ctx.playbook()?);
-    let d = ctx.config.delivery.clone();
     let passes = receivers
         .into_iter()
         .filter(|(c, _)| only.is_none_or(|o| o == c.name))
         .map(|(c, mut r)| {
             let (ctx, pb) = (ctx.clone(), pb.clone());
             tokio::spawn(async move {
-                let mut breaker =
-                    Breaker::new(d.breaker_failures, d.breaker_pause.as_secs() as i64);
+                let mut breaker = stored_breaker(&ctx, &c).await;
                 let mut claimed = 0;
                 loop {
                     let n = deliver_once(&ctx, &pb, &c, &mut r, &mut breaker).await?;
@@ -507,6 +514,23 @@ pub async fn send_due(
     Ok(out)
 }
 
+/// A channel's breaker as a previous process left it: a pause goes on after a restart,
+/// so a receiver that was failing is not hammered again at once.
+async fn stored_breaker(ctx: &JobContext, c: &ChannelConfig) -> Breaker {
+    let d = &ctx.config.delivery;
+    let mut breaker = Breaker::new(d.breaker_failures, d.breaker_pause.as_secs() as i64);
+    match ctx.db.channel_states().await {
+        Ok(states) => {
+            if let Some(st) = states.into_iter().find(|s| s.name == c.name) {
+                breaker.failures = st.failures.max(0) as u32;
+                breaker.paused_until = st.paused_until;
+            }
+        }
+        Err(e) => tracing::warn!(channel = %c.name, error = %e, "reading the channel's breaker"),
+    }
+    breaker
+}
+
 async fn run_channel(
     ctx: JobContext,
     pb: Arc<Playbook>,
@@ -515,8 +539,8 @@ async fn run_channel(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let d = ctx.config.delivery.clone();
-    let mut breaker = Breaker::new(d.breaker_failures, d.breaker_pause.as_secs() as i64);
-    tracing::info!(channel = %c.name, carries = ?c.carries, "delivering");
+    let mut breaker = stored_breaker(&ctx, &c).await;
+    tracing::info!(channel = %c.name, carries = ?c.carries, paused_until = ?breaker.paused_until, "delivering");
     loop {
         if *stop.borrow() {
             break;
