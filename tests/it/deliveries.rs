@@ -295,14 +295,22 @@ async fn attempts_run_out_and_the_breaker_pauses_the_channel(t: &TestDb) {
     let states = t.db.channel_states().await.unwrap();
     assert_eq!(states.len(), 1);
     assert!(states[0].paused_until.unwrap() > attune::store::now_secs());
+    assert_eq!(states[0].failures, 3);
+    assert_eq!(
+        states[0].reason.as_deref(),
+        Some("last answer: HTTP 500 Internal Server Error: answer 500")
+    );
+    // In words, as the desk's overview says it.
+    let said = attune::http::views::channel_pause(
+        &states[0].name,
+        states[0].failures as i64,
+        states[0].paused_until.unwrap(),
+        states[0].reason.as_deref(),
+    );
     assert!(
-        states[0]
-            .reason
-            .as_deref()
-            .unwrap()
-            .contains("after 3 failed attempts in a row"),
-        "{:?}",
-        states[0].reason
+        said.starts_with("hook is paused until ")
+            && said.ends_with(" after 3 failed attempts in a row: last answer: HTTP 500 Internal Server Error: answer 500"),
+        "{said}"
     );
     // Paused: nothing is claimed. A person sends one again; it waits for the pause.
     assert!(

@@ -433,16 +433,18 @@ async fn settle_attempts(
     ctx.db.settle_deliveries(&c.name, worker, &settles).await?;
     crate::metrics::get().delivered(&c.name, ok, failed);
     if breaker_changed {
-        let reason = breaker.paused_until.map(|until| {
-            format!(
-                "paused until {} after {} failed attempts in a row; last answer: {}",
+        // Stored: the receiver's last answer (the desk says until when and after how many
+        // failures from the other columns).
+        let reason = breaker
+            .paused_until
+            .map(|_| format!("last answer: {}", last_answer.as_deref().unwrap_or("none")));
+        if let (Some(until), Some(r)) = (breaker.paused_until, &reason) {
+            tracing::warn!(
+                channel = %c.name,
+                "paused until {} after {} failed attempts in a row; {r}",
                 delivery::iso(until),
-                breaker.failures,
-                last_answer.as_deref().unwrap_or("none")
-            )
-        });
-        if let Some(r) = &reason {
-            tracing::warn!(channel = %c.name, "{r}");
+                breaker.failures
+            );
         } else {
             tracing::info!(channel = %c.name, "the channel answers again: unpaused");
         }
