@@ -185,12 +185,14 @@ impl Db {
             let rows: Vec<(i64, String, i64)> = on_pool!(self, p => {
                 let mut q = sqlx::QueryBuilder::new(
                     // From the customers' nudges (`nudges_by_customer_time`) to their
-                    // deliveries by key: CROSS JOIN keeps SQLite in that order, instead of
-                    // walking every sent delivery by status (a claim's cost grew with all
-                    // ever sent). PostgreSQL plans it as the join it is.
+                    // deliveries by key, never by walking every sent delivery by status
+                    // (a claim's cost grew with all ever sent): CROSS JOIN keeps SQLite
+                    // in that order, and `status || ''` keeps PostgreSQL off the status
+                    // index, which statistics taken before a bulk run show as nearly
+                    // empty of sent rows (389 ms a batch at 96,000 sent, growing).
                     "SELECT n.customer_id, n.kind, d.sent_at FROM nudges n
                      CROSS JOIN deliveries d
-                     WHERE d.nudge_id = n.id AND d.status = 'sent' AND d.sent_at > ",
+                     WHERE d.nudge_id = n.id AND (d.status || '') = 'sent' AND d.sent_at > ",
                 );
                 q.push_bind(since);
                 q.push(" AND n.customer_id IN ");
@@ -219,9 +221,6 @@ impl Db {
         let _turn = self.write_turn().await;
         let now = now_secs();
         const HELD: &str = " WHERE nudge_id = $1 AND status = 'pending' AND claimed_by = $2";
-        let sent = "UPDATE deliveries SET status = 'sent', sent_at = $2, attempts = attempts + 1,
-            last_error = NULL, reason = NULL, updated_at = $2, route = $3
-            WHERE nudge_id = $1 AND status = 'pending'";
         let retry = format!(
             "UPDATE deliveries SET attempts = attempts + 1, next_at = $3, last_error = $4,
              updated_at = $5, route = $6{HELD}"
@@ -236,11 +235,30 @@ impl Db {
             format!("UPDATE deliveries SET next_at = $3, reason = $4, updated_at = $5{HELD}");
         let release = format!("UPDATE deliveries SET next_at = $3, updated_at = $3{HELD}");
         let mut changed = 0;
+        // Most of a batch is sent: one statement per 500 of them, the rest one by one.
+        let sent_ids: Vec<i64> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Settle::Sent { id } => Some(*id),
+                _ => None,
+            })
+            .collect();
         on_pool!(self, p => {
             let mut tx = p.begin().await?;
+            for chunk in sent_ids.chunks(500) {
+                let mut q = sqlx::QueryBuilder::new("UPDATE deliveries SET status = 'sent', sent_at = ");
+                q.push_bind(now)
+                    .push(", attempts = attempts + 1, last_error = NULL, reason = NULL, updated_at = ")
+                    .push_bind(now)
+                    .push(", route = ")
+                    .push_bind(route)
+                    .push(" WHERE status = 'pending' AND nudge_id IN ");
+                push_ids(&mut q, chunk);
+                changed += q.build().execute(&mut *tx).await?.rows_affected();
+            }
             for o in outcomes {
                 let r = match o {
-                    Settle::Sent { id } => sqlx::query(sent).bind(id).bind(now).bind(route).execute(&mut *tx).await?,
+                    Settle::Sent { .. } => continue,
                     Settle::Retry { id, at, answer } => sqlx::query(sqlx::AssertSqlSafe(retry.as_str()))
                         .bind(id).bind(worker).bind(at).bind(answer).bind(now).bind(route).execute(&mut *tx).await?,
                     Settle::Dead { id, answer } => sqlx::query(sqlx::AssertSqlSafe(dead.as_str()))
