@@ -50,7 +50,7 @@ secret_env = ["BENCH_WEBHOOK_SECRET"]
 concurrency = 32
 TOML
 "$bench" --db "$work/a.db" seed-nudges --count "$n" --customers "$n" --status approved >/dev/null
-"$bench" receiver --listen "127.0.0.1:$port" --secret "$secret" --idle-secs 2 >"$work/received.json" &
+"$bench" receiver --listen "127.0.0.1:$port" --secret "$secret" --idle-secs 5 >"$work/received.json" &
 sleep 0.5
 BENCH_WEBHOOK_SECRET="$secret" /usr/bin/time -f "%e s wall, %U s user, %S s sys, %M KB peak" \
     "$bin" --db "$work/a.db" --config "$work/attune.toml" --json deliveries send >"$work/send.json" 2>"$work/send.time"
