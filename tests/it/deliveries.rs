@@ -717,3 +717,53 @@ both_backends!(
     a_signed_callback_records_a_bounce_and_uplift_counts_it_undelivered,
     super::a_signed_callback_records_a_bounce_and_uplift_counts_it_undelivered
 );
+
+async fn the_contact_cap_counts_what_a_batch_sends(t: &TestDb) {
+    approved(t, 1).await;
+    // A second approved nudge for the same customer, due now, in the same batch.
+    let ids = t.db.customer_id_map().await.unwrap();
+    let now = attune::store::now_secs();
+    t.db.insert_nudges(vec![NewNudge {
+        customer_id: ids["c00000"],
+        kind: RuleName::parse("bill_explainer").unwrap(),
+        occasion: "first_invoice:2026-12-01".into(),
+        channel: "email".into(),
+        status: NudgeStatus::Approved,
+        reason: "{}".into(),
+        probability: None,
+        run_id: None,
+        stage: "early".into(),
+        priority: 50,
+        holdout: false,
+        expected_value: None,
+        segment: None,
+        risk_band: None,
+        message: Some("Your first bill, explained.".into()),
+        contact_role: None,
+        contact_name: None,
+        send_after: Some(now - 10),
+        expires_at: None,
+        planned_at: now - 10,
+        decided_by: Some("playbook".into()),
+        decision_reason: None,
+    }])
+    .await
+    .unwrap();
+    let hook = WebhookReceiver::start(Secret::from_bytes(&NEW_SECRET)).await;
+    let mut cfg = config(&hook_channel(&hook.url()));
+    cfg.playbook.max_nudges = 1;
+    let mut run = Run::new(t, cfg);
+    assert_eq!(run.once().await, 2);
+    assert_eq!(hook.got().len(), 1, "one nudge in the window, not two");
+    let s = statuses(t).await;
+    let waiting: Vec<_> = s.values().filter(|(st, ..)| st == "pending").collect();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        waiting[0].2.as_deref(),
+        Some("the contact cap: 1 sent in the last 14 days")
+    );
+}
+both_backends!(
+    the_contact_cap_counts_what_a_batch_sends,
+    super::the_contact_cap_counts_what_a_batch_sends
+);

@@ -218,6 +218,8 @@ pub async fn deliver_once(
     let today = super::today();
     let mut settles = Vec::new();
     let mut go = Vec::new();
+    // What this batch sends counts under the contact cap too, as it goes.
+    let mut going: HashMap<i64, Vec<i64>> = HashMap::new();
     for f in &facts {
         let counted: Vec<i64> = sent
             .get(&f.customer_id)
@@ -225,8 +227,9 @@ pub async fn deliver_once(
             .flatten()
             .filter(|(rule, _)| !pb.rule(rule).is_some_and(|r| r.regulatory))
             .map(|(_, at)| *at)
+            .chain(going.get(&f.customer_id).into_iter().flatten().copied())
             .collect();
-        match verdict(
+        let v = verdict(
             f,
             pb,
             &settings,
@@ -234,7 +237,11 @@ pub async fn deliver_once(
             holds.get(&f.nudge_id).cloned(),
             today,
             checked_at,
-        ) {
+        );
+        if v == Verdict::Send && !pb.rule(&f.kind).is_some_and(|r| r.regulatory) {
+            going.entry(f.customer_id).or_default().push(checked_at);
+        }
+        match v {
             Verdict::Send => go.push(outgoing(f, c, checked_ms)),
             Verdict::Wait { until, why } => settles.push(Settle::Wait {
                 id: f.nudge_id,
