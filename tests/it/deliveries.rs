@@ -767,3 +767,44 @@ both_backends!(
     the_contact_cap_counts_what_a_batch_sends,
     super::the_contact_cap_counts_what_a_batch_sends
 );
+
+async fn an_offer_waits_at_send_time_while_a_complaint_is_open(t: &TestDb) {
+    let ids = approved(t, 2).await;
+    // The first customer's nudge is an offer (the default playbook's `better_tariff`), and
+    // they complained after it was approved.
+    exec(
+        t,
+        &format!(
+            "UPDATE nudges SET kind = 'better_tariff' WHERE id = {}",
+            ids[0]
+        ),
+    )
+    .await;
+    let complaint = attune::domain::ActivityEvent {
+        customer: attune::domain::CustomerId::parse("c00000").unwrap(),
+        kind: attune::domain::Meaning::ComplaintOpened.code(),
+        occurred_at: chrono::Utc::now() - chrono::Duration::hours(20),
+        value: None,
+        attributes: Default::default(),
+        source: "crm".into(),
+        source_event_id: "complaint-1".into(),
+    };
+    t.db.insert_events(&[complaint]).await.unwrap();
+    let hook = WebhookReceiver::start(Secret::from_bytes(&NEW_SECRET)).await;
+    let mut run = Run::new(t, config(&hook_channel(&hook.url())));
+    assert_eq!(run.once().await, 2);
+    let got: Vec<i64> = hook.got().iter().map(|g| g.nudge_id).collect();
+    assert_eq!(
+        got,
+        vec![ids[1]],
+        "only the nudge that is not an offer went"
+    );
+    let s = statuses(t).await;
+    assert_eq!(s[&ids[0]].0, "pending");
+    let why = s[&ids[0]].2.as_deref().unwrap();
+    assert!(why.starts_with("held while the complaint opened"), "{why}");
+}
+both_backends!(
+    an_offer_waits_at_send_time_while_a_complaint_is_open,
+    super::an_offer_waits_at_send_time_while_a_complaint_is_open
+);

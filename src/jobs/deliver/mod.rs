@@ -182,7 +182,7 @@ pub async fn deliver_once(
 ) -> anyhow::Result<usize> {
     let d = &ctx.config.delivery;
     let db = &ctx.db;
-    let worker = format!("{}-deliver-{}", ctx.worker, c.name);
+    let worker = worker_name(ctx, c);
     let now = crate::store::now_secs();
     let limit = match breaker.allowance(now) {
         Allowance::PausedUntil(_) => return Ok(0),
@@ -302,7 +302,8 @@ fn verdict(
     )
 }
 
-/// Offers whose customer has an open complaint now, with why they wait.
+/// Offers whose customer has an open complaint now, with why they wait: the playbook's
+/// own hold (`playbook::offer_hold_in`), on each such customer's events, read once.
 async fn complaint_holds(
     ctx: &JobContext,
     pb: &Playbook,
@@ -310,35 +311,34 @@ async fn complaint_holds(
     now: i64,
 ) -> anyhow::Result<HashMap<i64, String>> {
     let mut out = HashMap::new();
-    if !pb.guardrails.hold_offers_while_complaint_open {
-        return Ok(out);
-    }
+    let mut events_of: HashMap<i64, Vec<crate::playbook::EventFact>> = HashMap::new();
     for f in facts {
-        if !pb.rule(&f.kind).is_some_and(|r| r.offer) {
+        let Some(rule) = pb
+            .rule(&f.kind)
+            .filter(|r| crate::playbook::offer_may_be_held(pb, r))
+        else {
             continue;
-        }
-        ctx.kinds().await?;
-        let events = ctx
-            .db
-            .planning_events(
+        };
+        if !events_of.contains_key(&f.customer_id) {
+            ctx.kinds().await?;
+            let mut read = ctx
+                .db
+                .planning_events(
+                    f.customer_id,
+                    f.customer_id,
+                    now + 1,
+                    now - super::plan::COMPLAINT_LOOKBACK_DAYS * DAY,
+                    now,
+                    &[],
+                )
+                .await?;
+            events_of.insert(
                 f.customer_id,
-                f.customer_id,
-                now + 1,
-                now - super::plan::COMPLAINT_LOOKBACK_DAYS * DAY,
-                now,
-                &[],
-            )
-            .await?;
-        let events = events.get(&f.customer_id).map(Vec::as_slice).unwrap_or(&[]);
-        let complaints = crate::playbook::complaints(events);
-        if let Some(open) = crate::domain::complaint::oldest_open(&complaints) {
-            out.insert(
-                f.nudge_id,
-                format!(
-                    "an offer waits while the complaint opened {} is unresolved",
-                    delivery::iso(open.opened_at)
-                ),
+                read.remove(&f.customer_id).unwrap_or_default(),
             );
+        }
+        if let Some(why) = crate::playbook::offer_hold_in(pb, rule, &events_of[&f.customer_id]) {
+            out.insert(f.nudge_id, why);
         }
     }
     Ok(out)
@@ -467,6 +467,11 @@ async fn settle_attempts(
     Ok(())
 }
 
+/// The worker a channel's claims are held by in this process.
+fn worker_name(ctx: &JobContext, c: &ChannelConfig) -> String {
+    format!("{}-deliver-{}", ctx.worker, c.name)
+}
+
 /// What [`send_due`] did on one channel.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ChannelPass {
@@ -502,7 +507,7 @@ pub async fn send_due(
                 }
                 if let Receiver::Outbox(o) = &mut r {
                     let done = o.flush_if_due(true).await;
-                    let worker = format!("{}-deliver-{}", ctx.worker, c.name);
+                    let worker = worker_name(&ctx, &c);
                     settle_attempts(&ctx, &c, &worker, &mut breaker, done).await?;
                 }
                 let paused = breaker
@@ -577,7 +582,7 @@ async fn run_channel(
     // A clean stop closes an outbox's open file and settles it.
     if let Receiver::Outbox(o) = &mut receiver {
         let done = o.flush_if_due(true).await;
-        let worker = format!("{}-deliver-{}", ctx.worker, c.name);
+        let worker = worker_name(&ctx, &c);
         if let Err(e) = settle_attempts(&ctx, &c, &worker, &mut breaker, done).await {
             tracing::warn!(channel = %c.name, error = %format!("{e:#}"), "settling the outbox's last file");
         }

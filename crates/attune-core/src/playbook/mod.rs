@@ -1105,10 +1105,21 @@ pub fn recheck(
 /// Why a nudge of `rule` must wait now, if it must: an offer while the customer has an
 /// unresolved complaint (`[guardrails] hold_offers_while_complaint_open`).
 pub fn offer_hold(pb: &Playbook, rule: &Rule, f: &Facts<'_>) -> Option<String> {
-    if !(rule.offer && pb.guardrails.hold_offers_while_complaint_open) {
+    offer_hold_in(pb, rule, f.events)
+}
+
+/// Whether an offer of `rule` must wait now: a rule that offers something, under the
+/// guardrail. The customer's events are read only when this is true.
+pub fn offer_may_be_held(pb: &Playbook, rule: &Rule) -> bool {
+    rule.offer && pb.guardrails.hold_offers_while_complaint_open
+}
+
+/// [`offer_hold`] from the customer's events alone (delivery checks it again at send time).
+pub fn offer_hold_in(pb: &Playbook, rule: &Rule, events: &[EventFact]) -> Option<String> {
+    if !offer_may_be_held(pb, rule) {
         return None;
     }
-    let complaints = complaints(f.events);
+    let complaints = complaints(events);
     let open = crate::domain::complaint::oldest_open(&complaints)?;
     Some(format!(
         "held while the complaint opened {} is unresolved: an offer waits until it is resolved",
