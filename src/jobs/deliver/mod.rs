@@ -319,7 +319,7 @@ async fn complaint_holds(
         else {
             continue;
         };
-        if !events_of.contains_key(&f.customer_id) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = events_of.entry(f.customer_id) {
             ctx.kinds().await?;
             let mut read = ctx
                 .db
@@ -332,10 +332,7 @@ async fn complaint_holds(
                     &[],
                 )
                 .await?;
-            events_of.insert(
-                f.customer_id,
-                read.remove(&f.customer_id).unwrap_or_default(),
-            );
+            slot.insert(read.remove(&f.customer_id).unwrap_or_default());
         }
         if let Some(why) = crate::playbook::offer_hold_in(pb, rule, &events_of[&f.customer_id]) {
             out.insert(f.nudge_id, why);
