@@ -22,6 +22,8 @@ pub struct Metrics {
     events: IntCounterVec,
     scoring_customers: HistogramVec,
     scoring_seconds: HistogramVec,
+    shards: IntCounterVec,
+    shard_seconds: HistogramVec,
     http: IntCounterVec,
     http_seconds: HistogramVec,
     deliveries: IntCounterVec,
@@ -31,6 +33,8 @@ pub struct Metrics {
     /// Deliveries by status, and each configured channel's pause (1 while paused).
     pub deliveries_by_status: IntGaugeVec,
     pub channel_paused: IntGaugeVec,
+    /// The shards of the newest scoring run split into shards, by status (`run` is its id).
+    pub run_shards: IntGaugeVec,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -114,6 +118,40 @@ impl Metrics {
                     HistogramOpts::new("scoring_run_customers", "Customers scored per run")
                         .buckets(prometheus::exponential_buckets(1.0, 10.0, 8).expect("valid")),
                     &["scope"],
+                )
+                .expect("valid"),
+            ),
+            shards: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "scoring_shards_total",
+                        "Scoring shards this process worked: done, lost (taken back after its claim ran out) or failed",
+                    ),
+                    &["outcome"],
+                )
+                .expect("valid"),
+            ),
+            shard_seconds: reg(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "scoring_shard_duration_seconds",
+                        "How long this process took over a scoring shard",
+                    )
+                    .buckets(seconds.clone()),
+                    &["outcome"],
+                )
+                .expect("valid"),
+            ),
+            run_shards: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "scoring_run_shards",
+                        "Shards of the newest scoring run split into shards, by status (read when scraped)",
+                    ),
+                    &["run", "status"],
                 )
                 .expect("valid"),
             ),
@@ -248,6 +286,16 @@ impl Metrics {
         self.scoring_seconds
             .with_label_values(&[scope])
             .observe(seconds);
+    }
+
+    /// A scoring shard this process worked ended with `outcome` (done, lost, failed).
+    pub fn shard_finished(&self, outcome: &str, seconds: f64) {
+        self.shards.with_label_values(&[outcome]).inc();
+        if outcome != "failed" {
+            self.shard_seconds
+                .with_label_values(&[outcome])
+                .observe(seconds);
+        }
     }
 
     pub fn http(&self, method: &str, route: &str, status: u16, seconds: f64) {

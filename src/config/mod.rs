@@ -95,6 +95,10 @@ pub struct Scoring {
     /// Retention: the scores of this many of the newest full runs are kept, with every
     /// run after the oldest of them; older runs keep their counts and drift only.
     pub keep_full_runs: u32,
+    /// PostgreSQL: a scoring run is split into shards of about this many active customers
+    /// (ranges of customer ids), which any daemon sharing the database may take. SQLite
+    /// has one daemon and scores a run as one shard.
+    pub shard_customers: u32,
 }
 
 /// What churn means: `contract` (the customer record's `churned_on`, which a `churned`
@@ -540,6 +544,7 @@ impl Default for Scoring {
             risk_threshold: 0.5,
             psi_warning: 0.2,
             keep_full_runs: 30,
+            shard_customers: 100_000,
         }
     }
 }
@@ -842,6 +847,15 @@ impl Config {
             return Err(invalid(
                 "scoring.keep_full_runs",
                 "0 would remove the scores every reader uses; keep at least 1 full run (30 by default)".into(),
+            ));
+        }
+        if self.scoring.shard_customers < 100 {
+            return Err(invalid(
+                "scoring.shard_customers",
+                format!(
+                    "{} customers per shard would make a run mostly bookkeeping; use at least 100 (100000 by default)",
+                    self.scoring.shard_customers
+                ),
             ));
         }
         if !(self.training.validation_customer_share > 0.0

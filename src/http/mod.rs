@@ -310,6 +310,22 @@ async fn metrics(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "counting deliveries for /metrics"),
     }
+    match state.ctx.db.latest_shard_counts().await {
+        Ok(rows) => {
+            m.run_shards.reset();
+            if let Some((run, _, _)) = rows.first() {
+                let run = run.to_string();
+                for status in crate::store::SHARD_STATUSES {
+                    let n = rows
+                        .iter()
+                        .find(|(_, s, _)| s == status)
+                        .map_or(0, |(_, _, n)| *n);
+                    m.run_shards.with_label_values(&[&run, status]).set(n);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "counting scoring shards for /metrics"),
+    }
     if let Ok(states) = state.ctx.db.channel_states().await {
         let now = crate::store::now_secs();
         m.channel_paused.reset();

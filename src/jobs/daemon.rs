@@ -40,7 +40,7 @@ use super::JobContext;
 use super::plan::{self, PlanJob};
 use super::pull::{self, PullJob};
 use super::retrain::{self, RetrainJob};
-use super::score::{self, ScoreJob};
+use super::score::{self, ScoreJob, ShardJob};
 use crate::store::Db;
 
 pub use super::unique_worker_name;
@@ -103,6 +103,7 @@ pub struct QueueSet<B: QueueBackend> {
     score: B::Storage<Queued<ScoreJob>>,
     plan: B::Storage<Queued<PlanJob>>,
     retrain: B::Storage<Queued<RetrainJob>>,
+    shard: B::Storage<Queued<ShardJob>>,
 }
 
 impl<B: QueueBackend> QueueSet<B> {
@@ -112,6 +113,7 @@ impl<B: QueueBackend> QueueSet<B> {
             score: B::storage(pool, score::QUEUE, heartbeat),
             plan: B::storage(pool, plan::QUEUE, heartbeat),
             retrain: B::storage(pool, retrain::QUEUE, heartbeat),
+            shard: B::storage(pool, score::SHARD_QUEUE, heartbeat),
         }
     }
 }
@@ -123,6 +125,7 @@ impl<B: QueueBackend> Clone for QueueSet<B> {
             score: self.score.clone(),
             plan: self.plan.clone(),
             retrain: self.retrain.clone(),
+            shard: self.shard.clone(),
         }
     }
 }
@@ -343,6 +346,21 @@ impl Queues {
     /// Enqueues a job once per `key`, however often it is asked.
     pub async fn enqueue(&self, kind: JobKind, key: &str) -> anyhow::Result<()> {
         self.push(AnyJob::of(kind, key), key, None).await
+    }
+}
+
+/// Shards go on the shard queue, where every daemon's shard worker takes them.
+impl score::OfferShards for Queues {
+    fn offer(
+        &self,
+        run_id: i64,
+        shard: i32,
+        key: String,
+    ) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            let job = ShardJob { run_id, shard };
+            on_backend!(self, q => push_once!(q.shard, job, key.as_str(), None::<Duration>))
+        })
     }
 }
 
@@ -719,7 +737,7 @@ async fn run_job(ctx: &JobContext, queues: &Queues, job: &AnyJob) -> anyhow::Res
                 ))
                 .into());
             }
-            let r = score::run(ctx, j).await?;
+            let r = score::run_with(ctx, j, Some(queues)).await?;
             // A run that scored nobody (nothing changed) has nothing new to plan from.
             if r.customers > 0 {
                 let key = format!("plan@run-{}", r.run_id);
@@ -782,6 +800,14 @@ async fn handle_score(
     execute(&ctx, &queues, AnyJob::Score(q.job), key)
         .await
         .map(|_| ())
+        .map_err(job_error)
+}
+
+/// A shard offered on the shard queue: taken if it still wants a worker. Shards are not
+/// executions of their own in `job_runs`; their progress is in `run_shards`.
+async fn handle_shard(q: Queued<ShardJob>, ctx: Data<JobContext>) -> Result<(), BoxDynError> {
+    score::take_shard(&ctx, q.job.run_id, q.job.shard)
+        .await
         .map_err(job_error)
 }
 
@@ -905,6 +931,9 @@ async fn run_sweeper(ctx: JobContext, queues: Queues) {
         // a minute) it is marked lost and the next tick queues afresh. Seen once in CI's
         // kill -9 test on PostgreSQL: a pull stayed queued for over two minutes after a
         // restart, and with the old one-hour bound no file was taken in that time.
+        if let Err(e) = offer_waiting_shards(&ctx.db, &queues, lease).await {
+            tracing::warn!(error = %format!("{e:#}"), "offering scoring shards that want a worker failed");
+        }
         match ctx
             .db
             .sweep_jobs(lease, (lease * QUEUED_LOST_LEASES).max(60))
@@ -922,6 +951,27 @@ async fn run_sweeper(ctx: JobContext, queues: Queues) {
         }
         tokio::time::sleep(Duration::from_secs(lease as u64 / 3 + 1)).await;
     }
+}
+
+/// Offers again, on the shard queue, the shards of open runs that want a worker: those
+/// whose claim ran out (their holder died or stalled) and those queued for longer than a
+/// lease (their offer was taken by a daemon that died before claiming). Keyed by the
+/// shard, its attempts and the lease period, so daemons sweeping at once offer it once.
+pub async fn offer_waiting_shards(db: &Db, queues: &Queues, lease: i64) -> anyhow::Result<usize> {
+    use score::OfferShards as _;
+    let waiting = db.shards_wanting_workers(lease).await?;
+    let period = crate::store::now_secs() / lease.max(1);
+    for (run_id, shard, attempts) in &waiting {
+        let key = score::shard_key(*run_id, *shard, attempts + 1, period);
+        queues.offer(*run_id, *shard, key).await?;
+    }
+    if !waiting.is_empty() {
+        tracing::info!(
+            shards = waiting.len(),
+            "offered scoring shards that want a worker again"
+        );
+    }
+    Ok(waiting.len())
 }
 
 /// The fire times (unix seconds) of `schedule`, from apalis-cron's scheduler.
@@ -1098,7 +1148,8 @@ where
         .poll_interval
         .max(Duration::from_millis(10));
     macro_rules! monitor {
-        ($pull:expr, $score:expr, $plan:expr, $retrain:expr) => {{
+        ($pull:expr, $score:expr, $plan:expr, $retrain:expr, $shard:expr) => {{
+            let (c5, s5, w5) = (ctx.clone(), $shard.clone(), format!("{worker}-shard"));
             let (c1, c2, c3, c4) = (ctx.clone(), ctx.clone(), ctx.clone(), ctx.clone());
             let (q1, q2, q3, q4) = (
                 queues.clone(),
@@ -1155,11 +1206,20 @@ where
                         .data(q4.clone())
                         .build(handle_retrain)
                 })
+                // Shards of a scoring run, whichever daemon split it: one at a time here
+                // (a shard already uses every core).
+                .register(move |_| {
+                    WorkerBuilder::new(w5.as_str())
+                        .backend(s5.clone().poll_with_strategy(Every::new(poll)))
+                        .layer(one())
+                        .data(c5.clone())
+                        .build(handle_shard)
+                })
                 .run_with_signal(shutdown)
                 .await
         }};
     }
-    let result = on_backend!(&queues, q => monitor!(q.pull, q.score, q.plan, q.retrain));
+    let result = on_backend!(&queues, q => monitor!(q.pull, q.score, q.plan, q.retrain, q.shard));
     let _ = stop_delivery.send(true);
     if let Some(d) = delivery
         && tokio::time::timeout(grace, d).await.is_err()

@@ -77,7 +77,7 @@ impl CustomerRow {
 const SQLITE_ACTIVE_PAGE: &str = "SELECT id, external_id, signup_date, plan, monthly_charge,
         contract_type, contract_end, first_invoice_due, preferred_channel, consent_email,
         consent_sms, consent_phone, consent_post, churned_on, attributes
-    FROM customers WHERE id > ?2 AND signup_date <= ?1 AND (churned_on IS NULL OR churned_on > ?1)
+    FROM customers WHERE id > ?2 AND id <= ?4 AND signup_date <= ?1 AND (churned_on IS NULL OR churned_on > ?1)
     ORDER BY id LIMIT ?3";
 
 /// The customer in the first 15 columns of the row a statement is on, in the order of
@@ -238,11 +238,13 @@ impl Db {
     }
 
     /// One page of [`Db::customers_active_on`]: up to `limit` customers with ids above
-    /// `after_id`, in id order. Pages keep memory flat however many customers there are.
+    /// `after_id` and at most `upto_id`, in id order. Pages keep memory flat however many
+    /// customers there are.
     pub async fn customers_active_page(
         &self,
         day: NaiveDate,
         after_id: i64,
+        upto_id: i64,
         limit: i64,
     ) -> Result<Vec<(i64, Customer)>> {
         match self {
@@ -255,18 +257,20 @@ impl Db {
                     stmt.bind_text(1, &day)?;
                     stmt.bind_i64(2, after_id)?;
                     stmt.bind_i64(3, limit)?;
+                    stmt.bind_i64(4, upto_id)?;
                     read_customers(&mut stmt, limit)
                 })
                 .await
             }
             Db::Postgres(p) => {
                 let sql = format!(
-                    "SELECT {COLUMNS} FROM customers WHERE id > $2 AND signup_date <= $1 AND (churned_on IS NULL OR churned_on > $1) ORDER BY id LIMIT $3"
+                    "SELECT {COLUMNS} FROM customers WHERE id > $2 AND id <= $4 AND signup_date <= $1 AND (churned_on IS NULL OR churned_on > $1) ORDER BY id LIMIT $3"
                 );
                 let rows: Vec<CustomerRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
                     .bind(day)
                     .bind(after_id)
                     .bind(limit)
+                    .bind(upto_id)
                     .fetch_all(p)
                     .await?;
                 rows.into_iter().map(CustomerRow::into_customer).collect()

@@ -266,8 +266,10 @@ impl Db {
     }
 
     /// Executions whose worker stopped beating for `stale_secs`: marked interrupted. A
-    /// scoring run left unfinished by a holder that no longer holds the scoring lease:
-    /// marked failed. Queued runs due more than `lost_secs` ago that never started: lost
+    /// scoring run left unfinished, before it was split into shards, by a holder that no
+    /// longer holds the scoring lease: marked failed (a run split into shards goes on
+    /// without the process that split it: any daemon works its shards and the last one
+    /// finishes it). Queued runs due more than `lost_secs` ago that never started: lost
     /// (a retry waiting for its backoff is not due yet). A lost run's job, should it still
     /// come, runs as an execution of its own. Returns (interrupted executions, failed
     /// scoring runs).
@@ -291,7 +293,7 @@ impl Db {
         let failed = on_pool!(self, p => sqlx::query(
             "UPDATE scoring_runs SET failed_at = $1,
                  error = 'interrupted: ' || COALESCE(holder, 'its process') || ' stopped before the run finished'
-             WHERE finished_at IS NULL AND failed_at IS NULL AND NOT EXISTS (
+             WHERE finished_at IS NULL AND failed_at IS NULL AND shards IS NULL AND NOT EXISTS (
                  SELECT 1 FROM run_leases l WHERE l.name = 'score' AND l.holder = scoring_runs.holder AND l.expires_at >= $1)")
             .bind(now)
             .execute(p).await?.rows_affected());

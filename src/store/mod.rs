@@ -23,6 +23,7 @@ mod raw;
 pub use raw::configure_process;
 mod review;
 mod scores;
+mod shards;
 mod ticks;
 mod users;
 
@@ -59,6 +60,7 @@ pub use review::{
     Refused, ReviewNudge, RunScore, STATUSES, ScorePoint, TimelineEvent, complaints_from_events,
 };
 pub use scores::{DriverKeys, NewScore, ScoreRow, ScoringRun, StoredDrivers};
+pub use shards::{SHARD_STATUSES, ShardClaim, ShardRange, ShardRow, ranges_of_ids};
 pub use ticks::TickClaim;
 pub use users::{Principal, Role, SessionRow, TokenInfo, TokenRow, UserRow, validate_user_name};
 

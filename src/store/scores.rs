@@ -72,6 +72,17 @@ impl DriverKeys {
     }
 }
 
+/// A shard's claim, checked and extended by the transaction that writes its scores.
+#[derive(Debug, Clone, Copy)]
+struct Fence {
+    shard: i32,
+    attempt: i32,
+    until: i64,
+}
+
+/// The fence of a shard's write: extends the claim if it is still this attempt's.
+const FENCE: &str = "UPDATE run_shards SET lease_until = $1 WHERE run_id = $2 AND shard = $3 AND attempts = $4 AND status = 'running'";
+
 /// The columns a score is written with, in the order both backends bind them.
 const SCORE_COLUMNS: &str = "run_id, customer_id, probability, drivers";
 
@@ -100,11 +111,50 @@ impl Db {
     /// Writes a page of a run's scores in one transaction. A run counts only once
     /// [`Db::finish_scoring_run`] closes it: readers take finished runs.
     pub async fn insert_scores(&self, run_id: i64, scores: Vec<NewScore>) -> Result<()> {
+        self.write_scores(run_id, None, scores).await.map(|_| ())
+    }
+
+    /// [`Db::insert_scores`] for shard `claim`, fenced by its attempt: the same transaction
+    /// extends the claim to `ttl` seconds from now, and writes nothing (false) when the
+    /// claim is no longer this attempt's.
+    pub async fn insert_shard_scores(
+        &self,
+        claim: &super::ShardClaim,
+        ttl: i64,
+        scores: Vec<NewScore>,
+    ) -> Result<bool> {
+        let fence = Fence {
+            shard: claim.shard,
+            attempt: claim.attempt,
+            until: now_secs() + ttl,
+        };
+        self.write_scores(claim.run_id, Some(fence), scores).await
+    }
+
+    async fn write_scores(
+        &self,
+        run_id: i64,
+        fence: Option<Fence>,
+        scores: Vec<NewScore>,
+    ) -> Result<bool> {
         let _turn = self.bulk_turn().await;
         if let Db::Sqlite(p, ..) = self {
             // One prepared statement stepped per row through SQLite's own API (`raw`).
             return super::raw::with_connection(p, move |raw| {
                 raw.execute("BEGIN IMMEDIATE")?;
+                if let Some(f) = fence {
+                    let mut stmt = raw.prepare(FENCE)?;
+                    stmt.bind_i64(1, f.until)?;
+                    stmt.bind_i64(2, run_id)?;
+                    stmt.bind_i64(3, f.shard.into())?;
+                    stmt.bind_i64(4, f.attempt.into())?;
+                    stmt.run()?;
+                    drop(stmt);
+                    if raw.changes() != 1 {
+                        raw.execute("ROLLBACK")?;
+                        return Ok(false);
+                    }
+                }
                 let mut stmt = raw.prepare(&format!(
                     "INSERT INTO scores ({SCORE_COLUMNS}) VALUES (?1, ?2, ?3, ?4)"
                 ))?;
@@ -116,7 +166,8 @@ impl Db {
                     stmt.run()?;
                 }
                 drop(stmt);
-                raw.execute("COMMIT")
+                raw.execute("COMMIT")?;
+                Ok(true)
             })
             .await;
         }
@@ -124,6 +175,21 @@ impl Db {
             // Binary `COPY`, as ingest writes new days: 14.8 s for a million scores as
             // one `INSERT ... UNNEST` per page of 25,000.
             let mut tx = p.begin().await?;
+            if let Some(f) = fence {
+                // Locks the shard's row until the commit: a claim taking the shard back
+                // waits for this page and then sees the claim renewed.
+                let held = sqlx::query(FENCE)
+                    .bind(f.until)
+                    .bind(run_id)
+                    .bind(f.shard)
+                    .bind(f.attempt)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if held != 1 {
+                    return Ok(false);
+                }
+            }
             super::events::postgres::copy_in(
                 &mut tx,
                 &format!("COPY scores ({SCORE_COLUMNS}) FROM STDIN (FORMAT binary)"),
@@ -139,7 +205,7 @@ impl Db {
             .await?;
             tx.commit().await?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Closes a run: from now on it is the latest run readers see.

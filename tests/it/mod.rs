@@ -20,6 +20,7 @@ mod ops;
 mod playbook;
 mod receivers;
 mod scores;
+mod shards;
 mod sources;
 mod tables;
 mod ticks;
