@@ -259,3 +259,267 @@ both_backends!(
     a_shard_taken_back_is_redone_once,
     super::a_shard_taken_back_is_redone_once
 );
+
+/// A daemon process (`attune run`, the binary cargo built) on database `url`.
+fn daemon(url: &str, config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_attune"))
+        .args(["--db", url, "--config"])
+        .arg(config)
+        .args(["--log-format", "json", "run"])
+        .env("RUST_LOG", "info,sqlx=warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting attune run")
+}
+
+/// A config whose only tick is a full scoring run at `at` (every other schedule is a
+/// year away), in shards of 10,000 customers, with 3-second leases.
+fn one_run_at(dir: &std::path::Path, at: chrono::DateTime<chrono::Utc>) -> std::path::PathBuf {
+    use chrono::{Datelike as _, Timelike as _};
+    let never = "0 0 0 1 1 *";
+    let path = dir.join(format!("attune-{}.toml", at.timestamp()));
+    std::fs::write(
+        &path,
+        format!(
+            r#"[schedule]
+pull = "{never}"
+rescore = "{never}"
+score = "{} {} {} {} {} *"
+[retrain]
+schedule = "{never}"
+[scoring]
+shard_customers = 10000
+[worker]
+lease_secs = 3
+poll_interval_ms = 100
+shutdown_grace_secs = 2
+[http]
+enabled = false
+"#,
+            at.second(),
+            at.minute(),
+            at.hour(),
+            at.day(),
+            at.month()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The process that split run `run` (it holds the scoring lease while the run goes on).
+async fn run_holder(db: &Db, run: i64) -> String {
+    let Db::Postgres(p) = db else {
+        unreachable!("several daemons share PostgreSQL only")
+    };
+    sqlx::query_scalar::<_, Option<String>>("SELECT holder FROM scoring_runs WHERE id = $1")
+        .bind(run)
+        .fetch_one(p)
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// The process id in a holder's name (`PREFIX-HOST-PID-SUFFIX`).
+fn pid_of(holder: &str) -> Option<u32> {
+    holder.rsplit('-').nth(1)?.parse().ok()
+}
+
+/// Waits until run `trigger` has finished; its id. Panics with the logs after `limit`.
+async fn wait_finished(
+    db: &Db,
+    trigger: &str,
+    limit: std::time::Duration,
+    log: &std::path::Path,
+) -> i64 {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(run) = db.run_of_trigger(trigger).await.unwrap()
+            && run.finished_at.is_some()
+        {
+            return run.id;
+        }
+        if std::time::Instant::now() > deadline {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: String = text
+                .lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!("scoring run {trigger} did not finish within {limit:?}:\n{tail}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Three daemon processes on one PostgreSQL database share a scoring run over 200,000
+/// customers: every customer is scored once and the shards are worked by more than one
+/// daemon. Then, in two more runs, a daemon holding a shard is SIGKILLed mid-shard (the
+/// one that split the run, then one that only works shards): each run still finishes, the
+/// shard redone by another daemon, every customer once, its planning queued once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(attune_test_postgres),
+    ignore = "PostgreSQL: build and run with ATTUNE_TEST_POSTGRES_URL set"
+)]
+async fn three_daemons_share_a_run_and_one_killed_mid_run_loses_no_one() {
+    let t = TestDb::postgres().await;
+    let n: usize = std::env::var("ATTUNE_SHARDS_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let started = std::time::Instant::now();
+    let customers: Vec<attune::domain::Customer> = (0..n)
+        .map(|i| {
+            super::helpers::customer(
+                &format!("c{i:07}"),
+                super::helpers::d("2025-01-01"),
+                super::helpers::email_only(),
+            )
+        })
+        .collect();
+    for chunk in customers.chunks(20_000) {
+        t.db.upsert_customers(chunk).await.unwrap();
+    }
+    drop(customers);
+    eprintln!(
+        "seeded {n} customers in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("daemons.log");
+    let count = |run: i64| {
+        let db = t.db.clone();
+        async move {
+            (
+                scalar(
+                    &db,
+                    &format!("SELECT COUNT(*) FROM scores WHERE run_id = {run}"),
+                )
+                .await,
+                scalar(
+                    &db,
+                    &format!("SELECT COUNT(DISTINCT customer_id) FROM scores WHERE run_id = {run}"),
+                )
+                .await,
+            )
+        }
+    };
+
+    // One run, three daemons.
+    let at = chrono::Utc::now() + chrono::Duration::seconds(8);
+    let config = one_run_at(dir.path(), at);
+    let mut daemons: Vec<_> = (0..3).map(|_| daemon(&t.url, &config, &log)).collect();
+    let trigger = format!("score@{}", at.format("%Y-%m-%dT%H:%M:%SZ"));
+    let run = wait_finished(&t.db, &trigger, std::time::Duration::from_secs(300), &log).await;
+    let took = started.elapsed();
+    assert_eq!(count(run).await, (n as i64, n as i64));
+    let shards = t.db.run_shards(run).await.unwrap();
+    assert!(shards.len() >= 19, "{} shards", shards.len());
+    assert!(shards.iter().all(|s| s.status == "done"));
+    let holders: std::collections::HashSet<&str> =
+        shards.iter().filter_map(|s| s.holder.as_deref()).collect();
+    assert!(
+        holders.len() >= 2,
+        "one daemon did every shard: {holders:?}"
+    );
+    for d in &mut daemons {
+        d.kill().unwrap();
+        d.wait().unwrap();
+    }
+    eprintln!(
+        "three daemons: {n} customers in {} shards by {} daemons, run finished {:.1} s after the start",
+        shards.len(),
+        holders.len(),
+        took.as_secs_f64()
+    );
+
+    // Two more runs: in each a daemon is SIGKILLed while it holds a shard: first the one
+    // that split the run (it holds the scoring lease and waits for the run to finish),
+    // then one that only works shards.
+    for coordinator in [true, false] {
+        let at = chrono::Utc::now() + chrono::Duration::seconds(8);
+        let config = one_run_at(dir.path(), at);
+        let mut daemons: Vec<_> = (0..3).map(|_| daemon(&t.url, &config, &log)).collect();
+        let trigger = format!("score@{}", at.format("%Y-%m-%dT%H:%M:%SZ"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        let (killed_shard, killed_pid) = loop {
+            assert!(std::time::Instant::now() < deadline, "no shard ever ran");
+            if let Some(run) = t.db.run_of_trigger(&trigger).await.unwrap() {
+                let splitter = run_holder(&t.db, run.id).await;
+                let shards = t.db.run_shards(run.id).await.unwrap();
+                let done = shards.iter().filter(|s| s.status == "done").count();
+                let running = shards.iter().find(|s| {
+                    let Some(holder) = s.holder.as_deref() else {
+                        return false;
+                    };
+                    s.status == "running"
+                        && (holder == splitter) == coordinator
+                        && pid_of(holder).is_some_and(|p| daemons.iter().any(|d| d.id() == p))
+                });
+                if done >= 2
+                    && let Some(s) = running
+                {
+                    break (s.shard, pid_of(s.holder.as_deref().unwrap()).unwrap());
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        let i = daemons.iter().position(|d| d.id() == killed_pid).unwrap();
+        let mut dead = daemons.remove(i);
+        dead.kill().unwrap();
+        dead.wait().unwrap();
+        let killed_at = std::time::Instant::now();
+        let run = wait_finished(&t.db, &trigger, std::time::Duration::from_secs(300), &log).await;
+        let finished_after = killed_at.elapsed();
+        assert_eq!(count(run).await, (n as i64, n as i64));
+        let shards = t.db.run_shards(run).await.unwrap();
+        assert!(shards.iter().all(|s| s.status == "done"), "{shards:?}");
+        let redone = &shards[killed_shard as usize];
+        assert!(redone.attempts >= 2, "{redone:?}");
+        assert_ne!(redone.holder.as_deref().and_then(pid_of), Some(killed_pid));
+        let finished = t.db.scoring_run(run).await.unwrap().unwrap();
+        assert_eq!(finished.customers as usize, n);
+        // The planning that follows the run is queued once, whoever finished it.
+        let plan_key = format!("plan@run-{run}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let plans = loop {
+            let plans = scalar(
+                &t.db,
+                &format!("SELECT COUNT(*) FROM job_runs WHERE job_key = '{plan_key}'"),
+            )
+            .await;
+            if plans > 0 || std::time::Instant::now() > deadline {
+                break plans;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
+        assert_eq!(plans, 1, "{plan_key} queued {plans} times");
+        eprintln!(
+            "one of three daemons SIGKILLed holding shard {killed_shard} ({}): run finished {:.1} s after the kill, the shard redone at attempt {}, {n} customers once, its planning queued once",
+            if coordinator {
+                "the daemon that split the run"
+            } else {
+                "a daemon working shards only"
+            },
+            finished_after.as_secs_f64(),
+            redone.attempts
+        );
+        for d in &mut daemons {
+            d.kill().unwrap();
+            d.wait().unwrap();
+        }
+    }
+    t.cleanup().await;
+}
