@@ -953,10 +953,11 @@ async fn run_sweeper(ctx: JobContext, queues: Queues) {
     }
 }
 
-/// Offers again, on the shard queue, the shards of open runs that want a worker: those
-/// whose claim ran out (their holder died or stalled) and those queued for longer than a
-/// lease (their offer was taken by a daemon that died before claiming). Keyed by the
-/// shard, its attempts and the lease period, so daemons sweeping at once offer it once.
+/// Offers again, on the shard queue, the shards of open runs that want a worker
+/// ([`Db::shards_wanting_workers`]): those whose claim ran out (their holder died or
+/// stalled), and the queued shards of a run nobody is working (the daemon that split it
+/// died, and so did those its offers went to). Keyed by the shard, its attempts and the
+/// lease period, so daemons sweeping at once offer it once.
 pub async fn offer_waiting_shards(db: &Db, queues: &Queues, lease: i64) -> anyhow::Result<usize> {
     use score::OfferShards as _;
     let waiting = db.shards_wanting_workers(lease).await?;

@@ -341,16 +341,31 @@ impl Db {
         ))
     }
 
-    /// Shards of runs still open that want a worker: queued ones of runs split more than
-    /// `ttl` seconds ago, and running ones whose claim ran out. With their attempts.
+    /// Shards of runs still open that want a worker, with their attempts: running ones
+    /// whose claim ran out, and the queued ones of a run nobody has worked for `ttl`
+    /// seconds (no live claim, no shard finished since, split before that): their offers
+    /// went to daemons that died before claiming them. A run being worked keeps its queued
+    /// shards for the daemons already on it.
     pub async fn shards_wanting_workers(&self, ttl: i64) -> Result<Vec<(i64, i32, i32)>> {
         let now = now_secs();
         Ok(on_pool!(self, p => sqlx::query_as(
             "SELECT s.run_id, s.shard, s.attempts FROM run_shards s JOIN scoring_runs r ON r.id = s.run_id
-             WHERE s.status IN ('queued', 'running') AND r.finished_at IS NULL AND r.failed_at IS NULL
-               AND ((s.status = 'queued' AND r.started_at < $1) OR (s.status = 'running' AND s.lease_until < $2))
-             ORDER BY s.run_id, s.shard LIMIT 1000")
+             WHERE r.finished_at IS NULL AND r.failed_at IS NULL AND (
+                 (s.status = 'running' AND s.lease_until < $2)
+                 OR (s.status = 'queued' AND r.started_at < $1 AND NOT EXISTS (
+                     SELECT 1 FROM run_shards o WHERE o.run_id = s.run_id
+                       AND ((o.status = 'running' AND o.lease_until >= $2) OR o.finished_at >= $1))))
+             ORDER BY s.run_id, s.shard LIMIT 100")
             .bind(now - ttl).bind(now).fetch_all(p).await?))
+    }
+
+    /// The newest scoring run split into shards.
+    pub async fn latest_split_run(&self) -> Result<Option<super::ScoringRun>> {
+        let sql = format!(
+            "SELECT {} FROM scoring_runs WHERE shards IS NOT NULL ORDER BY id DESC LIMIT 1",
+            super::scores::RUN_COLUMNS
+        );
+        Ok(on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_optional(p).await?))
     }
 
     /// Shard counts of the newest split run by status, for `/metrics`: (run id, status,

@@ -221,13 +221,22 @@ async fn a_shard_taken_back_is_redone_once(t: &TestDb) {
             .unwrap()
     );
 
-    // The tick's job again: the same run, carried on.
-    let report = score::run(&ctx, &full(today, Some(tick))).await.unwrap();
-    assert_eq!(report.run_id, run);
-    let redone = t.db.run_shards(run).await.unwrap();
-    assert_eq!(redone[0].attempts, 2, "{redone:?}");
-    assert!(redone.iter().all(|s| s.status == "done"));
-    // The ghost's claim is fenced off: nothing it writes or finishes counts.
+    // Another daemon takes the shard back (its claim ran out): what the ghost wrote is
+    // gone, and while the shard is held again the ghost can neither write nor finish it.
+    let other =
+        t.db.claim_shard(run, Some(0), "other", -1)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(other.attempt, 2);
+    assert_eq!(
+        scalar(
+            &t.db,
+            &format!("SELECT COUNT(*) FROM scores WHERE run_id = {run}")
+        )
+        .await,
+        0
+    );
     assert!(
         !t.db
             .insert_shard_scores(&ghost, 60, bogus(&mine[..1]))
@@ -235,6 +244,28 @@ async fn a_shard_taken_back_is_redone_once(t: &TestDb) {
             .unwrap()
     );
     assert_eq!(t.db.finish_shard(&ghost, 2, "{}").await.unwrap(), None);
+    assert!(
+        t.db.insert_shard_scores(&other, -1, bogus(&mine))
+            .await
+            .unwrap()
+    );
+
+    // That daemon dies too. The tick's job again: the same run, carried on.
+    let report = score::run(&ctx, &full(today, Some(tick))).await.unwrap();
+    assert_eq!(report.run_id, run);
+    let redone = t.db.run_shards(run).await.unwrap();
+    assert_eq!(redone[0].attempts, 3, "{redone:?}");
+    assert!(redone.iter().all(|s| s.status == "done"));
+    // Neither old claim counts once the shard is done.
+    for old in [&ghost, &other] {
+        assert!(
+            !t.db
+                .insert_shard_scores(old, 60, bogus(&mine[..1]))
+                .await
+                .unwrap()
+        );
+        assert_eq!(t.db.finish_shard(old, 2, "{}").await.unwrap(), None);
+    }
     let got = scores_of(&t.db, run).await;
     assert_eq!(got.len(), reference.len());
     assert_eq!(got.len(), report.customers);
@@ -523,3 +554,95 @@ async fn three_daemons_share_a_run_and_one_killed_mid_run_loses_no_one() {
     }
     t.cleanup().await;
 }
+
+/// What the daemons' sweep offers again: a shard whose claim ran out, and the queued
+/// shards of a run nobody is working; not the queued shards of a run being worked. A
+/// shard that fails its last attempt fails its run, and no shard of it is claimed after.
+async fn stalled_shards_are_offered_again_and_a_failed_shard_fails_its_run(t: &TestDb) {
+    let today = attune::jobs::today();
+    let customers: Vec<attune::domain::Customer> = (0..30)
+        .map(|i| {
+            super::helpers::customer(
+                &format!("s{i:03}"),
+                super::helpers::d("2025-01-01"),
+                super::helpers::email_only(),
+            )
+        })
+        .collect();
+    t.db.upsert_customers(&customers).await.unwrap();
+    let (run, _) =
+        t.db.start_scoring_run("v", today, "test", "full", "a", None)
+            .await
+            .unwrap();
+    let ranges = t.db.shard_ranges(today, 10).await.unwrap();
+    assert_eq!(
+        ranges.iter().map(|r| r.planned).collect::<Vec<_>>(),
+        vec![10, 10, 10]
+    );
+    t.db.split_run(run, &ranges).await.unwrap();
+    // Split again (a retried job): the shards it has stay.
+    assert_eq!(t.db.split_run(run, &ranges[..1]).await.unwrap(), 3);
+    let wanting = |ttl: i64| {
+        let db = t.db.clone();
+        async move {
+            db.shards_wanting_workers(ttl)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(r, s, a)| {
+                    assert_eq!(r, run);
+                    (s, a)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // Just split, being worked: nothing to offer again.
+    let a =
+        t.db.claim_shard(run, Some(0), "a", 60)
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(wanting(60).await.is_empty());
+    // Its holder stops: the claim runs out and the shard is offered again, while the
+    // queued ones of a run split just now are not.
+    let b =
+        t.db.claim_shard(run, Some(1), "b", -1)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(wanting(60).await, vec![(1, 1)]);
+    // A run nobody works any more (split long ago, no live claim, nothing finished
+    // since): its queued shard is offered again too.
+    assert!(
+        t.db.release_shard(&a, "stopped", 5)
+            .await
+            .unwrap()
+            .as_deref()
+            == Some("queued")
+    );
+    assert_eq!(wanting(-5).await, vec![(0, 1), (1, 1), (2, 0)]);
+    // A shard failing on its last attempt fails the run; its shards are never claimed.
+    assert_eq!(
+        t.db.release_shard(&b, "boom", 1).await.unwrap().as_deref(),
+        Some("failed")
+    );
+    let (finished, failed) = t.db.run_state(run).await.unwrap();
+    assert!(!finished);
+    let failed = failed.unwrap();
+    assert!(
+        failed.contains("shard 1 failed after 1 attempts: boom"),
+        "{failed}"
+    );
+    assert!(
+        t.db.claim_shard(run, None, "c", 60)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(wanting(-5).await.is_empty());
+    assert!(!t.db.finish_scoring_run_once(run, 0).await.unwrap());
+}
+both_backends!(
+    stalled_shards_are_offered_again_and_a_failed_shard_fails_its_run,
+    super::stalled_shards_are_offered_again_and_a_failed_shard_fails_its_run
+);
