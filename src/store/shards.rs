@@ -122,7 +122,20 @@ impl Db {
         let rest = format!("SELECT COUNT(*) FROM customers WHERE id > $2 AND {active}");
         let mut out = Vec::new();
         let mut after = i64::MIN;
+        // One shard (SQLite): the count is the one walk.
+        let mut whole = per_shard == i64::MAX;
         loop {
+            if whole {
+                let (n,): (i64,) = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(rest.as_str()))
+                    .bind(day).bind(after).fetch_one(p).await?);
+                out.push(ShardRange {
+                    after_id: after,
+                    upto_id: i64::MAX,
+                    planned: n,
+                    ids: None,
+                });
+                break;
+            }
             let upto: Option<(i64,)> = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(boundary.as_str()))
                 .bind(day).bind(after).bind(per_shard - 1).fetch_optional(p).await?);
             match upto {
@@ -135,19 +148,7 @@ impl Db {
                     });
                     after = upto;
                 }
-                None => {
-                    let (n,): (i64,) = on_pool!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(rest.as_str()))
-                        .bind(day).bind(after).fetch_one(p).await?);
-                    if n > 0 || out.is_empty() {
-                        out.push(ShardRange {
-                            after_id: after,
-                            upto_id: i64::MAX,
-                            planned: n,
-                            ids: None,
-                        });
-                    }
-                    break;
-                }
+                None => whole = true,
             }
         }
         close_ranges(&mut out, per_shard);
