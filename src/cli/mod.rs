@@ -18,9 +18,10 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::domain::{NudgeStatus, RuleName};
+use crate::http::views;
 use crate::ingest::CustomerPreset;
 use crate::jobs::{self, JobContext};
-use crate::store::{DatabaseUrl, Db};
+use crate::store::{DatabaseUrl, Db, ShardRow};
 use output::Printer;
 
 #[derive(Debug, Parser)]
@@ -100,8 +101,9 @@ pub enum Command {
     /// Reports: uplift (does a rule's nudging change churn?).
     #[command(subcommand)]
     Report(playbook::ReportCommand),
-    /// The daemon's jobs: executions by kind and status, leases held now, and the latest
-    /// executions with their lag behind their tick and their errors.
+    /// The daemon's jobs: executions by kind and status, leases held now, the shards of the
+    /// latest scoring run split into shards, and the latest executions with their lag
+    /// behind their tick and their errors.
     Jobs {
         /// Only executions of this status: queued, running, succeeded, skipped, failed,
         /// aborted, dead, interrupted or lost.
@@ -640,11 +642,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let counts = db.job_run_counts().await?;
             let leases = db.live_leases().await?;
             let runs = db.job_runs(status.as_deref(), limit).await?;
+            let split = db.latest_split().await?;
             if out.json {
                 return out.message(
                     &serde_json::json!({
                         "counts": counts.iter().map(|(k, s, n)| serde_json::json!({"kind": k, "status": s, "count": n})).collect::<Vec<_>>(),
                         "leases": leases,
+                        "shards": split,
                         "runs": runs,
                     }),
                     "",
@@ -668,6 +672,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if leases.is_empty() {
                 println!("  none");
+            }
+            println!("shards of the latest split scoring run:");
+            match &split {
+                Some(split) => {
+                    println!(
+                        "  {}",
+                        views::shard_progress(
+                            &split.run,
+                            split.failed.as_deref(),
+                            &split.shards,
+                            fmt_time
+                        )
+                    );
+                    for s in split.shards.iter().filter(|s| {
+                        matches!(s.status.as_str(), "running" | "failed")
+                            || s.attempts > 1
+                            || s.error.is_some()
+                    }) {
+                        println!("  {}", shard_line(s));
+                    }
+                }
+                None => println!("  none yet"),
             }
             println!("latest executions:");
             for r in &runs {
@@ -1183,6 +1209,35 @@ async fn demo(
         );
     }
     jobs::daemon::run_serving(ctx, desk, jobs::daemon::shutdown_signal()).await
+}
+
+/// A shard worth a look (running, failed, tried again or given back) in a line: `shard 3 (ids 30001 to
+/// 40000): running on host-2-score, attempt 2, since 2026-12-07 10:00:00Z`.
+fn shard_line(s: &ShardRow) -> String {
+    let holder = s.holder.as_deref().unwrap_or("no one");
+    let mut line = format!(
+        "shard {} ({}): {}",
+        s.shard,
+        views::id_range(s.after_id, s.upto_id),
+        s.status
+    );
+    match s.status.as_str() {
+        "queued" if s.attempts > 0 => line.push_str(&format!(
+            " again after {}, the last on {holder}",
+            views::counted(s.attempts.into(), "attempt", "attempts")
+        )),
+        "queued" => {}
+        _ => line.push_str(&format!(" on {holder}, attempt {}", s.attempts)),
+    }
+    if s.status == "running"
+        && let Some(at) = s.started_at
+    {
+        line.push_str(&format!(", since {}", fmt_time(at)));
+    }
+    if let Some(e) = &s.error {
+        line.push_str(&format!(": {e}"));
+    }
+    line
 }
 
 /// Unix seconds as UTC, for people.

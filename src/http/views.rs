@@ -51,12 +51,12 @@ pub fn path_segment(raw: &str) -> String {
     out
 }
 
-/// `12.3%`.
 /// A count with its noun, singular for one: `1 customer`, `1,204 customers`.
 pub fn counted(n: i64, one: &str, many: &str) -> String {
     format!("{} {}", count(n), if n == 1 { one } else { many })
 }
 
+/// `12.3%`.
 pub fn percent(share: f64) -> String {
     if share.is_finite() {
         format!("{:.1}%", share * 100.0)
@@ -128,6 +128,72 @@ pub fn channel_pause(name: &str, failures: i64, until: i64, reason: Option<&str>
         s.push_str(&format!(": {r}"));
     }
     s
+}
+
+/// A span of time, to the second under a minute and coarser after: `42 s`, `3 min 20 s`,
+/// `2 h 5 min`.
+pub fn duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min {} s", secs / 60, secs % 60),
+        _ => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// The customer ids of a shard's range `(after_id, upto_id]` in words: `ids 10001 to
+/// 20000`; the first and last shards are open-ended (`ids up to 10000`, `ids above
+/// 190000`), and a run in one shard takes `all ids`.
+pub fn id_range(after_id: i64, upto_id: i64) -> String {
+    match (after_id == i64::MIN, upto_id == i64::MAX) {
+        (true, true) => "all ids".into(),
+        (true, false) => format!("ids up to {upto_id}"),
+        (false, true) => format!("ids above {after_id}"),
+        (false, false) if after_id.saturating_add(1) == upto_id => format!("id {upto_id}"),
+        (false, false) => format!("ids {} to {upto_id}", after_id.saturating_add(1)),
+    }
+}
+
+/// The order a split run's shards are counted in: what is done first. The same statuses
+/// as [`crate::store::SHARD_STATUSES`] (a test keeps them so).
+pub const SHARD_PROGRESS: [&str; 4] = ["done", "running", "queued", "failed"];
+
+/// Where a scoring run split into shards stands, in a line (`attune jobs` and the desk's
+/// jobs page): `scoring run 12 (full, as of 2026-12-07): 20 shards: 14 done, 3 running, 3
+/// queued, 0 failed; 140,000 of 200,000 customers scored`, and how it ended once it has
+/// (`finished at ...`, with `time` formatting the instant, or `failed: why`). Customers
+/// are those the shards planned when the run was split and those the finished ones scored.
+pub fn shard_progress(
+    run: &crate::store::ScoringRun,
+    failed: Option<&str>,
+    shards: &[crate::store::ShardRow],
+    time: impl Fn(i64) -> String,
+) -> String {
+    let counts = SHARD_PROGRESS
+        .iter()
+        .map(|status| {
+            let n = shards.iter().filter(|s| s.status == *status).count();
+            format!("{} {status}", count(n as i64))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let planned: i64 = shards.iter().map(|s| s.planned).sum();
+    let scored: i64 = shards.iter().filter_map(|s| s.scored).sum();
+    let mut line = format!(
+        "scoring run {} ({}, as of {}): {}: {counts}; {} of {} scored",
+        run.id,
+        label(&run.scope),
+        run.as_of,
+        counted(shards.len() as i64, "shard", "shards"),
+        count(scored),
+        counted(planned, "customer", "customers"),
+    );
+    if let Some(why) = failed {
+        line.push_str(&format!("; failed: {why}"));
+    } else if let Some(at) = run.finished_at {
+        line.push_str(&format!("; finished at {}", time(at)));
+    }
+    line
 }
 
 /// What an event's value means, in words.
@@ -320,6 +386,84 @@ pub fn sparkline(title: &str, points: &[(i64, f64)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_read_in_words() {
+        let mut shown = SHARD_PROGRESS.to_vec();
+        let mut stored = crate::store::SHARD_STATUSES.to_vec();
+        shown.sort_unstable();
+        stored.sort_unstable();
+        assert_eq!(shown, stored, "every shard status is counted once");
+        assert_eq!(id_range(i64::MIN, i64::MAX), "all ids");
+        assert_eq!(id_range(i64::MIN, 10000), "ids up to 10000");
+        assert_eq!(id_range(10000, 20000), "ids 10001 to 20000");
+        assert_eq!(id_range(6, 7), "id 7");
+        assert_eq!(id_range(190000, i64::MAX), "ids above 190000");
+        assert_eq!(duration(-3), "0 s");
+        assert_eq!(duration(59), "59 s");
+        assert_eq!(duration(200), "3 min 20 s");
+        assert_eq!(duration(7500), "2 h 5 min");
+    }
+
+    #[test]
+    fn a_split_run_reads_as_a_line() {
+        let run = crate::store::ScoringRun {
+            id: 12,
+            model_version: "v1".into(),
+            as_of: "2026-12-07".parse().unwrap(),
+            trigger: "score@2026-12-07T02:00:00Z".into(),
+            started_at: 0,
+            finished_at: None,
+            customers: 0,
+            scope: "full".into(),
+            pruned_at: None,
+        };
+        let shard =
+            |shard: i32, status: &str, planned: i64, scored: Option<i64>| crate::store::ShardRow {
+                run_id: 12,
+                shard,
+                after_id: i64::from(shard) * 10,
+                upto_id: i64::from(shard) * 10 + 10,
+                planned,
+                status: status.into(),
+                holder: None,
+                attempts: 1,
+                lease_until: None,
+                started_at: None,
+                finished_at: None,
+                scored,
+                error: None,
+            };
+        let shards = [
+            shard(0, "done", 70_000, Some(70_000)),
+            shard(1, "done", 70_000, Some(70_000)),
+            shard(2, "running", 60_000, None),
+        ];
+        assert_eq!(
+            shard_progress(&run, None, &shards, time),
+            "scoring run 12 (full, as of 2026-12-07): 3 shards: 2 done, 1 running, 0 queued, \
+             0 failed; 140,000 of 200,000 customers scored"
+        );
+        let one = [shard(0, "done", 1, Some(1))];
+        let finished = crate::store::ScoringRun {
+            finished_at: Some(1_796_608_800),
+            ..run.clone()
+        };
+        assert_eq!(
+            shard_progress(&finished, None, &one, time),
+            "scoring run 12 (full, as of 2026-12-07): 1 shard: 1 done, 0 running, 0 queued, \
+             0 failed; 1 of 1 customer scored; finished at 2026-12-07 02:00 UTC"
+        );
+        assert!(
+            shard_progress(
+                &run,
+                Some("shard 2 failed after 3 attempts: boom"),
+                &one,
+                time
+            )
+            .ends_with("; failed: shard 2 failed after 3 attempts: boom")
+        );
+    }
 
     #[test]
     fn numbers_read_like_numbers() {

@@ -60,7 +60,7 @@ pub use review::{
     Refused, ReviewNudge, RunScore, STATUSES, ScorePoint, TimelineEvent, complaints_from_events,
 };
 pub use scores::{DriverKeys, NewScore, ScoreRow, ScoringRun, StoredDrivers};
-pub use shards::{SHARD_STATUSES, ShardClaim, ShardRange, ShardRow, ranges_of_ids};
+pub use shards::{SHARD_STATUSES, ShardClaim, ShardRange, ShardRow, SplitRun, ranges_of_ids};
 pub use ticks::TickClaim;
 pub use users::{Principal, Role, SessionRow, TokenInfo, TokenRow, UserRow, validate_user_name};
 

@@ -47,6 +47,15 @@ pub struct ShardRow {
     pub error: Option<String>,
 }
 
+/// A scoring run with its shards ([`Db::latest_split`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SplitRun {
+    pub run: super::ScoringRun,
+    /// Why the run failed, if it did.
+    pub failed: Option<String>,
+    pub shards: Vec<ShardRow>,
+}
+
 /// The statuses a shard can have, in the order they are shown.
 pub const SHARD_STATUSES: [&str; 4] = ["queued", "running", "done", "failed"];
 
@@ -300,7 +309,12 @@ impl Db {
             {
                 sqlx::query("UPDATE scoring_runs SET failed_at = $1, error = $2 WHERE id = $3 AND finished_at IS NULL AND failed_at IS NULL")
                     .bind(now_secs())
-                    .bind(format!("shard {} failed after {} attempts: {error}", claim.shard, claim.attempt))
+                    .bind(format!(
+                        "shard {} failed after {} attempt{}: {error}",
+                        claim.shard,
+                        claim.attempt,
+                        if claim.attempt == 1 { "" } else { "s" }
+                    ))
                     .bind(claim.run_id)
                     .execute(&mut *tx).await?;
             }
@@ -358,6 +372,21 @@ impl Db {
                        AND ((o.status = 'running' AND o.lease_until >= $2) OR o.finished_at >= $1))))
              ORDER BY s.run_id, s.shard LIMIT 100")
             .bind(now - ttl).bind(now).fetch_all(p).await?))
+    }
+
+    /// The newest scoring run split into shards, why it failed if it did, and its shards:
+    /// what `attune jobs` and the desk's jobs page show.
+    pub async fn latest_split(&self) -> Result<Option<SplitRun>> {
+        let Some(run) = self.latest_split_run().await? else {
+            return Ok(None);
+        };
+        let (_, failed) = self.run_state(run.id).await?;
+        let shards = self.run_shards(run.id).await?;
+        Ok(Some(SplitRun {
+            run,
+            failed,
+            shards,
+        }))
     }
 
     /// The newest scoring run split into shards.

@@ -210,3 +210,58 @@ pub async fn scalar(db: &Db, sql: &str) -> i64 {
             .unwrap(),
     }
 }
+
+/// A full scoring run as of 2026-12-07 split into five shards of customer ids, one in each
+/// state a shard can be in, as `attune jobs` and the desk's jobs page show them: shards 0
+/// and 1 done (100 and 98 of 100 scored), 2 running on `host-b-score` at its second
+/// attempt (`host-a-score` gave it back), 3 failed on `host-c-score` with `boom` (which
+/// fails the run), 4 queued, never tried (50 planned). Returns the run's id.
+pub async fn a_run_in_every_shard_state(db: &Db) -> i64 {
+    use attune::store::ShardRange;
+    let (run, _) = db
+        .start_scoring_run("v1", d("2026-12-07"), "test", "full", "host-a", None)
+        .await
+        .unwrap();
+    let bounds = [i64::MIN, 100, 200, 300, 400, i64::MAX];
+    let ranges: Vec<ShardRange> = bounds
+        .windows(2)
+        .map(|w| ShardRange {
+            after_id: w[0],
+            upto_id: w[1],
+            planned: if w[1] == i64::MAX { 50 } else { 100 },
+            ids: None,
+        })
+        .collect();
+    assert_eq!(db.split_run(run, &ranges).await.unwrap(), 5);
+    let claim = |shard: i32, holder: &'static str| {
+        let db = db.clone();
+        async move {
+            db.claim_shard(run, Some(shard), holder, 600)
+                .await
+                .unwrap()
+                .expect("a queued shard is claimed")
+        }
+    };
+    for (shard, scored) in [(0, 100), (1, 98)] {
+        let c = claim(shard, "host-a-score").await;
+        assert!(db.finish_shard(&c, scored, "{}").await.unwrap().is_some());
+    }
+    let given_back = claim(2, "host-a-score").await;
+    assert_eq!(
+        db.release_shard(&given_back, "stopped", 5)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("queued")
+    );
+    assert_eq!(claim(2, "host-b-score").await.attempt, 2);
+    let failing = claim(3, "host-c-score").await;
+    assert_eq!(
+        db.release_shard(&failing, "boom", 0)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("failed")
+    );
+    run
+}

@@ -2,7 +2,8 @@
 
 use attune::store::{DatabaseUrl, Db};
 
-use super::helpers::{TestDb, scalar};
+use super::helpers::{TestDb, a_run_in_every_shard_state, scalar};
+use crate::both_backends;
 
 /// `attune backup PATH` writes a database that opens and holds what the original holds;
 /// it never overwrites a file; on PostgreSQL it points at pg_dump.
@@ -176,3 +177,81 @@ fn config_check_names_its_file_and_run_help_its_settings() {
         "{help}"
     );
 }
+
+/// `attune jobs` (the binary, on database `url`) with `args`: what it printed.
+fn attune_jobs(url: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_attune"))
+        .args(["--db", url, "jobs"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `attune jobs` shows the newest scoring run split into shards after the leases: how many
+/// shards are in each state and how many customers are scored, how the run ended, and a
+/// line for each shard worth a look (running, failed, tried again) with its ids in words,
+/// holder, attempt and error; `--json` has the run and every shard. Before any run is
+/// split it says so.
+async fn jobs_shows_the_shards_of_the_latest_split_run(t: &TestDb) {
+    let text = attune_jobs(&t.url, &[]);
+    assert!(
+        text.contains("leases held now:\n  none\nshards of the latest split scoring run:\n  none yet\nlatest executions:"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&attune_jobs(&t.url, &["--json"])).unwrap();
+    assert_eq!(json["shards"], serde_json::Value::Null, "{json}");
+
+    let run = a_run_in_every_shard_state(&t.db).await;
+    let text = attune_jobs(&t.url, &[]);
+    let summary = format!(
+        "shards of the latest split scoring run:\n  scoring run {run} (full, as of 2026-12-07): \
+         5 shards: 2 done, 1 running, 1 queued, 1 failed; 198 of 450 customers scored; \
+         failed: shard 3 failed after "
+    );
+    assert!(text.contains(&summary), "{text}");
+    assert!(
+        text.contains("\n  shard 2 (ids 201 to 300): running on host-b-score, attempt 2, since "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  shard 3 (ids 301 to 400): failed on host-c-score, attempt 1: boom\n"),
+        "{text}"
+    );
+    for quiet in ["shard 0 (", "shard 1 (", "shard 4 ("] {
+        assert!(
+            !text.contains(quiet),
+            "a shard done or never tried has no line of its own: {text}"
+        );
+    }
+
+    let json: serde_json::Value = serde_json::from_str(&attune_jobs(&t.url, &["--json"])).unwrap();
+    let split = &json["shards"];
+    assert_eq!(split["run"]["id"], run, "{json}");
+    assert_eq!(split["run"]["scope"], "full");
+    assert!(
+        split["failed"].as_str().unwrap().ends_with(": boom"),
+        "{split}"
+    );
+    let shards = split["shards"].as_array().unwrap();
+    let field = |name: &str| shards.iter().map(|s| s[name].clone()).collect::<Vec<_>>();
+    assert_eq!(
+        field("status"),
+        ["done", "done", "running", "failed", "queued"]
+    );
+    assert_eq!(field("attempts"), [1, 1, 2, 1, 0]);
+    assert_eq!(shards[2]["holder"], "host-b-score");
+    assert_eq!(shards[3]["error"], "boom");
+    assert_eq!(field("scored")[..2], [100, 98]);
+    assert_eq!(field("planned"), [100, 100, 100, 100, 50]);
+}
+both_backends!(
+    jobs_shows_the_shards_of_the_latest_split_run,
+    super::jobs_shows_the_shards_of_the_latest_split_run
+);

@@ -630,7 +630,7 @@ async fn stalled_shards_are_offered_again_and_a_failed_shard_fails_its_run(t: &T
     assert!(!finished);
     let failed = failed.unwrap();
     assert!(
-        failed.contains("shard 1 failed after 1 attempts: boom"),
+        failed.contains("shard 1 failed after 1 attempt: boom"),
         "{failed}"
     );
     assert!(

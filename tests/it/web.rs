@@ -922,6 +922,45 @@ async fn jobs_page(t: &TestDb) {
 }
 both_backends!(web_jobs_page_shows_executions, super::jobs_page);
 
+/// The jobs page shows the shards of the newest scoring run split into shards, with the
+/// line `attune jobs` prints and a row per shard: its ids in words, customers planned,
+/// status, holder, attempts, scored, how long it took or since when it runs, and its
+/// error; before any run is split it says so.
+async fn jobs_page_shows_shards(t: &TestDb) {
+    let d = desk(t).await;
+    let (cookie, _) = sign_in(&d, "viewer").await;
+    let html = page(&d, "/jobs", &cookie).await.text();
+    assert!(
+        html.contains("None yet: no scoring run has been split into shards."),
+        "{html}"
+    );
+    assert!(!html.contains("id=\"shards\""));
+
+    let run = super::helpers::a_run_in_every_shard_state(&t.db).await;
+    let a = page(&d, "/jobs", &cookie).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let html = a.text();
+    let summary = format!(
+        "<p id=\"shard-progress\">scoring run {run} (full, as of 2026-12-07): 5 shards: \
+         2 done, 1 running, 1 queued, 1 failed; 198 of 450 customers scored; failed: shard 3 \
+         failed after "
+    );
+    for words in [
+        format!("<h2>Shards of scoring run {run}</h2>"),
+        summary,
+        "<tr data-shard=\"0\" data-status=\"done\">\n  <td>0</td><td>ids up to 100</td><td>100</td><td>done</td><td class=\"small\">host-a-score</td>\n  <td>1</td><td>100</td><td>took ".into(),
+        "<td>1</td><td>ids 101 to 200</td><td>100</td><td>done</td>".into(),
+        "<tr data-shard=\"2\" data-status=\"running\">\n  <td>2</td><td>ids 201 to 300</td><td>100</td><td>running</td><td class=\"small\">host-b-score</td>\n  <td>2</td><td></td><td>since ".into(),
+        "<td>3</td><td>ids 301 to 400</td><td>100</td><td>failed</td><td class=\"small\">host-c-score</td>\n  <td>1</td><td></td><td>started ".into(),
+        "<td class=\"small\">boom</td>".into(),
+        "<tr data-shard=\"4\" data-status=\"queued\">\n  <td>4</td><td>ids above 400</td><td>50</td><td>queued</td><td class=\"small\"></td>\n  <td>0</td><td></td><td></td><td class=\"small\"></td>".into(),
+    ] {
+        assert!(html.contains(&words), "the jobs page shows {words:?}: {html}");
+    }
+    assert!(!html.contains("None yet: no scoring run"));
+}
+both_backends!(web_jobs_page_shows_shards, super::jobs_page_shows_shards);
+
 /// The text a person sees on a page: tags, the head and the stylesheet removed, entities
 /// decoded.
 fn visible_text(html: &str) -> String {

@@ -23,7 +23,45 @@ pub(super) struct JobsPage {
     statuses: Vec<Opt>,
     counts: Vec<(String, String, i64)>,
     leases: Vec<(String, String, String)>,
+    /// The newest scoring run split into shards: its id, where it stands in a line, and
+    /// every shard.
+    split: Option<(i64, String, Vec<ShardView>)>,
     runs: Vec<JobView>,
+}
+
+/// A shard of a scoring run, in words.
+pub(super) struct ShardView {
+    shard: i32,
+    range: String,
+    planned: String,
+    status: String,
+    holder: String,
+    attempts: i32,
+    scored: String,
+    /// How long it took, or since when it runs.
+    time: String,
+    error: String,
+}
+
+impl ShardView {
+    fn of(s: &crate::store::ShardRow) -> ShardView {
+        ShardView {
+            shard: s.shard,
+            range: views::id_range(s.after_id, s.upto_id),
+            planned: views::count(s.planned),
+            status: s.status.clone(),
+            holder: s.holder.clone().unwrap_or_default(),
+            attempts: s.attempts,
+            scored: s.scored.map(views::count).unwrap_or_default(),
+            time: match (s.status.as_str(), s.started_at, s.finished_at) {
+                ("done", Some(from), Some(to)) => format!("took {}", views::duration(to - from)),
+                ("running", Some(from), _) => format!("since {}", views::time(from)),
+                ("failed", Some(from), _) => format!("started {}", views::time(from)),
+                _ => String::new(),
+            },
+            error: s.error.clone().unwrap_or_default(),
+        }
+    }
 }
 
 pub(super) struct JobView {
@@ -40,7 +78,8 @@ pub(super) struct JobView {
 }
 
 /// The daemon's jobs, as `attune jobs` shows them: executions by kind and status, leases
-/// held now, the latest executions with their lag, outcome and error.
+/// held now, the shards of the latest scoring run split into shards, the latest executions
+/// with their lag, outcome and error.
 pub(super) async fn jobs(
     State(state): State<AppState>,
     PageUser(s): PageUser,
@@ -64,6 +103,18 @@ pub(super) async fn jobs(
     let counts = db.job_run_counts().await?;
     let leases = db.live_leases().await?;
     let runs = db.job_runs(status, 100).await?;
+    let split = db.latest_split().await?.map(|split| {
+        (
+            split.run.id,
+            views::shard_progress(
+                &split.run,
+                split.failed.as_deref(),
+                &split.shards,
+                views::time,
+            ),
+            split.shards.iter().map(ShardView::of).collect(),
+        )
+    });
     let page = JobsPage {
         nav: nav(&s, "jobs"),
         status: status.unwrap_or_default().to_owned(),
@@ -76,6 +127,7 @@ pub(super) async fn jobs(
             .into_iter()
             .map(|l| (l.name, l.holder, views::time(l.expires_at)))
             .collect(),
+        split,
         runs: runs
             .iter()
             .map(|r| JobView {
