@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One scoring run shared by 1, 2 and 3 daemons on one PostgreSQL (issue 22), beside the
 # same run by `attune score` alone (one process, no daemon), on the same database in the
-# same run. A simulated export is imported and a model trained once; then for each count
-# of daemons, a config whose only tick is a full scoring run 8 s ahead, the daemons
-# started, and the run timed from its tick to its close (polled every 0.1 s). Each
-# daemon's /metrics gives the shards it did and their seconds; run_shards gives the
-# shards' holders; /proc gives each daemon's peak memory.
+# same run. A simulated export is imported, a model trained and the database vacuumed
+# once; then for each count of daemons, a config whose only tick is a full scoring run 8 s
+# ahead, the daemons started, and the run timed from its tick to its close (polled every
+# 0.1 s), with the CPU seconds the daemons and the whole machine (PostgreSQL too) spent
+# meanwhile. run_shards gives the shards' holders; /proc each daemon's peak memory.
 #
 #   bench/shards.sh BIN [CUSTOMERS=1000000] [SHARD_CUSTOMERS=100000] [PG=postgres://postgres@127.0.0.1:5432]
 set -euo pipefail
@@ -30,23 +30,36 @@ t0=$(date +%s.%N)
 "$BIN" --db "$URL" import customers export/customers.csv >/dev/null 2>&1
 for f in export/events-*.csv; do "$BIN" --db "$URL" import events "$f" >/dev/null 2>&1; done
 "$BIN" --db "$URL" train --from-db >/dev/null 2>&1
-echo "set-up (simulate, import, train): $(echo "$(date +%s.%N) - $t0" | bc) s" >&2
+# What autovacuum does after a bulk load, done now rather than during the first run.
+psql "$URL" -qc "VACUUM ANALYZE"
+echo "set-up (simulate, import, train, vacuum): $(echo "$(date +%s.%N) - $t0" | bc) s" >&2
+# CPU seconds the whole machine has spent (every process: the daemons and PostgreSQL).
+machine_cpu() { awk '/^cpu / {printf "%.2f", ($2 + $3 + $4 + $7 + $8) / 100}' /proc/stat; }
+# CPU seconds process $1 has spent.
+proc_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 active=$(q "SELECT COUNT(*) FROM customers WHERE signup_date <= CURRENT_DATE AND (churned_on IS NULL OR churned_on > CURRENT_DATE)")
 
-# The anchor: the same run by one process, the command a user runs by hand.
+# The anchor: the same run by one process, the command a user runs by hand; once before
+# the daemons' runs and once after.
 cat > alone.toml <<TOML
 [scoring]
 shard_customers = $SHARD
 TOML
-/usr/bin/time -f "%e %M" -o alone.time "$BIN" --db "$URL" --config alone.toml score >/dev/null 2>alone.log
-read -r alone_s alone_kb < alone.time
-alone_run=$(q "SELECT MAX(id) FROM scoring_runs")
-alone_shards=$(q "SELECT COUNT(*) FROM run_shards WHERE run_id = $alone_run")
+alone() {
+  local c0; c0=$(machine_cpu)
+  /usr/bin/time -f "%e %M %U %S" -o alone.time "$BIN" --db "$URL" --config alone.toml score >/dev/null 2>alone.log
+  local c1; c1=$(machine_cpu)
+  read -r alone_s alone_kb alone_u alone_sys < alone.time
+  local run; run=$(q "SELECT MAX(id) FROM scoring_runs")
+  local shards; shards=$(q "SELECT COUNT(*) FROM run_shards WHERE run_id = $run")
+  printf "%-30s %8.2f %7s %8s %12s %14s %10s %10s %s\n" "attune score (one process) $1" "$alone_s" "$shards" "-" \
+    "$(echo "$alone_u + $alone_sys" | bc)" "$(echo "$c1 - $c0" | bc)" \
+    "$(q "SELECT customers FROM scoring_runs WHERE id = $run")" "-" "$((alone_kb / 1024))"
+}
 
 printf "%s customers (%s active on the run's day), shards of about %s customers\n" "$CUSTOMERS" "$active" "$SHARD"
-printf "%-28s %8s %7s %8s %10s %10s %14s %s\n" "scoring run" "seconds" "shards" "daemons" "s/shard" "scored" "lag to start" "peak MB per process"
-printf "%-28s %8.2f %7s %8s %10s %10s %14s %s\n" "attune score (one process)" "$alone_s" "$alone_shards" "-" \
-  "$(echo "scale=2; $alone_s / $alone_shards" | bc)" "$(q "SELECT customers FROM scoring_runs WHERE id = $alone_run")" "-" "$((alone_kb / 1024))"
+printf "%-30s %8s %7s %8s %12s %14s %10s %10s %s\n" "scoring run" "seconds" "shards" "daemons" "attune CPU s" "machine CPU s" "scored" "lag" "peak MB per process"
+alone "(first)"
 
 for k in 1 2 3; do
   at=$(( $(date +%s) + 8 ))
@@ -73,29 +86,30 @@ TOML
     PIDS+=($!)
   done
   trigger="score@$(date -u -d "@$at" +%Y-%m-%dT%H:%M:%SZ)"
+  while [ "$(date +%s)" -lt "$at" ]; do sleep 0.05; done
+  c0=$(machine_cpu); p0=0
+  for i in $(seq 1 "$k"); do p0=$(echo "$p0 + $(proc_cpu "${PIDS[$(( ${#PIDS[@]} - k + i - 1 ))]}")" | bc); done
   while :; do
     fin=$(q "SELECT finished_at FROM scoring_runs WHERE trigger = '$trigger' AND finished_at IS NOT NULL")
     [ -n "$fin" ] && break
     sleep 0.1
   done
   done_at=$(date +%s.%N)
+  c1=$(machine_cpu); p1=0
   run=$(q "SELECT id FROM scoring_runs WHERE trigger = '$trigger'")
   started=$(q "SELECT started_at FROM scoring_runs WHERE id = $run")
   peaks=""
-  shards_s=0; shards_n=0
   for i in $(seq 1 "$k"); do
     pid=${PIDS[$(( ${#PIDS[@]} - k + i - 1 ))]}
+    p1=$(echo "$p1 + $(proc_cpu "$pid")" | bc)
     peaks="$peaks $(awk '/VmHWM/ {print int($2/1024)}' "/proc/$pid/status")"
-    m=$(curl -sf "http://127.0.0.1:${ports[$((i - 1))]}/metrics" || true)
-    s=$(echo "$m" | awk '/^attune_scoring_shard_duration_seconds_sum\{outcome="done"\}/ {print $2}')
-    c=$(echo "$m" | awk '/^attune_scoring_shard_duration_seconds_count\{outcome="done"\}/ {print $2}')
-    shards_s=$(echo "$shards_s + ${s:-0}" | bc); shards_n=$((shards_n + ${c:-0}))
   done
   holders=$(q "SELECT COUNT(DISTINCT holder) FROM run_shards WHERE run_id = $run")
   n_shards=$(q "SELECT COUNT(*) FROM run_shards WHERE run_id = $run")
-  printf "%-28s %8.2f %7s %8s %10s %10s %14s %s\n" "$k daemon(s), from the tick" \
+  printf "%-30s %8.2f %7s %8s %12s %14s %10s %10s %s\n" "$k daemon(s), from the tick" \
     "$(echo "$done_at - $at" | bc)" "$n_shards" "$holders of $k" \
-    "$(echo "scale=2; $shards_s / $shards_n" | bc)" "$(q "SELECT customers FROM scoring_runs WHERE id = $run")" \
+    "$(echo "$p1 - $p0" | bc)" "$(echo "$c1 - $c0" | bc)" \
+    "$(q "SELECT customers FROM scoring_runs WHERE id = $run")" \
     "$((started - at)) s" "$peaks"
   dup=$(q "SELECT COUNT(*) - COUNT(DISTINCT customer_id) FROM scores WHERE run_id = $run")
   [ "$dup" = 0 ] || echo "  $dup customers scored twice!"
@@ -109,4 +123,5 @@ TOML
   q "DELETE FROM apalis.jobs WHERE job_type = 'attune.plan'" >/dev/null
   q "UPDATE job_runs SET status = 'interrupted', finished_at = EXTRACT(EPOCH FROM now())::bigint WHERE status IN ('queued', 'running')" >/dev/null
 done
-echo "s/shard: the mean seconds a daemon took over a shard (its /metrics); peak MB: VmHWM of each daemon, or of attune score"
+alone "(again)"
+echo "attune CPU s: user and system seconds of attune's processes over the run; machine CPU s: of every process (attune and PostgreSQL) from /proc/stat; lag: the run's start behind its tick; peak MB: VmHWM of each daemon, or of attune score"

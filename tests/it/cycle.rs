@@ -139,18 +139,9 @@ async fn planning_after_a_rescore_keeps_the_others(t: &TestDb) {
         .map(|(n, id)| ((*n).clone(), **id))
         .collect();
     assert_eq!(changed.len(), 10);
-    let now = chrono::Utc::now();
     let events: Vec<attune::domain::ActivityEvent> = changed
         .iter()
-        .map(|(name, _)| attune::domain::ActivityEvent {
-            customer: attune::domain::CustomerId::parse(name).unwrap(),
-            kind: attune::domain::Meaning::Login.code(),
-            occurred_at: now - chrono::Duration::minutes(5),
-            value: None,
-            attributes: Default::default(),
-            source: "app".into(),
-            source_event_id: format!("rescore-{name}"),
-        })
+        .map(|(name, _)| super::helpers::login_now(name, "rescore"))
         .collect();
     let stored = t.db.insert_events(&events).await.unwrap();
     assert_eq!(stored.customers_changed, 10);

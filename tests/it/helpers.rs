@@ -265,3 +265,17 @@ pub async fn a_run_in_every_shard_state(db: &Db) -> i64 {
     );
     run
 }
+
+/// A login by customer `name` five minutes ago, from source `app`, with event id
+/// `{prefix}-{name}`: activity that marks the customer for a re-score.
+pub fn login_now(name: &str, prefix: &str) -> attune::domain::ActivityEvent {
+    attune::domain::ActivityEvent {
+        customer: CustomerId::parse(name).unwrap(),
+        kind: attune::domain::Meaning::Login.code(),
+        occurred_at: chrono::Utc::now() - chrono::Duration::minutes(5),
+        value: None,
+        attributes: Default::default(),
+        source: "app".into(),
+        source_event_id: format!("{prefix}-{name}"),
+    }
+}

@@ -118,19 +118,10 @@ async fn a_run_in_shards_scores_as_one_run_would(t: &TestDb) {
     let ids = t.db.customer_id_map().await.unwrap();
     let mut names: Vec<(&String, &i64)> = ids.iter().collect();
     names.sort();
-    let now = chrono::Utc::now();
     let events: Vec<attune::domain::ActivityEvent> = names
         .iter()
         .step_by(5)
-        .map(|(name, _)| attune::domain::ActivityEvent {
-            customer: attune::domain::CustomerId::parse(name).unwrap(),
-            kind: attune::domain::Meaning::Login.code(),
-            occurred_at: now - chrono::Duration::minutes(5),
-            value: None,
-            attributes: Default::default(),
-            source: "app".into(),
-            source_event_id: format!("shards-{name}"),
-        })
+        .map(|(name, _)| super::helpers::login_now(name, "shards"))
         .collect();
     let stored = t.db.insert_events(&events).await.unwrap();
     assert_eq!(stored.customers_changed, 300);
