@@ -289,8 +289,13 @@ fn daemon(url: &str, config: &std::path::Path, log: &std::path::Path) -> std::pr
         .append(true)
         .open(log)
         .unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_attune"))
-        .args(["--db", url, "--config"])
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_attune"));
+    // The harness's own ATTUNE_* settings are not the daemon's: it refuses variables it
+    // does not know.
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ATTUNE_")) {
+        cmd.env_remove(k);
+    }
+    cmd.args(["--db", url, "--config"])
         .arg(config)
         .args(["--log-format", "json", "run"])
         .env("RUST_LOG", "info,sqlx=warn")
@@ -347,6 +352,57 @@ async fn run_holder(db: &Db, run: i64) -> String {
         .await
         .unwrap()
         .unwrap_or_default()
+}
+
+/// Where the jobs, runs, shards and leases stand, for a failure's message.
+async fn state(db: &Db) -> String {
+    let Db::Postgres(p) = db else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let jobs: Vec<(i64, String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, kind, job_key, status, worker, error FROM job_runs ORDER BY id DESC LIMIT 12",
+    )
+    .fetch_all(p)
+    .await
+    .unwrap_or_default();
+    for j in jobs {
+        out.push_str(&format!("job {j:?}\n"));
+    }
+    let runs: Vec<(i64, String, Option<i64>, Option<i64>, Option<String>, Option<String>)> =
+        sqlx::query_as(
+            "SELECT id, trigger, finished_at, failed_at, error, holder FROM scoring_runs ORDER BY id DESC LIMIT 6",
+        )
+        .fetch_all(p)
+        .await
+        .unwrap_or_default();
+    for r in runs {
+        out.push_str(&format!("run {r:?}\n"));
+    }
+    let shards: Vec<(i64, String, i64)> = sqlx::query_as(
+        "SELECT run_id, status, COUNT(*) FROM run_shards GROUP BY 1, 2 ORDER BY 1 DESC, 2 LIMIT 12",
+    )
+    .fetch_all(p)
+    .await
+    .unwrap_or_default();
+    out.push_str(&format!("shards {shards:?}\n"));
+    let leases: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT name, holder, expires_at FROM run_leases")
+            .fetch_all(p)
+            .await
+            .unwrap_or_default();
+    out.push_str(&format!(
+        "leases {leases:?} now {}\n",
+        attune::store::now_secs()
+    ));
+    let apalis: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT job_type, status, COUNT(*) FROM apalis.jobs GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(p)
+    .await
+    .unwrap_or_default();
+    out.push_str(&format!("apalis {apalis:?}\n"));
+    out
 }
 
 /// The process id in a holder's name (`PREFIX-HOST-PID-SUFFIX`).
@@ -637,3 +693,177 @@ both_backends!(
     stalled_shards_are_offered_again_and_a_failed_shard_fails_its_run,
     super::stalled_shards_are_offered_again_and_a_failed_shard_fails_its_run
 );
+
+/// kill -9, many times, while three daemons share scoring runs: a full run every 6 s over
+/// `ATTUNE_SHARDS_CUSTOMERS` customers (CI: 40,000) in shards of 2,000, and a random
+/// daemon SIGKILLed at a random moment of a run (up to a second after a shard is being
+/// worked) and started again, `ATTUNE_SHARDS_KILLS` times (CI: 6). Then the daemons run until every run is closed, and each run that finished has
+/// scored every customer exactly once, its shards all done; none is left open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(attune_test_postgres),
+    ignore = "PostgreSQL: build and run with ATTUNE_TEST_POSTGRES_URL set"
+)]
+async fn shared_runs_survive_kill_9_at_random_moments() {
+    use rand::{Rng as _, SeedableRng as _};
+    let t = TestDb::postgres().await;
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (n, kills) = (
+        env("ATTUNE_SHARDS_CUSTOMERS", 40_000) as usize,
+        env("ATTUNE_SHARDS_KILLS", 6),
+    );
+    let seed = env("ATTUNE_CHAOS_SEED", rand::random());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let started = std::time::Instant::now();
+    let customers: Vec<attune::domain::Customer> = (0..n)
+        .map(|i| {
+            super::helpers::customer(
+                &format!("c{i:07}"),
+                super::helpers::d("2025-01-01"),
+                super::helpers::email_only(),
+            )
+        })
+        .collect();
+    for chunk in customers.chunks(20_000) {
+        t.db.upsert_customers(chunk).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("daemons.log");
+    let config = dir.path().join("attune.toml");
+    let never = "0 0 0 1 1 *";
+    std::fs::write(
+        &config,
+        format!(
+            r#"[schedule]
+pull = "{never}"
+rescore = "{never}"
+score = "*/6 * * * * *"
+[retrain]
+schedule = "{never}"
+[scoring]
+shard_customers = 2000
+[worker]
+lease_secs = 3
+poll_interval_ms = 100
+shutdown_grace_secs = 2
+[http]
+enabled = false
+"#
+        ),
+    )
+    .unwrap();
+    let mut daemons: Vec<_> = (0..3).map(|_| daemon(&t.url, &config, &log)).collect();
+    let mut holding = 0;
+    for _ in 0..kills {
+        // A random moment of a run: once a shard is being worked, up to a second later.
+        let wait = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while scalar(
+            &t.db,
+            "SELECT COUNT(*) FROM run_shards WHERE status = 'running'",
+        )
+        .await
+            == 0
+        {
+            if std::time::Instant::now() > wait {
+                panic!(
+                    "no shard ran for 60 s (seed {seed}):\n{}",
+                    state(&t.db).await
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(rng.gen_range(0..1000))).await;
+        let i = rng.gen_range(0..daemons.len());
+        let pid = daemons[i].id();
+        holding += scalar(
+            &t.db,
+            &format!(
+                "SELECT COUNT(*) FROM run_shards WHERE status = 'running' AND holder LIKE '%-{pid}-%'"
+            ),
+        )
+        .await;
+        daemons[i].kill().unwrap();
+        daemons[i].wait().unwrap();
+        daemons[i] = daemon(&t.url, &config, &log);
+    }
+    // Until every run is closed, and one has finished since the last kill.
+    let last_kill = attune::store::now_secs();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    loop {
+        let open = scalar(
+            &t.db,
+            "SELECT COUNT(*) FROM scoring_runs WHERE finished_at IS NULL AND failed_at IS NULL",
+        )
+        .await;
+        let after = scalar(
+            &t.db,
+            &format!("SELECT COUNT(*) FROM scoring_runs WHERE started_at > {last_kill} AND finished_at IS NOT NULL"),
+        )
+        .await;
+        if open == 0 && after > 0 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            panic!(
+                "{open} runs still open, {after} finished since the last kill (seed {seed}):\n{}\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                state(&t.db).await
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    for d in &mut daemons {
+        d.kill().unwrap();
+        d.wait().unwrap();
+    }
+    let Db::Postgres(p) = &t.db else {
+        unreachable!()
+    };
+    let runs: Vec<(i64, Option<i64>, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT id, finished_at, failed_at, customers FROM scoring_runs ORDER BY id",
+    )
+    .fetch_all(p)
+    .await
+    .unwrap();
+    let (mut finished, mut failed, mut retaken) = (0, 0, 0);
+    for (run, fin, fail, scored) in &runs {
+        assert!(fin.is_some() || fail.is_some(), "run {run} left open");
+        if fin.is_none() {
+            failed += 1;
+            continue;
+        }
+        finished += 1;
+        let (rows, distinct): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(DISTINCT customer_id) FROM scores WHERE run_id = $1",
+        )
+        .bind(run)
+        .fetch_one(p)
+        .await
+        .unwrap();
+        assert_eq!(
+            (rows, distinct, *scored),
+            (n as i64, n as i64, n as i64),
+            "run {run} (seed {seed})"
+        );
+        let shards = t.db.run_shards(*run).await.unwrap();
+        assert!(
+            shards.iter().all(|s| s.status == "done"),
+            "run {run}: {shards:?}"
+        );
+        retaken += shards.iter().filter(|s| s.attempts > 1).count();
+    }
+    assert!(finished >= 2, "{finished} runs finished (seed {seed})");
+    eprintln!(
+        "shards chaos: {n} customers, {kills} SIGKILLs of 3 daemons (seed {seed}), {holding} of them while holding a shard; {} runs: {finished} finished, every customer once each, {failed} closed unfinished (superseded or failed); {retaken} shards redone; {:.1} s",
+        runs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    t.cleanup().await;
+}
