@@ -354,13 +354,25 @@ async fn run_holder(db: &Db, run: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A job run as [`state`] shows it: id, kind, key, status, worker, error.
+type JobRow = (i64, String, String, String, Option<String>, Option<String>);
+/// A scoring run as [`state`] shows it: id, trigger, finished, failed, error, holder.
+type RunRow = (
+    i64,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
 /// Where the jobs, runs, shards and leases stand, for a failure's message.
 async fn state(db: &Db) -> String {
     let Db::Postgres(p) = db else {
         return String::new();
     };
     let mut out = String::new();
-    let jobs: Vec<(i64, String, String, String, Option<String>, Option<String>)> = sqlx::query_as(
+    let jobs: Vec<JobRow> = sqlx::query_as(
         "SELECT id, kind, job_key, status, worker, error FROM job_runs ORDER BY id DESC LIMIT 12",
     )
     .fetch_all(p)
@@ -369,7 +381,7 @@ async fn state(db: &Db) -> String {
     for j in jobs {
         out.push_str(&format!("job {j:?}\n"));
     }
-    let runs: Vec<(i64, String, Option<i64>, Option<i64>, Option<String>, Option<String>)> =
+    let runs: Vec<RunRow> =
         sqlx::query_as(
             "SELECT id, trigger, finished_at, failed_at, error, holder FROM scoring_runs ORDER BY id DESC LIMIT 6",
         )
