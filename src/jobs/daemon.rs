@@ -9,6 +9,10 @@
 //!   recorded as skipped with the reason (`job_runs`), so no job starts long after its tick;
 //! - one job at a time per queue in a process, and one scoring run, planning run,
 //!   retraining and pull of a source at a time across every process (`jobs::lease`);
+//! - a scoring run's shards are offered on `attune.shard`, where every process's shard
+//!   worker takes them (one at a time per process), so daemons sharing PostgreSQL share
+//!   the run; the sweeper offers again a shard whose claim ran out and the queued shards
+//!   of a run nobody works ([`offer_waiting_shards`]);
 //! - the queue has a connection pool of its own, so long bulk work never starves the
 //!   workers' polls and heartbeats;
 //! - a job whose worker died is taken back (apalis's heartbeats, every third of

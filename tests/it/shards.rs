@@ -453,6 +453,8 @@ async fn wait_finished(
     }
 }
 
+/// (Named `postgres_...`: CI's PostgreSQL suite runs the tests whose names say so.)
+///
 /// Three daemon processes on one PostgreSQL database share a scoring run over 200,000
 /// customers: every customer is scored once and the shards are worked by more than one
 /// daemon. Then, in two more runs, a daemon holding a shard is SIGKILLed mid-shard (the
@@ -463,7 +465,7 @@ async fn wait_finished(
     not(attune_test_postgres),
     ignore = "PostgreSQL: build and run with ATTUNE_TEST_POSTGRES_URL set"
 )]
-async fn three_daemons_share_a_run_and_one_killed_mid_run_loses_no_one() {
+async fn postgres_three_daemons_share_a_run_and_one_killed_mid_run_loses_no_one() {
     let t = TestDb::postgres().await;
     let n: usize = std::env::var("ATTUNE_SHARDS_CUSTOMERS")
         .ok()
@@ -716,7 +718,7 @@ both_backends!(
     not(attune_test_postgres),
     ignore = "PostgreSQL: build and run with ATTUNE_TEST_POSTGRES_URL set"
 )]
-async fn shared_runs_survive_kill_9_at_random_moments() {
+async fn postgres_shared_runs_survive_kill_9_at_random_moments() {
     use rand::{Rng as _, SeedableRng as _};
     let t = TestDb::postgres().await;
     let env = |k: &str, d: u64| {

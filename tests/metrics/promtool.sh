@@ -29,7 +29,8 @@ promtool check metrics <"$DIR/metrics.txt"
 missing=0
 for family in attune_jobs_total attune_job_duration_seconds attune_job_lag_seconds attune_ticks_total \
     attune_scoring_run_customers attune_scoring_run_duration_seconds \
-    attune_http_requests_total attune_nudges attune_deliveries; do
+    attune_http_requests_total attune_nudges attune_deliveries \
+    attune_scoring_run_shards attune_scoring_shards_total; do
     if ! grep -q "^# TYPE ${family}" "$DIR/metrics.txt"; then
         echo "missing metric family: $family" >&2
         missing=1
