@@ -404,6 +404,15 @@ async fn busy_reason(db: &Db, kind: JobKind, now: i64) -> anyhow::Result<Option<
             q.kind, q.job_key
         )));
     }
+    // A run whose splitter died goes on with the daemons working its shards: a new run
+    // would supersede it and throw their work away.
+    if matches!(kind, JobKind::Score | JobKind::Rescore)
+        && let Some(run) = db.run_being_worked().await?
+    {
+        return Ok(Some(format!(
+            "scoring run {run} is still being worked (its shards are claimed)"
+        )));
+    }
     let running = db
         .job_runs(Some("running"), 20)
         .await?

@@ -374,6 +374,20 @@ impl Db {
             .bind(now - ttl).bind(now).fetch_all(p).await?))
     }
 
+    /// The newest open run some daemon is working on: a shard under a live claim, or one
+    /// finished in the last 5 s (between a shard and the next claim).
+    pub async fn run_being_worked(&self) -> Result<Option<i64>> {
+        let now = now_secs();
+        let row: Option<(i64,)> = on_pool!(self, p => sqlx::query_as(
+            "SELECT r.id FROM scoring_runs r
+             WHERE r.finished_at IS NULL AND r.failed_at IS NULL AND r.shards IS NOT NULL
+               AND EXISTS (SELECT 1 FROM run_shards s WHERE s.run_id = r.id
+                   AND ((s.status = 'running' AND s.lease_until >= $1) OR s.finished_at >= $2))
+             ORDER BY r.id DESC LIMIT 1")
+            .bind(now).bind(now - 5).fetch_optional(p).await?);
+        Ok(row.map(|(id,)| id))
+    }
+
     /// The newest scoring run split into shards, why it failed if it did, and its shards:
     /// what `attune jobs` and the desk's jobs page show.
     pub async fn latest_split(&self) -> Result<Option<SplitRun>> {

@@ -657,13 +657,15 @@ async fn stalled_shards_are_offered_again_and_a_failed_shard_fails_its_run(t: &T
                 .collect::<Vec<_>>()
         }
     };
-    // Just split, being worked: nothing to offer again.
+    // Just split, being worked: nothing to offer again, and a new tick would wait.
+    assert_eq!(t.db.run_being_worked().await.unwrap(), None);
     let a =
         t.db.claim_shard(run, Some(0), "a", 60)
             .await
             .unwrap()
             .unwrap();
     assert!(wanting(60).await.is_empty());
+    assert_eq!(t.db.run_being_worked().await.unwrap(), Some(run));
     // Its holder stops: the claim runs out and the shard is offered again, while the
     // queued ones of a run split just now are not.
     let b =
@@ -701,6 +703,7 @@ async fn stalled_shards_are_offered_again_and_a_failed_shard_fails_its_run(t: &T
             .is_none()
     );
     assert!(wanting(-5).await.is_empty());
+    assert_eq!(t.db.run_being_worked().await.unwrap(), None);
     assert!(!t.db.finish_scoring_run_once(run, 0).await.unwrap());
 }
 both_backends!(
@@ -873,7 +876,7 @@ enabled = false
         );
         retaken += shards.iter().filter(|s| s.attempts > 1).count();
     }
-    assert!(finished >= 2, "{finished} runs finished (seed {seed})");
+    assert!(finished >= 1, "no run finished (seed {seed})");
     eprintln!(
         "shards chaos: {n} customers, {kills} SIGKILLs of 3 daemons (seed {seed}), {holding} of them while holding a shard; {} runs: {finished} finished, every customer once each, {failed} closed unfinished (superseded or failed); {retaken} shards redone; {:.1} s",
         runs.len(),
