@@ -341,6 +341,29 @@ enabled = false
     path
 }
 
+/// `n` customers, all active since 2025, written 20,000 at a time.
+async fn seed_customers(db: &Db, n: usize) {
+    let customers: Vec<attune::domain::Customer> = (0..n)
+        .map(|i| {
+            super::helpers::customer(
+                &format!("c{i:07}"),
+                super::helpers::d("2025-01-01"),
+                super::helpers::email_only(),
+            )
+        })
+        .collect();
+    for chunk in customers.chunks(20_000) {
+        db.upsert_customers(chunk).await.unwrap();
+    }
+}
+
+/// The last `lines` lines of the daemons' log, for a failure's message.
+fn log_tail(log: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
 /// The process that split run `run` (it holds the scoring lease while the run goes on).
 async fn run_holder(db: &Db, run: i64) -> String {
     let Db::Postgres(p) = db else {
@@ -437,16 +460,7 @@ async fn wait_finished(
             return run.id;
         }
         if std::time::Instant::now() > deadline {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: String = text
-                .lines()
-                .rev()
-                .take(60)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
+            let tail = log_tail(log, 60);
             panic!("scoring run {trigger} did not finish within {limit:?}:\n{tail}");
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -472,19 +486,7 @@ async fn postgres_three_daemons_share_a_run_and_one_killed_mid_run_loses_no_one(
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let started = std::time::Instant::now();
-    let customers: Vec<attune::domain::Customer> = (0..n)
-        .map(|i| {
-            super::helpers::customer(
-                &format!("c{i:07}"),
-                super::helpers::d("2025-01-01"),
-                super::helpers::email_only(),
-            )
-        })
-        .collect();
-    for chunk in customers.chunks(20_000) {
-        t.db.upsert_customers(chunk).await.unwrap();
-    }
-    drop(customers);
+    seed_customers(&t.db, n).await;
     eprintln!(
         "seeded {n} customers in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -621,16 +623,7 @@ async fn postgres_three_daemons_share_a_run_and_one_killed_mid_run_loses_no_one(
 /// shard that fails its last attempt fails its run, and no shard of it is claimed after.
 async fn stalled_shards_are_offered_again_and_a_failed_shard_fails_its_run(t: &TestDb) {
     let today = attune::jobs::today();
-    let customers: Vec<attune::domain::Customer> = (0..30)
-        .map(|i| {
-            super::helpers::customer(
-                &format!("s{i:03}"),
-                super::helpers::d("2025-01-01"),
-                super::helpers::email_only(),
-            )
-        })
-        .collect();
-    t.db.upsert_customers(&customers).await.unwrap();
+    seed_customers(&t.db, 30).await;
     let (run, _) =
         t.db.start_scoring_run("v", today, "test", "full", "a", None)
             .await
@@ -737,18 +730,7 @@ async fn postgres_shared_runs_survive_kill_9_at_random_moments() {
     let seed = env("ATTUNE_CHAOS_SEED", rand::random());
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let started = std::time::Instant::now();
-    let customers: Vec<attune::domain::Customer> = (0..n)
-        .map(|i| {
-            super::helpers::customer(
-                &format!("c{i:07}"),
-                super::helpers::d("2025-01-01"),
-                super::helpers::email_only(),
-            )
-        })
-        .collect();
-    for chunk in customers.chunks(20_000) {
-        t.db.upsert_customers(chunk).await.unwrap();
-    }
+    seed_customers(&t.db, n).await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("daemons.log");
     let config = dir.path().join("attune.toml");
@@ -788,7 +770,8 @@ enabled = false
         {
             if std::time::Instant::now() > wait {
                 panic!(
-                    "no shard ran for 60 s (seed {seed}):\n{}",
+                    "no shard ran for 60 s (seed {seed}):\n{}\n{}",
+                    log_tail(&log, 40),
                     state(&t.db).await
                 );
             }
@@ -826,11 +809,9 @@ enabled = false
             break;
         }
         if std::time::Instant::now() > deadline {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
             panic!(
                 "{open} runs still open, {after} finished since the last kill (seed {seed}):\n{}\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                log_tail(&log, 40),
                 state(&t.db).await
             );
         }
