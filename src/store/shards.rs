@@ -271,6 +271,11 @@ impl Db {
         let _turn = self.write_turn().await;
         Ok(on_pool!(self, p => {
             let mut tx = p.begin().await?;
+            // The run's row first, locked until the commit (PostgreSQL): shards finishing
+            // at once take turns, so the last of them counts none left and finishes the
+            // run (each could otherwise count the other as still running).
+            sqlx::query("UPDATE scoring_runs SET shards = shards WHERE id = $1")
+                .bind(claim.run_id).execute(&mut *tx).await?;
             let n = sqlx::query(
                 "UPDATE run_shards SET status = 'done', finished_at = $1, scored = $2, tally = $3, lease_until = NULL
                  WHERE run_id = $4 AND shard = $5 AND attempts = $6 AND status = 'running'")
@@ -297,6 +302,9 @@ impl Db {
         let _turn = self.write_turn().await;
         Ok(on_pool!(self, p => {
             let mut tx = p.begin().await?;
+            // The run's row first, as `finish_shard` takes them: the same order, no deadlock.
+            sqlx::query("UPDATE scoring_runs SET shards = shards WHERE id = $1")
+                .bind(claim.run_id).execute(&mut *tx).await?;
             let status: Option<(String,)> = sqlx::query_as(
                 "UPDATE run_shards SET status = CASE WHEN attempts >= $1 THEN 'failed' ELSE 'queued' END,
                      lease_until = NULL, error = $2
