@@ -165,22 +165,24 @@ impl JobContext {
                 .map_err(Permanent::from);
         }
         if let Some(stored) = self.db.champion_model().await? {
-            let model: ModelArtifact = serde_json::from_value(stored.artifact.0)
-                .with_context(|| {
-                    format!(
-                        "decoding champion model {} from the registry",
-                        stored.version
-                    )
-                })
-                .map_err(Permanent::from)?;
-            model.validate().map_err(|e| Permanent::from(e.into()))?;
-            return Ok(model);
+            return stored_model(stored);
         }
         parse_model(DEFAULT_MODEL).context("loading the shipped default model")
     }
 }
 
 pub use crate::model::DEFAULT_MODEL;
+
+/// A model from the registry, decoded and checked; one that does not decode or validate
+/// is [`Permanent`]: no retry changes what is stored.
+pub fn stored_model(stored: crate::store::StoredModel) -> anyhow::Result<ModelArtifact> {
+    use anyhow::Context as _;
+    let model: ModelArtifact = serde_json::from_value(stored.artifact.0)
+        .with_context(|| format!("decoding model {} from the registry", stored.version))
+        .map_err(Permanent::from)?;
+    model.validate().map_err(|e| Permanent::from(e.into()))?;
+    Ok(model)
+}
 
 pub fn parse_model(text: &str) -> anyhow::Result<ModelArtifact> {
     let model: ModelArtifact = serde_json::from_str(text)?;

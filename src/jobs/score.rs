@@ -424,13 +424,7 @@ async fn run_model(ctx: &JobContext, version: &str) -> anyhow::Result<ModelArtif
             model.version
         )));
     };
-    let model: ModelArtifact = serde_json::from_value(stored.artifact.0)
-        .with_context(|| format!("decoding model {version} from the registry"))
-        .map_err(super::Permanent::from)?;
-    model
-        .validate()
-        .map_err(|e| super::Permanent::from(e.into()))?;
-    Ok(model)
+    super::stored_model(stored)
 }
 
 /// Loads what run `run` needs to score its shards.
