@@ -13,7 +13,7 @@ use super::JobContext;
 use std::collections::HashMap;
 
 use crate::domain::Customer;
-use crate::features::{Activity, FeatureRow, FeatureSpec, Lookback, compute, day_number};
+use crate::features::{Activity, FeatureSpec, Locator, Lookback, compute_values, day_number};
 use crate::model::ModelArtifact;
 use crate::model::drift::{self, DriftRow};
 use crate::model::explain::{self, DriverKey};
@@ -153,26 +153,38 @@ fn score_page(
     activity: &HashMap<i64, Activity>,
     as_of: NaiveDate,
 ) -> (Vec<NewScore>, Vec<Vec<usize>>) {
+    // The model's sources and the profiles' found once among the spec's values, so a
+    // customer's features are a vector, not a map by name (the same values: `compute`).
+    let at_model = Locator::new(spec, model.features.iter().map(|f| f.source.as_str()));
+    let at_profile = Locator::new(spec, model.profiles.iter().map(|p| p.source.as_str()));
     let parts = super::par::in_chunks(page, |chunk: &[(i64, Customer)]| {
         let none = Activity::default();
-        let rows: Vec<FeatureRow> = chunk
-            .iter()
-            .map(|(id, c)| compute(spec, c, activity.get(id).unwrap_or(&none), as_of))
-            .collect();
+        let mut counter = drift::Counter::new(&model.profiles);
+        let (mut values, mut for_model, mut for_profile) = (Vec::new(), Vec::new(), Vec::new());
         let scores: Vec<NewScore> = chunk
             .iter()
-            .zip(&rows)
-            .map(|((id, _), row)| {
+            .map(|(id, c)| {
+                compute_values(
+                    spec,
+                    c,
+                    activity.get(id).unwrap_or(&none),
+                    as_of,
+                    &mut values,
+                );
+                at_model.fill(c, &values, &mut for_model);
+                at_profile.fill(c, &values, &mut for_profile);
+                let value = |i| at_model.get(i, &values, &for_model);
                 let mut drivers = Vec::with_capacity(16);
-                explain::encode(model, row, DRIVERS, &mut drivers);
+                explain::encode_by(model, value, DRIVERS, &mut drivers);
+                counter.add(|i| at_profile.get(i, &values, &for_profile));
                 NewScore {
                     customer_id: *id,
-                    probability: model.predict(row).get(),
+                    probability: model.predict_by(value).get(),
                     drivers,
                 }
             })
             .collect();
-        (scores, drift::count_all(&model.profiles, &rows))
+        (scores, counter.counts)
     });
     let mut scores = Vec::with_capacity(page.len());
     let mut counts: Vec<Vec<usize>> = model

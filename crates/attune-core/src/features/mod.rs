@@ -163,18 +163,57 @@ fn window_stat(days: &[DayCount], stat: Stat, kinds: &Kinds, from: i32, to: i32)
 }
 
 /// The features of `customer` as of the start of `as_of`, as `spec` defines them, from the
-/// customer's activity before that day.
+/// customer's activity before that day: [`compute_values`] by name, with the attributes
+/// the spec takes (`attr.NAME`).
 pub fn compute(
     spec: &FeatureSpec,
     customer: &Customer,
     activity: &Activity,
     as_of: NaiveDate,
 ) -> FeatureRow {
+    let mut values = Vec::with_capacity(spec.features.len());
+    compute_values(spec, customer, activity, as_of, &mut values);
+    let mut row: FeatureRow = spec
+        .features
+        .iter()
+        .map(|def| def.name.clone())
+        .zip(values)
+        .collect();
+    for (k, v) in &customer.attributes {
+        if spec.takes_attribute(k) {
+            row.insert(format!("{ATTRIBUTE_PREFIX}{k}"), attribute_value(v));
+        }
+    }
+    row
+}
+
+/// The values of the spec's features for `customer` as of the start of `as_of`, in the
+/// spec's order, replacing what `out` held: what [`compute`] names, without a map per
+/// customer (scoring computes these for every customer and reads them through a
+/// [`Locator`]).
+pub fn compute_values(
+    spec: &FeatureSpec,
+    customer: &Customer,
+    activity: &Activity,
+    as_of: NaiveDate,
+    out: &mut Vec<FeatureValue>,
+) {
     use FeatureValue::{Cat, Missing, Num};
+    out.clear();
     let today = day_number(as_of);
     let days = activity.before(today);
     let known = activity.any_before(today);
-    let mut row = FeatureRow::new();
+    // A ratio reads features defined before it (names are unique).
+    fn earlier<'v>(
+        spec: &FeatureSpec,
+        out: &'v [FeatureValue],
+        name: &str,
+    ) -> Option<&'v FeatureValue> {
+        spec.features[..out.len()]
+            .iter()
+            .position(|f| f.name == name)
+            .map(|j| &out[j])
+    }
     for def in &spec.features {
         let value = if def.kind.reads_activity() && !known {
             match (def.no_activity, &def.kind) {
@@ -218,7 +257,10 @@ pub fn compute(
                 FeatureKind::Ratio {
                     numerator,
                     denominator,
-                } => match (row.get(numerator), row.get(denominator)) {
+                } => match (
+                    earlier(spec, out, numerator),
+                    earlier(spec, out, denominator),
+                ) {
                     (Some(Num(a)), Some(Num(b))) if *b != 0.0 => Num(a / b),
                     _ => Missing,
                 },
@@ -229,14 +271,91 @@ pub fn compute(
                 activity_kind => activity_value(activity_kind, customer, days, today, as_of),
             }
         };
-        row.insert(def.name.clone(), value);
+        out.push(value);
     }
-    for (k, v) in &customer.attributes {
-        if spec.takes_attribute(k) {
-            row.insert(format!("{ATTRIBUTE_PREFIX}{k}"), attribute_value(v));
+}
+
+/// Where named features (a model's sources, a drift profile's) are found among
+/// [`compute_values`]: the name [`compute`] would give each value, resolved once per spec
+/// instead of looked up in a map per customer. `get` gives what `compute(..).get(name)`
+/// gives, attributes included (`attr.NAME`, read from the customer by [`Locator::fill`]).
+#[derive(Debug, Clone)]
+pub struct Locator {
+    slots: Vec<Slot>,
+    /// The attributes asked for, by name, each with the spec's feature of the same full
+    /// name if there is one (what a customer without the attribute has under that name).
+    attributes: Vec<(String, Option<usize>)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// The spec's feature at this position.
+    Spec(usize),
+    /// The attribute at this position of [`Locator::fill`]'s output.
+    Attribute(usize),
+    /// A name `compute` never gives.
+    Absent,
+}
+
+impl Locator {
+    pub fn new<'n>(spec: &FeatureSpec, names: impl IntoIterator<Item = &'n str>) -> Self {
+        let mut attributes: Vec<(String, Option<usize>)> = Vec::new();
+        let slots = names
+            .into_iter()
+            .map(|name| {
+                let own = spec.features.iter().position(|f| f.name == name);
+                match name.strip_prefix(ATTRIBUTE_PREFIX) {
+                    // `compute` inserts attributes after the spec's features: an attribute
+                    // the customer has wins over a feature of the same full name.
+                    Some(attr) if spec.takes_attribute(attr) => {
+                        let k = attributes
+                            .iter()
+                            .position(|(a, _)| a == attr)
+                            .unwrap_or_else(|| {
+                                attributes.push((attr.to_owned(), own));
+                                attributes.len() - 1
+                            });
+                        Slot::Attribute(k)
+                    }
+                    _ => own.map_or(Slot::Absent, Slot::Spec),
+                }
+            })
+            .collect();
+        Self { slots, attributes }
+    }
+
+    /// The values of the attributes this locator reads, for `customer` whose spec values
+    /// are `values`, replacing what `out` held (`None`: no value under that name).
+    pub fn fill(
+        &self,
+        customer: &Customer,
+        values: &[FeatureValue],
+        out: &mut Vec<Option<FeatureValue>>,
+    ) {
+        out.clear();
+        out.extend(
+            self.attributes
+                .iter()
+                .map(|(attr, own)| match customer.attributes.get(attr) {
+                    Some(v) => Some(attribute_value(v)),
+                    None => own.map(|j| values[j].clone()),
+                }),
+        );
+    }
+
+    /// The value of the `i`th name given to [`Locator::new`].
+    pub fn get<'v>(
+        &self,
+        i: usize,
+        values: &'v [FeatureValue],
+        attributes: &'v [Option<FeatureValue>],
+    ) -> Option<&'v FeatureValue> {
+        match self.slots[i] {
+            Slot::Spec(j) => values.get(j),
+            Slot::Attribute(k) => attributes.get(k).and_then(Option::as_ref),
+            Slot::Absent => None,
         }
     }
-    row
 }
 
 /// The first day a window of `window` before `today` covers.
@@ -634,6 +753,116 @@ mod tests {
             &Activity::from_events(events),
             d(as_of),
         )
+    }
+
+    /// What scoring computes a customer at a time (values by position, read through
+    /// [`Locator`]s) is what the rows by name give, bit for bit, on a simulated population
+    /// with attributes, a ratio of features defined before and after it, model sources the
+    /// spec does not compute, and a profile of an attribute some customers lack.
+    #[test]
+    fn values_by_position_score_as_rows_by_name_do() {
+        use crate::model::{self, drift, explain};
+        let today = d("2026-06-30");
+        let population = crate::synth::generate(&crate::synth::SynthOptions {
+            months: 6,
+            ..crate::synth::SynthOptions::new(600, 11, today)
+        });
+        let mut spec = FeatureSpec::parse(
+            &format!(
+                "{DEFAULT_SPEC}\n[[feature]]\nname = \"logins_per_charge\"\ntype = \"ratio\"\nnumerator = \"logins_30d\"\ndenominator = \"monthly_charge\"\n"
+            ),
+            "features.toml",
+        )
+        .unwrap();
+        spec.attributes = Attributes::All;
+        // A ratio of a feature defined after it: missing both ways.
+        let mut ahead = spec.features.last().unwrap().clone();
+        ahead.name = "ahead".into();
+        if let FeatureKind::Ratio { numerator, .. } = &mut ahead.kind {
+            *numerator = "logins_per_charge".into();
+        }
+        spec.features.insert(spec.features.len() - 1, ahead);
+        let mut by_customer: std::collections::HashMap<&str, Vec<&crate::domain::ActivityEvent>> =
+            Default::default();
+        for e in &population.events {
+            by_customer.entry(e.customer.as_str()).or_default().push(e);
+        }
+        let mut customers = population.customers.clone();
+        // Some customers lack an attribute others have.
+        for c in customers.iter_mut().step_by(3) {
+            c.attributes.pop_first();
+        }
+        let activity: Vec<Activity> = customers
+            .iter()
+            .map(|c| {
+                Activity::from_events(
+                    by_customer
+                        .get(c.external_id.as_str())
+                        .into_iter()
+                        .flatten()
+                        .copied(),
+                )
+            })
+            .collect();
+        let as_of = d("2026-05-01");
+        let rows: Vec<FeatureRow> = customers
+            .iter()
+            .zip(&activity)
+            .map(|(c, a)| compute(&spec, c, a, as_of))
+            .collect();
+        let labels: Vec<bool> = customers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| c.churned_on.is_some() || i % 7 == 0)
+            .collect();
+        let opts = model::FitOptions::new(
+            "t",
+            chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap(),
+            "0",
+            "test",
+        );
+        let mut m = model::fit(&rows, &labels, &opts).unwrap();
+        assert!(
+            m.features
+                .iter()
+                .any(|f| f.source.starts_with(ATTRIBUTE_PREFIX))
+        );
+        // A source the spec does not compute counts as the row's lack of it.
+        let mut stray = m.features[0].clone();
+        stray.source = "not_in_the_spec".into();
+        stray.name = "not_in_the_spec".into();
+        m.features.push(stray);
+        let at_model = Locator::new(&spec, m.features.iter().map(|f| f.source.as_str()));
+        let at_profile = Locator::new(&spec, m.profiles.iter().map(|p| p.source.as_str()));
+        let mut counter = drift::Counter::new(&m.profiles);
+        let (mut values, mut for_model, mut for_profile) = (Vec::new(), Vec::new(), Vec::new());
+        let mut with_drivers = 0;
+        for ((c, a), row) in customers.iter().zip(&activity).zip(&rows) {
+            compute_values(&spec, c, a, as_of, &mut values);
+            at_model.fill(c, &values, &mut for_model);
+            at_profile.fill(c, &values, &mut for_profile);
+            let value = |i| at_model.get(i, &values, &for_model);
+            for i in 0..m.features.len() {
+                assert_eq!(
+                    value(i),
+                    row.get(&m.features[i].source),
+                    "{}",
+                    m.features[i].source
+                );
+            }
+            assert_eq!(
+                m.predict_by(value).get().to_bits(),
+                m.predict(row).get().to_bits()
+            );
+            let (mut by_position, mut by_name) = (Vec::new(), Vec::new());
+            explain::encode_by(&m, value, 3, &mut by_position);
+            explain::encode(&m, row, 3, &mut by_name);
+            assert_eq!(by_position, by_name);
+            with_drivers += usize::from(by_name.len() > 1);
+            counter.add(|i| at_profile.get(i, &values, &for_profile));
+        }
+        assert_eq!(counter.counts, drift::count_all(&m.profiles, &rows));
+        assert!(with_drivers > rows.len() / 2, "{with_drivers} with drivers");
     }
 
     #[test]

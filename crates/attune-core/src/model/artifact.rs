@@ -144,11 +144,17 @@ pub struct Driver {
 
 impl ModelArtifact {
     fn logit(&self, row: &FeatureRow) -> f64 {
+        self.logit_by(|i| row.get(&self.features[i].source))
+    }
+
+    /// The log-odds of a row whose value for the `i`th feature's source is `value(i)`.
+    fn logit_by<'r>(&self, value: impl Fn(usize) -> Option<&'r FeatureValue>) -> f64 {
         self.intercept
             + self
                 .features
                 .iter()
-                .map(|f| f.coefficient * f.encoding.apply(row.get(&f.source)))
+                .enumerate()
+                .map(|(i, f)| f.coefficient * f.encoding.apply(value(i)))
                 .sum::<f64>()
     }
 
@@ -156,6 +162,12 @@ impl ModelArtifact {
     /// missing, unknown or non-numeric values count as the training mean / no level.
     pub fn predict(&self, row: &FeatureRow) -> Probability {
         Probability::from_logit(self.logit(row))
+    }
+
+    /// [`ModelArtifact::predict`] of a row given by position: `value(i)` is the row's
+    /// value for the `i`th feature's source (a [`features::Locator`] over the sources).
+    pub fn predict_by<'r>(&self, value: impl Fn(usize) -> Option<&'r FeatureValue>) -> Probability {
+        Probability::from_logit(self.logit_by(value))
     }
 
     pub fn predict_many<R: std::borrow::Borrow<FeatureRow>>(&self, rows: &[R]) -> Vec<Probability> {
@@ -237,12 +249,22 @@ impl ModelArtifact {
         row: &'r FeatureRow,
         k: usize,
     ) -> Vec<(usize, f64, &'r FeatureValue)> {
+        self.top_drivers_by(|i| row.get(&self.features[i].source), k)
+    }
+
+    /// [`ModelArtifact::top_drivers`] of a row given by position, as in
+    /// [`ModelArtifact::predict_by`].
+    pub fn top_drivers_by<'r>(
+        &self,
+        value: impl Fn(usize) -> Option<&'r FeatureValue>,
+        k: usize,
+    ) -> Vec<(usize, f64, &'r FeatureValue)> {
         let mut top: Vec<(usize, f64, &FeatureValue)> = self
             .features
             .iter()
             .enumerate()
             .filter_map(|(i, f)| {
-                let value = row.get(&f.source)?;
+                let value = value(i)?;
                 let contribution = f.coefficient * f.encoding.apply(Some(value));
                 (contribution > 0.0 && contribution.is_finite()).then_some((i, contribution, value))
             })

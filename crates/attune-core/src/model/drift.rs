@@ -288,21 +288,7 @@ pub fn observe(profile: &FeatureProfile, rows: &[FeatureRow]) -> Vec<f64> {
 pub fn count_all(profiles: &[FeatureProfile], rows: &[FeatureRow]) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..profiles.len()).collect();
     order.sort_by(|&a, &b| profiles[a].source.cmp(&profiles[b].source));
-    let levels: Vec<HashMap<&str, usize>> = profiles
-        .iter()
-        .map(|p| match &p.kind {
-            ProfileKind::Categorical { levels, .. } => levels
-                .iter()
-                .enumerate()
-                .map(|(i, l)| (l.as_str(), i))
-                .collect(),
-            ProfileKind::Numeric { .. } => HashMap::new(),
-        })
-        .collect();
-    let mut counts: Vec<Vec<usize>> = profiles
-        .iter()
-        .map(|p| vec![0usize; p.expected().len()])
-        .collect();
+    let mut counter = Counter::new(profiles);
     for r in rows {
         let mut entries = r.iter().peekable();
         for &i in &order {
@@ -320,10 +306,56 @@ pub fn count_all(profiles: &[FeatureProfile], rows: &[FeatureRow]) -> Vec<Vec<us
                     std::cmp::Ordering::Greater => break,
                 }
             }
-            counts[i][bucket(&profiles[i].kind, &levels[i], v)] += 1;
+            counter.count(i, v);
         }
     }
-    counts
+    counter.counts
+}
+
+/// [`count_all`] a row at a time, for rows given by position (scoring's, through a
+/// [`crate::features::Locator`] over the profiles' sources).
+pub struct Counter<'p> {
+    profiles: &'p [FeatureProfile],
+    levels: Vec<HashMap<&'p str, usize>>,
+    /// Per profile, the rows in each bucket so far.
+    pub counts: Vec<Vec<usize>>,
+}
+
+impl<'p> Counter<'p> {
+    pub fn new(profiles: &'p [FeatureProfile]) -> Self {
+        let levels = profiles
+            .iter()
+            .map(|p| match &p.kind {
+                ProfileKind::Categorical { levels, .. } => levels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.as_str(), i))
+                    .collect(),
+                ProfileKind::Numeric { .. } => HashMap::new(),
+            })
+            .collect();
+        let counts = profiles
+            .iter()
+            .map(|p| vec![0usize; p.expected().len()])
+            .collect();
+        Self {
+            profiles,
+            levels,
+            counts,
+        }
+    }
+
+    /// Counts one row whose value for the `i`th profile's source is `value(i)` (none:
+    /// missing).
+    pub fn add<'r>(&mut self, value: impl Fn(usize) -> Option<&'r FeatureValue>) {
+        for i in 0..self.profiles.len() {
+            self.count(i, value(i).unwrap_or(&FeatureValue::Missing));
+        }
+    }
+
+    fn count(&mut self, i: usize, v: &FeatureValue) {
+        self.counts[i][bucket(&self.profiles[i].kind, &self.levels[i], v)] += 1;
+    }
 }
 
 /// The bucket of a value, in [`FeatureProfile::expected`] order.

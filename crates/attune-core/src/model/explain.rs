@@ -181,8 +181,18 @@ pub fn encode(
     k: usize,
     out: &mut Vec<u8>,
 ) {
+    encode_by(model, |i| row.get(&model.features[i].source), k, out)
+}
+
+/// [`encode`] of a row given by position, as in [`ModelArtifact::predict_by`].
+pub fn encode_by<'r>(
+    model: &ModelArtifact,
+    value: impl Fn(usize) -> Option<&'r FeatureValue>,
+    k: usize,
+    out: &mut Vec<u8>,
+) {
     out.push(FORMAT_1);
-    for (i, _, value) in model.top_drivers(row, k) {
+    for (i, _, value) in model.top_drivers_by(value, k) {
         put_varint(out, i as u64);
         match (value, &model.features[i].encoding) {
             (FeatureValue::Cat(c), Encoding::OneHot { level }) if c == level => put_varint(out, 0),
