@@ -455,6 +455,21 @@ pub async fn prepare(ctx: &JobContext, run: crate::store::ScoringRun) -> anyhow:
     })
 }
 
+/// Builds the SQLite blocks of rollup days stored before blocks existed (once), so the
+/// scan reads blocks; a day without them would be read by rows, with the same result.
+pub async fn seal_rollup_days(ctx: &JobContext) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let days = ctx
+        .db
+        .seal_rollup_days()
+        .await
+        .context("building the rollups' blocks")?;
+    if days > 0 {
+        tracing::info!(days, took = ?started.elapsed(), "built the blocks of rollup days stored before blocks");
+    }
+    Ok(())
+}
+
 /// Customers per shard: `[scoring] shard_customers` on PostgreSQL, where several daemons
 /// share the work; everyone in one shard on SQLite, which has one daemon.
 fn per_shard(ctx: &JobContext) -> i64 {
@@ -482,6 +497,7 @@ pub async fn run_with(
     let scope = if job.changed_only { "changed" } else { "full" };
     // One scoring run at a time (full or changed), across every daemon.
     let lease = super::lease::Lease::take(ctx, "score", "a scoring run").await?;
+    seal_rollup_days(ctx).await?;
     let resumed = match &job.tick {
         Some(tick) => ctx
             .db

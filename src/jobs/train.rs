@@ -219,6 +219,10 @@ async fn history_observations_of(
     let Some(&last) = dates.iter().max() else {
         return Ok(Observations::default());
     };
+    // Days stored before the rollups' blocks existed get them once (SQLite).
+    db.seal_rollup_days()
+        .await
+        .context("building the rollups' blocks")?;
     // Labels look at the horizon after each day (an inactivity label at its events).
     let read_until = churn.label_known_by(last);
     let none = Activity::default();

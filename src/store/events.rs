@@ -15,6 +15,7 @@ use crate::domain::{ActivityEvent, EventKinds, KindCode, Meaning};
 use crate::features::{Activity, DayCount, Lookback};
 use crate::ingest::mapping::RejectCode;
 
+pub(crate) mod blocks;
 pub(in crate::store) mod postgres;
 pub(crate) mod sqlite;
 
@@ -694,8 +695,29 @@ impl Db {
                         if a > b {
                             return Ok(HashMap::new());
                         }
+                        // Sealed days from their blocks, the others from their rows: the
+                        // same rows in the same order.
+                        let sealed = blocks::sealed_days(raw, first_day, before_day as i64)?;
                         let mut stmt = raw.prepare(SQLITE_ROLLUPS)?;
+                        let mut from_blocks = raw.prepare(blocks::READ)?;
                         for day in first_day..before_day as i64 {
+                            if sealed.binary_search(&day).is_ok() {
+                                let d = i32::try_from(day).map_err(|_| {
+                                    StoreError::Data(format!(
+                                        "activity_blocks day {day} out of range"
+                                    ))
+                                })?;
+                                blocks::read(
+                                    &mut from_blocks,
+                                    day,
+                                    (a, b),
+                                    |(customer, kind, n, total)| {
+                                        out.push(customer, day_count(customer, d, kind, n, total)?);
+                                        Ok(())
+                                    },
+                                )?;
+                                continue;
+                            }
                             stmt.bind_i64(1, day)?;
                             stmt.bind_i64(2, a)?;
                             stmt.bind_i64(3, b)?;
@@ -889,6 +911,30 @@ impl Db {
         let sql = "SELECT CAST(MIN(day) AS BIGINT) FROM activity_daily";
         let (day,): (Option<i64>,) = on_pool!(self, p => sqlx::query_as(sql).fetch_one(p).await?);
         Ok(day)
+    }
+
+    /// Builds the blocks of the days whose rollups were stored before blocks existed
+    /// (SQLite; PostgreSQL reads rows), a day per transaction; returns how many days.
+    /// Scans read an unsealed day's rows instead, so this only makes them faster.
+    pub async fn seal_rollup_days(&self) -> Result<usize> {
+        let Db::Sqlite(p, ..) = self else {
+            return Ok(0);
+        };
+        let _turn = self.bulk_turn().await;
+        super::raw::with_connection(p, |raw| {
+            let mut range = raw.prepare("SELECT MIN(day), MAX(day) FROM activity_daily")?;
+            range.step()?;
+            let (Some(first), Some(last)) = (range.opt_i64(0), range.opt_i64(1)) else {
+                return Ok(0);
+            };
+            drop(range);
+            let days = blocks::unsealed_days(raw, first, last)?;
+            for &day in &days {
+                blocks::seal_day(raw, day)?;
+            }
+            Ok(days.len())
+        })
+        .await
     }
 
     /// The first and last day any event is on.

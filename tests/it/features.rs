@@ -9,7 +9,7 @@ use attune::features::{Activity, FeatureRow, FeatureSpec, Lookback, compute, day
 use attune::store::Db;
 use chrono::{Days, NaiveDate};
 
-use super::helpers::TestDb;
+use super::helpers::{TestDb, scalar};
 use crate::both_backends;
 
 async fn features_as_of(db: &Db, day: NaiveDate, lookback: &Lookback) -> Vec<(i64, FeatureRow)> {
@@ -308,3 +308,79 @@ both_backends!(
     a_request_and_a_bulk_transaction_on_one_day_store_each_event_once,
     super::bulk_and_request_on_one_day
 );
+
+/// SQLite's rollups by column (`store::events::blocks`): ingest keeps each day's blocks with
+/// its rows; days stored before blocks existed are read from their rows until
+/// `seal_rollup_days` builds their blocks; late events into either kind of day; and every
+/// way gives the activity the events add up to. At the end every row's count is made wrong
+/// and the blocks alone still give the right activity: the scans read them, and they are
+/// complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_rollup_blocks_read_as_the_rows_do() {
+    let t = TestDb::sqlite().await;
+    let Db::Sqlite(pool, ..) = &t.db else {
+        unreachable!()
+    };
+    let sql = |q: &'static str| async move {
+        sqlx::raw_sql(q).execute(pool).await.unwrap();
+    };
+    let today: NaiveDate = "2026-06-30".parse().unwrap();
+    let pop = attune::demo::synth::generate(&attune::demo::synth::SynthOptions::new(600, 5, today));
+    t.db.upsert_customers(&pop.customers).await.unwrap();
+    let june = "2026-06-01T00:00:00Z"
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap();
+    let (before, after): (Vec<ActivityEvent>, Vec<ActivityEvent>) = pop
+        .events
+        .iter()
+        .cloned()
+        .partition(|e| e.occurred_at < june);
+    t.db.insert_events(&before).await.unwrap();
+    let days = "SELECT COUNT(DISTINCT day) FROM activity_daily";
+    let sealed = "SELECT COUNT(*) FROM activity_block_days";
+    assert!(scalar(&t.db, days).await > 100);
+    assert_eq!(scalar(&t.db, sealed).await, scalar(&t.db, days).await);
+    assert_rollups_match(&t.db, &before, today).await;
+
+    // The days before June as if stored before blocks: read from their rows.
+    sql("DELETE FROM activity_blocks; DELETE FROM activity_block_days").await;
+    assert_rollups_match(&t.db, &before, today).await;
+
+    // June's days are new (sealed as they are written); late events land on old days,
+    // which stay unsealed, and on a June day, whose touched blocks are rebuilt.
+    t.db.insert_events(&after).await.unwrap();
+    let late: Vec<ActivityEvent> = pop
+        .customers
+        .iter()
+        .step_by(2)
+        .flat_map(|c| {
+            ["2026-03-03T10:00:00Z", "2026-06-15T10:00:00Z"].map(|at| ActivityEvent {
+                customer: CustomerId::parse(c.external_id.as_str()).unwrap(),
+                kind: Meaning::Usage.code(),
+                occurred_at: at.parse().unwrap(),
+                value: Some(1.5),
+                attributes: Default::default(),
+                source: "late".into(),
+                source_event_id: format!("{}-{at}", c.external_id),
+            })
+        })
+        .collect();
+    t.db.insert_events(&late).await.unwrap();
+    let all: Vec<ActivityEvent> = pop.events.iter().cloned().chain(late).collect();
+    let june_days = scalar(&t.db, sealed).await;
+    assert!(
+        (25..=31).contains(&june_days),
+        "{june_days} June days sealed"
+    );
+    assert_rollups_match(&t.db, &all, today).await;
+
+    // Sealing builds the old days' blocks once.
+    let old_days = t.db.seal_rollup_days().await.unwrap() as i64;
+    assert_eq!(old_days + june_days, scalar(&t.db, days).await);
+    assert_eq!(t.db.seal_rollup_days().await.unwrap(), 0);
+    assert_rollups_match(&t.db, &all, today).await;
+
+    // The blocks alone.
+    sql("UPDATE activity_daily SET n = n + 1000").await;
+    assert_rollups_match(&t.db, &all, today).await;
+}

@@ -510,6 +510,8 @@ fn write_rollups(raw: &Raw, parts: &mut [RollupPart]) -> Result<()> {
             }
             s.run()?;
         }
+        // The day's blocks follow its rows, in this transaction.
+        super::blocks::after_rollups(raw, day, seen)?;
     }
     Ok(())
 }
