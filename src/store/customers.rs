@@ -48,7 +48,7 @@ impl CustomerRow {
         let customer = Customer {
             external_id: CustomerId::parse(&self.external_id).map_err(|e| bad("external_id", e))?,
             signup_date: self.signup_date,
-            plan: self.plan.clone(),
+            plan: self.plan,
             monthly_charge: self.monthly_charge,
             contract_type: self
                 .contract_type
@@ -67,7 +67,7 @@ impl CustomerRow {
                 post: self.consent_post,
             },
             churned_on: self.churned_on,
-            attributes: self.attributes.0.clone(),
+            attributes: self.attributes.0,
         };
         Ok((self.id, customer))
     }
@@ -96,10 +96,10 @@ pub(super) fn raw_customer(stmt: &super::raw::Stmt<'_>) -> Result<CustomerRow> {
     let date = |i: i32, column: &str| -> Result<Option<NaiveDate>> {
         match stmt.text(i).map_err(|e| bad(column, &e.to_string()))? {
             None => Ok(None),
-            Some(s) => s
-                .parse::<NaiveDate>()
+            Some(s) => iso_date(s)
+                .or_else(|| s.parse::<NaiveDate>().ok())
                 .map(Some)
-                .map_err(|_| bad(column, &format!("{s:?} is not a date (YYYY-MM-DD)"))),
+                .ok_or_else(|| bad(column, &format!("{s:?} is not a date (YYYY-MM-DD)"))),
         }
     };
     let attributes = match stmt
@@ -126,6 +126,21 @@ pub(super) fn raw_customer(stmt: &super::raw::Stmt<'_>) -> Result<CustomerRow> {
         churned_on: date(13, "churned_on")?,
         attributes: Json(attributes),
     })
+}
+
+/// A date written `YYYY-MM-DD`, as attune stores them, read without chrono's general
+/// parser (three per customer in every scan); anything else is left to that parser.
+fn iso_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)
 }
 
 /// Every customer `stmt` (bound, selecting [`COLUMNS`]) steps to; `expected` rows are
@@ -335,6 +350,35 @@ impl Db {
             Db::Postgres(p) => {
                 let rows: Vec<(i64, String)> = sqlx::query_as(SQL).fetch_all(p).await?;
                 Ok(rows.into_iter().map(|(id, ext)| (ext, id)).collect())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates_read_as_chrono_reads_them() {
+        for s in [
+            "2026-11-24",
+            "2024-02-29",
+            "2023-02-29",
+            "0001-01-01",
+            "9999-12-31",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-1-01",
+            "2026/11/24",
+            "+2026-11-24",
+            "2026-11-2x",
+            "",
+        ] {
+            let chrono = s.parse::<NaiveDate>().ok();
+            assert_eq!(iso_date(s).or(chrono), chrono, "{s}");
+            if s.len() == 10 && chrono.is_some() {
+                assert_eq!(iso_date(s), chrono, "{s}");
             }
         }
     }

@@ -922,7 +922,11 @@ impl Db {
         };
         let _turn = self.bulk_turn().await;
         super::raw::with_connection(p, |raw| {
-            let mut range = raw.prepare("SELECT MIN(day), MAX(day) FROM activity_daily")?;
+            // Two subqueries, each one seek of the day-first key (MIN and MAX together
+            // would scan every row).
+            let mut range = raw.prepare(
+                "SELECT (SELECT MIN(day) FROM activity_daily), (SELECT MAX(day) FROM activity_daily)",
+            )?;
             range.step()?;
             let (Some(first), Some(last)) = (range.opt_i64(0), range.opt_i64(1)) else {
                 return Ok(0);
