@@ -211,6 +211,22 @@ pub async fn scalar(db: &Db, sql: &str) -> i64 {
     }
 }
 
+/// Runs a statement that returns no rows.
+pub async fn exec(db: &Db, sql: &str) {
+    match db {
+        Db::Sqlite(p, ..) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(p)
+            .await
+            .map(drop)
+            .unwrap(),
+        Db::Postgres(p) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(p)
+            .await
+            .map(drop)
+            .unwrap(),
+    }
+}
+
 /// A full scoring run as of 2026-12-07 split into five shards of customer ids, one in each
 /// state a shard can be in, as `attune jobs` and the desk's jobs page show them: shards 0
 /// and 1 done (100 and 98 of 100 scored), 2 running on `host-b-score` at its second

@@ -9,7 +9,7 @@ use attune::jobs::JobContext;
 use attune::jobs::sources::{self, PullOptions};
 use attune::store::Db;
 
-use super::helpers::{TestDb, customer, d, email_only};
+use super::helpers::{TestDb, customer, d, email_only, exec, scalar};
 use crate::both_backends;
 
 fn files_source(dir: &Path, batch: usize) -> SourceConfig {
@@ -523,6 +523,34 @@ async fn changed_marks(t: &TestDb) {
     let r = t.db.insert_events(&[event("c1", "a")]).await.unwrap();
     assert_eq!((r.stored, r.duplicate, r.customers_changed), (0, 1, 0));
     assert!(t.db.changed_customers(100).await.unwrap().is_empty());
+
+    // A full run (no ids) clears without folding the log first: log entries and marks
+    // up to its start go, and what is left folds to the marks a fold first would leave.
+    let c2 = ids.get("c2").unwrap();
+    exec(
+        &t.db,
+        &format!(
+            "INSERT INTO activity_changes (customer_id, changed_at) VALUES ({c1}, 300), ({c2}, 50);
+             INSERT INTO activity_changes_log (changed_at, customer_id) VALUES (100, {c1}), (100, {c2}), (200, {c2})"
+        ),
+    )
+    .await;
+    t.db.clear_changes(None, 150).await.unwrap();
+    let mut left = t.db.changed_customers(100).await.unwrap();
+    left.sort_unstable();
+    assert_eq!(left, vec![(c1, 300), (c2, 200)]);
+    // Nothing later than the run: both emptied.
+    exec(
+        &t.db,
+        &format!("INSERT INTO activity_changes_log (changed_at, customer_id) VALUES (120, {c1})"),
+    )
+    .await;
+    assert_eq!(t.db.clear_changes(None, 1_000).await.unwrap(), 2);
+    assert!(t.db.changed_customers(100).await.unwrap().is_empty());
+    assert_eq!(
+        scalar(&t.db, "SELECT COUNT(*) FROM activity_changes_log").await,
+        0
+    );
 }
 both_backends!(
     changed_customers_are_marked_and_cleared_by_the_runs_after,
