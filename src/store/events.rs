@@ -949,19 +949,29 @@ impl Db {
         let Db::Sqlite(p, ..) = self else {
             return Ok(0);
         };
-        let _turn = self.bulk_turn().await;
-        super::raw::with_connection(p, |raw| {
+        fn unsealed(raw: &super::raw::Raw) -> Result<Vec<i64>> {
             // Two subqueries, each one seek of the day-first key (MIN and MAX together
             // would scan every row).
             let mut range = raw.prepare(
                 "SELECT (SELECT MIN(day) FROM activity_daily), (SELECT MAX(day) FROM activity_daily)",
             )?;
             range.step()?;
-            let (Some(first), Some(last)) = (range.opt_i64(0), range.opt_i64(1)) else {
-                return Ok(0);
-            };
-            drop(range);
-            let days = blocks::unsealed_days(raw, first, last)?;
+            match (range.opt_i64(0), range.opt_i64(1)) {
+                (Some(first), Some(last)) => blocks::unsealed_days(raw, first, last),
+                _ => Ok(Vec::new()),
+            }
+        }
+        // Looked for first without the bulk writers' turn: a run's start does not wait
+        // for an import when there is nothing to seal (every day since blocks exist).
+        if super::raw::with_connection(p, |raw| unsealed(raw))
+            .await?
+            .is_empty()
+        {
+            return Ok(0);
+        }
+        let _turn = self.bulk_turn().await;
+        super::raw::with_connection(p, |raw| {
+            let days = unsealed(raw)?;
             for &day in &days {
                 blocks::seal_day(raw, day)?;
             }
