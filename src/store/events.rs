@@ -963,10 +963,7 @@ impl Db {
         }
         // Looked for first without the bulk writers' turn: a run's start does not wait
         // for an import when there is nothing to seal (every day since blocks exist).
-        if super::raw::with_connection(p, |raw| unsealed(raw))
-            .await?
-            .is_empty()
-        {
+        if super::raw::with_connection(p, unsealed).await?.is_empty() {
             return Ok(0);
         }
         let _turn = self.bulk_turn().await;
