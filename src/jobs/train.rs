@@ -10,7 +10,9 @@ use chrono::{NaiveDate, Utc};
 
 use crate::domain::{EventKinds, KindCode, KindSet};
 use crate::features::churn::ChurnDefinition;
-use crate::features::{Activity, FeatureRow, FeatureSpec, Lookback, compute, day_number};
+use crate::features::{
+    Activity, FeatureRow, FeatureSpec, Lookback, compute, compute_values, day_number,
+};
 use crate::ingest::{self, CustomerPreset};
 use crate::model::backtest::{self, Backtest};
 use crate::model::dataset::{self, DaySeries, Observation, TrainingWindow};
@@ -229,6 +231,8 @@ async fn history_observations_of(
     let mut obs = Vec::new();
     // Each observation's features go into the columns as they are computed: no row kept.
     let mut frame = model::frame::FrameBuilder::default();
+    let order = crate::features::NamedOrder::new(spec);
+    let mut values = Vec::new();
     let mut after = i64::MIN;
     loop {
         let page = db.customers_page(after, HISTORY_PAGE).await?;
@@ -253,7 +257,9 @@ async fn history_observations_of(
             for (id, c) in &page {
                 let a = activity.get(id).unwrap_or(&none);
                 if churn.is_active_on(c, a, day) {
-                    frame.push(&compute(spec, c, a, day));
+                    // The values `compute` names, entered in its map's order.
+                    compute_values(spec, c, a, day, &mut values);
+                    frame.push_entries(&mut |put| order.for_each(spec, c, &values, put));
                     obs.push(Observation {
                         customer_id: *id,
                         as_of: day,

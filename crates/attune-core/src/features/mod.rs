@@ -275,6 +275,79 @@ pub fn compute_values(
     }
 }
 
+/// The order [`compute`]'s map holds its entries in (by name, the attributes the spec
+/// takes among the spec's features), for [`compute_values`]' values: what builds columns
+/// by name (training's frame) needs, without a map per observation.
+#[derive(Debug, Clone)]
+pub struct NamedOrder {
+    /// The spec's features by name.
+    sorted: Vec<usize>,
+}
+
+impl NamedOrder {
+    pub fn new(spec: &FeatureSpec) -> Self {
+        let mut sorted: Vec<usize> = (0..spec.features.len()).collect();
+        sorted.sort_by(|&a, &b| spec.features[a].name.cmp(&spec.features[b].name));
+        Self { sorted }
+    }
+
+    /// Calls `each` with every name and value `compute(spec, customer, ..)` holds, in
+    /// the map's order, from the customer's [`compute_values`] `values`.
+    pub fn for_each(
+        &self,
+        spec: &FeatureSpec,
+        customer: &Customer,
+        values: &[FeatureValue],
+        each: &mut dyn FnMut(&str, &FeatureValue),
+    ) {
+        let mut attributes = customer
+            .attributes
+            .iter()
+            .filter(|(k, _)| spec.takes_attribute(k));
+        let mut features = self.sorted.iter().copied().peekable();
+        // The next attribute, with its feature's name.
+        let mut name = String::new();
+        let mut next_attribute = |name: &mut String| {
+            attributes.next().map(|(k, v)| {
+                name.clear();
+                name.push_str(ATTRIBUTE_PREFIX);
+                name.push_str(k);
+                attribute_value(v)
+            })
+        };
+        let mut attribute = next_attribute(&mut name);
+        loop {
+            match (features.peek().copied(), &attribute) {
+                (None, None) => return,
+                (Some(j), None) => {
+                    each(&spec.features[j].name, &values[j]);
+                    features.next();
+                }
+                (f, Some(value)) => {
+                    let order = f.map(|j| spec.features[j].name.as_str().cmp(name.as_str()));
+                    match order {
+                        Some(std::cmp::Ordering::Less) => {
+                            let j = f.expect("a feature");
+                            each(&spec.features[j].name, &values[j]);
+                            features.next();
+                        }
+                        // An attribute named as a feature replaces it, as in the map.
+                        Some(std::cmp::Ordering::Equal) => {
+                            each(&name, value);
+                            features.next();
+                            attribute = next_attribute(&mut name);
+                        }
+                        Some(std::cmp::Ordering::Greater) | None => {
+                            each(&name, value);
+                            attribute = next_attribute(&mut name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Where named features (a model's sources, a drift profile's) are found among
 /// [`compute_values`]: the name [`compute`] would give each value, resolved once per spec
 /// instead of looked up in a map per customer. `get` gives what `compute(..).get(name)`
@@ -862,6 +935,32 @@ mod tests {
             counter.add(|i| at_profile.get(i, &values, &for_profile));
         }
         assert_eq!(counter.counts, drift::count_all(&m.profiles, &rows));
+        // Training's frame reads the same entries in the map's order.
+        let order = NamedOrder::new(&spec);
+        for ((c, a), row) in customers.iter().zip(&activity).zip(&rows) {
+            compute_values(&spec, c, a, as_of, &mut values);
+            let mut entries: Vec<(String, FeatureValue)> = Vec::new();
+            order.for_each(&spec, c, &values, &mut |k, v| {
+                entries.push((k.to_owned(), v.clone()))
+            });
+            let want: Vec<(String, FeatureValue)> =
+                row.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            assert_eq!(entries, want);
+        }
+        // An attribute named as a feature replaces it, wherever it sorts.
+        let mut odd = customers[0].clone();
+        odd.attributes.insert("aaa".into(), "1".into());
+        odd.attributes.insert("zzz".into(), "gold".into());
+        let mut named = spec.clone();
+        named.features[0].name = "attr.region".into();
+        odd.attributes.insert("region".into(), "north".into());
+        let row = compute(&named, &odd, &activity[0], as_of);
+        compute_values(&named, &odd, &activity[0], as_of, &mut values);
+        let mut entries: Vec<(String, FeatureValue)> = Vec::new();
+        NamedOrder::new(&named).for_each(&named, &odd, &values, &mut |k, v| {
+            entries.push((k.to_owned(), v.clone()))
+        });
+        assert_eq!(entries, row.into_iter().collect::<Vec<_>>());
         assert!(with_drivers > rows.len() / 2, "{with_drivers} with drivers");
     }
 

@@ -181,6 +181,9 @@ impl Frame {
     }
 }
 
+/// What takes a row's entries, a name and its value at a time, in name order.
+pub type Put<'a> = dyn FnMut(&str, &FeatureValue) + 'a;
+
 /// A frame built a row at a time, so rows need not be held ([`Frame::from_rows`] is this
 /// over a slice): a column appears with the first row that names it (missing in the rows
 /// before), and a numeric column meeting text becomes categorical, its numbers levels of
@@ -194,6 +197,16 @@ pub struct FrameBuilder {
 
 impl FrameBuilder {
     pub fn push(&mut self, row: &FeatureRow) {
+        self.push_entries(&mut |put| {
+            for (k, v) in row {
+                put(k, v)
+            }
+        })
+    }
+
+    /// [`FrameBuilder::push`] of a row given as its entries in name order
+    /// ([`crate::features::NamedOrder`]), without a map.
+    pub fn push_entries(&mut self, entries: &mut dyn FnMut(&mut Put<'_>)) {
         let i = self.rows;
         self.rows += 1;
         for c in &mut self.columns {
@@ -202,49 +215,55 @@ impl FrameBuilder {
                 Values::Cat { codes, .. } => codes.push(MISSING),
             }
         }
-        for (k, v) in row {
-            let j = match self.slot.get(k.as_str()) {
-                Some(&j) => j,
-                None => {
-                    self.slot.insert(k.clone(), self.columns.len());
-                    self.columns.push((
-                        k.clone(),
-                        Values::Num(vec![f64::NAN; i + 1]),
-                        LevelIndex::default(),
-                    ));
-                    self.columns.len() - 1
-                }
-            };
-            let (_, values, index) = &mut self.columns[j];
-            if let (Values::Num(xs), FeatureValue::Cat(_)) = (&*values, v) {
-                // Text in a numeric column: its numbers become levels, first seen first.
-                let mut levels = Vec::new();
-                let codes = xs
-                    .iter()
-                    .map(|&x| {
-                        if x.is_nan() {
-                            MISSING
-                        } else {
-                            index.code(Level::Num(x), &mut levels)
-                        }
-                    })
-                    .collect();
-                *values = Values::Cat { codes, levels };
+        entries(&mut |k, v| self.put(i, k, v));
+    }
+
+    fn put(&mut self, i: usize, k: &str, v: &FeatureValue) {
+        let j = match self.slot.get(k) {
+            Some(&j) => j,
+            None => {
+                self.slot.insert(k.to_owned(), self.columns.len());
+                self.columns.push((
+                    k.to_owned(),
+                    Values::Num(vec![f64::NAN; i + 1]),
+                    LevelIndex::default(),
+                ));
+                self.columns.len() - 1
             }
-            match values {
-                Values::Num(xs) => {
-                    if let FeatureValue::Num(x) = v
-                        && x.is_finite()
-                    {
-                        xs[i] = *x;
+        };
+        let (_, values, index) = &mut self.columns[j];
+        if let (Values::Num(xs), FeatureValue::Cat(_)) = (&*values, v) {
+            // Text in a numeric column: its numbers become levels, first seen first.
+            let mut levels = Vec::new();
+            let codes = xs
+                .iter()
+                .map(|&x| {
+                    if x.is_nan() {
+                        MISSING
+                    } else {
+                        index.code(Level::Num(x), &mut levels)
                     }
+                })
+                .collect();
+            *values = Values::Cat { codes, levels };
+        }
+        match values {
+            Values::Num(xs) => {
+                if let FeatureValue::Num(x) = v
+                    && x.is_finite()
+                {
+                    xs[i] = *x;
                 }
-                Values::Cat { codes, levels } => {
-                    codes[i] = match v {
-                        FeatureValue::Cat(s) => index.text_code(s, levels),
-                        FeatureValue::Num(x) if x.is_finite() => index.code(Level::Num(*x), levels),
-                        _ => continue,
-                    };
+            }
+            Values::Cat { codes, levels } => {
+                if let Some(code) = match v {
+                    FeatureValue::Cat(s) => Some(index.text_code(s, levels)),
+                    FeatureValue::Num(x) if x.is_finite() => {
+                        Some(index.code(Level::Num(*x), levels))
+                    }
+                    _ => None,
+                } {
+                    codes[i] = code;
                 }
             }
         }
