@@ -888,38 +888,7 @@ impl Db {
         let mut cleared = 0;
         on_pool!(self, p => {
             match ids {
-                // A full run scored everyone: the log need not be folded first (after the
-                // first load, 7 million entries took 2 s to fold into marks that were then
-                // deleted). Entries and marks up to the run's start go; later entries stay
-                // in the log and are folded when next read, to the same marks a fold now
-                // would have kept. A table with nothing later is emptied whole, which
-                // SQLite does without visiting each row.
-                None => {
-                    let mut tx = p.begin().await?;
-                    for table in ["activity_changes_log", "activity_changes"] {
-                        let later: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                            "SELECT 1 FROM {table} WHERE changed_at > $1 LIMIT 1"
-                        )))
-                        .bind(started_at)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        let removed = match later {
-                            None => sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-                                .execute(&mut *tx)
-                                .await?,
-                            Some(_) => sqlx::query(sqlx::AssertSqlSafe(format!(
-                                "DELETE FROM {table} WHERE changed_at <= $1"
-                            )))
-                            .bind(started_at)
-                            .execute(&mut *tx)
-                            .await?,
-                        };
-                        if table == "activity_changes" {
-                            cleared += removed.rows_affected();
-                        }
-                    }
-                    tx.commit().await?;
-                }
+                None => cleared += self.clear_all_changes(started_at).await?,
                 Some(ids) => {
                     let mut tx = p.begin().await?;
                     for chunk in ids.chunks(BATCH_ROWS) {
@@ -932,6 +901,66 @@ impl Db {
                 }
             }
         });
+        Ok(cleared)
+    }
+
+    /// A full run's clear: it scored everyone, so the log need not be folded first (after
+    /// the first load, 7 million entries took 2 s to fold into marks that were then
+    /// deleted). Entries and marks up to the run's start go; later entries stay in the log
+    /// and are folded when next read, to the same marks a fold now would have kept. On
+    /// SQLite, under the write lock from the start, a table with nothing later is emptied
+    /// whole, which SQLite does without visiting each row. Returns the marks removed.
+    async fn clear_all_changes(&self, started_at: i64) -> Result<u64> {
+        const TABLES: [&str; 2] = ["activity_changes_log", "activity_changes"];
+        let mut cleared = 0;
+        match self {
+            Db::Sqlite(p, ..) => {
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                for table in TABLES {
+                    let later: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT 1 FROM {table} WHERE changed_at > $1 LIMIT 1"
+                    )))
+                    .bind(started_at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let removed = match later {
+                        None => {
+                            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+                                .execute(&mut *tx)
+                                .await?
+                        }
+                        Some(_) => {
+                            sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "DELETE FROM {table} WHERE changed_at <= $1"
+                            )))
+                            .bind(started_at)
+                            .execute(&mut *tx)
+                            .await?
+                        }
+                    };
+                    if table == "activity_changes" {
+                        cleared = removed.rows_affected();
+                    }
+                }
+                tx.commit().await?;
+            }
+            // Row by row either way; a change logged meanwhile is later than the run.
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                for table in TABLES {
+                    let removed = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {table} WHERE changed_at <= $1"
+                    )))
+                    .bind(started_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    if table == "activity_changes" {
+                        cleared = removed.rows_affected();
+                    }
+                }
+                tx.commit().await?;
+            }
+        }
         Ok(cleared)
     }
 
