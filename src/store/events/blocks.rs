@@ -92,7 +92,7 @@ pub(crate) fn decode(
 }
 
 const BLOCK_ROWS: &str = "SELECT customer_id, kind, n, total_milli FROM activity_daily
-    WHERE day = ?1 AND customer_id >= ?2 AND customer_id < ?3";
+    WHERE day = ?1 AND customer_id BETWEEN ?2 AND ?3";
 const PUT_BLOCK: &str =
     "INSERT OR REPLACE INTO activity_blocks (day, block, data) VALUES (?1, ?2, ?3)";
 const DROP_BLOCK: &str = "DELETE FROM activity_blocks WHERE day = ?1 AND block = ?2";
@@ -110,7 +110,8 @@ pub(crate) fn rebuild(raw: &Raw, day: i64, blocks: &[i64]) -> Result<()> {
         rows.clear();
         rows_of.bind_i64(1, day)?;
         rows_of.bind_i64(2, block << SHIFT)?;
-        rows_of.bind_i64(3, (block + 1) << SHIFT)?;
+        // The block's last id, written so the last block of the id space cannot overflow.
+        rows_of.bind_i64(3, (block << SHIFT) | ((1 << SHIFT) - 1))?;
         while rows_of.step()? {
             rows.push((
                 rows_of.i64(0),
@@ -169,9 +170,9 @@ pub(crate) fn after_rollups(raw: &Raw, sums: &[[i64; 5]], had_rollups: bool) -> 
 pub(crate) fn seal_day(raw: &Raw, day: i64) -> Result<()> {
     raw.execute("BEGIN IMMEDIATE")?;
     let blocks = {
-        let mut stmt = raw.prepare(
-            "SELECT DISTINCT customer_id >> 12 FROM activity_daily WHERE day = ?1 ORDER BY 1",
-        )?;
+        let mut stmt = raw.prepare(&format!(
+            "SELECT DISTINCT customer_id >> {SHIFT} FROM activity_daily WHERE day = ?1 ORDER BY 1"
+        ))?;
         stmt.bind_i64(1, day)?;
         let mut blocks = Vec::new();
         while stmt.step()? {
